@@ -1,0 +1,269 @@
+// Package bench measures the backbone: publish→consume latency through the
+// embedded server, intake decisions per second, and the cold start and idle
+// memory of `redblack up`. Each function returns figures; the CLI prints them.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/services/canary"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Latencies summarises a sample of durations.
+type Latencies struct {
+	N             int
+	P50, P99, Max time.Duration
+}
+
+func summarise(d []time.Duration) Latencies {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
+	return Latencies{N: len(d), P50: at(0.50), P99: at(0.99), Max: d[len(d)-1]}
+}
+
+// server starts an embedded server in dir with the topology ensured.
+func server(dir string) (*natsx.Embedded, *nats.Conn, jetstream.JetStream, error) {
+	e, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nc, err := e.Connect("bench")
+	if err != nil {
+		e.Shutdown()
+		return nil, nil, nil, err
+	}
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.Ensure(ctx, js, topology.DefaultOptions()); err != nil {
+		nc.Close()
+		e.Shutdown()
+		return nil, nil, nil, err
+	}
+	return e, nc, js, nil
+}
+
+// PublishConsume publishes n messages one at a time to the FLEET stream (file
+// storage, msg id on each) and measures until a durable consumer's handler
+// gets each one. The consumer connects over loopback TCP, as another process.
+func PublishConsume(dir string, n int) (Latencies, error) {
+	e, nc, js, err := server(dir)
+	if err != nil {
+		return Latencies{}, err
+	}
+	defer e.Shutdown()
+	defer nc.Close()
+	cnc, err := nats.Connect(e.ClientURL())
+	if err != nil {
+		return Latencies{}, err
+	}
+	defer cnc.Close()
+	cjs, _ := jetstream.New(cnc)
+	got := make(chan time.Duration, 1)
+	ctx := context.Background()
+	c, err := natsx.Consume(ctx, cjs, natsx.ConsumerSpec{Stream: topology.StreamFleet, Durable: "bench", FilterSubjects: []string{"fleet.bench.>"}},
+		func(ctx context.Context, msg jetstream.Msg) error {
+			sent := time.Unix(0, int64(binary.BigEndian.Uint64(msg.Data())))
+			got <- time.Since(sent)
+			return nil
+		}, logging.Nop())
+	if err != nil {
+		return Latencies{}, err
+	}
+	defer c.Stop()
+	lat := make([]time.Duration, 0, n)
+	buf := make([]byte, 8)
+	for i := range n {
+		binary.BigEndian.PutUint64(buf, uint64(time.Now().UnixNano()))
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.Publish(pctx, "fleet.bench.tick", buf, jetstream.WithMsgID("bench-"+strconv.Itoa(i)))
+		cancel()
+		if err != nil {
+			return Latencies{}, err
+		}
+		select {
+		case d := <-got:
+			lat = append(lat, d)
+		case <-time.After(5 * time.Second):
+			return Latencies{}, fmt.Errorf("message %d not consumed in 5s", i)
+		}
+	}
+	return summarise(lat), nil
+}
+
+// Intake measures intake decisions per second: requests are published as
+// fast as the server acks them and the clock stops at the last decision.
+type Intake struct {
+	Requests, Accepted, Rejected int
+	Elapsed                      time.Duration
+}
+
+// PerSecond is decisions per second.
+func (r Intake) PerSecond() float64 { return float64(r.Accepted+r.Rejected) / r.Elapsed.Seconds() }
+
+// IntakeRate runs the canary service and sends n requests spread over
+// services services (1 → all but the first are rejected as in progress;
+// n → all are accepted: the heavier path, lock + counter + record).
+func IntakeRate(dir string, n, services int) (Intake, error) {
+	e, nc, js, err := server(dir)
+	if err != nil {
+		return Intake{}, err
+	}
+	defer e.Shutdown()
+	defer nc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kv, err := js.KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		return Intake{}, err
+	}
+	for i := range services {
+		s := spec.Service{Name: fmt.Sprintf("svc%d", i), Owner: "bench", Capacity: 1, Artifact: spec.Artifact{Command: []string{"true"}}}
+		if _, err := spec.Apply(ctx, kv, s); err != nil {
+			return Intake{}, err
+		}
+	}
+	snc, err := e.Connect("canary")
+	if err != nil {
+		return Intake{}, err
+	}
+	defer snc.Close()
+	done := make(chan error, 1)
+	go func() { done <- canary.New(canary.DefaultConfig(), snc, logging.Nop()).Run(ctx) }()
+	decisions := make(chan string, n)
+	sub, err := nc.Subscribe("release.*.*", func(m *nats.Msg) {
+		if strings.HasSuffix(m.Subject, ".accepted") || strings.HasSuffix(m.Subject, ".rejected") {
+			decisions <- m.Subject
+		}
+	})
+	if err != nil {
+		return Intake{}, err
+	}
+	defer sub.Unsubscribe()
+	if err := awaitPing(nc, "redblack-canary"); err != nil {
+		return Intake{}, err
+	}
+	start := time.Now()
+	for i := range n {
+		body := fmt.Appendf(nil, `{"version":"v%d"}`, i)
+		if _, err := js.PublishAsync(fmt.Sprintf("release.svc%d.requested", i%services), body); err != nil {
+			return Intake{}, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		return Intake{}, fmt.Errorf("publishes not acked in 30s")
+	}
+	r := Intake{Requests: n}
+	timeout := time.After(60 * time.Second)
+	for r.Accepted+r.Rejected < n {
+		select {
+		case s := <-decisions:
+			if strings.HasSuffix(s, ".accepted") {
+				r.Accepted++
+			} else {
+				r.Rejected++
+			}
+		case <-timeout:
+			return r, fmt.Errorf("only %d of %d decisions in 60s", r.Accepted+r.Rejected, n)
+		}
+	}
+	r.Elapsed = time.Since(start)
+	cancel()
+	<-done
+	return r, nil
+}
+
+func awaitPing(nc *nats.Conn, service string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := nc.Request("$SRV.PING."+service, nil, 200*time.Millisecond); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer a ping in 10s", service)
+		}
+	}
+}
+
+// Up is the cold start and idle memory of `redblack up`.
+type Up struct {
+	Ready   time.Duration // from exec to the "redblack ready" line
+	IdleRSS int64         // bytes, after idle seconds of idling
+	Idle    time.Duration
+}
+
+// UpProcess runs `<self> up` as a child process with a fresh data dir and a
+// free port, times it to "redblack ready", lets it idle, reads its resident
+// memory from /proc, and stops it with SIGTERM.
+func UpProcess(self, dir string, idle time.Duration) (Up, error) {
+	cmd := exec.Command(self, "up", "--data", dir, "--nats", "127.0.0.1:0", "--log-level", "warn")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return Up{}, err
+	}
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Up{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		t := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+		_ = cmd.Wait()
+		t.Stop()
+	}()
+	ready := make(chan time.Duration, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "redblack ready") {
+				ready <- time.Since(start)
+			}
+		}
+	}()
+	var r Up
+	select {
+	case r.Ready = <-ready:
+	case <-time.After(30 * time.Second):
+		return r, fmt.Errorf("redblack up not ready in 30s")
+	}
+	time.Sleep(idle) // idle is what is measured
+	r.Idle = idle
+	rss, err := rssOf(cmd.Process.Pid)
+	r.IdleRSS = rss
+	return r, err
+}
+
+// rssOf reads VmRSS of a process from /proc.
+func rssOf(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}

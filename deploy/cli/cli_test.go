@@ -1,0 +1,260 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/shared/events"
+)
+
+// run runs the command line in-process against url.
+func run(t *testing.T, url string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(append([]string{"--server", url}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func startMesh(t *testing.T) string {
+	t.Helper()
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen = t.TempDir(), "127.0.0.1:0"
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	return m.URL()
+}
+
+func writeFile(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "spec.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const helloSpec = "name: hello\nowner: team-hello\ncapacity: 3\nartifact:\n  command: [hello]\n"
+
+func TestServiceApplyGetList(t *testing.T) {
+	url := startMesh(t)
+	f := writeFile(t, helloSpec)
+	for _, want := range []string{"service hello created", "service hello unchanged"} {
+		if code, out, errs := run(t, url, "service", "apply", "-f", f); code != 0 || strings.TrimSpace(out) != want {
+			t.Fatalf("apply = %d %q %q; want %q", code, out, errs, want)
+		}
+	}
+	f2 := writeFile(t, strings.Replace(helloSpec, "capacity: 3", "capacity: 4", 1))
+	if _, out, _ := run(t, url, "service", "apply", "-f", f2); strings.TrimSpace(out) != "service hello updated" {
+		t.Fatalf("apply changed = %q", out)
+	}
+	bad := writeFile(t, "name: Hello\ncapacity: 0\n")
+	code, _, errs := run(t, url, "service", "apply", "-f", bad)
+	if code != 1 || !strings.Contains(errs, "name:") || !strings.Contains(errs, "capacity:") || !strings.Contains(errs, "nothing stored") {
+		t.Fatalf("bad apply = %d %q", code, errs)
+	}
+	if _, out, _ := run(t, url, "service", "get", "hello"); !strings.Contains(out, "capacity: 4") {
+		t.Fatalf("get = %q", out)
+	}
+	if code, _, errs := run(t, url, "service", "get", "nope"); code == 0 || !strings.Contains(errs, "no such service") {
+		t.Fatalf("get missing = %d %q", code, errs)
+	}
+	if _, out, _ := run(t, url, "service", "list"); !strings.Contains(out, "hello  team-hello  local     4") {
+		t.Fatalf("list = %q", out)
+	}
+}
+
+func TestReleaseWaitEventsStatus(t *testing.T) {
+	url := startMesh(t)
+	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
+	code, out, _ := run(t, url, "release", "hello", "--version", "v1")
+	if code != 0 || !strings.HasPrefix(out, "release ") {
+		t.Fatalf("release = %d %q", code, out)
+	}
+	first := strings.Fields(out)[1]
+
+	// a second release while the first is in flight: --wait shows the
+	// rejection and exits 1
+	code, out, errs := run(t, url, "release", "hello", "--version", "v2", "--wait", "--timeout", "10s")
+	if code != 1 || !strings.Contains(out, "release.rejected") || !strings.Contains(out, first) || !strings.Contains(errs, "rejected") {
+		t.Fatalf("release --wait = %d %q %q", code, out, errs)
+	}
+	// --wait on a release that is accepted but cannot finish yet times out: exit 2
+	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(helloSpec, "hello", "other", 1)))
+	code, out, _ = run(t, url, "release", "other", "--version", "v1", "--wait", "--timeout", "1s")
+	if code != 2 || !strings.Contains(out, "release.accepted") {
+		t.Fatalf("release --wait timeout = %d %q", code, out)
+	}
+
+	_, out, _ = run(t, url, "events", "--service", "hello")
+	if n := strings.Count(out, "\n"); n != 5 || !strings.Contains(out, "release.accepted") || !strings.Contains(out, "hello-v001") {
+		t.Fatalf("events table (%d lines):\n%s", n, out)
+	}
+	_, out, _ = run(t, url, "events", "--release", first, "--json")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("events --release --json: %q", out)
+	}
+	for _, l := range lines {
+		ev, err := events.Decode([]byte(l))
+		if err != nil || ev.ReleaseID != first {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
+	if _, out, _ = run(t, url, "events", "--service", "hello", "--since", "1ns"); strings.Contains(out, "release.") {
+		t.Fatalf("--since 1ns showed old events: %q", out)
+	}
+
+	_, out, _ = run(t, url, "status", "--json")
+	var states []serviceState
+	if err := json.Unmarshal([]byte(out), &states); err != nil || len(states) != 2 {
+		t.Fatalf("status json %q: %v", out, err)
+	}
+	if states[0].Service != "hello" || states[0].InFlight != first || states[0].Last.Group != "hello-v001" || states[0].Last.Phase != "accepted" {
+		t.Fatalf("status %+v", states[0])
+	}
+	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, first) {
+		t.Fatalf("status table %q", out)
+	}
+}
+
+func TestEventsFollow(t *testing.T) {
+	url := startMesh(t)
+	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
+	var out syncBuffer
+	done := make(chan int)
+	// follow in the background; with no --since it prints history too, so
+	// the release is shown whichever starts first
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		done <- Main([]string{"--server", url, "events", "--follow", "--service", "hello"}, &out, &bytes.Buffer{})
+	}()
+	if code, _, errs := run(t, url, "release", "hello", "--version", "v1"); code != 0 {
+		t.Fatal(errs)
+	}
+	for !strings.Contains(out.String(), "release.accepted") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("follow printed %q", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGINT) // events --follow ends on SIGINT
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("follow exited %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("follow did not stop on SIGINT")
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	code, _, errs := run(t, "nats://127.0.0.1:1", "status")
+	if code != 1 || !strings.Contains(errs, "redblack up") {
+		t.Fatalf("no server: %d %q", code, errs)
+	}
+	if code, _, errs = run(t, "nats://127.0.0.1:1", "release", "Bad_Name", "--version", "v1"); code != 1 || !strings.Contains(errs, "invalid service name") {
+		t.Fatalf("bad name: %d %q", code, errs)
+	}
+	if code, _, errs = run(t, "nats://127.0.0.1:1", "release", "hello"); code != 1 || !strings.Contains(errs, "version") {
+		t.Fatalf("no version: %d %q", code, errs)
+	}
+	for _, c := range []string{"up", "demo", "service", "release", "events", "status", "bench"} {
+		if code, out, _ := run(t, "x", c, "--help"); code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("%s --help = %d", c, code)
+		}
+	}
+}
+
+func TestParseArtifact(t *testing.T) {
+	a, err := parseArtifact("./hello --version v2")
+	if err != nil || len(a.Command) != 3 {
+		t.Fatalf("%+v %v", a, err)
+	}
+	if a, _ = parseArtifact("ami-123"); a.AMI != "ami-123" {
+		t.Fatalf("%+v", a)
+	}
+	if a, _ = parseArtifact(`{"command":["a b"]}`); a.Command[0] != "a b" {
+		t.Fatalf("%+v", a)
+	}
+	if _, err = parseArtifact(`{"commnd":["x"]}`); err == nil {
+		t.Fatal("unknown JSON field accepted")
+	}
+}
+
+// TestUpProcess runs `redblack up` as a real process: it prints the ready
+// line, stops on SIGTERM with status 0, and a restart keeps the data.
+func TestUpProcess(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	up := func() (string, *exec.Cmd) {
+		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--log-level", "warn")
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		lines := make(chan string, 4)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		select {
+		case l := <-lines:
+			if !strings.HasPrefix(l, "redblack ready nats=nats://127.0.0.1:") {
+				t.Fatalf("first line %q", l)
+			}
+			go func() {
+				for range lines {
+				}
+			}()
+			return strings.TrimPrefix(strings.Fields(l)[2], "nats="), cmd
+		case <-time.After(20 * time.Second):
+			t.Fatal("no ready line")
+		}
+		return "", nil
+	}
+	stop := func(cmd *exec.Cmd) {
+		cmd.Process.Signal(syscall.SIGTERM)
+		errc := make(chan error, 1)
+		go func() { errc <- cmd.Wait() }()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatalf("up exited with %v after SIGTERM", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("up did not stop on SIGTERM")
+		}
+	}
+	url, cmd := up()
+	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
+	run(t, url, "release", "hello", "--version", "v1")
+	stop(cmd)
+
+	url, cmd = up()
+	defer stop(cmd)
+	if _, out, _ := run(t, url, "events", "--service", "hello"); !strings.Contains(out, "release.accepted") {
+		t.Fatalf("after restart events = %q", out)
+	}
+}

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/redblack/redblack/shared/events"
+)
+
+// shortType drops the io.redblack. prefix: release.canary.passed.
+func shortType(typ string) string { return strings.TrimPrefix(typ, events.TypePrefix) }
+
+// describe summarises an event's data in one line.
+func describe(ev events.Event) string {
+	d, err := ev.TypedData()
+	if err != nil {
+		return string(ev.Data)
+	}
+	switch d := d.(type) {
+	case *events.Requested:
+		return fmt.Sprintf("version %s", d.Version)
+	case *events.Accepted:
+		s := fmt.Sprintf("version %s → %s", d.Version, d.Group)
+		if d.Previous != "" {
+			s += " (previous " + d.Previous + ")"
+		}
+		return s
+	case *events.Rejected:
+		s := fmt.Sprintf("%s: %s", d.Field, d.Reason)
+		return s
+	case *events.CanaryResult:
+		return fmt.Sprintf("score %.0f %s", d.Score, d.Reason)
+	case *events.Cluster:
+		return fmt.Sprintf("%s: %d instances", d.Group, d.Instances)
+	case *events.Traffic:
+		return fmt.Sprintf("active %s (was %s)", d.Active, d.Previous)
+	case *events.Rollback:
+		return fmt.Sprintf("by %s: %s", d.By, d.Reason)
+	case *events.RollbackDone:
+		return fmt.Sprintf("restored %s: %s", d.Restored, d.Reason)
+	case *events.Completion:
+		return fmt.Sprintf("%s serves %s", d.Group, d.Version)
+	case *events.ServerGroup:
+		return strings.TrimSpace(fmt.Sprintf("%s capacity %d %s", d.Group, d.Capacity, d.Reason))
+	case *events.Instance:
+		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", d.Instance, d.State, d.Address, d.Reason))
+	case *events.Chaos:
+		return strings.TrimSpace(fmt.Sprintf("%s %s %s", d.Group, d.Instance, d.Reason))
+	}
+	return string(ev.Data)
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+func (a *app) releaseCmd() *cobra.Command {
+	var version, artifact, reason string
+	var wait bool
+	var waitFor time.Duration
+	cmd := &cobra.Command{
+		Use:   "release SERVICE --version V [--artifact …] [--wait]",
+		Short: "Request a release of SERVICE; print its id; with --wait follow it to its end",
+		Long: `Publishes release.<SERVICE>.requested and prints the release id.
+
+--artifact is what the new version runs: for the local provider a command line
+("./hello --version v2", split on spaces) or a JSON artifact
+('{"command":["./hello","--version","v 2"]}'); for aws an AMI id (ami-…).
+Without it the spec's default artifact is used.
+
+With --wait, follows the release live, one line per phase with the time since
+the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
+--timeout passes first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			service := args[0]
+			if err := subjects.ValidateService(service); err != nil {
+				return err
+			}
+			art, err := parseArtifact(artifact)
+			if err != nil {
+				return err
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			id := events.NewID()
+			ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, service, id, events.Requested{
+				Service: service, Version: version, Artifact: art, RequestedBy: requester(), Reason: reason,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := timeout(10 * time.Second)
+			ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(service), ev)
+			cancel()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "release %s requested: %s %s\n", id, service, version)
+			if !wait {
+				return nil
+			}
+			return a.follow(c, service, id, ack.Sequence, ev.Time, waitFor)
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version to release (1-64 of [A-Za-z0-9._-])")
+	cmd.Flags().StringVar(&artifact, "artifact", "", "what the version runs (see above); default: the spec's")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release to its end")
+	cmd.Flags().DurationVar(&waitFor, "timeout", 30*time.Minute, "with --wait, give up after this long")
+	_ = cmd.MarkFlagRequired("version")
+	return cmd
+}
+
+// parseArtifact reads --artifact: JSON, an AMI id, or a command line.
+func parseArtifact(s string) (events.Artifact, error) {
+	var a events.Artifact
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return a, nil
+	case strings.HasPrefix(s, "{"):
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&a); err != nil {
+			return a, fmt.Errorf("--artifact: %w", err)
+		}
+	case strings.HasPrefix(s, "ami-"):
+		a.AMI = s
+	default:
+		a.Command = strings.Fields(s)
+	}
+	return a, nil
+}
+
+func requester() string {
+	if u, err := user.Current(); err == nil {
+		h, _ := os.Hostname()
+		return u.Username + "@" + h
+	}
+	return "cli"
+}
+
+// follow prints the release's events from seq on until it ends.
+func (a *app) follow(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration) error {
+	ctx, cancel := timeout(limit)
+	defer cancel()
+	var outcome error
+	err := c.tail(ctx, topology.StreamReleases, []string{subjects.AllReleases(service)}, from{seq: seq}, true, func(s seen) error {
+		if s.bad != nil || s.ev.ReleaseID != id {
+			return nil
+		}
+		elapsed := s.ev.Time.Sub(requested).Round(time.Millisecond)
+		fmt.Fprintf(a.out, "%+9.3fs  %-20s %s\n", elapsed.Seconds(), shortType(s.ev.Type), describe(s.ev))
+		switch s.ev.Type {
+		case events.ReleaseCompleted.Type():
+			return errStop
+		case events.ReleaseRejected.Type(), events.RolledBack.Type():
+			outcome = exitCode{code: 1, msg: "release " + id + " " + strings.TrimPrefix(shortType(s.ev.Type), "release.")}
+			return errStop
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return exitCode{code: 2, msg: fmt.Sprintf("release %s did not end within %s (redblack status %s)", id, limit, service)}
+	}
+	if err != nil {
+		return err
+	}
+	return outcome
+}

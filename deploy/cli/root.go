@@ -1,0 +1,106 @@
+// Package cli is the redblack command line: `redblack up`, `demo`, `service`,
+// `release`, `events`, `status` and `bench`. Each command is a thin shell
+// over NATS: it publishes events and reads streams and buckets.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/redblack/redblack/shared/natsx"
+)
+
+// app holds what every command shares.
+type app struct {
+	conn     natsx.Config
+	out, err io.Writer
+	logLevel string
+}
+
+// Main runs the command line with args and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	a := &app{conn: natsx.DefaultConfig(), out: stdout, err: stderr}
+	a.conn.FromEnv(os.LookupEnv)
+	a.conn.Name = "redblack-cli"
+	root := a.root()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		if ec, ok := err.(exitCode); ok {
+			if ec.msg != "" {
+				fmt.Fprintln(stderr, "redblack:", ec.msg)
+			}
+			return ec.code
+		}
+		fmt.Fprintln(stderr, "redblack:", err)
+		return 1
+	}
+	return 0
+}
+
+// exitCode is an error that ends the process with a given status.
+type exitCode struct {
+	code int
+	msg  string
+}
+
+func (e exitCode) Error() string { return e.msg }
+
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "redblack",
+		Short:         "Red/black releases with canaries, instant rollback and Chaos Monkey, over NATS JetStream",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&a.conn.URL, "server", a.conn.URL, "NATS server URL (env REDBLACK_SERVER)")
+	f.StringVar(&a.conn.Creds, "creds", a.conn.Creds, "NATS credentials file (env REDBLACK_CREDS)")
+	f.StringVar(&a.conn.TLSCert, "tls-cert", a.conn.TLSCert, "TLS client certificate (env REDBLACK_TLS_CERT)")
+	f.StringVar(&a.conn.TLSKey, "tls-key", a.conn.TLSKey, "TLS client key (env REDBLACK_TLS_KEY)")
+	f.StringVar(&a.conn.TLSCA, "tls-ca", a.conn.TLSCA, "TLS CA bundle (env REDBLACK_TLS_CA)")
+	f.StringVar(&a.logLevel, "log-level", "info", "log level of in-process services: debug, info, warn, error")
+	root.AddCommand(a.upCmd(), a.demoCmd(), a.serviceCmd(), a.releaseCmd(), a.eventsCmd(), a.statusCmd(), a.benchCmd())
+	return root
+}
+
+// client is a connection for one command.
+type client struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func (a *app) dial() (*client, error) {
+	nc, err := natsx.Connect(a.conn)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is `redblack up` running? set --server)", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &client{nc: nc, js: js}, nil
+}
+
+func (c *client) close() { _ = c.nc.Drain() }
+
+func (c *client) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	kv, err := c.js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w (has `redblack up` run against this server?)", bucket, err)
+	}
+	return kv, nil
+}
+
+func timeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

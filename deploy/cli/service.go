@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+func (a *app) serviceCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "service", Short: "Apply, get and list service specs"}
+	var file string
+	apply := &cobra.Command{
+		Use:   "apply -f FILE.yaml",
+		Short: "Validate a service spec and store it (prints created, updated or unchanged)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return errors.New("service apply: -f FILE is required (- for standard input)")
+			}
+			var r io.Reader = os.Stdin
+			if file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("service apply: %w", err)
+				}
+				defer f.Close()
+				r = f
+			}
+			s, err := spec.Parse(r)
+			var ve *spec.ValidationError
+			if errors.As(err, &ve) {
+				for _, f := range ve.Fields {
+					fmt.Fprintf(a.err, "  %s: %s\n", f.Field, f.Reason)
+				}
+				return exitCode{code: 1, msg: fmt.Sprintf("%s: %d invalid field(s); nothing stored", file, len(ve.Fields))}
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w; nothing stored", file, err)
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			kv, err := c.kv(ctx, topology.BucketServices)
+			if err != nil {
+				return err
+			}
+			res, err := spec.Apply(ctx, kv, s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "service %s %s\n", s.Name, res)
+			return nil
+		},
+	}
+	apply.Flags().StringVarP(&file, "file", "f", "", "the spec file (YAML), - for standard input")
+
+	get := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Print a service's stored spec as YAML",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			kv, err := c.kv(ctx, topology.BucketServices)
+			if err != nil {
+				return err
+			}
+			s, err := spec.Get(ctx, kv, args[0])
+			if err != nil {
+				return err
+			}
+			return yaml.NewEncoder(a.out).Encode(s)
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the services with a spec",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			kv, err := c.kv(ctx, topology.BucketServices)
+			if err != nil {
+				return err
+			}
+			all, err := spec.List(ctx, kv)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tOWNER\tPROVIDER\tCAPACITY\tHEALTH")
+			for _, s := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s every %s\n", s.Name, s.Owner, s.Provider, s.Capacity, s.Health.Path, s.Health.Interval.D())
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(apply, get, list)
+	return cmd
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// serviceState is what status shows of one service.
+type serviceState struct {
+	Service  string          `json:"service"`
+	Active   string          `json:"active,omitempty"`
+	InFlight string          `json:"in_flight,omitempty"`
+	Last     *release.Record `json:"last_release,omitempty"`
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [SERVICE]",
+		Short: "Show each service's release state",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			services, err := c.kv(ctx, topology.BucketServices)
+			if err != nil {
+				return err
+			}
+			releases, err := c.kv(ctx, topology.BucketReleases)
+			if err != nil {
+				return err
+			}
+			var names []string
+			if len(args) == 1 {
+				if _, err := spec.Get(ctx, services, args[0]); err != nil {
+					return err
+				}
+				names = args
+			} else {
+				all, err := spec.List(ctx, services)
+				if err != nil {
+					return err
+				}
+				for _, s := range all {
+					names = append(names, s.Name)
+				}
+			}
+			var states []serviceState
+			for _, n := range names {
+				st, err := readState(ctx, releases, n)
+				if err != nil {
+					return err
+				}
+				states = append(states, st)
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(states)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERVICE\tACTIVE\tIN FLIGHT\tLAST RELEASE\tVERSION\tGROUP\tPHASE\tSINCE")
+			for _, s := range states {
+				last, version, group, phase, since := "-", "-", "-", "-", "-"
+				if r := s.Last; r != nil {
+					last, version, group, phase = r.ID, r.Version, r.Group, string(r.Phase)
+					if n := len(r.History); n > 0 {
+						since = time.Since(r.History[n-1].At).Round(time.Second).String() + " ago"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Service, dash(s.Active), dash(s.InFlight), last, version, group, phase, since)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func readState(ctx context.Context, kv jetstream.KeyValue, service string) (serviceState, error) {
+	st := serviceState{Service: service}
+	var counter release.Counter
+	if ok, err := getJSON(ctx, kv, release.CounterKey(service), &counter); err != nil {
+		return st, err
+	} else if !ok {
+		return st, nil
+	}
+	st.Active = counter.Active
+	var lock release.Lock
+	if ok, err := getJSON(ctx, kv, release.LockKey(service), &lock); err != nil {
+		return st, err
+	} else if ok {
+		st.InFlight = lock.Release
+	}
+	var rec release.Record
+	if ok, err := getJSON(ctx, kv, release.RecordKey(counter.LastRelease), &rec); err != nil {
+		return st, err
+	} else if ok {
+		st.Last = &rec
+	}
+	return st, nil
+}
+
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (bool, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/shared/logging"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	cfg := mesh.DefaultConfig()
+	var httpAddr string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
+		Long: `Runs an embedded NATS server with JetStream (files in --data) and the canary,
+provisioner, router, watchdog and chaos services in this process, each on its own
+NATS connection. Prints one line starting "redblack ready" when every service
+answers. SIGINT or SIGTERM shuts down gracefully; restarting with the same --data
+keeps every event and key-value entry.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			start := time.Now()
+			cfg.Log = logging.New(a.err, "", a.logLevel)
+			m, err := mesh.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			data, _ := filepath.Abs(cfg.DataDir)
+			fmt.Fprintf(a.out, "redblack ready nats=%s data=%s services=%s in %s\n",
+				m.URL(), data, strings.Join(mesh.ServiceNames, ","), time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(a.out, "note: the router's HTTP data plane is not built yet, so nothing listens on %s\n", httpAddr)
+			select {
+			case <-ctx.Done():
+				fmt.Fprintln(a.out, "redblack stopping")
+			case <-m.Failed():
+				fmt.Fprintln(a.out, "redblack stopping: a service failed")
+			}
+			return m.Stop()
+		},
+	}
+	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for JetStream files and instance logs")
+	cmd.Flags().StringVar(&cfg.NATSListen, "nats", cfg.NATSListen, "address of the embedded NATS server (port 0: any free port)")
+	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "address of the router's HTTP data plane")
+	return cmd
+}

@@ -1,0 +1,225 @@
+// Package mesh runs redblack on one machine: an embedded NATS server with
+// JetStream and the five services in this process, each on its own NATS
+// connection exactly as if it were a separate process.
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/services/canary"
+	"github.com/redblack/redblack/services/chaos"
+	"github.com/redblack/redblack/services/provisioner"
+	"github.com/redblack/redblack/services/router"
+	"github.com/redblack/redblack/services/watchdog"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Config configures the mesh.
+type Config struct {
+	// DataDir holds JetStream's files (and, later, instance logs).
+	DataDir string
+	// NATSListen is the embedded server's client address (127.0.0.1:4222;
+	// port 0 picks one).
+	NATSListen string
+	// Topology options for streams and buckets.
+	Topology topology.Options
+	// Log receives every service's log lines.
+	Log zerolog.Logger
+}
+
+// DefaultConfig returns the defaults of `redblack up`.
+func DefaultConfig() Config {
+	return Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop()}
+}
+
+// ServiceNames are the five services, in start order.
+var ServiceNames = []string{"canary", "provisioner", "router", "watchdog", "chaos"}
+
+// runner is what the mesh needs of a service.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// Mesh is a running mesh.
+type Mesh struct {
+	srv    *natsx.Embedded
+	conns  []*nats.Conn
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+	failed chan struct{} // closed when the first service stops on its own
+	once   sync.Once
+	// stopOnce makes Stop idempotent.
+	stopOnce sync.Once
+}
+
+// Start starts the server, ensures the topology, starts the services and
+// waits until each answers a NATS micro ping.
+func Start(ctx context.Context, cfg Config) (*Mesh, error) {
+	store, err := filepath.Abs(filepath.Join(cfg.DataDir, "jetstream"))
+	if err != nil {
+		return nil, fmt.Errorf("mesh: data dir: %w", err)
+	}
+	srv, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: store, Listen: cfg.NATSListen})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	m := &Mesh{srv: srv, failed: make(chan struct{})}
+	if err := m.start(ctx, cfg); err != nil {
+		m.Stop()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Mesh) start(ctx context.Context, cfg Config) error {
+	nc, err := m.connect("redblack-up")
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("mesh: %w", err)
+	}
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := topology.Ensure(ectx, js, cfg.Topology); err != nil {
+		return fmt.Errorf("mesh: %w", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	m.cancel = stop
+	for _, name := range ServiceNames {
+		snc, err := m.connect("redblack-" + name)
+		if err != nil {
+			return err
+		}
+		log := cfg.Log.With().Str("component", name).Logger()
+		var svc runner
+		switch name {
+		case "canary":
+			c := canary.DefaultConfig()
+			c.Topology = cfg.Topology
+			svc = canary.New(c, snc, log)
+		case "provisioner":
+			c := provisioner.DefaultConfig()
+			c.Topology = cfg.Topology
+			svc = provisioner.New(c, snc, log)
+		case "router":
+			c := router.DefaultConfig()
+			c.Topology = cfg.Topology
+			svc = router.New(c, snc, log)
+		case "watchdog":
+			c := watchdog.DefaultConfig()
+			c.Topology = cfg.Topology
+			svc = watchdog.New(c, snc, log)
+		case "chaos":
+			c := chaos.DefaultConfig()
+			c.Topology = cfg.Topology
+			svc = chaos.New(c, snc, log)
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := svc.Run(runCtx); err != nil {
+				m.mu.Lock()
+				m.errs = append(m.errs, fmt.Errorf("%s: %w", name, err))
+				m.mu.Unlock()
+			}
+			if runCtx.Err() == nil { // stopped before being asked to
+				m.once.Do(func() { close(m.failed) })
+			}
+		}()
+	}
+	return m.awaitServices(ctx, nc)
+}
+
+// awaitServices pings each service's micro registration until all answer,
+// or one has failed, or 15 s pass.
+func (m *Mesh) awaitServices(ctx context.Context, nc *nats.Conn) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for _, name := range ServiceNames {
+		for {
+			if err := m.Err(); err != nil {
+				return fmt.Errorf("mesh: %w", err)
+			}
+			if _, err := nc.Request("$SRV.PING.redblack-"+name, nil, 200*time.Millisecond); err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("mesh: service %s did not come up", name)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Mesh) connect(name string) (*nats.Conn, error) {
+	nc, err := m.srv.Connect(name)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	m.conns = append(m.conns, nc)
+	return nc, nil
+}
+
+// URL is the nats:// URL of the embedded server's loopback listener.
+func (m *Mesh) URL() string { return m.srv.ClientURL() }
+
+// Connect opens another in-process connection (closed by Stop).
+func (m *Mesh) Connect(name string) (*nats.Conn, error) { return m.connect(name) }
+
+// Failed is closed when a service stops before Stop was called.
+func (m *Mesh) Failed() <-chan struct{} { return m.failed }
+
+// Err returns the errors of services that stopped on their own.
+func (m *Mesh) Err() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return errors.Join(m.errs...)
+}
+
+// Stop shuts down in order: services (their consumers drain), then the
+// connections drain, then the server stops. Calling it again does nothing.
+func (m *Mesh) Stop() error {
+	m.stopOnce.Do(m.stop)
+	return m.Err()
+}
+
+func (m *Mesh) stop() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	closed := make([]chan struct{}, 0, len(m.conns))
+	for _, nc := range m.conns {
+		ch := make(chan struct{})
+		nc.SetClosedHandler(func(*nats.Conn) { close(ch) })
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+			continue
+		}
+		closed = append(closed, ch)
+	}
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+wait:
+	for _, ch := range closed {
+		select {
+		case <-ch:
+		case <-deadline.C:
+			break wait
+		}
+	}
+	m.srv.Shutdown()
+}

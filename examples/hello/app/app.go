@@ -1,0 +1,78 @@
+// Package app is the demo application redblack releases: an HTTP server that
+// answers with its version and serves a health check, with failure modes set
+// by flags so a release can go wrong on purpose.
+package app
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Config sets the version and the failure modes.
+type Config struct {
+	Version  string
+	Instance string
+	// ErrorRate is the share of requests answered 500, 0..1.
+	ErrorRate float64
+	// Latency is added to every request; Jitter spreads it uniformly by ±Jitter.
+	Latency, Jitter time.Duration
+	// FailAfter > 0: every request fails with 500 once this long has passed
+	// since start, while /healthz stays green (a bug a short canary misses).
+	FailAfter time.Duration
+	// FailHealth makes /healthz answer 503.
+	FailHealth bool
+}
+
+// App serves the demo application.
+type App struct {
+	cfg      Config
+	start    time.Time
+	now      func() time.Time
+	requests atomic.Int64
+}
+
+// New returns the app; now is the clock (time.Now in production).
+func New(cfg Config, now func() time.Time) *App {
+	return &App{cfg: cfg, start: now(), now: now}
+}
+
+// ServeHTTP answers "/" with the version, "/healthz" with the health.
+func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		if a.cfg.FailHealth {
+			http.Error(w, "unhealthy (--fail-health)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+		return
+	}
+	a.requests.Add(1)
+	if d := a.delay(); d > 0 {
+		time.Sleep(d)
+	}
+	w.Header().Set("X-Version", a.cfg.Version)
+	if a.cfg.FailAfter > 0 && a.now().Sub(a.start) >= a.cfg.FailAfter {
+		http.Error(w, "failing (--fail-after "+a.cfg.FailAfter.String()+")", http.StatusInternalServerError)
+		return
+	}
+	if a.cfg.ErrorRate > 0 && rand.Float64() < a.cfg.ErrorRate {
+		http.Error(w, "injected error (--error-rate)", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "hello from %s (%s)\n", a.cfg.Version, a.cfg.Instance)
+}
+
+// delay is the latency of one request: Latency ± Jitter, never negative.
+func (a *App) delay() time.Duration {
+	d := a.cfg.Latency
+	if a.cfg.Jitter > 0 {
+		d += time.Duration(rand.Int64N(int64(2*a.cfg.Jitter)+1)) - a.cfg.Jitter
+	}
+	return max(d, 0)
+}
+
+// Requests is how many non-health requests were served.
+func (a *App) Requests() int64 { return a.requests.Load() }

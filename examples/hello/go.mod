@@ -1,0 +1,3 @@
+module github.com/redblack/redblack/examples/hello
+
+go 1.26.8

@@ -1,0 +1,72 @@
+// Package canary is the canary service: it owns release intake (validation,
+// one release per service at a time) and, in a later issue, the canary phase
+// and its statistical judge.
+package canary
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/services/canary/intake"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Version of the service.
+const Version = "0.1.0"
+
+// Config configures the canary service.
+type Config struct {
+	Topology topology.Options
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{Topology: topology.DefaultOptions()} }
+
+// Service is the canary service.
+type Service struct {
+	cfg Config
+	nc  *nats.Conn
+	log zerolog.Logger
+}
+
+// New builds the service on a NATS connection it does not own.
+func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
+	return &Service{cfg: cfg, nc: nc, log: log}
+}
+
+// Run ensures the topology, starts the intake and serves the micro
+// endpoints until ctx ends, then drains.
+func (s *Service) Run(ctx context.Context) error {
+	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
+		return topology.Ensure(ctx, js, s.cfg.Topology)
+	})
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	in, err := intake.New(ctx, js, s.log, time.Now)
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	cons, err := in.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	defer cons.Stop()
+	started := time.Now().UTC()
+	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{
+		Name: "canary", Version: Version, Description: "release intake and canary judge",
+		Status: func() any {
+			return natsx.Status{Service: "canary", Version: Version, Started: started, Parts: map[string]string{
+				"intake": "running",
+				"judge":  "not implemented yet (release pipeline issue)",
+			}}
+		},
+		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },
+	}, s.log)
+}

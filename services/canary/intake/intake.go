@@ -1,0 +1,387 @@
+// Package intake is the front door of every release: it validates requests
+// published to release.<service>.requested, takes the per-service lock so at
+// most one release of a service is in flight, names the release's server
+// group and emits accepted — or rejected, with the reason and the field at
+// fault. A poison message is rejected and acked once.
+package intake
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Source is the CloudEvents source of the intake's events.
+const Source = "redblack/canary/intake"
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+// Durable is the name of the intake's consumer.
+const Durable = "canary-intake"
+
+// FilterSubject selects release requests of every service.
+const FilterSubject = "release.*.requested"
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// Intake decides on release requests.
+type Intake struct {
+	js       jetstream.JetStream
+	services jetstream.KeyValue
+	releases jetstream.KeyValue
+	log      zerolog.Logger
+	now      func() time.Time
+}
+
+// New binds the intake to the services and releases buckets.
+func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, now func() time.Time) (*Intake, error) {
+	services, err := js.KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketServices, err)
+	}
+	releases, err := js.KeyValue(ctx, topology.BucketReleases)
+	if err != nil {
+		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketReleases, err)
+	}
+	return &Intake{js: js, services: services, releases: releases, log: log, now: now}, nil
+}
+
+// Start runs the intake's durable consumer until the returned consumer is stopped.
+func (in *Intake) Start(ctx context.Context) (*natsx.Consumer, error) {
+	return natsx.Consume(ctx, in.js, natsx.ConsumerSpec{
+		Stream: topology.StreamReleases, Durable: Durable, FilterSubjects: []string{FilterSubject},
+		MaxDeliver: 10, AckWait: 10 * time.Second,
+	}, in.Handle, in.log)
+}
+
+// rejection is a request refused for a reason a retry cannot change.
+type rejection struct {
+	field, reason, inProgress string
+}
+
+func (r *rejection) Error() string { return r.field + ": " + r.reason }
+
+func reject(field, format string, args ...any) *rejection {
+	return &rejection{field: field, reason: fmt.Sprintf(format, args...)}
+}
+
+// request is a decoded, not yet validated, request.
+type request struct {
+	service   string // from the subject
+	releaseID string
+	body      events.Requested
+}
+
+// Handle decides on one message. It returns an error only for transient
+// failures (NATS unavailable), which are retried; every rejection is
+// published and the message acked.
+func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) error {
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	req, rej := parse(msg.Subject(), msg.Data(), seq)
+	if rej == nil {
+		var err error
+		rej, err = in.decide(ctx, &req)
+		if err != nil {
+			return err
+		}
+	}
+	if rej != nil {
+		return in.publishRejection(ctx, req, rej)
+	}
+	return nil
+}
+
+// parse decodes and checks what can be checked without state.
+func parse(subject string, data []byte, seq uint64) (request, *rejection) {
+	req := request{releaseID: fmt.Sprintf("req-%d", seq)}
+	p, err := subjects.Parse(subject)
+	if err != nil || p.Domain != subjects.DomainRelease || p.Event != "requested" {
+		req.service = subjects.Invalid
+		return req, reject("subject", "%q is not release.<service>.requested", subject)
+	}
+	if err := subjects.ValidateService(p.Service); err != nil {
+		req.service = subjects.Invalid
+		return req, reject("subject", "subject token %q is not a valid service name: want [a-z][a-z0-9-]{0,30}", printable(p.Service))
+	}
+	req.service = p.Service
+	if len(data) > MaxBody {
+		return req, reject("body", "body is %d bytes; at most %d", len(data), MaxBody)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return req, reject("body", "body is empty; want a JSON release request such as {\"version\":\"v2\"}")
+	}
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return req, reject("body", "body is not valid JSON")
+	}
+	raw := data
+	if events.LooksLikeEvent(data) {
+		ev, err := events.Decode(data)
+		if err != nil {
+			return req, reject("body", "not a valid CloudEvent: %v", err)
+		}
+		if ev.Type != events.ReleaseRequested.Type() {
+			return req, reject("type", "CloudEvent type %q; want %q", ev.Type, events.ReleaseRequested.Type())
+		}
+		id := ev.ReleaseID
+		if id == "" {
+			id = ev.ID
+		}
+		if err := release.ValidateID(id); err != nil {
+			return req, reject("id", "%v", err)
+		}
+		req.releaseID = id
+		raw = ev.Data
+		if len(bytes.TrimSpace(raw)) == 0 {
+			return req, reject("data", "CloudEvent has no data")
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req.body); err != nil {
+		return req, jsonRejection(err)
+	}
+	if dec.More() {
+		return req, reject("body", "trailing data after the JSON request")
+	}
+	b := req.body
+	if b.Service != "" && b.Service != req.service {
+		return req, reject("service", "body names service %q but the subject names %q", printable(b.Service), req.service)
+	}
+	if !versionRE.MatchString(b.Version) {
+		return req, reject("version", "version %q: want 1-64 characters of [A-Za-z0-9._-]", printable(b.Version))
+	}
+	return req, nil
+}
+
+// jsonRejection names the field a JSON decoding error is about.
+func jsonRejection(err error) *rejection {
+	msg := err.Error()
+	if i := strings.Index(msg, "unknown field "); i >= 0 {
+		field := strings.Trim(msg[i+len("unknown field "):], `"`)
+		return reject(field, "unknown field %q", field)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field == "" {
+		return reject("body", "body is not a JSON release request: want an object, got %s", te.Value)
+	}
+	if errors.As(err, &te) {
+		return reject(te.Field, "%s must be %s, not %s", te.Field, te.Type, te.Value)
+	}
+	return reject("body", "body is not a JSON release request: %v", err)
+}
+
+// printable shortens and quotes what a user sent, for a reason string.
+func printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// decide checks the request against the service's spec and takes the lock.
+// A rejection is returned as *rejection; an error is transient.
+func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	log := in.log.With().Str(logging.FieldService, req.service).Str(logging.FieldRelease, req.releaseID).Logger()
+	svc, err := spec.Get(ctx, in.services, req.service)
+	if errors.Is(err, spec.ErrNotFound) {
+		return reject("service", "unknown service %q: apply its spec first (redblack service apply -f FILE)", req.service), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	artifact := svc.Merge(req.body.Artifact)
+	if err := svc.CheckArtifact(artifact); err != nil {
+		return reject("artifact", "artifact does not fit provider %q: %v", svc.Provider, err), nil
+	}
+
+	if rej, err := in.replayed(ctx, req); rej != nil || err != nil {
+		return rej, err
+	}
+	counter, counterRev, err := in.counter(ctx, req.service)
+	if err != nil {
+		return nil, err
+	}
+	lock, rej, err := in.lock(ctx, req, counter.Sequence+1)
+	if rej != nil || err != nil {
+		return rej, err
+	}
+	if counter.LastRelease != req.releaseID {
+		next := release.Counter{Sequence: lock.sequence, LastRelease: req.releaseID, Active: counter.Active}
+		if err := in.putCounter(ctx, req.service, next, counterRev); err != nil {
+			return nil, err
+		}
+	}
+	rec := release.Record{
+		ID: req.releaseID, Service: req.service, Version: req.body.Version, Group: lock.Group,
+		Sequence: lock.sequence, Previous: counter.Active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
+	}
+	rec.Enter(release.PhaseAccepted, in.now())
+	if err := in.putRecord(ctx, rec); err != nil {
+		return nil, err
+	}
+	ev, err := events.NewWithID(events.DerivedID(req.releaseID, events.ReleaseAccepted, 0), Source,
+		events.ReleaseAccepted, req.service, req.releaseID, events.Accepted{
+			Service: req.service, Version: req.body.Version, Group: lock.Group, Sequence: lock.sequence,
+			Artifact: artifact, Previous: counter.Active,
+		})
+	if err != nil {
+		return nil, natsx.Permanent(err)
+	}
+	if _, err := natsx.Publish(ctx, in.js, events.ReleaseAccepted.Subject(req.service), ev); err != nil {
+		return nil, err
+	}
+	log.Info().Str(logging.FieldServerGroup, lock.Group).Str("version", req.body.Version).Msg("release accepted")
+	return nil, nil
+}
+
+func (in *Intake) counter(ctx context.Context, service string) (release.Counter, uint64, error) {
+	var c release.Counter
+	e, err := in.releases.Get(ctx, release.CounterKey(service))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c, 0, nil
+	}
+	if err != nil {
+		return c, 0, fmt.Errorf("intake: read counter of %s: %w", service, err)
+	}
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return c, 0, natsx.Permanent(fmt.Errorf("intake: counter of %s is corrupt: %w", service, err))
+	}
+	return c, e.Revision(), nil
+}
+
+// putCounter writes the counter with compare-and-set on the revision read.
+// Only the lock holder writes it, so a conflict means a redelivery of this
+// same request got there first: fine if it recorded this release.
+func (in *Intake) putCounter(ctx context.Context, service string, c release.Counter, rev uint64) error {
+	b, _ := json.Marshal(c)
+	var err error
+	if rev == 0 {
+		_, err = in.releases.Create(ctx, release.CounterKey(service), b)
+	} else {
+		_, err = in.releases.Update(ctx, release.CounterKey(service), b, rev)
+	}
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		cur, _, rerr := in.counter(ctx, service)
+		if rerr == nil && cur.LastRelease == c.LastRelease {
+			return nil
+		}
+	}
+	return fmt.Errorf("intake: write counter of %s: %w", service, err)
+}
+
+type heldLock struct {
+	release.Lock
+	sequence int
+}
+
+// lock takes the service's lock with a KV Create. If it is held by this same
+// release (a redelivery), the request goes on with the group it already got.
+func (in *Intake) lock(ctx context.Context, req *request, seq int) (heldLock, *rejection, error) {
+	l := release.Lock{Release: req.releaseID, Group: release.GroupName(req.service, seq), Since: in.now().UTC()}
+	b, _ := json.Marshal(struct {
+		release.Lock
+		Sequence int `json:"sequence"`
+	}{l, seq})
+	_, err := in.releases.Create(ctx, release.LockKey(req.service), b)
+	if err == nil {
+		return heldLock{l, seq}, nil, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return heldLock{}, nil, fmt.Errorf("intake: take lock of %s: %w", req.service, err)
+	}
+	e, err := in.releases.Get(ctx, release.LockKey(req.service))
+	if err != nil {
+		return heldLock{}, nil, fmt.Errorf("intake: read lock of %s: %w", req.service, err)
+	}
+	var held struct {
+		release.Lock
+		Sequence int `json:"sequence"`
+	}
+	if err := json.Unmarshal(e.Value(), &held); err != nil {
+		return heldLock{}, nil, natsx.Permanent(fmt.Errorf("intake: lock of %s is corrupt: %w", req.service, err))
+	}
+	if held.Release == req.releaseID {
+		return heldLock{held.Lock, held.Sequence}, nil, nil
+	}
+	r := reject("service", "release %s of %s is in progress (since %s); one release per service at a time",
+		held.Release, req.service, held.Since.Format(time.RFC3339))
+	r.inProgress = held.Release
+	return heldLock{}, r, nil
+}
+
+// replayed refuses a release id that already has a record, unless this
+// release holds the lock (then it is a redelivery of a request in progress).
+func (in *Intake) replayed(ctx context.Context, req *request) (*rejection, error) {
+	_, err := in.releases.Get(ctx, release.RecordKey(req.releaseID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("intake: read record %s: %w", req.releaseID, err)
+	}
+	e, err := in.releases.Get(ctx, release.LockKey(req.service))
+	if err == nil {
+		var l release.Lock
+		if json.Unmarshal(e.Value(), &l) == nil && l.Release == req.releaseID {
+			return nil, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("intake: read lock of %s: %w", req.service, err)
+	}
+	return reject("id", "release id %s was already used; every request needs a new id", req.releaseID), nil
+}
+
+func (in *Intake) putRecord(ctx context.Context, rec release.Record) error {
+	b, _ := json.Marshal(rec)
+	_, err := in.releases.Create(ctx, release.RecordKey(rec.ID), b)
+	if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // a redelivery: the record was written the first time
+	}
+	return fmt.Errorf("intake: write record %s: %w", rec.ID, err)
+}
+
+func (in *Intake) publishRejection(ctx context.Context, req request, r *rejection) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	data := events.Rejected{Reason: r.reason, Field: r.field, InProgress: r.inProgress, Version: printable(req.body.Version)}
+	if req.service != subjects.Invalid {
+		data.Service = req.service
+	}
+	ev, err := events.NewWithID(events.DerivedID(req.releaseID, events.ReleaseRejected, 0), Source,
+		events.ReleaseRejected, req.service, req.releaseID, data)
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	if _, err := natsx.Publish(ctx, in.js, events.ReleaseRejected.Subject(req.service), ev); err != nil {
+		return err
+	}
+	in.log.Info().Str(logging.FieldService, req.service).Str(logging.FieldRelease, req.releaseID).
+		Str("field", r.field).Str("reason", r.reason).Msg("release rejected")
+	return nil
+}

@@ -1,0 +1,34 @@
+// Command provisioner runs the provisioner service against a NATS server.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redblack/redblack/services/provisioner"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+)
+
+func main() {
+	conn := natsx.DefaultConfig()
+	conn.Name = "redblack-provisioner"
+	conn.FromEnv(os.LookupEnv)
+	conn.BindFlags(flag.CommandLine)
+	level := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+	log := logging.New(os.Stderr, "provisioner", *level)
+	nc, err := natsx.Connect(conn)
+	if err != nil {
+		log.Fatal().Err(err).Send()
+	}
+	defer nc.Drain()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := provisioner.New(provisioner.DefaultConfig(), nc, log).Run(ctx); err != nil {
+		log.Fatal().Err(err).Send()
+	}
+}

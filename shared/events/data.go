@@ -1,0 +1,180 @@
+package events
+
+import "time"
+
+// Artifact is what a server group runs. The local provider runs Command (an
+// argv array) with Env added; the aws provider launches AMI (or an existing
+// launch template version).
+type Artifact struct {
+	Command               []string          `json:"command,omitempty"`
+	Env                   map[string]string `json:"env,omitempty"`
+	AMI                   string            `json:"ami,omitempty"`
+	InstanceType          string            `json:"instance_type,omitempty"`
+	UserData              string            `json:"user_data,omitempty"`
+	LaunchTemplate        string            `json:"launch_template,omitempty"`
+	LaunchTemplateVersion string            `json:"launch_template_version,omitempty"`
+}
+
+// IsZero reports whether no field of the artifact is set.
+func (a Artifact) IsZero() bool {
+	return len(a.Command) == 0 && len(a.Env) == 0 && a.AMI == "" && a.InstanceType == "" &&
+		a.UserData == "" && a.LaunchTemplate == "" && a.LaunchTemplateVersion == ""
+}
+
+// Requested is a team's request to release a new version of a service. A
+// bare body of this shape may be published to release.<service>.requested;
+// the intake wraps it in an event.
+type Requested struct {
+	Service     string   `json:"service,omitempty"`
+	Version     string   `json:"version"`
+	Artifact    Artifact `json:"artifact,omitempty"`
+	RequestedBy string   `json:"requested_by,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+}
+
+// Accepted is emitted by the intake when it takes the service's lock.
+type Accepted struct {
+	Service  string   `json:"service"`
+	Version  string   `json:"version"`
+	Group    string   `json:"group"`
+	Sequence int      `json:"sequence"`
+	Artifact Artifact `json:"artifact"`
+	// Previous is the group that served before this release ("" for the first).
+	Previous string `json:"previous,omitempty"`
+}
+
+// Rejected is emitted for every request the intake refuses.
+type Rejected struct {
+	Service string `json:"service,omitempty"`
+	Version string `json:"version,omitempty"`
+	Reason  string `json:"reason"`
+	// Field is the field at fault: "body", "subject", "service", "version",
+	// "artifact", or a JSON field name.
+	Field string `json:"field"`
+	// InProgress is the release id holding the service's lock, if that is
+	// why the request was refused.
+	InProgress string `json:"in_progress,omitempty"`
+}
+
+// CanaryStart announces the baseline and canary groups of a release.
+type CanaryStart struct {
+	Service  string `json:"service"`
+	Baseline string `json:"baseline"`
+	Canary   string `json:"canary"`
+	Weight   int    `json:"weight"`
+}
+
+// MetricReport is the judge's verdict on one metric.
+type MetricReport struct {
+	Name            string  `json:"name"`
+	Critical        bool    `json:"critical,omitempty"`
+	BaselineSamples int     `json:"baseline_samples"`
+	CanarySamples   int     `json:"canary_samples"`
+	BaselineMedian  float64 `json:"baseline_median"`
+	CanaryMedian    float64 `json:"canary_median"`
+	Low             float64 `json:"low"`
+	High            float64 `json:"high"`
+	// Classification is Pass, High, Low or NoData.
+	Classification string `json:"classification"`
+}
+
+// CanaryResult is the data of canary.passed and canary.failed.
+type CanaryResult struct {
+	Service string         `json:"service"`
+	Canary  string         `json:"canary"`
+	Score   float64        `json:"score"`
+	Reason  string         `json:"reason,omitempty"`
+	Metrics []MetricReport `json:"metrics,omitempty"`
+}
+
+// Cluster is the data of cluster.ready.
+type Cluster struct {
+	Service   string `json:"service"`
+	Group     string `json:"group"`
+	Instances int    `json:"instances"`
+}
+
+// Traffic is the data of traffic.switched and traffic.restored.
+type Traffic struct {
+	Service  string         `json:"service"`
+	Active   string         `json:"active"`
+	Previous string         `json:"previous,omitempty"`
+	Weights  map[string]int `json:"weights,omitempty"`
+	Revision uint64         `json:"revision,omitempty"`
+}
+
+// Bake is the data of baked.
+type Bake struct {
+	Service  string        `json:"service"`
+	Group    string        `json:"group"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Rollback is the data of rollback.requested.
+type Rollback struct {
+	Service string `json:"service"`
+	Group   string `json:"group,omitempty"`
+	Reason  string `json:"reason"`
+	By      string `json:"by"`
+}
+
+// RollbackDone is the data of rolled_back.
+type RollbackDone struct {
+	Service  string `json:"service"`
+	Group    string `json:"group"`
+	Restored string `json:"restored,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+// Completion is the data of completed.
+type Completion struct {
+	Service string `json:"service"`
+	Group   string `json:"group"`
+	Version string `json:"version"`
+}
+
+// ServerGroupCommand asks the provisioner to create, resize or destroy a group.
+type ServerGroupCommand struct {
+	Service  string   `json:"service"`
+	Group    string   `json:"group"`
+	Version  string   `json:"version,omitempty"`
+	Capacity int      `json:"capacity"`
+	Artifact Artifact `json:"artifact,omitempty"`
+	Role     string   `json:"role,omitempty"` // production, baseline or canary
+}
+
+// InstanceCommand asks the provisioner to terminate one instance.
+type InstanceCommand struct {
+	Service  string `json:"service"`
+	Group    string `json:"group"`
+	Instance string `json:"instance"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// ServerGroup is the data of every servergroup.* event.
+type ServerGroup struct {
+	Service  string `json:"service"`
+	Group    string `json:"group"`
+	Capacity int    `json:"capacity"`
+	Up       int    `json:"up,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Instance is the data of every instance.* event.
+type Instance struct {
+	Service  string `json:"service"`
+	Group    string `json:"group"`
+	Instance string `json:"instance"`
+	Address  string `json:"address,omitempty"`
+	State    string `json:"state"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Chaos is the data of every chaos.* event.
+type Chaos struct {
+	Service  string `json:"service"`
+	Group    string `json:"group,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Leashed  bool   `json:"leashed,omitempty"`
+}

@@ -1,0 +1,81 @@
+// Package natsx connects to NATS, runs the embedded server, and holds the
+// publish, consume and micro-service helpers that make every redblack service
+// follow CONVENTIONS.md the same way.
+package natsx
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultURL is where the embedded server of `redblack up` listens.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// Config says how to reach NATS.
+type Config struct {
+	URL     string // nats://host:port[,nats://…]
+	Creds   string // a credentials file (JWT + nkey)
+	TLSCert string // client certificate (mutual TLS)
+	TLSKey  string // client key
+	TLSCA   string // CA bundle to verify the server
+	Name    string // the client name shown by the server
+}
+
+// DefaultConfig returns a Config for the local embedded server.
+func DefaultConfig() Config { return Config{URL: DefaultURL} }
+
+// BindFlags registers --server, --creds, --tls-cert, --tls-key and --tls-ca.
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.URL, "server", c.URL, "NATS server URL(s) (env REDBLACK_SERVER)")
+	fs.StringVar(&c.Creds, "creds", c.Creds, "NATS credentials file (env REDBLACK_CREDS)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS client certificate (env REDBLACK_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS client key (env REDBLACK_TLS_KEY)")
+	fs.StringVar(&c.TLSCA, "tls-ca", c.TLSCA, "TLS CA bundle (env REDBLACK_TLS_CA)")
+}
+
+// FromEnv fills the fields that REDBLACK_SERVER, REDBLACK_CREDS,
+// REDBLACK_TLS_CERT, REDBLACK_TLS_KEY and REDBLACK_TLS_CA set. lookup is
+// os.LookupEnv in a main, a map in tests.
+func (c *Config) FromEnv(lookup func(string) (string, bool)) {
+	for name, field := range map[string]*string{
+		"REDBLACK_SERVER": &c.URL, "REDBLACK_CREDS": &c.Creds,
+		"REDBLACK_TLS_CERT": &c.TLSCert, "REDBLACK_TLS_KEY": &c.TLSKey, "REDBLACK_TLS_CA": &c.TLSCA,
+	} {
+		if v, ok := lookup(name); ok && v != "" {
+			*field = v
+		}
+	}
+}
+
+// Options returns the nats.go options of c: reconnect forever, client name,
+// credentials and TLS.
+func (c Config) Options() []nats.Option {
+	opts := []nats.Option{
+		nats.Name(c.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+	}
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	return opts
+}
+
+// Connect connects to NATS.
+func Connect(c Config) (*nats.Conn, error) {
+	nc, err := nats.Connect(c.URL, c.Options()...)
+	if err != nil {
+		return nil, fmt.Errorf("natsx: connect %s: %w", c.URL, err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,25 @@
+package natsx
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/events"
+)
+
+// Publish encodes ev and publishes it to subject with Nats-Msg-Id = ev.ID, so
+// a second publish of the same event inside the duplicate window is dropped.
+// It returns the stream's acknowledgement.
+func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev events.Event) (*jetstream.PubAck, error) {
+	b, err := ev.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("natsx: publish %s: %w", subject, err)
+	}
+	ack, err := js.Publish(ctx, subject, b, jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		return nil, fmt.Errorf("natsx: publish %s %s: %w", subject, ev.Type, err)
+	}
+	return ack, nil
+}

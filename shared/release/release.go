@@ -1,0 +1,103 @@
+// Package release is the state of releases kept in the releases bucket: the
+// per-service lock, the per-service server group counter and one record per
+// release, with the keys they are stored under.
+package release
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/redblack/redblack/shared/events"
+)
+
+// Phase is where a release is.
+type Phase string
+
+// Phases of a release, in order. Completed, RolledBack and Rejected end it.
+const (
+	PhaseAccepted    Phase = "accepted"
+	PhaseCanary      Phase = "canary"
+	PhaseLaunching   Phase = "launching"
+	PhaseSwitching   Phase = "switching"
+	PhaseBaking      Phase = "baking"
+	PhaseCompleted   Phase = "completed"
+	PhaseRollingBack Phase = "rolling_back"
+	PhaseRolledBack  Phase = "rolled_back"
+	PhaseRejected    Phase = "rejected"
+)
+
+// Final reports whether the phase ends a release.
+func (p Phase) Final() bool {
+	return p == PhaseCompleted || p == PhaseRolledBack || p == PhaseRejected
+}
+
+// Transition is one phase change of a release.
+type Transition struct {
+	Phase Phase     `json:"phase"`
+	At    time.Time `json:"at"`
+}
+
+// Record is one release, stored under RecordKey(id).
+type Record struct {
+	ID          string          `json:"id"`
+	Service     string          `json:"service"`
+	Version     string          `json:"version"`
+	Group       string          `json:"group"`
+	Sequence    int             `json:"sequence"`
+	Previous    string          `json:"previous,omitempty"`
+	Artifact    events.Artifact `json:"artifact"`
+	Phase       Phase           `json:"phase"`
+	History     []Transition    `json:"history"`
+	Outcome     string          `json:"outcome,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	RequestedBy string          `json:"requested_by,omitempty"`
+}
+
+// Enter moves the record to phase p at time at.
+func (r *Record) Enter(p Phase, at time.Time) {
+	r.Phase = p
+	r.History = append(r.History, Transition{Phase: p, At: at.UTC()})
+	if p.Final() {
+		r.Outcome = string(p)
+	}
+}
+
+// Lock is the per-service lock: at most one release of a service is in
+// flight. It is taken with a KV Create, so only one taker can win.
+type Lock struct {
+	Release string    `json:"release"`
+	Group   string    `json:"group"`
+	Since   time.Time `json:"since"`
+}
+
+// Counter numbers a service's server groups and names its last release.
+type Counter struct {
+	Sequence    int    `json:"sequence"`
+	LastRelease string `json:"last_release"`
+	// Active is the server group that takes traffic ("" before the first
+	// completed release).
+	Active string `json:"active,omitempty"`
+}
+
+// Keys in the releases bucket.
+func LockKey(service string) string    { return "lock." + service }
+func CounterKey(service string) string { return "seq." + service }
+func RecordKey(id string) string       { return "release." + id }
+
+// GroupName is the server group of a service's n-th release: hello-v007.
+func GroupName(service string, n int) string { return fmt.Sprintf("%s-v%03d", service, n) }
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ErrInvalidID is returned for a release id that cannot be a KV key token.
+var ErrInvalidID = errors.New("invalid release id")
+
+// ValidateID checks a release id: 1–64 characters of [A-Za-z0-9_-].
+func ValidateID(id string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("%w %q: want 1-64 of [A-Za-z0-9_-]", ErrInvalidID, id)
+	}
+	return nil
+}

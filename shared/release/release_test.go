@@ -1,0 +1,44 @@
+package release
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestGroupNameAndKeys(t *testing.T) {
+	if g := GroupName("hello", 7); g != "hello-v007" {
+		t.Fatalf("GroupName = %q", g)
+	}
+	if g := GroupName("hello", 1234); g != "hello-v1234" {
+		t.Fatalf("GroupName = %q", g)
+	}
+	if LockKey("hello") == CounterKey("hello") || RecordKey("hello") == LockKey("hello") {
+		t.Fatal("keys collide")
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	for _, ok := range []string{"a", "req-12", "0f3a_B"} {
+		if err := ValidateID(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "a b", "a*", string(make([]byte, 65))} {
+		if err := ValidateID(bad); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestEnterFinal(t *testing.T) {
+	var r Record
+	r.Enter(PhaseAccepted, time.Now())
+	if r.Outcome != "" || r.Phase.Final() {
+		t.Fatal("accepted is not final")
+	}
+	r.Enter(PhaseRejected, time.Now())
+	if r.Outcome != "rejected" || len(r.History) != 2 {
+		t.Fatalf("record %+v", r)
+	}
+}

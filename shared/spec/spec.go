@@ -1,0 +1,260 @@
+// Package spec is the service spec: a team's declarative description of its
+// service (owner, provider, capacity, health check, artifact defaults), read
+// from YAML, validated field by field, and stored as JSON in the services
+// bucket.
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/subjects"
+)
+
+// Providers a service can run on.
+const (
+	ProviderLocal = "local"
+	ProviderAWS   = "aws"
+)
+
+// GlobalMaxCapacity caps every server group, whatever its spec says.
+const GlobalMaxCapacity = 500
+
+// Duration is a time.Duration written as "30s" in YAML and JSON.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "500ms".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// UnmarshalYAML reads a duration string such as "500ms".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like \"30s\"", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Health is how instances are health checked.
+type Health struct {
+	Path               string   `yaml:"path" json:"path"`
+	Interval           Duration `yaml:"interval" json:"interval"`
+	HealthyThreshold   int      `yaml:"healthy_threshold" json:"healthy_threshold"`
+	UnhealthyThreshold int      `yaml:"unhealthy_threshold" json:"unhealthy_threshold"`
+}
+
+// Artifact is the spec's default artifact; a release request may override it.
+type Artifact struct {
+	Command               []string          `yaml:"command,omitempty" json:"command,omitempty"`
+	Env                   map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	AMI                   string            `yaml:"ami,omitempty" json:"ami,omitempty"`
+	InstanceType          string            `yaml:"instance_type,omitempty" json:"instance_type,omitempty"`
+	UserData              string            `yaml:"user_data,omitempty" json:"user_data,omitempty"`
+	LaunchTemplate        string            `yaml:"launch_template,omitempty" json:"launch_template,omitempty"`
+	LaunchTemplateVersion string            `yaml:"launch_template_version,omitempty" json:"launch_template_version,omitempty"`
+}
+
+// Event converts the spec artifact to the event form.
+func (a Artifact) Event() events.Artifact { return events.Artifact(a) }
+
+// Service is a service spec.
+type Service struct {
+	Name     string `yaml:"name" json:"name"`
+	Owner    string `yaml:"owner" json:"owner"`
+	Provider string `yaml:"provider" json:"provider"`
+	// Capacity is the number of instances of the serving group (required).
+	Capacity    int      `yaml:"capacity" json:"capacity"`
+	MaxCapacity int      `yaml:"max_capacity" json:"max_capacity"`
+	Hostnames   []string `yaml:"hostnames,omitempty" json:"hostnames,omitempty"`
+	Health      Health   `yaml:"health" json:"health"`
+	Artifact    Artifact `yaml:"artifact,omitempty" json:"artifact,omitempty"`
+}
+
+// FieldError is one invalid field.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// ValidationError lists every invalid field of a spec.
+type ValidationError struct{ Fields []FieldError }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Error()
+	}
+	return "invalid service spec: " + strings.Join(parts, "; ")
+}
+
+// Parse reads one YAML spec, refusing unknown fields, fills defaults and
+// validates it.
+func Parse(r io.Reader) (Service, error) {
+	var s Service
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		if errors.Is(err, io.EOF) {
+			return s, errors.New("invalid service spec: the file is empty")
+		}
+		return s, fmt.Errorf("invalid service spec: %w", err)
+	}
+	s.Default()
+	return s, s.Validate()
+}
+
+// Default fills unset fields with their defaults.
+func (s *Service) Default() {
+	if s.Provider == "" {
+		s.Provider = ProviderLocal
+	}
+	if s.MaxCapacity == 0 {
+		s.MaxCapacity = max(s.Capacity*2, 10)
+	}
+	if s.Health.Path == "" {
+		s.Health.Path = "/healthz"
+	}
+	if s.Health.Interval == 0 {
+		s.Health.Interval = Duration(500 * time.Millisecond)
+	}
+	if s.Health.HealthyThreshold == 0 {
+		s.Health.HealthyThreshold = 2
+	}
+	if s.Health.UnhealthyThreshold == 0 {
+		s.Health.UnhealthyThreshold = 3
+	}
+}
+
+// Validate checks every field and returns a *ValidationError naming each bad one.
+func (s Service) Validate() error {
+	var errs []FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{field, fmt.Sprintf(format, args...)})
+	}
+	if err := subjects.ValidateService(s.Name); err != nil {
+		bad("name", "%q is not a valid service name: want [a-z][a-z0-9-]{0,30}", s.Name)
+	}
+	if strings.TrimSpace(s.Owner) == "" {
+		bad("owner", "required: the team that owns the service")
+	}
+	if s.Provider != ProviderLocal && s.Provider != ProviderAWS {
+		bad("provider", "%q: want %q or %q", s.Provider, ProviderLocal, ProviderAWS)
+	}
+	if s.Capacity < 1 || s.Capacity > GlobalMaxCapacity {
+		bad("capacity", "%d: want 1..%d", s.Capacity, GlobalMaxCapacity)
+	}
+	if s.MaxCapacity < s.Capacity || s.MaxCapacity > GlobalMaxCapacity {
+		bad("max_capacity", "%d: want capacity (%d)..%d", s.MaxCapacity, s.Capacity, GlobalMaxCapacity)
+	}
+	for i, h := range s.Hostnames {
+		if h == "" || strings.ContainsAny(h, " /:") {
+			bad(fmt.Sprintf("hostnames[%d]", i), "%q is not a host name", h)
+		}
+	}
+	if !strings.HasPrefix(s.Health.Path, "/") {
+		bad("health.path", "%q must start with /", s.Health.Path)
+	}
+	if d := s.Health.Interval.D(); d < 50*time.Millisecond || d > time.Minute {
+		bad("health.interval", "%s: want 50ms..1m", d)
+	}
+	if s.Health.HealthyThreshold < 1 || s.Health.HealthyThreshold > 100 {
+		bad("health.healthy_threshold", "%d: want 1..100", s.Health.HealthyThreshold)
+	}
+	if s.Health.UnhealthyThreshold < 1 || s.Health.UnhealthyThreshold > 100 {
+		bad("health.unhealthy_threshold", "%d: want 1..100", s.Health.UnhealthyThreshold)
+	}
+	if !s.Artifact.Event().IsZero() {
+		if err := s.CheckArtifact(s.Artifact.Event()); err != nil {
+			bad("artifact", "%v", err)
+		}
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Fields: errs}
+	}
+	return nil
+}
+
+// CheckArtifact reports whether a fits the service's provider: the local
+// provider runs a command, the aws provider an AMI or a launch template.
+func (s Service) CheckArtifact(a events.Artifact) error {
+	switch s.Provider {
+	case ProviderLocal:
+		if a.AMI != "" || a.LaunchTemplate != "" || a.InstanceType != "" || a.UserData != "" {
+			return errors.New("ami, launch_template, instance_type and user_data are for the aws provider, not local")
+		}
+		if len(a.Command) == 0 || a.Command[0] == "" {
+			return errors.New("the local provider needs a command (an argv array)")
+		}
+	case ProviderAWS:
+		if a.AMI == "" && a.LaunchTemplate == "" {
+			return errors.New("the aws provider needs an ami or a launch_template")
+		}
+		if a.AMI != "" && !strings.HasPrefix(a.AMI, "ami-") {
+			return fmt.Errorf("ami %q does not look like ami-…", a.AMI)
+		}
+		if len(a.Command) > 0 {
+			return errors.New("command is for the local provider, not aws")
+		}
+	default:
+		return fmt.Errorf("unknown provider %q", s.Provider)
+	}
+	for k := range a.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("env name %q is invalid", k)
+		}
+	}
+	return nil
+}
+
+// Merge returns the artifact of a release: the request's own if it sets
+// anything, otherwise the spec's default.
+func (s Service) Merge(a events.Artifact) events.Artifact {
+	if a.IsZero() {
+		return s.Artifact.Event()
+	}
+	return a
+}
+
+// Encode returns the JSON stored in the services bucket.
+func (s Service) Encode() ([]byte, error) { return json.Marshal(s) }
+
+// Decode reads a spec stored in the services bucket.
+func Decode(b []byte) (Service, error) {
+	var s Service
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("spec: decode stored spec: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,101 @@
+package spec
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/redblack/redblack/shared/events"
+)
+
+const hello = `
+name: hello
+owner: team-hello
+capacity: 3
+health:
+  path: /healthz
+  interval: 200ms
+artifact:
+  command: ["hello", "--version", "v1"]
+`
+
+func TestParseDefaultsAndRoundTrip(t *testing.T) {
+	s, err := Parse(strings.NewReader(hello))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Provider != ProviderLocal || s.MaxCapacity != 10 || s.Health.HealthyThreshold != 2 || s.Health.Interval.D().Milliseconds() != 200 {
+		t.Fatalf("defaults not applied: %+v", s)
+	}
+	b, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(b)
+	if err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("round trip: %v\n%+v\n%+v", err, back, s)
+	}
+}
+
+func TestParseRejectsEachBadField(t *testing.T) {
+	cases := map[string]struct{ yaml, field string }{
+		"name":          {"name: Hello\nowner: x\n", "name"},
+		"no capacity":   {"name: hello\nowner: x\n", "capacity"},
+		"zero capacity": {"name: hello\nowner: x\ncapacity: 0\n", "capacity"},
+		"owner":         {"name: hello\n", "owner"},
+		"provider":      {"name: hello\nowner: x\nprovider: gcp\n", "provider"},
+		"capacity":      {"name: hello\nowner: x\ncapacity: 501\n", "capacity"},
+		"negative":      {"name: hello\nowner: x\ncapacity: -1\n", "capacity"},
+		"max":           {"name: hello\nowner: x\ncapacity: 5\nmax_capacity: 2\n", "max_capacity"},
+		"path":          {"name: hello\nowner: x\nhealth: {path: healthz}\n", "health.path"},
+		"interval":      {"name: hello\nowner: x\nhealth: {interval: 1ms}\n", "health.interval"},
+		"threshold":     {"name: hello\nowner: x\nhealth: {healthy_threshold: -2}\n", "health.healthy_threshold"},
+		"artifact":      {"name: hello\nowner: x\nartifact: {ami: ami-1}\n", "artifact"},
+		"aws no ami":    {"name: hello\nowner: x\nprovider: aws\nartifact: {command: [a]}\n", "artifact"},
+		"host":          {"name: hello\nowner: x\nhostnames: [\"a b\"]\n", "hostnames[0]"},
+	}
+	for name, c := range cases {
+		_, err := Parse(strings.NewReader(c.yaml))
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("%s: err = %v, want ValidationError", name, err)
+			continue
+		}
+		found := false
+		for _, f := range ve.Fields {
+			found = found || f.Field == c.field
+		}
+		if !found {
+			t.Errorf("%s: fields %v, want %s", name, ve.Fields, c.field)
+		}
+	}
+}
+
+func TestParseRejectsUnknownFieldsAndBadYAML(t *testing.T) {
+	for _, in := range []string{"name: hello\nowner: x\ncapacity: 1\ncolour: red\n", "", "name: [", "health:\n  interval: soon\n"} {
+		if _, err := Parse(strings.NewReader(in)); err == nil {
+			t.Errorf("Parse(%q) succeeded", in)
+		}
+	}
+}
+
+func TestCheckArtifact(t *testing.T) {
+	local := Service{Provider: ProviderLocal}
+	aws := Service{Provider: ProviderAWS}
+	if err := local.CheckArtifact(events.Artifact{Command: []string{"x"}}); err != nil {
+		t.Error(err)
+	}
+	if err := local.CheckArtifact(events.Artifact{}); err == nil {
+		t.Error("empty local artifact accepted")
+	}
+	if err := aws.CheckArtifact(events.Artifact{AMI: "ami-123"}); err != nil {
+		t.Error(err)
+	}
+	if err := aws.CheckArtifact(events.Artifact{AMI: "img-1"}); err == nil {
+		t.Error("bad ami accepted")
+	}
+	if got := local.Merge(events.Artifact{}); !got.IsZero() {
+		t.Errorf("merge of empty with empty default = %+v", got)
+	}
+}

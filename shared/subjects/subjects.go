@@ -1,0 +1,84 @@
+// Package subjects builds and parses the NATS subjects redblack publishes on.
+// Every subject carries the service name as its second token so that NATS
+// permissions and consumer filters can be set per team.
+package subjects
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Domains: the first token of every redblack subject.
+const (
+	DomainRelease = "release"
+	DomainFleet   = "fleet"
+	DomainChaos   = "chaos"
+	DomainMetrics = "metrics"
+	DomainDLQ     = "dlq"
+)
+
+// Invalid is the service token used for events about a request whose own
+// subject named no valid service (it cannot be a service name itself).
+const Invalid = "_invalid"
+
+var serviceRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+
+// ErrInvalidService is returned for a name that is not a valid service name.
+var ErrInvalidService = errors.New("invalid service name")
+
+// ValidateService reports whether name is a valid service name:
+// [a-z][a-z0-9-]{0,30}.
+func ValidateService(name string) error {
+	if !serviceRE.MatchString(name) {
+		return fmt.Errorf("%w %q: want [a-z][a-z0-9-]{0,30}", ErrInvalidService, name)
+	}
+	return nil
+}
+
+// Release is the subject of a release event: release.<service>.<event>.
+func Release(service, event string) string { return DomainRelease + "." + service + "." + event }
+
+// Fleet is the subject of a fleet event or command: fleet.<service>.<event>.
+func Fleet(service, event string) string { return DomainFleet + "." + service + "." + event }
+
+// Chaos is the subject of a chaos event: chaos.<service>.<event>.
+func Chaos(service, event string) string { return DomainChaos + "." + service + "." + event }
+
+// Metrics is the subject of a metrics sample: metrics.<service>.<group>.
+func Metrics(service, group string) string { return DomainMetrics + "." + service + "." + group }
+
+// AllReleases filters every release event of one service, or of all
+// services when service is "".
+func AllReleases(service string) string { return filter(DomainRelease, service) }
+
+// AllFleet filters every fleet event of one service, or of all when "".
+func AllFleet(service string) string { return filter(DomainFleet, service) }
+
+// AllChaos filters every chaos event of one service, or of all when "".
+func AllChaos(service string) string { return filter(DomainChaos, service) }
+
+func filter(domain, service string) string {
+	if service == "" {
+		return domain + ".>"
+	}
+	return domain + "." + service + ".>"
+}
+
+// Parsed is a subject split into its parts.
+type Parsed struct {
+	Domain  string // release, fleet, chaos, metrics
+	Service string // the second token, not validated
+	Event   string // the rest, e.g. "canary.passed"
+}
+
+// Parse splits a redblack subject. It fails when the subject has fewer than
+// three tokens. The service token is returned as is: call ValidateService.
+func Parse(subject string) (Parsed, error) {
+	parts := strings.SplitN(subject, ".", 3)
+	if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return Parsed{}, fmt.Errorf("subjects: %q is not <domain>.<service>.<event>", subject)
+	}
+	return Parsed{Domain: parts[0], Service: parts[1], Event: parts[2]}, nil
+}

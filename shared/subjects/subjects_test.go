@@ -1,0 +1,44 @@
+package subjects
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestValidateService(t *testing.T) {
+	good := []string{"a", "hello", "hello-world", "a0123456789012345678901234567890"[:31]}
+	for _, n := range good {
+		if err := ValidateService(n); err != nil {
+			t.Errorf("ValidateService(%q) = %v, want nil", n, err)
+		}
+	}
+	bad := []string{"", "Hello", "1abc", "-a", "a_b", "a.b", "a*", "a>", "a b", "a0123456789012345678901234567890x", Invalid}
+	for _, n := range bad {
+		if err := ValidateService(n); !errors.Is(err, ErrInvalidService) {
+			t.Errorf("ValidateService(%q) = %v, want ErrInvalidService", n, err)
+		}
+	}
+}
+
+func TestBuildersAndParse(t *testing.T) {
+	cases := map[string]Parsed{
+		Release("hello", "canary.passed"):    {"release", "hello", "canary.passed"},
+		Fleet("hello", "servergroup.create"): {"fleet", "hello", "servergroup.create"},
+		Chaos("hello", "terminated"):         {"chaos", "hello", "terminated"},
+		Metrics("hello", "hello-v007"):       {"metrics", "hello", "hello-v007"},
+	}
+	for subj, want := range cases {
+		got, err := Parse(subj)
+		if err != nil || got != want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", subj, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "release", "release.hello", "release..x", ".a.b"} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) succeeded, want error", bad)
+		}
+	}
+	if AllReleases("") != "release.>" || AllReleases("hello") != "release.hello.>" {
+		t.Errorf("AllReleases filters wrong: %q %q", AllReleases(""), AllReleases("hello"))
+	}
+}

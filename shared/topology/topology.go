@@ -1,0 +1,120 @@
+// Package topology defines redblack's JetStream streams and key-value buckets
+// and creates them idempotently, so every service and every test agrees on
+// them.
+package topology
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams.
+const (
+	StreamReleases   = "RELEASES"   // release.>: the audit log
+	StreamFleet      = "FLEET"      // fleet.>, chaos.>
+	StreamMetrics    = "METRICS"    // metrics.>: short-lived samples
+	StreamAdvisories = "ADVISORIES" // max-deliveries and terminated advisories
+	StreamDLQ        = "DLQ"        // dlq.>: the originals of messages given up on
+)
+
+// KV buckets, each written by its owner only.
+const (
+	BucketServices  = "services"  // service specs (the CLI)
+	BucketReleases  = "releases"  // release records and per-service locks (canary)
+	BucketRoutes    = "routes"    // routing tables (router)
+	BucketInstances = "instances" // discovery (provisioner)
+)
+
+// Advisory subjects captured for the dead-letter queue.
+const (
+	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+	AdvisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>"
+)
+
+// Options are the knobs of the topology.
+type Options struct {
+	// ReleasesMaxAge is how long the audit log keeps events (default 90 days).
+	ReleasesMaxAge time.Duration
+	// FleetMaxAge is how long fleet and chaos events are kept (default 30 days).
+	FleetMaxAge time.Duration
+	// MetricsMaxAge is how long metric samples are kept (default 15 minutes).
+	MetricsMaxAge time.Duration
+	// Duplicates is the de-duplication window of Nats-Msg-Id (default 10 minutes).
+	Duplicates time.Duration
+	// InstanceTTL expires discovery entries not refreshed (default 15 s).
+	InstanceTTL time.Duration
+	// Replicas of every stream and bucket: 1 on one machine, 3 on a cluster.
+	Replicas int
+}
+
+// DefaultOptions returns the documented defaults.
+func DefaultOptions() Options {
+	return Options{
+		ReleasesMaxAge: 90 * 24 * time.Hour,
+		FleetMaxAge:    30 * 24 * time.Hour,
+		MetricsMaxAge:  15 * time.Minute,
+		Duplicates:     10 * time.Minute,
+		InstanceTTL:    15 * time.Second,
+		Replicas:       1,
+	}
+}
+
+// Streams returns the configuration of every stream.
+func Streams(o Options) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
+		{
+			Name: StreamReleases, Description: "redblack audit log: every release event",
+			Subjects: []string{"release.>"}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			MaxAge: o.ReleasesMaxAge, Duplicates: o.Duplicates, DenyDelete: true, DenyPurge: true, Replicas: o.Replicas,
+		},
+		{
+			Name: StreamFleet, Description: "redblack fleet and chaos events and commands",
+			Subjects: []string{"fleet.>", "chaos.>"}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			MaxAge: o.FleetMaxAge, Duplicates: o.Duplicates, Replicas: o.Replicas,
+		},
+		{
+			Name: StreamMetrics, Description: "redblack traffic metric samples",
+			Subjects: []string{"metrics.>"}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			MaxAge: o.MetricsMaxAge, Duplicates: min(o.Duplicates, o.MetricsMaxAge), Replicas: o.Replicas,
+		},
+		{
+			Name: StreamAdvisories, Description: "JetStream advisories of messages given up on",
+			Subjects: []string{AdvisoryMaxDeliveries, AdvisoryTerminated}, Storage: jetstream.FileStorage,
+			MaxAge: o.FleetMaxAge, Duplicates: o.Duplicates, Replicas: o.Replicas,
+		},
+		{
+			Name: StreamDLQ, Description: "redblack dead letters: originals with the reason",
+			Subjects: []string{"dlq.>"}, Storage: jetstream.FileStorage,
+			MaxAge: o.FleetMaxAge, Duplicates: o.Duplicates, Replicas: o.Replicas,
+		},
+	}
+}
+
+// Buckets returns the configuration of every KV bucket.
+func Buckets(o Options) []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		{Bucket: BucketServices, Description: "service specs", History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketReleases, Description: "release records and per-service locks", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketRoutes, Description: "routing tables", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketInstances, Description: "discovery: instances by service and group", History: 1, TTL: o.InstanceTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+	}
+}
+
+// Ensure creates or updates every stream and bucket. It is idempotent: run it
+// at the start of every service.
+func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
+	for _, sc := range Streams(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range Buckets(o) {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("topology: bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}
