@@ -59,6 +59,39 @@ func (a *app) benchCmd() *cobra.Command {
 	}
 	backbone.Flags().IntVar(&n, "n", 2000, "messages and requests per measurement")
 	backbone.Flags().DurationVar(&idle, "idle", 5*time.Second, "how long `redblack up` idles before its RSS is read")
-	cmd.AddCommand(backbone)
+	var kills int
+	fleetCmd := &cobra.Command{
+		Use:   "fleet",
+		Short: "groups of 10 and 100 instances to all up, SIGKILL to replacement up, memory per instance",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			hello, err := buildHello(dir)
+			if err != nil {
+				return err
+			}
+			r, err := bench.FleetRun(filepath.Join(dir, "mesh"), hello, []int{10, 100}, kills)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure (examples/hello, local provider)", "measured", "target")
+			for _, n := range []int{10, 100} {
+				fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("%d-instance group: create → all up (ready)", n), r.ToReady[n].Round(time.Millisecond), "< 10s")
+			}
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("SIGKILL → replacement up, p50 / max (n=%d)", r.Replace.N),
+				fmt.Sprintf("%s / %s", r.Replace.P50.Round(time.Millisecond), r.Replace.Max.Round(time.Millisecond)), "< 2s")
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "memory per instance (RSS) min / avg / max",
+				fmt.Sprintf("%.1f / %.1f / %.1f MB", mb(r.RSSMin), mb(r.RSSAvg), mb(r.RSSMax)), "-")
+			return nil
+		},
+	}
+	fleetCmd.Flags().IntVar(&kills, "kills", 5, "instances to SIGKILL for the replacement figure")
+	cmd.AddCommand(backbone, fleetCmd)
 	return cmd
 }
+
+func mb(b int64) float64 { return float64(b) / 1e6 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -247,14 +248,88 @@ func TestUpProcess(t *testing.T) {
 			t.Fatal("up did not stop on SIGTERM")
 		}
 	}
+	hello := filepath.Join(t.TempDir(), "hello")
+	if out, err := exec.Command("go", "build", "-o", hello, helloPackage).CombinedOutput(); err != nil {
+		t.Fatalf("build hello: %v\n%s", err, out)
+	}
+	before := processesOf(hello)
+	t.Cleanup(func() { killAll(hello) })
 	url, cmd := up()
-	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
+	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(helloSpec, "[hello]", "["+hello+"]", 1)))
 	run(t, url, "release", "hello", "--version", "v1")
-	stop(cmd)
+	if code, out, errs := run(t, url, "fleet", "create", "hello-v001", "2", "--version", "v1"); code != 0 {
+		t.Fatalf("fleet create: %q %q", out, errs)
+	}
+	waitListed := func(url string) string {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if _, out, _ := run(t, url, "fleet", "ls"); strings.Contains(out, "2/2") {
+				return out
+			}
+		}
+		t.Fatal("the group never had 2 instances up")
+		return ""
+	}
+	first := waitListed(url)
 
+	// up dies without warning: its instances keep running...
+	cmd.Process.Kill()
+	cmd.Wait()
+	if n := processesOf(hello) - before; n != 2 {
+		t.Fatalf("%d instances after up was killed, want 2 still running", n)
+	}
+	// ...and the next up re-adopts them (same instances, same addresses)
 	url, cmd = up()
-	defer stop(cmd)
+	second := waitListed(url)
+	if addrs(first) != addrs(second) {
+		t.Fatalf("not re-adopted:\n%s\n%s", first, second)
+	}
 	if _, out, _ := run(t, url, "events", "--service", "hello"); !strings.Contains(out, "release.accepted") {
 		t.Fatalf("after restart events = %q", out)
+	}
+	stop(cmd) // a graceful stop stops every instance
+	if n := processesOf(hello) - before; n != 0 {
+		t.Fatalf("%d instances leaked after up stopped", n)
+	}
+}
+
+// addrs picks the instance addresses out of `fleet ls`.
+func addrs(ls string) string {
+	var out []string
+	for _, f := range strings.Fields(ls) {
+		if strings.HasPrefix(f, "127.0.0.1:") {
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// processesOf counts live processes running the binary at path.
+func processesOf(path string) int {
+	n := 0
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		exe, err := os.Readlink(d + "/exe")
+		if err != nil || exe != path {
+			continue
+		}
+		if b, err := os.ReadFile(d + "/stat"); err == nil {
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 && string(b[i+2]) != "Z" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// killAll kills every process still running the binary at path, so no test
+// leaves one behind even when it fails.
+func killAll(path string) {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
+			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 	}
 }

@@ -41,7 +41,15 @@ func describe(ev events.Event) string {
 	case *events.Completion:
 		return fmt.Sprintf("%s serves %s", d.Group, d.Version)
 	case *events.ServerGroup:
-		return strings.TrimSpace(fmt.Sprintf("%s capacity %d %s", d.Group, d.Capacity, d.Reason))
+		s := d.Group
+		if d.Capacity > 0 {
+			s += fmt.Sprintf(" capacity %d", d.Capacity)
+		}
+		return strings.TrimSpace(s + " " + d.Reason)
+	case *events.ServerGroupCommand:
+		return fmt.Sprintf("%s capacity %d %s", d.Group, d.Capacity, d.Version)
+	case *events.InstanceCommand:
+		return strings.TrimSpace(fmt.Sprintf("%s %s %s", d.Group, d.Instance, d.Reason))
 	case *events.Instance:
 		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", d.Instance, d.State, d.Address, d.Reason))
 	case *events.Chaos:

@@ -26,7 +26,9 @@ func (a *app) upCmd() *cobra.Command {
 provisioner, router, watchdog and chaos services in this process, each on its own
 NATS connection. Prints one line starting "redblack ready" when every service
 answers. SIGINT or SIGTERM shuts down gracefully; restarting with the same --data
-keeps every event and key-value entry.`,
+keeps every event and key-value entry, and brings every server group back.
+Instances are stopped on exit unless --keep-instances; if up is killed, the
+next up re-adopts the instances still running (or kills those it cannot).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -52,6 +54,7 @@ keeps every event and key-value entry.`,
 	}
 	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for JetStream files and instance logs")
 	cmd.Flags().StringVar(&cfg.NATSListen, "nats", cfg.NATSListen, "address of the embedded NATS server (port 0: any free port)")
+	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "address of the router's HTTP data plane")
 	return cmd
 }

@@ -35,11 +35,17 @@ type Config struct {
 	Topology topology.Options
 	// Log receives every service's log lines.
 	Log zerolog.Logger
+	// KeepInstances leaves instances running when the mesh stops, for the
+	// next start to re-adopt; by default they are stopped.
+	KeepInstances bool
+	// Provisioner tunes the provisioner (DataDir and Topology are set from
+	// the mesh's).
+	Provisioner provisioner.Config
 }
 
 // DefaultConfig returns the defaults of `redblack up`.
 func DefaultConfig() Config {
-	return Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop()}
+	return Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop(), Provisioner: provisioner.DefaultConfig()}
 }
 
 // ServiceNames are the five services, in start order.
@@ -112,8 +118,8 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			c.Topology = cfg.Topology
 			svc = canary.New(c, snc, log)
 		case "provisioner":
-			c := provisioner.DefaultConfig()
-			c.Topology = cfg.Topology
+			c := cfg.Provisioner
+			c.Topology, c.DataDir, c.StopInstancesOnExit = cfg.Topology, cfg.DataDir, !cfg.KeepInstances
 			svc = provisioner.New(c, snc, log)
 		case "router":
 			c := router.DefaultConfig()

@@ -28,6 +28,7 @@ func main() {
 	flag.DurationVar(&cfg.FailAfter, "fail-after", 0, "after this long, every request fails while /healthz stays green")
 	crashAfter := flag.Duration("crash-after", 0, "exit with status 3 after this long")
 	flag.BoolVar(&cfg.FailHealth, "fail-health", false, "/healthz answers 503")
+	flag.DurationVar(&cfg.FailHealthAfter, "fail-health-after", 0, "after this long, /healthz answers 503")
 	flag.Parse()
 	if cfg.ErrorRate < 0 || cfg.ErrorRate > 1 {
 		log.Fatalf("hello: --error-rate %v: want 0..1", cfg.ErrorRate)

@@ -1,59 +1,155 @@
-// Package provisioner is the provisioner service: it will own server groups and instances through a provider (local processes or AWS Auto Scaling groups). Only its registration exists so far; the fleet issue builds it.
+// Package provisioner is the provisioner service: it owns server groups and
+// instances through a fleet.Provider (local processes by default), acts on
+// fleet.<service>.servergroup.create|resize|destroy and
+// fleet.<service>.instance.terminate commands, reports every change on the
+// FLEET stream and keeps the instances bucket (discovery) current.
 package provisioner
 
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/services/provisioner/local"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
 
 // Version of the service.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
-// Config configures the provisioner service.
+// Config configures the provisioner.
 type Config struct {
 	Topology topology.Options
+	// DataDir holds the local provider's records and instance logs
+	// (<DataDir>/local).
+	DataDir string
+	// Local tunes the local provider (its Dir is set from DataDir).
+	Local local.Config
+	// StartupTimeout: a new group whose instances are not all up by then
+	// fails and is destroyed (default 60 s).
+	StartupTimeout time.Duration
+	// MaxCapacity is the global cap on a group's capacity (default 500).
+	MaxCapacity int
+	// StopInstancesOnExit stops every instance when the service stops;
+	// otherwise they keep running and the next start re-adopts them.
+	StopInstancesOnExit bool
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{Topology: topology.DefaultOptions()} }
+func DefaultConfig() Config {
+	return Config{
+		Topology: topology.DefaultOptions(), DataDir: ".redblack",
+		StartupTimeout: 60 * time.Second, MaxCapacity: spec.GlobalMaxCapacity,
+	}
+}
 
-// Service is the provisioner service.
+// Service is the provisioner.
 type Service struct {
 	cfg Config
 	nc  *nats.Conn
 	log zerolog.Logger
+
+	js        jetstream.JetStream
+	services  jetstream.KeyValue
+	instances jetstream.KeyValue
+	provider  fleet.Provider
+	changes   chan fleet.Change
+
+	mu      sync.Mutex
+	pending map[string]*pendingGroup
+}
+
+// pendingGroup is a group created or grown and not yet all up.
+type pendingGroup struct {
+	service  string
+	deadline time.Time
+	desired  int
+	created  bool // a new group: destroyed if it fails
+	cause    string
+	lastWhy  string
+	up       map[string]bool // instances reported up
 }
 
 // New builds the service on a NATS connection it does not own.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
-	return &Service{cfg: cfg, nc: nc, log: log}
+	return &Service{cfg: cfg, nc: nc, log: log, pending: map[string]*pendingGroup{}}
 }
 
-// Run ensures the topology and serves the micro endpoints until ctx ends.
+// Run starts the provider (re-adopting instances), the command consumer,
+// the change reporter and the discovery heartbeat, and serves the micro
+// endpoints until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	_, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
+	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
 		return topology.Ensure(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	var consumers []*natsx.Consumer // none until its logic exists
+	s.js = js
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if s.services, err = js.KeyValue(bctx, topology.BucketServices); err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	if s.instances, err = js.KeyValue(bctx, topology.BucketInstances); err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+
+	s.changes = make(chan fleet.Change, 4096)
+	lc := s.cfg.Local
+	lc.Dir = filepath.Join(s.cfg.DataDir, "local")
+	prov, err := local.Open(lc, func(c fleet.Change) { s.changes <- c })
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	s.provider = prov
+	reporterDone := make(chan struct{})
+	go func() { defer close(reporterDone); s.report(ctx) }()
+	defer func() {
+		prov.Close(s.cfg.StopInstancesOnExit)
+		<-reporterDone
+	}()
+
+	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
+		Stream: topology.StreamFleet, Durable: "provisioner-commands",
+		FilterSubjects: []string{"fleet.*.servergroup.create", "fleet.*.servergroup.resize", "fleet.*.servergroup.destroy", "fleet.*.instance.terminate"},
+		MaxDeliver:     5, AckWait: 30 * time.Second,
+	}, s.handle, s.log)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	defer cons.Stop()
+
+	go s.heartbeat(ctx)
+	go s.watchPending(ctx)
+
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{
 		Name: "provisioner", Version: Version, Description: "server groups and instances through a provider",
 		Status: func() any {
 			return natsx.Status{Service: "provisioner", Version: Version, Started: started, Parts: map[string]string{
-				"fleet": "not implemented yet (fleet issue)",
+				"provider": "local", "commands": "running", "discovery": "running",
+				"release_steps": "not implemented yet (release pipeline issue)",
 			}}
 		},
-		Consumers: func() []*natsx.Consumer { return consumers },
+		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },
+		Endpoints: map[string]natsx.Endpoint{"list": s.list},
 	}, s.log)
+}
+
+// list answers the list endpoint: every group (of the service named in the
+// request body, or all) with its instances.
+func (s *Service) list(body []byte) (any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.provider.ListGroups(ctx, string(body))
 }

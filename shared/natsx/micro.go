@@ -22,10 +22,19 @@ type MicroConfig struct {
 	Status func() any
 	// Consumers lists the durable consumers whose lag the stats report.
 	Consumers func() []*Consumer
+	// Endpoints are further query and control endpoints, by name, served on
+	// redblack.<name>.<endpoint>.
+	Endpoints map[string]Endpoint
 }
 
+// Endpoint answers one request: its body in, a JSON-able value out.
+type Endpoint func(body []byte) (any, error)
+
+// EndpointSubject is the subject of a service's endpoint.
+func EndpointSubject(service, endpoint string) string { return "redblack." + service + "." + endpoint }
+
 // StatusSubject is the subject of a service's status endpoint.
-func StatusSubject(name string) string { return "redblack." + name + ".status" }
+func StatusSubject(name string) string { return EndpointSubject(name, "status") }
 
 // Stats is what the micro stats handler reports.
 type Stats struct {
@@ -67,9 +76,26 @@ func AddMicro(nc *nats.Conn, c MicroConfig) (micro.Service, error) {
 			_ = r.Error("500", err.Error(), nil)
 		}
 	}
-	if err := svc.AddGroup("redblack."+c.Name).AddEndpoint("status", micro.HandlerFunc(status)); err != nil {
+	grp := svc.AddGroup("redblack." + c.Name)
+	if err := grp.AddEndpoint("status", micro.HandlerFunc(status)); err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("natsx: micro %s status endpoint: %w", c.Name, err)
+	}
+	for name, ep := range c.Endpoints {
+		h := func(r micro.Request) {
+			v, err := ep(r.Data())
+			if err != nil {
+				_ = r.Error("400", err.Error(), nil)
+				return
+			}
+			if err := r.RespondJSON(v); err != nil {
+				_ = r.Error("500", err.Error(), nil)
+			}
+		}
+		if err := grp.AddEndpoint(name, micro.HandlerFunc(h)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("natsx: micro %s endpoint %s: %w", c.Name, name, err)
+		}
 	}
 	return svc, nil
 }

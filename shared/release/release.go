@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/redblack/redblack/shared/events"
@@ -100,4 +101,37 @@ func ValidateID(id string) error {
 		return fmt.Errorf("%w %q: want 1-64 of [A-Za-z0-9_-]", ErrInvalidID, id)
 	}
 	return nil
+}
+
+// Roles of a server group.
+const (
+	RoleProduction = "production"
+	RoleCanary     = "canary"
+	RoleBaseline   = "baseline"
+)
+
+var groupRE = regexp.MustCompile(`^([a-z][a-z0-9-]{0,30})-v([0-9]{3,})(?:-(canary|baseline))?$`)
+
+// RoleGroupName is the name of the canary or baseline group of release n:
+// hello-v007-canary, hello-v007-baseline.
+func RoleGroupName(service string, n int, role string) string {
+	if role == RoleProduction || role == "" {
+		return GroupName(service, n)
+	}
+	return GroupName(service, n) + "-" + role
+}
+
+// ParseGroup splits a server group name into its service, release number
+// and role.
+func ParseGroup(name string) (service string, n int, role string, err error) {
+	m := groupRE.FindStringSubmatch(name)
+	if m == nil {
+		return "", 0, "", fmt.Errorf("%q is not a server group name like hello-v007 or hello-v007-canary", name)
+	}
+	n, _ = strconv.Atoi(m[2])
+	role = m[3]
+	if role == "" {
+		role = RoleProduction
+	}
+	return m[1], n, role, nil
 }

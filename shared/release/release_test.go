@@ -42,3 +42,27 @@ func TestEnterFinal(t *testing.T) {
 		t.Fatalf("record %+v", r)
 	}
 }
+
+func TestParseGroup(t *testing.T) {
+	for name, want := range map[string]struct {
+		svc  string
+		n    int
+		role string
+	}{
+		"hello-v007":                    {"hello", 7, RoleProduction},
+		"my-svc-v123":                   {"my-svc", 123, RoleProduction},
+		"hello-v002-canary":             {"hello", 2, RoleCanary},
+		"hello-v002-baseline":           {"hello", 2, RoleBaseline},
+		RoleGroupName("a", 1, "canary"): {"a", 1, RoleCanary},
+	} {
+		svc, n, role, err := ParseGroup(name)
+		if err != nil || svc != want.svc || n != want.n || role != want.role {
+			t.Errorf("ParseGroup(%q) = %q %d %q %v", name, svc, n, role, err)
+		}
+	}
+	for _, bad := range []string{"hello", "hello-v1", "Hello-v001", "hello-v001-blue", "hello-v001.x"} {
+		if _, _, _, err := ParseGroup(bad); err == nil {
+			t.Errorf("ParseGroup(%q) succeeded", bad)
+		}
+	}
+}

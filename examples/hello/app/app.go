@@ -24,6 +24,8 @@ type Config struct {
 	FailAfter time.Duration
 	// FailHealth makes /healthz answer 503.
 	FailHealth bool
+	// FailHealthAfter > 0: /healthz answers 503 once this long has passed.
+	FailHealthAfter time.Duration
 }
 
 // App serves the demo application.
@@ -42,7 +44,7 @@ func New(cfg Config, now func() time.Time) *App {
 // ServeHTTP answers "/" with the version, "/healthz" with the health.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
-		if a.cfg.FailHealth {
+		if a.cfg.FailHealth || (a.cfg.FailHealthAfter > 0 && a.now().Sub(a.start) >= a.cfg.FailHealthAfter) {
 			http.Error(w, "unhealthy (--fail-health)", http.StatusServiceUnavailable)
 			return
 		}

@@ -68,3 +68,15 @@ func TestLatencyJitterBounds(t *testing.T) {
 		t.Fatalf("negative delay %v", d)
 	}
 }
+
+func TestFailHealthAfter(t *testing.T) {
+	now := time.Unix(0, 0)
+	a := New(Config{FailHealthAfter: time.Second}, func() time.Time { return now })
+	if w := get(a, "/healthz"); w.Code != 200 {
+		t.Fatalf("before: %d", w.Code)
+	}
+	now = now.Add(time.Second)
+	if w := get(a, "/healthz"); w.Code != 503 {
+		t.Fatalf("after: %d", w.Code)
+	}
+}

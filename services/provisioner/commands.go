@@ -1,0 +1,177 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
+)
+
+// Source is the CloudEvents source of the provisioner's events.
+const Source = "redblack/provisioner"
+
+// handle runs one command. Bad commands are answered with a failed event and
+// acked: no retry can fix them.
+func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := events.Decode(msg.Data())
+	if err != nil {
+		return natsx.Permanent(fmt.Errorf("provisioner: %s: %w", msg.Subject(), err))
+	}
+	k, ok := ev.Kind()
+	if !ok {
+		return natsx.Permanent(fmt.Errorf("provisioner: unknown command type %q", ev.Type))
+	}
+	p, err := subjects.Parse(msg.Subject())
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	switch k {
+	case events.InstanceTerminate:
+		var c events.InstanceCommand
+		if err := ev.DecodeData(&c); err != nil {
+			return natsx.Permanent(err)
+		}
+		return s.terminate(ctx, c)
+	case events.ServerGroupCreate, events.ServerGroupResize, events.ServerGroupDestroy:
+		var c events.ServerGroupCommand
+		if err := ev.DecodeData(&c); err != nil {
+			return s.fail(ctx, ev.ID, p.Service, "", 0, "invalid command: "+err.Error())
+		}
+		if c.Service != p.Service {
+			return s.fail(ctx, ev.ID, p.Service, c.Group, c.Capacity, fmt.Sprintf("command names service %q on subject of %q", c.Service, p.Service))
+		}
+		if svc, _, _, err := release.ParseGroup(c.Group); err != nil || svc != c.Service {
+			return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, fmt.Sprintf("group %q is not a group of %s (want %s-vNNN)", c.Group, c.Service, c.Service))
+		}
+		switch k {
+		case events.ServerGroupCreate:
+			return s.create(ctx, ev, c)
+		case events.ServerGroupResize:
+			return s.resize(ctx, ev, c)
+		default:
+			return s.destroy(ctx, ev, c)
+		}
+	}
+	return natsx.Permanent(fmt.Errorf("provisioner: %s is not a command", ev.Type))
+}
+
+// checkCapacity bounds a capacity by the spec's max and the global cap.
+func (s *Service) checkCapacity(svc spec.Service, n int) error {
+	limit := min(svc.MaxCapacity, s.cfg.MaxCapacity)
+	if n < 1 || n > limit {
+		return fmt.Errorf("capacity %d: want 1..%d (max_capacity %d of %s, global cap %d)", n, limit, svc.MaxCapacity, svc.Name, s.cfg.MaxCapacity)
+	}
+	return nil
+}
+
+func (s *Service) create(ctx context.Context, ev events.Event, c events.ServerGroupCommand) error {
+	svc, err := spec.Get(ctx, s.services, c.Service)
+	if errors.Is(err, spec.ErrNotFound) {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, fmt.Sprintf("unknown service %q", c.Service))
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.checkCapacity(svc, c.Capacity); err != nil {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
+	}
+	art := svc.Merge(c.Artifact)
+	if err := svc.CheckArtifact(art); err != nil {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, "artifact: "+err.Error())
+	}
+	if _, err := s.provider.DescribeGroup(ctx, c.Group); err == nil {
+		// a redelivery, or a second create of a live group: nothing twice
+		return s.publish(ctx, ev.ID+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity, Reason: "exists already"})
+	}
+	role := c.Role
+	if role == "" {
+		_, _, role, _ = release.ParseGroup(c.Group)
+	}
+	_, err = s.provider.CreateGroup(ctx, fleet.GroupSpec{
+		Service: c.Service, Group: c.Group, Version: c.Version, Role: role,
+		Capacity: c.Capacity, Artifact: art, Health: svc.Health,
+	})
+	if errors.Is(err, fleet.ErrBadArtifact) || errors.Is(err, fleet.ErrCapacity) {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
+	}
+	if err != nil {
+		return err
+	}
+	s.track(c.Group, c.Service, c.Capacity, true, ev.ID)
+	s.log.Info().Str(logging.FieldService, c.Service).Str(logging.FieldServerGroup, c.Group).Int("capacity", c.Capacity).Msg("server group created")
+	return s.publish(ctx, ev.ID+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
+}
+
+func (s *Service) resize(ctx context.Context, ev events.Event, c events.ServerGroupCommand) error {
+	svc, err := spec.Get(ctx, s.services, c.Service)
+	if errors.Is(err, spec.ErrNotFound) {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, fmt.Sprintf("unknown service %q", c.Service))
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.checkCapacity(svc, c.Capacity); err != nil {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
+	}
+	err = s.provider.Resize(ctx, c.Group, c.Capacity)
+	if errors.Is(err, fleet.ErrGroupNotFound) {
+		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, "no such group")
+	}
+	if err != nil {
+		return err
+	}
+	s.track(c.Group, c.Service, c.Capacity, false, ev.ID)
+	return s.publish(ctx, ev.ID+":resized", events.ServerGroupResized, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
+}
+
+func (s *Service) destroy(ctx context.Context, ev events.Event, c events.ServerGroupCommand) error {
+	if _, err := s.provider.DescribeGroup(ctx, c.Group); errors.Is(err, fleet.ErrGroupNotFound) {
+		return s.publish(ctx, ev.ID+":destroyed", events.ServerGroupDestroyed, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Reason: "no such group: nothing to do"})
+	}
+	s.untrack(c.Group)
+	if err := s.provider.DestroyGroup(ctx, c.Group); err != nil {
+		return err
+	}
+	s.forget(ctx, c.Service, c.Group)
+	s.log.Info().Str(logging.FieldService, c.Service).Str(logging.FieldServerGroup, c.Group).Msg("server group destroyed")
+	return s.publish(ctx, ev.ID+":destroyed", events.ServerGroupDestroyed, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group})
+}
+
+func (s *Service) terminate(ctx context.Context, c events.InstanceCommand) error {
+	err := s.provider.TerminateInstance(ctx, c.Group, c.Instance)
+	if errors.Is(err, fleet.ErrGroupNotFound) || errors.Is(err, fleet.ErrInstanceNotFound) {
+		s.log.Warn().Str(logging.FieldService, c.Service).Str(logging.FieldServerGroup, c.Group).Str("instance", c.Instance).Msg("terminate: no such instance (already gone?)")
+		return nil
+	}
+	return err
+}
+
+// fail publishes servergroup.failed for a command.
+func (s *Service) fail(ctx context.Context, cmdID, service, group string, capacity int, reason string) error {
+	s.log.Warn().Str(logging.FieldService, service).Str(logging.FieldServerGroup, group).Str("reason", reason).Msg("server group failed")
+	if subjects.ValidateService(service) != nil {
+		service = subjects.Invalid
+	}
+	return s.publish(ctx, cmdID+":failed", events.ServerGroupFailed, service, events.ServerGroup{Service: service, Group: group, Capacity: capacity, Reason: reason})
+}
+
+func (s *Service) publish(ctx context.Context, id string, k events.Kind, service string, data any) error {
+	ev, err := events.NewWithID(id, Source, k, service, "", data)
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	_, err = natsx.Publish(ctx, s.js, k.Subject(service), ev)
+	return err
+}

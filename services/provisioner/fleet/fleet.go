@@ -1,0 +1,130 @@
+// Package fleet is the provisioner's seam to the machines: the Provider
+// interface that the local provider (processes on this machine) and the aws
+// provider (Auto Scaling groups) implement, and the types that cross it.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/spec"
+)
+
+// GroupSpec is what a server group runs and how it is checked.
+type GroupSpec struct {
+	Service  string          `json:"service"`
+	Group    string          `json:"group"`
+	Version  string          `json:"version"`
+	Role     string          `json:"role"`
+	Capacity int             `json:"capacity"`
+	Artifact events.Artifact `json:"artifact"`
+	Health   spec.Health     `json:"health"`
+}
+
+// Instance is one running copy of a group.
+type Instance struct {
+	ID         string    `json:"id"`
+	Service    string    `json:"service"`
+	Group      string    `json:"group"`
+	Version    string    `json:"version"`
+	Address    string    `json:"address"`
+	State      string    `json:"state"` // discovery.State*
+	Started    time.Time `json:"started"`
+	LastHealth time.Time `json:"last_health,omitempty"`
+	// PID is the process id (local provider) or 0.
+	PID int `json:"pid,omitempty"`
+}
+
+// Group is a server group as the provider sees it.
+type Group struct {
+	Spec      GroupSpec  `json:"spec"`
+	Desired   int        `json:"desired"`
+	Created   time.Time  `json:"created"`
+	Instances []Instance `json:"instances"`
+}
+
+// Up counts the instances in state up.
+func (g Group) Up() int {
+	n := 0
+	for _, i := range g.Instances {
+		if i.State == "up" {
+			n++
+		}
+	}
+	return n
+}
+
+// ChangeType says what happened to an instance.
+type ChangeType string
+
+// Instance changes a provider reports.
+const (
+	Started    ChangeType = "started"    // launched, not yet healthy
+	Up         ChangeType = "up"         // passed its health checks
+	Down       ChangeType = "down"       // failed its health checks
+	Terminated ChangeType = "terminated" // gone (asked to, or it exited)
+	Replaced   ChangeType = "replaced"   // a new instance took a terminated one's place
+	CrashLoop  ChangeType = "crashloop"  // instances keep dying before they are up
+)
+
+// Change is one instance change. Reason says why (exit status, health
+// failure, who asked).
+type Change struct {
+	Type     ChangeType
+	Instance Instance
+	Reason   string
+}
+
+// Observer receives the provider's changes, in order per instance. It must
+// not block for long.
+type Observer func(Change)
+
+// Errors a caller branches on.
+var (
+	ErrGroupNotFound    = errors.New("no such server group")
+	ErrInstanceNotFound = errors.New("no such instance")
+	// ErrBadArtifact: the artifact cannot run on this provider (missing
+	// command, unknown AMI). Nothing was created.
+	ErrBadArtifact = errors.New("artifact cannot run")
+	// ErrCapacity: the provider cannot have that many instances (AWS
+	// InsufficientInstanceCapacity, LimitExceeded). Nothing was left behind.
+	ErrCapacity = errors.New("capacity unavailable")
+)
+
+// Provider is what the provisioner needs of the machines. Every method is
+// safe for concurrent use; create and destroy are idempotent by name.
+type Provider interface {
+	// CreateGroup creates the group and starts its instances, returning at
+	// once. A group of that name that exists already is returned as it is.
+	// AWS: CreateLaunchTemplateVersion, then CreateAutoScalingGroup with that
+	// launch template version.
+	CreateGroup(ctx context.Context, s GroupSpec) (Group, error)
+
+	// DescribeGroup returns the group with its instances, or ErrGroupNotFound.
+	// AWS: DescribeAutoScalingGroups.
+	DescribeGroup(ctx context.Context, name string) (Group, error)
+
+	// ListGroups returns every group of service ("" for all).
+	// AWS: DescribeAutoScalingGroups filtered on the redblack:service tag.
+	ListGroups(ctx context.Context, service string) ([]Group, error)
+
+	// Instances lists the group's instances with their addresses and states.
+	// AWS: DescribeAutoScalingGroups for the instance ids, EC2
+	// DescribeInstances for their private IPs, target health for the state.
+	Instances(ctx context.Context, name string) ([]Instance, error)
+
+	// Resize sets the desired capacity; the provider starts or stops
+	// instances to match. AWS: SetDesiredCapacity.
+	Resize(ctx context.Context, name string, capacity int) error
+
+	// DestroyGroup stops every instance and removes the group. Destroying a
+	// group that does not exist is not an error. AWS: DeleteAutoScalingGroup
+	// with ForceDelete, then DeleteLaunchTemplateVersions.
+	DestroyGroup(ctx context.Context, name string) error
+
+	// TerminateInstance kills one instance at once; the group replaces it,
+	// as an Auto Scaling group does. AWS: EC2 TerminateInstances.
+	TerminateInstance(ctx context.Context, group, instance string) error
+}

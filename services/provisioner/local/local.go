@@ -1,0 +1,434 @@
+// Package local is the provider that runs server groups as real processes on
+// this machine: each instance is a child process on a free loopback port in
+// its own process group, health checked over HTTP, replaced when it dies (as
+// an Auto Scaling group does), and recorded on disk so a restarted
+// provisioner re-adopts what it started — or kills it.
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/discovery"
+)
+
+var _ fleet.Provider = (*Local)(nil)
+
+// Config configures the local provider.
+type Config struct {
+	// Dir holds groups/, instances/ (pid records) and logs/.
+	Dir string
+	// GracePeriod is the time between SIGTERM and SIGKILL (default 5 s).
+	GracePeriod time.Duration
+	// StartupProbe is the health check cadence of a starting instance
+	// (default 100 ms); up and down instances are checked every spec
+	// health interval.
+	StartupProbe time.Duration
+	// CheckTimeout bounds one health check (default 1 s).
+	CheckTimeout time.Duration
+	// BackoffBase and BackoffMax bound the restart delay after instances
+	// that died before being up (default 250 ms, 10 s).
+	BackoffBase, BackoffMax time.Duration
+	// CrashLoopCount crashes within CrashLoopWindow make a crash loop
+	// (default 3 in 30 s).
+	CrashLoopCount  int
+	CrashLoopWindow time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 5 * time.Second
+	}
+	if c.StartupProbe == 0 {
+		c.StartupProbe = 100 * time.Millisecond
+	}
+	if c.CheckTimeout == 0 {
+		c.CheckTimeout = time.Second
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = 250 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 10 * time.Second
+	}
+	if c.CrashLoopCount == 0 {
+		c.CrashLoopCount = 3
+	}
+	if c.CrashLoopWindow == 0 {
+		c.CrashLoopWindow = 30 * time.Second
+	}
+}
+
+// Local runs groups as processes.
+type Local struct {
+	cfg     Config
+	observe fleet.Observer
+	client  *http.Client
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu     sync.Mutex
+	groups map[string]*group
+}
+
+// Open starts the provider on cfg.Dir: groups recorded there are resumed,
+// their live instances re-adopted (same pid and start time), dead ones
+// forgotten and replaced, and instances of unknown groups killed.
+func Open(cfg Config, observe fleet.Observer) (*Local, error) {
+	cfg.defaults()
+	for _, d := range []string{"groups", "instances", "logs"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+	}
+	if observe == nil {
+		observe = func(fleet.Change) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Local{
+		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{},
+		client: &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 10 * time.Second}},
+	}
+	if err := l.adopt(); err != nil {
+		cancel()
+		return nil, err
+	}
+	return l, nil
+}
+
+// record is what is kept on disk of a group.
+type groupRecord struct {
+	Spec    fleet.GroupSpec `json:"spec"`
+	Desired int             `json:"desired"`
+	Created time.Time       `json:"created"`
+	Seq     int             `json:"seq"`
+}
+
+// instanceRecord is what is kept on disk of an instance.
+type instanceRecord struct {
+	fleet.Instance
+	StartTicks uint64 `json:"start_ticks"`
+}
+
+func (l *Local) groupFile(name string) string {
+	return filepath.Join(l.cfg.Dir, "groups", name+".json")
+}
+func (l *Local) instanceFile(id string) string {
+	return filepath.Join(l.cfg.Dir, "instances", id+".json")
+}
+
+// LogFile is where an instance's stdout and stderr go.
+func (l *Local) LogFile(group, id string) string {
+	return filepath.Join(l.cfg.Dir, "logs", group, id+".log")
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (l *Local) adopt() error {
+	files, _ := filepath.Glob(filepath.Join(l.cfg.Dir, "groups", "*.json"))
+	for _, f := range files {
+		var rec groupRecord
+		b, err := os.ReadFile(f)
+		if err != nil || json.Unmarshal(b, &rec) != nil {
+			os.Remove(f)
+			continue
+		}
+		l.groups[rec.Spec.Group] = newGroup(l, rec)
+	}
+	files, _ = filepath.Glob(filepath.Join(l.cfg.Dir, "instances", "*.json"))
+	for _, f := range files {
+		var rec instanceRecord
+		b, err := os.ReadFile(f)
+		if err != nil || json.Unmarshal(b, &rec) != nil {
+			os.Remove(f)
+			continue
+		}
+		g := l.groups[rec.Group]
+		live := rec.PID > 0 && alive(rec.PID, rec.StartTicks)
+		switch {
+		case g == nil && live: // not ours to keep: no process is leaked
+			stopProcess(rec.PID, rec.StartTicks, l.cfg.GracePeriod)
+			os.Remove(f)
+		case !live:
+			os.Remove(f)
+		default:
+			inst := &instance{rec: rec, exited: make(chan struct{})}
+			inst.rec.State = discovery.StateStarting
+			go inst.watchAdopted(l.ctx, l.cfg.StartupProbe)
+			g.instances[rec.ID] = inst
+		}
+	}
+	for _, g := range l.groups {
+		g.start()
+	}
+	return nil
+}
+
+// stopProcess stops an adopted process group: SIGTERM, SIGKILL after grace.
+func stopProcess(pid int, ticks uint64, grace time.Duration) {
+	_ = killGroup(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for alive(pid, ticks) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(pid, ticks) {
+		_ = killGroup(pid, syscall.SIGKILL)
+	}
+}
+
+// CreateGroup implements fleet.Provider.
+func (l *Local) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Group, error) {
+	if len(s.Artifact.Command) == 0 {
+		return fleet.Group{}, fmt.Errorf("local: %w: no command", fleet.ErrBadArtifact)
+	}
+	if _, err := exec.LookPath(s.Artifact.Command[0]); err != nil {
+		return fleet.Group{}, fmt.Errorf("local: %w: %v", fleet.ErrBadArtifact, err)
+	}
+	if s.Capacity < 0 {
+		return fleet.Group{}, fmt.Errorf("local: capacity %d", s.Capacity)
+	}
+	l.mu.Lock()
+	if g, ok := l.groups[s.Group]; ok {
+		l.mu.Unlock()
+		return g.describe(), nil
+	}
+	rec := groupRecord{Spec: s, Desired: s.Capacity, Created: time.Now().UTC()}
+	if err := writeJSON(l.groupFile(s.Group), rec); err != nil {
+		l.mu.Unlock()
+		return fleet.Group{}, fmt.Errorf("local: record group %s: %w", s.Group, err)
+	}
+	if err := os.MkdirAll(filepath.Join(l.cfg.Dir, "logs", s.Group), 0o755); err != nil {
+		l.mu.Unlock()
+		return fleet.Group{}, fmt.Errorf("local: %w", err)
+	}
+	g := newGroup(l, rec)
+	l.groups[s.Group] = g
+	l.mu.Unlock()
+	g.start()
+	return g.describe(), nil
+}
+
+func (l *Local) group(name string) (*group, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g, ok := l.groups[name]
+	if !ok {
+		return nil, fmt.Errorf("local: %s: %w", name, fleet.ErrGroupNotFound)
+	}
+	return g, nil
+}
+
+// DescribeGroup implements fleet.Provider.
+func (l *Local) DescribeGroup(ctx context.Context, name string) (fleet.Group, error) {
+	g, err := l.group(name)
+	if err != nil {
+		return fleet.Group{}, err
+	}
+	return g.describe(), nil
+}
+
+// ListGroups implements fleet.Provider.
+func (l *Local) ListGroups(ctx context.Context, service string) ([]fleet.Group, error) {
+	l.mu.Lock()
+	gs := make([]*group, 0, len(l.groups))
+	for _, g := range l.groups {
+		if service == "" || g.spec.Service == service {
+			gs = append(gs, g)
+		}
+	}
+	l.mu.Unlock()
+	out := make([]fleet.Group, len(gs))
+	for i, g := range gs {
+		out[i] = g.describe()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.Group < out[j].Spec.Group })
+	return out, nil
+}
+
+// Instances implements fleet.Provider.
+func (l *Local) Instances(ctx context.Context, name string) ([]fleet.Instance, error) {
+	g, err := l.DescribeGroup(ctx, name)
+	return g.Instances, err
+}
+
+// Resize implements fleet.Provider.
+func (l *Local) Resize(ctx context.Context, name string, capacity int) error {
+	if capacity < 0 {
+		return fmt.Errorf("local: capacity %d", capacity)
+	}
+	g, err := l.group(name)
+	if err != nil {
+		return err
+	}
+	return g.resize(capacity)
+}
+
+// DestroyGroup implements fleet.Provider.
+func (l *Local) DestroyGroup(ctx context.Context, name string) error {
+	l.mu.Lock()
+	g, ok := l.groups[name]
+	delete(l.groups, name)
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	g.halt()
+	g.stopAll(true)
+	if err := os.Remove(l.groupFile(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("local: remove %s: %w", name, err)
+	}
+	return nil
+}
+
+// TerminateInstance implements fleet.Provider: SIGKILL, then the group
+// replaces the instance.
+func (l *Local) TerminateInstance(ctx context.Context, groupName, id string) error {
+	g, err := l.group(groupName)
+	if err != nil {
+		return err
+	}
+	return g.kill(id)
+}
+
+// RSS returns the resident memory of each live instance of a group.
+func (l *Local) RSS(name string) (map[string]int64, error) {
+	g, err := l.group(name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, i := range g.describe().Instances {
+		out[i.ID] = rssBytes(i.PID)
+	}
+	return out, nil
+}
+
+// Close stops the supervisors. With stopInstances every instance is stopped
+// (SIGTERM, then SIGKILL after the grace period) and forgotten, though the
+// groups stay recorded and come back at the next Open; without, the
+// instances keep running for the next Open to re-adopt.
+func (l *Local) Close(stopInstances bool) {
+	l.mu.Lock()
+	gs := make([]*group, 0, len(l.groups))
+	for _, g := range l.groups {
+		gs = append(gs, g)
+	}
+	l.mu.Unlock()
+	for _, g := range gs {
+		g.halt()
+	}
+	if stopInstances {
+		var wg sync.WaitGroup
+		for _, g := range gs {
+			wg.Add(1)
+			go func() { defer wg.Done(); g.stopAll(false) }()
+		}
+		wg.Wait()
+	}
+	l.cancel() // after stopAll: adopted instances' watchers report their exits
+	l.client.CloseIdleConnections()
+}
+
+// start launches one instance process.
+func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(l.LogFile(s.Group, id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	argv := s.Artifact.Command
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = os.Environ()
+	for k, v := range s.Artifact.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env,
+		"PORT="+strconv.Itoa(port), "REDBLACK_SERVICE="+s.Service, "REDBLACK_GROUP="+s.Group,
+		"REDBLACK_VERSION="+s.Version, "REDBLACK_INSTANCE="+id)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	_, ticks, _ := procStat(cmd.Process.Pid)
+	inst := &instance{
+		rec: instanceRecord{Instance: fleet.Instance{
+			ID: id, Service: s.Service, Group: s.Group, Version: s.Version,
+			Address: "127.0.0.1:" + strconv.Itoa(port), State: discovery.StateStarting,
+			Started: time.Now().UTC(), PID: cmd.Process.Pid,
+		}, StartTicks: ticks},
+		exited: make(chan struct{}),
+	}
+	go func() {
+		err := cmd.Wait()
+		inst.exitErr = describeExit(err)
+		close(inst.exited)
+	}()
+	if err := writeJSON(l.instanceFile(id), inst.rec); err != nil {
+		_ = killGroup(inst.rec.PID, syscall.SIGKILL)
+		return nil, err
+	}
+	return inst, nil
+}
+
+func describeExit(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("killed by %s", ws.Signal())
+		}
+		return fmt.Errorf("exited with status %d", ee.ExitCode())
+	}
+	if err == nil {
+		return errors.New("exited with status 0")
+	}
+	return err
+}
+
+// check runs one health check.
+func (l *Local) check(addr, path string) error {
+	resp, err := l.client.Get("http://" + addr + path)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 399 {
+		return fmt.Errorf("health check %s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+func trimReason(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,275 @@
+package provisioner_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/services/provisioner"
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/services/provisioner/local"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+var hello string
+
+func TestMain(m *testing.M) {
+	dir, _ := os.MkdirTemp("", "provisioner-test-")
+	hello = filepath.Join(dir, "hello")
+	if out, err := exec.Command("go", "build", "-o", hello, "github.com/redblack/redblack/examples/hello").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build hello: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	killAll(hello)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type rig struct {
+	t         *testing.T
+	ctx       context.Context
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	tap       *nats.Subscription
+	instances jetstream.KeyValue
+}
+
+func newRig(t *testing.T) *rig {
+	s := testkit.Start(t)
+	ctx := testkit.Context(t, 60*time.Second)
+	nc := s.Conn(t)
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(ctx, topology.BucketServices)
+	spec.Apply(ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: 2, MaxCapacity: 5,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}}})
+	tap, _ := nc.SubscribeSync("fleet.>")
+	cfg := provisioner.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.StartupTimeout = 3 * time.Second
+	cfg.StopInstancesOnExit = true
+	cfg.Local = local.Config{StartupProbe: 50 * time.Millisecond, GracePeriod: time.Second, BackoffBase: 50 * time.Millisecond}
+	pnc := s.Conn(t)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- provisioner.New(cfg, pnc, logging.Nop()).Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for {
+		if _, err := nc.Request("$SRV.PING.redblack-provisioner", nil, 200*time.Millisecond); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("provisioner did not start")
+		}
+	}
+	inst, _ := js.KeyValue(ctx, topology.BucketInstances)
+	return &rig{t: t, ctx: ctx, nc: nc, js: js, tap: tap, instances: inst}
+}
+
+func (r *rig) command(k events.Kind, data any) string {
+	r.t.Helper()
+	ev, err := events.New("test", k, "hello", "", data)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b, _ := ev.Encode()
+	// core publish: a redelivery is simulated by sending the same event twice
+	if err := r.nc.Publish(k.Subject("hello"), b); err != nil {
+		r.t.Fatal(err)
+	}
+	return ev.ID
+}
+
+// await returns the first event of kind k (skipping others), failing on
+// servergroup.failed unless that is what is awaited.
+func (r *rig) await(k events.Kind) events.Event {
+	r.t.Helper()
+	for {
+		m, err := r.tap.NextMsg(15 * time.Second)
+		if err != nil {
+			r.t.Fatalf("no %s: %v", k, err)
+		}
+		ev, err := events.Decode(m.Data)
+		if err != nil {
+			continue
+		}
+		if ev.Type == k.Type() {
+			return ev
+		}
+		if ev.Type == events.ServerGroupFailed.Type() {
+			r.t.Fatalf("unexpected failure: %s", ev.Data)
+		}
+	}
+}
+
+func (r *rig) discovered(group string) []discovery.Entry {
+	lister, err := r.instances.ListKeysFiltered(r.ctx, "hello."+group+".*")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []discovery.Entry
+	for k := range lister.Keys() {
+		e, err := r.instances.Get(r.ctx, k)
+		if err == nil {
+			d, _ := discovery.Decode(e.Value())
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func TestCreateReadyDiscoveryAndIdempotence(t *testing.T) {
+	r := newRig(t)
+	cmd := events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 3}
+	r.command(events.ServerGroupCreate, cmd)
+	r.command(events.ServerGroupCreate, cmd) // redelivered: launches nothing twice
+	r.await(events.ServerGroupCreated)
+	ready := r.await(events.ServerGroupReady)
+	var d events.ServerGroup
+	ready.DecodeData(&d)
+	if d.Up != 3 || d.Group != "hello-v001" {
+		t.Fatalf("ready %+v", d)
+	}
+	entries := r.discovered("hello-v001")
+	if len(entries) != 3 {
+		t.Fatalf("discovery has %d entries, want 3", len(entries))
+	}
+	for _, e := range entries {
+		if e.State != discovery.StateUp || !strings.HasPrefix(e.Address, "127.0.0.1:") || e.Version != "v1" {
+			t.Fatalf("entry %+v", e)
+		}
+	}
+	// the list endpoint shows the group once, with 3 instances
+	resp, err := r.nc.Request("redblack.provisioner.list", []byte("hello"), 2*time.Second)
+	var groups []fleet.Group
+	if err != nil || json.Unmarshal(resp.Data, &groups) != nil || len(groups) != 1 || len(groups[0].Instances) != 3 {
+		t.Fatalf("list: %s %v", resp.Data, err)
+	}
+	for _, i := range groups[0].Instances {
+		if i.ID == "hello-v001-4" {
+			t.Fatal("the redelivered create launched a fourth instance")
+		}
+	}
+
+	// terminate → terminated, replaced, up; discovery back to 3
+	victim := entries[0].ID
+	r.command(events.InstanceTerminate, events.InstanceCommand{Service: "hello", Group: "hello-v001", Instance: victim})
+	term := r.await(events.InstanceTerminated)
+	var ti events.Instance
+	term.DecodeData(&ti)
+	if ti.Instance != victim {
+		t.Fatalf("terminated %+v", ti)
+	}
+	r.await(events.InstanceReplaced)
+	r.await(events.InstanceUp)
+	// resize, destroy
+	r.command(events.ServerGroupResize, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1})
+	r.await(events.ServerGroupResized)
+	r.command(events.ServerGroupDestroy, events.ServerGroupCommand{Service: "hello", Group: "hello-v001"})
+	r.await(events.ServerGroupDestroyed)
+	for deadline := time.Now().Add(5 * time.Second); len(r.discovered("hello-v001")) > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("discovery still lists %v", r.discovered("hello-v001"))
+		}
+	}
+}
+
+// Each bad input: a failed (or no-op) event with the reason, and no group
+// left running.
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		name   string
+		kind   events.Kind
+		cmd    events.ServerGroupCommand
+		want   events.Kind
+		reason string
+	}{
+		{"command does not exist", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1, Artifact: events.Artifact{Command: []string{"/no/such/app"}}}, events.ServerGroupFailed, "artifact cannot run"},
+		{"command exits at once", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1, Artifact: events.Artifact{Command: []string{"/bin/false"}}}, events.ServerGroupFailed, "crash at start"},
+		{"health never answers", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 2, Artifact: events.Artifact{Command: []string{hello, "--fail-health"}}}, events.ServerGroupFailed, "not all up within 3s: 0 of 2 up"},
+		{"capacity 0", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 0}, events.ServerGroupFailed, "capacity 0: want 1..5"},
+		{"above the service max", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 6}, events.ServerGroupFailed, "capacity 6: want 1..5"},
+		{"resize above the max", events.ServerGroupResize, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 600}, events.ServerGroupFailed, "global cap 500"},
+		{"group of another service", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "other-v001", Capacity: 1}, events.ServerGroupFailed, "not a group of hello"},
+		{"destroy a group that does not exist", events.ServerGroupDestroy, events.ServerGroupCommand{Service: "hello", Group: "hello-v009"}, events.ServerGroupDestroyed, "nothing to do"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t)
+			r.command(c.kind, c.cmd)
+			ev := r.awaitAny(c.want)
+			var d events.ServerGroup
+			ev.DecodeData(&d)
+			if !strings.Contains(d.Reason, c.reason) {
+				t.Fatalf("reason %q, want %q", d.Reason, c.reason)
+			}
+			resp, err := r.nc.Request("redblack.provisioner.list", nil, 10*time.Second)
+			if err != nil {
+				t.Fatalf("list: %v", err)
+			}
+			if string(resp.Data) != "null" && string(resp.Data) != "[]" {
+				t.Fatalf("groups left: %s", resp.Data)
+			}
+			for deadline := time.Now().Add(5 * time.Second); len(r.discovered("hello-v001")) > 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("instances left in discovery: %v", r.discovered("hello-v001"))
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownService(t *testing.T) {
+	r := newRig(t)
+	ev, _ := events.New("test", events.ServerGroupCreate, "nosuch", "", events.ServerGroupCommand{Service: "nosuch", Group: "nosuch-v001", Capacity: 1})
+	b, _ := ev.Encode()
+	r.nc.Publish(events.ServerGroupCreate.Subject("nosuch"), b)
+	got := r.awaitAny(events.ServerGroupFailed)
+	if !strings.Contains(string(got.Data), "unknown service") {
+		t.Fatalf("failed %s", got.Data)
+	}
+}
+
+// awaitAny returns the first event of kind k, whatever comes before it.
+func (r *rig) awaitAny(k events.Kind) events.Event {
+	r.t.Helper()
+	for {
+		m, err := r.tap.NextMsg(15 * time.Second)
+		if err != nil {
+			r.t.Fatalf("no %s: %v", k, err)
+		}
+		if ev, err := events.Decode(m.Data); err == nil && ev.Type == k.Type() {
+			return ev
+		}
+	}
+}
+
+// killAll kills every process still running the binary at path, so no test
+// leaves one behind even when it fails.
+func killAll(path string) {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
+			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}

@@ -1,0 +1,67 @@
+// Package discovery is the shape of the instances bucket, the mesh's Eureka:
+// one entry per running instance under <service>.<group>.<instance>, written
+// by the provisioner and refreshed by its heartbeat, so the instances of a
+// provisioner that died expire with the bucket's TTL.
+package discovery
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// States of an instance.
+const (
+	StateStarting   = "starting"
+	StateUp         = "up"
+	StateDown       = "down"
+	StateTerminated = "terminated"
+)
+
+// Entry is one instance as the router and the CLI see it.
+type Entry struct {
+	ID         string    `json:"id"`
+	Service    string    `json:"service"`
+	Group      string    `json:"group"`
+	Version    string    `json:"version"`
+	Address    string    `json:"address"`
+	State      string    `json:"state"`
+	Started    time.Time `json:"started"`
+	LastHealth time.Time `json:"last_health,omitempty"`
+}
+
+// Key is the bucket key of an instance.
+func Key(service, group, instance string) string { return service + "." + group + "." + instance }
+
+// ServiceFilter selects every instance of a service ("" for all).
+func ServiceFilter(service string) string {
+	if service == "" {
+		return ">"
+	}
+	return service + ".>"
+}
+
+// Encode returns the stored JSON.
+func (e Entry) Encode() []byte {
+	b, _ := json.Marshal(e)
+	return b
+}
+
+// Decode reads a stored entry.
+func Decode(b []byte) (Entry, error) {
+	var e Entry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("discovery: %w", err)
+	}
+	return e, nil
+}
+
+// ParseKey splits a key into service, group and instance.
+func ParseKey(key string) (service, group, instance string, err error) {
+	parts := strings.Split(key, ".")
+	if len(parts) != 3 {
+		return "", "", "", fmt.Errorf("discovery: key %q is not <service>.<group>.<instance>", key)
+	}
+	return parts[0], parts[1], parts[2], nil
+}
