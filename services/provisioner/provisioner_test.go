@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,10 +50,13 @@ type rig struct {
 	js        jetstream.JetStream
 	tap       *nats.Subscription
 	instances jetstream.KeyValue
+	stop      func() // stops the provisioner
 }
 
-func newRig(t *testing.T) *rig {
-	s := testkit.Start(t)
+func newRig(t *testing.T) *rig { return newRigWith(t, topology.DefaultOptions(), true) }
+
+func newRigWith(t *testing.T, topo topology.Options, stopInstances bool) *rig {
+	s := testkit.Start(t, testkit.WithTopology(topo))
 	ctx := testkit.Context(t, 60*time.Second)
 	nc := s.Conn(t)
 	js, _ := jetstream.New(nc)
@@ -64,13 +68,17 @@ func newRig(t *testing.T) *rig {
 	cfg := provisioner.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.StartupTimeout = 3 * time.Second
-	cfg.StopInstancesOnExit = true
+	cfg.StopInstancesOnExit = stopInstances
+	cfg.Topology = topo
 	cfg.Local = local.Config{StartupProbe: 50 * time.Millisecond, GracePeriod: time.Second, BackoffBase: 50 * time.Millisecond}
 	pnc := s.Conn(t)
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- provisioner.New(cfg, pnc, logging.Nop()).Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	r := &rig{t: t, ctx: ctx, nc: nc, js: js, tap: tap, stop: stop}
 	for {
 		if _, err := nc.Request("$SRV.PING.redblack-provisioner", nil, 200*time.Millisecond); err == nil {
 			break
@@ -79,8 +87,8 @@ func newRig(t *testing.T) *rig {
 			t.Fatal("provisioner did not start")
 		}
 	}
-	inst, _ := js.KeyValue(ctx, topology.BucketInstances)
-	return &rig{t: t, ctx: ctx, nc: nc, js: js, tap: tap, instances: inst}
+	r.instances, _ = js.KeyValue(ctx, topology.BucketInstances)
+	return r
 }
 
 func (r *rig) command(k events.Kind, data any) string {
@@ -271,5 +279,29 @@ func killAll(path string) {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+	}
+}
+
+// TestDiscoveryExpiresWhenTheProvisionerDies: the heartbeat keeps entries
+// alive past the bucket's TTL; once the provisioner is gone they expire.
+func TestDiscoveryExpiresWhenTheProvisionerDies(t *testing.T) {
+	topo := topology.DefaultOptions()
+	topo.InstanceTTL = 1500 * time.Millisecond
+	r := newRigWith(t, topo, false) // its instances outlive it, as after a crash
+	r.command(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 2})
+	r.await(events.ServerGroupReady)
+	for until := time.Now().Add(3 * topo.InstanceTTL); time.Now().Before(until); time.Sleep(100 * time.Millisecond) {
+		if n := len(r.discovered("hello-v001")); n != 2 {
+			t.Fatalf("%d entries while the provisioner lives, want 2", n)
+		}
+	}
+	r.stop()
+	t.Cleanup(func() { killAll(hello) })
+	deadline := time.Now().Add(10 * topo.InstanceTTL)
+	for len(r.discovered("hello-v001")) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("entries of a dead provisioner never expired: %v", r.discovered("hello-v001"))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
