@@ -35,7 +35,7 @@ type Fleet struct {
 // helloPath: groups of each size in sizes to ready, kills replaced, RSS.
 func FleetRun(dir, helloPath string, sizes []int, kills int) (Fleet, error) {
 	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen = dir, "127.0.0.1:0"
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
 		return Fleet{}, err

@@ -90,7 +90,143 @@ func (a *app) benchCmd() *cobra.Command {
 		},
 	}
 	fleetCmd.Flags().IntVar(&kills, "kills", 5, "instances to SIGKILL for the replacement figure")
-	cmd.AddCommand(backbone, fleetCmd)
+	var dur time.Duration
+	var rounds, conns int
+	routerCmd := &cobra.Command{
+		Use:   "router",
+		Short: "rps, p50, p99 and errors through the router, nginx and haproxy, and straight to a backend, in one run",
+		Long: `Starts the mesh with a 3-instance hello group, then nginx (2 workers, upstream
+keep-alive 256) and haproxy (2 threads, http-reuse always) in front of the same 3
+instances, and drives the same bounded wrk load (2 threads, --connections, --duration)
+through each, interleaved over --rounds. Needs nginx, haproxy and wrk
+(apt-get install nginx haproxy wrk).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			hello, err := buildHello(dir)
+			if err != nil {
+				return err
+			}
+			bm, err := bench.StartMesh(filepath.Join(dir, "mesh"), hello, 3, "hello-v001")
+			if err != nil {
+				return err
+			}
+			defer bm.Stop()
+			if err := bm.Switch("hello-v001"); err != nil {
+				return err
+			}
+			nc, err := bm.M.Connect("bench")
+			if err != nil {
+				return err
+			}
+			g, err := bench.List(nc, "hello-v001")
+			nc.Close()
+			if err != nil {
+				return err
+			}
+			var backends []string
+			for _, i := range g.Instances {
+				backends = append(backends, i.Address)
+			}
+			for _, d := range []string{"nginx", "haproxy"} {
+				os.MkdirAll(filepath.Join(dir, d), 0o755)
+			}
+			ngx, err := bench.StartNginx(filepath.Join(dir, "nginx"), backends)
+			if err != nil {
+				return err
+			}
+			defer ngx.Stop()
+			hap, err := bench.StartHAProxy(filepath.Join(dir, "haproxy"), backends)
+			if err != nil {
+				return err
+			}
+			defer hap.Stop()
+			targets := []struct{ name, url, host string }{
+				{"direct (one backend)", "http://" + backends[0] + "/", ""},
+				{"nginx", fmt.Sprintf("http://127.0.0.1:%d/", ngx.Port), "hello"},
+				{"haproxy", fmt.Sprintf("http://127.0.0.1:%d/", hap.Port), "hello"},
+				{"redblack router", "http://" + bm.M.HTTP() + "/", "hello"},
+			}
+			sums := map[string]*bench.Load{}
+			for r := 0; r < rounds; r++ {
+				for _, t := range targets {
+					l, err := bench.Wrk(t.name, t.url, t.host, conns, dur)
+					if err != nil {
+						return err
+					}
+					s := sums[t.name]
+					if s == nil {
+						s = &bench.Load{Target: t.name}
+						sums[t.name] = s
+					}
+					s.RPS += l.RPS / float64(rounds)
+					s.P50 += l.P50 / time.Duration(rounds)
+					s.P99 += l.P99 / time.Duration(rounds)
+					s.Requests += l.Requests
+					s.Errors += l.Errors
+				}
+			}
+			ref := sums["nginx"]
+			fmt.Fprintf(a.out, "wrk -t2 -c%d -d%s, %d round(s), 3 hello backends, mean per round\n", conns, dur, rounds)
+			fmt.Fprintf(a.out, "%-22s %10s %10s %10s %8s %10s %10s\n", "target", "rps", "p50", "p99", "errors", "rps/nginx", "p99/nginx")
+			for _, t := range targets {
+				s := sums[t.name]
+				fmt.Fprintf(a.out, "%-22s %10.0f %10s %10s %8d %10.2f %10.2f\n", t.name, s.RPS, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond),
+					s.Errors, s.RPS/ref.RPS, float64(s.P99)/float64(ref.P99))
+			}
+			return nil
+		},
+	}
+	routerCmd.Flags().DurationVar(&dur, "duration", 10*time.Second, "wrk duration per target and round")
+	routerCmd.Flags().IntVar(&rounds, "rounds", 2, "interleaved rounds")
+	routerCmd.Flags().IntVar(&conns, "connections", 64, "wrk connections")
+
+	var switches, switchKills, workers int
+	var every time.Duration
+	switchCmd := &cobra.Command{
+		Use:   "switch",
+		Short: "load through the router across switches and instance kills: failed requests, routes write → serving",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			hello, err := buildHello(dir)
+			if err != nil {
+				return err
+			}
+			bm, err := bench.StartMesh(filepath.Join(dir, "mesh"), hello, 3, "hello-v001", "hello-v002")
+			if err != nil {
+				return err
+			}
+			defer bm.Stop()
+			if err := bm.Switch("hello-v001"); err != nil {
+				return err
+			}
+			r, err := bench.SwitchRun(bm, switches, switchKills, workers, every)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure", "measured", "target")
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("load: %d workers for %s, %d switches, %d kills", workers, r.Duration.Round(time.Second), r.Switches, r.Kills),
+				fmt.Sprintf("%d requests", r.Requests), "≥ 20s, 20 switches, 3 kills")
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "failed requests", fmt.Sprint(r.Failed), "0")
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("routes write → new group serving, p50 / p99 (n=%d)", r.WriteToServe.N),
+				fmt.Sprintf("%s / %s", r.WriteToServe.P50.Round(time.Microsecond), r.WriteToServe.P99.Round(time.Microsecond)), "p99 < 50ms")
+			return nil
+		},
+	}
+	switchCmd.Flags().IntVar(&switches, "switches", 20, "switches")
+	switchCmd.Flags().IntVar(&switchKills, "kills", 3, "instances SIGKILLed during the run")
+	switchCmd.Flags().IntVar(&workers, "workers", 8, "concurrent load workers")
+	switchCmd.Flags().DurationVar(&every, "every", 1100*time.Millisecond, "time between switches")
+	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd)
 	return cmd
 }
 

@@ -29,7 +29,7 @@ func run(t *testing.T, url string, args ...string) (int, string, string) {
 func startMesh(t *testing.T) string {
 	t.Helper()
 	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen = t.TempDir(), "127.0.0.1:0"
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func TestUpProcess(t *testing.T) {
 	}
 	data := t.TempDir()
 	up := func() (string, *exec.Cmd) {
-		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--log-level", "warn")
+		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--log-level", "warn")
 		stdout, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -66,7 +66,7 @@ func (a *app) demo(keep bool) error {
 		return err
 	}
 	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen = dir, "127.0.0.1:0"
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Log = logging.New(a.err, "", "warn")
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {

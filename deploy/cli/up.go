@@ -18,7 +18,6 @@ import (
 
 func (a *app) upCmd() *cobra.Command {
 	cfg := mesh.DefaultConfig()
-	var httpAddr string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -40,9 +39,8 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 				return err
 			}
 			data, _ := filepath.Abs(cfg.DataDir)
-			fmt.Fprintf(a.out, "redblack ready nats=%s data=%s services=%s in %s\n",
-				m.URL(), data, strings.Join(mesh.ServiceNames, ","), time.Since(start).Round(time.Millisecond))
-			fmt.Fprintf(a.out, "note: the router's HTTP data plane is not built yet, so nothing listens on %s\n", httpAddr)
+			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s services=%s in %s\n",
+				m.URL(), m.HTTP(), data, strings.Join(mesh.ServiceNames, ","), time.Since(start).Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(a.out, "redblack stopping")
@@ -55,6 +53,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for JetStream files and instance logs")
 	cmd.Flags().StringVar(&cfg.NATSListen, "nats", cfg.NATSListen, "address of the embedded NATS server (port 0: any free port)")
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
-	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "address of the router's HTTP data plane")
+	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
+	cmd.Flags().StringVar(&cfg.Router.Admin, "admin", "127.0.0.1:9180", "address of the router's admin port (/metrics); empty for none")
 	return cmd
 }

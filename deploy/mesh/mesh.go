@@ -38,6 +38,9 @@ type Config struct {
 	// KeepInstances leaves instances running when the mesh stops, for the
 	// next start to re-adopt; by default they are stopped.
 	KeepInstances bool
+	// Router tunes the router (its Topology is set from the mesh's); its
+	// HTTP address is the data plane's.
+	Router router.Config
 	// Provisioner tunes the provisioner (DataDir and Topology are set from
 	// the mesh's).
 	Provisioner provisioner.Config
@@ -45,7 +48,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults of `redblack up`.
 func DefaultConfig() Config {
-	return Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop(), Provisioner: provisioner.DefaultConfig()}
+	return Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop(), Provisioner: provisioner.DefaultConfig(), Router: router.DefaultConfig()}
 }
 
 // ServiceNames are the five services, in start order.
@@ -66,6 +69,7 @@ type Mesh struct {
 	errs   []error
 	failed chan struct{} // closed when the first service stops on its own
 	once   sync.Once
+	router *router.Service
 	// stopOnce makes Stop idempotent.
 	stopOnce sync.Once
 }
@@ -122,9 +126,10 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			c.Topology, c.DataDir, c.StopInstancesOnExit = cfg.Topology, cfg.DataDir, !cfg.KeepInstances
 			svc = provisioner.New(c, snc, log)
 		case "router":
-			c := router.DefaultConfig()
+			c := cfg.Router
 			c.Topology = cfg.Topology
-			svc = router.New(c, snc, log)
+			m.router = router.New(c, snc, log)
+			svc = m.router
 		case "watchdog":
 			c := watchdog.DefaultConfig()
 			c.Topology = cfg.Topology
@@ -178,6 +183,9 @@ func (m *Mesh) connect(name string) (*nats.Conn, error) {
 	m.conns = append(m.conns, nc)
 	return nc, nil
 }
+
+// HTTP is the address of the router's data plane.
+func (m *Mesh) HTTP() string { return m.router.Addr().String() }
 
 // URL is the nats:// URL of the embedded server's loopback listener.
 func (m *Mesh) URL() string { return m.srv.ClientURL() }

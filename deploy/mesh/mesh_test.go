@@ -20,7 +20,7 @@ import (
 func start(t *testing.T, dir string) *mesh.Mesh {
 	t.Helper()
 	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen = dir, "127.0.0.1:0"
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,59 +1,281 @@
-// Package router is the router service: it will own the load balancer: routing tables, the HTTP data plane and traffic metrics. Only its registration exists so far; the traffic issue builds it.
+// Package router is the router service: the load balancer under programmer
+// control. It serves HTTP through the proxy from a routing table built from
+// the routes and instances buckets, applies weight changes and switches as
+// compare-and-set updates of routes, announces a switch only once every live
+// router has applied it, and publishes per-group traffic samples.
 package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/services/router/proxy"
+	"github.com/redblack/redblack/services/router/routing"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
 
 // Version of the service.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
-// Config configures the router service.
+// Config configures the router.
 type Config struct {
 	Topology topology.Options
+	// HTTP is the data plane's address (default 127.0.0.1:8080).
+	HTTP string
+	// Admin serves /metrics (Prometheus text format); "" for none.
+	Admin string
+	// MetricsInterval is how often samples are published (default 1 s,
+	// at least 100 ms).
+	MetricsInterval time.Duration
+	// Proxy tunes the data plane.
+	Proxy proxy.Config
+	// ID names this router instance (default: random).
+	ID string
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{Topology: topology.DefaultOptions()} }
+func DefaultConfig() Config {
+	return Config{Topology: topology.DefaultOptions(), HTTP: "127.0.0.1:8080", MetricsInterval: time.Second}
+}
 
-// Service is the router service.
+// Service is the router.
 type Service struct {
-	cfg Config
-	nc  *nats.Conn
-	log zerolog.Logger
+	cfg   Config
+	nc    *nats.Conn
+	log   zerolog.Logger
+	proxy *proxy.Proxy
+	reg   *routing.Registry
+
+	js        jetstream.JetStream
+	routesKV  jetstream.KeyValue
+	services  jetstream.KeyValue
+	instances jetstream.KeyValue
+
+	mu        sync.Mutex
+	routes    map[string]routes.Route
+	revisions map[string]uint64
+	entries   map[string]discovery.Entry
+	hostnames map[string][]string
+	capacity  map[string]int
+	applied   chan struct{} // closed and replaced whenever a table is swapped
+
+	addr atomic.Pointer[net.Addr]
 }
 
 // New builds the service on a NATS connection it does not own.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
-	return &Service{cfg: cfg, nc: nc, log: log}
+	if cfg.ID == "" {
+		cfg.ID = events.NewID()[:8]
+	}
+	if cfg.MetricsInterval < 100*time.Millisecond {
+		cfg.MetricsInterval = 100 * time.Millisecond
+	}
+	return &Service{
+		cfg: cfg, nc: nc, log: log, proxy: proxy.New(cfg.Proxy), reg: routing.NewRegistry(),
+		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{},
+		hostnames: map[string][]string{}, capacity: map[string]int{}, applied: make(chan struct{}),
+	}
 }
 
-// Run ensures the topology and serves the micro endpoints until ctx ends.
+// Addr is the data plane's listening address once Run has started it.
+func (s *Service) Addr() net.Addr {
+	if a := s.addr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts the data plane down gracefully.
 func (s *Service) Run(ctx context.Context) error {
-	_, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
+	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
 		return topology.Ensure(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
-	var consumers []*natsx.Consumer // none until its logic exists
+	s.js = js
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketRoutes: &s.routesKV, topology.BucketServices: &s.services, topology.BucketInstances: &s.instances} {
+		if *kv, err = js.KeyValue(bctx, name); err != nil {
+			return fmt.Errorf("router: %w", err)
+		}
+	}
+	if err := s.watch(ctx); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+
+	l, err := net.Listen("tcp", s.cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("router: listen %s: %w", s.cfg.HTTP, err)
+	}
+	addr := l.Addr()
+	s.addr.Store(&addr)
+	srv := &http.Server{Handler: s.proxy, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("data plane")
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx) // in-flight requests finish
+	}()
+	if s.cfg.Admin != "" {
+		admin, err := s.serveAdmin()
+		if err != nil {
+			return fmt.Errorf("router: %w", err)
+		}
+		defer admin.Close()
+	}
+
+	sub, err := s.nc.Subscribe(AppliedSubject, s.answerApplied)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	defer sub.Unsubscribe()
+
+	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
+		Stream: topology.StreamFleet, Durable: "router-commands",
+		FilterSubjects: []string{"fleet.*.traffic.set", "fleet.*.traffic.switch"},
+		MaxDeliver:     5, AckWait: 30 * time.Second,
+	}, s.handle, s.log)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	defer cons.Stop()
+	go s.publishMetrics(ctx)
+
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{
 		Name: "router", Version: Version, Description: "the load balancer: routing tables and the HTTP data plane",
 		Status: func() any {
 			return natsx.Status{Service: "router", Version: Version, Started: started, Parts: map[string]string{
-				"data_plane": "not implemented yet (traffic issue)",
+				"data_plane": "http://" + addr.String(), "id": s.cfg.ID,
 			}}
 		},
-		Consumers: func() []*natsx.Consumer { return consumers },
+		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },
 	}, s.log)
+}
+
+// watch follows the three buckets and rebuilds the table on every change.
+// It returns once the initial values are in and the first table is built.
+func (s *Service) watch(ctx context.Context) error {
+	type watch struct {
+		kv    jetstream.KeyValue
+		apply func(jetstream.KeyValueEntry)
+	}
+	ready := make(chan struct{}, 3)
+	for _, w := range []watch{{s.routesKV, s.applyRoute}, {s.instances, s.applyInstance}, {s.services, s.applySpec}} {
+		wt, err := w.kv.WatchAll(ctx)
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer wt.Stop()
+			initial := true
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case e, ok := <-wt.Updates():
+					if !ok {
+						return
+					}
+					if e == nil { // initial values done
+						initial = false
+						ready <- struct{}{}
+						continue
+					}
+					s.mu.Lock()
+					w.apply(e)
+					s.mu.Unlock()
+					if !initial {
+						s.rebuild()
+					}
+				}
+			}
+		}()
+	}
+	for range 3 {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("buckets did not answer in 10s")
+		}
+	}
+	s.rebuild()
+	return nil
+}
+
+func deleted(e jetstream.KeyValueEntry) bool {
+	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
+}
+
+func (s *Service) applyRoute(e jetstream.KeyValueEntry) {
+	if deleted(e) {
+		delete(s.routes, e.Key())
+		delete(s.revisions, e.Key())
+		return
+	}
+	if r, err := routes.Decode(e.Value()); err == nil {
+		s.routes[e.Key()], s.revisions[e.Key()] = r, e.Revision()
+	}
+}
+
+func (s *Service) applyInstance(e jetstream.KeyValueEntry) {
+	if deleted(e) {
+		delete(s.entries, e.Key())
+		return
+	}
+	if d, err := discovery.Decode(e.Value()); err == nil {
+		s.entries[e.Key()] = d
+	}
+}
+
+func (s *Service) applySpec(e jetstream.KeyValueEntry) {
+	if deleted(e) {
+		delete(s.hostnames, e.Key())
+		delete(s.capacity, e.Key())
+		return
+	}
+	if sp, err := spec.Decode(e.Value()); err == nil {
+		s.hostnames[e.Key()], s.capacity[e.Key()] = sp.Hostnames, sp.Capacity
+	}
+}
+
+// rebuild builds a table from the current state and swaps it in.
+func (s *Service) rebuild() {
+	s.mu.Lock()
+	t := s.reg.Build(routing.Input{Routes: s.routes, Revisions: s.revisions, Instances: s.entries, Hostnames: s.hostnames})
+	s.proxy.Swap(t)
+	close(s.applied)
+	s.applied = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// appliedRevision is the routes revision of service in the live table.
+func (s *Service) appliedRevision(service string) uint64 {
+	if svc := s.proxy.Table().Services[service]; svc != nil {
+		return svc.Revision
+	}
+	return 0
 }

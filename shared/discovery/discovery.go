@@ -65,3 +65,6 @@ func ParseKey(key string) (service, group, instance string, err error) {
 	}
 	return parts[0], parts[1], parts[2], nil
 }
+
+// Addr is the instance's host:port.
+func (e Entry) Addr() string { return e.Address }

@@ -178,3 +178,12 @@ type Chaos struct {
 	Reason   string `json:"reason,omitempty"`
 	Leashed  bool   `json:"leashed,omitempty"`
 }
+
+// TrafficCommand asks the router to set weights (Weights) or to switch all
+// traffic to Group; in traffic.refused, Reason says why it would not.
+type TrafficCommand struct {
+	Service string         `json:"service"`
+	Weights map[string]int `json:"weights,omitempty"`
+	Group   string         `json:"group,omitempty"`
+	Reason  string         `json:"reason,omitempty"`
+}

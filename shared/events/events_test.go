@@ -96,6 +96,8 @@ func sampleFor(k Kind) any {
 		return ServerGroup{Service: "hello", Group: "g", Capacity: 3, Up: 2, Reason: "x"}
 	case *Instance:
 		return Instance{Service: "hello", Group: "g", Instance: "i", Address: "127.0.0.1:1", State: "up"}
+	case *TrafficCommand:
+		return TrafficCommand{Service: "hello", Weights: map[string]int{"a": 1}, Group: "g", Reason: "r"}
 	case *Chaos:
 		return Chaos{Service: "hello", Group: "g", Instance: "i", Leashed: true}
 	}

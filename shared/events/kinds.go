@@ -57,6 +57,14 @@ var (
 	InstanceCrashLoop    = Kind{subjects.DomainFleet, "instance.crashloop"}
 )
 
+// Traffic commands (to the router) and the router's own traffic events.
+var (
+	TrafficSet     = Kind{subjects.DomainFleet, "traffic.set"}
+	TrafficSwitch  = Kind{subjects.DomainFleet, "traffic.switch"}
+	TrafficChanged = Kind{subjects.DomainFleet, "traffic.changed"}
+	TrafficRefused = Kind{subjects.DomainFleet, "traffic.refused"}
+)
+
 // Chaos Monkey's events.
 var (
 	ChaosTerminating    = Kind{subjects.DomainChaos, "terminating"}
@@ -96,6 +104,11 @@ var registry = map[Kind]func() any{
 	InstanceTerminated:   func() any { return new(Instance) },
 	InstanceReplaced:     func() any { return new(Instance) },
 	InstanceCrashLoop:    func() any { return new(Instance) },
+
+	TrafficSet:     func() any { return new(TrafficCommand) },
+	TrafficSwitch:  func() any { return new(TrafficCommand) },
+	TrafficChanged: func() any { return new(Traffic) },
+	TrafficRefused: func() any { return new(TrafficCommand) },
 
 	ChaosTerminating:    func() any { return new(Chaos) },
 	ChaosTerminated:     func() any { return new(Chaos) },

@@ -58,8 +58,12 @@ func newRig(t *testing.T, opts ...testkit.Option) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(cons.Stop)
-	tap, err := s.Conn(t).SubscribeSync("release.*.>")
+	tapConn := s.Conn(t)
+	tap, err := tapConn.SubscribeSync("release.*.>")
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tapConn.Flush(); err != nil { // the server has the subscription before anything is published
 		t.Fatal(err)
 	}
 	releases, _ := js.KeyValue(ctx, topology.BucketReleases)

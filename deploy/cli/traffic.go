@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+func (a *app) trafficCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "traffic", Short: "The router's weights: get, set, switch"}
+	get := &cobra.Command{
+		Use:   "get SERVICE",
+		Short: "Show a service's weights per server group",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			kv, err := c.kv(ctx, topology.BucketRoutes)
+			if err != nil {
+				return err
+			}
+			r, rev, err := routes.Get(ctx, kv, args[0])
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "GROUP\tWEIGHT\t\n")
+			for _, g := range r.Groups() {
+				mark := ""
+				switch g {
+				case r.Active:
+					mark = "active"
+				case r.Previous:
+					mark = "previous"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", g, r.Weights[g], mark)
+			}
+			tw.Flush()
+			fmt.Fprintf(a.out, "revision %d, changed %s ago: %s\n", rev, time.Since(r.Changed).Round(time.Second), r.Reason)
+			return nil
+		},
+	}
+	set := &cobra.Command{
+		Use:   "set SERVICE GROUP=W …",
+		Short: "Set weights (0..1000) of groups; the others keep theirs",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w := map[string]int{}
+			for _, kv := range args[1:] {
+				g, v, ok := strings.Cut(kv, "=")
+				n, err := strconv.Atoi(v)
+				if !ok || err != nil || n < 0 || n > routes.MaxWeight {
+					return fmt.Errorf("%q: want GROUP=WEIGHT with a weight of 0..1000", kv)
+				}
+				w[g] = n
+			}
+			return a.trafficCommand(events.TrafficSet, events.TrafficCommand{Service: args[0], Weights: w})
+		},
+	}
+	sw := &cobra.Command{
+		Use:   "switch SERVICE GROUP",
+		Short: "Move all traffic to GROUP at once (the others keep running at weight 0)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.trafficCommand(events.TrafficSwitch, events.TrafficCommand{Service: args[0], Group: args[1]})
+		},
+	}
+	cmd.AddCommand(get, set, sw)
+	return cmd
+}
+
+// trafficCommand publishes a traffic command and waits for the router's
+// answer: applied by every router, or refused.
+func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand) error {
+	if err := subjects.ValidateService(tc.Service); err != nil {
+		return err
+	}
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ev, err := events.New("redblack/cli", k, tc.Service, "", tc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := timeout(20 * time.Second)
+	defer cancel()
+	sub, err := c.nc.SubscribeSync(subjects.AllFleet(tc.Service))
+	if err != nil {
+		return err
+	}
+	switched, err := c.nc.SubscribeSync(events.TrafficSwitched.Subject(tc.Service))
+	if err != nil {
+		return err
+	}
+	if _, err := natsx.Publish(ctx, c.js, k.Subject(tc.Service), ev); err != nil {
+		return err
+	}
+	start := time.Now()
+	for ctx.Err() == nil {
+		m, err := sub.NextMsg(50 * time.Millisecond)
+		if err != nil {
+			m, err = switched.NextMsg(50 * time.Millisecond)
+		}
+		if err != nil {
+			continue
+		}
+		out, err := events.Decode(m.Data)
+		if err != nil || !strings.HasPrefix(out.ID, ev.ID+":") {
+			continue
+		}
+		switch out.Type {
+		case events.TrafficRefused.Type():
+			var d events.TrafficCommand
+			out.DecodeData(&d)
+			return exitCode{code: 1, msg: "refused: " + d.Reason}
+		case events.TrafficChanged.Type(), events.TrafficSwitched.Type():
+			var d events.Traffic
+			out.DecodeData(&d)
+			groups := make([]string, 0, len(d.Weights))
+			for g, w := range d.Weights {
+				groups = append(groups, fmt.Sprintf("%s=%d", g, w))
+			}
+			sort.Strings(groups)
+			fmt.Fprintf(a.out, "%s: %s (revision %d, applied by every router in %s)\n", shortType(out.Type), strings.Join(groups, " "), d.Revision, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+	}
+	return errors.New("no answer from the router in 20s (is it running?)")
+}

@@ -1,0 +1,240 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/subjects"
+)
+
+// AppliedSubject: every router (no queue group) answers a request with a
+// service name in the body with the routes revision its live table holds.
+const AppliedSubject = "redblack.router.applied"
+
+// Source is the CloudEvents source of the router's events.
+const Source = "redblack/router"
+
+// Applied is a router's answer on AppliedSubject.
+type Applied struct {
+	Router   string `json:"router"`
+	Revision uint64 `json:"revision"`
+	// Up is the number of routable instances per group in its table.
+	Up map[string]int `json:"up"`
+}
+
+func (s *Service) answerApplied(m *nats.Msg) {
+	a := Applied{Router: s.cfg.ID, Up: map[string]int{}}
+	if svc := s.proxy.Table().Services[string(m.Data)]; svc != nil {
+		a.Revision = svc.Revision
+		for name, g := range svc.All {
+			a.Up[name] = len(g.Backends)
+		}
+	}
+	b, _ := json.Marshal(a)
+	_ = m.Respond(b)
+}
+
+// scatter sends a request to every responder of subject and gathers the
+// answers that come within wait.
+func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration) ([][]byte, error) {
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	deadline := time.Now().Add(wait)
+	for {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return out, nil
+		}
+		out = append(out, m.Data)
+	}
+}
+
+// waitApplied returns once every live router has a table built from at
+// least revision rev of the service's route and, when group is set, with at
+// least up of its instances routable.
+func (s *Service) waitApplied(ctx context.Context, service string, rev uint64, group string, up int) error {
+	pings, err := scatter(s.nc, "$SRV.PING.redblack-router", nil, 100*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	live := max(len(pings), 1)
+	for {
+		answers, err := scatter(s.nc, AppliedSubject, []byte(service), 200*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		done := 0
+		for _, b := range answers {
+			var a Applied
+			if json.Unmarshal(b, &a) == nil && a.Revision >= rev && (group == "" || a.Up[group] >= up) {
+				done++
+			}
+		}
+		if done >= live {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("only %d of %d routers applied revision %d of %s", done, live, rev, service)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// handle applies a traffic command.
+func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := events.Decode(msg.Data())
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	var c events.TrafficCommand
+	if err := ev.DecodeData(&c); err != nil {
+		return natsx.Permanent(err)
+	}
+	p, err := subjects.Parse(msg.Subject())
+	if err != nil || p.Service != c.Service {
+		return natsx.Permanent(fmt.Errorf("router: command for %q on %s", c.Service, msg.Subject()))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	log := s.log.With().Str(logging.FieldService, c.Service).Logger()
+	var change func(*routes.Route) error
+	k := ev.Type
+	up := 0
+	switch k {
+	case events.TrafficSwitch.Type():
+		var why string
+		if up, why, err = s.guard(ctx, c.Service, c.Group); err != nil {
+			return err
+		}
+		if why != "" {
+			log.Warn().Str(logging.FieldServerGroup, c.Group).Str("reason", why).Msg("switch refused")
+			c.Reason = why
+			return s.publish(ctx, ev.ID+":refused", events.TrafficRefused, c.Service, ev.ReleaseID, c)
+		}
+		change = func(r *routes.Route) error {
+			for g := range r.Weights {
+				r.Weights[g] = 0
+			}
+			r.Weights[c.Group] = routes.MaxWeight
+			if r.Active != c.Group {
+				r.Previous, r.Active = r.Active, c.Group
+			}
+			r.Reason = "switch to " + c.Group
+			return nil
+		}
+	case events.TrafficSet.Type():
+		if err := (routes.Route{Weights: c.Weights}).Validate(); err != nil || len(c.Weights) == 0 {
+			c.Reason = "weights must name groups with 0..1000"
+			if err != nil {
+				c.Reason = err.Error()
+			}
+			return s.publish(ctx, ev.ID+":refused", events.TrafficRefused, c.Service, ev.ReleaseID, c)
+		}
+		change = func(r *routes.Route) error {
+			for g, w := range c.Weights {
+				r.Weights[g] = w
+			}
+			r.Reason = "set weights"
+			return nil
+		}
+	default:
+		return natsx.Permanent(fmt.Errorf("router: %s is not a traffic command", ev.Type))
+	}
+	before := s.routeOf(c.Service)
+	route, rev, err := routes.Update(ctx, s.routesKV, c.Service, change)
+	if err != nil {
+		return err
+	}
+	if err := s.waitApplied(ctx, c.Service, rev, c.Group, up); err != nil {
+		return err // retried: the update is idempotent
+	}
+	data := events.Traffic{Service: c.Service, Active: route.Active, Previous: route.Previous, Weights: route.Weights, Revision: rev}
+	out := events.TrafficChanged
+	if k == events.TrafficSwitch.Type() {
+		out = events.TrafficSwitched
+		go s.drain(before, route)
+	}
+	log.Info().Uint64("revision", rev).Interface("weights", route.Weights).Msg("traffic applied by every router")
+	return s.publish(ctx, ev.ID+":"+out.Name, out, c.Service, ev.ReleaseID, data)
+}
+
+func (s *Service) routeOf(service string) routes.Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.routes[service]
+}
+
+// guard refuses a switch to a group with fewer up instances than the
+// service's capacity (Spinnaker's traffic guard). It counts in the instances
+// bucket itself, not in this router's view, which may lag. It returns the
+// count, the reason for a refusal ("" for none), or an error to retry.
+func (s *Service) guard(ctx context.Context, service, group string) (int, string, error) {
+	lister, err := s.instances.ListKeysFiltered(ctx, discovery.Key(service, group, "*"))
+	if err != nil {
+		return 0, "", err
+	}
+	up := 0
+	for k := range lister.Keys() {
+		e, err := s.instances.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		if d, err := discovery.Decode(e.Value()); err == nil && d.State == discovery.StateUp {
+			up++
+		}
+	}
+	s.mu.Lock()
+	want := max(s.capacity[service], 1)
+	s.mu.Unlock()
+	if up < want {
+		return up, fmt.Sprintf("%s has %d healthy instances, fewer than the capacity %d of %s", group, up, want, service), nil
+	}
+	return want, "", nil
+}
+
+// drain waits until the groups that lost their traffic have no request in
+// flight, then closes idle upstream connections.
+func (s *Service) drain(before, after routes.Route) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		busy := false
+		for _, b := range s.reg.Backends() {
+			if before.Weights[b.Group] > 0 && after.Weights[b.Group] == 0 && b.Inflight.Load() > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.proxy.CloseIdle()
+}
+
+func (s *Service) publish(ctx context.Context, id string, k events.Kind, service, releaseID string, data any) error {
+	ev, err := events.NewWithID(id, Source, k, service, releaseID, data)
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	_, err = natsx.Publish(ctx, s.js, k.Subject(service), ev)
+	return err
+}

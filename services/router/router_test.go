@@ -1,0 +1,435 @@
+package router_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/services/router"
+	"github.com/redblack/redblack/services/router/proxy"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+type rig struct {
+	t         *testing.T
+	s         *testkit.Server
+	ctx       context.Context
+	nc        *nats.Conn
+	instances jetstream.KeyValue
+	tap       *nats.Subscription
+}
+
+func newRig(t *testing.T, capacity int) *rig {
+	s := testkit.Start(t)
+	ctx := testkit.Context(t, 60*time.Second)
+	nc := s.Conn(t)
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(ctx, topology.BucketServices)
+	if _, err := spec.Apply(ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: capacity, Hostnames: []string{"hello.example.com"}, Artifact: spec.Artifact{Command: []string{"x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := js.KeyValue(ctx, topology.BucketInstances)
+	tap, _ := nc.SubscribeSync(">")
+	nc.Flush()
+	return &rig{t: t, s: s, ctx: ctx, nc: nc, instances: inst, tap: tap}
+}
+
+// startRouter runs a router service and returns its data plane URL.
+func (r *rig) startRouter(cfg router.Config) (*router.Service, string) {
+	cfg.Topology = topology.DefaultOptions()
+	cfg.HTTP = "127.0.0.1:0"
+	if cfg.MetricsInterval == 0 {
+		cfg.MetricsInterval = 100 * time.Millisecond
+	}
+	svc := router.New(cfg, r.s.Conn(r.t), logging.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	r.t.Cleanup(func() { cancel(); <-done })
+	for svc.Addr() == nil || !r.pinged(cfg.ID) {
+		select {
+		case err := <-done:
+			r.t.Fatalf("router stopped: %v", err)
+		case <-r.ctx.Done():
+			r.t.Fatal("router did not start")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return svc, "http://" + svc.Addr().String()
+}
+
+func (r *rig) pinged(id string) bool {
+	resp, err := r.nc.Request(router.AppliedSubject, []byte("hello"), 200*time.Millisecond)
+	return err == nil && (id == "" || strings.Contains(string(resp.Data), id))
+}
+
+// register puts an instance in discovery, as the provisioner does.
+func (r *rig) register(group, id, addr string) {
+	r.t.Helper()
+	e := discovery.Entry{ID: id, Service: "hello", Group: group, Address: addr, State: discovery.StateUp, Started: time.Now()}
+	if _, err := r.instances.Put(r.ctx, discovery.Key("hello", group, id), e.Encode()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// command publishes a traffic command and returns the router's answer.
+func (r *rig) command(k events.Kind, c events.TrafficCommand) events.Event {
+	r.t.Helper()
+	c.Service = "hello"
+	ev, _ := events.New("test", k, "hello", "", c)
+	b, _ := ev.Encode()
+	r.nc.Publish(k.Subject("hello"), b)
+	want := map[string]bool{events.TrafficChanged.Type(): true, events.TrafficSwitched.Type(): true, events.TrafficRefused.Type(): true}
+	for {
+		m, err := r.tap.NextMsg(10 * time.Second)
+		if err != nil {
+			r.t.Fatalf("no answer to %s: %v", k, err)
+		}
+		if out, err := events.Decode(m.Data); err == nil && want[out.Type] && strings.HasPrefix(out.ID, ev.ID) {
+			return out
+		}
+	}
+}
+
+func backend(t *testing.T, name string, h http.HandlerFunc) string {
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Seen-Request-Id", r.Header.Get("X-Request-Id"))
+			w.Header().Set("X-Seen-Forwarded-For", r.Header.Get("X-Forwarded-For"))
+			w.Header().Set("X-Seen-Host", r.Host)
+			fmt.Fprint(w, name)
+		}
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func get(t *testing.T, url, host string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestRoutingHeadersAndErrors(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{Proxy: proxy.Config{MaxBodyBytes: 1024}})
+	r.register("hello-v001", "a", backend(t, "A", nil))
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch answered %s %s", ev.Type, ev.Data)
+	}
+	for _, host := range []string{"hello", "hello.localhost:8080", "hello.example.com"} {
+		resp, body := get(t, url, host, map[string]string{"X-Request-Id": "req-42"})
+		if resp.StatusCode != 200 || body != "A" {
+			t.Fatalf("host %s: %d %q", host, resp.StatusCode, body)
+		}
+		if resp.Header.Get("X-Seen-Request-Id") != "req-42" || resp.Header.Get("X-Seen-Forwarded-For") != "127.0.0.1" || resp.Header.Get("X-Seen-Host") != host {
+			t.Fatalf("headers the backend saw: %v", resp.Header)
+		}
+	}
+	if resp, _ := get(t, url, "hello", nil); len(resp.Header.Get("X-Seen-Request-Id")) != 24 {
+		t.Fatalf("no generated X-Request-Id: %q", resp.Header.Get("X-Seen-Request-Id"))
+	}
+	if resp, _ := get(t, url, "nosuch.localhost", nil); resp.StatusCode != 503 || resp.Header.Get(proxy.ErrorHeader) == "" {
+		t.Fatalf("unknown host: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, url, "hello", map[string]string{"X-Huge": strings.Repeat("x", 100<<10)}); resp.StatusCode != 431 {
+		t.Fatalf("huge header: %d", resp.StatusCode)
+	}
+	big, _ := http.NewRequest("POST", url, strings.NewReader(strings.Repeat("x", 2048)))
+	big.Host = "hello"
+	resp, err := http.DefaultClient.Do(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Fatalf("body over the limit: %d", resp.StatusCode)
+	}
+
+	// a group with no healthy instance: 502 naming it
+	r.command(events.TrafficSet, events.TrafficCommand{Weights: map[string]int{"hello-v001": 0, "hello-v007": 1000}})
+	resp, _ = get(t, url, "hello", nil)
+	if resp.StatusCode != 502 || resp.Header.Get(proxy.ErrorHeader) != "no healthy instance in hello-v007" {
+		t.Fatalf("empty group: %d %q", resp.StatusCode, resp.Header.Get(proxy.ErrorHeader))
+	}
+	if ev := r.command(events.TrafficSet, events.TrafficCommand{Weights: map[string]int{"hello-v001": 1001}}); ev.Type != events.TrafficRefused.Type() {
+		t.Fatalf("weight 1001 answered %s", ev.Type)
+	}
+}
+
+func TestRetryLandsOnLiveInstance(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{})
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close() // discovery still lists it: every try there fails to dial
+	r.register("hello-v001", "dead", deadAddr)
+	r.register("hello-v001", "live", backend(t, "live", nil))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	for i := range 50 {
+		req, _ := http.NewRequest("POST", url, strings.NewReader("body")) // even a POST: nothing reached the dead one
+		req.Host = "hello"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "live" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	if retries := r.sampled(func(m metrics.Sample) uint64 { return m.Retries }); retries == 0 {
+		t.Fatal("no retry counted in the metrics samples")
+	}
+}
+
+// sampled sums a field over the metrics samples of hello-v001 seen within 3 s.
+func (r *rig) sampled(field func(metrics.Sample) uint64) uint64 {
+	var sum uint64
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := r.tap.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if m.Subject == "metrics.hello.hello-v001" {
+			s, _ := metrics.Decode(m.Data)
+			if sum += field(s); sum > 0 {
+				return sum
+			}
+		}
+	}
+	return sum
+}
+
+func TestEjectionAndRecovery(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{Proxy: proxy.Config{EjectAfter: 3, EjectFor: 500 * time.Millisecond}})
+	var healthy atomic.Bool
+	r.register("hello-v001", "flaky", backend(t, "flaky", func(w http.ResponseWriter, _ *http.Request) {
+		if !healthy.Load() {
+			http.Error(w, "broken", 500)
+			return
+		}
+		fmt.Fprint(w, "flaky")
+	}))
+	r.register("hello-v001", "good", backend(t, "good", nil))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	fails := 0
+	for range 200 {
+		if resp, _ := get(t, url, "hello", nil); resp.StatusCode == 500 {
+			fails++
+		}
+	}
+	if fails < 3 || fails > 10 {
+		t.Fatalf("%d of 200 requests failed: ejection should stop them after 3 (plus a retry after the back-off)", fails)
+	}
+	for range 50 {
+		if resp, _ := get(t, url, "hello", nil); resp.StatusCode != 200 {
+			t.Fatalf("request failed while flaky is ejected: %d", resp.StatusCode)
+		}
+	}
+	healthy.Store(true)
+	time.Sleep(600 * time.Millisecond) // the ejection back-off is what is tested
+	seen := map[string]bool{}
+	for range 100 {
+		_, body := get(t, url, "hello", nil)
+		seen[body] = true
+	}
+	if !seen["flaky"] {
+		t.Fatal("the recovered instance never got traffic again")
+	}
+}
+
+func TestStreamingAndWebSocket(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{})
+	release := make(chan struct{})
+	r.register("hello-v001", "s", backend(t, "s", func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Upgrade") == "websocket" {
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			buf.Flush()
+			line, _ := buf.ReadString('\n') // echo one line both ways
+			buf.WriteString("echo " + line)
+			buf.Flush()
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, "data: second\n\n")
+	}))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+
+	req, _ := http.NewRequest("GET", url+"/events", nil)
+	req.Host = "hello"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	first, _ := br.ReadString('\n') // arrives while the backend still holds the stream open
+	close(release)
+	rest, _ := io.ReadAll(br)
+	resp.Body.Close()
+	if first != "data: first\n" || !strings.Contains(string(rest), "second") {
+		t.Fatalf("stream: %q then %q", first, rest)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: hello\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	cr := bufio.NewReader(conn)
+	wsResp, err := http.ReadResponse(cr, nil)
+	if err != nil || wsResp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", wsResp, err)
+	}
+	fmt.Fprint(conn, "ping\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, _ := cr.ReadString('\n'); line != "echo ping\n" {
+		t.Fatalf("websocket echo %q", line)
+	}
+}
+
+func TestSwitchGuardRefuses(t *testing.T) {
+	r := newRig(t, 3)
+	r.startRouter(router.Config{})
+	r.register("hello-v002", "only-one", backend(t, "x", nil))
+	ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"})
+	if ev.Type != events.TrafficRefused.Type() || !strings.Contains(string(ev.Data), "1 healthy instances, fewer than the capacity 3") {
+		t.Fatalf("%s %s", ev.Type, ev.Data)
+	}
+}
+
+func TestTwoRoutersConvergeBeforeTheSwitchIsAnnounced(t *testing.T) {
+	r := newRig(t, 1)
+	_, url1 := r.startRouter(router.Config{ID: "one"})
+	_, url2 := r.startRouter(router.Config{ID: "two"})
+	r.register("hello-v001", "a", backend(t, "A", nil))
+	r.register("hello-v002", "b", backend(t, "B", nil))
+	for i, want := range []string{"A", "B", "A", "B"} {
+		group := map[string]string{"A": "hello-v001", "B": "hello-v002"}[want]
+		ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: group})
+		var d events.Traffic
+		ev.DecodeData(&d)
+		// the moment the switch is announced, both routers serve the new table
+		for _, u := range []string{url1, url2} {
+			if _, body := get(t, u, "hello", nil); body != want {
+				t.Fatalf("switch %d: %s answered %q right after traffic.switched, want %q", i, u, body, want)
+			}
+		}
+		answers := 0
+		inbox := nats.NewInbox()
+		sub, _ := r.nc.SubscribeSync(inbox)
+		r.nc.PublishRequest(router.AppliedSubject, inbox, []byte("hello"))
+		for {
+			m, err := sub.NextMsg(300 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			var a router.Applied
+			json.Unmarshal(m.Data, &a)
+			if a.Revision >= d.Revision {
+				answers++
+			}
+		}
+		sub.Unsubscribe()
+		if answers != 2 {
+			t.Fatalf("switch %d: %d routers report revision %d", i, answers, d.Revision)
+		}
+	}
+}
+
+func TestMetricsSamplesAndPrometheus(t *testing.T) {
+	r := newRig(t, 1)
+	admin, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminAddr := admin.Addr().String()
+	admin.Close()
+	_, url := r.startRouter(router.Config{Admin: adminAddr})
+	r.register("hello-v001", "a", backend(t, "A", func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/fail" {
+			http.Error(w, "no", 503)
+			return
+		}
+		fmt.Fprint(w, "A")
+	}))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	for range 10 {
+		get(t, url, "hello", nil)
+	}
+	get(t, url+"/fail", "hello", nil)
+	var total metrics.Sample
+	deadline := time.Now().Add(5 * time.Second)
+	for total.Requests < 11 && time.Now().Before(deadline) {
+		m, err := r.tap.NextMsg(time.Second)
+		if err != nil || m.Subject != "metrics.hello.hello-v001" {
+			continue
+		}
+		s, _ := metrics.Decode(m.Data)
+		total.Requests += s.Requests
+		total.Status2xx += s.Status2xx
+		total.Status5xx += s.Status5xx
+		for i, n := range s.Latency {
+			if i < len(s.BucketsMicros) || n > 0 {
+				total.LatencySumNs += n
+			}
+		}
+	}
+	if total.Requests != 11 || total.Status2xx != 10 || total.Status5xx != 1 || total.LatencySumNs != 11 {
+		t.Fatalf("samples summed to %+v", total)
+	}
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`redblack_router_requests_total{service="hello",group="hello-v001",instance="a"} 11`,
+		`redblack_router_responses_5xx_total{service="hello",group="hello-v001",instance="a"} 1`,
+		`redblack_router_latency_seconds_count{service="hello",group="hello-v001",instance="a"} 11`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

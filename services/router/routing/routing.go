@@ -1,0 +1,239 @@
+// Package routing is the router's routing table: per service, the server
+// groups with their weights and their up instances. A table is immutable once
+// built and swapped atomically, so a request sees the whole old table or the
+// whole new one; picking a group and an instance takes no lock and allocates
+// nothing.
+package routing
+
+import (
+	"math/rand/v2"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/routes"
+)
+
+// Backend is one instance as the router sees it. Backends keep their
+// identity across tables (same instance id and address, same *Backend), so
+// outstanding counts, ejection and metrics survive a table swap.
+type Backend struct {
+	ID, Service, Group, Addr string
+
+	Inflight     atomic.Int64
+	fails        atomic.Int32
+	ejectedUntil atomic.Int64 // unix nanoseconds
+	ejections    atomic.Int32
+	Stats        Stats
+}
+
+// Ejected reports whether passive health checking has taken it out.
+func (b *Backend) Ejected(now int64) bool { return b.ejectedUntil.Load() > now }
+
+// Result records the outcome of one request for passive ejection: after
+// ejectAfter consecutive failures (5xx or connection errors) the backend is
+// ejected for base·2^(ejections-1), at most 30 s; a success resets the count.
+func (b *Backend) Result(failed bool, ejectAfter int32, base time.Duration) {
+	if !failed {
+		b.fails.Store(0)
+		if b.ejectedUntil.Load() != 0 && !b.Ejected(time.Now().UnixNano()) {
+			b.ejections.Store(0)
+			b.ejectedUntil.Store(0)
+		}
+		return
+	}
+	if b.fails.Add(1) < ejectAfter {
+		return
+	}
+	b.fails.Store(0)
+	n := b.ejections.Add(1)
+	d := base
+	for i := int32(1); i < n && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	b.ejectedUntil.Store(time.Now().Add(min(d, 30*time.Second)).UnixNano())
+}
+
+// Group is a server group in a table.
+type Group struct {
+	Name     string
+	Weight   int
+	Backends []*Backend
+	// MaxEjected is how many backends may be ejected before panic routing
+	// sends traffic to all of them.
+	MaxEjected int
+}
+
+// Pick chooses a backend by the power of two choices on outstanding
+// requests, skipping ejected backends and exclude (a failed try). With more
+// than MaxEjected ejected it routes to all (panic routing). nil when empty.
+func (g *Group) Pick(exclude *Backend) *Backend {
+	n := len(g.Backends)
+	if n == 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	ejected := 0
+	for _, b := range g.Backends {
+		if b.Ejected(now) {
+			ejected++
+		}
+	}
+	panicMode := ejected > g.MaxEjected
+	usable := func(b *Backend) bool { return b != exclude && (panicMode || !b.Ejected(now)) }
+	var a, c *Backend
+	start := rand.IntN(n)
+	for i := 0; i < n && c == nil; i++ {
+		b := g.Backends[(start+i)%n]
+		if !usable(b) {
+			continue
+		}
+		if a == nil {
+			a = b
+		} else {
+			c = b
+		}
+	}
+	if c != nil && rand.IntN(2) == 0 { // the second choice from a random offset too
+		if second := g.Backends[rand.IntN(n)]; usable(second) && second != a {
+			c = second
+		}
+	}
+	switch {
+	case a == nil:
+		if exclude != nil && n == 1 {
+			return exclude // nothing else: try it again
+		}
+		return nil
+	case c == nil || a.Inflight.Load() <= c.Inflight.Load():
+		return a
+	default:
+		return c
+	}
+}
+
+// Service is one service's part of a table.
+type Service struct {
+	Name string
+	// Groups take traffic (weight > 0); All also holds the weight-0 ones.
+	Groups []*Group
+	All    map[string]*Group
+	cum    []int
+	total  int
+	// Revision is the routes revision this was built from.
+	Revision uint64
+}
+
+// PickGroup chooses a group by weight; nil when no group has weight.
+func (s *Service) PickGroup() *Group {
+	if s.total == 0 {
+		return nil
+	}
+	r := rand.IntN(s.total)
+	for i, c := range s.cum {
+		if r < c {
+			return s.Groups[i]
+		}
+	}
+	return s.Groups[len(s.Groups)-1]
+}
+
+// Table routes every service.
+type Table struct {
+	byHost   map[string]*Service
+	Services map[string]*Service
+}
+
+// Lookup finds the service of a Host header: the service name,
+// <service>.localhost, or a host name from its spec; any port is ignored.
+func (t *Table) Lookup(host string) *Service {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if s := t.byHost[host]; s != nil {
+		return s
+	}
+	return t.byHost[strings.ToLower(host)]
+}
+
+// Registry keeps Backends across tables.
+type Registry struct {
+	mu       sync.Mutex
+	backends map[string]*Backend
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{backends: map[string]*Backend{}} }
+
+func (r *Registry) backend(e discovery.Entry) *Backend {
+	key := e.ID + "@" + e.Addr()
+	if b, ok := r.backends[key]; ok {
+		return b
+	}
+	b := &Backend{ID: e.ID, Service: e.Service, Group: e.Group, Addr: e.Address}
+	r.backends[key] = b
+	return b
+}
+
+// Backends returns every backend known, for metrics.
+func (r *Registry) Backends() []*Backend {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Backend, 0, len(r.backends))
+	for _, b := range r.backends {
+		out = append(out, b)
+	}
+	return out
+}
+
+// Input is what a table is built from.
+type Input struct {
+	Routes    map[string]routes.Route
+	Revisions map[string]uint64
+	Instances map[string]discovery.Entry // by key
+	Hostnames map[string][]string        // spec host names by service
+	// MaxEjectedShare of a group's backends may be ejected (default 0.5).
+	MaxEjectedShare float64
+}
+
+// Build builds a table. Only up instances are routed to.
+func (r *Registry) Build(in Input) *Table {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	share := in.MaxEjectedShare
+	if share == 0 {
+		share = 0.5
+	}
+	byGroup := map[string][]*Backend{}
+	for _, e := range in.Instances {
+		if e.State == discovery.StateUp {
+			byGroup[e.Group] = append(byGroup[e.Group], r.backend(e))
+		}
+	}
+	t := &Table{byHost: map[string]*Service{}, Services: map[string]*Service{}}
+	for name, rt := range in.Routes {
+		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name]}
+		for _, gname := range rt.Groups() {
+			bs := byGroup[gname]
+			sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
+			g := &Group{Name: gname, Weight: rt.Weights[gname], Backends: bs, MaxEjected: int(float64(len(bs)) * share)}
+			s.All[gname] = g
+			if g.Weight > 0 {
+				s.Groups = append(s.Groups, g)
+				s.total += g.Weight
+				s.cum = append(s.cum, s.total)
+			}
+		}
+		t.Services[name] = s
+		t.byHost[name] = s
+		t.byHost[name+".localhost"] = s
+		for _, h := range in.Hostnames[name] {
+			t.byHost[strings.ToLower(h)] = s
+		}
+	}
+	return t
+}

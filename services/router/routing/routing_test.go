@@ -1,0 +1,139 @@
+package routing
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/routes"
+)
+
+func input(weights map[string]int, perGroup int) Input {
+	in := Input{Routes: map[string]routes.Route{"hello": {Service: "hello", Weights: weights}}, Revisions: map[string]uint64{"hello": 7},
+		Instances: map[string]discovery.Entry{}, Hostnames: map[string][]string{"hello": {"Hello.Example.com"}}}
+	for g := range weights {
+		for i := range perGroup {
+			id := fmt.Sprintf("%s-%d", g, i)
+			in.Instances[discovery.Key("hello", g, id)] = discovery.Entry{ID: id, Service: "hello", Group: g, Address: fmt.Sprintf("127.0.0.1:%d", 1000+i), State: discovery.StateUp}
+		}
+	}
+	return in
+}
+
+// Weights are honoured: a chi-square test over 100,000 picks.
+func TestWeightsChiSquare(t *testing.T) {
+	weights := map[string]int{"a": 600, "b": 300, "c": 100, "d": 0}
+	tbl := NewRegistry().Build(input(weights, 1))
+	s := tbl.Lookup("hello")
+	counts := map[string]float64{}
+	const n = 100000
+	for range n {
+		counts[s.PickGroup().Name]++
+	}
+	if counts["d"] != 0 {
+		t.Fatalf("weight-0 group got %v requests", counts["d"])
+	}
+	chi := 0.0
+	for g, w := range map[string]float64{"a": 0.6, "b": 0.3, "c": 0.1} {
+		e := w * n
+		chi += (counts[g] - e) * (counts[g] - e) / e
+	}
+	// 2 degrees of freedom: p = 0.001 at 13.82
+	if chi > 13.82 {
+		t.Fatalf("chi-square %.2f > 13.82: counts %v", chi, counts)
+	}
+}
+
+func TestLookupHosts(t *testing.T) {
+	tbl := NewRegistry().Build(input(map[string]int{"a": 1000}, 1))
+	for _, h := range []string{"hello", "hello:8080", "hello.localhost", "hello.localhost:80", "hello.example.com", "HELLO.example.com"} {
+		if s := tbl.Lookup(h); s == nil || s.Name != "hello" || s.Revision != 7 {
+			t.Errorf("Lookup(%q) = %v", h, s)
+		}
+	}
+	if tbl.Lookup("other") != nil {
+		t.Error("unknown host routed")
+	}
+}
+
+func TestOnlyUpInstancesAndIdentityAcrossTables(t *testing.T) {
+	reg := NewRegistry()
+	in := input(map[string]int{"a": 1000}, 3)
+	in.Instances[discovery.Key("hello", "a", "a-1")] = discovery.Entry{ID: "a-1", Service: "hello", Group: "a", Address: "127.0.0.1:1001", State: discovery.StateStarting}
+	t1 := reg.Build(in)
+	if n := len(t1.Services["hello"].All["a"].Backends); n != 2 {
+		t.Fatalf("%d backends, want the 2 up ones", n)
+	}
+	t2 := reg.Build(in)
+	if t1.Services["hello"].All["a"].Backends[0] != t2.Services["hello"].All["a"].Backends[0] {
+		t.Fatal("a backend lost its identity across tables")
+	}
+}
+
+func TestPickPrefersFewerOutstanding(t *testing.T) {
+	g := NewRegistry().Build(input(map[string]int{"a": 1000}, 2)).Services["hello"].All["a"]
+	busy, idle := g.Backends[0], g.Backends[1]
+	busy.Inflight.Store(10)
+	for range 1000 {
+		if g.Pick(nil) != idle {
+			t.Fatal("picked the busier backend of two")
+		}
+	}
+}
+
+func TestEjectionAndPanicRouting(t *testing.T) {
+	g := NewRegistry().Build(input(map[string]int{"a": 1000}, 4)).Services["hello"].All["a"]
+	bad := g.Backends[0]
+	for range 5 {
+		bad.Result(true, 5, time.Hour)
+	}
+	for range 1000 {
+		if g.Pick(nil) == bad {
+			t.Fatal("picked an ejected backend")
+		}
+	}
+	// eject more than half: panic routing uses all of them again
+	for _, b := range g.Backends[1:3] {
+		for range 5 {
+			b.Result(true, 5, time.Hour)
+		}
+	}
+	seen := map[*Backend]bool{}
+	for range 2000 {
+		seen[g.Pick(nil)] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("panic routing reached %d of 4 backends", len(seen))
+	}
+	// recovery: an ejection that has expired ends at the next success
+	b := g.Backends[3]
+	for range 5 {
+		b.Result(true, 5, time.Nanosecond)
+	}
+	time.Sleep(time.Millisecond)
+	b.Result(false, 5, time.Nanosecond)
+	if b.Ejected(time.Now().UnixNano()) || b.ejections.Load() != 0 {
+		t.Fatal("backend did not recover")
+	}
+}
+
+func TestPickAllocatesNothing(t *testing.T) {
+	s := NewRegistry().Build(input(map[string]int{"a": 500, "b": 500}, 8)).Lookup("hello")
+	allocs := testing.AllocsPerRun(1000, func() {
+		if g := s.PickGroup(); g.Pick(nil) == nil {
+			t.Fatal("nil")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per pick", allocs)
+	}
+}
+
+func BenchmarkPick(b *testing.B) {
+	s := NewRegistry().Build(input(map[string]int{"a": 500, "b": 500}, 8)).Lookup("hello")
+	b.ReportAllocs()
+	for b.Loop() {
+		s.PickGroup().Pick(nil)
+	}
+}

@@ -1,0 +1,104 @@
+package routing
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Buckets are the upper bounds of the latency histogram: 250 µs doubling
+// to about 8 s, then +Inf.
+var Buckets = func() []time.Duration {
+	out := make([]time.Duration, 16)
+	d := 250 * time.Microsecond
+	for i := range out {
+		out[i] = d
+		d *= 2
+	}
+	return out
+}()
+
+// Stats are one backend's counters, updated without locks.
+type Stats struct {
+	Requests   atomic.Uint64
+	Status2xx  atomic.Uint64
+	Status3xx  atomic.Uint64
+	Status4xx  atomic.Uint64
+	Status5xx  atomic.Uint64
+	ConnErrors atomic.Uint64
+	Retries    atomic.Uint64
+	Latency    [17]atomic.Uint64 // len(Buckets)+1: the last is +Inf
+	LatencySum atomic.Uint64     // nanoseconds
+}
+
+// Observe records one response.
+func (s *Stats) Observe(status int, took time.Duration) {
+	s.Requests.Add(1)
+	switch {
+	case status >= 500:
+		s.Status5xx.Add(1)
+	case status >= 400:
+		s.Status4xx.Add(1)
+	case status >= 300:
+		s.Status3xx.Add(1)
+	default:
+		s.Status2xx.Add(1)
+	}
+	i := 0
+	for i < len(Buckets) && took > Buckets[i] {
+		i++
+	}
+	s.Latency[i].Add(1)
+	s.LatencySum.Add(uint64(took))
+}
+
+// ConnError records a request that got no response from this backend.
+func (s *Stats) ConnError() {
+	s.Requests.Add(1)
+	s.ConnErrors.Add(1)
+}
+
+// Snapshot is a copy of Stats.
+type Snapshot struct {
+	Requests, Status2xx, Status3xx, Status4xx, Status5xx, ConnErrors, Retries uint64
+	Latency                                                                   [17]uint64
+	LatencySum                                                                uint64
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() Snapshot {
+	out := Snapshot{
+		Requests: s.Requests.Load(), Status2xx: s.Status2xx.Load(), Status3xx: s.Status3xx.Load(),
+		Status4xx: s.Status4xx.Load(), Status5xx: s.Status5xx.Load(), ConnErrors: s.ConnErrors.Load(),
+		Retries: s.Retries.Load(), LatencySum: s.LatencySum.Load(),
+	}
+	for i := range out.Latency {
+		out.Latency[i] = s.Latency[i].Load()
+	}
+	return out
+}
+
+// Sub returns s − o, the counts of an interval.
+func (s Snapshot) Sub(o Snapshot) Snapshot {
+	out := Snapshot{
+		Requests: s.Requests - o.Requests, Status2xx: s.Status2xx - o.Status2xx, Status3xx: s.Status3xx - o.Status3xx,
+		Status4xx: s.Status4xx - o.Status4xx, Status5xx: s.Status5xx - o.Status5xx, ConnErrors: s.ConnErrors - o.ConnErrors,
+		Retries: s.Retries - o.Retries, LatencySum: s.LatencySum - o.LatencySum,
+	}
+	for i := range out.Latency {
+		out.Latency[i] = s.Latency[i] - o.Latency[i]
+	}
+	return out
+}
+
+// Add returns s + o.
+func (s Snapshot) Add(o Snapshot) Snapshot {
+	out := Snapshot{
+		Requests: s.Requests + o.Requests, Status2xx: s.Status2xx + o.Status2xx, Status3xx: s.Status3xx + o.Status3xx,
+		Status4xx: s.Status4xx + o.Status4xx, Status5xx: s.Status5xx + o.Status5xx, ConnErrors: s.ConnErrors + o.ConnErrors,
+		Retries: s.Retries + o.Retries, LatencySum: s.LatencySum + o.LatencySum,
+	}
+	for i := range out.Latency {
+		out.Latency[i] = s.Latency[i] + o.Latency[i]
+	}
+	return out
+}

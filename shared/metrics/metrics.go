@@ -1,0 +1,50 @@
+// Package metrics is the traffic sample the router publishes on
+// metrics.<service>.<group> every interval, for the canary judge and the
+// watchdog: request counts by class, connection errors, retries and a
+// latency histogram with fixed log buckets.
+package metrics
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Sample is one router's counts for one server group over one interval.
+type Sample struct {
+	Service    string    `json:"service"`
+	Group      string    `json:"group"`
+	Router     string    `json:"router"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	Requests   uint64    `json:"requests"`
+	Status2xx  uint64    `json:"2xx"`
+	Status3xx  uint64    `json:"3xx,omitempty"`
+	Status4xx  uint64    `json:"4xx"`
+	Status5xx  uint64    `json:"5xx"`
+	ConnErrors uint64    `json:"conn_errors"`
+	Retries    uint64    `json:"retries"`
+	// BucketsMicros are the histogram's upper bounds in µs; Latency has one
+	// more count, for +Inf.
+	BucketsMicros []int64  `json:"buckets_us"`
+	Latency       []uint64 `json:"latency"`
+	LatencySumNs  uint64   `json:"latency_sum_ns"`
+}
+
+// Errors are the requests that failed: 5xx and connection errors.
+func (s Sample) Errors() uint64 { return s.Status5xx + s.ConnErrors }
+
+// Encode returns the sample's JSON.
+func (s Sample) Encode() []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// Decode reads a sample.
+func Decode(b []byte) (Sample, error) {
+	var s Sample
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("metrics: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,113 @@
+// Package routes is the shape of the routes bucket: one routing record per
+// service (weights 0–1000 per server group), written by the router with
+// compare-and-set and watched by every router.
+package routes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// MaxWeight is the largest weight of a group.
+const MaxWeight = 1000
+
+// Route is a service's routing record. Groups with weight 0 are kept (a
+// disabled group, ready to take traffic back) but get no requests.
+type Route struct {
+	Service string         `json:"service"`
+	Weights map[string]int `json:"weights"`
+	// Active is the group that took all traffic at the last switch.
+	Active string `json:"active,omitempty"`
+	// Previous is the group active before it (the rollback target).
+	Previous string    `json:"previous,omitempty"`
+	Changed  time.Time `json:"changed"`
+	// Reason is why it last changed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Validate checks weights.
+func (r Route) Validate() error {
+	for g, w := range r.Weights {
+		if w < 0 || w > MaxWeight {
+			return fmt.Errorf("routes: weight %d of %s: want 0..%d", w, g, MaxWeight)
+		}
+	}
+	return nil
+}
+
+// Groups returns the group names sorted.
+func (r Route) Groups() []string {
+	out := make([]string, 0, len(r.Weights))
+	for g := range r.Weights {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Decode reads a stored route.
+func Decode(b []byte) (Route, error) {
+	var r Route
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("routes: %w", err)
+	}
+	return r, nil
+}
+
+// ErrNotFound: the service has no route yet.
+var ErrNotFound = errors.New("no route")
+
+// Get reads a service's route and its revision.
+func Get(ctx context.Context, kv jetstream.KeyValue, service string) (Route, uint64, error) {
+	e, err := kv.Get(ctx, service)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Route{Service: service, Weights: map[string]int{}}, 0, fmt.Errorf("routes: %s: %w", service, ErrNotFound)
+	}
+	if err != nil {
+		return Route{}, 0, fmt.Errorf("routes: get %s: %w", service, err)
+	}
+	r, err := Decode(e.Value())
+	return r, e.Revision(), err
+}
+
+// Update applies change to the service's route with compare-and-set,
+// re-reading and re-deciding on a conflict. change may refuse by returning
+// an error. It returns the stored route and its revision.
+func Update(ctx context.Context, kv jetstream.KeyValue, service string, change func(*Route) error) (Route, uint64, error) {
+	for attempt := 0; attempt < 10; attempt++ {
+		r, rev, err := Get(ctx, kv, service)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return r, 0, err
+		}
+		if r.Weights == nil {
+			r.Weights = map[string]int{}
+		}
+		if err := change(&r); err != nil {
+			return r, rev, err
+		}
+		if err := r.Validate(); err != nil {
+			return r, rev, err
+		}
+		r.Service, r.Changed = service, time.Now().UTC()
+		b, _ := json.Marshal(r)
+		var nrev uint64
+		if rev == 0 {
+			nrev, err = kv.Create(ctx, service, b)
+		} else {
+			nrev, err = kv.Update(ctx, service, b, rev)
+		}
+		if err == nil {
+			return r, nrev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return r, 0, fmt.Errorf("routes: write %s: %w", service, err)
+		}
+	}
+	return Route{}, 0, fmt.Errorf("routes: %s kept changing; gave up after 10 tries", service)
+}
