@@ -114,6 +114,13 @@ func SwitchRun(bm *Mesh, switches, kills, workers int, interval time.Duration) (
 				if syscall.Kill(g.Instances[0].PID, syscall.SIGKILL) == nil {
 					r.Kills++
 				}
+				// a switch back to this group is refused (traffic guard)
+				// until the replacement is up
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+					if g2, err := List(nc, group); err == nil && g2.Up() >= len(g.Instances) && g2.Instances[0].ID != g.Instances[0].ID {
+						break
+					}
+				}
 			}
 		}
 		time.Sleep(time.Until(tick.Add(interval)))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,7 @@ func (a *app) benchCmd() *cobra.Command {
 	fleetCmd.Flags().IntVar(&kills, "kills", 5, "instances to SIGKILL for the replacement figure")
 	var dur time.Duration
 	var rounds, conns int
+	var cpuprofile string
 	routerCmd := &cobra.Command{
 		Use:   "router",
 		Short: "rps, p50, p99 and errors through the router, nginx and haproxy, and straight to a backend, in one run",
@@ -152,6 +154,16 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				{"redblack router", "http://" + bm.M.HTTP() + "/", "hello"},
 			}
 			sums := map[string]*bench.Load{}
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
 			for r := 0; r < rounds; r++ {
 				for _, t := range targets {
 					l, err := bench.Wrk(t.name, t.url, t.host, conns, dur)
@@ -171,6 +183,9 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				}
 			}
 			ref := sums["nginx"]
+			if cpuprofile != "" {
+				pprof.StopCPUProfile()
+			}
 			fmt.Fprintf(a.out, "wrk -t2 -c%d -d%s, %d round(s), 3 hello backends, mean per round\n", conns, dur, rounds)
 			fmt.Fprintf(a.out, "%-22s %10s %10s %10s %8s %10s %10s\n", "target", "rps", "p50", "p99", "errors", "rps/nginx", "p99/nginx")
 			for _, t := range targets {
@@ -184,6 +199,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	routerCmd.Flags().DurationVar(&dur, "duration", 10*time.Second, "wrk duration per target and round")
 	routerCmd.Flags().IntVar(&rounds, "rounds", 2, "interleaved rounds")
 	routerCmd.Flags().IntVar(&conns, "connections", 64, "wrk connections")
+	routerCmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write this process's CPU profile (router and mesh) to FILE")
 
 	var switches, switchKills, workers int
 	var every time.Duration

@@ -99,6 +99,9 @@ func TestSwitchesAndKillsUnderLoadDropNothing(t *testing.T) {
 	versions := sync.Map{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopLoad := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
+	t.Cleanup(stopLoad) // runs before the mesh stops, even on failure
 	for range 4 {
 		wg.Add(1)
 		go func() {
@@ -138,15 +141,17 @@ func TestSwitchesAndKillsUnderLoadDropNothing(t *testing.T) {
 			if err != nil || len(g.Instances) == 0 {
 				t.Fatalf("list %s: %v", group, err)
 			}
-			syscall.Kill(g.Instances[0].PID, syscall.SIGKILL)
+			victim := g.Instances[0]
+			syscall.Kill(victim.PID, syscall.SIGKILL)
 			kills++
-			if _, err := bench.Await(tap, events.InstanceReplaced, group, "", 20*time.Second); err != nil {
+			// the next switch back to this group is refused until its
+			// replacement is up (the traffic guard): wait for it
+			if _, err := bench.Await(tap, events.InstanceUp, group, victim.ID, 20*time.Second); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stopLoad()
 	_, v1 := versions.Load("v001")
 	_, v2 := versions.Load("v002")
 	t.Logf("%d requests, %d failed, %d switches, %d kills", ok.Load(), failed.Load(), 21, kills)

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +57,7 @@ type Service struct {
 	cfg   Config
 	nc    *nats.Conn
 	log   zerolog.Logger
-	proxy *proxy.Proxy
+	proxy *proxy.Fast
 	reg   *routing.Registry
 
 	js        jetstream.JetStream
@@ -86,7 +85,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 		cfg.MetricsInterval = 100 * time.Millisecond
 	}
 	return &Service{
-		cfg: cfg, nc: nc, log: log, proxy: proxy.New(cfg.Proxy), reg: routing.NewRegistry(),
+		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
 		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{},
 		hostnames: map[string][]string{}, capacity: map[string]int{}, applied: make(chan struct{}),
 	}
@@ -126,16 +125,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	addr := l.Addr()
 	s.addr.Store(&addr)
-	srv := &http.Server{Handler: s.proxy, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.proxy.Serve(l); err != nil {
 			s.log.Error().Err(err).Msg("data plane")
 		}
 	}()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx) // in-flight requests finish
+		_ = s.proxy.Shutdown(sctx) // in-flight requests finish
 	}()
 	if s.cfg.Admin != "" {
 		admin, err := s.serveAdmin()

@@ -6,6 +6,7 @@
 package routing
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net"
 	"sort"
@@ -158,6 +159,18 @@ func (t *Table) Lookup(host string) *Service {
 		return s
 	}
 	return t.byHost[strings.ToLower(host)]
+}
+
+// LookupBytes is Lookup for a Host header in bytes; it allocates nothing
+// when the host is found as given.
+func (t *Table) LookupBytes(host []byte) *Service {
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		host = host[:i]
+	}
+	if s := t.byHost[string(host)]; s != nil {
+		return s
+	}
+	return t.byHost[strings.ToLower(string(host))]
 }
 
 // Registry keeps Backends across tables.
