@@ -3,13 +3,19 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/deploy/bench"
@@ -131,6 +137,13 @@ func (a *app) demo(keep bool) error {
 		return err
 	}
 	fleetStep := func(what, want string, k events.Kind, cmd any, until events.Kind, skip string) {
+		group := "hello-v001"
+		switch c := cmd.(type) {
+		case events.ServerGroupCommand:
+			group = c.Group
+		case events.InstanceCommand:
+			group = c.Group
+		}
 		t0 := time.Now()
 		ev, err := events.New("redblack/demo", k, "hello", "", cmd)
 		if err == nil {
@@ -139,7 +152,7 @@ func (a *app) demo(keep bool) error {
 		got := ""
 		if err == nil {
 			var out events.Event
-			out, err = bench.Await(tap, until, "hello-v001", skip, 30*time.Second)
+			out, err = bench.Await(tap, until, group, skip, 30*time.Second)
 			got = shortType(out.Type)
 			if err == nil {
 				step("%s → %s in %s: %s", what, got, time.Since(t0).Round(time.Millisecond), describe(out))
@@ -165,9 +178,50 @@ func (a *app) demo(keep bool) error {
 			fmt.Fprintf(a.out, "  %s  %-8s %s\n", i.ID, i.State, i.Address)
 		}
 	}
-	fleetStep("destroy hello-v001", "fleet.servergroup.destroyed", events.ServerGroupDestroy,
-		events.ServerGroupCommand{Service: "hello", Group: "hello-v001"}, events.ServerGroupDestroyed, "")
 
+	// red/black by hand: the router moves all traffic at once, under load
+	trafficStep := func(what, want string, k events.Kind, group string) {
+		t0 := time.Now()
+		got := ""
+		ev, err := events.New("redblack/demo", k, "hello", "", events.TrafficCommand{Service: "hello", Group: group})
+		var answers *nats.Subscription
+		if err == nil {
+			answers, err = c.nc.SubscribeSync("*.hello.traffic.*")
+		}
+		if err == nil {
+			defer answers.Unsubscribe()
+			_, err = natsx.Publish(ctx, c.js, k.Subject("hello"), ev)
+		}
+		if err == nil {
+			var out events.Event
+			out, err = answerTo(answers, ev.ID)
+			got = shortType(out.Type)
+			if err == nil {
+				step("%s → %s in %s: %s", what, got, time.Since(t0).Round(time.Millisecond), describe(out))
+			}
+		}
+		if err != nil {
+			got = err.Error()
+			step("%s → %s", what, got)
+		}
+		checks = append(checks, check{what, want, got})
+	}
+	trafficStep("switch all traffic to hello-v001", "release.traffic.switched", events.TrafficSwitch, "hello-v001")
+	fleetStep("create hello-v002 (version v2) beside it", "fleet.servergroup.ready", events.ServerGroupCreate,
+		events.ServerGroupCommand{Service: "hello", Group: "hello-v002", Version: "v2", Capacity: 3, Artifact: events.Artifact{Command: []string{hello, "--version", "v2"}}},
+		events.ServerGroupReady, "")
+	load := startLoad(m.HTTP(), "hello", 4)
+	trafficStep("switch all traffic to hello-v002 under load", "release.traffic.switched", events.TrafficSwitch, "hello-v002")
+	time.Sleep(500 * time.Millisecond) // let the load run on the new group: what is shown
+	trafficStep("restore hello-v001 (a rollback) under load", "release.traffic.restored", events.TrafficRestore, "")
+	time.Sleep(500 * time.Millisecond)
+	served, lost, versions := load.stop()
+	step("load through the router (http://%s, Host: hello): %d requests, %d failed, versions seen %v", m.HTTP(), served+lost, lost, versions)
+	checks = append(checks, check{"requests failed during the switch and the rollback", "0", fmt.Sprint(lost)})
+	for _, g := range []string{"hello-v002", "hello-v001"} {
+		fleetStep("destroy "+g, "fleet.servergroup.destroyed", events.ServerGroupDestroy,
+			events.ServerGroupCommand{Service: "hello", Group: g}, events.ServerGroupDestroyed, "")
+	}
 	fmt.Fprintln(a.out, "\naudit trail (redblack events --service hello):")
 	p := &eventPrinter{a: a}
 	if err := c.tail(ctx, topology.StreamReleases, []string{"release.hello.>"}, from{}, false, p.add); err != nil {
@@ -175,9 +229,8 @@ func (a *app) demo(keep bool) error {
 	}
 	p.flush()
 
-	fmt.Fprintln(a.out, "\nnot built yet, so v1 stays in phase \"accepted\" and the group above was driven by hand:")
+	fmt.Fprintln(a.out, "\nnot built yet, so v1 stays in phase \"accepted\" and the groups and traffic above were driven by hand:")
 	for _, s := range []string{
-		"router: the HTTP data plane and atomic switches (traffic issue)",
 		"canary judge, bake, promote and rollback (release pipeline issue)",
 		"Chaos Monkey (chaos issue)",
 	} {
@@ -209,4 +262,71 @@ func buildHello(dir string) (string, error) {
 		return "", fmt.Errorf("build %s (run from the repository, with Go installed): %v\n%s", helloPackage, err, out)
 	}
 	return hello, nil
+}
+
+// answerTo waits on sub for the event derived from command id.
+func answerTo(sub *nats.Subscription, id string) (events.Event, error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return events.Event{}, fmt.Errorf("no answer: %w", err)
+		}
+		if ev, err := events.Decode(m.Data); err == nil && strings.HasPrefix(ev.ID, id+":") {
+			return ev, nil
+		}
+	}
+}
+
+// load is steady HTTP load through the router.
+type load struct {
+	okN, failedN atomic.Int64
+	versions     sync.Map
+	done         chan struct{}
+	wg           sync.WaitGroup
+}
+
+// startLoad sends requests through the router at addr with Host host from
+// workers goroutines until stop.
+func startLoad(addr, host string, workers int) *load {
+	l := &load{done: make(chan struct{})}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 10 * time.Second}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+				req.Host = host
+				resp, err := client.Do(req)
+				if err != nil {
+					l.failedN.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					l.failedN.Add(1)
+					continue
+				}
+				l.okN.Add(1)
+				l.versions.Store(resp.Header.Get("X-Version"), true)
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and returns its counts and the versions that answered.
+func (l *load) stop() (ok, failed int64, versions []string) {
+	close(l.done)
+	l.wg.Wait()
+	l.versions.Range(func(k, _ any) bool { versions = append(versions, k.(string)); return true })
+	sort.Strings(versions)
+	return l.okN.Load(), l.failedN.Load(), versions
 }

@@ -33,7 +33,7 @@ func describe(ev events.Event) string {
 	case *events.Cluster:
 		return fmt.Sprintf("%s: %d instances", d.Group, d.Instances)
 	case *events.Traffic:
-		return fmt.Sprintf("active %s (was %s)", d.Active, d.Previous)
+		return fmt.Sprintf("active %s (was %s)", d.Active, dash(d.Previous))
 	case *events.Rollback:
 		return fmt.Sprintf("by %s: %s", d.By, d.Reason)
 	case *events.RollbackDone:

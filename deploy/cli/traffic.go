@@ -82,7 +82,15 @@ func (a *app) trafficCmd() *cobra.Command {
 			return a.trafficCommand(events.TrafficSwitch, events.TrafficCommand{Service: args[0], Group: args[1]})
 		},
 	}
-	cmd.AddCommand(get, set, sw)
+	restore := &cobra.Command{
+		Use:   "restore SERVICE",
+		Short: "Move all traffic back to the previous group at once (a rollback of the last switch)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.trafficCommand(events.TrafficRestore, events.TrafficCommand{Service: args[0]})
+		},
+	}
+	cmd.AddCommand(get, set, sw, restore)
 	return cmd
 }
 
@@ -107,7 +115,7 @@ func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand) error {
 	if err != nil {
 		return err
 	}
-	switched, err := c.nc.SubscribeSync(events.TrafficSwitched.Subject(tc.Service))
+	switched, err := c.nc.SubscribeSync("release." + tc.Service + ".traffic.*")
 	if err != nil {
 		return err
 	}
@@ -132,7 +140,7 @@ func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand) error {
 			var d events.TrafficCommand
 			out.DecodeData(&d)
 			return exitCode{code: 1, msg: "refused: " + d.Reason}
-		case events.TrafficChanged.Type(), events.TrafficSwitched.Type():
+		case events.TrafficChanged.Type(), events.TrafficSwitched.Type(), events.TrafficRestored.Type():
 			var d events.Traffic
 			out.DecodeData(&d)
 			groups := make([]string, 0, len(d.Weights))

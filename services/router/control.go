@@ -45,8 +45,8 @@ func (s *Service) answerApplied(m *nats.Msg) {
 }
 
 // scatter sends a request to every responder of subject and gathers the
-// answers that come within wait.
-func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration) ([][]byte, error) {
+// answers that come within wait, or until want have come (0: no limit).
+func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration, want int) ([][]byte, error) {
 	inbox := nats.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -64,6 +64,9 @@ func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration) ([]
 			return out, nil
 		}
 		out = append(out, m.Data)
+		if want > 0 && len(out) >= want {
+			return out, nil
+		}
 	}
 }
 
@@ -71,13 +74,15 @@ func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration) ([]
 // least revision rev of the service's route and, when group is set, with at
 // least up of its instances routable.
 func (s *Service) waitApplied(ctx context.Context, service string, rev uint64, group string, up int) error {
-	pings, err := scatter(s.nc, "$SRV.PING.redblack-router", nil, 100*time.Millisecond)
+	// every live router answers a ping within a few ms on one machine or a
+	// LAN; 50 ms bounds the wait
+	pings, err := scatter(s.nc, "$SRV.PING.redblack-router", nil, 50*time.Millisecond, 0)
 	if err != nil {
 		return err
 	}
 	live := max(len(pings), 1)
 	for {
-		answers, err := scatter(s.nc, AppliedSubject, []byte(service), 200*time.Millisecond)
+		answers, err := scatter(s.nc, AppliedSubject, []byte(service), 200*time.Millisecond, live)
 		if err != nil {
 			return err
 		}
@@ -141,6 +146,33 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 			r.Reason = "switch to " + c.Group
 			return nil
 		}
+	case events.TrafficRestore.Type():
+		// rollback: all traffic back to the previous group at once. Not
+		// guarded: the old group is where users are safest.
+		prev := s.routeOf(c.Service).Previous
+		if prev == "" {
+			c.Reason = "no previous group to restore"
+			return s.publish(ctx, ev.ID+":refused", events.TrafficRefused, c.Service, ev.ReleaseID, c)
+		}
+		c.Group = prev
+		up, _, err = s.guard(ctx, c.Service, prev)
+		if err != nil {
+			return err
+		}
+		up = min(up, max(s.capacityOf(c.Service), 1))
+		change = func(r *routes.Route) error {
+			if r.Previous == "" {
+				return fmt.Errorf("no previous group to restore")
+			}
+			for g := range r.Weights {
+				r.Weights[g] = 0
+			}
+			r.Weights[r.Previous] = routes.MaxWeight
+			r.Active, r.Previous = r.Previous, r.Active
+			r.Reason = "restore " + r.Active
+			c.Group = r.Active
+			return nil
+		}
 	case events.TrafficSet.Type():
 		if err := (routes.Route{Weights: c.Weights}).Validate(); err != nil || len(c.Weights) == 0 {
 			c.Reason = "weights must name groups with 0..1000"
@@ -169,12 +201,22 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	data := events.Traffic{Service: c.Service, Active: route.Active, Previous: route.Previous, Weights: route.Weights, Revision: rev}
 	out := events.TrafficChanged
-	if k == events.TrafficSwitch.Type() {
+	switch k {
+	case events.TrafficSwitch.Type():
 		out = events.TrafficSwitched
+		go s.drain(before, route)
+	case events.TrafficRestore.Type():
+		out = events.TrafficRestored
 		go s.drain(before, route)
 	}
 	log.Info().Uint64("revision", rev).Interface("weights", route.Weights).Msg("traffic applied by every router")
 	return s.publish(ctx, ev.ID+":"+out.Name, out, c.Service, ev.ReleaseID, data)
+}
+
+func (s *Service) capacityOf(service string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.capacity[service]
 }
 
 func (s *Service) routeOf(service string) routes.Route {

@@ -71,7 +71,9 @@ type Service struct {
 	entries   map[string]discovery.Entry
 	hostnames map[string][]string
 	capacity  map[string]int
-	applied   chan struct{} // closed and replaced whenever a table is swapped
+	ports     map[string]int         // dedicated port by service, from specs
+	listening map[string]*portServer // dedicated ports being served
+	applied   chan struct{}          // closed and replaced whenever a table is swapped
 
 	addr atomic.Pointer[net.Addr]
 }
@@ -87,7 +89,8 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	return &Service{
 		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
 		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{},
-		hostnames: map[string][]string{}, capacity: map[string]int{}, applied: make(chan struct{}),
+		hostnames: map[string][]string{}, capacity: map[string]int{}, ports: map[string]int{}, listening: map[string]*portServer{},
+		applied: make(chan struct{}),
 	}
 }
 
@@ -134,6 +137,7 @@ func (s *Service) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = s.proxy.Shutdown(sctx) // in-flight requests finish
+		s.closePorts()
 	}()
 	if s.cfg.Admin != "" {
 		admin, err := s.serveAdmin()
@@ -151,7 +155,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
 		Stream: topology.StreamFleet, Durable: "router-commands",
-		FilterSubjects: []string{"fleet.*.traffic.set", "fleet.*.traffic.switch"},
+		FilterSubjects: []string{"fleet.*.traffic.set", "fleet.*.traffic.switch", "fleet.*.traffic.restore"},
 		MaxDeliver:     5, AckWait: 30 * time.Second,
 	}, s.handle, s.log)
 	if err != nil {
@@ -253,10 +257,11 @@ func (s *Service) applySpec(e jetstream.KeyValueEntry) {
 	if deleted(e) {
 		delete(s.hostnames, e.Key())
 		delete(s.capacity, e.Key())
+		delete(s.ports, e.Key())
 		return
 	}
 	if sp, err := spec.Decode(e.Value()); err == nil {
-		s.hostnames[e.Key()], s.capacity[e.Key()] = sp.Hostnames, sp.Capacity
+		s.hostnames[e.Key()], s.capacity[e.Key()], s.ports[e.Key()] = sp.Hostnames, sp.Capacity, sp.Port
 	}
 }
 
@@ -268,6 +273,51 @@ func (s *Service) rebuild() {
 	close(s.applied)
 	s.applied = make(chan struct{})
 	s.mu.Unlock()
+	s.reconcilePorts()
+}
+
+// portServer is a service's dedicated port.
+type portServer struct {
+	port int
+	srv  interface{ Shutdown() error }
+}
+
+// reconcilePorts listens on the dedicated ports the specs ask for, on the
+// data plane's host, and stops those no longer asked for.
+func (s *Service) reconcilePorts() {
+	host := "127.0.0.1"
+	if h, _, err := net.SplitHostPort(s.cfg.HTTP); err == nil && h != "" {
+		host = h
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ps := range s.listening {
+		if s.ports[name] != ps.port {
+			_ = ps.srv.Shutdown()
+			delete(s.listening, name)
+		}
+	}
+	for name, port := range s.ports {
+		if port == 0 || s.listening[name] != nil {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err != nil {
+			s.log.Warn().Err(err).Str("service", name).Int("port", port).Msg("dedicated port")
+			continue
+		}
+		s.listening[name] = &portServer{port: port, srv: s.proxy.ServeService(l, name)}
+	}
+}
+
+// closePorts stops every dedicated port.
+func (s *Service) closePorts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ps := range s.listening {
+		_ = ps.srv.Shutdown()
+		delete(s.listening, name)
+	}
 }
 
 // appliedRevision is the routes revision of service in the live table.

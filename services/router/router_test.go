@@ -97,7 +97,7 @@ func (r *rig) command(k events.Kind, c events.TrafficCommand) events.Event {
 	ev, _ := events.New("test", k, "hello", "", c)
 	b, _ := ev.Encode()
 	r.nc.Publish(k.Subject("hello"), b)
-	want := map[string]bool{events.TrafficChanged.Type(): true, events.TrafficSwitched.Type(): true, events.TrafficRefused.Type(): true}
+	want := map[string]bool{events.TrafficChanged.Type(): true, events.TrafficSwitched.Type(): true, events.TrafficRestored.Type(): true, events.TrafficRefused.Type(): true}
 	for {
 		m, err := r.tap.NextMsg(10 * time.Second)
 		if err != nil {
@@ -431,5 +431,57 @@ func TestMetricsSamplesAndPrometheus(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+func TestRestoreGoesBackToThePreviousGroup(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{})
+	if ev := r.command(events.TrafficRestore, events.TrafficCommand{}); ev.Type != events.TrafficRefused.Type() {
+		t.Fatalf("restore with nothing to restore: %s", ev.Type)
+	}
+	r.register("hello-v001", "a", backend(t, "A", nil))
+	r.register("hello-v002", "b", backend(t, "B", nil))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"})
+	for _, want := range []string{"A", "B"} { // restore twice: back, then forth
+		ev := r.command(events.TrafficRestore, events.TrafficCommand{})
+		var d events.Traffic
+		ev.DecodeData(&d)
+		if ev.Type != events.TrafficRestored.Type() || d.Active != map[string]string{"A": "hello-v001", "B": "hello-v002"}[want] {
+			t.Fatalf("restore: %s %s", ev.Type, ev.Data)
+		}
+		if _, body := get(t, url, "hello", nil); body != want {
+			t.Fatalf("after restore %q, want %q", body, want)
+		}
+	}
+}
+
+func TestDedicatedPortServesOneService(t *testing.T) {
+	r := newRig(t, 1)
+	r.startRouter(router.Config{})
+	r.register("hello-v001", "a", backend(t, "A", nil))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	js, _ := jetstream.New(r.nc)
+	kv, _ := js.KeyValue(r.ctx, topology.BucketServices)
+	if _, err := spec.Apply(r.ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Port: port, Artifact: spec.Artifact{Command: []string{"x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); body != "A" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Host = "any-host-at-all"
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+		}
+	}
+	if body != "A" {
+		t.Fatalf("dedicated port answered %q", body)
 	}
 }

@@ -61,6 +61,7 @@ var (
 var (
 	TrafficSet     = Kind{subjects.DomainFleet, "traffic.set"}
 	TrafficSwitch  = Kind{subjects.DomainFleet, "traffic.switch"}
+	TrafficRestore = Kind{subjects.DomainFleet, "traffic.restore"}
 	TrafficChanged = Kind{subjects.DomainFleet, "traffic.changed"}
 	TrafficRefused = Kind{subjects.DomainFleet, "traffic.refused"}
 )
@@ -107,6 +108,7 @@ var registry = map[Kind]func() any{
 
 	TrafficSet:     func() any { return new(TrafficCommand) },
 	TrafficSwitch:  func() any { return new(TrafficCommand) },
+	TrafficRestore: func() any { return new(TrafficCommand) },
 	TrafficChanged: func() any { return new(Traffic) },
 	TrafficRefused: func() any { return new(TrafficCommand) },
 

@@ -95,8 +95,11 @@ type Service struct {
 	Capacity    int      `yaml:"capacity" json:"capacity"`
 	MaxCapacity int      `yaml:"max_capacity" json:"max_capacity"`
 	Hostnames   []string `yaml:"hostnames,omitempty" json:"hostnames,omitempty"`
-	Health      Health   `yaml:"health" json:"health"`
-	Artifact    Artifact `yaml:"artifact,omitempty" json:"artifact,omitempty"`
+	// Port, when set, is a router port that serves only this service,
+	// whatever the Host header.
+	Port     int      `yaml:"port,omitempty" json:"port,omitempty"`
+	Health   Health   `yaml:"health" json:"health"`
+	Artifact Artifact `yaml:"artifact,omitempty" json:"artifact,omitempty"`
 }
 
 // FieldError is one invalid field.
@@ -181,6 +184,9 @@ func (s Service) Validate() error {
 		if h == "" || strings.ContainsAny(h, " /:") {
 			bad(fmt.Sprintf("hostnames[%d]", i), "%q is not a host name", h)
 		}
+	}
+	if s.Port != 0 && (s.Port < 1024 || s.Port > 65535) {
+		bad("port", "%d: want 1024..65535 (or none)", s.Port)
 	}
 	if !strings.HasPrefix(s.Health.Path, "/") {
 		bad("health.path", "%q must start with /", s.Health.Path)

@@ -32,11 +32,17 @@ func NewFast(cfg Config) *Fast {
 	cfg.defaults()
 	f := &Fast{cfg: cfg}
 	f.table.Store(&routing.Table{})
-	f.srv = &fasthttp.Server{
-		Handler:                       f.serve,
+	f.srv = f.server(f.serve)
+	return f
+}
+
+// server returns a fasthttp server with the data plane's settings.
+func (f *Fast) server(h fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       h,
 		Name:                          "redblack",
 		ReadBufferSize:                64 << 10, // larger headers: 431
-		MaxRequestBodySize:            int(cfg.MaxBodyBytes),
+		MaxRequestBodySize:            int(f.cfg.MaxBodyBytes),
 		ReadTimeout:                   30 * time.Second, // a request (headers and body) must arrive within it: slowloris
 		IdleTimeout:                   90 * time.Second,
 		DisableHeaderNamesNormalizing: true,
@@ -47,7 +53,17 @@ func NewFast(cfg Config) *Fast {
 		Logger:                        quiet{},
 		ErrorHandler:                  f.requestError,
 	}
-	return f
+}
+
+// ServeService serves connections from l for one service, whatever their
+// Host header (a service's dedicated port), until the returned server is
+// shut down.
+func (f *Fast) ServeService(l net.Listener, service string) *fasthttp.Server {
+	srv := f.server(func(ctx *fasthttp.RequestCtx) {
+		f.route(ctx, f.table.Load().Services[service], service)
+	})
+	go func() { _ = srv.Serve(l) }()
+	return srv
 }
 
 // requestError answers a request that could not be read: 431 for headers
@@ -134,9 +150,18 @@ func (f *Fast) fail(ctx *fasthttp.RequestCtx, code int, reason string) {
 }
 
 func (f *Fast) serve(ctx *fasthttp.RequestCtx) {
-	svc := f.table.Load().LookupBytes(ctx.Host())
+	f.route(ctx, f.table.Load().LookupBytes(ctx.Host()), "")
+}
+
+// route proxies a request to svc (nil: not routed; name says which service
+// a dedicated port wanted, "" for the shared port).
+func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string) {
 	if svc == nil {
-		f.fail(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("no service is routed for host %q", ctx.Host()))
+		reason := fmt.Sprintf("no service is routed for host %q", ctx.Host())
+		if name != "" {
+			reason = "no route for " + name + " yet"
+		}
+		f.fail(ctx, fasthttp.StatusServiceUnavailable, reason)
 		return
 	}
 	g := svc.PickGroup()

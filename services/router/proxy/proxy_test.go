@@ -59,7 +59,7 @@ func BenchmarkProxyHotPath(b *testing.B) {
 }
 
 // BenchmarkRouting is the routing decision alone: table lookup, group by
-// weight, instance by power of two choices.
+// weight, instance by least outstanding.
 func BenchmarkRouting(b *testing.B) {
 	f, _, done := benchFast(b)
 	defer done()
