@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/services/canary/judge"
 )
 
 func (a *app) benchCmd() *cobra.Command {
@@ -242,7 +243,31 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	switchCmd.Flags().IntVar(&switchKills, "kills", 3, "instances SIGKILLed during the run")
 	switchCmd.Flags().IntVar(&workers, "workers", 8, "concurrent load workers")
 	switchCmd.Flags().DurationVar(&every, "every", 1100*time.Millisecond, "time between switches")
-	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd)
+	var trials, samples int
+	judgeCmd := &cobra.Command{
+		Use:   "judge",
+		Short: "the canary judge's quality: power on a +20% latency shift, false failures, 0 against 3 errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := judge.Config{}
+			fmt.Fprintf(a.out, "seeded trials, log-normal latency (median 20 ms, σ 0.5), %d samples per group, default thresholds\n", samples)
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure", "measured", "target")
+			power := judge.LatencyFailRate(cfg, 1.2, samples, trials, 1)
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("+20%% latency detected (%d trials)", trials), fmt.Sprintf("%.1f%%", 100*power), "≥ 95%")
+			ff := judge.LatencyFailRate(cfg, 1.0, samples, trials, 2)
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("identical distributions failed (%d trials)", trials), fmt.Sprintf("%.1f%%", 100*ff), "≤ 1%")
+			r := judge.Errors(cfg, 0, 1000, 3, 1000)
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "0 against 3 errors in 1,000 requests", fmt.Sprintf("%s (p %.3f)", r.Classification, r.P), "fails")
+			eff := judge.ErrorFailRate(cfg, 0.005, 0.005, 1000, trials, 3)
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "equal error rates (0.5%), 1,000 requests: failed", fmt.Sprintf("%.1f%%", 100*eff), "-")
+			epow := judge.ErrorFailRate(cfg, 0.005, 0.015, 1000, trials, 4)
+			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "0.5% → 1.5% errors, 1,000 requests: detected", fmt.Sprintf("%.1f%%", 100*epow), "-")
+			return nil
+		},
+	}
+	judgeCmd.Flags().IntVar(&trials, "trials", 1000, "trials per figure")
+	judgeCmd.Flags().IntVar(&samples, "samples", 500, "latency samples per group per trial")
+	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd)
 	return cmd
 }
 
