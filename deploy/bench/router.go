@@ -22,8 +22,8 @@ import (
 	"github.com/redblack/redblack/shared/topology"
 )
 
-// Load is what one wrk run measured.
-type Load struct {
+// WrkResult is what one wrk run measured.
+type WrkResult struct {
 	Target   string
 	RPS      float64
 	P50, P99 time.Duration
@@ -124,13 +124,13 @@ var (
 
 // Wrk runs wrk against url with the Host header for d at c connections on
 // 2 threads and parses what it prints.
-func Wrk(target, url, host string, c int, d time.Duration) (Load, error) {
+func Wrk(target, url, host string, c int, d time.Duration) (WrkResult, error) {
 	args := []string{"-t2", fmt.Sprintf("-c%d", c), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency"}
 	if host != "" {
 		args = append(args, "-H", "Host: "+host)
 	}
 	out, err := exec.Command("wrk", append(args, url)...).CombinedOutput()
-	l := Load{Target: target, Raw: string(out)}
+	l := WrkResult{Target: target, Raw: string(out)}
 	if err != nil {
 		return l, fmt.Errorf("wrk %s: %v\n%s", target, err, out)
 	}

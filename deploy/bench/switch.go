@@ -2,10 +2,7 @@ package bench
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,47 +23,16 @@ type SwitchResult struct {
 // SwitchRun drives load through the router for switches switches one
 // interval apart, killing an instance of the active group kills times.
 func SwitchRun(bm *Mesh, switches, kills, workers int, interval time.Duration) (SwitchResult, error) {
-	url := "http://" + bm.M.HTTP() + "/"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	var okN, failed atomic.Int64
 	var mu sync.Mutex
 	target, firstSeen := "", time.Time{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", url, nil)
-				req.Host = "hello"
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					continue
-				}
-				okN.Add(1)
-				now := time.Now()
-				mu.Lock()
-				if resp.Header.Get("X-Version") == target && firstSeen.IsZero() {
-					firstSeen = now
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := StartLoad(bm.M.HTTP(), "hello", workers, func(version string, at time.Time) {
+		mu.Lock()
+		if version == target && firstSeen.IsZero() {
+			firstSeen = at
+		}
+		mu.Unlock()
+	}, nil)
+	defer load.Stop()
 	nc, err := bm.M.Connect("switch-bench")
 	if err != nil {
 		return SwitchResult{}, err
@@ -89,15 +55,11 @@ func SwitchRun(bm *Mesh, switches, kills, workers int, interval time.Duration) (
 		target, firstSeen = group[len(group)-4:], time.Time{}
 		mu.Unlock()
 		if err := bm.Switch(group); err != nil {
-			close(stop)
-			wg.Wait()
 			return r, err
 		}
 		r.Switches++
 		route, _, err := routes.Get(ctx, kv, "hello")
 		if err != nil {
-			close(stop)
-			wg.Wait()
 			return r, err
 		}
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -125,10 +87,9 @@ func SwitchRun(bm *Mesh, switches, kills, workers int, interval time.Duration) (
 		}
 		time.Sleep(time.Until(tick.Add(interval)))
 	}
-	close(stop)
-	wg.Wait()
+	ok, failed, _ := load.Stop()
 	r.Duration = time.Since(start)
-	r.Requests, r.Failed = okN.Load()+failed.Load(), failed.Load()
+	r.Requests, r.Failed = ok+failed, failed
 	if len(lat) > 0 {
 		r.WriteToServe = summarise(lat)
 	}

@@ -105,23 +105,12 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 (apt-get install nginx haproxy wrk).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "redblack-bench-")
+			dir, bm, err := benchMesh("hello-v001")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(dir)
-			hello, err := buildHello(dir)
-			if err != nil {
-				return err
-			}
-			bm, err := bench.StartMesh(filepath.Join(dir, "mesh"), hello, 3, "hello-v001")
-			if err != nil {
-				return err
-			}
 			defer bm.Stop()
-			if err := bm.Switch("hello-v001"); err != nil {
-				return err
-			}
 			nc, err := bm.M.Connect("bench")
 			if err != nil {
 				return err
@@ -154,7 +143,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				{"haproxy", fmt.Sprintf("http://127.0.0.1:%d/", hap.Port), "hello"},
 				{"redblack router", "http://" + bm.M.HTTP() + "/", "hello"},
 			}
-			sums := map[string]*bench.Load{}
+			sums := map[string]*bench.WrkResult{}
 			if cpuprofile != "" {
 				f, err := os.Create(cpuprofile)
 				if err != nil {
@@ -173,7 +162,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 					}
 					s := sums[t.name]
 					if s == nil {
-						s = &bench.Load{Target: t.name}
+						s = &bench.WrkResult{Target: t.name}
 						sums[t.name] = s
 					}
 					s.RPS += l.RPS / float64(rounds)
@@ -209,23 +198,12 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "load through the router across switches and instance kills: failed requests, routes write → serving",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "redblack-bench-")
+			dir, bm, err := benchMesh("hello-v001", "hello-v002")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(dir)
-			hello, err := buildHello(dir)
-			if err != nil {
-				return err
-			}
-			bm, err := bench.StartMesh(filepath.Join(dir, "mesh"), hello, 3, "hello-v001", "hello-v002")
-			if err != nil {
-				return err
-			}
 			defer bm.Stop()
-			if err := bm.Switch("hello-v001"); err != nil {
-				return err
-			}
 			r, err := bench.SwitchRun(bm, switches, switchKills, workers, every)
 			if err != nil {
 				return err
@@ -272,3 +250,24 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 }
 
 func mb(b int64) float64 { return float64(b) / 1e6 }
+
+// benchMesh makes a temp dir, builds hello into it, starts the mesh with a
+// 3-instance group per name and switches all traffic to the first.
+func benchMesh(groups ...string) (string, *bench.Mesh, error) {
+	dir, err := os.MkdirTemp("", "redblack-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	hello, err := buildHello(dir)
+	if err == nil {
+		var bm *bench.Mesh
+		if bm, err = bench.StartMesh(filepath.Join(dir, "mesh"), hello, 3, groups...); err == nil {
+			if err = bm.Switch(groups[0]); err == nil {
+				return dir, bm, nil
+			}
+			bm.Stop()
+		}
+	}
+	os.RemoveAll(dir)
+	return "", nil, err
+}

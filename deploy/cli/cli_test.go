@@ -8,11 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redblack/redblack/shared/testkit"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/events"
@@ -248,12 +249,12 @@ func TestUpProcess(t *testing.T) {
 			t.Fatal("up did not stop on SIGTERM")
 		}
 	}
-	hello := filepath.Join(t.TempDir(), "hello")
-	if out, err := exec.Command("go", "build", "-o", hello, helloPackage).CombinedOutput(); err != nil {
-		t.Fatalf("build hello: %v\n%s", err, out)
+	hello, err := testkit.BuildHello(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	before := processesOf(hello)
-	t.Cleanup(func() { killAll(hello) })
+	before := testkit.CountProcesses(hello)
+	t.Cleanup(func() { testkit.KillAll(hello) })
 	url, cmd := up()
 	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(helloSpec, "[hello]", "["+hello+"]", 1)))
 	run(t, url, "release", "hello", "--version", "v1")
@@ -274,7 +275,7 @@ func TestUpProcess(t *testing.T) {
 	// up dies without warning: its instances keep running...
 	cmd.Process.Kill()
 	cmd.Wait()
-	if n := processesOf(hello) - before; n != 2 {
+	if n := testkit.CountProcesses(hello) - before; n != 2 {
 		t.Fatalf("%d instances after up was killed, want 2 still running", n)
 	}
 	// ...and the next up re-adopts them (same instances, same addresses)
@@ -287,7 +288,7 @@ func TestUpProcess(t *testing.T) {
 		t.Fatalf("after restart events = %q", out)
 	}
 	stop(cmd) // a graceful stop stops every instance
-	if n := processesOf(hello) - before; n != 0 {
+	if n := testkit.CountProcesses(hello) - before; n != 0 {
 		t.Fatalf("%d instances leaked after up stopped", n)
 	}
 }
@@ -301,35 +302,4 @@ func addrs(ls string) string {
 		}
 	}
 	return strings.Join(out, ",")
-}
-
-// processesOf counts live processes running the binary at path.
-func processesOf(path string) int {
-	n := 0
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		exe, err := os.Readlink(d + "/exe")
-		if err != nil || exe != path {
-			continue
-		}
-		if b, err := os.ReadFile(d + "/stat"); err == nil {
-			if i := strings.LastIndexByte(string(b), ')'); i > 0 && string(b[i+2]) != "Z" {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-// killAll kills every process still running the binary at path, so no test
-// leaves one behind even when it fails.
-func killAll(path string) {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
-			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
 }

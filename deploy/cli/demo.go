@@ -3,15 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -26,9 +21,6 @@ import (
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
-
-// helloPackage is the demo application.
-const helloPackage = "github.com/redblack/redblack/examples/hello"
 
 func (a *app) demoCmd() *cobra.Command {
 	var keep bool
@@ -210,12 +202,12 @@ func (a *app) demo(keep bool) error {
 	fleetStep("create hello-v002 (version v2) beside it", "fleet.servergroup.ready", events.ServerGroupCreate,
 		events.ServerGroupCommand{Service: "hello", Group: "hello-v002", Version: "v2", Capacity: 3, Artifact: events.Artifact{Command: []string{hello, "--version", "v2"}}},
 		events.ServerGroupReady, "")
-	load := startLoad(m.HTTP(), "hello", 4)
+	load := bench.StartLoad(m.HTTP(), "hello", 4, nil, nil)
 	trafficStep("switch all traffic to hello-v002 under load", "release.traffic.switched", events.TrafficSwitch, "hello-v002")
 	time.Sleep(500 * time.Millisecond) // let the load run on the new group: what is shown
 	trafficStep("restore hello-v001 (a rollback) under load", "release.traffic.restored", events.TrafficRestore, "")
 	time.Sleep(500 * time.Millisecond)
-	served, lost, versions := load.stop()
+	served, lost, versions := load.Stop()
 	step("load through the router (http://%s, Host: hello): %d requests, %d failed, versions seen %v", m.HTTP(), served+lost, lost, versions)
 	checks = append(checks, check{"requests failed during the switch and the rollback", "0", fmt.Sprint(lost)})
 	for _, g := range []string{"hello-v002", "hello-v001"} {
@@ -255,6 +247,9 @@ func (a *app) demo(keep bool) error {
 	return nil
 }
 
+// helloPackage is the demo application.
+const helloPackage = "github.com/redblack/redblack/examples/hello"
+
 // buildHello builds examples/hello into dir with the go tool.
 func buildHello(dir string) (string, error) {
 	hello := filepath.Join(dir, "hello")
@@ -276,57 +271,4 @@ func answerTo(sub *nats.Subscription, id string) (events.Event, error) {
 			return ev, nil
 		}
 	}
-}
-
-// load is steady HTTP load through the router.
-type load struct {
-	okN, failedN atomic.Int64
-	versions     sync.Map
-	done         chan struct{}
-	wg           sync.WaitGroup
-}
-
-// startLoad sends requests through the router at addr with Host host from
-// workers goroutines until stop.
-func startLoad(addr, host string, workers int) *load {
-	l := &load{done: make(chan struct{})}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 10 * time.Second}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-				req.Host = host
-				resp, err := client.Do(req)
-				if err != nil {
-					l.failedN.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					l.failedN.Add(1)
-					continue
-				}
-				l.okN.Add(1)
-				l.versions.Store(resp.Header.Get("X-Version"), true)
-			}
-		}()
-	}
-	return l
-}
-
-// stop ends the load and returns its counts and the versions that answered.
-func (l *load) stop() (ok, failed int64, versions []string) {
-	close(l.done)
-	l.wg.Wait()
-	l.versions.Range(func(k, _ any) bool { versions = append(versions, k.(string)); return true })
-	sort.Strings(versions)
-	return l.okN.Load(), l.failedN.Load(), versions
 }

@@ -104,3 +104,19 @@ func (c *client) kv(ctx context.Context, bucket string) (jetstream.KeyValue, err
 func timeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// withBucket connects, opens bucket and runs f with a 10 s deadline.
+func (a *app) withBucket(bucket string, f func(ctx context.Context, kv jetstream.KeyValue) error) error {
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	ctx, cancel := timeout(10 * time.Second)
+	defer cancel()
+	kv, err := c.kv(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	return f(ctx, kv)
+}

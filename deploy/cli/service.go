@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"text/tabwriter"
-	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
@@ -46,23 +47,14 @@ func (a *app) serviceCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing stored", file, err)
 			}
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := timeout(10 * time.Second)
-			defer cancel()
-			kv, err := c.kv(ctx, topology.BucketServices)
-			if err != nil {
-				return err
-			}
-			res, err := spec.Apply(ctx, kv, s)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "service %s %s\n", s.Name, res)
-			return nil
+			return a.withBucket(topology.BucketServices, func(ctx context.Context, kv jetstream.KeyValue) error {
+				res, err := spec.Apply(ctx, kv, s)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "service %s %s\n", s.Name, res)
+				return nil
+			})
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "the spec file (YAML), - for standard input")
@@ -72,22 +64,13 @@ func (a *app) serviceCmd() *cobra.Command {
 		Short: "Print a service's stored spec as YAML",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			ctx, cancel := timeout(10 * time.Second)
-			defer cancel()
-			kv, err := c.kv(ctx, topology.BucketServices)
-			if err != nil {
-				return err
-			}
-			s, err := spec.Get(ctx, kv, args[0])
-			if err != nil {
-				return err
-			}
-			return yaml.NewEncoder(a.out).Encode(s)
+			return a.withBucket(topology.BucketServices, func(ctx context.Context, kv jetstream.KeyValue) error {
+				s, err := spec.Get(ctx, kv, args[0])
+				if err != nil {
+					return err
+				}
+				return yaml.NewEncoder(a.out).Encode(s)
+			})
 		},
 	}
 	list := &cobra.Command{
@@ -95,18 +78,11 @@ func (a *app) serviceCmd() *cobra.Command {
 		Short: "List the services with a spec",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.dial()
-			if err != nil {
+			var all []spec.Service
+			err := a.withBucket(topology.BucketServices, func(ctx context.Context, kv jetstream.KeyValue) (err error) {
+				all, err = spec.List(ctx, kv)
 				return err
-			}
-			defer c.close()
-			ctx, cancel := timeout(10 * time.Second)
-			defer cancel()
-			kv, err := c.kv(ctx, topology.BucketServices)
-			if err != nil {
-				return err
-			}
-			all, err := spec.List(ctx, kv)
+			})
 			if err != nil {
 				return err
 			}

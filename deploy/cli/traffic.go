@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/shared/events"
@@ -25,18 +27,12 @@ func (a *app) trafficCmd() *cobra.Command {
 		Short: "Show a service's weights per server group",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.dial()
-			if err != nil {
+			var r routes.Route
+			var rev uint64
+			err := a.withBucket(topology.BucketRoutes, func(ctx context.Context, kv jetstream.KeyValue) (err error) {
+				r, rev, err = routes.Get(ctx, kv, args[0])
 				return err
-			}
-			defer c.close()
-			ctx, cancel := timeout(10 * time.Second)
-			defer cancel()
-			kv, err := c.kv(ctx, topology.BucketRoutes)
-			if err != nil {
-				return err
-			}
-			r, rev, err := routes.Get(ctx, kv, args[0])
+			})
 			if err != nil {
 				return err
 			}

@@ -3,18 +3,13 @@ package mesh_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redblack/redblack/shared/testkit"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -29,13 +24,13 @@ var hello string
 
 func TestMain(m *testing.M) {
 	dir, _ := os.MkdirTemp("", "mesh-test-")
-	hello = filepath.Join(dir, "hello")
-	if out, err := exec.Command("go", "build", "-o", hello, "github.com/redblack/redblack/examples/hello").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build hello: %v\n%s", err, out)
+	var err error
+	if hello, err = testkit.BuildHello(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	killAll(hello)
+	testkit.KillAll(hello)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -92,46 +87,10 @@ func TestSwitchesAndKillsUnderLoadDropNothing(t *testing.T) {
 	}
 	switchTo("hello-v001")
 
-	url := "http://" + m.HTTP() + "/"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	var ok, failed atomic.Int64
-	versions := sync.Map{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var stopOnce sync.Once
-	stopLoad := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
-	t.Cleanup(stopLoad) // runs before the mesh stops, even on failure
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", url, nil)
-				req.Host = "hello"
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					t.Logf("request failed: %v", err)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Logf("request failed: %d %s", resp.StatusCode, resp.Header.Get("X-Redblack-Error"))
-					continue
-				}
-				ok.Add(1)
-				versions.Store(resp.Header.Get("X-Version"), true)
-			}
-		}()
-	}
+	load := bench.StartLoad(m.HTTP(), "hello", 4, nil, func(err error, status int) {
+		t.Logf("request failed: %v %d", err, status)
+	})
+	t.Cleanup(func() { load.Stop() }) // before the mesh stops, even on failure
 	kills := 0
 	for i := range 20 {
 		group := []string{"hello-v002", "hello-v001"}[i%2]
@@ -151,23 +110,9 @@ func TestSwitchesAndKillsUnderLoadDropNothing(t *testing.T) {
 			}
 		}
 	}
-	stopLoad()
-	_, v1 := versions.Load("v001")
-	_, v2 := versions.Load("v002")
-	t.Logf("%d requests, %d failed, %d switches, %d kills", ok.Load(), failed.Load(), 21, kills)
-	if failed.Load() != 0 || ok.Load() < 200 || !v1 || !v2 || kills != 3 {
-		t.Fatalf("%d ok, %d failed (want 0), versions v001 %v v002 %v, kills %d", ok.Load(), failed.Load(), v1, v2, kills)
-	}
-}
-
-// killAll kills every process still running the binary at path.
-func killAll(path string) {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
-			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+	ok, failed, versions := load.Stop()
+	t.Logf("%d requests, %d failed, %d switches, %d kills", ok+failed, failed, 21, kills)
+	if failed != 0 || ok < 200 || strings.Join(versions, ",") != "v001,v002" || kills != 3 {
+		t.Fatalf("%d ok, %d failed (want 0), versions %v, kills %d", ok, failed, versions, kills)
 	}
 }

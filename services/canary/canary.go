@@ -64,7 +64,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Status: func() any {
 			return natsx.Status{Service: "canary", Version: Version, Started: started, Parts: map[string]string{
 				"intake": "running",
-				"judge":  "not implemented yet (release pipeline issue)",
+				"judge":  "statistics built (package judge); the canary phase is not implemented yet (release pipeline issue)",
 			}}
 		},
 		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },

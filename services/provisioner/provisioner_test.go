@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,13 +28,13 @@ var hello string
 
 func TestMain(m *testing.M) {
 	dir, _ := os.MkdirTemp("", "provisioner-test-")
-	hello = filepath.Join(dir, "hello")
-	if out, err := exec.Command("go", "build", "-o", hello, "github.com/redblack/redblack/examples/hello").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build hello: %v\n%s", err, out)
+	var err error
+	if hello, err = testkit.BuildHello(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	killAll(hello)
+	testkit.KillAll(hello)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -269,19 +265,6 @@ func (r *rig) awaitAny(k events.Kind) events.Event {
 	}
 }
 
-// killAll kills every process still running the binary at path, so no test
-// leaves one behind even when it fails.
-func killAll(path string) {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
-			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-}
-
 // TestDiscoveryExpiresWhenTheProvisionerDies: the heartbeat keeps entries
 // alive past the bucket's TTL; once the provisioner is gone they expire.
 func TestDiscoveryExpiresWhenTheProvisionerDies(t *testing.T) {
@@ -296,7 +279,7 @@ func TestDiscoveryExpiresWhenTheProvisionerDies(t *testing.T) {
 		}
 	}
 	r.stop()
-	t.Cleanup(func() { killAll(hello) })
+	t.Cleanup(func() { testkit.KillAll(hello) })
 	deadline := time.Now().Add(10 * topo.InstanceTTL)
 	for len(r.discovered("hello-v001")) > 0 {
 		if time.Now().After(deadline) {

@@ -7,14 +7,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redblack/redblack/shared/testkit"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/services/provisioner/fleettest"
@@ -30,13 +30,12 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	hello = filepath.Join(dir, "hello")
-	if out, err := exec.Command("go", "build", "-o", hello, "github.com/redblack/redblack/examples/hello").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build hello: %v\n%s", err, out)
+	if hello, err = testkit.BuildHello(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	killAll(hello)
+	testkit.KillAll(hello)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -102,22 +101,6 @@ func open(t *testing.T, cfg Config) (*Local, *recorder) {
 	}
 	t.Cleanup(func() { l.Close(true) })
 	return l, r
-}
-
-// helloProcesses counts live processes running the hello binary.
-func helloProcesses() int {
-	n := 0
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == hello {
-			if b, err := os.ReadFile(d + "/stat"); err == nil {
-				if i := strings.LastIndexByte(string(b), ')'); i > 0 && !strings.HasPrefix(string(b[i+2:]), "Z") {
-					n++
-				}
-			}
-		}
-	}
-	return n
 }
 
 func TestProviderBehaviour(t *testing.T) {
@@ -263,7 +246,7 @@ func TestStopUsesSIGTERMThenSIGKILL(t *testing.T) {
 }
 
 func TestReadoptAfterRestartThenNoLeak(t *testing.T) {
-	before := helloProcesses()
+	before := testkit.CountProcesses(hello)
 	cfg := testConfig(t)
 	l1, err := Open(cfg, nil)
 	if err != nil {
@@ -272,7 +255,7 @@ func TestReadoptAfterRestartThenNoLeak(t *testing.T) {
 	l1.CreateGroup(context.Background(), groupSpec("hello-v001", 3))
 	g1 := fleettest.WaitUp(t, l1, "hello-v001", 3, 15*time.Second)
 	l1.Close(false) // the provisioner dies; its instances keep running
-	if n := helloProcesses() - before; n != 3 {
+	if n := testkit.CountProcesses(hello) - before; n != 3 {
 		t.Fatalf("%d instances running after the provisioner stopped, want 3", n)
 	}
 
@@ -294,13 +277,13 @@ func TestReadoptAfterRestartThenNoLeak(t *testing.T) {
 	if err := l2.DestroyGroup(context.Background(), "hello-v001"); err != nil {
 		t.Fatal(err)
 	}
-	if n := helloProcesses() - before; n != 0 {
+	if n := testkit.CountProcesses(hello) - before; n != 0 {
 		t.Fatalf("%d hello processes leaked", n)
 	}
 }
 
 func TestOrphanOfUnknownGroupIsKilled(t *testing.T) {
-	before := helloProcesses()
+	before := testkit.CountProcesses(hello)
 	cfg := testConfig(t)
 	l1, _ := Open(cfg, nil)
 	l1.CreateGroup(context.Background(), groupSpec("hello-v001", 1))
@@ -308,19 +291,19 @@ func TestOrphanOfUnknownGroupIsKilled(t *testing.T) {
 	l1.Close(false)
 	os.Remove(filepath.Join(cfg.Dir, "groups", "hello-v001.json")) // its group record is lost
 	open(t, cfg)
-	if n := helloProcesses() - before; n != 0 {
+	if n := testkit.CountProcesses(hello) - before; n != 0 {
 		t.Fatalf("%d orphans left running", n)
 	}
 }
 
 func TestCloseStopsEverythingAndGroupsComeBack(t *testing.T) {
-	before := helloProcesses()
+	before := testkit.CountProcesses(hello)
 	cfg := testConfig(t)
 	l1, _ := Open(cfg, nil)
 	l1.CreateGroup(context.Background(), groupSpec("hello-v001", 2))
 	fleettest.WaitUp(t, l1, "hello-v001", 2, 15*time.Second)
 	l1.Close(true)
-	if n := helloProcesses() - before; n != 0 {
+	if n := testkit.CountProcesses(hello) - before; n != 0 {
 		t.Fatalf("%d processes after Close(true)", n)
 	}
 	l2, _ := open(t, cfg)
@@ -343,17 +326,4 @@ func liveInGroup(pgid int) int {
 		}
 	}
 	return n
-}
-
-// killAll kills every process still running the binary at path, so no test
-// leaves one behind even when it fails.
-func killAll(path string) {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
-			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
 }

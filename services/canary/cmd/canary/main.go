@@ -1,34 +1,16 @@
-// Command canary runs the canary service against a NATS server.
+// Command canary runs the canary service against a NATS server (--server).
 package main
 
 import (
-	"context"
-	"flag"
-	"os"
-	"os/signal"
-	"syscall"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/canary"
-	"github.com/redblack/redblack/shared/logging"
-	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/svcmain"
 )
 
 func main() {
-	conn := natsx.DefaultConfig()
-	conn.Name = "redblack-canary"
-	conn.FromEnv(os.LookupEnv)
-	conn.BindFlags(flag.CommandLine)
-	level := flag.String("log-level", "info", "debug, info, warn or error")
-	flag.Parse()
-	log := logging.New(os.Stderr, "canary", *level)
-	nc, err := natsx.Connect(conn)
-	if err != nil {
-		log.Fatal().Err(err).Send()
-	}
-	defer nc.Drain()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := canary.New(canary.DefaultConfig(), nc, log).Run(ctx); err != nil {
-		log.Fatal().Err(err).Send()
-	}
+	svcmain.Main("canary", nil, func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
+		return canary.New(canary.DefaultConfig(), nc, log)
+	})
 }

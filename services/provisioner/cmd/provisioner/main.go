@@ -1,34 +1,23 @@
-// Command provisioner runs the provisioner service against a NATS server.
+// Command provisioner runs the provisioner against a NATS server
+// (--server), with the local provider's files in --data.
 package main
 
 import (
-	"context"
 	"flag"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/provisioner"
-	"github.com/redblack/redblack/shared/logging"
-	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/svcmain"
 )
 
 func main() {
-	conn := natsx.DefaultConfig()
-	conn.Name = "redblack-provisioner"
-	conn.FromEnv(os.LookupEnv)
-	conn.BindFlags(flag.CommandLine)
-	level := flag.String("log-level", "info", "debug, info, warn or error")
-	flag.Parse()
-	log := logging.New(os.Stderr, "provisioner", *level)
-	nc, err := natsx.Connect(conn)
-	if err != nil {
-		log.Fatal().Err(err).Send()
-	}
-	defer nc.Drain()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := provisioner.New(provisioner.DefaultConfig(), nc, log).Run(ctx); err != nil {
-		log.Fatal().Err(err).Send()
-	}
+	cfg := provisioner.DefaultConfig()
+	svcmain.Main("provisioner", func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for the local provider's records and instance logs")
+		fs.BoolVar(&cfg.StopInstancesOnExit, "stop-instances", false, "stop every instance on exit (default: leave them for the next start to re-adopt)")
+	}, func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
+		return provisioner.New(cfg, nc, log)
+	})
 }

@@ -1,34 +1,24 @@
-// Command router runs the router service against a NATS server.
+// Command router runs the router against a NATS server (--server), serving
+// HTTP on --http and Prometheus metrics on --admin.
 package main
 
 import (
-	"context"
 	"flag"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/router"
-	"github.com/redblack/redblack/shared/logging"
-	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/svcmain"
 )
 
 func main() {
-	conn := natsx.DefaultConfig()
-	conn.Name = "redblack-router"
-	conn.FromEnv(os.LookupEnv)
-	conn.BindFlags(flag.CommandLine)
-	level := flag.String("log-level", "info", "debug, info, warn or error")
-	flag.Parse()
-	log := logging.New(os.Stderr, "router", *level)
-	nc, err := natsx.Connect(conn)
-	if err != nil {
-		log.Fatal().Err(err).Send()
-	}
-	defer nc.Drain()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := router.New(router.DefaultConfig(), nc, log).Run(ctx); err != nil {
-		log.Fatal().Err(err).Send()
-	}
+	cfg := router.DefaultConfig()
+	svcmain.Main("router", func(fs *flag.FlagSet) {
+		fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "address of the HTTP data plane")
+		fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port (/metrics); empty for none")
+		fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "how often traffic samples are published (≥ 100ms)")
+	}, func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
+		return router.New(cfg, nc, log)
+	})
 }

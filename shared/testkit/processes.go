@@ -1,0 +1,59 @@
+package testkit
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// HelloPackage is the demo application the tests run as instances.
+const HelloPackage = "github.com/redblack/redblack/examples/hello"
+
+// BuildHello builds examples/hello into dir (the go tool must be on PATH and
+// the working directory inside the workspace) and returns its path.
+func BuildHello(dir string) (string, error) {
+	p := filepath.Join(dir, "hello")
+	if out, err := exec.Command("go", "build", "-o", p, HelloPackage).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testkit: build hello: %v\n%s", err, out)
+	}
+	return p, nil
+}
+
+// CountProcesses counts the live (not zombie) processes running the binary
+// at path.
+func CountProcesses(path string) int {
+	n := 0
+	for _, pid := range pidsOf(path) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] != 'Z' {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// KillAll kills every process running the binary at path, so no test leaves
+// one behind even when it fails.
+func KillAll(path string) {
+	for _, pid := range pidsOf(path) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func pidsOf(path string) []int {
+	var out []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
+			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
