@@ -2,8 +2,8 @@ package routing
 
 import (
 	"container/heap"
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"testing"
 )
