@@ -97,6 +97,11 @@ func AddMicro(nc *nats.Conn, c MicroConfig) (micro.Service, error) {
 			return nil, fmt.Errorf("natsx: micro %s endpoint %s: %w", c.Name, name, err)
 		}
 	}
+	// the server knows every endpoint before anyone is told the service runs
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("natsx: micro %s: %w", c.Name, err)
+	}
 	return svc, nil
 }
 

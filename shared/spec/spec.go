@@ -100,6 +100,8 @@ type Service struct {
 	Port     int      `yaml:"port,omitempty" json:"port,omitempty"`
 	Health   Health   `yaml:"health" json:"health"`
 	Artifact Artifact `yaml:"artifact,omitempty" json:"artifact,omitempty"`
+	Strategy Strategy `yaml:"strategy" json:"strategy"`
+	Chaos    Chaos    `yaml:"chaos" json:"chaos"`
 }
 
 // FieldError is one invalid field.
@@ -157,6 +159,7 @@ func (s *Service) Default() {
 	if s.Health.UnhealthyThreshold == 0 {
 		s.Health.UnhealthyThreshold = 3
 	}
+	s.defaultStrategy()
 }
 
 // Validate checks every field and returns a *ValidationError naming each bad one.
@@ -200,6 +203,7 @@ func (s Service) Validate() error {
 	if s.Health.UnhealthyThreshold < 1 || s.Health.UnhealthyThreshold > 100 {
 		bad("health.unhealthy_threshold", "%d: want 1..100", s.Health.UnhealthyThreshold)
 	}
+	s.validateStrategy(bad)
 	if !s.Artifact.Event().IsZero() {
 		if err := s.CheckArtifact(s.Artifact.Event()); err != nil {
 			bad("artifact", "%v", err)
@@ -262,5 +266,6 @@ func Decode(b []byte) (Service, error) {
 	if err := dec.Decode(&s); err != nil {
 		return s, fmt.Errorf("spec: decode stored spec: %w", err)
 	}
+	s.Default() // a spec stored before a field existed gets its default
 	return s, nil
 }

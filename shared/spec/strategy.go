@@ -1,0 +1,275 @@
+package spec
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Strategy is how a service is released.
+type Strategy struct {
+	Canary       Canary    `yaml:"canary" json:"canary"`
+	Bake         Bake      `yaml:"bake" json:"bake"`
+	KeepPrevious int       `yaml:"keep_previous" json:"keep_previous"`
+	Deadlines    Deadlines `yaml:"deadlines" json:"deadlines"`
+}
+
+// Canary is the canary phase: a baseline of the current version and a canary
+// of the new one, each taking Weight percent of real traffic, judged every
+// Interval for Duration.
+type Canary struct {
+	Capacity      int           `yaml:"capacity" json:"capacity"`
+	Weight        int           `yaml:"weight" json:"weight"` // percent of traffic each for baseline and canary
+	Duration      Duration      `yaml:"duration" json:"duration"`
+	Interval      Duration      `yaml:"interval" json:"interval"`
+	PassScore     float64       `yaml:"pass_score" json:"pass_score"`
+	MarginalScore float64       `yaml:"marginal_score" json:"marginal_score"`
+	MinSamples    int           `yaml:"min_samples" json:"min_samples"`
+	Metrics       []MetricCheck `yaml:"metrics" json:"metrics"`
+}
+
+// Metric names the judge knows.
+const (
+	MetricErrorRate  = "error_rate"
+	MetricLatencyP50 = "latency_p50"
+	MetricLatencyP99 = "latency_p99"
+)
+
+// MetricCheck is one judged metric.
+type MetricCheck struct {
+	Name      string  `yaml:"name" json:"name"`
+	Direction string  `yaml:"direction" json:"direction"` // increase, decrease or either: the way it may not move
+	Tolerance float64 `yaml:"tolerance" json:"tolerance"` // error rate: absolute; latency: relative (0.1 = 10 %)
+	Critical  bool    `yaml:"critical" json:"critical"`
+	Weight    float64 `yaml:"weight" json:"weight"`
+}
+
+// Bake is the time the new group serves all traffic while the old one
+// waits, and the rules it must keep.
+type Bake struct {
+	Duration Duration `yaml:"duration" json:"duration"`
+	// MaxErrorRate is the error rate the new group may not exceed.
+	MaxErrorRate float64 `yaml:"max_error_rate" json:"max_error_rate"`
+	// MaxLatencyRatio bounds the new group's p99 against the old group's
+	// from just before the switch.
+	MaxLatencyRatio float64 `yaml:"max_latency_ratio" json:"max_latency_ratio"`
+}
+
+// Deadlines bound each phase; a missed one is a rollback naming it.
+type Deadlines struct {
+	Canary Duration `yaml:"canary" json:"canary"`
+	Launch Duration `yaml:"launch" json:"launch"`
+	Switch Duration `yaml:"switch" json:"switch"`
+	Bake   Duration `yaml:"bake" json:"bake"`
+}
+
+// Chaos is the service's Chaos Monkey opt-in.
+type Chaos struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// MeanTimeBetweenKills and MinTimeBetweenKills: a number of work days
+	// ("2") or, for the fast mode, a duration ("30s").
+	MeanTimeBetweenKills KillInterval `yaml:"mean_time_between_kills" json:"mean_time_between_kills"`
+	MinTimeBetweenKills  KillInterval `yaml:"min_time_between_kills" json:"min_time_between_kills"`
+	// Grouping is "service" (one schedule for the service) or "group".
+	Grouping string `yaml:"grouping" json:"grouping"`
+	// Exceptions are server group name patterns (path.Match) never killed.
+	Exceptions []string `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
+}
+
+// KillInterval is a number of work days or a duration (fast mode).
+type KillInterval struct {
+	WorkDays float64       `json:"work_days,omitempty"`
+	Every    time.Duration `json:"every_ns,omitempty"`
+}
+
+// IsZero reports whether it is unset.
+func (k KillInterval) IsZero() bool { return k.WorkDays == 0 && k.Every == 0 }
+
+// UnmarshalYAML reads "2" (work days) or "30s".
+func (k *KillInterval) UnmarshalYAML(n *yaml.Node) error {
+	v := strings.TrimSpace(n.Value)
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		*k = KillInterval{WorkDays: f}
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is neither a number of work days (2) nor a duration (30s)", n.Line, v)
+	}
+	*k = KillInterval{Every: d}
+	return nil
+}
+
+// MarshalYAML writes it back the way it was given.
+func (k KillInterval) MarshalYAML() (any, error) {
+	if k.Every != 0 {
+		return k.Every.String(), nil
+	}
+	return k.WorkDays, nil
+}
+
+func (s *Service) defaultStrategy() {
+	c := &s.Strategy.Canary
+	if c.Capacity == 0 {
+		c.Capacity = 1
+	}
+	if c.Weight == 0 {
+		c.Weight = 10
+	}
+	if c.Duration == 0 {
+		c.Duration = Duration(5 * time.Minute)
+	}
+	if c.Interval == 0 {
+		c.Interval = Duration(30 * time.Second)
+	}
+	if c.PassScore == 0 {
+		c.PassScore = 95
+	}
+	if c.MarginalScore == 0 {
+		c.MarginalScore = 75
+	}
+	if c.MinSamples == 0 {
+		c.MinSamples = 50
+	}
+	if len(c.Metrics) == 0 {
+		c.Metrics = []MetricCheck{
+			{Name: MetricErrorRate, Direction: "increase", Tolerance: 0.001, Critical: true, Weight: 1},
+			{Name: MetricLatencyP50, Direction: "increase", Tolerance: 0.10, Weight: 1},
+			{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.10, Weight: 1},
+		}
+	}
+	for i := range c.Metrics {
+		if c.Metrics[i].Direction == "" {
+			c.Metrics[i].Direction = "increase"
+		}
+		if c.Metrics[i].Weight == 0 {
+			c.Metrics[i].Weight = 1
+		}
+	}
+	b := &s.Strategy.Bake
+	if b.Duration == 0 {
+		b.Duration = Duration(5 * time.Minute)
+	}
+	if b.MaxErrorRate == 0 {
+		b.MaxErrorRate = 0.01
+	}
+	if b.MaxLatencyRatio == 0 {
+		b.MaxLatencyRatio = 1.5
+	}
+	if s.Strategy.KeepPrevious == 0 {
+		s.Strategy.KeepPrevious = 1
+	}
+	d := &s.Strategy.Deadlines
+	if d.Canary == 0 {
+		d.Canary = c.Duration + Duration(10*time.Minute)
+	}
+	if d.Launch == 0 {
+		d.Launch = Duration(10 * time.Minute)
+	}
+	if d.Switch == 0 {
+		d.Switch = Duration(time.Minute)
+	}
+	if d.Bake == 0 {
+		d.Bake = b.Duration + Duration(5*time.Minute)
+	}
+	ch := &s.Chaos
+	if ch.MeanTimeBetweenKills.IsZero() {
+		ch.MeanTimeBetweenKills = KillInterval{WorkDays: 2}
+	}
+	if ch.MinTimeBetweenKills.IsZero() {
+		ch.MinTimeBetweenKills = KillInterval{WorkDays: 1}
+	}
+	if ch.Grouping == "" {
+		ch.Grouping = "service"
+	}
+}
+
+func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
+	c := s.Strategy.Canary
+	if c.Capacity < 1 || c.Capacity > min(s.MaxCapacity, GlobalMaxCapacity) {
+		bad("strategy.canary.capacity", "%d: want 1..max_capacity (%d)", c.Capacity, s.MaxCapacity)
+	}
+	if c.Weight < 1 || c.Weight > 50 {
+		bad("strategy.canary.weight", "%d: want 1..50 (percent of traffic for the canary; the baseline gets as much)", c.Weight)
+	}
+	if c.Interval.D() < 100*time.Millisecond || c.Interval > c.Duration {
+		bad("strategy.canary.interval", "%s: want 100ms..duration (%s)", c.Interval.D(), c.Duration.D())
+	}
+	if c.Duration.D() < time.Second || c.Duration.D() > 24*time.Hour {
+		bad("strategy.canary.duration", "%s: want 1s..24h", c.Duration.D())
+	}
+	if c.PassScore <= 0 || c.PassScore > 100 {
+		bad("strategy.canary.pass_score", "%v: want 0..100", c.PassScore)
+	}
+	if c.MarginalScore < 0 || c.MarginalScore >= c.PassScore {
+		bad("strategy.canary.marginal_score", "%v: want 0..pass_score (%v)", c.MarginalScore, c.PassScore)
+	}
+	if c.MinSamples < 10 || c.MinSamples > 1_000_000 {
+		bad("strategy.canary.min_samples", "%d: want 10..1000000", c.MinSamples)
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Metrics {
+		f := fmt.Sprintf("strategy.canary.metrics[%d]", i)
+		switch m.Name {
+		case MetricErrorRate, MetricLatencyP50, MetricLatencyP99:
+		default:
+			bad(f+".name", "%q: want %s, %s or %s", m.Name, MetricErrorRate, MetricLatencyP50, MetricLatencyP99)
+		}
+		if seen[m.Name] {
+			bad(f+".name", "%q is listed twice", m.Name)
+		}
+		seen[m.Name] = true
+		if m.Direction != "increase" && m.Direction != "decrease" && m.Direction != "either" {
+			bad(f+".direction", "%q: want increase, decrease or either", m.Direction)
+		}
+		if m.Tolerance < 0 || m.Tolerance > 10 {
+			bad(f+".tolerance", "%v: want 0..10", m.Tolerance)
+		}
+		if m.Weight <= 0 {
+			bad(f+".weight", "%v: want > 0", m.Weight)
+		}
+	}
+	b := s.Strategy.Bake
+	if b.Duration.D() < time.Second || b.Duration.D() > 7*24*time.Hour {
+		bad("strategy.bake.duration", "%s: want 1s..168h", b.Duration.D())
+	}
+	if b.MaxErrorRate <= 0 || b.MaxErrorRate > 1 {
+		bad("strategy.bake.max_error_rate", "%v: want 0..1", b.MaxErrorRate)
+	}
+	if b.MaxLatencyRatio < 1 {
+		bad("strategy.bake.max_latency_ratio", "%v: want ≥ 1", b.MaxLatencyRatio)
+	}
+	if k := s.Strategy.KeepPrevious; k < 1 || k > 10 {
+		bad("strategy.keep_previous", "%d: want 1..10 (a previous group is what a rollback goes back to)", k)
+	}
+	d := s.Strategy.Deadlines
+	for name, v := range map[string]Duration{"canary": d.Canary, "launch": d.Launch, "switch": d.Switch, "bake": d.Bake} {
+		if v.D() < time.Second {
+			bad("strategy.deadlines."+name, "%s: want ≥ 1s", v.D())
+		}
+	}
+	if d.Canary < c.Duration {
+		bad("strategy.deadlines.canary", "%s is shorter than the canary duration %s", d.Canary.D(), c.Duration.D())
+	}
+	if d.Bake < b.Duration {
+		bad("strategy.deadlines.bake", "%s is shorter than the bake duration %s", d.Bake.D(), b.Duration.D())
+	}
+	ch := s.Chaos
+	for name, k := range map[string]KillInterval{"mean_time_between_kills": ch.MeanTimeBetweenKills, "min_time_between_kills": ch.MinTimeBetweenKills} {
+		if k.WorkDays < 0 || k.Every < 0 || (k.Every > 0 && k.Every < time.Second) {
+			bad("chaos."+name, "want a positive number of work days or a duration ≥ 1s")
+		}
+	}
+	if ch.Grouping != "service" && ch.Grouping != "group" {
+		bad("chaos.grouping", "%q: want service or group", ch.Grouping)
+	}
+	for i, e := range ch.Exceptions {
+		if _, err := path.Match(e, ""); err != nil || e == "" {
+			bad(fmt.Sprintf("chaos.exceptions[%d]", i), "%q is not a group name pattern", e)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package spec
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const full = `
+name: hello
+owner: team-hello
+capacity: 3
+strategy:
+  canary:
+    capacity: 1
+    weight: 20
+    duration: 30s
+    interval: 5s
+    min_samples: 100
+    metrics:
+      - {name: error_rate, critical: true, tolerance: 0.002}
+      - {name: latency_p99, direction: increase, tolerance: 0.2, weight: 2}
+  bake: {duration: 20s, max_error_rate: 0.05}
+  keep_previous: 2
+  deadlines: {launch: 1m}
+chaos:
+  enabled: true
+  mean_time_between_kills: 2s
+  min_time_between_kills: 0.5
+  grouping: group
+  exceptions: ["hello-v00*"]
+`
+
+func TestStrategyAndChaosParse(t *testing.T) {
+	s, err := Parse(strings.NewReader(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Strategy.Canary
+	if c.Weight != 20 || c.Duration.D() != 30*time.Second || c.PassScore != 95 || c.MarginalScore != 75 || len(c.Metrics) != 2 ||
+		c.Metrics[0].Direction != "increase" || c.Metrics[1].Weight != 2 {
+		t.Fatalf("canary %+v", c)
+	}
+	if s.Strategy.Bake.MaxLatencyRatio != 1.5 || s.Strategy.KeepPrevious != 2 || s.Strategy.Deadlines.Launch.D() != time.Minute ||
+		s.Strategy.Deadlines.Canary.D() != 30*time.Second+10*time.Minute {
+		t.Fatalf("strategy %+v", s.Strategy)
+	}
+	if !s.Chaos.Enabled || s.Chaos.MeanTimeBetweenKills.Every != 2*time.Second || s.Chaos.MinTimeBetweenKills.WorkDays != 0.5 {
+		t.Fatalf("chaos %+v", s.Chaos)
+	}
+	b, _ := s.Encode()
+	back, err := Decode(b)
+	if err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("JSON round trip: %v\n%+v\n%+v", err, back, s)
+	}
+	y, _ := yaml.Marshal(s)
+	again, err := Parse(strings.NewReader(string(y)))
+	if err != nil || !reflect.DeepEqual(again, s) {
+		t.Fatalf("YAML round trip: %v\n%s", err, y)
+	}
+}
+
+func TestDefaultsForAMinimalSpec(t *testing.T) {
+	s, err := Parse(strings.NewReader("name: hello\nowner: x\ncapacity: 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Strategy.Canary.Capacity != 1 || len(s.Strategy.Canary.Metrics) != 3 || !s.Strategy.Canary.Metrics[0].Critical ||
+		s.Strategy.KeepPrevious != 1 || s.Chaos.Enabled || s.Chaos.MeanTimeBetweenKills.WorkDays != 2 {
+		t.Fatalf("defaults %+v %+v", s.Strategy, s.Chaos)
+	}
+}
+
+func TestStrategyRejectsEachBadField(t *testing.T) {
+	base := "name: hello\nowner: x\ncapacity: 2\n"
+	cases := map[string]string{
+		"strategy:\n  canary: {weight: 60}\n":                                        "strategy.canary.weight",
+		"strategy:\n  canary: {capacity: 50}\n":                                      "strategy.canary.capacity",
+		"strategy:\n  canary: {duration: 10s, interval: 20s}\n":                      "strategy.canary.interval",
+		"strategy:\n  canary: {pass_score: 101}\n":                                   "strategy.canary.pass_score",
+		"strategy:\n  canary: {marginal_score: 96}\n":                                "strategy.canary.marginal_score",
+		"strategy:\n  canary: {min_samples: 3}\n":                                    "strategy.canary.min_samples",
+		"strategy:\n  canary: {metrics: [{name: cpu}]}\n":                            "strategy.canary.metrics[0].name",
+		"strategy:\n  canary: {metrics: [{name: error_rate, direction: up}]}\n":      "strategy.canary.metrics[0].direction",
+		"strategy:\n  canary: {metrics: [{name: error_rate}, {name: error_rate}]}\n": "strategy.canary.metrics[1].name",
+		"strategy:\n  bake: {max_error_rate: 2}\n":                                   "strategy.bake.max_error_rate",
+		"strategy:\n  bake: {max_latency_ratio: 0.5}\n":                              "strategy.bake.max_latency_ratio",
+		"strategy:\n  keep_previous: 11\n":                                           "strategy.keep_previous",
+		"strategy:\n  bake: {duration: 10m}\n  deadlines: {bake: 1m}\n":              "strategy.deadlines.bake",
+		"chaos: {grouping: cluster}\n":                                               "chaos.grouping",
+		"chaos: {exceptions: [\"[\"]}\n":                                             "chaos.exceptions[0]",
+		"chaos: {mean_time_between_kills: 10ms}\n":                                   "chaos.mean_time_between_kills",
+	}
+	for extra, field := range cases {
+		_, err := Parse(strings.NewReader(base + extra))
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("%q: err = %v, want a ValidationError on %s", extra, err, field)
+			continue
+		}
+		found := false
+		for _, f := range ve.Fields {
+			found = found || f.Field == field
+		}
+		if !found {
+			t.Errorf("%q: fields %v, want %s", extra, ve.Fields, field)
+		}
+	}
+	if _, err := Parse(strings.NewReader(base + "chaos: {mean_time_between_kills: soon}\n")); err == nil {
+		t.Error("a kill interval of \"soon\" was accepted")
+	}
+}
