@@ -37,7 +37,6 @@ type Mesh struct {
 	M   *mesh.Mesh
 	JS  jetstream.JetStream
 	Dir string
-	tap chan events.Event
 }
 
 // StartMesh starts the mesh in dir with a hello spec of capacity instances

@@ -319,11 +319,3 @@ func (s *Service) closePorts() {
 		delete(s.listening, name)
 	}
 }
-
-// appliedRevision is the routes revision of service in the live table.
-func (s *Service) appliedRevision(service string) uint64 {
-	if svc := s.proxy.Table().Services[service]; svc != nil {
-		return svc.Revision
-	}
-	return 0
-}

@@ -387,7 +387,7 @@ func TestMetricsSamplesAndPrometheus(t *testing.T) {
 	_, url := r.startRouter(router.Config{Admin: adminAddr})
 	r.register("hello-v001", "a", backend(t, "A", func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == "/fail" {
-			http.Error(w, "no", 503)
+			http.Error(w, "no", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprint(w, "A")

@@ -118,8 +118,8 @@ func TestEveryFlowEventHasAKind(t *testing.T) {
 }
 
 func TestDerivedIDDeterministic(t *testing.T) {
-	a := DerivedID("rel-1", ReleaseAccepted, 0)
-	if a != DerivedID("rel-1", ReleaseAccepted, 0) {
+	a, again := DerivedID("rel-1", ReleaseAccepted, 0), DerivedID("rel-1", ReleaseAccepted, 0)
+	if a != again {
 		t.Fatal("DerivedID not deterministic")
 	}
 	for _, other := range []string{DerivedID("rel-2", ReleaseAccepted, 0), DerivedID("rel-1", ReleaseRejected, 0), DerivedID("rel-1", ReleaseAccepted, 1)} {
@@ -127,8 +127,8 @@ func TestDerivedIDDeterministic(t *testing.T) {
 			t.Fatalf("DerivedID collides: %q", a)
 		}
 	}
-	if NewID() == NewID() {
-		t.Fatal("NewID repeated")
+	if first, second := NewID(), NewID(); first == second || len(first) != 32 {
+		t.Fatalf("NewID gave %q then %q", first, second)
 	}
 }
 
