@@ -1,18 +1,22 @@
 package routing
 
 import (
+	"math"
+	"sort"
 	"sync/atomic"
 	"time"
 )
 
-// Buckets are the upper bounds of the latency histogram: 250 µs doubling
-// to about 8 s, then +Inf.
+// NumBuckets is the number of finite latency buckets.
+const NumBuckets = 72
+
+// Buckets are the upper bounds of the latency histogram: 100 µs growing by
+// 2^¼ (19 %) per bucket to about 22 s, then +Inf. Quarter-octave buckets
+// keep a 20 % latency shift visible to the canary judge.
 var Buckets = func() []time.Duration {
-	out := make([]time.Duration, 16)
-	d := 250 * time.Microsecond
+	out := make([]time.Duration, NumBuckets)
 	for i := range out {
-		out[i] = d
-		d *= 2
+		out[i] = time.Duration(100e3 * math.Pow(2, float64(i)/4))
 	}
 	return out
 }()
@@ -26,8 +30,8 @@ type Stats struct {
 	Status5xx  atomic.Uint64
 	ConnErrors atomic.Uint64
 	Retries    atomic.Uint64
-	Latency    [17]atomic.Uint64 // len(Buckets)+1: the last is +Inf
-	LatencySum atomic.Uint64     // nanoseconds
+	Latency    [NumBuckets + 1]atomic.Uint64 // the last is +Inf
+	LatencySum atomic.Uint64                 // nanoseconds
 }
 
 // Observe records one response.
@@ -43,10 +47,7 @@ func (s *Stats) Observe(status int, took time.Duration) {
 	default:
 		s.Status2xx.Add(1)
 	}
-	i := 0
-	for i < len(Buckets) && took > Buckets[i] {
-		i++
-	}
+	i := sort.Search(len(Buckets), func(i int) bool { return took <= Buckets[i] })
 	s.Latency[i].Add(1)
 	s.LatencySum.Add(uint64(took))
 }
@@ -60,7 +61,7 @@ func (s *Stats) ConnError() {
 // Snapshot is a copy of Stats.
 type Snapshot struct {
 	Requests, Status2xx, Status3xx, Status4xx, Status5xx, ConnErrors, Retries uint64
-	Latency                                                                   [17]uint64
+	Latency                                                                   [NumBuckets + 1]uint64
 	LatencySum                                                                uint64
 }
 
