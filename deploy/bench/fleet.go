@@ -79,7 +79,7 @@ func FleetRun(dir, helloPath string, sizes []int, kills int) (Fleet, error) {
 			var sum int64
 			r.RSSMin = 1 << 62
 			for _, in := range g.Instances {
-				rss := rss(in.PID)
+				rss, _ := rssOf(in.PID)
 				sum += rss
 				r.RSSMin, r.RSSMax = min(r.RSSMin, rss), max(r.RSSMax, rss)
 			}
@@ -170,9 +170,4 @@ func List(nc *nats.Conn, group string) (fleet.Group, error) {
 		}
 	}
 	return fleet.Group{}, fmt.Errorf("group %s not listed", group)
-}
-
-func rss(pid int) int64 {
-	n, _ := rssOf(pid)
-	return n
 }

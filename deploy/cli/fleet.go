@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -135,7 +136,7 @@ func (a *app) groupCommand(k events.Kind, group, n string, edit func(*events.Ser
 	}
 	var outcome error
 	err = c.tail(ctx, "FLEET", []string{subjects.AllFleet(service)}, from{seq: ack.Sequence}, true, func(s seen) error {
-		if s.bad != nil || !want[s.ev.Type] || !hasPrefix(s.ev.ID, ev.ID) {
+		if s.bad != nil || !want[s.ev.Type] || !strings.HasPrefix(s.ev.ID, ev.ID) {
 			return nil
 		}
 		fmt.Fprintf(a.out, "%s %s\n", shortType(s.ev.Type), describe(s.ev))
@@ -152,5 +153,3 @@ func (a *app) groupCommand(k events.Kind, group, n string, edit func(*events.Ser
 	}
 	return outcome
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

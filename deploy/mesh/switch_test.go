@@ -2,8 +2,6 @@ package mesh_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,18 +20,7 @@ import (
 
 var hello string
 
-func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "mesh-test-")
-	var err error
-	if hello, err = testkit.BuildHello(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testkit.KillAll(hello)
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.MainWithHello(m, &hello) }
 
 // TestSwitchesAndKillsUnderLoadDropNothing: constant load through the real
 // router while traffic switches 20 times between two groups of real hello

@@ -3,8 +3,6 @@ package provisioner_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -26,18 +24,7 @@ import (
 
 var hello string
 
-func TestMain(m *testing.M) {
-	dir, _ := os.MkdirTemp("", "provisioner-test-")
-	var err error
-	if hello, err = testkit.BuildHello(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testkit.KillAll(hello)
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.MainWithHello(m, &hello) }
 
 type rig struct {
 	t         *testing.T

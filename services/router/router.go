@@ -73,7 +73,6 @@ type Service struct {
 	capacity  map[string]int
 	ports     map[string]int         // dedicated port by service, from specs
 	listening map[string]*portServer // dedicated ports being served
-	applied   chan struct{}          // closed and replaced whenever a table is swapped
 
 	addr atomic.Pointer[net.Addr]
 }
@@ -90,7 +89,6 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
 		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{},
 		hostnames: map[string][]string{}, capacity: map[string]int{}, ports: map[string]int{}, listening: map[string]*portServer{},
-		applied: make(chan struct{}),
 	}
 }
 
@@ -181,7 +179,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) watch(ctx context.Context) error {
 	type watch struct {
 		kv    jetstream.KeyValue
-		apply func(jetstream.KeyValueEntry)
+		apply func(jetstream.KeyValueEntry) bool
 	}
 	ready := make(chan struct{}, 3)
 	for _, w := range []watch{{s.routesKV, s.applyRoute}, {s.instances, s.applyInstance}, {s.services, s.applySpec}} {
@@ -206,9 +204,9 @@ func (s *Service) watch(ctx context.Context) error {
 						continue
 					}
 					s.mu.Lock()
-					w.apply(e)
+					changed := w.apply(e)
 					s.mu.Unlock()
-					if !initial {
+					if changed && !initial {
 						s.rebuild()
 					}
 				}
@@ -232,37 +230,52 @@ func deleted(e jetstream.KeyValueEntry) bool {
 	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
 }
 
-func (s *Service) applyRoute(e jetstream.KeyValueEntry) {
+// The apply functions record one bucket update and report whether the
+// routing table must be rebuilt.
+
+func (s *Service) applyRoute(e jetstream.KeyValueEntry) bool {
 	if deleted(e) {
 		delete(s.routes, e.Key())
 		delete(s.revisions, e.Key())
-		return
+		return true
 	}
-	if r, err := routes.Decode(e.Value()); err == nil {
-		s.routes[e.Key()], s.revisions[e.Key()] = r, e.Revision()
+	r, err := routes.Decode(e.Value())
+	if err != nil {
+		return false
 	}
+	s.routes[e.Key()], s.revisions[e.Key()] = r, e.Revision()
+	return true
 }
 
-func (s *Service) applyInstance(e jetstream.KeyValueEntry) {
+func (s *Service) applyInstance(e jetstream.KeyValueEntry) bool {
+	old, had := s.entries[e.Key()]
 	if deleted(e) {
 		delete(s.entries, e.Key())
-		return
+		return had
 	}
-	if d, err := discovery.Decode(e.Value()); err == nil {
-		s.entries[e.Key()] = d
+	d, err := discovery.Decode(e.Value())
+	if err != nil {
+		return false
 	}
+	s.entries[e.Key()] = d
+	// the provisioner's heartbeat re-puts unchanged entries every few
+	// seconds: only a change of what routing reads rebuilds the table
+	return !had || old.State != d.State || old.Address != d.Address || old.Group != d.Group || old.Service != d.Service
 }
 
-func (s *Service) applySpec(e jetstream.KeyValueEntry) {
+func (s *Service) applySpec(e jetstream.KeyValueEntry) bool {
 	if deleted(e) {
 		delete(s.hostnames, e.Key())
 		delete(s.capacity, e.Key())
 		delete(s.ports, e.Key())
-		return
+		return true
 	}
-	if sp, err := spec.Decode(e.Value()); err == nil {
-		s.hostnames[e.Key()], s.capacity[e.Key()], s.ports[e.Key()] = sp.Hostnames, sp.Capacity, sp.Port
+	sp, err := spec.Decode(e.Value())
+	if err != nil {
+		return false
 	}
+	s.hostnames[e.Key()], s.capacity[e.Key()], s.ports[e.Key()] = sp.Hostnames, sp.Capacity, sp.Port
+	return true
 }
 
 // rebuild builds a table from the current state and swaps it in.
@@ -270,8 +283,6 @@ func (s *Service) rebuild() {
 	s.mu.Lock()
 	t := s.reg.Build(routing.Input{Routes: s.routes, Revisions: s.revisions, Instances: s.entries, Hostnames: s.hostnames})
 	s.proxy.Swap(t)
-	close(s.applied)
-	s.applied = make(chan struct{})
 	s.mu.Unlock()
 	s.reconcilePorts()
 }

@@ -57,3 +57,22 @@ func pidsOf(path string) []int {
 	}
 	return out
 }
+
+// MainWithHello is a TestMain for packages that run hello instances: it
+// builds hello into a temp dir, stores its path in *hello, runs the tests,
+// kills every hello process left (even after a failure), removes the dir
+// and exits with the tests' status.
+func MainWithHello(m interface{ Run() int }, hello *string) {
+	dir, err := os.MkdirTemp("", "redblack-hello-")
+	if err == nil {
+		*hello, err = BuildHello(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	KillAll(*hello)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

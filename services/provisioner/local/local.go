@@ -313,19 +313,6 @@ func (l *Local) TerminateInstance(ctx context.Context, groupName, id string) err
 	return g.kill(id)
 }
 
-// RSS returns the resident memory of each live instance of a group.
-func (l *Local) RSS(name string) (map[string]int64, error) {
-	g, err := l.group(name)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	for _, i := range g.describe().Instances {
-		out[i.ID] = rssBytes(i.PID)
-	}
-	return out, nil
-}
-
 // Close stops the supervisors. With stopInstances every instance is stopped
 // (SIGTERM, then SIGKILL after the grace period) and forgotten, though the
 // groups stay recorded and come back at the next Open; without, the

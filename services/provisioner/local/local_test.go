@@ -25,20 +25,7 @@ import (
 // hello is the examples/hello binary, built once for the package.
 var hello string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "local-test-")
-	if err != nil {
-		panic(err)
-	}
-	if hello, err = testkit.BuildHello(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testkit.KillAll(hello)
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.MainWithHello(m, &hello) }
 
 var fast = spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2}
 
@@ -232,7 +219,11 @@ func TestStopUsesSIGTERMThenSIGKILL(t *testing.T) {
 			pid = g.Instances[0].PID
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the shell start its child
+	for deadline := time.Now().Add(5 * time.Second); liveInGroup(pid) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // the shell and its child
+			t.Fatalf("the script's process group has %d processes, want 2", liveInGroup(pid))
+		}
+	}
 	start := time.Now()
 	if err := l.DestroyGroup(context.Background(), "hello-v001"); err != nil {
 		t.Fatal(err)

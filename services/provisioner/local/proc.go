@@ -38,21 +38,6 @@ func alive(pid int, startTicks uint64) bool {
 	return err == nil && state != 'Z' && state != 'X' && ticks == startTicks
 }
 
-// rssBytes is a process's resident memory.
-func rssBytes(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // killGroup signals the process group led by pid.
 func killGroup(pid int, sig syscall.Signal) error { return syscall.Kill(-pid, sig) }
 

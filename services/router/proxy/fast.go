@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -235,14 +236,19 @@ func dialFailed(err error) bool {
 	return errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &op) && op.Op == "dial")
 }
 
+// requestIDInto writes 24 random hex digits into dst (len ≥ 24). A request
+// id must be unique, not secret: math/rand/v2 draws it without the
+// crypto/rand work on the request path.
 func requestIDInto(dst []byte) []byte {
 	const hexd = "0123456789abcdef"
-	var b [12]byte
-	fillRandom(b[:])
-	for i, c := range b {
-		dst[2*i], dst[2*i+1] = hexd[c>>4], hexd[c&15]
+	hi, lo := rand.Uint64(), rand.Uint32()
+	for i := range 16 {
+		dst[i] = hexd[hi>>(60-4*i)&15]
 	}
-	return dst
+	for i := range 8 {
+		dst[16+i] = hexd[lo>>(28-4*i)&15]
+	}
+	return dst[:24]
 }
 
 // upgrade passes a WebSocket (or other Upgrade) through: the handshake goes

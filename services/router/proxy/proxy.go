@@ -5,7 +5,6 @@
 package proxy
 
 import (
-	"crypto/rand"
 	"time"
 )
 
@@ -52,5 +51,3 @@ func (c *Config) defaults() {
 
 // ErrorHeader carries the router's reason for an error it answered itself.
 const ErrorHeader = "X-Redblack-Error"
-
-func fillRandom(b []byte) { _, _ = rand.Read(b) }
