@@ -80,3 +80,9 @@ func (l *Load) Stop() (ok, failed int64, versions []string) {
 	sort.Strings(versions)
 	return l.okN.Load(), l.failedN.Load(), versions
 }
+
+// OK is the number of 200 responses so far.
+func (l *Load) OK() int64 { return l.okN.Load() }
+
+// Failed is the number of failed requests so far.
+func (l *Load) Failed() int64 { return l.failedN.Load() }

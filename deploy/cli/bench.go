@@ -11,6 +11,7 @@ import (
 
 	"github.com/redblack/redblack/deploy/bench"
 	"github.com/redblack/redblack/services/canary/judge"
+	"github.com/redblack/redblack/shared/logging"
 )
 
 func (a *app) benchCmd() *cobra.Command {
@@ -245,7 +246,49 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	}
 	judgeCmd.Flags().IntVar(&trials, "trials", 1000, "trials per figure")
 	judgeCmd.Flags().IntVar(&samples, "samples", 500, "latency samples per group per trial")
-	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd)
+	var bad, healthy int
+	var failAfter time.Duration
+	rollbackCmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "releases that go bad after the switch: first bad response → all traffic back on the old group; control-plane overhead of healthy releases",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			hello, err := buildHello(dir)
+			if err != nil {
+				return err
+			}
+			level := os.Getenv("REDBLACK_BENCH_LOG") // the services' own log: errors only unless asked
+			if level == "" {
+				level = "error"
+			}
+			r, err := bench.RollbackRun(filepath.Join(dir, "mesh"), hello, bad, healthy, failAfter, logging.New(a.err, "", level), func(s string) { fmt.Fprintln(a.err, s) })
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%-10s %-28s %s\n", "release", "first bad → restored", "failed requests")
+			for _, rb := range r.Rollbacks {
+				fmt.Fprintf(a.out, "%-10s %-28s %d\n", rb.Version, rb.Took().Round(time.Millisecond), rb.Failed)
+			}
+			fmt.Fprintln(a.out)
+			fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", "figure", "measured", "target", "anchor")
+			fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", fmt.Sprintf("first bad response → 100%% on old group, p50 (n=%d)", len(r.Rollbacks)), r.Percentile(0.5).Round(time.Millisecond), "< 1s", "Flagger interval×threshold: 1–10 min")
+			fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", "first bad response → 100% on old group, p95", r.Percentile(0.95).Round(time.Millisecond), "< 2s", "CodeDeploy alarms: ≥ 1 min")
+			for i, o := range r.Healthy {
+				fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", fmt.Sprintf("healthy release %d: control-plane overhead", i+1), o.ControlPlane().Round(time.Millisecond), "< 1s",
+					fmt.Sprintf("(%s in all − %s canary+bake − %s boot)", o.Total.Round(time.Millisecond), o.Configured, o.Boot.Round(time.Millisecond)))
+			}
+			return nil
+		},
+	}
+	rollbackCmd.Flags().IntVar(&bad, "n", 10, "releases that fail after the switch")
+	rollbackCmd.Flags().IntVar(&healthy, "healthy", 3, "healthy releases to measure the overhead on")
+	rollbackCmd.Flags().DurationVar(&failAfter, "fail-after", 3*time.Second, "how long after its start a bad instance begins to fail")
+	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd)
 	return cmd
 }
 

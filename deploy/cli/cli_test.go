@@ -77,9 +77,13 @@ func TestServiceApplyGetList(t *testing.T) {
 	}
 }
 
-func TestReleaseWaitEventsStatus(t *testing.T) {
+// neverUp is a spec whose instances never pass a health check: its
+// releases stay in phase launching (the launch deadline is 10 min).
+const neverUp = "name: hello\nowner: team-hello\ncapacity: 1\nartifact:\n  command: [sleep, \"60\"]\n"
+
+func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	url := startMesh(t)
-	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
+	run(t, url, "service", "apply", "-f", writeFile(t, neverUp))
 	code, out, _ := run(t, url, "release", "hello", "--version", "v1")
 	if code != 0 || !strings.HasPrefix(out, "release ") {
 		t.Fatalf("release = %d %q", code, out)
@@ -92,20 +96,21 @@ func TestReleaseWaitEventsStatus(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "release.rejected") || !strings.Contains(out, first) || !strings.Contains(errs, "rejected") {
 		t.Fatalf("release --wait = %d %q %q", code, out, errs)
 	}
-	// --wait on a release that is accepted but cannot finish yet times out: exit 2
-	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(helloSpec, "hello", "other", 1)))
+	// --wait on a release that cannot finish within --timeout: exit 2
+	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(neverUp, "hello", "other", 1)))
 	code, out, _ = run(t, url, "release", "other", "--version", "v1", "--wait", "--timeout", "1s")
 	if code != 2 || !strings.Contains(out, "release.accepted") {
 		t.Fatalf("release --wait timeout = %d %q", code, out)
 	}
 
 	_, out, _ = run(t, url, "events", "--service", "hello")
-	if n := strings.Count(out, "\n"); n != 5 || !strings.Contains(out, "release.accepted") || !strings.Contains(out, "hello-v001") {
-		t.Fatalf("events table (%d lines):\n%s", n, out)
+	// requested ×2, accepted, canary.passed, rejected; then fleet events
+	if n := strings.Count(out, "  release."); n != 5 || !strings.Contains(out, "release.canary.passed") || !strings.Contains(out, "fleet.servergroup.created") {
+		t.Fatalf("events table (%d release events):\n%s", n, out)
 	}
 	_, out, _ = run(t, url, "events", "--release", first, "--json")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
+	if len(lines) != 3 { // requested, accepted, canary.passed (skipped: first release)
 		t.Fatalf("events --release --json: %q", out)
 	}
 	for _, l := range lines {
@@ -123,11 +128,24 @@ func TestReleaseWaitEventsStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &states); err != nil || len(states) != 2 {
 		t.Fatalf("status json %q: %v", out, err)
 	}
-	if states[0].Service != "hello" || states[0].InFlight != first || states[0].Last.Group != "hello-v001" || states[0].Last.Phase != "accepted" {
+	if states[0].Service != "hello" || states[0].InFlight != first || states[0].Last.Group != "hello-v001" || states[0].Last.Phase != "launching" {
 		t.Fatalf("status %+v", states[0])
 	}
-	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, first) {
+	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, first) || !strings.Contains(out, "phases:   accepted 0s · launching") {
 		t.Fatalf("status table %q", out)
+	}
+
+	// a rollback by hand of the release in flight; --wait exits 0 on rolled_back
+	code, out, errs = run(t, url, "rollback", "hello", "--reason", "stuck", "--wait", "--timeout", "20s")
+	if code != 0 || !strings.Contains(out, "release.rolled_back") || !strings.Contains(out, "stuck (by user ") {
+		t.Fatalf("rollback --wait = %d %q %q", code, out, errs)
+	}
+	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, "rolled_back (stuck (by user ") {
+		t.Fatalf("status after the rollback %q", out)
+	}
+	// nothing left to roll back
+	if code, _, errs = run(t, url, "rollback", "hello"); code != 1 || !strings.Contains(errs, "nothing to roll back") {
+		t.Fatalf("second rollback = %d %q", code, errs)
 	}
 }
 
@@ -175,7 +193,7 @@ func TestCommandErrors(t *testing.T) {
 	if code, _, errs = run(t, "nats://127.0.0.1:1", "release", "hello"); code != 1 || !strings.Contains(errs, "version") {
 		t.Fatalf("no version: %d %q", code, errs)
 	}
-	for _, c := range []string{"up", "demo", "service", "release", "events", "status", "bench"} {
+	for _, c := range []string{"up", "demo", "service", "release", "rollback", "events", "status", "bench"} {
 		if code, out, _ := run(t, "x", c, "--help"); code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%s --help = %d", c, code)
 		}

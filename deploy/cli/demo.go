@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
-	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -26,14 +28,21 @@ func (a *app) demoCmd() *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the mesh in a temp dir and show what redblack does today, end to end",
-		Long: `Starts the mesh in a temporary directory, applies a "hello" spec, and
-drives release intake the way teams and auditors would: a release is accepted
-(lock taken, server group named), a concurrent one is refused, a malformed one is
-refused with the field at fault, and the audit trail shows all of it.
+		Short: "Run the mesh in a temp dir and release hello four times under load: two complete, two roll back",
+		Long: `Starts the mesh in a temporary directory, applies a "hello" spec (3 instances,
+a 5 s canary with 20 % of traffic each for baseline and canary, a 12 s bake),
+and drives steady load through the router for the whole demo while it releases:
 
-It says plainly which parts of the pipeline are not built yet. It exits 0 only
-when every outcome is the expected one.`,
+  v1  the first release: nothing runs, so the canary is skipped → completed
+  v2  healthy → canary passed, new group, switch, bake → completed
+      (a second request while v2 is in flight is rejected)
+  v3  --fail-after 9s: passes its canary, then fails during the bake
+      → the watchdog rolls it back to v2
+  v4  --error-rate 0.3 → the canary fails; production never changed
+
+It prints every release event as it happens, then a table per release: outcome,
+time per phase, requests served and failed while it ran, and the rollback time.
+It exits 0 only when every outcome is the expected one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.demo(keep) },
 	}
@@ -44,6 +53,34 @@ when every outcome is the expected one.`,
 // check is one expected outcome of the demo.
 type check struct {
 	what, want, got string
+}
+
+// demoRelease is one release of the demo and what it should end as.
+type demoRelease struct {
+	version, note string
+	flags         []string
+	want          release.Phase
+	wantVia       events.Kind // the event that decided it
+}
+
+// demoRow is what the table shows of one release.
+type demoRow struct {
+	version, outcome, phases, rollback string
+	exposure                           string // first failed request → traffic restored
+	served, failed                     int64
+}
+
+// DemoSpec is the hello spec of the demo: short phases so four releases fit
+// in about a minute and a half.
+func DemoSpec(hello string) spec.Service {
+	return spec.Service{Name: "hello", Owner: "team-hello", Capacity: 3,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(250 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}},
+		Strategy: spec.Strategy{
+			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(5 * time.Second), Interval: spec.Duration(time.Second), MinSamples: 50},
+			Bake:   spec.Bake{Duration: spec.Duration(12 * time.Second)},
+		},
+	}
 }
 
 func (a *app) demo(keep bool) error {
@@ -65,13 +102,17 @@ func (a *app) demo(keep bool) error {
 	}
 	cfg := mesh.DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log = logging.New(a.err, "", "warn")
+	level := os.Getenv("REDBLACK_DEMO_LOG") // the services' own log: errors only unless asked
+	if level == "" {
+		level = "error"
+	}
+	cfg.Log = logging.New(a.err, "", level)
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
 		return err
 	}
 	defer m.Stop()
-	step("mesh up: embedded NATS with JetStream at %s, services %s", m.URL(), strings.Join(mesh.ServiceNames, ", "))
+	step("mesh up: embedded NATS with JetStream at %s, services %s, router http://%s", m.URL(), strings.Join(mesh.ServiceNames, ", "), m.HTTP())
 	a.conn.URL = m.URL()
 	c, err := a.dial()
 	if err != nil {
@@ -79,158 +120,134 @@ func (a *app) demo(keep bool) error {
 	}
 	defer c.close()
 
-	ctx, cancel := timeout(30 * time.Second)
+	ctx, cancel := timeout(5 * time.Minute)
 	defer cancel()
 	kv, err := c.kv(ctx, topology.BucketServices)
 	if err != nil {
 		return err
 	}
-	hs := spec.Service{Name: "hello", Owner: "team-hello", Capacity: 3, Artifact: spec.Artifact{Command: []string{hello}}}
+	rkv, err := c.kv(ctx, topology.BucketReleases)
+	if err != nil {
+		return err
+	}
+	store := release.Store{KV: rkv}
+	hs := DemoSpec(hello)
 	res, err := spec.Apply(ctx, kv, hs)
 	if err != nil {
 		return err
 	}
-	step("service hello %s (capacity 3, artifact %s)", res, hello)
+	step("service hello %s: capacity 3, canary 5s at 20%%+20%%, bake 12s", res)
 
+	// the live timeline: every release event as it comes
+	ended := &endings{end: map[string]events.Event{}, restored: map[string]time.Time{}}
+	sub, err := c.nc.Subscribe("release.hello.>", func(msg *nats.Msg) {
+		ev, err := events.Decode(msg.Data)
+		if err != nil || ev.Type == events.ReleaseRequested.Type() {
+			return
+		}
+		step("  %-9s %-22s %s", ev.ReleaseID[:min(8, len(ev.ReleaseID))], shortType(ev.Type), describe(ev))
+		switch ev.Type {
+		case events.ReleaseCompleted.Type(), events.RolledBack.Type(), events.ReleaseRejected.Type():
+			ended.add(ev)
+		case events.TrafficRestored.Type():
+			ended.mu.Lock()
+			ended.restored[ev.ReleaseID] = ev.Time
+			ended.mu.Unlock()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := c.nc.Flush(); err != nil {
+		return err
+	}
+
+	var load *bench.Load
 	var checks []check
-	decide := func(what, want, version string, art events.Artifact) events.Event {
-		id, seq, err := c.request(ctx, "hello", version, art)
-		if err != nil {
-			checks = append(checks, check{what, want, err.Error()})
-			return events.Event{}
+	var rows []demoRow
+	runRelease := func(r demoRelease) {
+		step("release hello %s: %s", r.version, r.note)
+		var served0, failed0 int64
+		if load != nil {
+			served0, failed0 = load.OK(), load.Failed()
 		}
-		ev, err := c.decision("hello", id, seq, 10*time.Second)
-		got := shortType(ev.Type)
+		id, _, err := c.request(ctx, "hello", r.version, events.Artifact{Command: append([]string{hello, "--version", r.version}, r.flags...)})
+		row := demoRow{version: r.version}
+		got := ""
+		if err == nil && r.version == "v2" { // a second request while v2 is in flight
+			rid, _, err := c.request(ctx, "hello", "v2b", events.Artifact{})
+			out := ""
+			if err == nil {
+				out, err = ended.wait(rid, "v2b", 10*time.Second)
+			}
+			if err != nil {
+				out = err.Error()
+			}
+			checks = append(checks, check{"a second release while v2 is in flight", "rejected", out})
+		}
+		if err == nil {
+			got, err = ended.wait(id, r.version, 2*time.Minute)
+		}
 		if err != nil {
 			got = err.Error()
 		}
-		step("%s → %s: %s", what, got, describe(ev))
-		checks = append(checks, check{what, want, got})
-		return ev
-	}
-	decide("release hello v1", "release.accepted", "v1", events.Artifact{Command: []string{hello, "--version", "v1"}})
-	decide("release hello v2 while v1 is in flight", "release.rejected", "v2", events.Artifact{})
-	// the bare body a team sends with `nats pub`, with a typo in a field name
-	ack, err := c.js.Publish(ctx, "release.hello.requested", []byte(`{"version":"v3","artefact":{}}`))
-	if err != nil {
-		return err
-	}
-	ev, err := c.decision("hello", fmt.Sprintf("req-%d", ack.Sequence), ack.Sequence, 10*time.Second)
-	got := shortType(ev.Type)
-	if err != nil {
-		got = err.Error()
-	}
-	step("bare request {\"version\":\"v3\",\"artefact\":{}} → %s: %s", got, describe(ev))
-	checks = append(checks, check{"bare request with a misspelt field", "release.rejected", got})
-
-	// the fleet: what the pipeline will do on accepted, done by hand here
-	tap, err := c.nc.SubscribeSync("fleet.hello.>")
-	if err != nil {
-		return err
-	}
-	fleetStep := func(what, want string, k events.Kind, cmd any, until events.Kind, skip string) {
-		group := "hello-v001"
-		switch c := cmd.(type) {
-		case events.ServerGroupCommand:
-			group = c.Group
-		case events.InstanceCommand:
-			group = c.Group
+		if load != nil {
+			row.served, row.failed = load.OK()-served0, load.Failed()-failed0
+			row.exposure = ended.exposure(id, failed0)
 		}
-		t0 := time.Now()
-		ev, err := events.New("redblack/demo", k, "hello", "", cmd)
-		if err == nil {
-			_, err = natsx.Publish(ctx, c.js, k.Subject("hello"), ev)
-		}
-		got := ""
-		if err == nil {
-			var out events.Event
-			out, err = bench.Await(tap, until, group, skip, 30*time.Second)
-			got = shortType(out.Type)
-			if err == nil {
-				step("%s → %s in %s: %s", what, got, time.Since(t0).Round(time.Millisecond), describe(out))
+		if rec, _, err := store.Get(ctx, id); err == nil {
+			row.outcome, row.phases, row.rollback = summarise(rec)
+			if rec.Report != nil && r.wantVia == events.CanaryFailed {
+				got += " (" + strings.SplitN(rec.Reason, ":", 2)[0] + ")"
 			}
 		}
-		if err != nil {
-			got = err.Error()
-			step("%s → %s", what, got)
+		want := string(r.want)
+		if r.wantVia == events.CanaryFailed {
+			want += " (canary failed)"
 		}
-		checks = append(checks, check{what, want, got})
-	}
-	fleetStep("create hello-v001 with 3 instances", "fleet.servergroup.ready", events.ServerGroupCreate,
-		events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 3, Artifact: events.Artifact{Command: []string{hello, "--version", "v1"}}},
-		events.ServerGroupReady, "")
-	if g, err := bench.List(c.nc, "hello-v001"); err == nil && len(g.Instances) > 0 {
-		victim := g.Instances[0].ID
-		fleetStep("terminate instance "+victim+" (as Chaos Monkey will)", "fleet.instance.up", events.InstanceTerminate,
-			events.InstanceCommand{Service: "hello", Group: "hello-v001", Instance: victim, Reason: "demo"}, events.InstanceUp, victim)
-	}
-	fmt.Fprintln(a.out, "\nfleet (redblack fleet ls hello):")
-	if g, err := bench.List(c.nc, "hello-v001"); err == nil {
-		for _, i := range g.Instances {
-			fmt.Fprintf(a.out, "  %s  %-8s %s\n", i.ID, i.State, i.Address)
-		}
+		checks = append(checks, check{"release " + r.version, want, got})
+		rows = append(rows, row)
 	}
 
-	// red/black by hand: the router moves all traffic at once, under load
-	trafficStep := func(what, want string, k events.Kind, group string) {
-		t0 := time.Now()
-		got := ""
-		ev, err := events.New("redblack/demo", k, "hello", "", events.TrafficCommand{Service: "hello", Group: group})
-		var answers *nats.Subscription
-		if err == nil {
-			answers, err = c.nc.SubscribeSync("*.hello.traffic.*")
-		}
-		if err == nil {
-			defer answers.Unsubscribe()
-			_, err = natsx.Publish(ctx, c.js, k.Subject("hello"), ev)
-		}
-		if err == nil {
-			var out events.Event
-			out, err = answerTo(answers, ev.ID)
-			got = shortType(out.Type)
-			if err == nil {
-				step("%s → %s in %s: %s", what, got, time.Since(t0).Round(time.Millisecond), describe(out))
+	runRelease(demoRelease{version: "v1", note: "the first release: nothing runs yet, so the canary is skipped", want: release.PhaseCompleted})
+	var version atomic.Value
+	version.Store("")
+	load = bench.StartLoad(m.HTTP(), "hello", 4, func(v string, _ time.Time) { version.Store(v) }, ended.failed)
+	step("steady load through the router: 4 clients, http://%s with Host: hello", m.HTTP())
+	stopTicks := make(chan struct{})
+	defer close(stopTicks)
+	go func() { // a pulse while phases run quietly (a bake prints nothing)
+		t := time.NewTicker(4 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicks:
+				return
+			case <-t.C:
+				step("  · load: %d served, %d failed; answering now: %s", load.OK(), load.Failed(), version.Load())
 			}
 		}
-		if err != nil {
-			got = err.Error()
-			step("%s → %s", what, got)
-		}
-		checks = append(checks, check{what, want, got})
-	}
-	trafficStep("switch all traffic to hello-v001", "release.traffic.switched", events.TrafficSwitch, "hello-v001")
-	fleetStep("create hello-v002 (version v2) beside it", "fleet.servergroup.ready", events.ServerGroupCreate,
-		events.ServerGroupCommand{Service: "hello", Group: "hello-v002", Version: "v2", Capacity: 3, Artifact: events.Artifact{Command: []string{hello, "--version", "v2"}}},
-		events.ServerGroupReady, "")
-	load := bench.StartLoad(m.HTTP(), "hello", 4, nil, nil)
-	trafficStep("switch all traffic to hello-v002 under load", "release.traffic.switched", events.TrafficSwitch, "hello-v002")
-	time.Sleep(500 * time.Millisecond) // let the load run on the new group: what is shown
-	trafficStep("restore hello-v001 (a rollback) under load", "release.traffic.restored", events.TrafficRestore, "")
-	time.Sleep(500 * time.Millisecond)
+	}()
+	runRelease(demoRelease{version: "v2", note: "healthy", want: release.PhaseCompleted})
+	runRelease(demoRelease{version: "v3", note: "--fail-after 9s: passes its canary, fails during the bake", flags: []string{"--fail-after", "9s"}, want: release.PhaseRolledBack, wantVia: events.RollbackRequested})
+	runRelease(demoRelease{version: "v4", note: "--error-rate 0.3: the canary catches it", flags: []string{"--error-rate", "0.3"}, want: release.PhaseRolledBack, wantVia: events.CanaryFailed})
 	served, lost, versions := load.Stop()
-	step("load through the router (http://%s, Host: hello): %d requests, %d failed, versions seen %v", m.HTTP(), served+lost, lost, versions)
-	checks = append(checks, check{"requests failed during the switch and the rollback", "0", fmt.Sprint(lost)})
-	for _, g := range []string{"hello-v002", "hello-v001"} {
-		fleetStep("destroy "+g, "fleet.servergroup.destroyed", events.ServerGroupDestroy,
-			events.ServerGroupCommand{Service: "hello", Group: g}, events.ServerGroupDestroyed, "")
+	step("load: %d requests, %d failed, versions seen %v", served+lost, lost, versions)
+	if len(rows) > 1 {
+		checks = append(checks, check{"requests failed during the healthy release v2", "0", fmt.Sprint(rows[1].failed)})
 	}
-	fmt.Fprintln(a.out, "\naudit trail (redblack events --service hello):")
-	p := &eventPrinter{a: a}
-	if err := c.tail(ctx, topology.StreamReleases, []string{"release.hello.>"}, from{}, false, p.add); err != nil {
-		return err
-	}
-	p.flush()
 
-	fmt.Fprintln(a.out, "\nnot built yet, so v1 stays in phase \"accepted\" and the groups and traffic above were driven by hand:")
-	for _, s := range []string{
-		"canary judge, bake, promote and rollback (release pipeline issue)",
-		"Chaos Monkey (chaos issue)",
-	} {
-		fmt.Fprintln(a.out, "  -", s)
-	}
 	fmt.Fprintln(a.out)
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tEXPECTED\tGOT\tOK")
+	fmt.Fprintln(tw, "RELEASE\tOUTCOME\tPHASES\tSERVED\tFAILED\tFIRST FAILURE→RESTORED\tROLLBACK")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.version, r.outcome, r.phases, r.served, r.failed, r.exposure, r.rollback)
+	}
+	tw.Flush()
+	fmt.Fprintln(a.out)
+	tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tEXPECTED\tGOT\tOK")
 	failed := 0
 	for _, ch := range checks {
 		ok := ch.got == ch.want
@@ -245,6 +262,80 @@ func (a *app) demo(keep bool) error {
 	}
 	fmt.Fprintf(a.out, "demo: all %d outcomes as expected in %.1fs\n", len(checks), time.Since(start).Seconds())
 	return nil
+}
+
+// endings collects how releases ended (completed, rolled_back, rejected).
+type endings struct {
+	mu       sync.Mutex
+	end      map[string]events.Event
+	restored map[string]time.Time // when traffic.restored was announced
+	fails    []time.Time          // every failed request of the load
+}
+
+func (e *endings) add(ev events.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.end[ev.ReleaseID] = ev
+}
+
+func (e *endings) failed(error, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fails = append(e.fails, time.Now())
+}
+
+// exposure is how long users saw failures before release id's traffic was
+// restored: from the first failed request after index from to the
+// announcement ("-" without a restore or a failure).
+func (e *endings) exposure(id string, from int64) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	at, ok := e.restored[id]
+	if !ok || int(from) >= len(e.fails) {
+		return "-"
+	}
+	return at.Sub(e.fails[from]).Round(time.Millisecond).String()
+}
+
+// wait waits for the end of release id and returns its outcome.
+func (e *endings) wait(id, version string, limit time.Duration) (string, error) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		ev, ok := e.end[id]
+		e.mu.Unlock()
+		if ok {
+			return strings.TrimPrefix(shortType(ev.Type), "release."), nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "", fmt.Errorf("%s did not end within %s", version, limit)
+}
+
+// summarise returns a record's outcome, the time it spent in each phase and
+// its rollback time (from entering rolling_back to rolled_back).
+func summarise(r release.Record) (outcome, phases, rollback string) {
+	outcome = string(r.Phase)
+	if r.Reason != "" {
+		outcome += " (" + strings.SplitN(r.Reason, ":", 2)[0] + ")"
+	}
+	var parts []string
+	for i := 0; i+1 < len(r.History); i++ {
+		h, next := r.History[i], r.History[i+1]
+		if h.Phase == release.PhaseRollingBack {
+			rollback = next.At.Sub(h.At).Round(time.Millisecond).String()
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", h.Phase, next.At.Sub(h.At).Round(10*time.Millisecond)))
+	}
+	if n := len(r.History); n > 0 && !r.Phase.Final() {
+		last := r.History[n-1]
+		parts = append(parts, fmt.Sprintf("%s %s so far", last.Phase, time.Since(last.At).Round(10*time.Millisecond)))
+	}
+	if rollback == "" {
+		rollback = "-"
+	}
+	return outcome, strings.Join(parts, " · "), rollback
 }
 
 // helloPackage is the demo application.

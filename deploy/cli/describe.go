@@ -29,10 +29,20 @@ func describe(ev events.Event) string {
 		s := fmt.Sprintf("%s: %s", d.Field, d.Reason)
 		return s
 	case *events.CanaryResult:
-		return fmt.Sprintf("score %.0f %s", d.Score, d.Reason)
+		if strings.HasPrefix(d.Reason, "score") {
+			return d.Reason
+		}
+		return fmt.Sprintf("score %.0f: %s", d.Score, d.Reason)
+	case *events.CanaryStart:
+		return fmt.Sprintf("baseline %s and canary %s take %d%% of traffic each", d.Baseline, d.Canary, d.Weight)
+	case *events.Bake:
+		return fmt.Sprintf("%s healthy for %s", d.Group, d.Duration)
 	case *events.Cluster:
 		return fmt.Sprintf("%s: %d instances", d.Group, d.Instances)
 	case *events.Traffic:
+		if ev.Type == events.TrafficRestored.Type() {
+			return fmt.Sprintf("all traffic back on %s", d.Active)
+		}
 		return fmt.Sprintf("active %s (was %s)", d.Active, dash(d.Previous))
 	case *events.Rollback:
 		return fmt.Sprintf("by %s: %s", d.By, d.Reason)

@@ -65,7 +65,7 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 			if !wait {
 				return nil
 			}
-			return a.follow(c, service, id, ack.Sequence, ev.Time, waitFor)
+			return a.follow(c, service, id, ack.Sequence, ev.Time, waitFor, events.ReleaseCompleted)
 		},
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version to release (1-64 of [A-Za-z0-9._-])")
@@ -106,8 +106,10 @@ func requester() string {
 	return "cli"
 }
 
-// follow prints the release's events from seq on until it ends.
-func (a *app) follow(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration) error {
+// follow prints the release's events from seq on until it ends: exit 0 if
+// it ends with success (completed for a release, rolled_back for a
+// rollback), 1 if it ends otherwise, 2 if limit passes first.
+func (a *app) follow(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration, success events.Kind) error {
 	ctx, cancel := timeout(limit)
 	defer cancel()
 	var outcome error
@@ -118,9 +120,9 @@ func (a *app) follow(c *client, service, id string, seq uint64, requested time.T
 		elapsed := s.ev.Time.Sub(requested).Round(time.Millisecond)
 		fmt.Fprintf(a.out, "%+9.3fs  %-20s %s\n", elapsed.Seconds(), shortType(s.ev.Type), describe(s.ev))
 		switch s.ev.Type {
-		case events.ReleaseCompleted.Type():
+		case success.Type():
 			return errStop
-		case events.ReleaseRejected.Type(), events.RolledBack.Type():
+		case events.ReleaseCompleted.Type(), events.ReleaseRejected.Type(), events.RolledBack.Type():
 			outcome = exitCode{code: 1, msg: "release " + id + " " + strings.TrimPrefix(shortType(s.ev.Type), "release.")}
 			return errStop
 		}

@@ -86,7 +86,15 @@ func (a *app) statusCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Service, dash(s.Active), dash(s.InFlight), last, version, group, phase, since)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, s := range states {
+				if s.Last != nil {
+					a.printRecord(*s.Last)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -136,4 +144,24 @@ func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (boo
 		return false, fmt.Errorf("read %s: %w", key, err)
 	}
 	return true, nil
+}
+
+// printRecord prints a release's phases, reason and canary report.
+func (a *app) printRecord(r release.Record) {
+	outcome, phases, rollback := summarise(r)
+	fmt.Fprintf(a.out, "\n%s %s (%s): %s\n", r.Service, r.Version, r.ID, outcome)
+	fmt.Fprintf(a.out, "  phases:   %s\n", phases)
+	if r.Reason != "" {
+		fmt.Fprintf(a.out, "  reason:   %s\n", r.Reason)
+	}
+	if rollback != "-" {
+		fmt.Fprintf(a.out, "  rollback: %s, traffic on %s\n", rollback, dash(r.Restored))
+	}
+	if rep := r.Report; rep != nil && len(rep.Metrics) > 0 {
+		fmt.Fprintf(a.out, "  canary:   score %.0f\n", rep.Score)
+		for _, m := range rep.Metrics {
+			fmt.Fprintf(a.out, "    %-12s %-7s baseline %.4g (n=%d)  canary %.4g (n=%d)  interval %.3g–%.3g\n",
+				m.Name, m.Classification, m.BaselineMedian, m.BaselineSamples, m.CanaryMedian, m.CanarySamples, m.Low, m.High)
+		}
+	}
 }

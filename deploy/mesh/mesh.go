@@ -44,11 +44,16 @@ type Config struct {
 	// Provisioner tunes the provisioner (DataDir and Topology are set from
 	// the mesh's).
 	Provisioner provisioner.Config
+	// Watchdog tunes the bake and deadline checks.
+	Watchdog watchdog.Config
 }
 
 // DefaultConfig returns the defaults of `redblack up`.
 func DefaultConfig() Config {
-	return Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop(), Provisioner: provisioner.DefaultConfig(), Router: router.DefaultConfig()}
+	cfg := Config{DataDir: ".redblack", NATSListen: "127.0.0.1:4222", Topology: topology.DefaultOptions(), Log: zerolog.Nop(), Provisioner: provisioner.DefaultConfig(), Router: router.DefaultConfig(), Watchdog: watchdog.DefaultConfig()}
+	// samples every 250 ms: a bad release is seen within a quarter second
+	cfg.Router.MetricsInterval = 250 * time.Millisecond
+	return cfg
 }
 
 // ServiceNames are the five services, in start order.
@@ -131,7 +136,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			m.router = router.New(c, snc, log)
 			svc = m.router
 		case "watchdog":
-			c := watchdog.DefaultConfig()
+			c := cfg.Watchdog
 			c.Topology = cfg.Topology
 			svc = watchdog.New(c, snc, log)
 		case "chaos":

@@ -1,6 +1,6 @@
 // Package canary is the canary service: it owns release intake (validation,
-// one release per service at a time) and, in a later issue, the canary phase
-// and its statistical judge.
+// one release per service at a time) and the canary phase with its
+// statistical judge.
 package canary
 
 import (
@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/canary/intake"
+	"github.com/redblack/redblack/services/canary/phase"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -58,15 +59,24 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("canary: %w", err)
 	}
 	defer cons.Stop()
+	ph, err := phase.New(ctx, js, s.log)
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	runs, err := ph.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	defer ph.Wait() // the runs stop with ctx
+	defer runs.Stop()
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{
 		Name: "canary", Version: Version, Description: "release intake and canary judge",
 		Status: func() any {
 			return natsx.Status{Service: "canary", Version: Version, Started: started, Parts: map[string]string{
-				"intake": "running",
-				"judge":  "statistics built (package judge); the canary phase is not implemented yet (release pipeline issue)",
+				"intake": "running", "canary_phase": "running",
 			}}
 		},
-		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },
+		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons, runs} },
 	}, s.log)
 }

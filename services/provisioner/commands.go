@@ -13,6 +13,7 @@ import (
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
 )
@@ -77,23 +78,34 @@ func (s *Service) checkCapacity(svc spec.Service, n int) error {
 }
 
 func (s *Service) create(ctx context.Context, ev events.Event, c events.ServerGroupCommand) error {
+	return s.launchGroup(ctx, ev.ID, ev.ReleaseID, c)
+}
+
+// launchGroup creates a group (or, if it exists already, tracks it again)
+// and reports created; ready or failed follow once its instances are up or
+// not. cause derives the ids of those events; releaseID ties the group to a
+// release so its readiness or failure moves the release on.
+func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c events.ServerGroupCommand) error {
 	svc, err := spec.Get(ctx, s.services, c.Service)
 	if errors.Is(err, spec.ErrNotFound) {
-		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, fmt.Sprintf("unknown service %q", c.Service))
+		return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, fmt.Sprintf("unknown service %q", c.Service))
 	}
 	if err != nil {
 		return err
 	}
 	if err := s.checkCapacity(svc, c.Capacity); err != nil {
-		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
+		return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, err.Error())
 	}
 	art := svc.Merge(c.Artifact)
 	if err := svc.CheckArtifact(art); err != nil {
-		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, "artifact: "+err.Error())
+		return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, "artifact: "+err.Error())
 	}
 	if _, err := s.provider.DescribeGroup(ctx, c.Group); err == nil {
 		// a redelivery, or a second create of a live group: nothing twice
-		return s.publish(ctx, ev.ID+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity, Reason: "exists already"})
+		if releaseID != "" {
+			s.track(c.Group, c.Service, c.Capacity, true, cause, releaseID)
+		}
+		return s.publish(ctx, cause+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity, Reason: "exists already"})
 	}
 	role := c.Role
 	if role == "" {
@@ -104,14 +116,17 @@ func (s *Service) create(ctx context.Context, ev events.Event, c events.ServerGr
 		Capacity: c.Capacity, Artifact: art, Health: svc.Health,
 	})
 	if errors.Is(err, fleet.ErrBadArtifact) || errors.Is(err, fleet.ErrCapacity) {
-		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
+		if releaseID != "" {
+			s.releaseGroupFailed(ctx, releaseID, c.Service, c.Group, err.Error())
+		}
+		return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, err.Error())
 	}
 	if err != nil {
 		return err
 	}
-	s.track(c.Group, c.Service, c.Capacity, true, ev.ID)
+	s.track(c.Group, c.Service, c.Capacity, true, cause, releaseID)
 	s.log.Info().Str(logging.FieldService, c.Service).Str(logging.FieldServerGroup, c.Group).Int("capacity", c.Capacity).Msg("server group created")
-	return s.publish(ctx, ev.ID+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
+	return s.publish(ctx, cause+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
 }
 
 func (s *Service) resize(ctx context.Context, ev events.Event, c events.ServerGroupCommand) error {
@@ -125,6 +140,11 @@ func (s *Service) resize(ctx context.Context, ev events.Event, c events.ServerGr
 	if err := s.checkCapacity(svc, c.Capacity); err != nil {
 		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
 	}
+	if g, err := s.provider.DescribeGroup(ctx, c.Group); err == nil && c.Capacity < g.Desired {
+		if refused, err := s.guard(ctx, ev.ID, c.Service, c.Group, "shrink"); refused || err != nil {
+			return err // a refusal is reported; the command is done
+		}
+	}
 	err = s.provider.Resize(ctx, c.Group, c.Capacity)
 	if errors.Is(err, fleet.ErrGroupNotFound) {
 		return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, "no such group")
@@ -132,21 +152,57 @@ func (s *Service) resize(ctx context.Context, ev events.Event, c events.ServerGr
 	if err != nil {
 		return err
 	}
-	s.track(c.Group, c.Service, c.Capacity, false, ev.ID)
+	s.track(c.Group, c.Service, c.Capacity, false, ev.ID, "")
 	return s.publish(ctx, ev.ID+":resized", events.ServerGroupResized, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
 }
 
 func (s *Service) destroy(ctx context.Context, ev events.Event, c events.ServerGroupCommand) error {
-	if _, err := s.provider.DescribeGroup(ctx, c.Group); errors.Is(err, fleet.ErrGroupNotFound) {
-		return s.publish(ctx, ev.ID+":destroyed", events.ServerGroupDestroyed, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Reason: "no such group: nothing to do"})
+	err := s.destroyGroup(ctx, ev.ID, c.Service, c.Group)
+	if errors.Is(err, errRefused) {
+		return nil // the refusal is reported; the command is done
 	}
-	s.untrack(c.Group)
-	if err := s.provider.DestroyGroup(ctx, c.Group); err != nil {
+	return err
+}
+
+// errRefused: the traffic guard refused (and reported it).
+var errRefused = errors.New("refused by the traffic guard")
+
+// destroyGroup destroys a group unless it takes traffic (the traffic
+// guard: errRefused), and reports destroyed or refused.
+func (s *Service) destroyGroup(ctx context.Context, cause, service, group string) error {
+	if refused, err := s.guard(ctx, cause, service, group, "destroy"); refused || err != nil {
+		if refused {
+			return errRefused
+		}
 		return err
 	}
-	s.forget(ctx, c.Service, c.Group)
-	s.log.Info().Str(logging.FieldService, c.Service).Str(logging.FieldServerGroup, c.Group).Msg("server group destroyed")
-	return s.publish(ctx, ev.ID+":destroyed", events.ServerGroupDestroyed, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group})
+	if _, err := s.provider.DescribeGroup(ctx, group); errors.Is(err, fleet.ErrGroupNotFound) {
+		return s.publish(ctx, cause+":destroyed", events.ServerGroupDestroyed, service, events.ServerGroup{Service: service, Group: group, Reason: "no such group: nothing to do"})
+	}
+	s.untrack(group)
+	if err := s.provider.DestroyGroup(ctx, group); err != nil {
+		return err
+	}
+	s.forget(ctx, service, group)
+	s.log.Info().Str(logging.FieldService, service).Str(logging.FieldServerGroup, group).Msg("server group destroyed")
+	return s.publish(ctx, cause+":destroyed", events.ServerGroupDestroyed, service, events.ServerGroup{Service: service, Group: group})
+}
+
+// guard is the traffic guard: a group with weight > 0 in the service's
+// route is not destroyed or shrunk. A refusal is reported as
+// servergroup.refused with the reason.
+func (s *Service) guard(ctx context.Context, cause, service, group, what string) (bool, error) {
+	r, _, err := routes.Get(ctx, s.routes, service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return false, err
+	}
+	w := r.Weights[group]
+	if w == 0 {
+		return false, nil
+	}
+	reason := fmt.Sprintf("refused to %s %s: it takes traffic (weight %d of %d)", what, group, w, routes.MaxWeight)
+	s.log.Warn().Str(logging.FieldService, service).Str(logging.FieldServerGroup, group).Msg(reason)
+	return true, s.publish(ctx, cause+":refused", events.ServerGroupRefused, service, events.ServerGroup{Service: service, Group: group, Reason: reason})
 }
 
 func (s *Service) terminate(ctx context.Context, c events.InstanceCommand) error {

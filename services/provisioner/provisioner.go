@@ -19,6 +19,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/services/provisioner/local"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -61,6 +62,8 @@ type Service struct {
 	js        jetstream.JetStream
 	services  jetstream.KeyValue
 	instances jetstream.KeyValue
+	routes    jetstream.KeyValue
+	releases  release.Store
 	provider  fleet.Provider
 	changes   chan fleet.Change
 
@@ -75,6 +78,7 @@ type pendingGroup struct {
 	desired  int
 	created  bool // a new group: destroyed if it fails
 	cause    string
+	release  string // the release it belongs to, if any
 	lastWhy  string
 	up       map[string]bool // instances reported up
 }
@@ -103,6 +107,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.instances, err = js.KeyValue(bctx, topology.BucketInstances); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
+	if s.routes, err = js.KeyValue(bctx, topology.BucketRoutes); err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	if s.releases.KV, err = js.KeyValue(bctx, topology.BucketReleases); err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
 
 	s.changes = make(chan fleet.Change, 4096)
 	lc := s.cfg.Local
@@ -128,6 +138,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	defer cons.Stop()
+	steps, err := s.startReleases(ctx)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	defer steps.Stop()
 
 	go s.heartbeat(ctx)
 	go s.watchPending(ctx)
@@ -138,10 +153,10 @@ func (s *Service) Run(ctx context.Context) error {
 		Status: func() any {
 			return natsx.Status{Service: "provisioner", Version: Version, Started: started, Parts: map[string]string{
 				"provider": "local", "commands": "running", "discovery": "running",
-				"release_steps": "not implemented yet (release pipeline issue)",
+				"release_steps": "running",
 			}}
 		},
-		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },
+		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons, steps} },
 		Endpoints: map[string]natsx.Endpoint{"list": s.list},
 	}, s.log)
 }

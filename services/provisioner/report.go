@@ -101,10 +101,10 @@ func (s *Service) heartbeat(ctx context.Context) {
 }
 
 // track starts waiting for a group to be all up.
-func (s *Service) track(group, service string, desired int, created bool, cause string) {
+func (s *Service) track(group, service string, desired int, created bool, cause, releaseID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	p := &pendingGroup{service: service, deadline: time.Now().Add(s.cfg.StartupTimeout), desired: desired, created: created, cause: cause, up: map[string]bool{}}
+	p := &pendingGroup{service: service, deadline: time.Now().Add(s.cfg.StartupTimeout), desired: desired, created: created, cause: cause, release: releaseID, up: map[string]bool{}}
 	if g, err := s.provider.DescribeGroup(ctx, group); err == nil { // a resize: some are up already
 		for _, i := range g.Instances {
 			if i.State == discovery.StateUp {
@@ -169,6 +169,9 @@ func (s *Service) check(ctx context.Context, group string) {
 	if err := s.publish(ctx, p.cause+":ready", events.ServerGroupReady, p.service, events.ServerGroup{Service: p.service, Group: group, Capacity: p.desired, Up: up}); err != nil {
 		s.log.Warn().Err(err).Msg("publish ready")
 	}
+	if p.release != "" {
+		s.releaseGroupReady(ctx, p.release, p.service, group, up)
+	}
 }
 
 // watchPending fails groups that missed their startup deadline.
@@ -222,6 +225,9 @@ func (s *Service) failPending(ctx context.Context, group, reason string) {
 	}
 	if err := s.fail(ctx, p.cause, p.service, group, p.desired, reason); err != nil {
 		s.log.Warn().Err(err).Msg("publish failed")
+	}
+	if p.release != "" {
+		s.releaseGroupFailed(ctx, p.release, p.service, group, reason)
 	}
 }
 

@@ -120,20 +120,31 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	_, err = s.command(ctx, ev.ID, ev.ReleaseID, ev.Type, c)
+	return err
+}
+
+// command applies a traffic command; cause derives the ids of the events it
+// publishes. It returns the reason of a refusal ("" if applied); a refusal
+// is published as traffic.refused.
+func (s *Service) command(ctx context.Context, cause, releaseID, k string, c events.TrafficCommand) (string, error) {
 	log := s.log.With().Str(logging.FieldService, c.Service).Logger()
 	var change func(*routes.Route) error
-	k := ev.Type
+	var err error
 	up := 0
+	refuse := func(why string) (string, error) {
+		log.Warn().Str(logging.FieldServerGroup, c.Group).Str("reason", why).Msg("traffic command refused")
+		c.Reason = why
+		return why, s.publish(ctx, cause+":refused", events.TrafficRefused, c.Service, releaseID, c)
+	}
 	switch k {
 	case events.TrafficSwitch.Type():
 		var why string
 		if up, why, err = s.guard(ctx, c.Service, c.Group); err != nil {
-			return err
+			return "", err
 		}
 		if why != "" {
-			log.Warn().Str(logging.FieldServerGroup, c.Group).Str("reason", why).Msg("switch refused")
-			c.Reason = why
-			return s.publish(ctx, ev.ID+":refused", events.TrafficRefused, c.Service, ev.ReleaseID, c)
+			return refuse(why)
 		}
 		change = func(r *routes.Route) error {
 			for g := range r.Weights {
@@ -151,13 +162,12 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 		// guarded: the old group is where users are safest.
 		prev := s.routeOf(c.Service).Previous
 		if prev == "" {
-			c.Reason = "no previous group to restore"
-			return s.publish(ctx, ev.ID+":refused", events.TrafficRefused, c.Service, ev.ReleaseID, c)
+			return refuse("no previous group to restore")
 		}
 		c.Group = prev
 		up, _, err = s.guard(ctx, c.Service, prev)
 		if err != nil {
-			return err
+			return "", err
 		}
 		up = min(up, max(s.capacityOf(c.Service), 1))
 		change = func(r *routes.Route) error {
@@ -175,11 +185,10 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 	case events.TrafficSet.Type():
 		if err := (routes.Route{Weights: c.Weights}).Validate(); err != nil || len(c.Weights) == 0 {
-			c.Reason = "weights must name groups with 0..1000"
 			if err != nil {
-				c.Reason = err.Error()
+				return refuse(err.Error())
 			}
-			return s.publish(ctx, ev.ID+":refused", events.TrafficRefused, c.Service, ev.ReleaseID, c)
+			return refuse("weights must name groups with 0..1000")
 		}
 		change = func(r *routes.Route) error {
 			for g, w := range c.Weights {
@@ -189,28 +198,34 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 			return nil
 		}
 	default:
-		return natsx.Permanent(fmt.Errorf("router: %s is not a traffic command", ev.Type))
+		return "", natsx.Permanent(fmt.Errorf("router: %s is not a traffic command", k))
 	}
-	before := s.routeOf(c.Service)
-	route, rev, err := routes.Update(ctx, s.routesKV, c.Service, change)
-	if err != nil {
-		return err
-	}
-	if err := s.waitApplied(ctx, c.Service, rev, c.Group, up); err != nil {
-		return err // retried: the update is idempotent
-	}
-	data := events.Traffic{Service: c.Service, Active: route.Active, Previous: route.Previous, Weights: route.Weights, Revision: rev}
 	out := events.TrafficChanged
 	switch k {
 	case events.TrafficSwitch.Type():
 		out = events.TrafficSwitched
-		go s.drain(before, route)
 	case events.TrafficRestore.Type():
 		out = events.TrafficRestored
-		go s.drain(before, route)
 	}
-	log.Info().Uint64("revision", rev).Interface("weights", route.Weights).Msg("traffic applied by every router")
-	return s.publish(ctx, ev.ID+":"+out.Name, out, c.Service, ev.ReleaseID, data)
+	return "", s.commit(ctx, cause, releaseID, c.Service, c.Group, up, change, out)
+}
+
+// commit writes a route change, waits until every live router has applied
+// it (with at least up instances of group routable), lets the groups that
+// lost their traffic drain, and announces it as out.
+func (s *Service) commit(ctx context.Context, cause, releaseID, service, group string, up int, change func(*routes.Route) error, out events.Kind) error {
+	before := s.routeOf(service)
+	route, rev, err := routes.Update(ctx, s.routesKV, service, change)
+	if err != nil {
+		return err
+	}
+	if err := s.waitApplied(ctx, service, rev, group, up); err != nil {
+		return err // retried: the update is idempotent
+	}
+	go s.drain(before, route)
+	s.log.Info().Str(logging.FieldService, service).Uint64("revision", rev).Interface("weights", route.Weights).Msg("traffic applied by every router")
+	data := events.Traffic{Service: service, Active: route.Active, Previous: route.Previous, Weights: route.Weights, Revision: rev}
+	return s.publish(ctx, cause+":"+out.Name, out, service, releaseID, data)
 }
 
 func (s *Service) capacityOf(service string) int {

@@ -54,6 +54,9 @@ func (s *Service) publishMetrics(ctx context.Context) {
 				Requests: d.Requests, Status2xx: d.Status2xx, Status3xx: d.Status3xx, Status4xx: d.Status4xx, Status5xx: d.Status5xx,
 				ConnErrors: d.ConnErrors, Retries: d.Retries, BucketsMicros: bounds, Latency: d.Latency[:], LatencySumNs: d.LatencySum,
 			}
+			if d.FirstError != 0 {
+				sample.FirstError = time.Unix(0, d.FirstError).UTC()
+			}
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := s.js.Publish(pctx, subjects.Metrics(k.service, k.group), sample.Encode(),
 				jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", s.cfg.ID, k.group, end.UnixNano())))

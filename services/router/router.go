@@ -23,6 +23,7 @@ import (
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
@@ -64,6 +65,7 @@ type Service struct {
 	routesKV  jetstream.KeyValue
 	services  jetstream.KeyValue
 	instances jetstream.KeyValue
+	releases  release.Store
 
 	mu        sync.Mutex
 	routes    map[string]routes.Route
@@ -116,6 +118,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("router: %w", err)
 		}
 	}
+	if s.releases.KV, err = js.KeyValue(bctx, topology.BucketReleases); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
 	if err := s.watch(ctx); err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
@@ -160,6 +165,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("router: %w", err)
 	}
 	defer cons.Stop()
+	steps, err := s.startReleases(ctx)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	defer steps.Stop()
 	go s.publishMetrics(ctx)
 
 	started := time.Now().UTC()
@@ -170,7 +180,7 @@ func (s *Service) Run(ctx context.Context) error {
 				"data_plane": "http://" + addr.String(), "id": s.cfg.ID,
 			}}
 		},
-		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons} },
+		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons, steps} },
 	}, s.log)
 }
 

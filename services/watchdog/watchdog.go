@@ -1,9 +1,15 @@
-// Package watchdog is the watchdog service: it captures dead letters now, and will watch health during and after releases and enforce phase deadlines (release pipeline issue).
+// Package watchdog is the watchdog service: it bakes every release that has
+// switched (the new group's live metrics against the bake rules and the old
+// group's figures from before the switch), keeps watching a completed
+// release while the group it replaced is kept, enforces every phase's
+// deadline, and captures dead letters. Each problem becomes a
+// rollback.requested with the figures as the reason.
 package watchdog
 
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,34 +17,92 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/deadletter"
+	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/topology"
 )
 
 // Version of the service.
-const Version = "0.1.0"
+const Version = "0.2.0"
+
+// Source is the CloudEvents source of the watchdog's events.
+const Source = "redblack/watchdog"
 
 // Config configures the watchdog service.
 type Config struct {
 	Topology topology.Options
+	// Window is the span of recent samples the bake rules judge
+	// (default 3 s): short enough to catch a bad release at once, long
+	// enough to hold a few hundred requests.
+	Window time.Duration
+	// Warmup: the latency rule ignores samples that start within it of
+	// the switch, when the new group's connections are being opened
+	// (default 3 s). The error rule applies from the first request.
+	Warmup time.Duration
+	// ReferenceSpan is how much of the old group's traffic before the
+	// switch is its reference (default 30 s).
+	ReferenceSpan time.Duration
+	// MinRequests in the window (and the reference) before the latency
+	// rule applies (default 100).
+	MinRequests uint64
+	// LatencySlack: a p99 increase below it never fails a bake (default
+	// 5 ms).
+	LatencySlack time.Duration
+	// DeadlineCheck is how often deadlines are checked (default 250 ms).
+	DeadlineCheck time.Duration
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{Topology: topology.DefaultOptions()} }
+func DefaultConfig() Config {
+	return Config{Topology: topology.DefaultOptions(), Window: 3 * time.Second, Warmup: 3 * time.Second, ReferenceSpan: 30 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond}
+}
 
 // Service is the watchdog service.
 type Service struct {
 	cfg Config
 	nc  *nats.Conn
 	log zerolog.Logger
+
+	js        jetstream.JetStream
+	services  jetstream.KeyValue
+	instances jetstream.KeyValue
+	routes    jetstream.KeyValue
+	releases  release.Store
+	bakes     *bakes
+
+	mu       sync.Mutex
+	inflight map[string]release.Record
 }
 
 // New builds the service on a NATS connection it does not own.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
-	return &Service{cfg: cfg, nc: nc, log: log}
+	d := DefaultConfig()
+	if cfg.Window <= 0 {
+		cfg.Window = d.Window
+	}
+	if cfg.Warmup <= 0 {
+		cfg.Warmup = d.Warmup
+	}
+	if cfg.ReferenceSpan <= 0 {
+		cfg.ReferenceSpan = d.ReferenceSpan
+	}
+	if cfg.MinRequests == 0 {
+		cfg.MinRequests = d.MinRequests
+	}
+	if cfg.LatencySlack <= 0 {
+		cfg.LatencySlack = d.LatencySlack
+	}
+	if cfg.DeadlineCheck <= 0 {
+		cfg.DeadlineCheck = d.DeadlineCheck
+	}
+	s := &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}}
+	s.bakes = &bakes{s: s, running: map[string]bool{}}
+	return s
 }
 
-// Run ensures the topology and serves the micro endpoints until ctx ends.
+// Run starts the bake consumer, the release watch, the deadline checks and
+// the dead-letter worker, and serves the micro endpoints until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
 		return topology.Ensure(ctx, js, s.cfg.Topology)
@@ -46,18 +110,45 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
+	s.js = js
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &s.services, topology.BucketInstances: &s.instances, topology.BucketRoutes: &s.routes, topology.BucketReleases: &s.releases.KV} {
+		if *kv, err = js.KeyValue(bctx, name); err != nil {
+			return fmt.Errorf("watchdog: %w", err)
+		}
+	}
 	dl, err := deadletter.Run(ctx, js, s.log)
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
 	defer dl.Stop()
-	consumers := []*natsx.Consumer{dl}
+	bake, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
+		Stream: topology.StreamReleases, Durable: "watchdog-bake", FilterSubjects: []string{events.TrafficSwitched.Subject("*")},
+		MaxDeliver: 20,
+	}, s.switched, s.log)
+	if err != nil {
+		return fmt.Errorf("watchdog: %w", err)
+	}
+	defer bake.Stop()
+	wctx, stop := context.WithCancel(ctx)
+	defer s.bakes.wg.Wait()
+	defer stop()
+	if err := s.followReleases(wctx); err != nil {
+		return fmt.Errorf("watchdog: %w", err)
+	}
+	go s.enforceDeadlines(wctx)
+
+	consumers := []*natsx.Consumer{dl, bake}
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{
-		Name: "watchdog", Version: Version, Description: "health during canary, bake and after; phase deadlines; dead letters",
+		Name: "watchdog", Version: Version, Description: "health during bake and after; phase deadlines; dead letters",
 		Status: func() any {
+			s.mu.Lock()
+			n := len(s.inflight)
+			s.mu.Unlock()
 			return natsx.Status{Service: "watchdog", Version: Version, Started: started, Parts: map[string]string{
-				"dead_letters": "running", "health": "not implemented yet (release pipeline issue)", "deadlines": "not implemented yet (release pipeline issue)",
+				"dead_letters": "running", "bake": "running", "deadlines": fmt.Sprintf("running (%d releases in flight)", n),
 			}}
 		},
 		Consumers: func() []*natsx.Consumer { return consumers },

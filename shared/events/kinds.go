@@ -49,6 +49,7 @@ var (
 	ServerGroupResized   = Kind{subjects.DomainFleet, "servergroup.resized"}
 	ServerGroupFailed    = Kind{subjects.DomainFleet, "servergroup.failed"}
 	ServerGroupDestroyed = Kind{subjects.DomainFleet, "servergroup.destroyed"}
+	ServerGroupRefused   = Kind{subjects.DomainFleet, "servergroup.refused"}
 	InstanceStarted      = Kind{subjects.DomainFleet, "instance.started"}
 	InstanceUp           = Kind{subjects.DomainFleet, "instance.up"}
 	InstanceDown         = Kind{subjects.DomainFleet, "instance.down"}
@@ -99,6 +100,7 @@ var registry = map[Kind]func() any{
 	ServerGroupResized:   func() any { return new(ServerGroup) },
 	ServerGroupFailed:    func() any { return new(ServerGroup) },
 	ServerGroupDestroyed: func() any { return new(ServerGroup) },
+	ServerGroupRefused:   func() any { return new(ServerGroup) },
 	InstanceStarted:      func() any { return new(Instance) },
 	InstanceUp:           func() any { return new(Instance) },
 	InstanceDown:         func() any { return new(Instance) },

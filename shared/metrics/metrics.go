@@ -29,6 +29,9 @@ type Sample struct {
 	BucketsMicros []int64  `json:"buckets_us"`
 	Latency       []uint64 `json:"latency"`
 	LatencySumNs  uint64   `json:"latency_sum_ns"`
+	// FirstError is the router's timestamp of the group's first 5xx or
+	// failed request ever (zero: none yet).
+	FirstError time.Time `json:"first_error,omitempty"`
 }
 
 // Errors are the requests that failed: 5xx and connection errors.

@@ -23,3 +23,14 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev eve
 	}
 	return ack, nil
 }
+
+// Emit builds an event of kind k with the given id and publishes it on the
+// kind's subject for service. A bad event is a Permanent error.
+func Emit(ctx context.Context, js jetstream.JetStream, source, id string, k events.Kind, service, releaseID string, data any) error {
+	ev, err := events.NewWithID(id, source, k, service, releaseID, data)
+	if err != nil {
+		return Permanent(err)
+	}
+	_, err = Publish(ctx, js, k.Subject(service), ev)
+	return err
+}

@@ -54,6 +54,55 @@ type Record struct {
 	Outcome     string          `json:"outcome,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
 	RequestedBy string          `json:"requested_by,omitempty"`
+	// Canary and Baseline are the canary phase's groups ("" when the
+	// canary was skipped).
+	Canary   string `json:"canary,omitempty"`
+	Baseline string `json:"baseline,omitempty"`
+	// Restored is the group a rollback gave the traffic back to.
+	Restored string `json:"restored,omitempty"`
+	// JudgeFrom is when the canary groups got their traffic: the canary
+	// judge reads samples from then on.
+	JudgeFrom time.Time `json:"judge_from,omitempty"`
+	// Report is the canary judge's last verdict.
+	Report *events.CanaryResult `json:"report,omitempty"`
+}
+
+// Entered is when the record entered its current phase.
+func (r Record) Entered() time.Time {
+	if len(r.History) == 0 {
+		return time.Time{}
+	}
+	return r.History[len(r.History)-1].At
+}
+
+// EnteredAt is when the record first entered phase p (zero if never).
+func (r Record) EnteredAt(p Phase) time.Time {
+	for _, t := range r.History {
+		if t.Phase == p {
+			return t.At
+		}
+	}
+	return time.Time{}
+}
+
+// ErrStale is returned when a step no longer applies to a release: it has
+// moved past the phase the step expects (a late or repeated event).
+var ErrStale = errors.New("release is not in a phase this step applies to")
+
+// Advance moves the record to phase to if it is now in one of from;
+// otherwise it returns ErrStale and leaves it unchanged. A move to the phase
+// it is already in is a no-op (a redelivered event).
+func (r *Record) Advance(to Phase, at time.Time, from ...Phase) error {
+	if r.Phase == to {
+		return nil
+	}
+	for _, f := range from {
+		if r.Phase == f {
+			r.Enter(to, at)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s is %s, not %v (wanted for %s)", ErrStale, r.ID, r.Phase, from, to)
 }
 
 // Enter moves the record to phase p at time at.

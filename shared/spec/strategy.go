@@ -46,6 +46,9 @@ type MetricCheck struct {
 	Tolerance float64 `yaml:"tolerance" json:"tolerance"` // error rate: absolute; latency: relative (0.1 = 10 %)
 	Critical  bool    `yaml:"critical" json:"critical"`
 	Weight    float64 `yaml:"weight" json:"weight"`
+	// MinShift (latency only): a shift of the median smaller than this
+	// never fails (default 1ms).
+	MinShift Duration `yaml:"min_shift" json:"min_shift"`
 }
 
 // Bake is the time the new group serves all traffic while the old one
@@ -139,7 +142,7 @@ func (s *Service) defaultStrategy() {
 		c.Metrics = []MetricCheck{
 			{Name: MetricErrorRate, Direction: "increase", Tolerance: 0.001, Critical: true, Weight: 1},
 			{Name: MetricLatencyP50, Direction: "increase", Tolerance: 0.10, Weight: 1},
-			{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.10, Weight: 1},
+			{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.50, Weight: 1},
 		}
 	}
 	for i := range c.Metrics {
@@ -148,6 +151,9 @@ func (s *Service) defaultStrategy() {
 		}
 		if c.Metrics[i].Weight == 0 {
 			c.Metrics[i].Weight = 1
+		}
+		if c.Metrics[i].MinShift == 0 && c.Metrics[i].Name != MetricErrorRate {
+			c.Metrics[i].MinShift = Duration(time.Millisecond)
 		}
 	}
 	b := &s.Strategy.Bake
@@ -231,6 +237,9 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 		}
 		if m.Weight <= 0 {
 			bad(f+".weight", "%v: want > 0", m.Weight)
+		}
+		if m.MinShift < 0 || m.MinShift.D() > time.Minute {
+			bad(f+".min_shift", "%s: want 0..1m", m.MinShift.D())
 		}
 	}
 	b := s.Strategy.Bake

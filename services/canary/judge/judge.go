@@ -48,6 +48,11 @@ type Config struct {
 	ErrorAlpha float64
 	// MinSamples per group below which a metric is NoData (default 50).
 	MinSamples int
+	// MinShiftMs: a latency shift (difference of medians) smaller than
+	// this passes whatever its significance (default 0: none). With
+	// thousands of samples the test finds 50 µs between two processes of
+	// the same version; no user feels that.
+	MinShiftMs float64
 }
 
 // Defaults fills unset thresholds.
@@ -96,6 +101,9 @@ func Latency(cfg Config, baseline, canary []float64, dir Direction) Result {
 	est, lo, hi := HodgesLehmann(x, y, cfg.Confidence)
 	r.Estimate, r.Low, r.High = math.Exp(est), math.Exp(lo), math.Exp(hi)
 	r.Classification = Pass
+	if math.Abs(r.CanaryMedian-r.BaselineMedian) < cfg.MinShiftMs {
+		return r
+	}
 	up, down := lo > 0 && r.Estimate >= 1+cfg.LatencyTolerance, hi < 0 && r.Estimate <= 1/(1+cfg.LatencyTolerance)
 	switch {
 	case up && dir != Decrease:

@@ -32,7 +32,12 @@ type Stats struct {
 	Retries    atomic.Uint64
 	Latency    [NumBuckets + 1]atomic.Uint64 // the last is +Inf
 	LatencySum atomic.Uint64                 // nanoseconds
+	// FirstError is when this backend first answered 5xx or failed (unix
+	// ns; 0: never): the router's own timestamp of the first bad response.
+	FirstError atomic.Int64
 }
+
+func (s *Stats) errored() { s.FirstError.CompareAndSwap(0, time.Now().UnixNano()) }
 
 // Observe records one response.
 func (s *Stats) Observe(status int, took time.Duration) {
@@ -40,6 +45,7 @@ func (s *Stats) Observe(status int, took time.Duration) {
 	switch {
 	case status >= 500:
 		s.Status5xx.Add(1)
+		s.errored()
 	case status >= 400:
 		s.Status4xx.Add(1)
 	case status >= 300:
@@ -56,6 +62,7 @@ func (s *Stats) Observe(status int, took time.Duration) {
 func (s *Stats) ConnError() {
 	s.Requests.Add(1)
 	s.ConnErrors.Add(1)
+	s.errored()
 }
 
 // Snapshot is a copy of Stats.
@@ -63,6 +70,9 @@ type Snapshot struct {
 	Requests, Status2xx, Status3xx, Status4xx, Status5xx, ConnErrors, Retries uint64
 	Latency                                                                   [NumBuckets + 1]uint64
 	LatencySum                                                                uint64
+	// FirstError is the earliest first error (unix ns) of the backends
+	// summed; it is kept, not subtracted, by Sub.
+	FirstError int64
 }
 
 // Snapshot copies the counters.
@@ -70,7 +80,7 @@ func (s *Stats) Snapshot() Snapshot {
 	out := Snapshot{
 		Requests: s.Requests.Load(), Status2xx: s.Status2xx.Load(), Status3xx: s.Status3xx.Load(),
 		Status4xx: s.Status4xx.Load(), Status5xx: s.Status5xx.Load(), ConnErrors: s.ConnErrors.Load(),
-		Retries: s.Retries.Load(), LatencySum: s.LatencySum.Load(),
+		Retries: s.Retries.Load(), LatencySum: s.LatencySum.Load(), FirstError: s.FirstError.Load(),
 	}
 	for i := range out.Latency {
 		out.Latency[i] = s.Latency[i].Load()
@@ -83,7 +93,7 @@ func (s Snapshot) Sub(o Snapshot) Snapshot {
 	out := Snapshot{
 		Requests: s.Requests - o.Requests, Status2xx: s.Status2xx - o.Status2xx, Status3xx: s.Status3xx - o.Status3xx,
 		Status4xx: s.Status4xx - o.Status4xx, Status5xx: s.Status5xx - o.Status5xx, ConnErrors: s.ConnErrors - o.ConnErrors,
-		Retries: s.Retries - o.Retries, LatencySum: s.LatencySum - o.LatencySum,
+		Retries: s.Retries - o.Retries, LatencySum: s.LatencySum - o.LatencySum, FirstError: s.FirstError,
 	}
 	for i := range out.Latency {
 		out.Latency[i] = s.Latency[i] - o.Latency[i]
@@ -96,7 +106,10 @@ func (s Snapshot) Add(o Snapshot) Snapshot {
 	out := Snapshot{
 		Requests: s.Requests + o.Requests, Status2xx: s.Status2xx + o.Status2xx, Status3xx: s.Status3xx + o.Status3xx,
 		Status4xx: s.Status4xx + o.Status4xx, Status5xx: s.Status5xx + o.Status5xx, ConnErrors: s.ConnErrors + o.ConnErrors,
-		Retries: s.Retries + o.Retries, LatencySum: s.LatencySum + o.LatencySum,
+		Retries: s.Retries + o.Retries, LatencySum: s.LatencySum + o.LatencySum, FirstError: s.FirstError,
+	}
+	if o.FirstError != 0 && (out.FirstError == 0 || o.FirstError < out.FirstError) {
+		out.FirstError = o.FirstError
 	}
 	for i := range out.Latency {
 		out.Latency[i] = s.Latency[i] + o.Latency[i]

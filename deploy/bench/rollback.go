@@ -1,0 +1,285 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Rollback is one release that went bad after the switch.
+type Rollback struct {
+	Version string
+	// FirstBad is the router's timestamp of the new group's first bad
+	// response; Restored the router's announcement that every router has
+	// all traffic back on the old group.
+	FirstBad, Restored time.Time
+	// Failed requests the load saw during this release.
+	Failed int64
+	Reason string
+}
+
+// Took is first bad response → traffic restored.
+func (r Rollback) Took() time.Duration { return r.Restored.Sub(r.FirstBad) }
+
+// Overhead is the control plane's share of a healthy release.
+type Overhead struct {
+	Total      time.Duration // requested → completed
+	Configured time.Duration // canary duration + bake duration
+	Boot       time.Duration // canary groups and the new group, created → ready
+}
+
+// ControlPlane is what is left: the time redblack itself took.
+func (o Overhead) ControlPlane() time.Duration { return o.Total - o.Configured - o.Boot }
+
+// RollbackResult is what RollbackRun measured.
+type RollbackResult struct {
+	Rollbacks []Rollback
+	Healthy   []Overhead
+}
+
+// Percentile of the rollback times (q in 0..1).
+func (r RollbackResult) Percentile(q float64) time.Duration {
+	d := make([]time.Duration, len(r.Rollbacks))
+	for i, rb := range r.Rollbacks {
+		d[i] = rb.Took()
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(q*float64(len(d))))]
+}
+
+// RollbackSpec is hello with a 1 s canary and a bake long enough for the
+// failure to come inside it.
+func RollbackSpec(hello string) spec.Service {
+	return spec.Service{Name: "hello", Owner: "bench", Capacity: 2,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}},
+		Strategy: spec.Strategy{
+			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(time.Second), Interval: spec.Duration(250 * time.Millisecond), MinSamples: 50},
+			Bake:   spec.Bake{Duration: spec.Duration(20 * time.Second)},
+		},
+	}
+}
+
+// RollbackRun releases v1, then under steady load n releases whose
+// instances fail every request failAfter after they start (after the
+// switch), each rolled back by the watchdog, and healthy releases with
+// a short bake to measure the control plane's overhead.
+func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log zerolog.Logger, progress func(string)) (RollbackResult, error) {
+	var res RollbackResult
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Log = dir, "127.0.0.1:0", "127.0.0.1:0", log
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		return res, err
+	}
+	defer m.Stop()
+	nc, err := m.Connect("bench")
+	if err != nil {
+		return res, err
+	}
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		return res, err
+	}
+	svc := RollbackSpec(hello)
+	if _, err := spec.Apply(ctx, kv, svc); err != nil {
+		return res, err
+	}
+	t := &timeline{at: map[string]events.Event{}}
+	for _, subject := range []string{"release.hello.>", "fleet.hello.servergroup.>"} {
+		sub, err := nc.Subscribe(subject, t.add)
+		if err != nil {
+			return res, err
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := nc.Flush(); err != nil {
+		return res, err
+	}
+	request := func(version string, flags ...string) (string, error) {
+		id := "bench-" + version + "-" + events.NewID()[:6]
+		ev, err := events.NewWithID(id, "bench", events.ReleaseRequested, "hello", id, events.Requested{
+			Version: version, Artifact: events.Artifact{Command: append([]string{hello, "--version", version}, flags...)},
+		})
+		if err != nil {
+			return "", err
+		}
+		_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev)
+		return id, err
+	}
+	id, err := request("v1")
+	if err != nil {
+		return res, err
+	}
+	if _, err := t.wait(id, 60*time.Second, events.ReleaseCompleted); err != nil {
+		return res, err
+	}
+	load := StartLoad(m.HTTP(), "hello", 4, nil, nil)
+	defer load.Stop()
+
+	// the healthy releases, with a 1 s bake so each is short
+	quick := svc
+	quick.Strategy.Bake.Duration = spec.Duration(time.Second)
+	if _, err := spec.Apply(ctx, kv, quick); err != nil {
+		return res, err
+	}
+	for i := range healthy {
+		version := fmt.Sprintf("h%d", i+1)
+		id, err := request(version)
+		if err != nil {
+			return res, err
+		}
+		done, err := t.wait(id, 2*time.Minute, events.ReleaseCompleted, events.RolledBack)
+		if err != nil {
+			return res, err
+		}
+		if done.Type != events.ReleaseCompleted.Type() {
+			return res, fmt.Errorf("healthy release %s rolled back: %s", version, done.Data)
+		}
+		o := Overhead{Total: done.Time.Sub(t.get(id, events.ReleaseAccepted).Time), Configured: quick.Strategy.Canary.Duration.D() + quick.Strategy.Bake.Duration.D()}
+		o.Boot = max(t.boot(id, release.RoleBaseline), t.boot(id, release.RoleCanary)) + t.boot(id, release.RoleProduction)
+		res.Healthy = append(res.Healthy, o)
+		progress(fmt.Sprintf("healthy %s: %s in all, control plane %s", version, o.Total.Round(time.Millisecond), o.ControlPlane().Round(time.Millisecond)))
+	}
+	if _, err := spec.Apply(ctx, kv, svc); err != nil {
+		return res, err
+	}
+	for i := range n {
+		version := fmt.Sprintf("bad%d", i+1)
+		failed0 := load.Failed()
+		id, err := request(version, "--fail-after", failAfter.String())
+		if err != nil {
+			return res, err
+		}
+		if ev, err := t.wait(id, 2*time.Minute, events.TrafficSwitched, events.RolledBack); err != nil {
+			return res, err
+		} else if ev.Type == events.RolledBack.Type() {
+			return res, fmt.Errorf("%s rolled back before its switch: %s", version, ev.Data)
+		}
+		done, err := t.wait(id, 2*time.Minute, events.RolledBack, events.ReleaseCompleted)
+		if err != nil {
+			return res, err
+		}
+		if done.Type != events.RolledBack.Type() {
+			return res, fmt.Errorf("%s completed: the failure came after its bake", version)
+		}
+		var c events.Cluster
+		_ = t.get(id, events.ClusterReady).DecodeData(&c)
+		first, err := firstError(ctx, js, c.Group)
+		if err != nil {
+			return res, err
+		}
+		var rd events.RollbackDone
+		_ = done.DecodeData(&rd)
+		rb := Rollback{Version: version, FirstBad: first, Restored: t.get(id, events.TrafficRestored).Time, Failed: load.Failed() - failed0, Reason: rd.Reason}
+		res.Rollbacks = append(res.Rollbacks, rb)
+		progress(fmt.Sprintf("%s: first bad response → traffic restored %s, %d failed requests", version, rb.Took().Round(time.Millisecond), rb.Failed))
+	}
+	return res, nil
+}
+
+// firstError reads the router's timestamp of the group's first bad
+// response from its metrics samples.
+func firstError(ctx context.Context, js jetstream.JetStream, group string) (time.Time, error) {
+	var first time.Time
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := metrics.Follow(fctx, js, topology.StreamMetrics, "hello", []string{group}, time.Now().Add(-5*time.Minute), func(s metrics.Sample) bool {
+		if !s.FirstError.IsZero() {
+			first = s.FirstError
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return first, err
+	}
+	if first.IsZero() {
+		return first, fmt.Errorf("no sample of %s records a bad response", group)
+	}
+	return first, nil
+}
+
+// timeline keeps the first event of each type per release, and the
+// created/ready times of server groups.
+type timeline struct {
+	mu sync.Mutex
+	at map[string]events.Event // release id + type, or group + type
+}
+
+func (t *timeline) add(m *nats.Msg) {
+	ev, err := events.Decode(m.Data)
+	if err != nil {
+		return
+	}
+	key := ev.ReleaseID + " " + ev.Type
+	if p, err := subjects.Parse(m.Subject); err == nil && p.Domain == subjects.DomainFleet {
+		var g events.ServerGroup
+		_ = ev.DecodeData(&g)
+		key = g.Group + " " + ev.Type
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.at[key]; !ok {
+		t.at[key] = ev
+	}
+}
+
+func (t *timeline) get(id string, k events.Kind) events.Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.at[id+" "+k.Type()]
+}
+
+// boot is the created → ready time of release id's group in role
+// (release.RoleGroupName), 0 if it never came.
+func (t *timeline) boot(id, role string) time.Duration {
+	var a events.Accepted
+	if err := t.get(id, events.ReleaseAccepted).DecodeData(&a); err != nil {
+		return 0
+	}
+	group := release.RoleGroupName("hello", a.Sequence, role)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	created, ok1 := t.at[group+" "+events.ServerGroupCreated.Type()]
+	ready, ok2 := t.at[group+" "+events.ServerGroupReady.Type()]
+	if !ok1 || !ok2 {
+		return 0
+	}
+	return ready.Time.Sub(created.Time)
+}
+
+// wait waits for one of kinds for release id.
+func (t *timeline) wait(id string, limit time.Duration, kinds ...events.Kind) (events.Event, error) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		for _, k := range kinds {
+			if ev := t.get(id, k); ev.ID != "" {
+				return ev, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return events.Event{}, fmt.Errorf("release %s: none of %v within %s", id, kinds, limit)
+}

@@ -1,0 +1,610 @@
+package mesh_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/deploy/cli"
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// pipeline is a mesh with hello applied, a tap on every event and load
+// through the router.
+type pipeline struct {
+	t        *testing.T
+	m        *mesh.Mesh
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	releases release.Store
+	routes   jetstream.KeyValue
+	services jetstream.KeyValue
+
+	mu     sync.Mutex
+	events []events.Event
+	load   *bench.Load
+	fails  []time.Time
+	lastOK map[string]time.Time // by X-Version
+}
+
+// fastSpec is hello with short phases: a 2 s canary judged every 500 ms and
+// a 2 s bake.
+func fastSpec() spec.Service {
+	return spec.Service{Name: "hello", Owner: "t", Capacity: 2,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}},
+		Strategy: spec.Strategy{
+			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(2 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
+			Bake:   spec.Bake{Duration: spec.Duration(2 * time.Second)},
+		},
+	}
+}
+
+func newPipeline(t *testing.T, dir string, svc spec.Service) *pipeline {
+	t.Helper()
+	p := &pipeline{t: t, m: start(t, dir)}
+	p.attach(svc)
+	return p
+}
+
+// attach connects to the mesh, applies the spec and taps the events.
+func (p *pipeline) attach(svc spec.Service) {
+	t := p.t
+	var err error
+	if p.nc, err = p.m.Connect("test"); err != nil {
+		t.Fatal(err)
+	}
+	p.js, _ = jetstream.New(p.nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.services, _ = p.js.KeyValue(ctx, topology.BucketServices)
+	p.routes, _ = p.js.KeyValue(ctx, topology.BucketRoutes)
+	kv, _ := p.js.KeyValue(ctx, topology.BucketReleases)
+	p.releases = release.Store{KV: kv}
+	if svc.Name != "" {
+		if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.nc.Subscribe("release.hello.>", func(m *nats.Msg) {
+		if ev, err := events.Decode(m.Data); err == nil {
+			p.mu.Lock()
+			p.events = append(p.events, ev)
+			p.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startLoad sends steady load to hello through the router, recording the
+// time of every failed request.
+func (p *pipeline) startLoad() {
+	p.lastOK = map[string]time.Time{}
+	p.load = bench.StartLoad(p.m.HTTP(), "hello", 4, func(v string, at time.Time) {
+		p.mu.Lock()
+		p.lastOK[v] = at
+		p.mu.Unlock()
+	}, func(err error, status int) {
+		p.mu.Lock()
+		p.fails = append(p.fails, time.Now())
+		p.mu.Unlock()
+	})
+	p.t.Cleanup(func() { p.load.Stop() })
+}
+
+// served waits until n more requests have succeeded.
+func (p *pipeline) served(n int64) {
+	p.t.Helper()
+	target := p.load.OK() + n
+	deadline := time.Now().Add(30 * time.Second)
+	for p.load.OK() < target {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("load stalled: %d of %d more requests served", p.load.OK()-target+n, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (p *pipeline) failures() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.fails)
+}
+
+// release requests version with hello's extra flags and returns its id.
+func (p *pipeline) release(version string, flags ...string) string {
+	p.t.Helper()
+	cmd := append([]string{hello, "--version", version}, flags...)
+	ev, err := events.New("test", events.ReleaseRequested, "hello", "", events.Requested{Version: version, Artifact: events.Artifact{Command: cmd}})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ev.ReleaseID = "r-" + version + "-" + ev.ID[:6]
+	b, _ := ev.Encode()
+	if _, err := p.js.Publish(context.Background(), "release.hello.requested", b); err != nil {
+		p.t.Fatal(err)
+	}
+	return ev.ReleaseID
+}
+
+// await waits for an event of one of kinds for release id.
+func (p *pipeline) await(id string, limit time.Duration, kinds ...events.Kind) events.Event {
+	p.t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, ev := range p.events {
+			for _, k := range kinds {
+				if ev.ReleaseID == id && ev.Type == k.Type() {
+					p.mu.Unlock()
+					return ev
+				}
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Fatalf("release %s: none of %v within %s; events: %s", id, kinds, limit, p.story(id))
+	return events.Event{}
+}
+
+// story lists the release's events, for failure messages.
+func (p *pipeline) story(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b strings.Builder
+	for _, ev := range p.events {
+		if ev.ReleaseID == id {
+			b.WriteString("\n  " + ev.Type + " " + string(ev.Data))
+		}
+	}
+	return b.String()
+}
+
+func (p *pipeline) saw(id string, k events.Kind) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ev := range p.events {
+		if ev.ReleaseID == id && ev.Type == k.Type() {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pipeline) record(id string) release.Record {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, _, err := p.releases.Get(ctx, id)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return r
+}
+
+func (p *pipeline) route() routes.Route {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, _, _ := routes.Get(ctx, p.routes, "hello")
+	return r
+}
+
+// groups lists hello's server groups the provisioner runs.
+func (p *pipeline) groups() []string {
+	p.t.Helper()
+	msg, err := p.nc.Request("redblack.provisioner.list", []byte("hello"), 5*time.Second)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var gs []struct {
+		Spec struct {
+			Group string `json:"group"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(msg.Data, &gs); err != nil {
+		p.t.Fatalf("list: %v: %s", err, msg.Data)
+	}
+	var out []string
+	for _, g := range gs {
+		out = append(out, g.Spec.Group)
+	}
+	return out
+}
+
+// deployV1 releases v1 (its canary is skipped: nothing runs yet) and starts
+// the load once it serves.
+func (p *pipeline) deployV1() string {
+	id := p.release("v1")
+	p.await(id, 60*time.Second, events.ReleaseCompleted)
+	p.startLoad()
+	return id
+}
+
+// TestHealthyReleaseCompletes: v1 then v2 under load; v2 goes through the
+// canary (baseline and canary judged on real traffic), the new group, the
+// switch and the bake, and completes with no failed request; v1 is kept,
+// disabled, for a rollback.
+func TestHealthyReleaseCompletes(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	v1 := p.deployV1()
+	if r := p.record(v1); r.Phase != release.PhaseCompleted || r.Canary != "" {
+		t.Fatalf("v1: %+v", r)
+	}
+	v2 := p.release("v2")
+	passed := p.await(v2, 60*time.Second, events.CanaryPassed, events.CanaryFailed)
+	if passed.Type != events.CanaryPassed.Type() {
+		t.Fatalf("canary of a healthy v2 failed: %s", passed.Data)
+	}
+	var res events.CanaryResult
+	_ = passed.DecodeData(&res)
+	if len(res.Metrics) != 3 || res.Score < 95 {
+		t.Fatalf("report: %+v", res)
+	}
+	for _, m := range res.Metrics {
+		if m.BaselineSamples < 50 || m.CanarySamples < 50 && m.Name != spec.MetricLatencyP99 {
+			t.Errorf("metric %s judged on %d/%d samples", m.Name, m.BaselineSamples, m.CanarySamples)
+		}
+	}
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	r := p.record(v2)
+	want := []release.Phase{release.PhaseAccepted, release.PhaseCanary, release.PhaseLaunching, release.PhaseSwitching, release.PhaseBaking, release.PhaseCompleted}
+	var got []release.Phase
+	for _, h := range r.History {
+		got = append(got, h.Phase)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("phases %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("phases %v, want %v", got, want)
+		}
+	}
+	if rt := p.route(); rt.Active != "hello-v002" || rt.Previous != "hello-v001" || rt.Weights["hello-v001"] != 0 {
+		t.Fatalf("route after v2: %+v", rt)
+	}
+	gs := p.groups()
+	if len(gs) != 2 || !contains(gs, "hello-v001") || !contains(gs, "hello-v002") {
+		t.Fatalf("groups after v2: %v (want v001 kept and v002)", gs)
+	}
+	if _, _, err := p.releases.Lock(context.Background(), "hello"); err == nil {
+		t.Fatal("lock still held after completion")
+	}
+	if n := p.failures(); n != 0 {
+		t.Fatalf("%d requests failed during a healthy release", n)
+	}
+}
+
+// TestCanaryFailureLeavesProductionAlone: v2 answers 30 % of requests with
+// 500. The canary fails on the critical error metric, its report says why,
+// baseline and canary are destroyed and v1 keeps all traffic with the same
+// instances; failed requests come only from the canary's share while it ran.
+func TestCanaryFailureLeavesProductionAlone(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	before := p.route()
+	v2 := p.release("v2", "--error-rate", "0.3")
+	failed := p.await(v2, 60*time.Second, events.CanaryFailed, events.CanaryPassed)
+	if failed.Type != events.CanaryFailed.Type() {
+		t.Fatalf("a canary with 30%% errors passed: %s", failed.Data)
+	}
+	var res events.CanaryResult
+	_ = failed.DecodeData(&res)
+	if res.Score != 0 || !strings.Contains(res.Reason, "error_rate High") {
+		t.Fatalf("report: score %v reason %q", res.Score, res.Reason)
+	}
+	p.await(v2, 30*time.Second, events.RolledBack)
+	failedRequests := p.failures()
+	r := p.record(v2)
+	if r.Phase != release.PhaseRolledBack || !strings.Contains(r.Reason, "canary failed") {
+		t.Fatalf("record: %s %q", r.Phase, r.Reason)
+	}
+	if p.saw(v2, events.ClusterReady) || p.saw(v2, events.TrafficSwitched) {
+		t.Fatal("a failed canary went on to launch or switch")
+	}
+	after := p.route()
+	if after.Active != "hello-v001" || after.Weights["hello-v001"] != routes.MaxWeight || after.Weights["hello-v002-canary"] != 0 || after.Weights["hello-v002-baseline"] != 0 {
+		t.Fatalf("route: %+v (before %+v)", after, before)
+	}
+	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
+		t.Fatalf("groups left: %v", gs)
+	}
+	if failedRequests == 0 {
+		t.Fatal("the canary's errors never reached a user: did it take traffic?")
+	}
+	// production is whole again: 500 more requests, none fails
+	p.served(500)
+	if n := p.failures(); n != failedRequests {
+		t.Fatalf("%d requests failed after the rollback", n-failedRequests)
+	}
+}
+
+// TestBakeFailureRollsBackFast: v2 passes its canary, then its new group
+// starts failing every request 5 s after it started, during the bake. The
+// watchdog sees it in the live samples, the router gives all traffic back to
+// v1 first, then v2 is destroyed. The errors users saw are bounded to the
+// detection window.
+func TestBakeFailureRollsBackFast(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Bake.Duration = spec.Duration(15 * time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	v2 := p.release("v2", "--fail-after", "5s")
+	if ev := p.await(v2, 60*time.Second, events.CanaryPassed, events.CanaryFailed); ev.Type != events.CanaryPassed.Type() {
+		t.Fatalf("canary: %s", ev.Data)
+	}
+	p.await(v2, 30*time.Second, events.TrafficSwitched)
+	restored := p.await(v2, 30*time.Second, events.TrafficRestored)
+	done := p.await(v2, 30*time.Second, events.RolledBack)
+	p.served(500)
+
+	r := p.record(v2)
+	if r.Phase != release.PhaseRolledBack || !strings.Contains(r.Reason, "bake: error rate") || r.Restored != "hello-v001" {
+		t.Fatalf("record: %s restored %q reason %q", r.Phase, r.Restored, r.Reason)
+	}
+	var rd events.RollbackDone
+	_ = done.DecodeData(&rd)
+	if rd.Restored != "hello-v001" {
+		t.Fatalf("rolled_back: %+v", rd)
+	}
+	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight || rt.Weights["hello-v002"] != 0 {
+		t.Fatalf("route: %+v", rt)
+	}
+	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
+		t.Fatalf("groups left: %v", gs)
+	}
+	p.mu.Lock()
+	fails := append([]time.Time(nil), p.fails...)
+	p.mu.Unlock()
+	if len(fails) == 0 {
+		t.Fatal("no request failed: did v2 take the traffic?")
+	}
+	first, last := fails[0], fails[len(fails)-1]
+	t.Logf("%d failed requests from %s to %s; traffic restored %s after the first",
+		len(fails), first.Format("15:04:05.000"), last.Format("15:04:05.000"), restored.Time.Sub(first).Round(time.Millisecond))
+	if d := restored.Time.Sub(first); d > 2*time.Second {
+		t.Errorf("traffic restored %s after the first failure (want < 2s)", d)
+	}
+	if last.After(restored.Time.Add(500 * time.Millisecond)) {
+		t.Errorf("a request failed at %s, after traffic was restored at %s", last, restored.Time)
+	}
+}
+
+// TestDeadlineRollsBack: the first release's instances never pass their
+// health check; the launch deadline (1 s) expires, the watchdog rolls the
+// release back with a reason naming the deadline, and nothing is left.
+func TestDeadlineRollsBack(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Deadlines.Launch = spec.Duration(time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	v1 := p.release("v1", "--fail-health")
+	req := p.await(v1, 30*time.Second, events.RollbackRequested)
+	var rb events.Rollback
+	_ = req.DecodeData(&rb)
+	if rb.By != "watchdog" || !strings.Contains(rb.Reason, "deadline: the launch phase did not end within 1s") {
+		t.Fatalf("rollback: %+v", rb)
+	}
+	p.await(v1, 30*time.Second, events.RolledBack)
+	if r := p.record(v1); r.Phase != release.PhaseRolledBack || !strings.Contains(r.Reason, "deadline") {
+		t.Fatalf("record: %s %q", r.Phase, r.Reason)
+	}
+	if gs := p.groups(); len(gs) != 0 {
+		t.Fatalf("groups left: %v", gs)
+	}
+	if _, _, err := p.releases.Lock(context.Background(), "hello"); err == nil {
+		t.Fatal("lock still held")
+	}
+}
+
+// TestSecondReleaseRejectedAndManualRollbacks: a second request while v2 is
+// in flight is rejected naming v2; a rollback by hand during v2's bake
+// restores v1; v3 completes and a rollback by hand after completion
+// switches back to the kept v1 and destroys v3.
+func TestSecondReleaseRejectedAndManualRollbacks(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Bake.Duration = spec.Duration(30 * time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 30*time.Second, events.CanaryStarted)
+	again := p.release("v2b")
+	rej := p.await(again, 30*time.Second, events.ReleaseRejected)
+	var rd events.Rejected
+	_ = rej.DecodeData(&rd)
+	if rd.InProgress != v2 {
+		t.Fatalf("rejected: %+v (want in_progress %s)", rd, v2)
+	}
+
+	// by hand, during the bake
+	p.await(v2, 60*time.Second, events.TrafficSwitched)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	target, _, err := cli.RequestRollback(ctx, p.js, "hello", "test: by hand while baking", "test")
+	if err != nil || target.ID != v2 {
+		t.Fatalf("rollback target %s: %v", target.ID, err)
+	}
+	p.await(v2, 30*time.Second, events.RolledBack)
+	if r := p.record(v2); r.Reason != "test: by hand while baking (by test)" || r.Restored != "hello-v001" {
+		t.Fatalf("v2 record: %q restored %q", r.Reason, r.Restored)
+	}
+	if rt := p.route(); rt.Active != "hello-v001" {
+		t.Fatalf("route after v2 rollback: %+v", rt)
+	}
+
+	// after completion
+	svc.Strategy.Bake.Duration = spec.Duration(2 * time.Second)
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		t.Fatal(err)
+	}
+	v3 := p.release("v3")
+	p.await(v3, 60*time.Second, events.ReleaseCompleted)
+	if rt := p.route(); rt.Active != "hello-v003" || rt.Previous != "hello-v001" {
+		t.Fatalf("route after v3: %+v", rt)
+	}
+	target, _, err = cli.RequestRollback(ctx, p.js, "hello", "test: after completion", "test")
+	if err != nil || target.ID != v3 {
+		t.Fatalf("rollback target %s: %v", target.ID, err)
+	}
+	p.await(v3, 30*time.Second, events.RolledBack)
+	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight {
+		t.Fatalf("route after v3 rollback: %+v", rt)
+	}
+	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
+		t.Fatalf("groups left: %v", gs)
+	}
+	if _, err := cli.RollbackTarget(ctx, p.js, "hello"); err == nil || !strings.Contains(err.Error(), "nothing to roll back") {
+		t.Fatalf("a third rollback: %v", err)
+	}
+	p.served(300)
+	if n := p.failures(); n != 0 {
+		t.Fatalf("%d requests failed across two rollbacks of healthy versions", n)
+	}
+}
+
+// TestDegradationAfterCompletionRollsBack: v2 completes, then starts
+// failing; the watchdog still watches it (v1 is kept) and rolls back at once.
+func TestDegradationAfterCompletionRollsBack(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	v2 := p.release("v2", "--fail-after", "9s")
+	completed := p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	req := p.await(v2, 30*time.Second, events.RollbackRequested)
+	if !req.Time.After(completed.Time) {
+		t.Fatal("rollback came before completion")
+	}
+	var rb events.Rollback
+	_ = req.DecodeData(&rb)
+	if rb.By != "watchdog" || !strings.HasPrefix(rb.Reason, "after completion: error rate") {
+		t.Fatalf("rollback: %+v", rb)
+	}
+	p.await(v2, 30*time.Second, events.RolledBack)
+	if rt := p.route(); rt.Active != "hello-v001" {
+		t.Fatalf("route: %+v", rt)
+	}
+	if r := p.record(v2); r.Phase != release.PhaseRolledBack {
+		t.Fatalf("record: %s", r.Phase)
+	}
+}
+
+// TestRestartMidRelease: the whole mesh stops while v2's canary runs (its
+// instances keep running) and starts again on the same data; the release
+// goes on to completed and nothing of it is left behind or doubled.
+func TestRestartMidRelease(t *testing.T) {
+	dir := t.TempDir()
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(5 * time.Second)
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.KeepInstances = dir, "127.0.0.1:0", "127.0.0.1:0", true
+	m1, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m1.Stop(); testkit.KillAll(hello) }) // even if the test fails before m2
+	p := &pipeline{t: t, m: m1}
+	p.attach(svc)
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 30*time.Second, events.CanaryStarted)
+	p.load.Stop()
+	m1.Stop()
+
+	cfg.KeepInstances = false // this one stops them
+	m2, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Stop() })
+	p.m = m2
+	p.attach(spec.Service{})
+	p.startLoad()
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	r := p.record(v2)
+	if r.Phase != release.PhaseCompleted || r.Report == nil || r.Report.Score < 95 {
+		t.Fatalf("record: %s %+v", r.Phase, r.Report)
+	}
+	if gs := p.groups(); len(gs) != 2 || !contains(gs, "hello-v001") || !contains(gs, "hello-v002") {
+		t.Fatalf("groups: %v", gs)
+	}
+	if n := testkit.CountProcesses(hello); n != 2*svc.Capacity {
+		t.Fatalf("%d hello processes run; want %d (v1 kept and v2)", n, 2*svc.Capacity)
+	}
+}
+
+// TestTrafficGuardsRefuse: the provisioner will not destroy or shrink the
+// group with the traffic, and the router will not switch to a group with
+// fewer healthy instances than the capacity; each refusal is an event with
+// the reason.
+func TestTrafficGuardsRefuse(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	fleet := make(chan events.Event, 64)
+	sub, err := p.nc.Subscribe("fleet.hello.>", func(m *nats.Msg) {
+		if ev, err := events.Decode(m.Data); err == nil {
+			fleet <- ev
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = p.nc.Flush()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	expect := func(k events.Kind, data any, want events.Kind, reason string) {
+		t.Helper()
+		ev, err := events.New("test", k, "hello", "", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := natsx.Publish(ctx, p.js, k.Subject("hello"), ev); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			select {
+			case got := <-fleet:
+				if !strings.HasPrefix(got.ID, ev.ID+":") {
+					continue
+				}
+				if got.Type != want.Type() || !strings.Contains(string(got.Data), reason) {
+					t.Fatalf("%s: got %s %s; want %s with %q", k.Name, got.Type, got.Data, want.Name, reason)
+				}
+				return
+			case <-ctx.Done():
+				t.Fatalf("%s: no answer", k.Name)
+			}
+		}
+	}
+	expect(events.ServerGroupDestroy, events.ServerGroupCommand{Service: "hello", Group: "hello-v001"}, events.ServerGroupRefused, "refused to destroy hello-v001: it takes traffic")
+	expect(events.ServerGroupResize, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1}, events.ServerGroupRefused, "refused to shrink hello-v001")
+	expect(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v009", Capacity: 2, Artifact: events.Artifact{Command: []string{hello, "--fail-health"}}}, events.ServerGroupCreated, "")
+	expect(events.TrafficSwitch, events.TrafficCommand{Service: "hello", Group: "hello-v009"}, events.TrafficRefused, "hello-v009 has 0 healthy instances, fewer than the capacity 2")
+	if gs := p.groups(); !contains(gs, "hello-v001") {
+		t.Fatalf("groups: %v", gs)
+	}
+	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight {
+		t.Fatalf("route: %+v", rt)
+	}
+	p.served(200)
+	if n := p.failures(); n != 0 {
+		t.Fatalf("%d requests failed", n)
+	}
+}

@@ -1,0 +1,325 @@
+// Package phase is the canary phase of a release: once the provisioner has
+// launched the baseline (the version in production) and the canary (the new
+// one), it gives each the spec's share of real traffic, judges the canary
+// against the baseline every interval from the router's metrics samples,
+// takes their traffic away again and emits canary.passed or canary.failed
+// with the per-metric report. A release whose canary runs when the service
+// restarts is picked up where its samples are.
+package phase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Source is the CloudEvents source of the canary phase's events.
+const Source = "redblack/canary"
+
+// Durable is the name of the phase's consumer of accepted releases.
+const Durable = "canary-phase"
+
+// Phase runs the canary phase of every release.
+type Phase struct {
+	js        jetstream.JetStream
+	services  jetstream.KeyValue
+	instances jetstream.KeyValue
+	routes    jetstream.KeyValue
+	releases  release.Store
+	log       zerolog.Logger
+
+	mu      sync.Mutex
+	running map[string]bool
+	wg      sync.WaitGroup
+}
+
+// New binds the phase to the buckets it reads.
+func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*Phase, error) {
+	p := &Phase{js: js, log: log, running: map[string]bool{}}
+	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV} {
+		var err error
+		if *kv, err = js.KeyValue(ctx, name); err != nil {
+			return nil, fmt.Errorf("canary phase: bucket %s: %w", name, err)
+		}
+	}
+	return p, nil
+}
+
+// Start resumes the canaries in flight and consumes accepted releases. The
+// runs stop when ctx ends; Wait waits for them.
+func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
+	inFlight, err := p.releases.List(ctx, func(r release.Record) bool {
+		return r.Previous != "" && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseCanary)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range inFlight {
+		p.ensure(ctx, r.ID)
+	}
+	return natsx.Consume(ctx, p.js, natsx.ConsumerSpec{
+		Stream: topology.StreamReleases, Durable: Durable, FilterSubjects: []string{events.ReleaseAccepted.Subject("*")},
+		MaxDeliver: 20,
+	}, func(hctx context.Context, msg jetstream.Msg) error {
+		ev, err := events.Decode(msg.Data())
+		if err != nil {
+			return natsx.Permanent(err)
+		}
+		return p.accepted(hctx, ctx, ev.ReleaseID)
+	}, p.log)
+}
+
+// Wait waits for every run to stop.
+func (p *Phase) Wait() { p.wg.Wait() }
+
+// accepted passes a first release (nothing runs to compare it with) and
+// starts the run of any other.
+func (p *Phase) accepted(hctx, runCtx context.Context, id string) error {
+	rec, _, err := p.releases.Get(hctx, id)
+	if errors.Is(err, release.ErrNotFound) {
+		return natsx.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Phase != release.PhaseAccepted && rec.Phase != release.PhaseCanary {
+		return nil // already past the canary: a redelivery
+	}
+	if rec.Previous == "" {
+		return p.emit(hctx, rec, events.CanaryPassed, events.CanaryResult{
+			Service: rec.Service, Score: 100,
+			Reason: "first release of " + rec.Service + ": nothing runs to compare with, so the canary is skipped",
+		})
+	}
+	p.ensure(runCtx, id)
+	return nil
+}
+
+// ensure starts the run of a release unless it is running.
+func (p *Phase) ensure(ctx context.Context, id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running[id] {
+		return
+	}
+	p.running[id] = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			p.mu.Lock()
+			delete(p.running, id)
+			p.mu.Unlock()
+		}()
+		for ctx.Err() == nil {
+			err := p.run(ctx, id)
+			if err == nil || errors.Is(err, release.ErrStale) {
+				return
+			}
+			p.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("canary run failed; retrying")
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+}
+
+// run is one release's canary phase. It returns ErrStale once the release
+// has left the canary phase (a rollback took it).
+func (p *Phase) run(ctx context.Context, id string) error {
+	rec, _, err := p.releases.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	svc, err := spec.Get(ctx, p.services, rec.Service)
+	if err != nil {
+		return err
+	}
+	cs := svc.Strategy.Canary
+	deadline := rec.EnteredAt(release.PhaseAccepted).Add(svc.Strategy.Deadlines.Canary.D())
+	log := p.log.With().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Logger()
+
+	// 1. both groups up
+	rec, err = p.waitGroups(ctx, id, cs.Capacity, deadline)
+	if err != nil {
+		var late *lateError
+		if errors.As(err, &late) {
+			return p.finish(ctx, rec, events.CanaryFailed, events.CanaryResult{Service: rec.Service, Canary: rec.Canary, Reason: late.Error()})
+		}
+		return err
+	}
+	// 2. their share of real traffic
+	share := cs.Weight * routes.MaxWeight / 100
+	if err := p.setWeights(ctx, rec, map[string]int{rec.Previous: routes.MaxWeight - 2*share, rec.Baseline: share, rec.Canary: share}); err != nil {
+		return err
+	}
+	from := time.Now().UTC()
+	if rec, err = p.releases.Update(ctx, id, func(r *release.Record) error {
+		if r.Phase != release.PhaseCanary {
+			return fmt.Errorf("%w: %s is %s", release.ErrStale, id, r.Phase)
+		}
+		if r.JudgeFrom.IsZero() {
+			r.JudgeFrom = from
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := p.emit(ctx, rec, events.CanaryStarted, events.CanaryStart{Service: rec.Service, Baseline: rec.Baseline, Canary: rec.Canary, Weight: cs.Weight}); err != nil {
+		return err
+	}
+	log.Info().Str("baseline", rec.Baseline).Str("canary", rec.Canary).Int("weight_percent", cs.Weight).Msg("canary started")
+
+	// 3. judge every interval
+	verdict, err := p.judge(ctx, rec, svc, deadline)
+	if err != nil {
+		return err
+	}
+	kind := events.CanaryFailed
+	if verdict.pass {
+		kind = events.CanaryPassed
+	}
+	log.Info().Bool("pass", verdict.pass).Float64("score", verdict.result.Score).Str("reason", verdict.result.Reason).Msg("canary judged")
+	return p.finish(ctx, rec, kind, verdict.result)
+}
+
+// finish takes the traffic away from the canary groups and announces the
+// verdict; the report is kept in the release record.
+func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind, result events.CanaryResult) error {
+	if rec.Baseline != "" {
+		if err := p.setWeights(ctx, rec, map[string]int{rec.Previous: routes.MaxWeight, rec.Baseline: 0, rec.Canary: 0}); err != nil {
+			return err
+		}
+	}
+	if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if r.Phase != release.PhaseCanary && r.Phase != release.PhaseAccepted {
+			return fmt.Errorf("%w: %s is %s", release.ErrStale, r.ID, r.Phase)
+		}
+		r.Report = &result
+		return nil
+	}); err != nil {
+		return err
+	}
+	return p.emit(ctx, rec, kind, result)
+}
+
+func (p *Phase) emit(ctx context.Context, rec release.Record, k events.Kind, data any) error {
+	return natsx.Emit(ctx, p.js, Source, events.DerivedID(rec.ID, k, 0), k, rec.Service, rec.ID, data)
+}
+
+// lateError: the canary groups were not up by the canary deadline.
+type lateError struct{ what string }
+
+func (e *lateError) Error() string { return e.what }
+
+// waitGroups waits until the baseline and canary each have n instances up
+// in discovery.
+func (p *Phase) waitGroups(ctx context.Context, id string, n int, deadline time.Time) (release.Record, error) {
+	for {
+		rec, _, err := p.releases.Get(ctx, id)
+		if err != nil {
+			return rec, err
+		}
+		switch rec.Phase {
+		case release.PhaseAccepted: // the provisioner has not started them yet
+		case release.PhaseCanary:
+			b, c := p.up(ctx, rec.Service, rec.Baseline), p.up(ctx, rec.Service, rec.Canary)
+			if b >= n && c >= n {
+				return rec, nil
+			}
+			if time.Now().After(deadline) {
+				return rec, &lateError{fmt.Sprintf("canary deadline passed with %d of %d baseline and %d of %d canary instances up", b, n, c, n)}
+			}
+		default:
+			return rec, fmt.Errorf("%w: %s is %s", release.ErrStale, id, rec.Phase)
+		}
+		select {
+		case <-ctx.Done():
+			return rec, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// up counts a group's instances that are up in discovery.
+func (p *Phase) up(ctx context.Context, service, group string) int {
+	lister, err := p.instances.ListKeysFiltered(ctx, discovery.Key(service, group, "*"))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for k := range lister.Keys() {
+		if e, err := p.instances.Get(ctx, k); err == nil {
+			if d, err := discovery.Decode(e.Value()); err == nil && d.State == discovery.StateUp {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// setWeights asks the router for the weights and waits until the routes
+// bucket holds them.
+func (p *Phase) setWeights(ctx context.Context, rec release.Record, w map[string]int) error {
+	if p.hasWeights(ctx, rec.Service, w) {
+		return nil
+	}
+	cause := fmt.Sprintf("%s:weights:%d", events.DerivedID(rec.ID, events.CanaryStarted, 0), w[rec.Canary])
+	if err := natsx.Emit(ctx, p.js, Source, cause, events.TrafficSet, rec.Service, rec.ID, events.TrafficCommand{Service: rec.Service, Weights: w}); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for !p.hasWeights(wctx, rec.Service, w) {
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("canary phase: router did not apply weights %v to %s within 30s", w, rec.Service)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (p *Phase) hasWeights(ctx context.Context, service string, w map[string]int) bool {
+	r, _, err := routes.Get(ctx, p.routes, service)
+	if err != nil {
+		return false
+	}
+	for g, v := range w {
+		if r.Weights[g] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// follow feeds the baseline's and canary's samples since the judging began
+// into two totals.
+func follow(ctx context.Context, js jetstream.JetStream, rec release.Record, mu *sync.Mutex, base, can *metrics.Totals) error {
+	return metrics.Follow(ctx, js, topology.StreamMetrics, rec.Service, []string{rec.Baseline, rec.Canary}, rec.JudgeFrom, func(s metrics.Sample) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if s.Group == rec.Baseline {
+			base.Add(s)
+		} else {
+			can.Add(s)
+		}
+		return true
+	})
+}

@@ -1,0 +1,284 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// The provisioner's release steps: the canary groups on accepted, the new
+// group on canary.passed, the old groups on baked, the release's groups on
+// traffic.restored.
+var releaseSteps = []events.Kind{events.ReleaseAccepted, events.CanaryPassed, events.Baked, events.TrafficRestored}
+
+// startReleases resumes launches a restart interrupted and starts the
+// consumer of release steps.
+func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
+	filters := make([]string, len(releaseSteps))
+	for i, k := range releaseSteps {
+		filters[i] = k.Subject("*")
+	}
+	cons, err := natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
+		Stream: topology.StreamReleases, Durable: "provisioner-releases", FilterSubjects: filters,
+		MaxDeliver: 20, AckWait: 30 * time.Second,
+	}, s.handleRelease, s.log)
+	if err != nil {
+		return nil, err
+	}
+	// a group being launched when the last provisioner stopped is tracked
+	// again, so its cluster.ready (or failure) still comes
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	launching, err := s.releases.List(lctx, func(r release.Record) bool { return r.Phase == release.PhaseLaunching })
+	if err != nil {
+		cons.Stop()
+		return nil, err
+	}
+	for _, r := range launching {
+		if err := s.launch(lctx, r.ID); err != nil {
+			s.log.Warn().Err(err).Str(logging.FieldRelease, r.ID).Msg("resume launch")
+		}
+	}
+	return cons, nil
+}
+
+func (s *Service) handleRelease(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := events.Decode(msg.Data())
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	if ev.ReleaseID == "" {
+		return natsx.Permanent(fmt.Errorf("provisioner: %s without a release id", ev.Type))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	k, _ := ev.Kind()
+	switch k {
+	case events.ReleaseAccepted:
+		err = s.startCanary(ctx, ev.ReleaseID)
+	case events.CanaryPassed:
+		err = s.launch(ctx, ev.ReleaseID)
+	case events.Baked:
+		err = s.complete(ctx, ev.ReleaseID)
+	case events.TrafficRestored:
+		var t events.Traffic
+		if err := ev.DecodeData(&t); err != nil {
+			return natsx.Permanent(err)
+		}
+		err = s.finishRollback(ctx, ev.ReleaseID, t.Active)
+	default:
+		return natsx.Permanent(fmt.Errorf("provisioner: %s is not a release step", ev.Type))
+	}
+	if errors.Is(err, release.ErrStale) || errors.Is(err, release.ErrNotFound) {
+		s.log.Info().Str(logging.FieldRelease, ev.ReleaseID).Str("event", ev.Type).Err(err).Msg("step skipped")
+		return nil
+	}
+	return err
+}
+
+// startCanary launches the baseline (the version now in production) and the
+// canary (the new one), together and of the same size. The first release of
+// a service has nothing to compare with: the canary service passes it.
+func (s *Service) startCanary(ctx context.Context, id string) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil || rec.Previous == "" {
+		return err
+	}
+	svc, err := spec.Get(ctx, s.services, rec.Service)
+	if err != nil {
+		return err
+	}
+	prev, err := s.provider.DescribeGroup(ctx, rec.Previous)
+	if err != nil {
+		// nothing of the old version runs to compare with: the canary
+		// cannot be judged, so the release is rolled back with the reason
+		s.releaseGroupFailed(ctx, id, rec.Service, rec.Previous, "no baseline: "+err.Error())
+		return nil
+	}
+	baseline := release.RoleGroupName(rec.Service, rec.Sequence, release.RoleBaseline)
+	canary := release.RoleGroupName(rec.Service, rec.Sequence, release.RoleCanary)
+	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
+		r.Canary, r.Baseline = canary, baseline
+		return r.Advance(release.PhaseCanary, time.Now(), release.PhaseAccepted)
+	}); err != nil {
+		return err
+	}
+	n := svc.Strategy.Canary.Capacity
+	cause := events.DerivedID(id, events.CanaryStarted, 0)
+	if err := s.launchGroup(ctx, cause+":baseline", id, events.ServerGroupCommand{
+		Service: rec.Service, Group: baseline, Version: prev.Spec.Version, Capacity: n, Artifact: prev.Spec.Artifact, Role: release.RoleBaseline,
+	}); err != nil {
+		return err
+	}
+	return s.launchGroup(ctx, cause+":canary", id, events.ServerGroupCommand{
+		Service: rec.Service, Group: canary, Version: rec.Version, Capacity: n, Artifact: rec.Artifact, Role: release.RoleCanary,
+	})
+}
+
+// launch tears the canary groups down (their weight is 0 by now) and
+// launches the new group at full capacity; cluster.ready follows when all of
+// it is up.
+func (s *Service) launch(ctx context.Context, id string) error {
+	rec, err := s.releases.Update(ctx, id, func(r *release.Record) error {
+		return r.Advance(release.PhaseLaunching, time.Now(), release.PhaseAccepted, release.PhaseCanary)
+	})
+	if err != nil {
+		return err
+	}
+	for _, g := range []string{rec.Canary, rec.Baseline} {
+		if g != "" {
+			if err := s.destroyGroup(ctx, events.DerivedID(id, events.CanaryPassed, 0)+":"+g, rec.Service, g); err != nil {
+				return err
+			}
+		}
+	}
+	svc, err := spec.Get(ctx, s.services, rec.Service)
+	if err != nil {
+		return err
+	}
+	return s.launchGroup(ctx, events.DerivedID(id, events.ClusterReady, 0), id, events.ServerGroupCommand{
+		Service: rec.Service, Group: rec.Group, Version: rec.Version, Capacity: svc.Capacity, Artifact: rec.Artifact, Role: release.RoleProduction,
+	})
+}
+
+// releaseGroupReady moves a release on when its new group is all up.
+func (s *Service) releaseGroupReady(ctx context.Context, id, service, group string, up int) {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil || rec.Group != group || rec.Phase != release.PhaseLaunching {
+		return // canary groups: the canary service watches them itself
+	}
+	if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ClusterReady, 0), events.ClusterReady, service, id,
+		events.Cluster{Service: service, Group: group, Instances: up}); err != nil {
+		s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish cluster.ready")
+	}
+}
+
+// releaseGroupFailed asks for a rollback when a release's group cannot
+// start (the launch failure of the flow).
+func (s *Service) releaseGroupFailed(ctx context.Context, id, service, group, reason string) {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil || rec.Phase.Final() || rec.Phase == release.PhaseRollingBack {
+		return
+	}
+	if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.RollbackRequested, 0)+":launch", events.RollbackRequested, service, id,
+		events.Rollback{Service: service, Group: group, Reason: fmt.Sprintf("launch of %s failed: %s", group, reason), By: "provisioner"}); err != nil {
+		s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish rollback.requested")
+	}
+}
+
+// complete ends a baked release: the new group is the service's active one,
+// keep_previous older groups stay (disabled, for an instant rollback), the
+// rest are destroyed, the lock is released.
+func (s *Service) complete(ctx context.Context, id string) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if rec.Phase != release.PhaseBaking && rec.Phase != release.PhaseCompleted {
+		return fmt.Errorf("%w: %s is %s", release.ErrStale, id, rec.Phase)
+	}
+	svc, err := spec.Get(ctx, s.services, rec.Service)
+	if err != nil {
+		return err
+	}
+	if err := s.prune(ctx, id, rec, svc.Strategy.KeepPrevious); err != nil {
+		return err
+	}
+	if err := s.releases.SetActive(ctx, rec.Service, rec.Group); err != nil {
+		return err
+	}
+	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
+		return r.Advance(release.PhaseCompleted, time.Now(), release.PhaseBaking)
+	}); err != nil {
+		return err
+	}
+	if err := s.releases.Unlock(ctx, rec.Service, id); err != nil {
+		return err
+	}
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str(logging.FieldServerGroup, rec.Group).Msg("release completed")
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ReleaseCompleted, 0), events.ReleaseCompleted, rec.Service, id,
+		events.Completion{Service: rec.Service, Group: rec.Group, Version: rec.Version})
+}
+
+// prune keeps the keep newest production groups older than the release's
+// own and destroys older ones and any canary or baseline group left behind.
+func (s *Service) prune(ctx context.Context, id string, rec release.Record, keep int) error {
+	groups, err := s.provider.ListGroups(ctx, rec.Service)
+	if err != nil {
+		return err
+	}
+	type older struct {
+		name string
+		n    int
+		role string
+	}
+	var gs []older
+	for _, g := range groups {
+		_, n, role, err := release.ParseGroup(g.Spec.Group)
+		if err == nil && g.Spec.Group != rec.Group && n <= rec.Sequence {
+			gs = append(gs, older{g.Spec.Group, n, role})
+		}
+	}
+	sort.Slice(gs, func(i, j int) bool { return gs[i].n > gs[j].n })
+	kept := 0
+	for _, g := range gs {
+		if g.role == release.RoleProduction && kept < keep {
+			kept++
+			continue
+		}
+		if err := s.destroyGroup(ctx, events.DerivedID(id, events.ReleaseCompleted, 0)+":"+g.name, rec.Service, g.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishRollback runs once the router has taken the traffic away from the
+// release's groups: they are destroyed, the group that has the traffic is
+// recorded as active and the lock released.
+func (s *Service) finishRollback(ctx context.Context, id, active string) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if rec.Phase != release.PhaseRollingBack && rec.Phase != release.PhaseRolledBack {
+		return fmt.Errorf("%w: %s is %s", release.ErrStale, id, rec.Phase)
+	}
+	for _, g := range []string{rec.Canary, rec.Baseline, rec.Group} {
+		if g == "" || g == active {
+			continue
+		}
+		if err := s.destroyGroup(ctx, events.DerivedID(id, events.RolledBack, 0)+":"+g, rec.Service, g); err != nil {
+			return err
+		}
+	}
+	if active != "" {
+		if err := s.releases.SetActive(ctx, rec.Service, active); err != nil {
+			return err
+		}
+	}
+	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
+		r.Restored = active
+		return r.Advance(release.PhaseRolledBack, time.Now(), release.PhaseRollingBack)
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.releases.Unlock(ctx, rec.Service, id); err != nil {
+		return err
+	}
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str("restored", active).Str("reason", rec.Reason).Msg("release rolled back")
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.RolledBack, 0), events.RolledBack, rec.Service, id,
+		events.RollbackDone{Service: rec.Service, Group: rec.Group, Restored: active, Reason: rec.Reason})
+}

@@ -1,0 +1,148 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// The router's release steps: the switch on cluster.ready, the restore on
+// rollback.requested and canary.failed.
+var releaseSteps = []events.Kind{events.ClusterReady, events.RollbackRequested, events.CanaryFailed}
+
+func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
+	filters := make([]string, len(releaseSteps))
+	for i, k := range releaseSteps {
+		filters[i] = k.Subject("*")
+	}
+	return natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
+		Stream: topology.StreamReleases, Durable: "router-releases", FilterSubjects: filters,
+		MaxDeliver: 20, AckWait: 30 * time.Second,
+	}, s.handleRelease, s.log)
+}
+
+func (s *Service) handleRelease(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := events.Decode(msg.Data())
+	if err != nil {
+		return natsx.Permanent(err)
+	}
+	if ev.ReleaseID == "" {
+		return natsx.Permanent(fmt.Errorf("router: %s without a release id", ev.Type))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	k, _ := ev.Kind()
+	switch k {
+	case events.ClusterReady:
+		var c events.Cluster
+		if err := ev.DecodeData(&c); err != nil {
+			return natsx.Permanent(err)
+		}
+		err = s.switchRelease(ctx, ev.ID, ev.ReleaseID, c.Group)
+	case events.RollbackRequested:
+		var r events.Rollback
+		if err := ev.DecodeData(&r); err != nil {
+			return natsx.Permanent(err)
+		}
+		err = s.rollback(ctx, ev.ID, ev.ReleaseID, fmt.Sprintf("%s (by %s)", r.Reason, r.By))
+	case events.CanaryFailed:
+		var r events.CanaryResult
+		if err := ev.DecodeData(&r); err != nil {
+			return natsx.Permanent(err)
+		}
+		err = s.rollback(ctx, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
+	default:
+		return natsx.Permanent(fmt.Errorf("router: %s is not a release step", ev.Type))
+	}
+	if errors.Is(err, release.ErrStale) || errors.Is(err, release.ErrNotFound) {
+		s.log.Info().Str(logging.FieldRelease, ev.ReleaseID).Str("event", ev.Type).Err(err).Msg("step skipped")
+		return nil
+	}
+	return err
+}
+
+// switchRelease moves all traffic to the release's new group, guarded; a
+// refusal becomes a rollback with the guard's reason.
+func (s *Service) switchRelease(ctx context.Context, cause, id, group string) error {
+	rec, err := s.releases.Update(ctx, id, func(r *release.Record) error {
+		return r.Advance(release.PhaseSwitching, time.Now(), release.PhaseLaunching)
+	})
+	if err != nil {
+		return err
+	}
+	why, err := s.command(ctx, cause, id, events.TrafficSwitch.Type(), events.TrafficCommand{Service: rec.Service, Group: group})
+	if err != nil || why == "" {
+		return err
+	}
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.RollbackRequested, 0)+":switch", events.RollbackRequested, rec.Service, id,
+		events.Rollback{Service: rec.Service, Group: group, Reason: "switch refused: " + why, By: "router"})
+}
+
+// rollback takes all traffic away from the release's groups: the canary and
+// baseline lose their share, and if the new group has the traffic it goes
+// back to the previous group first — the new group is destroyed only after
+// traffic.restored. A completed release can be rolled back while the group
+// it replaced is still kept.
+func (s *Service) rollback(ctx context.Context, cause, id, reason string) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	route, _, err := routes.Get(ctx, s.routesKV, rec.Service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return err
+	}
+	live := route.Active == rec.Group
+	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
+		if r.Phase == release.PhaseCompleted && (!live || route.Previous == "") {
+			return fmt.Errorf("%w: %s is completed and %s no longer takes the traffic (or nothing is kept to go back to)", release.ErrStale, id, r.Group)
+		}
+		if r.Reason == "" {
+			r.Reason = reason
+		}
+		return r.Advance(release.PhaseRollingBack, time.Now(), release.PhaseAccepted, release.PhaseCanary,
+			release.PhaseLaunching, release.PhaseSwitching, release.PhaseBaking, release.PhaseCompleted)
+	})
+	if err != nil {
+		return err
+	}
+	up := 0
+	target := route.Active
+	if live {
+		target = route.Previous
+		if target != "" {
+			up, _, err = s.guard(ctx, rec.Service, target)
+			if err != nil {
+				return err
+			}
+			up = min(up, max(s.capacityOf(rec.Service), 1))
+		}
+	}
+	change := func(r *routes.Route) error {
+		for _, g := range []string{rec.Canary, rec.Baseline, rec.Group} {
+			if _, ok := r.Weights[g]; ok && g != "" {
+				r.Weights[g] = 0
+			}
+		}
+		if r.Active == rec.Group {
+			r.Active, r.Previous = r.Previous, ""
+		}
+		if r.Active != "" {
+			r.Weights[r.Active] = routes.MaxWeight
+		}
+		r.Reason = "rollback of " + id + ": " + rec.Reason
+		return nil
+	}
+	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str("restore", target).Str("reason", rec.Reason).Msg("rolling back")
+	return s.commit(ctx, cause, id, rec.Service, target, up, change, events.TrafficRestored)
+}

@@ -1,0 +1,131 @@
+package watchdog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+)
+
+// Deadline returns the phase a release's clock runs for, when it started
+// and how long it may take; ok is false when the phase has no deadline.
+func Deadline(r release.Record, d spec.Deadlines) (name string, from time.Time, limit time.Duration, ok bool) {
+	switch r.Phase {
+	case release.PhaseAccepted, release.PhaseCanary:
+		return "canary", r.EnteredAt(release.PhaseAccepted), d.Canary.D(), true
+	case release.PhaseLaunching:
+		return "launch", r.EnteredAt(release.PhaseLaunching), d.Launch.D(), true
+	case release.PhaseSwitching:
+		return "switch", r.EnteredAt(release.PhaseSwitching), d.Switch.D(), true
+	case release.PhaseBaking:
+		return "bake", r.EnteredAt(release.PhaseBaking), d.Bake.D(), true
+	}
+	return "", time.Time{}, 0, false
+}
+
+// enforceDeadlines turns every missed phase deadline into a rollback whose
+// reason names it, so no release stays stuck.
+func (s *Service) enforceDeadlines(ctx context.Context) {
+	t := time.NewTicker(s.cfg.DeadlineCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s.checkDeadlines(cctx, time.Now())
+		cancel()
+	}
+}
+
+func (s *Service) checkDeadlines(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	recs := make([]release.Record, 0, len(s.inflight))
+	for _, r := range s.inflight {
+		recs = append(recs, r)
+	}
+	s.mu.Unlock()
+	for _, r := range recs {
+		svc, err := spec.Get(ctx, s.services, r.Service)
+		if err != nil {
+			continue
+		}
+		name, from, limit, ok := Deadline(r, svc.Strategy.Deadlines)
+		if !ok || from.IsZero() || now.Sub(from) < limit {
+			continue
+		}
+		reason := fmt.Sprintf("deadline: the %s phase did not end within %s", name, limit)
+		s.log.Warn().Str(logging.FieldService, r.Service).Str(logging.FieldRelease, r.ID).Str("reason", reason).Msg("deadline missed")
+		if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(r.ID, events.RollbackRequested, 0)+":deadline:"+name, events.RollbackRequested, r.Service, r.ID,
+			events.Rollback{Service: r.Service, Group: r.Group, Reason: reason, By: "watchdog"}); err != nil {
+			s.log.Warn().Err(err).Msg("deadlines: publish rollback")
+		}
+	}
+}
+
+// followReleases keeps the releases in flight (for the deadlines) and
+// starts the health watch of every release that bakes, or that completed
+// and is still watched, including those a restart interrupted.
+func (s *Service) followReleases(ctx context.Context) error {
+	w, err := s.releases.KV.Watch(ctx, release.RecordKey("*"))
+	if err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		initial := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if initial {
+						initial = false
+						close(ready)
+					}
+					continue
+				}
+				var r release.Record
+				if json.Unmarshal(e.Value(), &r) != nil {
+					continue
+				}
+				s.mu.Lock()
+				if r.Phase.Final() || r.Phase == release.PhaseRollingBack {
+					delete(s.inflight, r.ID)
+				} else {
+					s.inflight[r.ID] = r
+				}
+				s.mu.Unlock()
+				switch {
+				case r.Phase == release.PhaseBaking:
+					s.bakes.ensure(ctx, r.ID)
+				case r.Phase == release.PhaseCompleted && initial:
+					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					if s.stillWatched(cctx, r) {
+						s.bakes.ensure(ctx, r.ID)
+					}
+					cancel()
+				}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

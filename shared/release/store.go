@@ -1,0 +1,167 @@
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Store reads and writes the releases bucket. Every write is a
+// compare-and-set on the revision read.
+type Store struct {
+	KV jetstream.KeyValue
+}
+
+// ErrNotFound: no record, lock or counter under that key.
+var ErrNotFound = errors.New("not found")
+
+// Get reads a release record and its revision.
+func (s Store) Get(ctx context.Context, id string) (Record, uint64, error) {
+	var r Record
+	e, err := s.KV.Get(ctx, RecordKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return r, 0, fmt.Errorf("release %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, 0, fmt.Errorf("release: get %s: %w", id, err)
+	}
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return r, 0, fmt.Errorf("release: record %s is corrupt: %w", id, err)
+	}
+	return r, e.Revision(), nil
+}
+
+// Update applies change to the record with compare-and-set, re-reading and
+// re-deciding on a conflict. If change returns an error the record is left
+// as it is and the error returned (ErrStale for a step that no longer
+// applies).
+func (s Store) Update(ctx context.Context, id string, change func(*Record) error) (Record, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		r, rev, err := s.Get(ctx, id)
+		if err != nil {
+			return r, err
+		}
+		before, _ := json.Marshal(r)
+		if err := change(&r); err != nil {
+			return r, err
+		}
+		b, _ := json.Marshal(r)
+		if string(b) == string(before) {
+			return r, nil
+		}
+		_, err = s.KV.Update(ctx, RecordKey(id), b, rev)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return r, fmt.Errorf("release: write %s: %w", id, err)
+		}
+	}
+	return Record{}, fmt.Errorf("release: %s kept changing; gave up after 20 tries", id)
+}
+
+// Lock reads the service's lock; ErrNotFound when no release is in flight.
+func (s Store) Lock(ctx context.Context, service string) (Lock, uint64, error) {
+	var l Lock
+	e, err := s.KV.Get(ctx, LockKey(service))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return l, 0, fmt.Errorf("lock of %s: %w", service, ErrNotFound)
+	}
+	if err != nil {
+		return l, 0, fmt.Errorf("release: lock of %s: %w", service, err)
+	}
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		return l, 0, fmt.Errorf("release: lock of %s is corrupt: %w", service, err)
+	}
+	return l, e.Revision(), nil
+}
+
+// Unlock releases the service's lock if release id holds it. Releasing a
+// lock that is free, or held by another release, does nothing.
+func (s Store) Unlock(ctx context.Context, service, id string) error {
+	l, rev, err := s.Lock(ctx, service)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Release != id {
+		return nil
+	}
+	err = s.KV.Delete(ctx, LockKey(service), jetstream.LastRevision(rev))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("release: unlock %s: %w", service, err)
+	}
+	return nil
+}
+
+// Counter reads the service's counter (zero before its first release).
+func (s Store) Counter(ctx context.Context, service string) (Counter, uint64, error) {
+	var c Counter
+	e, err := s.KV.Get(ctx, CounterKey(service))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c, 0, nil
+	}
+	if err != nil {
+		return c, 0, fmt.Errorf("release: counter of %s: %w", service, err)
+	}
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return c, 0, fmt.Errorf("release: counter of %s is corrupt: %w", service, err)
+	}
+	return c, e.Revision(), nil
+}
+
+// SetActive records the group that takes the service's traffic, with
+// compare-and-set on the counter.
+func (s Store) SetActive(ctx context.Context, service, group string) error {
+	for attempt := 0; attempt < 20; attempt++ {
+		c, rev, err := s.Counter(ctx, service)
+		if err != nil {
+			return err
+		}
+		if c.Active == group {
+			return nil
+		}
+		c.Active = group
+		b, _ := json.Marshal(c)
+		if rev == 0 {
+			_, err = s.KV.Create(ctx, CounterKey(service), b)
+		} else {
+			_, err = s.KV.Update(ctx, CounterKey(service), b, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("release: counter of %s: %w", service, err)
+		}
+	}
+	return fmt.Errorf("release: counter of %s kept changing", service)
+}
+
+// List returns every release record whose phase passes keep (nil: all).
+func (s Store) List(ctx context.Context, keep func(Record) bool) ([]Record, error) {
+	lister, err := s.KV.ListKeysFiltered(ctx, RecordKey("*"))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("release: list: %w", err)
+	}
+	var out []Record
+	for k := range lister.Keys() {
+		r, _, err := s.Get(ctx, strings.TrimPrefix(k, RecordKey("")))
+		if err != nil {
+			continue
+		}
+		if keep == nil || keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
