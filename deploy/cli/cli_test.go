@@ -275,17 +275,17 @@ func TestUpProcess(t *testing.T) {
 	t.Cleanup(func() { testkit.KillAll(hello) })
 	url, cmd := up()
 	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(helloSpec, "[hello]", "["+hello+"]", 1)))
-	run(t, url, "release", "hello", "--version", "v1")
-	if code, out, errs := run(t, url, "fleet", "create", "hello-v001", "2", "--version", "v1"); code != 0 {
-		t.Fatalf("fleet create: %q %q", out, errs)
+	// the release launches hello-v001 (capacity 3) and bakes it for 5 min
+	if code, out, errs := run(t, url, "release", "hello", "--version", "v1"); code != 0 {
+		t.Fatalf("release: %q %q", out, errs)
 	}
 	waitListed := func(url string) string {
 		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if _, out, _ := run(t, url, "fleet", "ls"); strings.Contains(out, "2/2") {
+			if _, out, _ := run(t, url, "fleet", "ls"); strings.Contains(out, "3/3") {
 				return out
 			}
 		}
-		t.Fatal("the group never had 2 instances up")
+		t.Fatal("the group never had 3 instances up")
 		return ""
 	}
 	first := waitListed(url)
@@ -293,8 +293,8 @@ func TestUpProcess(t *testing.T) {
 	// up dies without warning: its instances keep running...
 	cmd.Process.Kill()
 	cmd.Wait()
-	if n := testkit.CountProcesses(hello) - before; n != 2 {
-		t.Fatalf("%d instances after up was killed, want 2 still running", n)
+	if n := testkit.CountProcesses(hello) - before; n != 3 {
+		t.Fatalf("%d instances after up was killed, want 3 still running", n)
 	}
 	// ...and the next up re-adopts them (same instances, same addresses)
 	url, cmd = up()
@@ -302,8 +302,18 @@ func TestUpProcess(t *testing.T) {
 	if addrs(first) != addrs(second) {
 		t.Fatalf("not re-adopted:\n%s\n%s", first, second)
 	}
-	if _, out, _ := run(t, url, "events", "--service", "hello"); !strings.Contains(out, "release.accepted") {
-		t.Fatalf("after restart events = %q", out)
+	// the release goes on: a step in hand at the kill is redelivered
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, out, _ := run(t, url, "events", "--service", "hello")
+		if strings.Contains(out, "release.traffic.switched") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart events = %q", out)
+		}
+	}
+	if _, out, _ := run(t, url, "status", "hello"); !strings.Contains(out, "baking") {
+		t.Fatalf("after restart the release is not baking: %q", out)
 	}
 	stop(cmd) // a graceful stop stops every instance
 	if n := testkit.CountProcesses(hello) - before; n != 0 {

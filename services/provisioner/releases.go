@@ -2,12 +2,9 @@ package provisioner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
@@ -31,8 +28,8 @@ func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 	}
 	cons, err := natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
 		Stream: topology.StreamReleases, Durable: "provisioner-releases", FilterSubjects: filters,
-		MaxDeliver: 20, AckWait: 30 * time.Second,
-	}, s.handleRelease, s.log)
+		MaxDeliver: 20, AckWait: release.StepAckWait,
+	}, release.Step(s.log, 20*time.Second, s.releaseStep), s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -53,38 +50,23 @@ func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 	return cons, nil
 }
 
-func (s *Service) handleRelease(ctx context.Context, msg jetstream.Msg) error {
-	ev, err := events.Decode(msg.Data())
-	if err != nil {
-		return natsx.Permanent(err)
-	}
-	if ev.ReleaseID == "" {
-		return natsx.Permanent(fmt.Errorf("provisioner: %s without a release id", ev.Type))
-	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
+func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 	k, _ := ev.Kind()
 	switch k {
 	case events.ReleaseAccepted:
-		err = s.startCanary(ctx, ev.ReleaseID)
+		return s.startCanary(ctx, ev.ReleaseID)
 	case events.CanaryPassed:
-		err = s.launch(ctx, ev.ReleaseID)
+		return s.launch(ctx, ev.ReleaseID)
 	case events.Baked:
-		err = s.complete(ctx, ev.ReleaseID)
+		return s.complete(ctx, ev.ReleaseID)
 	case events.TrafficRestored:
 		var t events.Traffic
 		if err := ev.DecodeData(&t); err != nil {
 			return natsx.Permanent(err)
 		}
-		err = s.finishRollback(ctx, ev.ReleaseID, t.Active)
-	default:
-		return natsx.Permanent(fmt.Errorf("provisioner: %s is not a release step", ev.Type))
+		return s.finishRollback(ctx, ev.ReleaseID, t.Active)
 	}
-	if errors.Is(err, release.ErrStale) || errors.Is(err, release.ErrNotFound) {
-		s.log.Info().Str(logging.FieldRelease, ev.ReleaseID).Str("event", ev.Type).Err(err).Msg("step skipped")
-		return nil
-	}
-	return err
+	return natsx.Permanent(fmt.Errorf("provisioner: %s is not a release step", ev.Type))
 }
 
 // startCanary launches the baseline (the version now in production) and the

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
@@ -27,20 +25,11 @@ func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 	}
 	return natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
 		Stream: topology.StreamReleases, Durable: "router-releases", FilterSubjects: filters,
-		MaxDeliver: 20, AckWait: 30 * time.Second,
-	}, s.handleRelease, s.log)
+		MaxDeliver: 20, AckWait: release.StepAckWait,
+	}, release.Step(s.log, 20*time.Second, s.releaseStep), s.log)
 }
 
-func (s *Service) handleRelease(ctx context.Context, msg jetstream.Msg) error {
-	ev, err := events.Decode(msg.Data())
-	if err != nil {
-		return natsx.Permanent(err)
-	}
-	if ev.ReleaseID == "" {
-		return natsx.Permanent(fmt.Errorf("router: %s without a release id", ev.Type))
-	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
+func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 	k, _ := ev.Kind()
 	switch k {
 	case events.ClusterReady:
@@ -48,27 +37,21 @@ func (s *Service) handleRelease(ctx context.Context, msg jetstream.Msg) error {
 		if err := ev.DecodeData(&c); err != nil {
 			return natsx.Permanent(err)
 		}
-		err = s.switchRelease(ctx, ev.ID, ev.ReleaseID, c.Group)
+		return s.switchRelease(ctx, ev.ID, ev.ReleaseID, c.Group)
 	case events.RollbackRequested:
 		var r events.Rollback
 		if err := ev.DecodeData(&r); err != nil {
 			return natsx.Permanent(err)
 		}
-		err = s.rollback(ctx, ev.ID, ev.ReleaseID, fmt.Sprintf("%s (by %s)", r.Reason, r.By))
+		return s.rollback(ctx, ev.ID, ev.ReleaseID, fmt.Sprintf("%s (by %s)", r.Reason, r.By))
 	case events.CanaryFailed:
 		var r events.CanaryResult
 		if err := ev.DecodeData(&r); err != nil {
 			return natsx.Permanent(err)
 		}
-		err = s.rollback(ctx, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
-	default:
-		return natsx.Permanent(fmt.Errorf("router: %s is not a release step", ev.Type))
+		return s.rollback(ctx, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
 	}
-	if errors.Is(err, release.ErrStale) || errors.Is(err, release.ErrNotFound) {
-		s.log.Info().Str(logging.FieldRelease, ev.ReleaseID).Str("event", ev.Type).Err(err).Msg("step skipped")
-		return nil
-	}
-	return err
+	return natsx.Permanent(fmt.Errorf("router: %s is not a release step", ev.Type))
 }
 
 // switchRelease moves all traffic to the release's new group, guarded; a

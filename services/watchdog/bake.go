@@ -111,44 +111,6 @@ func (w *Window) Totals() metrics.Totals {
 	return t
 }
 
-// bakes runs one watcher per release that bakes or that completed with a
-// previous group still kept.
-type bakes struct {
-	s       *Service
-	mu      sync.Mutex
-	running map[string]bool
-	wg      sync.WaitGroup
-}
-
-func (b *bakes) ensure(ctx context.Context, id string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.running[id] {
-		return
-	}
-	b.running[id] = true
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		defer func() {
-			b.mu.Lock()
-			delete(b.running, id)
-			b.mu.Unlock()
-		}()
-		for ctx.Err() == nil {
-			err := b.s.watch(ctx, id)
-			if err == nil || errors.Is(err, release.ErrStale) {
-				return
-			}
-			b.s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("health watch failed; retrying")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}()
-}
-
 // switched starts the bake of a release whose traffic has moved.
 func (s *Service) switched(ctx context.Context, msg jetstream.Msg) error {
 	ev, err := events.Decode(msg.Data())

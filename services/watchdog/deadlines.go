@@ -111,11 +111,11 @@ func (s *Service) followReleases(ctx context.Context) error {
 				s.mu.Unlock()
 				switch {
 				case r.Phase == release.PhaseBaking:
-					s.bakes.ensure(ctx, r.ID)
+					s.bakes.Ensure(ctx, r.ID, s.watch)
 				case r.Phase == release.PhaseCompleted && initial:
 					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					if s.stillWatched(cctx, r) {
-						s.bakes.ensure(ctx, r.ID)
+						s.bakes.Ensure(ctx, r.ID, s.watch)
 					}
 					cancel()
 				}

@@ -69,7 +69,7 @@ type Service struct {
 	instances jetstream.KeyValue
 	routes    jetstream.KeyValue
 	releases  release.Store
-	bakes     *bakes
+	bakes     release.Runs
 
 	mu       sync.Mutex
 	inflight map[string]release.Record
@@ -96,9 +96,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.DeadlineCheck <= 0 {
 		cfg.DeadlineCheck = d.DeadlineCheck
 	}
-	s := &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}}
-	s.bakes = &bakes{s: s, running: map[string]bool{}}
-	return s
+	return &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}}
 }
 
 // Run starts the bake consumer, the release watch, the deadline checks and
@@ -125,14 +123,14 @@ func (s *Service) Run(ctx context.Context) error {
 	defer dl.Stop()
 	bake, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
 		Stream: topology.StreamReleases, Durable: "watchdog-bake", FilterSubjects: []string{events.TrafficSwitched.Subject("*")},
-		MaxDeliver: 20,
+		MaxDeliver: 20, AckWait: release.StepAckWait,
 	}, s.switched, s.log)
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
 	defer bake.Stop()
 	wctx, stop := context.WithCancel(ctx)
-	defer s.bakes.wg.Wait()
+	defer s.bakes.Wait()
 	defer stop()
 	if err := s.followReleases(wctx); err != nil {
 		return fmt.Errorf("watchdog: %w", err)
@@ -148,7 +146,8 @@ func (s *Service) Run(ctx context.Context) error {
 			n := len(s.inflight)
 			s.mu.Unlock()
 			return natsx.Status{Service: "watchdog", Version: Version, Started: started, Parts: map[string]string{
-				"dead_letters": "running", "bake": "running", "deadlines": fmt.Sprintf("running (%d releases in flight)", n),
+				"dead_letters": "running", "bake": fmt.Sprintf("running (%d health watches)", s.bakes.Count()),
+				"deadlines": fmt.Sprintf("running (%d releases in flight)", n),
 			}}
 		},
 		Consumers: func() []*natsx.Consumer { return consumers },

@@ -42,15 +42,12 @@ type Phase struct {
 	routes    jetstream.KeyValue
 	releases  release.Store
 	log       zerolog.Logger
-
-	mu      sync.Mutex
-	running map[string]bool
-	wg      sync.WaitGroup
+	runs      release.Runs
 }
 
 // New binds the phase to the buckets it reads.
 func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*Phase, error) {
-	p := &Phase{js: js, log: log, running: map[string]bool{}}
+	p := &Phase{js: js, log: log, runs: release.Runs{Log: log}}
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV} {
 		var err error
 		if *kv, err = js.KeyValue(ctx, name); err != nil {
@@ -70,11 +67,11 @@ func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
 		return nil, err
 	}
 	for _, r := range inFlight {
-		p.ensure(ctx, r.ID)
+		p.runs.Ensure(ctx, r.ID, p.run)
 	}
 	return natsx.Consume(ctx, p.js, natsx.ConsumerSpec{
 		Stream: topology.StreamReleases, Durable: Durable, FilterSubjects: []string{events.ReleaseAccepted.Subject("*")},
-		MaxDeliver: 20,
+		MaxDeliver: 20, AckWait: release.StepAckWait,
 	}, func(hctx context.Context, msg jetstream.Msg) error {
 		ev, err := events.Decode(msg.Data())
 		if err != nil {
@@ -85,7 +82,7 @@ func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
 }
 
 // Wait waits for every run to stop.
-func (p *Phase) Wait() { p.wg.Wait() }
+func (p *Phase) Wait() { p.runs.Wait() }
 
 // accepted passes a first release (nothing runs to compare it with) and
 // starts the run of any other.
@@ -106,38 +103,8 @@ func (p *Phase) accepted(hctx, runCtx context.Context, id string) error {
 			Reason: "first release of " + rec.Service + ": nothing runs to compare with, so the canary is skipped",
 		})
 	}
-	p.ensure(runCtx, id)
+	p.runs.Ensure(runCtx, id, p.run)
 	return nil
-}
-
-// ensure starts the run of a release unless it is running.
-func (p *Phase) ensure(ctx context.Context, id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.running[id] {
-		return
-	}
-	p.running[id] = true
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer func() {
-			p.mu.Lock()
-			delete(p.running, id)
-			p.mu.Unlock()
-		}()
-		for ctx.Err() == nil {
-			err := p.run(ctx, id)
-			if err == nil || errors.Is(err, release.ErrStale) {
-				return
-			}
-			p.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("canary run failed; retrying")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}()
 }
 
 // run is one release's canary phase. It returns ErrStale once the release
