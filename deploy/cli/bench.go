@@ -288,7 +288,39 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	rollbackCmd.Flags().IntVar(&bad, "n", 10, "releases that fail after the switch")
 	rollbackCmd.Flags().IntVar(&healthy, "healthy", 3, "healthy releases to measure the overhead on")
 	rollbackCmd.Flags().DurationVar(&failAfter, "fail-after", 3*time.Second, "how long after its start a bad instance begins to fail")
-	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd)
+	var chaosFor, chaosMean, chaosMin time.Duration
+	chaosCmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Chaos Monkey unleashed in fast mode on hello (3 instances) under load: kills/min, failed requests, kill → replacement up",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			hello, err := buildHello(dir)
+			if err != nil {
+				return err
+			}
+			r, err := bench.ChaosRun(filepath.Join(dir, "mesh"), hello, chaosFor, chaosMean, chaosMin)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "figure", "measured", "target")
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", fmt.Sprintf("kills in %s (mean %s, min %s between)", chaosFor, chaosMean, chaosMin), fmt.Sprintf("%d (%.1f/min)", r.Kills, r.KillsPerMinute()), "—")
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "kills skipped by the checks (group not whole yet, …)", fmt.Sprint(r.Skipped), "—")
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "requests through the router / failed", fmt.Sprintf("%d / %d", r.Served+r.Failed, r.Failed), "0 failed")
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "kill → replacement up, p50 / max", fmt.Sprintf("%s / %s", r.ReplacementPercentile(0.5).Round(time.Millisecond), r.ReplacementPercentile(1).Round(time.Millisecond)), "—")
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "victims not replaced", fmt.Sprint(len(r.Unreplaced)), "0")
+			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "kills in the audit trail (FLEET stream)", fmt.Sprint(r.AuditTerminated), fmt.Sprint(r.Kills))
+			return nil
+		},
+	}
+	chaosCmd.Flags().DurationVar(&chaosFor, "for", 30*time.Second, "how long the monkey kills")
+	chaosCmd.Flags().DurationVar(&chaosMean, "mean", time.Second, "mean time between kills (fast mode)")
+	chaosCmd.Flags().DurationVar(&chaosMin, "min", 2*time.Second, "min time between kills")
+	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd)
 	return cmd
 }
 

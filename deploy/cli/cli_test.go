@@ -131,7 +131,7 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	if states[0].Service != "hello" || states[0].InFlight != first || states[0].Last.Group != "hello-v001" || states[0].Last.Phase != "launching" {
 		t.Fatalf("status %+v", states[0])
 	}
-	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, first) || !strings.Contains(out, "phases:   accepted 0s · launching") {
+	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, first) || !strings.Contains(out, "phases:   accepted ") || !strings.Contains(out, " · launching ") || !strings.Contains(out, "so far") {
 		t.Fatalf("status table %q", out)
 	}
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redblack/redblack/deploy/bench"
 	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/services/chaos/monkey"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/release"
@@ -25,7 +26,7 @@ import (
 )
 
 func (a *app) demoCmd() *cobra.Command {
-	var keep bool
+	var keep, withChaos bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the mesh in a temp dir and release hello four times under load: two complete, two roll back",
@@ -42,11 +43,18 @@ and drives steady load through the router for the whole demo while it releases:
 
 It prints every release event as it happens, then a table per release: outcome,
 time per phase, requests served and failed while it ran, and the rollback time.
+With --chaos, Chaos Monkey runs unleashed in its fast mode from v1 on: it kills
+an instance of the group that takes traffic about every 2 s whenever its outage
+check passes (never while a release is in flight, never while the group is not
+whole), and after v2 there are 20 s of chaos alone. The table adds the kills
+beside the failed-request count, which must be 0.
+
 It exits 0 only when every outcome is the expected one.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.demo(keep) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.demo(keep, withChaos) },
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temp dir (JetStream files) afterwards")
+	cmd.Flags().BoolVar(&withChaos, "chaos", false, "let Chaos Monkey loose, unleashed, in its fast mode (a kill every ~2 s) from v1 on, with a 20 s chaos-only span after v2")
 	return cmd
 }
 
@@ -83,7 +91,7 @@ func DemoSpec(hello string) spec.Service {
 	}
 }
 
-func (a *app) demo(keep bool) error {
+func (a *app) demo(keep, withChaos bool) error {
 	start := time.Now()
 	step := func(format string, args ...any) {
 		fmt.Fprintf(a.out, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -132,6 +140,9 @@ func (a *app) demo(keep bool) error {
 	}
 	store := release.Store{KV: rkv}
 	hs := DemoSpec(hello)
+	if withChaos {
+		hs.Chaos = spec.Chaos{Enabled: true, MeanTimeBetweenKills: spec.KillInterval{Every: time.Second}, MinTimeBetweenKills: spec.KillInterval{Every: 2 * time.Second}}
+	}
 	res, err := spec.Apply(ctx, kv, hs)
 	if err != nil {
 		return err
@@ -211,6 +222,12 @@ func (a *app) demo(keep bool) error {
 	}
 
 	runRelease(demoRelease{version: "v1", note: "the first release: nothing runs yet, so the canary is skipped", want: release.PhaseCompleted})
+	if withChaos {
+		if err := a.updateChaos(func(c *monkey.Config) error { c.Enabled, c.Leashed = true, false; return nil }); err != nil {
+			return err
+		}
+		step("Chaos Monkey unleashed: fast mode, mean 1s, at least 2s between kills")
+	}
 	var version atomic.Value
 	version.Store("")
 	load = bench.StartLoad(m.HTTP(), "hello", 4, func(v string, _ time.Time) { version.Store(v) }, ended.failed)
@@ -230,6 +247,19 @@ func (a *app) demo(keep bool) error {
 		}
 	}()
 	runRelease(demoRelease{version: "v2", note: "healthy", want: release.PhaseCompleted})
+	if withChaos {
+		kills, skipped, failed, err := a.chaosSpan(ctx, c, load, step, 20*time.Second)
+		if err != nil {
+			return err
+		}
+		got := "at least 5"
+		if kills < 5 {
+			got = fmt.Sprint(kills)
+		}
+		checks = append(checks, check{fmt.Sprintf("Chaos Monkey kills in 20 s outside releases (%d)", kills), "at least 5", got},
+			check{"requests failed during the chaos span", "0", fmt.Sprint(failed)})
+		rows = append(rows, demoRow{version: "chaos", outcome: fmt.Sprintf("%d kills, %d skipped by the checks", kills, skipped), phases: "20s of kills", served: -1, failed: failed, exposure: "-", rollback: "-"})
+	}
 	runRelease(demoRelease{version: "v3", note: "--fail-after 9s: passes its canary, fails during the bake", flags: []string{"--fail-after", "9s"}, want: release.PhaseRolledBack, wantVia: events.RollbackRequested})
 	runRelease(demoRelease{version: "v4", note: "--error-rate 0.3: the canary catches it", flags: []string{"--error-rate", "0.3"}, want: release.PhaseRolledBack, wantVia: events.CanaryFailed})
 	served, lost, versions := load.Stop()
@@ -242,7 +272,11 @@ func (a *app) demo(keep bool) error {
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RELEASE\tOUTCOME\tPHASES\tSERVED\tFAILED\tFIRST FAILURE→RESTORED\tROLLBACK")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.version, r.outcome, r.phases, r.served, r.failed, r.exposure, r.rollback)
+		served := fmt.Sprint(r.served)
+		if r.served < 0 {
+			served = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.version, r.outcome, r.phases, served, r.failed, r.exposure, r.rollback)
 	}
 	tw.Flush()
 	fmt.Fprintln(a.out)
@@ -262,6 +296,41 @@ func (a *app) demo(keep bool) error {
 	}
 	fmt.Fprintf(a.out, "demo: all %d outcomes as expected in %.1fs\n", len(checks), time.Since(start).Seconds())
 	return nil
+}
+
+// chaosSpan lets the monkey kill for d with no release in flight and
+// counts its kills and skips and the requests that failed meanwhile.
+func (a *app) chaosSpan(ctx context.Context, c *client, load *bench.Load, step func(string, ...any), d time.Duration) (kills, skipped int, failed int64, err error) {
+	var mu sync.Mutex
+	sub, err := c.nc.Subscribe("chaos.hello.*", func(msg *nats.Msg) {
+		ev, err := events.Decode(msg.Data)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Type {
+		case events.ChaosTerminated.Type():
+			kills++
+			step("  %-9s %-22s %s", "chaos", shortType(ev.Type), describe(ev))
+		case events.ChaosSkipped.Type():
+			skipped++
+		}
+	})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer sub.Unsubscribe()
+	step("chaos alone for %s: the monkey kills, the router routes around, the group replaces", d)
+	failed0 := load.Failed()
+	select { // the span is a fixed time on stage
+	case <-ctx.Done():
+		return 0, 0, 0, ctx.Err()
+	case <-time.After(d):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return kills, skipped, load.Failed() - failed0, nil
 }
 
 // endings collects how releases ended (completed, rolled_back, rejected).

@@ -26,6 +26,7 @@ const (
 	BucketReleases  = "releases"  // release records and per-service locks (canary)
 	BucketRoutes    = "routes"    // routing tables (router)
 	BucketInstances = "instances" // discovery (provisioner)
+	BucketChaos     = "chaos"     // Chaos Monkey's config and kill records (chaos)
 )
 
 // Advisory subjects captured for the dead-letter queue.
@@ -99,6 +100,7 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		{Bucket: BucketServices, Description: "service specs", History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketReleases, Description: "release records and per-service locks", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketRoutes, Description: "routing tables", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketChaos, Description: "Chaos Monkey: global config and the last kill of each unit", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketInstances, Description: "discovery: instances by service and group", History: 1, TTL: o.InstanceTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
 }

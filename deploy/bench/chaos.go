@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/services/chaos/monkey"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// ChaosResult is what ChaosRun saw.
+type ChaosResult struct {
+	Duration        time.Duration
+	Kills           int // chaos.<service>.terminated
+	Skipped         int // chaos.<service>.skipped (mostly: a replacement not up yet)
+	Served, Failed  int64
+	Replacements    []time.Duration // victim terminated → its replacement up
+	Unreplaced      []string        // victims without a replacement up
+	AuditTerminated int             // chaos.<service>.terminated stored in the FLEET stream
+}
+
+// KillsPerMinute is the sustained kill rate.
+func (r ChaosResult) KillsPerMinute() float64 { return float64(r.Kills) / r.Duration.Minutes() }
+
+// ReplacementPercentile of the kill → replacement-up times.
+func (r ChaosResult) ReplacementPercentile(q float64) time.Duration {
+	d := append([]time.Duration(nil), r.Replacements...)
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(q*float64(len(d))))]
+}
+
+// ChaosSpec is hello with 3 instances and Chaos Monkey in its fast mode.
+func ChaosSpec(hello string, mean, minGap time.Duration) spec.Service {
+	return spec.Service{Name: "hello", Owner: "bench", Capacity: 3,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}},
+		Strategy: spec.Strategy{Bake: spec.Bake{Duration: spec.Duration(time.Second)}},
+		Chaos:    spec.Chaos{Enabled: true, MeanTimeBetweenKills: spec.KillInterval{Every: mean}, MinTimeBetweenKills: spec.KillInterval{Every: minGap}},
+	}
+}
+
+// ChaosRun releases hello (3 instances) in a mesh in dir, puts steady load
+// through the router and lets the monkey loose, unleashed, in its fast mode
+// for d; then pauses it and waits for the group to be whole.
+func ChaosRun(dir, hello string, d, mean, minGap time.Duration) (ChaosResult, error) {
+	res := ChaosResult{Duration: d}
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		return res, err
+	}
+	defer m.Stop()
+	nc, err := m.Connect("bench")
+	if err != nil {
+		return res, err
+	}
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		return res, err
+	}
+	if _, err := spec.Apply(ctx, kv, ChaosSpec(hello, mean, minGap)); err != nil {
+		return res, err
+	}
+	t := &timeline{at: map[string]events.Event{}}
+	var mu sync.Mutex
+	var seen []events.Event
+	for _, subject := range []string{"release.hello.>", "chaos.hello.>", "fleet.hello.instance.>"} {
+		sub, err := nc.Subscribe(subject, func(msg *nats.Msg) {
+			t.add(msg)
+			if ev, err := events.Decode(msg.Data); err == nil {
+				mu.Lock()
+				seen = append(seen, ev)
+				mu.Unlock()
+			}
+		})
+		if err != nil {
+			return res, err
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := nc.Flush(); err != nil {
+		return res, err
+	}
+	ev, err := events.NewWithID("bench-chaos-v1", "bench", events.ReleaseRequested, "hello", "bench-chaos-v1", events.Requested{Version: "v1"})
+	if err != nil {
+		return res, err
+	}
+	if _, err := natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev); err != nil {
+		return res, err
+	}
+	if _, err := t.wait("bench-chaos-v1", time.Minute, events.ReleaseCompleted); err != nil {
+		return res, err
+	}
+	load := StartLoad(m.HTTP(), "hello", 4, nil, nil)
+	defer load.Stop()
+	chaosKV, err := js.KeyValue(ctx, topology.BucketChaos)
+	if err != nil {
+		return res, err
+	}
+	setChaos := func(enabled bool) error {
+		c := monkey.DefaultConfig()
+		c.Enabled, c.Leashed = enabled, false
+		b, _ := json.Marshal(c)
+		_, err := chaosKV.Put(ctx, monkey.ConfigKey, b)
+		return err
+	}
+	if err := setChaos(true); err != nil {
+		return res, err
+	}
+	time.Sleep(d) // the monkey's time on stage: a fixed span, not a condition
+	if err := setChaos(false); err != nil {
+		return res, err
+	}
+	// the last kill's replacement comes within seconds
+	whole := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		res.Replacements, res.Unreplaced, res.Kills, res.Skipped = replacements(seen)
+		mu.Unlock()
+		if len(res.Unreplaced) == 0 || time.Now().After(whole) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ok, failed, _ := load.Stop()
+	res.Served, res.Failed = ok, failed
+	res.AuditTerminated, err = countStored(ctx, js, topology.StreamFleet, events.ChaosTerminated.Subject("hello"))
+	return res, err
+}
+
+// replacements pairs each chaos kill with its replacement: the victim's
+// instance.terminated, the instance.replaced naming it, and that new
+// instance's instance.up.
+func replacements(seen []events.Event) (took []time.Duration, unreplaced []string, kills, skipped int) {
+	terminated := map[string]time.Time{}
+	replacedBy := map[string]string{} // victim → new instance
+	up := map[string]time.Time{}
+	var victims []string
+	for _, ev := range seen {
+		switch ev.Type {
+		case events.ChaosTerminated.Type():
+			var c events.Chaos
+			if ev.DecodeData(&c) == nil {
+				victims = append(victims, c.Instance)
+			}
+		case events.ChaosSkipped.Type():
+			skipped++
+		case events.InstanceTerminated.Type(), events.InstanceReplaced.Type(), events.InstanceUp.Type():
+			var i events.Instance
+			if ev.DecodeData(&i) != nil {
+				continue
+			}
+			switch ev.Type {
+			case events.InstanceTerminated.Type():
+				terminated[i.Instance] = ev.Time
+			case events.InstanceReplaced.Type():
+				replacedBy[strings.TrimPrefix(i.Reason, "replaces ")] = i.Instance
+			default:
+				if _, ok := up[i.Instance]; !ok {
+					up[i.Instance] = ev.Time
+				}
+			}
+		}
+	}
+	for _, v := range victims {
+		at, ok := up[replacedBy[v]]
+		if !ok {
+			unreplaced = append(unreplaced, v)
+			continue
+		}
+		took = append(took, at.Sub(terminated[v]))
+	}
+	return took, unreplaced, len(victims), skipped
+}
+
+// countStored counts a subject's messages kept in a stream.
+func countStored(ctx context.Context, js jetstream.JetStream, stream, subject string) (int, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
+}
+
+// String prints the result for a log.
+func (r ChaosResult) String() string {
+	return fmt.Sprintf("%d kills in %s (%.1f/min), %d skipped, %d requests %d failed, replacement p50 %s max %s, %d in the audit trail",
+		r.Kills, r.Duration, r.KillsPerMinute(), r.Skipped, r.Served+r.Failed, r.Failed,
+		r.ReplacementPercentile(0.5).Round(time.Millisecond), r.ReplacementPercentile(1).Round(time.Millisecond), r.AuditTerminated)
+}
