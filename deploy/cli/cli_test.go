@@ -193,7 +193,7 @@ func TestCommandErrors(t *testing.T) {
 	if code, _, errs = run(t, "nats://127.0.0.1:1", "release", "hello"); code != 1 || !strings.Contains(errs, "version") {
 		t.Fatalf("no version: %d %q", code, errs)
 	}
-	for _, c := range []string{"up", "demo", "service", "release", "rollback", "events", "status", "bench"} {
+	for _, c := range []string{"up", "demo", "service", "release", "rollback", "chaos", "events", "status", "bench"} {
 		if code, out, _ := run(t, "x", c, "--help"); code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%s --help = %d", c, code)
 		}
@@ -330,4 +330,35 @@ func addrs(ls string) string {
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+func TestChaosConfigPauseAndDays(t *testing.T) {
+	url := startMesh(t)
+	if code, out, errs := run(t, url, "chaos", "config", "--enabled", "--leashed=false", "--window", "10:00-16:00", "--days", "mon-wed", "--tz", "Europe/Amsterdam"); code != 0 ||
+		!strings.Contains(out, `"enabled": true`) || !strings.Contains(out, `"leashed": false`) || !strings.Contains(out, `"start": "10:00"`) || !strings.Contains(out, `"days": [`) {
+		t.Fatalf("config = %d %q %q", code, out, errs)
+	}
+	if code, _, errs := run(t, url, "chaos", "config", "--window", "16:00-10:00"); code != 1 || !strings.Contains(errs, "nothing stored") {
+		t.Fatalf("bad window = %d %q", code, errs)
+	}
+	if code, out, _ := run(t, url, "chaos", "pause"); code != 0 || !strings.Contains(out, `"paused": true`) || !strings.Contains(out, `"start": "10:00"`) {
+		t.Fatalf("pause = %d %q", code, out)
+	}
+	if code, out, _ := run(t, url, "chaos", "resume"); code != 0 || strings.Contains(out, `"paused"`) {
+		t.Fatalf("resume = %d %q", code, out)
+	}
+	// no service opts in: the schedule is empty; a kill on demand is skipped with the reason
+	if code, out, _ := run(t, url, "chaos", "schedule"); code != 0 || strings.TrimSpace(out) != "SERVICE  UNIT  AT  MODE" {
+		t.Fatalf("schedule = %d %q", code, out)
+	}
+	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
+	if code, out, _ := run(t, url, "chaos", "kill", "hello"); code != 1 || !strings.Contains(out, "chaos is not enabled for hello") {
+		t.Fatalf("kill = %d %q", code, out)
+	}
+	if ds, err := parseDays("mon,wed"); err != nil || len(ds) != 2 || ds[1] != time.Wednesday {
+		t.Fatalf("%v %v", ds, err)
+	}
+	if _, err := parseDays("fri-mon"); err == nil {
+		t.Fatal("fri-mon accepted")
+	}
 }
