@@ -418,17 +418,3 @@ func buildHello(dir string) (string, error) {
 	}
 	return hello, nil
 }
-
-// answerTo waits on sub for the event derived from command id.
-func answerTo(sub *nats.Subscription, id string) (events.Event, error) {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			return events.Event{}, fmt.Errorf("no answer: %w", err)
-		}
-		if ev, err := events.Decode(m.Data); err == nil && strings.HasPrefix(ev.ID, id+":") {
-			return ev, nil
-		}
-	}
-}

@@ -2,13 +2,9 @@ package cli
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
-	"github.com/redblack/redblack/shared/subjects"
-	"github.com/redblack/redblack/shared/topology"
 )
 
 // request publishes a release request as the CLI does and returns its id
@@ -26,23 +22,4 @@ func (c *client) request(ctx context.Context, service, version string, art event
 		return "", 0, err
 	}
 	return id, ack.Sequence, nil
-}
-
-// decision waits for the intake's accepted or rejected event of release id.
-func (c *client) decision(service, id string, seq uint64, limit time.Duration) (events.Event, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	var got events.Event
-	err := c.tail(ctx, topology.StreamReleases, []string{subjects.AllReleases(service)}, from{seq: seq}, true, func(s seen) error {
-		if s.bad == nil && s.ev.ReleaseID == id &&
-			(s.ev.Type == events.ReleaseAccepted.Type() || s.ev.Type == events.ReleaseRejected.Type()) {
-			got = s.ev
-			return errStop
-		}
-		return nil
-	})
-	if ctx.Err() != nil {
-		return got, fmt.Errorf("no decision on release %s within %s", id, limit)
-	}
-	return got, err
 }
