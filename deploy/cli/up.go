@@ -18,6 +18,7 @@ import (
 
 func (a *app) upCmd() *cobra.Command {
 	cfg := mesh.DefaultConfig()
+	var awsf awsFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -34,6 +35,9 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 			defer stop()
 			start := time.Now()
 			cfg.Log = logging.New(a.err, "", a.logLevel)
+			if err := awsf.apply(ctx, &cfg); err != nil {
+				return err
+			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
 				return err
@@ -55,5 +59,6 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
 	cmd.Flags().StringVar(&cfg.Router.Admin, "admin", "127.0.0.1:9180", "address of the router's admin port (/metrics); empty for none")
+	awsf.register(cmd)
 	return cmd
 }

@@ -132,8 +132,13 @@ func (p *pipeline) failures() int {
 // release requests version with hello's extra flags and returns its id.
 func (p *pipeline) release(version string, flags ...string) string {
 	p.t.Helper()
-	cmd := append([]string{hello, "--version", version}, flags...)
-	ev, err := events.New("test", events.ReleaseRequested, "hello", "", events.Requested{Version: version, Artifact: events.Artifact{Command: cmd}})
+	return p.releaseArtifact(version, events.Artifact{Command: append([]string{hello, "--version", version}, flags...)})
+}
+
+// releaseArtifact requests version with the artifact and returns its id.
+func (p *pipeline) releaseArtifact(version string, art events.Artifact) string {
+	p.t.Helper()
+	ev, err := events.New("test", events.ReleaseRequested, "hello", "", events.Requested{Version: version, Artifact: art})
 	if err != nil {
 		p.t.Fatal(err)
 	}

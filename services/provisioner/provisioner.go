@@ -43,6 +43,9 @@ type Config struct {
 	// StopInstancesOnExit stops every instance when the service stops;
 	// otherwise they keep running and the next start re-adopts them.
 	StopInstancesOnExit bool
+	// Provider replaces the local provider (the aws provider, say). Its
+	// changes are observed by polling: it reports none itself.
+	Provider fleet.Provider
 }
 
 // DefaultConfig returns the defaults.
@@ -115,19 +118,28 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	s.changes = make(chan fleet.Change, 4096)
-	lc := s.cfg.Local
-	lc.Dir = filepath.Join(s.cfg.DataDir, "local")
-	prov, err := local.Open(lc, func(c fleet.Change) { s.changes <- c })
-	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
-	}
-	s.provider = prov
 	reporterDone := make(chan struct{})
-	go func() { defer close(reporterDone); s.report(ctx) }()
-	defer func() {
-		prov.Close(s.cfg.StopInstancesOnExit)
-		<-reporterDone
-	}()
+	if s.cfg.Provider != nil {
+		s.provider = s.cfg.Provider
+		pctx, stopPoll := context.WithCancel(ctx)
+		polled := make(chan struct{})
+		go func() { defer close(polled); fleet.Poll(pctx, s.provider, time.Second, func(c fleet.Change) { s.changes <- c }) }()
+		go func() { defer close(reporterDone); s.report(ctx) }()
+		defer func() { stopPoll(); <-polled; <-reporterDone }()
+	} else {
+		lc := s.cfg.Local
+		lc.Dir = filepath.Join(s.cfg.DataDir, "local")
+		prov, err := local.Open(lc, func(c fleet.Change) { s.changes <- c })
+		if err != nil {
+			return fmt.Errorf("provisioner: %w", err)
+		}
+		s.provider = prov
+		go func() { defer close(reporterDone); s.report(ctx) }()
+		defer func() {
+			prov.Close(s.cfg.StopInstancesOnExit)
+			<-reporterDone
+		}()
+	}
 
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
 		Stream: topology.StreamFleet, Durable: "provisioner-commands",
@@ -152,7 +164,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Name: "provisioner", Version: Version, Description: "server groups and instances through a provider",
 		Status: func() any {
 			return natsx.Status{Service: "provisioner", Version: Version, Started: started, Parts: map[string]string{
-				"provider": "local", "commands": "running", "discovery": "running",
+				"provider": s.providerName(), "commands": "running", "discovery": "running",
 				"release_steps": "running",
 			}}
 		},
@@ -167,4 +179,11 @@ func (s *Service) list(body []byte) (any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.provider.ListGroups(ctx, string(body))
+}
+
+func (s *Service) providerName() string {
+	if s.cfg.Provider != nil {
+		return fmt.Sprintf("%T", s.cfg.Provider)
+	}
+	return "local"
 }

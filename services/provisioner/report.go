@@ -105,9 +105,9 @@ func (s *Service) track(group, service string, desired int, created bool, cause,
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p := &pendingGroup{service: service, deadline: time.Now().Add(s.cfg.StartupTimeout), desired: desired, created: created, cause: cause, release: releaseID, up: map[string]bool{}}
-	if g, err := s.provider.DescribeGroup(ctx, group); err == nil { // a resize: some are up already
+	if g, err := s.provider.DescribeGroup(ctx, group); err == nil { // a resize or a resume: some are up already
 		for _, i := range g.Instances {
-			if i.State == discovery.StateUp {
+			if i.State == discovery.StateUp && s.discoverable(ctx, i) {
 				p.up[i.ID] = true
 			}
 		}
@@ -116,6 +116,17 @@ func (s *Service) track(group, service string, desired int, created bool, cause,
 	s.pending[group] = p
 	s.mu.Unlock()
 	s.check(ctx, group)
+}
+
+// discoverable reports whether the instance is up in discovery: ready
+// means routable, not only up at the provider.
+func (s *Service) discoverable(ctx context.Context, i fleet.Instance) bool {
+	e, err := s.instances.Get(ctx, discovery.Key(i.Service, i.Group, i.ID))
+	if err != nil {
+		return false
+	}
+	d, err := discovery.Decode(e.Value())
+	return err == nil && d.State == discovery.StateUp
 }
 
 func (s *Service) untrack(group string) {

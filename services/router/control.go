@@ -222,6 +222,11 @@ func (s *Service) commit(ctx context.Context, cause, releaseID, service, group s
 	if err := s.waitApplied(ctx, service, rev, group, up); err != nil {
 		return err // retried: the update is idempotent
 	}
+	if s.cfg.Edge != nil {
+		if err := s.cfg.Edge.Apply(ctx, service, route.Weights); err != nil {
+			return err // retried: the weights are set whole each time
+		}
+	}
 	go s.drain(before, route)
 	s.log.Info().Str(logging.FieldService, service).Uint64("revision", rev).Interface("weights", route.Weights).Msg("traffic applied by every router")
 	data := events.Traffic{Service: service, Active: route.Active, Previous: route.Previous, Weights: route.Weights, Revision: rev}

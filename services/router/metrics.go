@@ -112,3 +112,25 @@ func (s *Service) prometheus(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "%s_bucket{%s,le=\"+Inf\"} %d\n%s_sum{%s} %g\n%s_count{%s} %d\n", name, labels, cum, name, labels, float64(snap.LatencySum)/1e9, name, labels, cum)
 	}
 }
+
+// routedGroups lists every service's groups in the routes (with weight or
+// not: a canary's share comes and goes).
+func (s *Service) routedGroups(context.Context) (map[string][]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for svc, r := range s.routes {
+		out[svc] = r.Groups()
+	}
+	return out, nil
+}
+
+// publishSample publishes a sample from another source on the METRICS
+// stream.
+func (s *Service) publishSample(ctx context.Context, smp metrics.Sample) error {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.js.Publish(pctx, subjects.Metrics(smp.Service, smp.Group), smp.Encode(),
+		jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", smp.Router, smp.Group, smp.End.UnixNano())))
+	return err
+}

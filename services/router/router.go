@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/services/router/proxy"
 	"github.com/redblack/redblack/services/router/routing"
 	"github.com/redblack/redblack/shared/discovery"
@@ -46,6 +47,18 @@ type Config struct {
 	Proxy proxy.Config
 	// ID names this router instance (default: random).
 	ID string
+	// Edge, when set, also moves the traffic at the cloud's load balancer
+	// (the aws deployment's ALB): every weight change is applied there and
+	// read back before it is announced.
+	Edge Edge
+	// CloudWatch, when set, publishes the groups' samples read from
+	// CloudWatch (the ALB's counts) beside the router's own.
+	CloudWatch *cloudwatch.Bridge
+}
+
+// Edge is a load balancer in front of the routers, weighted by group.
+type Edge interface {
+	Apply(ctx context.Context, service string, weights map[string]int) error
 }
 
 // DefaultConfig returns the defaults.
@@ -171,6 +184,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer steps.Stop()
 	go s.publishMetrics(ctx)
+	if s.cfg.CloudWatch != nil {
+		go s.cfg.CloudWatch.Run(ctx, s.routedGroups, s.publishSample)
+	}
 
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{

@@ -1,0 +1,429 @@
+// Package aws is the aws provider: a server group is an Auto Scaling group
+// named like the group, launched from a launch template version the
+// provider creates from the release's artifact (an AMI, with an optional
+// instance type and user data) or from an existing launch template. Groups
+// carry the tags redblack:service, redblack:group, redblack:version and
+// redblack:role; an instance is killed with EC2 TerminateInstances and the
+// group replaces it, as Chaos Monkey does on AWS.
+package aws
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/discovery"
+)
+
+// Tags on every Auto Scaling group (and its instances) the provider makes.
+const (
+	TagService = "redblack:service"
+	TagGroup   = "redblack:group"
+	TagVersion = "redblack:version"
+	TagRole    = "redblack:role"
+)
+
+// Config configures the provider.
+type Config struct {
+	// Subnets are the Auto Scaling groups' VPC subnets.
+	Subnets []string
+	// SecurityGroups go into the launch templates the provider creates.
+	SecurityGroups []string
+	// InstanceType is the default when the artifact names none
+	// (default t3.micro).
+	InstanceType string
+	// Port is the instances' service port in their addresses (default 8080).
+	Port int
+	// MaxAttempts bounds the SDK's retries of throttled and transient
+	// calls (default 8).
+	MaxAttempts int
+	// ConsistencyWait bounds the polling for a describe to see what was just
+	// created (default 30 s).
+	ConsistencyWait time.Duration
+	// TargetGroup, when set, gives the ELBv2 target group a new Auto Scaling
+	// group is attached to (the edge makes one per server group).
+	TargetGroup func(ctx context.Context, group string) (arn string, err error)
+	// ReleaseTargetGroup, when set, deletes a destroyed group's target
+	// group; it refuses one that still has weight.
+	ReleaseTargetGroup func(ctx context.Context, service, group string) error
+}
+
+func (c *Config) defaults() {
+	if c.InstanceType == "" {
+		c.InstanceType = "t3.micro"
+	}
+	if c.Port == 0 {
+		c.Port = 8080
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 8
+	}
+	if c.ConsistencyWait == 0 {
+		c.ConsistencyWait = 30 * time.Second
+	}
+}
+
+// Provider implements fleet.Provider on Auto Scaling and EC2.
+type Provider struct {
+	cfg Config
+	as  *autoscaling.Client
+	ec2 *ec2.Client
+}
+
+// New builds the provider from the standard AWS configuration chain
+// (credentials, region, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>),
+// with the SDK's standard retryer.
+func New(ctx context.Context, cfg Config, opts ...func(*config.LoadOptions) error) (*Provider, error) {
+	cfg.defaults()
+	opts = append([]func(*config.LoadOptions) error{config.WithRetryer(func() sdkaws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = cfg.MaxAttempts })
+	})}, opts...)
+	ac, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws: load config: %w", err)
+	}
+	return FromConfig(cfg, ac), nil
+}
+
+// FromConfig builds the provider on an SDK configuration.
+func FromConfig(cfg Config, ac sdkaws.Config) *Provider {
+	cfg.defaults()
+	return &Provider{cfg: cfg, as: autoscaling.NewFromConfig(ac), ec2: ec2.NewFromConfig(ac)}
+}
+
+var _ fleet.Provider = (*Provider)(nil)
+
+// codes of AWS errors that mean there is no capacity for the group.
+var capacityCodes = map[string]bool{
+	"InsufficientInstanceCapacity": true, "LimitExceeded": true, "InstanceLimitExceeded": true,
+	"VcpuLimitExceeded": true, "InsufficientCapacity": true,
+}
+
+// classify maps AWS error codes onto the seam's errors.
+func classify(err error) error {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch code := ae.ErrorCode(); {
+	case capacityCodes[code]:
+		return fmt.Errorf("%w: %s: %s", fleet.ErrCapacity, code, ae.ErrorMessage())
+	case strings.HasPrefix(code, "InvalidAMIID"), code == "InvalidLaunchTemplateName.NotFoundException", code == "InvalidLaunchTemplateId.NotFound":
+		return fmt.Errorf("%w: %s: %s", fleet.ErrBadArtifact, code, ae.ErrorMessage())
+	case code == "InvalidInstanceID.NotFound":
+		return fmt.Errorf("%w: %s", fleet.ErrInstanceNotFound, ae.ErrorMessage())
+	}
+	return err
+}
+
+// templateName is the launch template the provider creates for a group.
+func templateName(group string) string { return "redblack-" + group }
+
+// CreateGroup creates the launch template (unless the artifact names one)
+// and the Auto Scaling group; a group that exists already is described and
+// returned. A failure leaves no template or group behind.
+func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Group, error) {
+	if g, err := p.DescribeGroup(ctx, s.Group); err == nil {
+		return g, nil
+	} else if !errors.Is(err, fleet.ErrGroupNotFound) {
+		return fleet.Group{}, err
+	}
+	a := s.Artifact
+	lt := &astypes.LaunchTemplateSpecification{}
+	created := ""
+	switch {
+	case a.LaunchTemplate != "":
+		lt.LaunchTemplateName = sdkaws.String(a.LaunchTemplate)
+		lt.Version = sdkaws.String(a.LaunchTemplateVersion)
+		if a.LaunchTemplateVersion == "" {
+			lt.Version = sdkaws.String("$Default")
+		}
+	case a.AMI != "":
+		data := &ec2types.RequestLaunchTemplateData{
+			ImageId:          sdkaws.String(a.AMI),
+			InstanceType:     ec2types.InstanceType(p.cfg.InstanceType),
+			SecurityGroupIds: p.cfg.SecurityGroups,
+		}
+		if a.InstanceType != "" {
+			data.InstanceType = ec2types.InstanceType(a.InstanceType)
+		}
+		if a.UserData != "" {
+			data.UserData = sdkaws.String(base64.StdEncoding.EncodeToString([]byte(a.UserData)))
+		}
+		out, err := p.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+			LaunchTemplateName: sdkaws.String(templateName(s.Group)), LaunchTemplateData: data,
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeLaunchTemplate, Tags: []ec2types.Tag{
+				{Key: sdkaws.String(TagService), Value: sdkaws.String(s.Service)}, {Key: sdkaws.String(TagGroup), Value: sdkaws.String(s.Group)},
+			}}},
+		})
+		if err != nil && !isCode(err, "InvalidLaunchTemplateName.AlreadyExistsException") {
+			return fleet.Group{}, fmt.Errorf("aws: create launch template of %s: %w", s.Group, classify(err))
+		}
+		created = templateName(s.Group)
+		lt.LaunchTemplateName = sdkaws.String(created)
+		lt.Version = sdkaws.String("$Latest")
+		if out != nil && out.LaunchTemplate != nil && out.LaunchTemplate.LatestVersionNumber != nil {
+			lt.Version = sdkaws.String(strconv.FormatInt(*out.LaunchTemplate.LatestVersionNumber, 10))
+		}
+	default:
+		return fleet.Group{}, fmt.Errorf("%w: the aws provider needs an AMI or a launch template", fleet.ErrBadArtifact)
+	}
+	var tgs []string
+	if p.cfg.TargetGroup != nil {
+		arn, err := p.cfg.TargetGroup(ctx, s.Group)
+		if err != nil {
+			return fleet.Group{}, fmt.Errorf("aws: target group of %s: %w", s.Group, err)
+		}
+		tgs = []string{arn}
+	}
+	n := int32(s.Capacity)
+	tag := func(k, v string) astypes.Tag {
+		return astypes.Tag{Key: sdkaws.String(k), Value: sdkaws.String(v), PropagateAtLaunch: sdkaws.Bool(true)}
+	}
+	_, err := p.as.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: sdkaws.String(s.Group),
+		LaunchTemplate:       lt,
+		MinSize:              sdkaws.Int32(n), MaxSize: sdkaws.Int32(n), DesiredCapacity: sdkaws.Int32(n),
+		VPCZoneIdentifier: sdkaws.String(strings.Join(p.cfg.Subnets, ",")),
+		TargetGroupARNs:   tgs,
+		Tags:              []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role)},
+	})
+	if err != nil && !isCode(err, "AlreadyExists") {
+		if created != "" { // leave nothing half-made
+			_, _ = p.ec2.DeleteLaunchTemplate(context.WithoutCancel(ctx), &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: sdkaws.String(created)})
+		}
+		return fleet.Group{}, fmt.Errorf("aws: create auto scaling group %s: %w", s.Group, classify(err))
+	}
+	// a describe right after the create can miss it: poll, bounded
+	deadline := time.Now().Add(p.cfg.ConsistencyWait)
+	for {
+		g, err := p.DescribeGroup(ctx, s.Group)
+		if !errors.Is(err, fleet.ErrGroupNotFound) || time.Now().After(deadline) {
+			return g, err
+		}
+		select {
+		case <-ctx.Done():
+			return g, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func isCode(err error, code string) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == code
+}
+
+// DescribeGroup describes the Auto Scaling group and its instances.
+func (p *Provider) DescribeGroup(ctx context.Context, name string) (fleet.Group, error) {
+	out, err := p.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
+	if err != nil {
+		return fleet.Group{}, fmt.Errorf("aws: describe %s: %w", name, classify(err))
+	}
+	for _, g := range out.AutoScalingGroups {
+		if sdkaws.ToString(g.AutoScalingGroupName) == name && sdkaws.ToString(g.Status) != "Delete in progress" {
+			return p.group(ctx, g)
+		}
+	}
+	return fleet.Group{}, fmt.Errorf("aws: %s: %w", name, fleet.ErrGroupNotFound)
+}
+
+// ListGroups lists the groups tagged with the service ("" for every
+// redblack group).
+func (p *Provider) ListGroups(ctx context.Context, service string) ([]fleet.Group, error) {
+	var out []fleet.Group
+	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(p.as, &autoscaling.DescribeAutoScalingGroupsInput{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("aws: list groups: %w", classify(err))
+		}
+		for _, g := range page.AutoScalingGroups {
+			svc, ok := tagOf(g.Tags, TagService)
+			if !ok || (service != "" && svc != service) || sdkaws.ToString(g.Status) == "Delete in progress" {
+				continue
+			}
+			fg, err := p.group(ctx, g)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, fg)
+		}
+	}
+	return out, nil
+}
+
+func tagOf(tags []astypes.TagDescription, key string) (string, bool) {
+	for _, t := range tags {
+		if sdkaws.ToString(t.Key) == key {
+			return sdkaws.ToString(t.Value), true
+		}
+	}
+	return "", false
+}
+
+// group turns an Auto Scaling group into the seam's Group, with the
+// instances' private IPs from EC2.
+func (p *Provider) group(ctx context.Context, g astypes.AutoScalingGroup) (fleet.Group, error) {
+	svc, _ := tagOf(g.Tags, TagService)
+	version, _ := tagOf(g.Tags, TagVersion)
+	role, _ := tagOf(g.Tags, TagRole)
+	name := sdkaws.ToString(g.AutoScalingGroupName)
+	fg := fleet.Group{
+		Spec:    fleet.GroupSpec{Service: svc, Group: name, Version: version, Role: role, Capacity: int(sdkaws.ToInt32(g.DesiredCapacity))},
+		Desired: int(sdkaws.ToInt32(g.DesiredCapacity)), Created: sdkaws.ToTime(g.CreatedTime),
+	}
+	var ids []string
+	for _, i := range g.Instances {
+		ids = append(ids, sdkaws.ToString(i.InstanceId))
+	}
+	addrs, launched, err := p.addresses(ctx, ids)
+	if err != nil {
+		return fg, err
+	}
+	for _, i := range g.Instances {
+		id := sdkaws.ToString(i.InstanceId)
+		state := State(string(i.LifecycleState), sdkaws.ToString(i.HealthStatus))
+		if state == discovery.StateTerminated {
+			continue
+		}
+		fg.Instances = append(fg.Instances, fleet.Instance{
+			ID: id, Service: svc, Group: name, Version: version, Address: addrs[id], State: state, Started: launched[id],
+		})
+	}
+	return fg, nil
+}
+
+// State maps an Auto Scaling instance's lifecycle state and health onto
+// discovery's states: InService and Healthy is up.
+func State(lifecycle, health string) string {
+	switch {
+	case strings.HasPrefix(lifecycle, "Terminat") || lifecycle == "Detached" || lifecycle == "Detaching":
+		return discovery.StateTerminated
+	case lifecycle == string(astypes.LifecycleStateInService) && health == "Healthy":
+		return discovery.StateUp
+	case lifecycle == string(astypes.LifecycleStateInService):
+		return discovery.StateDown
+	}
+	return discovery.StateStarting
+}
+
+// addresses reads the instances' private IPs (host:port) and launch times.
+func (p *Provider) addresses(ctx context.Context, ids []string) (map[string]string, map[string]time.Time, error) {
+	addrs, launched := map[string]string{}, map[string]time.Time{}
+	if len(ids) == 0 {
+		return addrs, launched, nil
+	}
+	out, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	if err != nil && !isCode(err, "InvalidInstanceID.NotFound") { // terminated meanwhile
+		return nil, nil, fmt.Errorf("aws: describe instances: %w", classify(err))
+	}
+	if out == nil {
+		return addrs, launched, nil
+	}
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			id := sdkaws.ToString(i.InstanceId)
+			if ip := sdkaws.ToString(i.PrivateIpAddress); ip != "" {
+				addrs[id] = net.JoinHostPort(ip, strconv.Itoa(p.cfg.Port))
+			}
+			launched[id] = sdkaws.ToTime(i.LaunchTime)
+		}
+	}
+	return addrs, launched, nil
+}
+
+// Instances lists the group's instances.
+func (p *Provider) Instances(ctx context.Context, name string) ([]fleet.Instance, error) {
+	g, err := p.DescribeGroup(ctx, name)
+	return g.Instances, err
+}
+
+// Resize sets the group's size (min = max = desired).
+func (p *Provider) Resize(ctx context.Context, name string, capacity int) error {
+	if _, err := p.DescribeGroup(ctx, name); err != nil {
+		return err
+	}
+	n := sdkaws.Int32(int32(capacity))
+	_, err := p.as.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: sdkaws.String(name), MinSize: n, MaxSize: n, DesiredCapacity: n,
+	})
+	if err != nil {
+		return fmt.Errorf("aws: resize %s: %w", name, classify(err))
+	}
+	return nil
+}
+
+// DestroyGroup force-deletes the group, then the launch template the
+// provider created for it. A group that does not exist is not an error.
+func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
+	service := ""
+	if g, err := p.DescribeGroup(ctx, name); err == nil {
+		service = g.Spec.Service
+	}
+	_, err := p.as.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: sdkaws.String(name), ForceDelete: sdkaws.Bool(true)})
+	if err != nil && !isCode(err, "ValidationError") { // ValidationError: no such group
+		return fmt.Errorf("aws: delete %s: %w", name, classify(err))
+	}
+	// the template it made, if any: found by a filter, which answers an
+	// empty list rather than an error when there is none
+	lts, err := p.ec2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{
+		Filters: []ec2types.Filter{{Name: sdkaws.String("launch-template-name"), Values: []string{templateName(name)}}},
+	})
+	if err != nil {
+		return fmt.Errorf("aws: find the launch template of %s: %w", name, classify(err))
+	}
+	for _, lt := range lts.LaunchTemplates {
+		_, err = p.ec2.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateId: lt.LaunchTemplateId})
+		if err != nil && !strings.HasPrefix(errorCode(err), "InvalidLaunchTemplate") {
+			return fmt.Errorf("aws: delete launch template of %s: %w", name, classify(err))
+		}
+	}
+	if p.cfg.ReleaseTargetGroup != nil && service != "" {
+		return p.cfg.ReleaseTargetGroup(ctx, service, name)
+	}
+	return nil
+}
+
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// TerminateInstance terminates the instance with EC2 TerminateInstances;
+// the Auto Scaling group replaces it.
+func (p *Provider) TerminateInstance(ctx context.Context, group, instance string) error {
+	g, err := p.DescribeGroup(ctx, group)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, i := range g.Instances {
+		found = found || i.ID == instance
+	}
+	if !found {
+		return fmt.Errorf("aws: %s in %s: %w", instance, group, fleet.ErrInstanceNotFound)
+	}
+	if _, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{instance}}); err != nil {
+		return fmt.Errorf("aws: terminate %s: %w", instance, classify(err))
+	}
+	return nil
+}
