@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/provisioner/aws"
 	"github.com/redblack/redblack/services/router/alb"
+	"github.com/redblack/redblack/services/router/cloudwatch"
 )
 
 // awsFlags are `redblack up`'s settings for the aws provider.
@@ -24,6 +26,7 @@ type awsFlags struct {
 	listeners      []string // service=listener or rule ARN
 	instanceType   string
 	deregistration int
+	metricsPeriod  int
 }
 
 func (f *awsFlags) register(cmd *cobra.Command) {
@@ -36,6 +39,7 @@ func (f *awsFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.instanceType, "aws-instance-type", "t3.micro", "aws: instance type when the artifact names none")
 	fl.StringSliceVar(&f.listeners, "aws-listener", nil, "aws: SERVICE=ARN of the ALB listener or listener rule whose weights move that service's traffic (repeatable)")
 	fl.IntVar(&f.deregistration, "aws-deregistration-delay", 30, "aws: seconds a target group drains before its instances go")
+	fl.IntVar(&f.metricsPeriod, "aws-metrics-period", 60, "aws: seconds per CloudWatch period read for samples (1, 5, 10, 30 for high-resolution metrics, or a multiple of 60)")
 }
 
 // apply puts the aws provider and, with listeners, the ALB edge into cfg.
@@ -72,6 +76,9 @@ func (f *awsFlags) apply(ctx context.Context, cfg *mesh.Config) error {
 		pc.TargetGroup = edge.TargetGroup
 		pc.ReleaseTargetGroup = edge.DeleteTargetGroup
 		cfg.Router.Edge = edge
+		src := cloudwatch.New(cw.NewFromConfig(ac, cloudwatch.QueryProtocol), "")
+		src.Period = int32(f.metricsPeriod)
+		cfg.Router.CloudWatch = &cloudwatch.Bridge{Source: src, Dimension: edge.TargetGroupDimension}
 	}
 	p, err := aws.New(ctx, pc)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/testkit/moto"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/events"
@@ -360,5 +361,47 @@ func TestChaosConfigPauseAndDays(t *testing.T) {
 	}
 	if _, err := parseDays("fri-mon"); err == nil {
 		t.Fatal("fri-mon accepted")
+	}
+}
+
+// TestUpProviderAWSFlags: `up --provider aws` builds the aws provider, the
+// ALB edge and the CloudWatch bridge from the standard AWS configuration
+// (here moto, through AWS_ENDPOINT_URL); bad flags are named.
+func TestUpProviderAWSFlags(t *testing.T) {
+	srv := moto.Start(t)
+	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	ctx := context.Background()
+	for _, c := range []struct {
+		f    awsFlags
+		want string
+	}{
+		{awsFlags{provider: "gcp"}, "want local or aws"},
+		{awsFlags{provider: "aws"}, "needs --aws-subnets"},
+		{awsFlags{provider: "aws", subnets: []string{"subnet-1"}, listeners: []string{"hello"}}, "want SERVICE=arn"},
+		{awsFlags{provider: "aws", subnets: []string{"subnet-1"}, listeners: []string{"hello=arn:x"}}, "needs --aws-vpc"},
+	} {
+		cfg := mesh.DefaultConfig()
+		if err := c.f.apply(ctx, &cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.f, err, c.want)
+		}
+	}
+	cfg := mesh.DefaultConfig()
+	f := awsFlags{provider: "aws", subnets: []string{"subnet-1"}, vpc: "vpc-1", port: 8080, listeners: []string{"hello=arn:aws:elasticloadbalancing:us-east-1:1:listener/app/edge/1/2"}, metricsPeriod: 60}
+	if err := f.apply(ctx, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Provisioner.Provider == nil || cfg.Router.Edge == nil || cfg.Router.CloudWatch == nil {
+		t.Fatalf("provider %v edge %v cloudwatch %v", cfg.Provisioner.Provider, cfg.Router.Edge, cfg.Router.CloudWatch)
+	}
+	// the provider talks to moto: an empty account lists no groups
+	if gs, err := cfg.Provisioner.Provider.ListGroups(ctx, ""); err != nil || len(gs) != 0 {
+		t.Fatalf("list on moto: %v %v", gs, err)
+	}
+	local := mesh.DefaultConfig()
+	if err := (&awsFlags{provider: "local"}).apply(ctx, &local); err != nil || local.Provisioner.Provider != nil {
+		t.Fatalf("local: %v", err)
 	}
 }

@@ -102,6 +102,8 @@ type Service struct {
 	Artifact Artifact `yaml:"artifact,omitempty" json:"artifact,omitempty"`
 	Strategy Strategy `yaml:"strategy" json:"strategy"`
 	Chaos    Chaos    `yaml:"chaos" json:"chaos"`
+	// AWS places the service's groups when its provider is aws.
+	AWS AWS `yaml:"aws,omitempty" json:"aws,omitempty"`
 }
 
 // FieldError is one invalid field.
@@ -204,6 +206,7 @@ func (s Service) Validate() error {
 		bad("health.unhealthy_threshold", "%d: want 1..100", s.Health.UnhealthyThreshold)
 	}
 	s.validateStrategy(bad)
+	s.AWS.validate(s.Provider, bad)
 	if !s.Artifact.Event().IsZero() {
 		if err := s.CheckArtifact(s.Artifact.Event()); err != nil {
 			bad("artifact", "%v", err)
@@ -268,4 +271,36 @@ func Decode(b []byte) (Service, error) {
 	}
 	s.Default() // a spec stored before a field existed gets its default
 	return s, nil
+}
+
+// AWS is where the aws provider puts a service's groups; empty fields take
+// the provider's defaults (redblack up --aws-subnets …).
+type AWS struct {
+	Subnets        []string `yaml:"subnets,omitempty" json:"subnets,omitempty"`
+	SecurityGroups []string `yaml:"security_groups,omitempty" json:"security_groups,omitempty"`
+	InstanceType   string   `yaml:"instance_type,omitempty" json:"instance_type,omitempty"`
+}
+
+// IsZero reports whether nothing is set.
+func (a AWS) IsZero() bool {
+	return len(a.Subnets) == 0 && len(a.SecurityGroups) == 0 && a.InstanceType == ""
+}
+
+func (a AWS) validate(provider string, bad func(field, format string, args ...any)) {
+	if provider != ProviderAWS && !a.IsZero() {
+		bad("aws", "set, but the provider is %q", provider)
+	}
+	for i, sn := range a.Subnets {
+		if !strings.HasPrefix(sn, "subnet-") {
+			bad(fmt.Sprintf("aws.subnets[%d]", i), "%q is not a subnet id (subnet-…)", sn)
+		}
+	}
+	for i, sg := range a.SecurityGroups {
+		if !strings.HasPrefix(sg, "sg-") {
+			bad(fmt.Sprintf("aws.security_groups[%d]", i), "%q is not a security group id (sg-…)", sg)
+		}
+	}
+	if a.InstanceType != "" && !strings.Contains(a.InstanceType, ".") {
+		bad("aws.instance_type", "%q is not an instance type like t3.micro", a.InstanceType)
+	}
 }

@@ -54,6 +54,10 @@ func TestParseRejectsEachBadField(t *testing.T) {
 		"artifact":      {"name: hello\nowner: x\nartifact: {ami: ami-1}\n", "artifact"},
 		"aws no ami":    {"name: hello\nowner: x\nprovider: aws\nartifact: {command: [a]}\n", "artifact"},
 		"host":          {"name: hello\nowner: x\nhostnames: [\"a b\"]\n", "hostnames[0]"},
+		"aws on local":  {"name: hello\nowner: x\ncapacity: 1\naws: {instance_type: t3.micro}\n", "aws"},
+		"aws subnet":    {"name: hello\nowner: x\ncapacity: 1\nprovider: aws\naws: {subnets: [net-1]}\n", "aws.subnets[0]"},
+		"aws sg":        {"name: hello\nowner: x\ncapacity: 1\nprovider: aws\naws: {security_groups: [x]}\n", "aws.security_groups[0]"},
+		"aws type":      {"name: hello\nowner: x\ncapacity: 1\nprovider: aws\naws: {instance_type: big}\n", "aws.instance_type"},
 	}
 	for name, c := range cases {
 		_, err := Parse(strings.NewReader(c.yaml))

@@ -156,8 +156,11 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 	case a.AMI != "":
 		data := &ec2types.RequestLaunchTemplateData{
 			ImageId:          sdkaws.String(a.AMI),
-			InstanceType:     ec2types.InstanceType(p.cfg.InstanceType),
+			InstanceType:     ec2types.InstanceType(first(s.AWS.InstanceType, p.cfg.InstanceType)),
 			SecurityGroupIds: p.cfg.SecurityGroups,
+		}
+		if len(s.AWS.SecurityGroups) > 0 {
+			data.SecurityGroupIds = s.AWS.SecurityGroups
 		}
 		if a.InstanceType != "" {
 			data.InstanceType = ec2types.InstanceType(a.InstanceType)
@@ -183,6 +186,10 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 	default:
 		return fleet.Group{}, fmt.Errorf("%w: the aws provider needs an AMI or a launch template", fleet.ErrBadArtifact)
 	}
+	subnets := p.cfg.Subnets
+	if len(s.AWS.Subnets) > 0 {
+		subnets = s.AWS.Subnets
+	}
 	var tgs []string
 	if p.cfg.TargetGroup != nil {
 		arn, err := p.cfg.TargetGroup(ctx, s.Group)
@@ -199,7 +206,7 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 		AutoScalingGroupName: sdkaws.String(s.Group),
 		LaunchTemplate:       lt,
 		MinSize:              sdkaws.Int32(n), MaxSize: sdkaws.Int32(n), DesiredCapacity: sdkaws.Int32(n),
-		VPCZoneIdentifier: sdkaws.String(strings.Join(p.cfg.Subnets, ",")),
+		VPCZoneIdentifier: sdkaws.String(strings.Join(subnets, ",")),
 		TargetGroupARNs:   tgs,
 		Tags:              []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role)},
 	})
@@ -222,6 +229,16 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// first returns the first non-empty string.
+func first(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 func isCode(err error, code string) bool {

@@ -19,6 +19,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/aws"
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/events"
+	specpkg "github.com/redblack/redblack/shared/spec"
 )
 
 // wire stubs the SDK's HTTP client: every request's form is recorded and
@@ -218,5 +219,34 @@ func TestThrottlingIsRetried(t *testing.T) {
 	}
 	if n := w.counts["DescribeAutoScalingGroups"]; n != 3 {
 		t.Fatalf("%d attempts, want 3", n)
+	}
+}
+
+// TestSpecAWSBlock: the service spec's aws block places the group: its
+// subnets, security groups and instance type win over the provider's.
+func TestSpecAWSBlock(t *testing.T) {
+	w, p := newWire(t, map[string]func(int) (int, string){
+		"DescribeAutoScalingGroups": func(n int) (int, string) {
+			if n == 1 {
+				return 200, noGroups
+			}
+			return 200, oneGroup
+		},
+		"CreateLaunchTemplate":   ok(createdLT),
+		"CreateAutoScalingGroup": ok(createdAS),
+		"DescribeInstances":      ok(instances),
+	})
+	s := spec()
+	s.Artifact.InstanceType = ""
+	s.AWS = specpkg.AWS{Subnets: []string{"subnet-z"}, SecurityGroups: []string{"sg-9"}, InstanceType: "m7g.medium"}
+	if _, err := p.CreateGroup(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.call("CreateAutoScalingGroup").Get("VPCZoneIdentifier"); got != "subnet-z" {
+		t.Errorf("subnets %q", got)
+	}
+	lt := w.call("CreateLaunchTemplate")
+	if lt.Get("LaunchTemplateData.SecurityGroupId.1") != "sg-9" || lt.Get("LaunchTemplateData.InstanceType") != "m7g.medium" {
+		t.Errorf("launch template %v", lt)
 	}
 }

@@ -21,6 +21,8 @@ type GroupSpec struct {
 	Capacity int             `json:"capacity"`
 	Artifact events.Artifact `json:"artifact"`
 	Health   spec.Health     `json:"health"`
+	// AWS places the group (aws provider; others ignore it).
+	AWS spec.AWS `json:"aws,omitempty"`
 }
 
 // Instance is one running copy of a group.
