@@ -75,6 +75,7 @@ func (f *awsFlags) apply(ctx context.Context, cfg *mesh.Config) error {
 		edge.DeregistrationDelay = secondsOf(f.deregistration)
 		pc.TargetGroup = edge.TargetGroup
 		pc.ReleaseTargetGroup = edge.DeleteTargetGroup
+		pc.Drain = edge.DeregistrationDelay
 		cfg.Router.Edge = edge
 		src := cloudwatch.New(cw.NewFromConfig(ac, cloudwatch.QueryProtocol), "")
 		src.Period = int32(f.metricsPeriod)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,7 +35,7 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return natsx.Permanent(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
 	switch k {
 	case events.InstanceTerminate:
@@ -113,7 +112,7 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	}
 	_, err = s.provider.CreateGroup(ctx, fleet.GroupSpec{
 		Service: c.Service, Group: c.Group, Version: c.Version, Role: role,
-		Capacity: c.Capacity, Artifact: art, Health: svc.Health, AWS: svc.AWS,
+		Capacity: c.Capacity, Artifact: art, Health: svc.Health, AWS: svc.AWS, Release: releaseID,
 	})
 	if errors.Is(err, fleet.ErrBadArtifact) || errors.Is(err, fleet.ErrCapacity) {
 		if releaseID != "" {

@@ -43,6 +43,9 @@ type Config struct {
 	// StopInstancesOnExit stops every instance when the service stops;
 	// otherwise they keep running and the next start re-adopts them.
 	StopInstancesOnExit bool
+	// StepTimeout bounds one command or release step (default 2 min: a
+	// destroy on AWS waits for its target groups to drain).
+	StepTimeout time.Duration
 	// Provider replaces the local provider (the aws provider, say). Its
 	// changes are observed by polling: it reports none itself.
 	Provider fleet.Provider
@@ -52,7 +55,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Topology: topology.DefaultOptions(), DataDir: ".redblack",
-		StartupTimeout: 60 * time.Second, MaxCapacity: spec.GlobalMaxCapacity,
+		StartupTimeout: 60 * time.Second, MaxCapacity: spec.GlobalMaxCapacity, StepTimeout: 2 * time.Minute,
 	}
 }
 
@@ -88,6 +91,9 @@ type pendingGroup struct {
 
 // New builds the service on a NATS connection it does not own.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = 2 * time.Minute
+	}
 	return &Service{cfg: cfg, nc: nc, log: log, pending: map[string]*pendingGroup{}}
 }
 
@@ -123,7 +129,10 @@ func (s *Service) Run(ctx context.Context) error {
 		s.provider = s.cfg.Provider
 		pctx, stopPoll := context.WithCancel(ctx)
 		polled := make(chan struct{})
-		go func() { defer close(polled); fleet.Poll(pctx, s.provider, time.Second, func(c fleet.Change) { s.changes <- c }) }()
+		go func() {
+			defer close(polled)
+			fleet.Poll(pctx, s.provider, time.Second, func(c fleet.Change) { s.changes <- c })
+		}()
 		go func() { defer close(reporterDone); s.report(ctx) }()
 		defer func() { stopPoll(); <-polled; <-reporterDone }()
 	} else {

@@ -29,7 +29,7 @@ func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 	cons, err := natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
 		Stream: topology.StreamReleases, Durable: "provisioner-releases", FilterSubjects: filters,
 		MaxDeliver: 20, AckWait: release.StepAckWait,
-	}, release.Step(s.log, 20*time.Second, s.releaseStep), s.log)
+	}, release.Step(s.log, s.cfg.StepTimeout, s.releaseStep), s.log)
 	if err != nil {
 		return nil, err
 	}

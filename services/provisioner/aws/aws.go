@@ -3,7 +3,7 @@
 // provider creates from the release's artifact (an AMI, with an optional
 // instance type and user data) or from an existing launch template. Groups
 // carry the tags redblack:service, redblack:group, redblack:version and
-// redblack:role; an instance is killed with EC2 TerminateInstances and the
+// redblack:role and redblack:release; an instance is killed with EC2 TerminateInstances and the
 // group replaces it, as Chaos Monkey does on AWS.
 package aws
 
@@ -24,6 +24,7 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/smithy-go"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
@@ -36,6 +37,7 @@ const (
 	TagGroup   = "redblack:group"
 	TagVersion = "redblack:version"
 	TagRole    = "redblack:role"
+	TagRelease = "redblack:release"
 )
 
 // Config configures the provider.
@@ -61,6 +63,10 @@ type Config struct {
 	// ReleaseTargetGroup, when set, deletes a destroyed group's target
 	// group; it refuses one that still has weight.
 	ReleaseTargetGroup func(ctx context.Context, service, group string) error
+	// Drain is how long a group detached from its target groups is left to
+	// finish its requests before it is deleted (the target groups'
+	// deregistration delay; 0: none).
+	Drain time.Duration
 }
 
 func (c *Config) defaults() {
@@ -83,6 +89,7 @@ type Provider struct {
 	cfg Config
 	as  *autoscaling.Client
 	ec2 *ec2.Client
+	elb *elb.Client
 }
 
 // New builds the provider from the standard AWS configuration chain
@@ -103,7 +110,7 @@ func New(ctx context.Context, cfg Config, opts ...func(*config.LoadOptions) erro
 // FromConfig builds the provider on an SDK configuration.
 func FromConfig(cfg Config, ac sdkaws.Config) *Provider {
 	cfg.defaults()
-	return &Provider{cfg: cfg, as: autoscaling.NewFromConfig(ac), ec2: ec2.NewFromConfig(ac)}
+	return &Provider{cfg: cfg, as: autoscaling.NewFromConfig(ac), ec2: ec2.NewFromConfig(ac), elb: elb.NewFromConfig(ac)}
 }
 
 var _ fleet.Provider = (*Provider)(nil)
@@ -136,9 +143,13 @@ func templateName(group string) string { return "redblack-" + group }
 
 // CreateGroup creates the launch template (unless the artifact names one)
 // and the Auto Scaling group; a group that exists already is described and
-// returned. A failure leaves no template or group behind.
+// compared: the same service and version is returned as it is, another is an
+// error. A failure leaves no template or group behind.
 func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Group, error) {
 	if g, err := p.DescribeGroup(ctx, s.Group); err == nil {
+		if g.Spec.Service != s.Service || g.Spec.Version != s.Version {
+			return g, fmt.Errorf("aws: %s exists already with service %q version %q, not %q %q", s.Group, g.Spec.Service, g.Spec.Version, s.Service, s.Version)
+		}
 		return g, nil
 	} else if !errors.Is(err, fleet.ErrGroupNotFound) {
 		return fleet.Group{}, err
@@ -208,7 +219,7 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 		MinSize:              sdkaws.Int32(n), MaxSize: sdkaws.Int32(n), DesiredCapacity: sdkaws.Int32(n),
 		VPCZoneIdentifier: sdkaws.String(strings.Join(subnets, ",")),
 		TargetGroupARNs:   tgs,
-		Tags:              []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role)},
+		Tags:              []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role), tag(TagRelease, s.Release)},
 	})
 	if err != nil && !isCode(err, "AlreadyExists") {
 		if created != "" { // leave nothing half-made
@@ -313,9 +324,10 @@ func (p *Provider) group(ctx context.Context, g astypes.AutoScalingGroup) (fleet
 	if err != nil {
 		return fg, err
 	}
+	targets := p.targetHealth(ctx, g.TargetGroupARNs)
 	for _, i := range g.Instances {
 		id := sdkaws.ToString(i.InstanceId)
-		state := State(string(i.LifecycleState), sdkaws.ToString(i.HealthStatus))
+		state := withTarget(State(string(i.LifecycleState), sdkaws.ToString(i.HealthStatus)), targets[id])
 		if state == discovery.StateTerminated {
 			continue
 		}
@@ -338,6 +350,46 @@ func State(lifecycle, health string) string {
 		return discovery.StateDown
 	}
 	return discovery.StateStarting
+}
+
+// targetHealth reads the target groups' view of their instances (by id):
+// healthy, unhealthy, initial, draining, unused or unavailable.
+func (p *Provider) targetHealth(ctx context.Context, tgs []string) map[string]string {
+	out := map[string]string{}
+	for _, tg := range tgs {
+		h, err := p.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: sdkaws.String(tg)})
+		if err != nil {
+			continue // the group's own health stands
+		}
+		for _, d := range h.TargetHealthDescriptions {
+			if d.Target == nil || d.TargetHealth == nil {
+				continue
+			}
+			id := sdkaws.ToString(d.Target.Id)
+			// the worst view of any target group counts
+			if st := string(d.TargetHealth.State); out[id] == "" || out[id] == "healthy" {
+				out[id] = st
+			}
+		}
+	}
+	return out
+}
+
+// withTarget lets the load balancer's view lower an instance's state: an
+// instance the target group finds unhealthy or draining takes no traffic,
+// one it is still checking is starting. Healthy, unused and unknown leave
+// the Auto Scaling group's view.
+func withTarget(state, target string) string {
+	if state != discovery.StateUp {
+		return state
+	}
+	switch target {
+	case "unhealthy", "draining":
+		return discovery.StateDown
+	case "initial":
+		return discovery.StateStarting
+	}
+	return state
 }
 
 // addresses reads the instances' private IPs (host:port) and launch times.
@@ -393,6 +445,9 @@ func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 	if g, err := p.DescribeGroup(ctx, name); err == nil {
 		service = g.Spec.Service
 	}
+	if err := p.drain(ctx, name); err != nil {
+		return err
+	}
 	_, err := p.as.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: sdkaws.String(name), ForceDelete: sdkaws.Bool(true)})
 	if err != nil && !isCode(err, "ValidationError") { // ValidationError: no such group
 		return fmt.Errorf("aws: delete %s: %w", name, classify(err))
@@ -415,6 +470,26 @@ func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 		return p.cfg.ReleaseTargetGroup(ctx, service, name)
 	}
 	return nil
+}
+
+// drain detaches the group from its target groups and waits the drain time
+// for the requests in flight to finish, before the force delete.
+func (p *Provider) drain(ctx context.Context, name string) error {
+	out, err := p.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
+	if err != nil || len(out.AutoScalingGroups) == 0 || len(out.AutoScalingGroups[0].TargetGroupARNs) == 0 {
+		return nil // nothing attached: nothing to drain
+	}
+	if _, err := p.as.DetachLoadBalancerTargetGroups(ctx, &autoscaling.DetachLoadBalancerTargetGroupsInput{
+		AutoScalingGroupName: sdkaws.String(name), TargetGroupARNs: out.AutoScalingGroups[0].TargetGroupARNs,
+	}); err != nil {
+		return fmt.Errorf("aws: detach %s from its target groups: %w", name, classify(err))
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(p.cfg.Drain):
+		return nil
+	}
 }
 
 func errorCode(err error) string {

@@ -2,13 +2,17 @@ package aws_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/redblack/redblack/services/provisioner/aws"
+	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/services/provisioner/fleettest"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/testkit/moto"
@@ -41,4 +45,45 @@ func TestBehaviourOnMoto(t *testing.T) {
 		p, art := onMoto(t, srv)
 		return fleettest.Harness{Provider: p, Artifact: art, Timeout: 20 * time.Second}
 	})
+}
+
+// TestDrainBeforeDestroyOnMoto: a group attached to its target group is
+// detached, left to drain, then deleted with its target group.
+func TestDrainBeforeDestroyOnMoto(t *testing.T) {
+	srv := moto.Start(t)
+	_, art := onMoto(t, srv)
+	ac := srv.Config(t)
+	ctx := context.Background()
+	subnets, _ := ec2.NewFromConfig(ac).DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
+	lbc := elb.NewFromConfig(ac)
+	released := ""
+	p := aws.FromConfig(aws.Config{
+		Subnets: []string{sdkaws.ToString(subnets.Subnets[0].SubnetId)}, Drain: 300 * time.Millisecond,
+		TargetGroup: func(ctx context.Context, group string) (string, error) {
+			out, err := lbc.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: sdkaws.String(group), Protocol: elbtypes.ProtocolEnumHttp,
+				Port: sdkaws.Int32(8080), VpcId: subnets.Subnets[0].VpcId})
+			if err != nil {
+				return "", err
+			}
+			return sdkaws.ToString(out.TargetGroups[0].TargetGroupArn), nil
+		},
+		ReleaseTargetGroup: func(_ context.Context, service, group string) error { released = service + "/" + group; return nil },
+	}, ac)
+	if _, err := p.CreateGroup(ctx, fleet.GroupSpec{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 2, Artifact: art}); err != nil {
+		t.Fatal(err)
+	}
+	fleettest.WaitUp(t, p, "hello-v001", 2, 20*time.Second)
+	start := time.Now()
+	if err := p.DestroyGroup(ctx, "hello-v001"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("destroyed in %s: no drain", d)
+	}
+	if released != "hello/hello-v001" {
+		t.Fatalf("target group released: %q", released)
+	}
+	if _, err := p.DescribeGroup(ctx, "hello-v001"); !errors.Is(err, fleet.ErrGroupNotFound) {
+		t.Fatalf("after destroy: %v", err)
+	}
 }

@@ -75,7 +75,10 @@ func newWire(t *testing.T, respond map[string]func(n int) (int, string)) (*wire,
 			})
 		},
 	}
-	return w, aws.FromConfig(aws.Config{Subnets: []string{"subnet-a", "subnet-b"}, SecurityGroups: []string{"sg-1"}, ConsistencyWait: time.Second}, ac)
+	return w, aws.FromConfig(aws.Config{Subnets: []string{"subnet-a", "subnet-b"}, SecurityGroups: []string{"sg-1"}, ConsistencyWait: time.Second,
+		TargetGroup: func(_ context.Context, group string) (string, error) {
+			return "arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/" + group + "/1", nil
+		}}, ac)
 }
 
 const (
@@ -105,7 +108,7 @@ var (
 )
 
 func spec() fleet.GroupSpec {
-	return fleet.GroupSpec{Service: "hello", Group: "hello-v007", Version: "v7", Role: "production", Capacity: 2,
+	return fleet.GroupSpec{Service: "hello", Group: "hello-v007", Version: "v7", Role: "production", Capacity: 2, Release: "r-7",
 		Artifact: events.Artifact{AMI: "ami-0abc", InstanceType: "c7g.large", UserData: "#!/bin/sh\necho hi"}}
 }
 

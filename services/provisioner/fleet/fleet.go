@@ -21,6 +21,9 @@ type GroupSpec struct {
 	Capacity int             `json:"capacity"`
 	Artifact events.Artifact `json:"artifact"`
 	Health   spec.Health     `json:"health"`
+	// Release is the release that made the group ("" for a group made by
+	// hand).
+	Release string `json:"release,omitempty"`
 	// AWS places the group (aws provider; others ignore it).
 	AWS spec.AWS `json:"aws,omitempty"`
 }
