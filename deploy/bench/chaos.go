@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
-	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/chaos/monkey"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
@@ -59,18 +59,11 @@ func ChaosSpec(hello string, mean, minGap time.Duration) spec.Service {
 // for d; then pauses it and waits for the group to be whole.
 func ChaosRun(dir, hello string, d, mean, minGap time.Duration) (ChaosResult, error) {
 	res := ChaosResult{Duration: d}
-	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
-	m, err := mesh.Start(context.Background(), cfg)
+	m, nc, js, err := startLoopback(dir, zerolog.Nop())
 	if err != nil {
 		return res, err
 	}
 	defer m.Stop()
-	nc, err := m.Connect("bench")
-	if err != nil {
-		return res, err
-	}
-	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, topology.BucketServices)

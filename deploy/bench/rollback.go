@@ -84,18 +84,11 @@ func RollbackSpec(hello string) spec.Service {
 // a short bake to measure the control plane's overhead.
 func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log zerolog.Logger, progress func(string)) (RollbackResult, error) {
 	var res RollbackResult
-	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Log = dir, "127.0.0.1:0", "127.0.0.1:0", log
-	m, err := mesh.Start(context.Background(), cfg)
+	m, nc, js, err := startLoopback(dir, log)
 	if err != nil {
 		return res, err
 	}
 	defer m.Stop()
-	nc, err := m.Connect("bench")
-	if err != nil {
-		return res, err
-	}
-	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, topology.BucketServices)
@@ -282,4 +275,26 @@ func (t *timeline) wait(id string, limit time.Duration, kinds ...events.Kind) (e
 		time.Sleep(10 * time.Millisecond)
 	}
 	return events.Event{}, fmt.Errorf("release %s: none of %v within %s", id, kinds, limit)
+}
+
+// startLoopback starts the mesh in dir on loopback ports with a client
+// connection of its own.
+func startLoopback(dir string, log zerolog.Logger) (*mesh.Mesh, *nats.Conn, jetstream.JetStream, error) {
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Log = dir, "127.0.0.1:0", "127.0.0.1:0", log
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nc, err := m.Connect("bench")
+	if err != nil {
+		m.Stop()
+		return nil, nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		m.Stop()
+		return nil, nil, nil, err
+	}
+	return m, nc, js, nil
 }

@@ -68,15 +68,11 @@ func (a *app) benchCmd() *cobra.Command {
 		Short: "groups of 10 and 100 instances to all up, SIGKILL to replacement up, memory per instance",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "redblack-bench-")
+			dir, hello, done, err := helloDir()
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
-			hello, err := buildHello(dir)
-			if err != nil {
-				return err
-			}
+			defer done()
 			r, err := bench.FleetRun(filepath.Join(dir, "mesh"), hello, []int{10, 100}, kills)
 			if err != nil {
 				return err
@@ -253,15 +249,11 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "releases that go bad after the switch: first bad response → all traffic back on the old group; control-plane overhead of healthy releases",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "redblack-bench-")
+			dir, hello, done, err := helloDir()
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
-			hello, err := buildHello(dir)
-			if err != nil {
-				return err
-			}
+			defer done()
 			level := os.Getenv("REDBLACK_BENCH_LOG") // the services' own log: errors only unless asked
 			if level == "" {
 				level = "error"
@@ -294,15 +286,11 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "Chaos Monkey unleashed in fast mode on hello (3 instances) under load: kills/min, failed requests, kill → replacement up",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "redblack-bench-")
+			dir, hello, done, err := helloDir()
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
-			hello, err := buildHello(dir)
-			if err != nil {
-				return err
-			}
+			defer done()
 			r, err := bench.ChaosRun(filepath.Join(dir, "mesh"), hello, chaosFor, chaosMean, chaosMin)
 			if err != nil {
 				return err
@@ -345,4 +333,18 @@ func benchMesh(groups ...string) (string, *bench.Mesh, error) {
 	}
 	os.RemoveAll(dir)
 	return "", nil, err
+}
+
+// helloDir makes a temp dir with examples/hello built in it; done removes it.
+func helloDir() (dir, hello string, done func(), err error) {
+	dir, err = os.MkdirTemp("", "redblack-bench-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	done = func() { os.RemoveAll(dir) }
+	if hello, err = buildHello(dir); err != nil {
+		done()
+		return "", "", nil, err
+	}
+	return dir, hello, done, nil
 }
