@@ -59,6 +59,8 @@ type group struct {
 	l    *Local
 	spec fleet.GroupSpec
 
+	fileMu sync.Mutex // orders writes of the group's record (persist)
+
 	mu           sync.Mutex
 	created      time.Time
 	desired      int
@@ -122,12 +124,22 @@ func (g *group) record() groupRecord {
 	return groupRecord{Spec: g.spec, Desired: g.desired, Created: g.created, Seq: g.seq}
 }
 
+// persist writes the group's record. The snapshot is taken under the file
+// lock, so concurrent writers land in order and the newest state is last.
+func (g *group) persist() error {
+	g.fileMu.Lock()
+	defer g.fileMu.Unlock()
+	g.mu.Lock()
+	rec := g.record()
+	g.mu.Unlock()
+	return writeJSON(g.l.groupFile(g.spec.Group), rec)
+}
+
 func (g *group) resize(n int) error {
 	g.mu.Lock()
 	g.desired = n
-	rec := g.record()
 	g.mu.Unlock()
-	if err := writeJSON(g.l.groupFile(g.spec.Group), rec); err != nil {
+	if err := g.persist(); err != nil {
 		return fmt.Errorf("local: record %s: %w", g.spec.Group, err)
 	}
 	g.poke()
@@ -244,9 +256,8 @@ func (g *group) reconcile(ctx context.Context) {
 		}
 		g.seq++
 		id := fmt.Sprintf("%s-%d", g.spec.Group, g.seq)
-		rec := g.record()
 		g.mu.Unlock()
-		_ = writeJSON(g.l.groupFile(g.spec.Group), rec)
+		_ = g.persist()
 		inst, err := g.l.start(g.spec, id)
 		g.mu.Lock()
 		if err != nil {
