@@ -110,40 +110,23 @@ func dash(s string) string {
 
 func readState(ctx context.Context, kv jetstream.KeyValue, service string) (serviceState, error) {
 	st := serviceState{Service: service}
-	var counter release.Counter
-	if ok, err := getJSON(ctx, kv, release.CounterKey(service), &counter); err != nil {
-		return st, err
-	} else if !ok {
-		return st, nil
+	store := release.Store{KV: kv}
+	counter, rev, err := store.Counter(ctx, service)
+	if err != nil || rev == 0 {
+		return st, err // no release yet
 	}
 	st.Active = counter.Active
-	var lock release.Lock
-	if ok, err := getJSON(ctx, kv, release.LockKey(service), &lock); err != nil {
-		return st, err
-	} else if ok {
+	if lock, _, err := store.Lock(ctx, service); err == nil {
 		st.InFlight = lock.Release
-	}
-	var rec release.Record
-	if ok, err := getJSON(ctx, kv, release.RecordKey(counter.LastRelease), &rec); err != nil {
+	} else if !errors.Is(err, release.ErrNotFound) {
 		return st, err
-	} else if ok {
+	}
+	if rec, _, err := store.Get(ctx, counter.LastRelease); err == nil {
 		st.Last = &rec
+	} else if !errors.Is(err, release.ErrNotFound) {
+		return st, err
 	}
 	return st, nil
-}
-
-func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (bool, error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", key, err)
-	}
-	if err := json.Unmarshal(e.Value(), v); err != nil {
-		return false, fmt.Errorf("read %s: %w", key, err)
-	}
-	return true, nil
 }
 
 // printRecord prints a release's phases, reason and canary report.

@@ -250,20 +250,11 @@ func (s *Service) routeOf(service string) routes.Route {
 // bucket itself, not in this router's view, which may lag. It returns the
 // count, the reason for a refusal ("" for none), or an error to retry.
 func (s *Service) guard(ctx context.Context, service, group string) (int, string, error) {
-	lister, err := s.instances.ListKeysFiltered(ctx, discovery.Key(service, group, "*"))
+	ids, err := discovery.Up(ctx, s.instances, service, group)
 	if err != nil {
 		return 0, "", err
 	}
-	up := 0
-	for k := range lister.Keys() {
-		e, err := s.instances.Get(ctx, k)
-		if err != nil {
-			continue
-		}
-		if d, err := discovery.Decode(e.Value()); err == nil && d.State == discovery.StateUp {
-			up++
-		}
-	}
+	up := len(ids)
 	s.mu.Lock()
 	want := max(s.capacity[service], 1)
 	s.mu.Unlock()

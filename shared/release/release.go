@@ -67,14 +67,6 @@ type Record struct {
 	Report *events.CanaryResult `json:"report,omitempty"`
 }
 
-// Entered is when the record entered its current phase.
-func (r Record) Entered() time.Time {
-	if len(r.History) == 0 {
-		return time.Time{}
-	}
-	return r.History[len(r.History)-1].At
-}
-
 // EnteredAt is when the record first entered phase p (zero if never).
 func (r Record) EnteredAt(p Phase) time.Time {
 	for _, t := range r.History {

@@ -226,19 +226,8 @@ func (p *Phase) waitGroups(ctx context.Context, id string, n int, deadline time.
 
 // up counts a group's instances that are up in discovery.
 func (p *Phase) up(ctx context.Context, service, group string) int {
-	lister, err := p.instances.ListKeysFiltered(ctx, discovery.Key(service, group, "*"))
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for k := range lister.Keys() {
-		if e, err := p.instances.Get(ctx, k); err == nil {
-			if d, err := discovery.Decode(e.Value()); err == nil && d.State == discovery.StateUp {
-				n++
-			}
-		}
-	}
-	return n
+	ids, _ := discovery.Up(ctx, p.instances, service, group) // an error counts as none up yet
+	return len(ids)
 }
 
 // setWeights asks the router for the weights and waits until the routes

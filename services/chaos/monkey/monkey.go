@@ -150,7 +150,7 @@ func (m *Monkey) Attempt(ctx context.Context, service, group, why string) (Outco
 		return skip("%s does not take traffic: victims come only from %s", group, active)
 	}
 	out.Group = active
-	up, err := m.up(ctx, service, active)
+	up, err := discovery.Up(ctx, m.Instances, service, active)
 	if err != nil {
 		return out, err
 	}
@@ -257,25 +257,6 @@ func (m *Monkey) claim(ctx context.Context, unit string, r Record, gap time.Dura
 		return r, &gapError{"another monkey killed first"}
 	}
 	return r, err
-}
-
-// up lists the group's instances that are up in discovery.
-func (m *Monkey) up(ctx context.Context, service, group string) ([]string, error) {
-	lister, err := m.Instances.ListKeysFiltered(ctx, discovery.Key(service, group, "*"))
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for k := range lister.Keys() {
-		e, err := m.Instances.Get(ctx, k)
-		if err != nil {
-			continue
-		}
-		if d, err := discovery.Decode(e.Value()); err == nil && d.State == discovery.StateUp {
-			out = append(out, d.ID)
-		}
-	}
-	return out, nil
 }
 
 // errorRate of the group over the router's samples of the last 10 s (none

@@ -107,16 +107,10 @@ var (
 	deletedLT = `<DeleteLaunchTemplateResponse ` + ec2NS + `><requestId>r</requestId><launchTemplate><launchTemplateId>lt-0123</launchTemplateId></launchTemplate></DeleteLaunchTemplateResponse>`
 )
 
-func spec() fleet.GroupSpec {
-	return fleet.GroupSpec{Service: "hello", Group: "hello-v007", Version: "v7", Role: "production", Capacity: 2, Release: "r-7",
-		Artifact: events.Artifact{AMI: "ami-0abc", InstanceType: "c7g.large", UserData: "#!/bin/sh\necho hi"}}
-}
-
-// TestCreateSerialisesTheLaunchTemplateAndGroup: the form fields AWS gets
-// for the launch template and the Auto Scaling group, and the group read
-// back with private IPs and states.
-func TestCreateSerialisesTheLaunchTemplateAndGroup(t *testing.T) {
-	w, p := newWire(t, map[string]func(int) (int, string){
+// createStubs answer a create: no group yet, the template and group made,
+// then the group described with its instances.
+func createStubs() map[string]func(int) (int, string) {
+	return map[string]func(int) (int, string){
 		"DescribeAutoScalingGroups": func(n int) (int, string) {
 			if n == 1 {
 				return 200, noGroups
@@ -126,7 +120,19 @@ func TestCreateSerialisesTheLaunchTemplateAndGroup(t *testing.T) {
 		"CreateLaunchTemplate":   ok(createdLT),
 		"CreateAutoScalingGroup": ok(createdAS),
 		"DescribeInstances":      ok(instances),
-	})
+	}
+}
+
+func spec() fleet.GroupSpec {
+	return fleet.GroupSpec{Service: "hello", Group: "hello-v007", Version: "v7", Role: "production", Capacity: 2, Release: "r-7",
+		Artifact: events.Artifact{AMI: "ami-0abc", InstanceType: "c7g.large", UserData: "#!/bin/sh\necho hi"}}
+}
+
+// TestCreateSerialisesTheLaunchTemplateAndGroup: the form fields AWS gets
+// for the launch template and the Auto Scaling group, and the group read
+// back with private IPs and states.
+func TestCreateSerialisesTheLaunchTemplateAndGroup(t *testing.T) {
+	w, p := newWire(t, createStubs())
 	g, err := p.CreateGroup(context.Background(), spec())
 	if err != nil {
 		t.Fatal(err)
@@ -228,17 +234,7 @@ func TestThrottlingIsRetried(t *testing.T) {
 // TestSpecAWSBlock: the service spec's aws block places the group: its
 // subnets, security groups and instance type win over the provider's.
 func TestSpecAWSBlock(t *testing.T) {
-	w, p := newWire(t, map[string]func(int) (int, string){
-		"DescribeAutoScalingGroups": func(n int) (int, string) {
-			if n == 1 {
-				return 200, noGroups
-			}
-			return 200, oneGroup
-		},
-		"CreateLaunchTemplate":   ok(createdLT),
-		"CreateAutoScalingGroup": ok(createdAS),
-		"DescribeInstances":      ok(instances),
-	})
+	w, p := newWire(t, createStubs())
 	s := spec()
 	s.Artifact.InstanceType = ""
 	s.AWS = specpkg.AWS{Subnets: []string{"subnet-z"}, SecurityGroups: []string{"sg-9"}, InstanceType: "m7g.medium"}

@@ -37,7 +37,12 @@ type Stats struct {
 	FirstError atomic.Int64
 }
 
-func (s *Stats) errored() { s.FirstError.CompareAndSwap(0, time.Now().UnixNano()) }
+// errored records the first error's time; later errors cost one load.
+func (s *Stats) errored() {
+	if s.FirstError.Load() == 0 {
+		s.FirstError.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
 
 // Observe records one response.
 func (s *Stats) Observe(status int, took time.Duration) {
