@@ -198,7 +198,7 @@ func firstError(ctx context.Context, js jetstream.JetStream, group string) (time
 	var first time.Time
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := metrics.Follow(fctx, js, topology.StreamMetrics, "hello", []string{group}, time.Now().Add(-5*time.Minute), func(s metrics.Sample) bool {
+	err := metrics.Follow(fctx, js, topology.StreamMetrics, "hello", []string{group}, time.Now().Add(-5*time.Minute), nil, func(s metrics.Sample) bool {
 		if !s.FirstError.IsZero() {
 			first = s.FirstError
 			return false

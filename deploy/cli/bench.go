@@ -5,12 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/deploy/bench"
-	"github.com/redblack/redblack/services/canary/judge"
 	"github.com/redblack/redblack/shared/logging"
 )
 
@@ -218,30 +218,54 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	switchCmd.Flags().IntVar(&switchKills, "kills", 3, "instances SIGKILLed during the run")
 	switchCmd.Flags().IntVar(&workers, "workers", 8, "concurrent load workers")
 	switchCmd.Flags().DurationVar(&every, "every", 1100*time.Millisecond, "time between switches")
-	var trials, samples int
+	var jo bench.JudgeOptions
 	judgeCmd := &cobra.Command{
 		Use:   "judge",
-		Short: "the canary judge's quality: power on a +20% latency shift, false failures, 0 against 3 errors",
+		Short: "whole canaries and bakes, seeded: healthy failure rates and detection, the sequential judge beside the fixed-horizon one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := judge.Config{}
-			fmt.Fprintf(a.out, "seeded trials, log-normal latency (median 20 ms, σ 0.5), %d samples per group, default thresholds\n", samples)
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure", "measured", "target")
-			power := judge.LatencyFailRate(cfg, 1.2, samples, trials, 1)
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("+20%% latency detected (%d trials)", trials), fmt.Sprintf("%.1f%%", 100*power), "≥ 95%")
-			ff := judge.LatencyFailRate(cfg, 1.0, samples, trials, 2)
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("identical distributions failed (%d trials)", trials), fmt.Sprintf("%.1f%%", 100*ff), "≤ 1%")
-			r := judge.Errors(cfg, 0, 1000, 3, 1000)
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "0 against 3 errors in 1,000 requests", fmt.Sprintf("%s (p %.3f)", r.Classification, r.P), "fails")
-			eff := judge.ErrorFailRate(cfg, 0.005, 0.005, 1000, trials, 3)
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "equal error rates (0.5%), 1,000 requests: failed", fmt.Sprintf("%.1f%%", 100*eff), "-")
-			epow := judge.ErrorFailRate(cfg, 0.005, 0.015, 1000, trials, 4)
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "0.5% → 1.5% errors, 1,000 requests: detected", fmt.Sprintf("%.1f%%", 100*epow), "-")
-			return nil
+			jo.Progress = func(s string) { fmt.Fprintln(a.err, s) }
+			cs := bench.DefaultSpec().Strategy
+			fmt.Fprintf(a.out, "Whole canaries with the default strategy (%s, a look every %s, confidence %g), log-normal latency (median 20 ms, σ 0.5) on the router's buckets.\n",
+				cs.Canary.Duration.D(), cs.Canary.Interval.D(), cs.Canary.Confidence)
+			fmt.Fprintf(a.out, "Sequential judge: %d trials a row; fixed-horizon judge (the one it replaced): %d trials a row.\n\n", jo.Trials, jo.FixedTrials)
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "scenario\trequests/group/look\tsequential: failed\tmedian time to fail\tfixed horizon: failed\tmedian time to fail\ttarget")
+			for _, r := range bench.JudgeCanaries(jo) {
+				target := fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Canary.Confidence))
+				if !r.Healthy {
+					target = "≥ 95%"
+				}
+				at := func(looks float64) string {
+					if looks == 0 {
+						return "-"
+					}
+					return (time.Duration(looks) * r.Interval).String()
+				}
+				old, oldAt := "-", "-"
+				if r.OldTrials > 0 {
+					old, oldAt = fmt.Sprintf("%.1f%%", 100*r.Old.FixedFailed), at(r.Old.FixedMedianLooks)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%.1f%%\t%s\t%s\t%s\t%s\n", r.Name, r.PerLook, 100*r.New.Failed, at(r.New.MedianLooks), old, oldAt, target)
+			}
+			tw.Flush()
+			fmt.Fprintf(a.out, "\nWhole bakes with the default bake strategy (%s, confidence %g, error tolerance %g, ceiling %g, p99 ratio %g), one sample a second, %d trials a row.\n\n",
+				cs.Bake.Duration.D(), cs.Bake.Confidence, cs.Bake.ErrorTolerance, cs.Bake.MaxErrorRate, cs.Bake.MaxLatencyRatio, jo.BakeTrials)
+			tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "bake\trequests/s\tdegrades after\trolled back\tmedian time to detect\ttarget")
+			for _, r := range bench.JudgeBakes(jo) {
+				onset, target, took := r.Onset.String(), "≥ 95%, seconds", r.Figures.MedianDetect.String()
+				if r.Healthy {
+					onset, target, took = "-", fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Bake.Confidence)), "-"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f%%\t%s\t%s\n", r.Name, r.RatePerSecond, onset, 100*r.Figures.RolledBack, took, target)
+			}
+			return tw.Flush()
 		},
 	}
-	judgeCmd.Flags().IntVar(&trials, "trials", 1000, "trials per figure")
-	judgeCmd.Flags().IntVar(&samples, "samples", 500, "latency samples per group per trial")
+	judgeCmd.Flags().IntVar(&jo.Trials, "trials", 1000, "whole canaries per row (sequential judge)")
+	judgeCmd.Flags().IntVar(&jo.FixedTrials, "fixed-trials", 300, "whole canaries per row through the fixed-horizon judge (0: skip it)")
+	judgeCmd.Flags().IntVar(&jo.BakeTrials, "bake-trials", 1000, "whole bakes per row")
 	var bad, healthy int
 	var failAfter time.Duration
 	rollbackCmd := &cobra.Command{

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redblack/redblack/services/canary/intake"
 	"github.com/redblack/redblack/services/canary/phase"
+	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -59,7 +60,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("canary: %w", err)
 	}
 	defer cons.Stop()
-	ph, err := phase.New(ctx, js, s.log)
+	routers := &metrics.Directory{NC: s.nc}
+	ph, err := phase.New(ctx, js, routers.Known, s.log)
 	if err != nil {
 		return fmt.Errorf("canary: %w", err)
 	}

@@ -19,7 +19,7 @@ import (
 
 // AppliedSubject: every router (no queue group) answers a request with a
 // service name in the body with the routes revision its live table holds.
-const AppliedSubject = "redblack.router.applied"
+const AppliedSubject = subjects.RouterApplied
 
 // Source is the CloudEvents source of the router's events.
 const Source = "redblack/router"

@@ -1,7 +1,9 @@
 package watchdog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/redblack/redblack/shared/anytime"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
@@ -21,16 +24,37 @@ import (
 	"github.com/redblack/redblack/shared/topology"
 )
 
+// The bake's rules, judged on confidence sequences (shared/anytime), so a
+// healthy bake is rolled back at most 1 − confidence of the time over the
+// whole bake and the watch after it, however long and however often it
+// looks (every sample). The budget α is split in two families: one judges
+// everything since the switch (a degradation from the start), the other
+// judges fixed windows of the watch, window k at α/(π²k²) of each rule (a
+// degradation that starts late, after days of healthy traffic that would
+// dilute the first family); the windows' shares add up to half the budget.
+// Each family has three rules with a third of its share each:
+//
+//   - errors against the old group: the new group's error rate (its
+//     confidence sequence's lower bound) is above the old group's from just
+//     before the switch (the upper bound of its interval) by more than
+//     ErrorTolerance;
+//   - errors against the ceiling: above MaxErrorRate (absolute);
+//   - p99 latency: more of the new group's requests than the old group's 1 %
+//     (its upper bound) are slower than MaxLatencyRatio × the old group's
+//     p99, and the new p99 is also Slack above the old one.
+
 // Rules are the bake's health rules for a group that takes all traffic.
 type Rules struct {
-	// MaxErrorRate may not be exceeded (significantly: see Check).
+	// MaxErrorRate is the absolute ceiling.
 	MaxErrorRate float64
-	// MaxLatencyRatio bounds the group's p99 against Reference's.
+	// ErrorTolerance is the allowed increase over the reference's rate.
+	ErrorTolerance float64
+	// MaxLatencyRatio bounds the group's p99 against the reference's.
 	MaxLatencyRatio float64
-	// Reference is the old group's figures from just before the switch
-	// (no requests: the latency rule is off).
-	Reference metrics.Totals
-	// MinRequests in the window before the latency rule applies.
+	// Alpha is the budget of the whole watch: 1 − confidence.
+	Alpha float64
+	// MinRequests in the reference and the judged span before the latency
+	// rule applies.
 	MinRequests uint64
 	// Slack is a p99 increase too small to matter whatever the ratio: on a
 	// sub-millisecond service, fresh connections after a switch double
@@ -38,77 +62,125 @@ type Rules struct {
 	Slack time.Duration
 }
 
-// Alpha is the significance of the error rule: the window's errors must be
-// unlikely (p < Alpha) under the allowed rate, so one unlucky error among a
-// few requests does not roll a healthy release back.
-const Alpha = 0.001
+// Span is what one family of the rules has seen: requests and errors, and
+// the latency histogram of the requests after the warm-up.
+type Span struct {
+	Requests uint64         `json:"requests"`
+	Errors   uint64         `json:"errors"`
+	Latency  metrics.Totals `json:"latency"`
+}
 
-// Check returns why the windows break a rule ("" if they keep them): w for
-// the error rule, lat (the samples after the warm-up) for the latency rule.
-func (r Rules) Check(w, lat metrics.Totals) string {
-	if w.Errors > 0 && BinomialTail(int(w.Errors), int(w.Requests), r.MaxErrorRate) < Alpha {
-		return fmt.Sprintf("error rate %.1f%% (%d of %d requests) is above the maximum %.1f%%",
-			100*w.ErrorRate(), w.Errors, w.Requests, 100*r.MaxErrorRate)
+func (sp *Span) add(s metrics.Sample, warm bool) {
+	sp.Requests += s.Requests
+	sp.Errors += s.Errors()
+	if warm {
+		sp.Latency.Add(s)
 	}
-	if r.Reference.Requests >= r.MinRequests && lat.Requests >= r.MinRequests {
-		ref, now := r.Reference.Quantile(0.99), lat.Quantile(0.99)
-		if ref > 0 && float64(now) > r.MaxLatencyRatio*float64(ref) && now-ref > r.Slack {
-			return fmt.Sprintf("p99 latency %s is %.1f× the old group's %s before the switch (maximum %.1f×)",
-				now.Round(time.Microsecond), float64(now)/float64(ref), ref.Round(time.Microsecond), r.MaxLatencyRatio)
+}
+
+// Bake is the state of one release's health watch, checkpointed in its
+// record: the old group's reference from before the switch, everything
+// since the switch, and the current window.
+type Bake struct {
+	Switched  time.Time      `json:"switched"`
+	Reference metrics.Totals `json:"reference"`
+	All       Span           `json:"all"`
+	Window    Span           `json:"window"`
+	// WindowIndex is the current window's number, from 1.
+	WindowIndex int `json:"window_index"`
+	// Seen is the end of the last window counted per router and group.
+	Seen map[string]time.Time `json:"seen,omitempty"`
+}
+
+// Add counts a sample of the new group: it goes into the window its start
+// falls in (a new window resets the window span).
+func (b *Bake) Add(s metrics.Sample, warmup, window time.Duration) {
+	if b.WindowIndex == 0 {
+		b.WindowIndex = 1
+	}
+	if k := int(s.Start.Sub(b.Switched)/window) + 1; k > b.WindowIndex {
+		b.WindowIndex, b.Window = k, Span{}
+	}
+	warm := !s.Start.Before(b.Switched.Add(warmup))
+	b.All.add(s, warm)
+	b.Window.add(s, warm)
+}
+
+// Check returns why the watch breaks a rule ("" if it keeps them).
+func (r Rules) Check(b Bake) string {
+	half := r.Alpha / 2
+	if why := r.check(b.Reference, b.All, half/3, "since the switch"); why != "" {
+		return why
+	}
+	k := float64(max(b.WindowIndex, 1))
+	return r.check(b.Reference, b.Window, half/3*6/(math.Pi*math.Pi*k*k), fmt.Sprintf("in window %d", b.WindowIndex))
+}
+
+// check applies the three rules to one span at level a each.
+func (r Rules) check(ref metrics.Totals, sp Span, a float64, where string) string {
+	if sp.Requests == 0 {
+		return ""
+	}
+	rate, lo, _ := anytime.OneRate(float64(sp.Errors), float64(sp.Requests), a/2)
+	if ref.Requests > 0 {
+		refUp := anytime.FixedUpper(float64(ref.Errors), float64(ref.Requests), a/2)
+		if lo-refUp > r.ErrorTolerance {
+			return fmt.Sprintf("error rate %.2f%% (%d of %d requests %s) is above the old group's %.2f%% before the switch by more than %.2f points (at least %.2f%% against at most %.2f%%, %g%% confidence)",
+				100*rate, sp.Errors, sp.Requests, where, 100*ref.ErrorRate(), 100*r.ErrorTolerance, 100*lo, 100*refUp, 100*(1-r.Alpha))
 		}
+	}
+	if _, clo, _ := anytime.OneRate(float64(sp.Errors), float64(sp.Requests), a); clo > r.MaxErrorRate {
+		return fmt.Sprintf("error rate %.2f%% (%d of %d requests %s) is above the ceiling %.2f%% (at least %.2f%%, %g%% confidence)",
+			100*rate, sp.Errors, sp.Requests, where, 100*r.MaxErrorRate, 100*clo, 100*(1-r.Alpha))
+	}
+	lat := sp.Latency
+	var n uint64
+	for _, c := range lat.Latency {
+		n += c
+	}
+	if ref.Requests < r.MinRequests || n < r.MinRequests {
+		return ""
+	}
+	refP99 := metrics.HistQuantile(ref.Bounds, ref.Latency, 0.99)
+	if refP99 <= 0 || len(lat.Bounds) != len(ref.Bounds) {
+		return ""
+	}
+	var refN uint64
+	for _, c := range ref.Latency {
+		refN += c
+	}
+	over, under := metrics.Above(lat.Bounds, lat.Latency, r.MaxLatencyRatio*refP99)
+	share, slo, _ := anytime.OneRate(over, over+under, a/2)
+	refUp := anytime.FixedUpper(0.01*float64(refN), float64(refN), a/2)
+	p99 := metrics.HistQuantile(lat.Bounds, lat.Latency, 0.99)
+	if slo > refUp && time.Duration((p99-refP99)*float64(time.Microsecond)) > r.Slack {
+		now, was := time.Duration(p99*float64(time.Microsecond)), time.Duration(refP99*float64(time.Microsecond))
+		return fmt.Sprintf("p99 latency %s is %.1f× the old group's %s before the switch: %.2f%% of requests %s are slower than %.2f× it (at least %.2f%% against at most %.2f%%, %g%% confidence)",
+			now.Round(time.Microsecond), p99/refP99, was.Round(time.Microsecond), 100*share, where, r.MaxLatencyRatio, 100*slo, 100*refUp, 100*(1-r.Alpha))
 	}
 	return ""
 }
 
-// BinomialTail is P(X ≥ k) for X ~ Binomial(n, p).
-func BinomialTail(k, n int, p float64) float64 {
-	if k <= 0 {
-		return 1
+// MaxBakeCheckpointBytes bounds a bake checkpoint read back from a record.
+const MaxBakeCheckpointBytes = 64 << 10
+
+// DecodeBake reads a bake checkpoint (untrusted input: bounded and strict).
+func DecodeBake(b []byte) (Bake, error) {
+	var k Bake
+	if len(b) > MaxBakeCheckpointBytes {
+		return k, fmt.Errorf("bake checkpoint of %d bytes (at most %d)", len(b), MaxBakeCheckpointBytes)
 	}
-	if k > n || p <= 0 {
-		return 0
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&k); err != nil {
+		return Bake{}, fmt.Errorf("bake checkpoint: %w", err)
 	}
-	if p >= 1 {
-		return 1
-	}
-	lp, lq := math.Log(p), math.Log1p(-p)
-	sum := 0.0
-	for i := k; i <= n; i++ {
-		lg1, _ := math.Lgamma(float64(n + 1))
-		lg2, _ := math.Lgamma(float64(i + 1))
-		lg3, _ := math.Lgamma(float64(n - i + 1))
-		term := math.Exp(lg1 - lg2 - lg3 + float64(i)*lp + float64(n-i)*lq)
-		sum += term
-		if term < sum*1e-12 && float64(i) > float64(n)*p {
-			break
+	for _, t := range []metrics.Totals{k.Reference, k.All.Latency, k.Window.Latency} {
+		if t.Bounds != nil && (len(t.Latency) != len(t.Bounds)+1 || !metrics.ValidBounds(t.Bounds) || len(t.Bounds) > metrics.MaxBuckets) {
+			return Bake{}, fmt.Errorf("bake checkpoint: a histogram of %d bounds and %d counts", len(t.Bounds), len(t.Latency))
 		}
 	}
-	return min(sum, 1)
-}
-
-// Window keeps the samples of the last span (by their end time).
-type Window struct {
-	Span    time.Duration
-	samples []metrics.Sample
-}
-
-// Add puts a sample in and drops the ones older than the span.
-func (w *Window) Add(s metrics.Sample) {
-	w.samples = append(w.samples, s)
-	cut := 0
-	for cut < len(w.samples) && s.End.Sub(w.samples[cut].End) > w.Span {
-		cut++
-	}
-	w.samples = w.samples[cut:]
-}
-
-// Totals sums the window.
-func (w *Window) Totals() metrics.Totals {
-	var t metrics.Totals
-	for _, s := range w.samples {
-		t.Add(s)
-	}
-	return t
+	return k, nil
 }
 
 // switched starts the bake of a release whose traffic has moved.
@@ -131,7 +203,9 @@ func (s *Service) switched(ctx context.Context, msg jetstream.Msg) error {
 
 // watch bakes a release and then, while the group it replaced is kept,
 // keeps watching it: a degradation before baked or after completed is a
-// rollback with the figures as the reason.
+// rollback with the figures as the reason. Its state (with the old group's
+// reference from before the switch) is checkpointed in the record, so a
+// restart days into a bake resumes with the same evidence.
 func (s *Service) watch(ctx context.Context, id string) error {
 	rec, _, err := s.releases.Get(ctx, id)
 	if err != nil {
@@ -146,33 +220,45 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %s never switched", release.ErrStale, id)
 	}
 	bake := svc.Strategy.Bake
-	rules := Rules{MaxErrorRate: bake.MaxErrorRate, MaxLatencyRatio: bake.MaxLatencyRatio, MinRequests: s.cfg.MinRequests, Slack: s.cfg.LatencySlack}
-	if rec.Previous != "" {
-		if rules.Reference, err = s.reference(ctx, rec.Service, rec.Previous, switchedAt); err != nil {
+	rules := Rules{MaxErrorRate: bake.MaxErrorRate, ErrorTolerance: bake.ErrorTolerance, MaxLatencyRatio: bake.MaxLatencyRatio,
+		Alpha: 1 - bake.Confidence, MinRequests: s.cfg.MinRequests, Slack: s.cfg.LatencySlack}
+	log := s.log.With().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Logger()
+	var st Bake
+	if len(rec.BakeCheckpoint) > 0 {
+		if st, err = DecodeBake(rec.BakeCheckpoint); err != nil {
+			log.Warn().Err(err).Msg("bake checkpoint unreadable: starting the watch again")
+			st = Bake{}
+		}
+	}
+	if st.Switched.IsZero() {
+		st = Bake{Switched: switchedAt}
+		if rec.Previous != "" {
+			if st.Reference, err = s.reference(ctx, rec.Service, rec.Previous, switchedAt); err != nil {
+				return err
+			}
+		}
+		if err := s.checkpoint(ctx, id, st); err != nil {
 			return err
 		}
 	}
-	log := s.log.With().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Logger()
+	refP99 := time.Duration(metrics.HistQuantile(st.Reference.Bounds, st.Reference.Latency, 0.99) * float64(time.Microsecond))
 	log.Info().Str("phase", string(rec.Phase)).Time("switched", switchedAt).Dur("bake", bake.Duration.D()).
-		Uint64("reference_requests", rules.Reference.Requests).Dur("reference_p99", rules.Reference.Quantile(0.99)).Msg("health watch starts")
+		Uint64("reference_requests", st.Reference.Requests).Dur("reference_p99", refP99).Msg("health watch starts")
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	filter := &metrics.Filter{Known: s.known, Log: log}
+	filter.Resume(st.Seen)
 	var mu sync.Mutex
 	var broken string
-	window, latency := Window{Span: s.cfg.Window}, Window{Span: s.cfg.Window}
-	warm := switchedAt.Add(s.cfg.Warmup)
 	trip := make(chan struct{}, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- metrics.Follow(wctx, s.js, topology.StreamMetrics, rec.Service, []string{rec.Group}, switchedAt, func(m metrics.Sample) bool {
+		errc <- metrics.Follow(wctx, s.js, topology.StreamMetrics, rec.Service, []string{rec.Group}, metrics.Since(st.Seen, switchedAt), filter, func(m metrics.Sample) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			window.Add(m)
-			if !m.Start.Before(warm) {
-				latency.Add(m)
-			}
-			if why := rules.Check(window.Totals(), latency.Totals()); why != "" && broken == "" {
+			st.Add(m, s.cfg.Warmup, s.cfg.Window)
+			if why := rules.Check(st); why != "" && broken == "" {
 				broken = why
 				trip <- struct{}{}
 			}
@@ -181,6 +267,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	}()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	saved := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,7 +286,15 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		}
 		mu.Lock()
 		why := broken
+		snap := st
+		snap.Seen = filter.Seen()
 		mu.Unlock()
+		if time.Since(saved) >= s.cfg.Checkpoint && (cur.Phase == release.PhaseBaking || cur.Phase == release.PhaseCompleted) {
+			saved = time.Now()
+			if err := s.checkpoint(ctx, id, snap); err != nil && !errors.Is(err, release.ErrStale) {
+				return err
+			}
+		}
 		log.Debug().Str("phase", string(cur.Phase)).Dur("since_switch", time.Since(switchedAt)).Str("broken", why).Msg("health watch")
 		switch {
 		case cur.Phase == release.PhaseBaking && why != "":
@@ -227,6 +322,22 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	}
 }
 
+// checkpoint keeps the watch's state in the release record.
+func (s *Service) checkpoint(ctx context.Context, id string, st Bake) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = s.releases.Update(ctx, id, func(r *release.Record) error {
+		if r.Phase.Final() && r.Phase != release.PhaseCompleted || r.Phase == release.PhaseRollingBack {
+			return fmt.Errorf("%w: %s is %s", release.ErrStale, id, r.Phase)
+		}
+		r.BakeCheckpoint = b
+		return nil
+	})
+	return err
+}
+
 // stillWatched: a completed release is watched while its group has the
 // traffic, the group it replaced is still alive, and no new release runs.
 func (s *Service) stillWatched(ctx context.Context, rec release.Record) bool {
@@ -252,7 +363,8 @@ func (s *Service) reference(ctx context.Context, service, group string, at time.
 	var t metrics.Totals
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	err := metrics.Follow(rctx, s.js, topology.StreamMetrics, service, []string{group}, at.Add(-s.cfg.ReferenceSpan), func(m metrics.Sample) bool {
+	filter := &metrics.Filter{Known: s.known, Log: s.log}
+	err := metrics.Follow(rctx, s.js, topology.StreamMetrics, service, []string{group}, at.Add(-s.cfg.ReferenceSpan), filter, func(m metrics.Sample) bool {
 		if m.End.After(at) {
 			return false
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redblack/redblack/shared/deadletter"
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/topology"
@@ -32,10 +33,13 @@ const Source = "redblack/watchdog"
 // Config configures the watchdog service.
 type Config struct {
 	Topology topology.Options
-	// Window is the span of recent samples the bake rules judge
-	// (default 3 s): short enough to catch a bad release at once, long
-	// enough to hold a few hundred requests.
+	// Window is the length of the bake rules' windows (default 10 s): a
+	// degradation that starts late is judged within its window, not
+	// diluted by all the healthy traffic before it.
 	Window time.Duration
+	// Checkpoint is how often a watch keeps its state in the release
+	// record (default 5 s).
+	Checkpoint time.Duration
 	// Warmup: the latency rule ignores samples that start within it of
 	// the switch, when the new group's connections are being opened
 	// (default 3 s). The error rule applies from the first request.
@@ -55,7 +59,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Topology: topology.DefaultOptions(), Window: 3 * time.Second, Warmup: 3 * time.Second, ReferenceSpan: 30 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond}
+	return Config{Topology: topology.DefaultOptions(), Window: 10 * time.Second, Checkpoint: 5 * time.Second, Warmup: 3 * time.Second, ReferenceSpan: 30 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond}
 }
 
 // Service is the watchdog service.
@@ -73,6 +77,8 @@ type Service struct {
 
 	mu       sync.Mutex
 	inflight map[string]release.Record
+	// known reports whether a router id is one of the mesh's.
+	known func(string) bool
 }
 
 // New builds the service on a NATS connection it does not own.
@@ -80,6 +86,9 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	d := DefaultConfig()
 	if cfg.Window <= 0 {
 		cfg.Window = d.Window
+	}
+	if cfg.Checkpoint <= 0 {
+		cfg.Checkpoint = d.Checkpoint
 	}
 	if cfg.Warmup <= 0 {
 		cfg.Warmup = d.Warmup
@@ -96,7 +105,8 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.DeadlineCheck <= 0 {
 		cfg.DeadlineCheck = d.DeadlineCheck
 	}
-	return &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}}
+	routers := &metrics.Directory{NC: nc}
+	return &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}, known: routers.Known}
 }
 
 // Run starts the bake consumer, the release watch, the deadline checks and

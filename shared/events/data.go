@@ -70,10 +70,20 @@ type MetricReport struct {
 	Critical        bool    `json:"critical,omitempty"`
 	BaselineSamples int     `json:"baseline_samples"`
 	CanarySamples   int     `json:"canary_samples"`
-	BaselineMedian  float64 `json:"baseline_median"`
-	CanaryMedian    float64 `json:"canary_median"`
-	Low             float64 `json:"low"`
-	High            float64 `json:"high"`
+	// BaselineMedian and CanaryMedian are each group's figure: the error
+	// rate, or the latency quantile in ms.
+	BaselineMedian float64 `json:"baseline_median"`
+	CanaryMedian   float64 `json:"canary_median"`
+	// Estimate, Low and High: the compared difference (canary − baseline:
+	// of error rates, or of the shares of requests past the latency
+	// thresholds) and its confidence sequence.
+	Estimate float64 `json:"estimate,omitempty"`
+	Low      float64 `json:"low"`
+	High     float64 `json:"high"`
+	// Evidence against the canary at the last look, and the most it ever
+	// reached (Peak): 1 fails the metric.
+	Evidence float64 `json:"evidence,omitempty"`
+	Peak     float64 `json:"peak,omitempty"`
 	// Classification is Pass, High, Low or NoData.
 	Classification string `json:"classification"`
 }
@@ -85,6 +95,10 @@ type CanaryResult struct {
 	Score   float64        `json:"score"`
 	Reason  string         `json:"reason,omitempty"`
 	Metrics []MetricReport `json:"metrics,omitempty"`
+	// Looks is how many looks the judge took; Confidence its level over
+	// the whole canary.
+	Looks      int     `json:"looks,omitempty"`
+	Confidence float64 `json:"confidence,omitempty"`
 }
 
 // Cluster is the data of cluster.ready.

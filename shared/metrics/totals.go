@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/subjects"
 )
@@ -22,15 +23,16 @@ type Totals struct {
 	First, Last time.Time
 }
 
-// Add sums one sample in.
+// Add sums one sample in. A histogram whose shape differs from the first
+// one summed (or has no +Inf count) counts for requests and errors only.
 func (t *Totals) Add(s Sample) {
 	t.Requests += s.Requests
 	t.Errors += s.Errors()
-	if t.Bounds == nil && len(s.BucketsMicros) > 0 {
-		t.Bounds = s.BucketsMicros
+	if t.Bounds == nil && len(s.BucketsMicros) > 0 && len(s.Latency) == len(s.BucketsMicros)+1 {
+		t.Bounds = append([]int64(nil), s.BucketsMicros...)
 		t.Latency = make([]uint64, len(s.Latency))
 	}
-	if len(s.Latency) == len(t.Latency) {
+	if len(s.Latency) == len(t.Latency) && len(s.BucketsMicros) == len(t.Bounds) {
 		for i, c := range s.Latency {
 			t.Latency[i] += c
 		}
@@ -58,7 +60,7 @@ func (t Totals) Quantile(q float64) time.Duration {
 	for _, c := range t.Latency {
 		total += c
 	}
-	if total == 0 || len(t.Bounds) == 0 {
+	if total == 0 || len(t.Bounds) == 0 || len(t.Latency) != len(t.Bounds)+1 {
 		return 0
 	}
 	rank := q * float64(total)
@@ -81,8 +83,12 @@ func (t Totals) Quantile(q float64) time.Duration {
 // Follow delivers the samples of the service's groups published since
 // since, then every new one, in order, until ctx ends or fn returns false.
 // It reads the METRICS stream with an ordered consumer, so a restarted
-// reader sees the same samples again.
-func Follow(ctx context.Context, js jetstream.JetStream, stream, service string, groups []string, since time.Time, fn func(Sample) bool) error {
+// reader sees the same samples again. Only the samples f admits reach fn
+// (nil: a Filter that checks each sample but knows no routers).
+func Follow(ctx context.Context, js jetstream.JetStream, stream, service string, groups []string, since time.Time, f *Filter, fn func(Sample) bool) error {
+	if f == nil {
+		f = &Filter{Log: zerolog.Nop()}
+	}
 	filters := make([]string, len(groups))
 	for i, g := range groups {
 		filters[i] = subjects.Metrics(service, g)
@@ -110,11 +116,11 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream, service string,
 			}
 			return fmt.Errorf("metrics: follow %s: %w", service, err)
 		}
-		s, err := Decode(m.Data())
-		if err != nil {
+		s, ok := f.Admit(m.Subject(), m.Data())
+		if !ok {
 			continue
 		}
-		if !fn(s) {
+		if !f.deliver(m.Subject(), s, fn) {
 			return nil
 		}
 	}

@@ -4,6 +4,7 @@
 package release
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -65,6 +66,16 @@ type Record struct {
 	JudgeFrom time.Time `json:"judge_from,omitempty"`
 	// Report is the canary judge's last verdict.
 	Report *events.CanaryResult `json:"report,omitempty"`
+	// Checkpoint is the canary judge's evidence at its last look, and
+	// BakeCheckpoint the watchdog's (the old group's reference and the new
+	// group's statistics): owned and validated by the services that write
+	// them, so a restart resumes with the evidence, however long ago the
+	// samples were.
+	Checkpoint     json.RawMessage `json:"checkpoint,omitempty"`
+	BakeCheckpoint json.RawMessage `json:"bake_checkpoint,omitempty"`
+	// Calibration: an A/A run (two groups of the production version judged
+	// against each other); it never launches a new group.
+	Calibration bool `json:"calibration,omitempty"`
 }
 
 // EnteredAt is when the record first entered phase p (zero if never).

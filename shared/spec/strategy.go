@@ -30,6 +30,15 @@ type Canary struct {
 	MarginalScore float64       `yaml:"marginal_score" json:"marginal_score"`
 	MinSamples    int           `yaml:"min_samples" json:"min_samples"`
 	Metrics       []MetricCheck `yaml:"metrics" json:"metrics"`
+	// Confidence bounds the whole canary's false failures: a canary no
+	// worse than the baseline (by more than each metric's tolerance) fails
+	// at most 1 − Confidence of the time, whatever the duration and the
+	// interval (default 0.99).
+	Confidence float64 `yaml:"confidence" json:"confidence"`
+	// EarlyPass ends a canary as soon as every metric is shown, with that
+	// confidence, to be within its tolerance (default false: it runs its
+	// whole duration unless it fails).
+	EarlyPass bool `yaml:"early_pass" json:"early_pass"`
 }
 
 // Metric names the judge knows.
@@ -55,11 +64,19 @@ type MetricCheck struct {
 // waits, and the rules it must keep.
 type Bake struct {
 	Duration Duration `yaml:"duration" json:"duration"`
-	// MaxErrorRate is the error rate the new group may not exceed.
+	// MaxErrorRate is the absolute ceiling: the new group's error rate may
+	// not be significantly above it (default 0.05).
 	MaxErrorRate float64 `yaml:"max_error_rate" json:"max_error_rate"`
+	// ErrorTolerance is how much the new group's error rate may exceed the
+	// old group's just before the switch before it counts (absolute,
+	// default 0.002: 0.2 points).
+	ErrorTolerance float64 `yaml:"error_tolerance" json:"error_tolerance"`
 	// MaxLatencyRatio bounds the new group's p99 against the old group's
-	// from just before the switch.
+	// from just before the switch (default 1.25).
 	MaxLatencyRatio float64 `yaml:"max_latency_ratio" json:"max_latency_ratio"`
+	// Confidence bounds the false rollbacks of a healthy bake, and of the
+	// watch after completion, over their whole length (default 0.99).
+	Confidence float64 `yaml:"confidence" json:"confidence"`
 }
 
 // Deadlines bound each phase; a missed one is a rollback naming it.
@@ -138,11 +155,14 @@ func (s *Service) defaultStrategy() {
 	if c.MinSamples == 0 {
 		c.MinSamples = 50
 	}
+	if c.Confidence == 0 {
+		c.Confidence = 0.99
+	}
 	if len(c.Metrics) == 0 {
 		c.Metrics = []MetricCheck{
 			{Name: MetricErrorRate, Direction: "increase", Tolerance: 0.001, Critical: true, Weight: 1},
 			{Name: MetricLatencyP50, Direction: "increase", Tolerance: 0.10, Weight: 1},
-			{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.50, Weight: 1},
+			{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.15, Weight: 1},
 		}
 	}
 	for i := range c.Metrics {
@@ -161,10 +181,16 @@ func (s *Service) defaultStrategy() {
 		b.Duration = Duration(5 * time.Minute)
 	}
 	if b.MaxErrorRate == 0 {
-		b.MaxErrorRate = 0.01
+		b.MaxErrorRate = 0.05
+	}
+	if b.ErrorTolerance == 0 {
+		b.ErrorTolerance = 0.002
 	}
 	if b.MaxLatencyRatio == 0 {
-		b.MaxLatencyRatio = 1.5
+		b.MaxLatencyRatio = 1.25
+	}
+	if b.Confidence == 0 {
+		b.Confidence = 0.99
 	}
 	if s.Strategy.KeepPrevious == 0 {
 		s.Strategy.KeepPrevious = 1
@@ -214,6 +240,9 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 	if c.MarginalScore < 0 || c.MarginalScore >= c.PassScore {
 		bad("strategy.canary.marginal_score", "%v: want 0..pass_score (%v)", c.MarginalScore, c.PassScore)
 	}
+	if c.Confidence < 0.5 || c.Confidence >= 1 {
+		bad("strategy.canary.confidence", "%v: want 0.5 ≤ confidence < 1 (0.99: a healthy canary fails at most 1 %% of the time)", c.Confidence)
+	}
 	if c.MinSamples < 10 || c.MinSamples > 1_000_000 {
 		bad("strategy.canary.min_samples", "%d: want 10..1000000", c.MinSamples)
 	}
@@ -249,8 +278,14 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 	if b.MaxErrorRate <= 0 || b.MaxErrorRate > 1 {
 		bad("strategy.bake.max_error_rate", "%v: want 0..1", b.MaxErrorRate)
 	}
-	if b.MaxLatencyRatio < 1 {
-		bad("strategy.bake.max_latency_ratio", "%v: want ≥ 1", b.MaxLatencyRatio)
+	if b.MaxLatencyRatio < 1 || b.MaxLatencyRatio > 100 {
+		bad("strategy.bake.max_latency_ratio", "%v: want 1..100", b.MaxLatencyRatio)
+	}
+	if b.ErrorTolerance < 0 || b.ErrorTolerance > 1 {
+		bad("strategy.bake.error_tolerance", "%v: want 0..1", b.ErrorTolerance)
+	}
+	if b.Confidence < 0.5 || b.Confidence >= 1 {
+		bad("strategy.bake.confidence", "%v: want 0.5 ≤ confidence < 1", b.Confidence)
 	}
 	if k := s.Strategy.KeepPrevious; k < 1 || k > 10 {
 		bad("strategy.keep_previous", "%d: want 1..10 (a previous group is what a rollback goes back to)", k)

@@ -45,7 +45,8 @@ func TestStrategyAndChaosParse(t *testing.T) {
 		c.Metrics[0].Direction != "increase" || c.Metrics[1].Weight != 2 {
 		t.Fatalf("canary %+v", c)
 	}
-	if s.Strategy.Bake.MaxLatencyRatio != 1.5 || s.Strategy.KeepPrevious != 2 || s.Strategy.Deadlines.Launch.D() != time.Minute ||
+	if s.Strategy.Bake.MaxLatencyRatio != 1.25 || s.Strategy.Bake.ErrorTolerance != 0.002 || s.Strategy.Bake.Confidence != 0.99 ||
+		c.Confidence != 0.99 || c.EarlyPass || s.Strategy.KeepPrevious != 2 || s.Strategy.Deadlines.Launch.D() != time.Minute ||
 		s.Strategy.Deadlines.Canary.D() != 30*time.Second+10*time.Minute {
 		t.Fatalf("strategy %+v", s.Strategy)
 	}
@@ -89,6 +90,9 @@ func TestStrategyRejectsEachBadField(t *testing.T) {
 		"strategy:\n  canary: {metrics: [{name: error_rate}, {name: error_rate}]}\n": "strategy.canary.metrics[1].name",
 		"strategy:\n  bake: {max_error_rate: 2}\n":                                   "strategy.bake.max_error_rate",
 		"strategy:\n  bake: {max_latency_ratio: 0.5}\n":                              "strategy.bake.max_latency_ratio",
+		"strategy:\n  bake: {confidence: 1}\n":                                       "strategy.bake.confidence",
+		"strategy:\n  bake: {error_tolerance: -0.1}\n":                               "strategy.bake.error_tolerance",
+		"strategy:\n  canary: {confidence: 0.3}\n":                                   "strategy.canary.confidence",
 		"strategy:\n  keep_previous: 11\n":                                           "strategy.keep_previous",
 		"strategy:\n  bake: {duration: 10m}\n  deadlines: {bake: 1m}\n":              "strategy.deadlines.bake",
 		"chaos: {grouping: cluster}\n":                                               "chaos.grouping",

@@ -19,6 +19,11 @@ const (
 	DomainDLQ     = "dlq"
 )
 
+// RouterApplied: every router (no queue group) answers a request here with
+// its id and, when the body names a service, the routes revision its live
+// table holds for it.
+const RouterApplied = "redblack.router.applied"
+
 // Invalid is the service token used for events about a request whose own
 // subject named no valid service (it cannot be a service name itself).
 const Invalid = "_invalid"

@@ -1,6 +1,10 @@
 package judge
 
-import "math"
+import (
+	"math"
+
+	"github.com/redblack/redblack/shared/metrics"
+)
 
 // MaxHistogramSamples caps what FromHistogram expands.
 const MaxHistogramSamples = 50000
@@ -16,7 +20,7 @@ func FromHistogram(boundsMicros []int64, counts []uint64) []float64 {
 	for _, c := range counts {
 		total += c
 	}
-	if total == 0 || len(counts) != len(boundsMicros)+1 {
+	if total == 0 || len(counts) != len(boundsMicros)+1 || !metrics.ValidBounds(boundsMicros) {
 		return nil
 	}
 	scale := 1.0
@@ -29,17 +33,7 @@ func FromHistogram(boundsMicros []int64, counts []uint64) []float64 {
 		if n == 0 {
 			continue
 		}
-		var lo, hi float64
-		switch {
-		case i == len(boundsMicros): // +Inf: one more step above the last bound
-			lo = float64(boundsMicros[i-1])
-			hi = lo * lo / float64(boundsMicros[i-2])
-		case i == 0:
-			hi = float64(boundsMicros[0])
-			lo = hi * float64(boundsMicros[0]) / float64(boundsMicros[1])
-		default:
-			lo, hi = float64(boundsMicros[i-1]), float64(boundsMicros[i])
-		}
+		lo, hi := metrics.Edges(boundsMicros, i)
 		llo, lhi := math.Log(lo), math.Log(hi)
 		for k := 0; k < n; k++ {
 			out = append(out, math.Exp(llo+(float64(k)+0.5)/float64(n)*(lhi-llo))/1000)
@@ -47,3 +41,4 @@ func FromHistogram(boundsMicros []int64, counts []uint64) []float64 {
 	}
 	return out
 }
+

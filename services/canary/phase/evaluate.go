@@ -1,92 +1,24 @@
 package phase
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redblack/redblack/services/canary/judge"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/metrics"
-	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
 )
 
-// verdict ends a canary.
-type verdict struct {
-	pass   bool
-	result events.CanaryResult
-}
-
-// judge scores the canary every interval on everything since JudgeFrom.
-// An interval at or below the marginal score fails it at once; at the end
-// of the duration it passes if the score reaches the pass score. Without
-// enough samples it goes on until the deadline and then fails with
-// "insufficient data": never a silent pass.
-func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service, deadline time.Time) (verdict, error) {
-	cs := svc.Strategy.Canary
-	var mu sync.Mutex
-	var base, can metrics.Totals
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- follow(fctx, p.js, rec, &mu, &base, &can) }()
-	t := time.NewTicker(cs.Interval.D())
-	defer t.Stop()
-	end := rec.JudgeFrom.Add(cs.Duration.D())
-	last := deadline.Add(-cs.Interval.D())
-	for {
-		select {
-		case <-ctx.Done():
-			return verdict{}, ctx.Err()
-		case err := <-errc:
-			if err == nil {
-				err = fmt.Errorf("canary phase: metrics of %s ended", rec.Service)
-			}
-			return verdict{}, err
-		case <-t.C:
-		}
-		cur, _, err := p.releases.Get(ctx, rec.ID)
-		if err != nil {
-			return verdict{}, err
-		}
-		if cur.Phase != release.PhaseCanary {
-			return verdict{}, fmt.Errorf("%w: %s is %s", release.ErrStale, rec.ID, cur.Phase)
-		}
-		mu.Lock()
-		result, enough := Evaluate(cs, base, can)
-		mu.Unlock()
-		result.Service, result.Canary = rec.Service, rec.Canary
-		now := time.Now()
-		switch {
-		case !enough && now.After(last):
-			result.Score = 0
-			result.Reason = "insufficient data by the canary deadline: " + result.Reason
-			return verdict{false, result}, nil
-		case !enough:
-			continue
-		case result.Score <= cs.MarginalScore:
-			result.Reason = fmt.Sprintf("score %.0f is at or below the marginal score %.0f: %s", result.Score, cs.MarginalScore, result.Reason)
-			return verdict{false, result}, nil
-		case now.Before(end):
-			continue
-		case result.Score >= cs.PassScore:
-			result.Reason = fmt.Sprintf("score %.0f reaches the pass score %.0f", result.Score, cs.PassScore)
-			return verdict{true, result}, nil
-		default:
-			result.Reason = fmt.Sprintf("score %.0f is below the pass score %.0f: %s", result.Score, cs.PassScore, result.Reason)
-			return verdict{false, result}, nil
-		}
-	}
-}
-
-// Evaluate judges the canary's totals against the baseline's with the
-// spec's metrics. enough is false while a metric lacks samples; Reason then
-// says which. For a judged canary, Reason lists the failing metrics.
-func Evaluate(cs spec.Canary, base, can metrics.Totals) (result events.CanaryResult, enough bool) {
+// FixedHorizon is the judge before sequential analysis, kept so that
+// `redblack bench judge` can replay whole canaries through both in one run:
+// a fixed-horizon test (Mann-Whitney + Hodges-Lehmann on latency, Fisher's
+// exact test at α 0.15 on errors) of the canary's totals against the
+// baseline's, repeated at every look. enough is false while a metric lacks
+// samples.
+func FixedHorizon(cs spec.Canary, base, can metrics.Totals) (result events.CanaryResult, enough bool) {
 	bv, cv := judge.FromHistogram(base.Bounds, base.Latency), judge.FromHistogram(can.Bounds, can.Latency)
 	var ms []judge.Metric
 	var bad, missing []string
@@ -118,7 +50,7 @@ func Evaluate(cs spec.Canary, base, can metrics.Totals) (result events.CanaryRes
 			enough = false
 			missing = append(missing, fmt.Sprintf("%s has %d baseline and %d canary samples of %d needed", m.Name, r.BaselineSamples, r.CanarySamples, cfg.MinSamples))
 		case judge.High, judge.Low:
-			bad = append(bad, describe(m.Name, r))
+			bad = append(bad, fixedDescribe(m.Name, r))
 		}
 	}
 	result.Score = judge.Score(ms)
@@ -130,7 +62,33 @@ func Evaluate(cs spec.Canary, base, can metrics.Totals) (result events.CanaryRes
 	return result, enough
 }
 
-func describe(name string, r judge.Result) string {
+// ReplayFixed runs a whole canary through FixedHorizon as the phase ran it
+// before: every look at or below the marginal score fails it, the end
+// needs the pass score.
+func ReplayFixed(cs spec.Canary, looks []Look) (Outcome, int) {
+	var base, can metrics.Totals
+	n := int(cs.Duration.D() / cs.Interval.D())
+	for i, l := range looks {
+		base.Add(l.Baseline)
+		can.Add(l.Canary)
+		r, enough := FixedHorizon(cs, base, can)
+		switch {
+		case !enough && i+1 >= len(looks):
+			return Failed, i + 1
+		case !enough:
+		case r.Score <= cs.MarginalScore:
+			return Failed, i + 1
+		case i+1 < n:
+		case r.Score >= cs.PassScore:
+			return Passed, i + 1
+		default:
+			return Failed, i + 1
+		}
+	}
+	return Undecided, len(looks)
+}
+
+func fixedDescribe(name string, r judge.Result) string {
 	if name == spec.MetricErrorRate {
 		return fmt.Sprintf("%s %s: canary %.2f%% vs baseline %.2f%% (p=%.3g)", name, r.Classification, 100*r.CanaryMedian, 100*r.BaselineMedian, r.P)
 	}

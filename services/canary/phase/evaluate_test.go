@@ -41,7 +41,7 @@ func canarySpec() spec.Canary {
 	return s.Strategy.Canary
 }
 
-func TestEvaluate(t *testing.T) {
+func TestFixedHorizon(t *testing.T) {
 	cs := canarySpec()
 	r := rand.New(rand.NewPCG(1, 2))
 	cases := []struct {
@@ -60,7 +60,7 @@ func TestEvaluate(t *testing.T) {
 		{"too few samples", group(r, 20, 10, 0), group(r, 20, 10, 0), false, 0, 0, "error_rate has 20 baseline and 20 canary samples of 50 needed"},
 	}
 	for _, c := range cases {
-		res, enough := Evaluate(cs, c.base, c.canary)
+		res, enough := FixedHorizon(cs, c.base, c.canary)
 		if enough != c.enough || res.Score < c.minScore || res.Score > c.maxScore || !strings.Contains(res.Reason, c.reason) {
 			t.Errorf("%s: enough %v score %.0f reason %q", c.name, enough, res.Score, res.Reason)
 		}

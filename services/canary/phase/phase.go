@@ -9,6 +9,7 @@ package phase
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -43,11 +44,15 @@ type Phase struct {
 	releases  release.Store
 	log       zerolog.Logger
 	runs      release.Runs
+	// known reports whether a router id is one of the mesh's (nil: any).
+	known func(string) bool
 }
 
-// New binds the phase to the buckets it reads.
-func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*Phase, error) {
-	p := &Phase{js: js, log: log, runs: release.Runs{Log: log}}
+// New binds the phase to the buckets it reads. known reports whether a
+// router id belongs to the mesh: samples from any other are dropped (nil:
+// any router).
+func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, log zerolog.Logger) (*Phase, error) {
+	p := &Phase{js: js, log: log, runs: release.Runs{Log: log}, known: known}
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV} {
 		var err error
 		if *kv, err = js.KeyValue(ctx, name); err != nil {
@@ -265,17 +270,85 @@ func (p *Phase) hasWeights(ctx context.Context, service string, w map[string]int
 	return true
 }
 
-// follow feeds the baseline's and canary's samples since the judging began
-// into two totals.
-func follow(ctx context.Context, js jetstream.JetStream, rec release.Record, mu *sync.Mutex, base, can *metrics.Totals) error {
-	return metrics.Follow(ctx, js, topology.StreamMetrics, rec.Service, []string{rec.Baseline, rec.Canary}, rec.JudgeFrom, func(s metrics.Sample) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if s.Group == rec.Baseline {
-			base.Add(s)
-		} else {
-			can.Add(s)
+// judge follows the baseline's and canary's samples from where the
+// record's checkpoint left off (or JudgeFrom) and looks at least every
+// second: the confidence sequences hold at any number of looks, so a bad
+// canary fails as soon as the evidence allows. The evidence is checkpointed
+// in the record every interval and at the verdict.
+func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service, deadline time.Time) (verdict, error) {
+	cs := svc.Strategy.Canary
+	j := NewJudge(cs)
+	cp, err := DecodeCheckpoint(rec.Checkpoint)
+	if err != nil {
+		p.log.Warn().Err(err).Str(logging.FieldRelease, rec.ID).Msg("canary checkpoint unreadable: judging again from the start")
+		cp = Checkpoint{}
+	}
+	j.Checkpoint = cp
+	filter := &metrics.Filter{Known: p.known, Log: p.log.With().Str(logging.FieldRelease, rec.ID).Logger()}
+	filter.Resume(cp.Seen)
+	since := metrics.Since(cp.Seen, rec.JudgeFrom)
+	var mu sync.Mutex
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- metrics.Follow(fctx, p.js, topology.StreamMetrics, rec.Service, []string{rec.Baseline, rec.Canary}, since, filter, func(s metrics.Sample) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			j.Add(s, s.Group == rec.Baseline)
+			return true
+		})
+	}()
+	tick := min(cs.Interval.D(), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	end := rec.JudgeFrom.Add(cs.Duration.D())
+	last := deadline.Add(-cs.Interval.D())
+	saved := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return verdict{}, ctx.Err()
+		case err := <-errc:
+			if err == nil {
+				err = fmt.Errorf("canary phase: metrics of %s ended", rec.Service)
+			}
+			return verdict{}, err
+		case <-t.C:
 		}
-		return true
-	})
+		now := time.Now()
+		mu.Lock()
+		result, out := j.Look(!now.Before(end), now.After(last))
+		cp := j.Checkpoint
+		cp.Seen = filter.Seen()
+		mu.Unlock()
+		result.Service, result.Canary = rec.Service, rec.Canary
+		if out == Undecided && now.Sub(saved) < cs.Interval.D() {
+			continue
+		}
+		saved = now
+		b, err := json.Marshal(cp)
+		if err != nil {
+			return verdict{}, err
+		}
+		if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+			if r.Phase != release.PhaseCanary {
+				return fmt.Errorf("%w: %s is %s", release.ErrStale, rec.ID, r.Phase)
+			}
+			r.Checkpoint = b
+			r.Report = &result
+			return nil
+		}); err != nil {
+			return verdict{}, err
+		}
+		if out != Undecided {
+			return verdict{pass: out == Passed, result: result}, nil
+		}
+	}
+}
+
+// verdict ends a canary.
+type verdict struct {
+	pass   bool
+	result events.CanaryResult
 }

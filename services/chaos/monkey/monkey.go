@@ -277,7 +277,7 @@ func (m *Monkey) errorRate(ctx context.Context, service, group string) (float64,
 	}
 	fctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_ = metrics.Follow(fctx, m.JS, topology.StreamMetrics, service, []string{group}, last.End.Add(-10*time.Second), func(s metrics.Sample) bool {
+	_ = metrics.Follow(fctx, m.JS, topology.StreamMetrics, service, []string{group}, last.End.Add(-10*time.Second), nil, func(s metrics.Sample) bool {
 		t.Add(s)
 		return s.End.Before(last.End)
 	})

@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/redblack/redblack/services/canary/phase"
+	"github.com/redblack/redblack/services/watchdog"
+	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/spec"
+)
+
+// JudgeOptions size the judge bench.
+type JudgeOptions struct {
+	// Trials per row for the sequential judge and the bake, and for the
+	// fixed-horizon judge it replaced (slower: it expands histograms).
+	Trials, FixedTrials, BakeTrials int
+	Progress                        func(string)
+}
+
+// CanaryRow is one scenario of whole canaries through both judges.
+type CanaryRow struct {
+	Name    string
+	PerLook int
+	// Healthy rows count false failures (target ≤ 1 − confidence);
+	// others detections (target ≥ 95 %).
+	Healthy   bool
+	New, Old  phase.Figures
+	Interval  time.Duration
+	Looks     int
+	Trials    int
+	OldTrials int
+}
+
+// BakeRow is one scenario of whole bakes.
+type BakeRow struct {
+	Name          string
+	RatePerSecond int
+	Onset         time.Duration
+	Healthy       bool
+	Figures       watchdog.BakeFigures
+}
+
+// DefaultSpec is a service with every default of the strategy.
+func DefaultSpec() spec.Service {
+	s := spec.Service{Name: "bench", Owner: "bench", Capacity: 1, MaxCapacity: 10}
+	s.Default()
+	return s
+}
+
+// Typical latency of the simulated groups: log-normal, median 20 ms, σ 0.5.
+var typical = metrics.Synthetic{MedianMs: 20, Sigma: 0.5}
+
+func with(g metrics.Synthetic, errorRate float64) metrics.Synthetic {
+	g.ErrorRate = errorRate
+	return g
+}
+
+// p99Up is the typical latency with a tail 50 % slower at p99 and the same
+// median: a variance-only change (σ + ln 1.5 / z₀.₉₉).
+var p99Up = metrics.Synthetic{MedianMs: 20, Sigma: 0.5 + 0.17432}
+
+// JudgeCanaries replays whole canaries with the default strategy: healthy
+// ones (the same version: both groups alike) at background error rates 0,
+// 0.1, 0.5, 2 and 5 %, and +1 point of errors, +20 % p50 and +50 % p99 over
+// a 0.5 % baseline, at 100, 600 and 3,000 requests per group per look.
+func JudgeCanaries(o JudgeOptions) []CanaryRow {
+	cs := DefaultSpec().Strategy.Canary
+	var rows []CanaryRow
+	seed := uint64(1)
+	run := func(name string, healthy bool, per int, b, c metrics.Synthetic) {
+		sc := phase.Scenario{Baseline: b, Canary: c, PerLook: per}
+		row := CanaryRow{Name: name, PerLook: per, Healthy: healthy, Interval: cs.Interval.D(), Looks: int(cs.Duration.D() / cs.Interval.D()), Trials: o.Trials, OldTrials: o.FixedTrials}
+		row.New = phase.Simulate(cs, sc, o.Trials, seed, false)
+		if o.FixedTrials > 0 {
+			row.Old = phase.Simulate(cs, sc, o.FixedTrials, seed, true)
+		}
+		seed++
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf("%s, %d per look: sequential %.1f%%, fixed %.1f%%", name, per, 100*row.New.Failed, 100*row.Old.FixedFailed))
+		}
+		rows = append(rows, row)
+	}
+	for _, per := range []int{100, 600, 3000} {
+		for _, er := range []float64{0, 0.001, 0.005, 0.02, 0.05} {
+			run(fmt.Sprintf("healthy, %.1f%% errors in both", 100*er), true, per, with(typical, er), with(typical, er))
+		}
+	}
+	// at the edge of the null: worse by exactly each metric's tolerance
+	// (0.1 point of errors, +10 % p50, +15 % p99), which the confidence
+	// bounds, not only identical groups
+	base := with(typical, 0.005)
+	for _, per := range []int{100, 600, 3000} {
+		run("at the tolerance: errors +0.1 point (0.5% → 0.6%)", true, per, base, with(typical, 0.006))
+		run("at the tolerance: p50 +10%", true, per, base, metrics.Synthetic{ErrorRate: 0.005, MedianMs: 22, Sigma: 0.5})
+		run("at the tolerance: p99 +15%, same p50", true, per, base, metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5 + 0.06009})
+	}
+	for _, per := range []int{100, 600, 3000} {
+		run("+1 point of errors (0.5% → 1.5%)", false, per, base, with(typical, 0.015))
+		run("+20% p50 latency", false, per, base, metrics.Synthetic{ErrorRate: 0.005, MedianMs: 24, Sigma: 0.5})
+		run("+50% p99 latency, same p50", false, per, base, with(p99Up, 0.005))
+		run("0 errors in the baseline, 2% in the canary (kayenta #377)", false, per, typical, with(typical, 0.02))
+	}
+	return rows
+}
+
+// JudgeBakes runs whole 5-minute bakes with the default bake strategy, one
+// sample a second: healthy ones, and +1 point of errors and +50 % p99 from
+// the switch and from 60 s after it, at 200 and 2,000 requests a second.
+func JudgeBakes(o JudgeOptions) []BakeRow {
+	b := DefaultSpec().Strategy.Bake
+	cfg := watchdog.DefaultConfig()
+	rules := watchdog.RulesFor(b.Confidence, b.MaxErrorRate, b.ErrorTolerance, b.MaxLatencyRatio, cfg)
+	old := with(typical, 0.005)
+	var rows []BakeRow
+	seed := uint64(100)
+	for _, rate := range []int{200, 2000} {
+		run := func(name string, bad metrics.Synthetic, onset time.Duration) {
+			sc := watchdog.BakeScenario{Old: old, New: old, Bad: bad, Onset: onset, RatePerSecond: rate, Reference: cfg.ReferenceSpan, Duration: b.Duration.D()}
+			row := BakeRow{Name: name, RatePerSecond: rate, Onset: onset, Healthy: bad == (metrics.Synthetic{}), Figures: watchdog.SimulateBake(rules, cfg, sc, o.BakeTrials, seed)}
+			seed++
+			if o.Progress != nil {
+				o.Progress(fmt.Sprintf("bake %s at %d/s: rolled back %.1f%%", name, rate, 100*row.Figures.RolledBack))
+			}
+			rows = append(rows, row)
+		}
+		run("healthy (0.5% errors, as before the switch)", metrics.Synthetic{}, 0)
+		for _, onset := range []time.Duration{0, time.Minute} {
+			run("+1 point of errors", with(typical, 0.015), onset)
+			run("+50% p99 latency", with(p99Up, 0.005), onset)
+		}
+	}
+	return rows
+}

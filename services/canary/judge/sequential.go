@@ -1,0 +1,277 @@
+package judge
+
+import (
+	"math"
+	"slices"
+
+	"github.com/redblack/redblack/shared/anytime"
+	"github.com/redblack/redblack/shared/metrics"
+)
+
+// The sequential canary judge. Every metric is a comparison of two rates,
+// so one confidence sequence (sequence.go) serves them all:
+//
+//   - error_rate: errors per request. H0: canary − baseline ≤ tolerance
+//     (absolute). The canary fails when the whole confidence sequence is
+//     above the tolerance: significantly worse by more than it.
+//   - latency_pQ: the share of requests slower than a threshold. Each
+//     baseline request is counted against the baseline's own Q-quantile x,
+//     each canary request against (1+tolerance)·x, x taken from the
+//     baseline's histogram before the sample (predictable, so the counts stay
+//     a fair game). If the canary's Q-quantile is within (1+tolerance) of the
+//     baseline's, its share past (1+tolerance)·x is at most the baseline's
+//     share past x: H0 is "canary share − baseline share ≤ 0". Distribution
+//     free, for a median shift as for a tail-only (variance) change (Mann-
+//     Whitney misses the latter, kayenta #780).
+//
+// The error budget 1 − confidence is split over the metrics (Bonferroni;
+// see SeqConfig.alpha), so a healthy canary fails at most that often over
+// the whole canary.
+
+// SeqMetric is one metric of the sequential judge.
+type SeqMetric struct {
+	Name string
+	// Quantile is 0 for the error rate, 0.5 or 0.99 for latency.
+	Quantile  float64
+	Direction Direction
+	// Tolerance: absolute for the error rate, relative for latency.
+	Tolerance float64
+	// MinShiftMs: a latency metric fails only if the canary's quantile is
+	// also this much worse than the baseline's.
+	MinShiftMs float64
+	Critical   bool
+	Weight     float64
+}
+
+// SeqConfig configures the sequential judge.
+type SeqConfig struct {
+	Metrics []SeqMetric
+	// Alpha is the whole canary's error budget: 1 − confidence.
+	Alpha float64
+	// MinSamples per group (requests) before a metric is judged.
+	MinSamples int
+}
+
+// alpha is one metric's share of the budget: a critical metric (one that
+// fails the canary alone) has two shares, any other one; a metric judged in
+// both directions splits its share between them. The shares add up to
+// Alpha, so a canary no worse than its baseline fails at most Alpha of the
+// time whichever metric would fail it.
+func (c SeqConfig) alpha(m SeqMetric) float64 {
+	share := func(m SeqMetric) float64 {
+		if m.Critical {
+			return 2
+		}
+		return 1
+	}
+	total := 0.0
+	for _, o := range c.Metrics {
+		total += share(o)
+	}
+	a := c.Alpha * share(m) / total
+	if m.Direction == Either {
+		a /= 2
+	}
+	return a
+}
+
+// State is the evidence of one canary: sufficient statistics only, so it
+// can be checkpointed at every look and resumed after a restart.
+type State struct {
+	Bounds       []int64  `json:"bounds,omitempty"`
+	Base         []uint64 `json:"base,omitempty"`
+	Can          []uint64 `json:"can,omitempty"`
+	BaseRequests uint64   `json:"base_requests"`
+	BaseErrors   uint64   `json:"base_errors"`
+	CanRequests  uint64   `json:"can_requests"`
+	CanErrors    uint64   `json:"can_errors"`
+	// Up and Down are the latency tests' counts by metric name: requests
+	// past the thresholds above (Up) and below (Down).
+	Up   map[string]*anytime.Rates `json:"up,omitempty"`
+	Down map[string]*anytime.Rates `json:"down,omitempty"`
+	// Peak is the strongest evidence against the canary each metric ever
+	// reached (1 fails it): how close the canary came to failing.
+	Peak map[string]float64 `json:"peak,omitempty"`
+}
+
+// Add counts one group's sample: requests, errors, and its latency
+// histogram (bounds in µs, counts one longer). A histogram whose bounds
+// differ from the first one seen counts for errors only.
+func (st *State) Add(cfg SeqConfig, baseline bool, requests, errors uint64, bounds []int64, counts []uint64) {
+	if baseline {
+		st.BaseRequests += requests
+		st.BaseErrors += errors
+	} else {
+		st.CanRequests += requests
+		st.CanErrors += errors
+	}
+	if len(counts) != len(bounds)+1 || !metrics.ValidBounds(bounds) {
+		return
+	}
+	if st.Bounds == nil {
+		st.Bounds = slices.Clone(bounds)
+		st.Base = make([]uint64, len(counts))
+		st.Can = make([]uint64, len(counts))
+	}
+	if !slices.Equal(st.Bounds, bounds) {
+		return
+	}
+	if st.Up == nil {
+		st.Up = map[string]*anytime.Rates{}
+	}
+	if st.Down == nil {
+		st.Down = map[string]*anytime.Rates{}
+	}
+	for _, m := range cfg.Metrics {
+		if m.Quantile == 0 {
+			continue
+		}
+		x := metrics.HistQuantile(st.Bounds, st.Base, m.Quantile) // from the baseline before this sample
+		if x == 0 {
+			continue
+		}
+		if st.Up[m.Name] == nil {
+			st.Up[m.Name] = &anytime.Rates{}
+		}
+		if st.Down[m.Name] == nil {
+			st.Down[m.Name] = &anytime.Rates{}
+		}
+		up, down := st.Up[m.Name], st.Down[m.Name]
+		if baseline {
+			a, b := metrics.Above(bounds, counts, x)
+			up.BaseEvents += a
+			up.BaseN += a + b
+			down.BaseEvents += b
+			down.BaseN += a + b
+		} else {
+			a, b := metrics.Above(bounds, counts, x*(1+m.Tolerance))
+			up.CanEvents += a
+			up.CanN += a + b
+			_, b2 := metrics.Above(bounds, counts, x/(1+m.Tolerance))
+			down.CanEvents += b2
+			down.CanN += a + b
+		}
+	}
+	dst := st.Can
+	if baseline {
+		dst = st.Base
+	}
+	for i, c := range counts {
+		dst[i] += c
+	}
+}
+
+// MetricVerdict is the sequential judge's view of one metric at one look.
+type MetricVerdict struct {
+	Result Result
+	// Within: the confidence sequence is wholly on the good side of the
+	// tolerance (the metric may pass early).
+	Within bool
+	// Evidence against the canary at this look (1 fails it) and the most it
+	// ever reached.
+	Evidence, Peak float64
+}
+
+// Look judges every metric on the evidence so far.
+func (st *State) Look(cfg SeqConfig) []MetricVerdict {
+	if st.Peak == nil {
+		st.Peak = map[string]float64{}
+	}
+	out := make([]MetricVerdict, 0, len(cfg.Metrics))
+	for _, m := range cfg.Metrics {
+		alpha := cfg.alpha(m)
+		var v MetricVerdict
+		var rates anytime.Rates
+		var tol float64
+		if m.Quantile == 0 {
+			rates = anytime.Rates{BaseEvents: float64(st.BaseErrors), BaseN: float64(st.BaseRequests), CanEvents: float64(st.CanErrors), CanN: float64(st.CanRequests)}
+			tol = m.Tolerance
+			v.Result.BaselineMedian, v.Result.CanaryMedian = safeRate(st.BaseErrors, st.BaseRequests), safeRate(st.CanErrors, st.CanRequests)
+		} else if st.Up[m.Name] != nil && st.Down[m.Name] != nil {
+			rates = *st.Up[m.Name]
+			v.Result.BaselineMedian = metrics.HistQuantile(st.Bounds, st.Base, m.Quantile) / 1000
+			v.Result.CanaryMedian = metrics.HistQuantile(st.Bounds, st.Can, m.Quantile) / 1000
+		}
+		v.Result.BaselineSamples, v.Result.CanarySamples = int(rates.BaseN), int(rates.CanN)
+		if rates.BaseN < float64(cfg.MinSamples) || rates.CanN < float64(cfg.MinSamples) {
+			v.Result.Classification = NoData
+			out = append(out, v)
+			continue
+		}
+		v.Result.Classification = Pass
+		est, lo, hi := rates.Interval(alpha)
+		_, variance := rates.Diff()
+		v.Result.Estimate, v.Result.Low, v.Result.High = est, lo, hi
+		shift := v.Result.CanaryMedian - v.Result.BaselineMedian
+		within := true
+		if m.Direction != Decrease {
+			ev := anytime.Evidence(est, variance, tol, alpha, 1)
+			v.Evidence = ev
+			if lo > tol && (m.Quantile == 0 || shift >= m.MinShiftMs) {
+				v.Result.Classification = High
+			}
+			within = within && hi < tol
+		}
+		if m.Direction != Increase {
+			down := rates
+			if m.Quantile != 0 {
+				down = *st.Down[m.Name]
+			}
+			dest, dlo, dhi := down.Interval(alpha)
+			_, dvar := down.Diff()
+			if m.Quantile == 0 { // the error rate lower by more than the tolerance
+				v.Evidence = math.Max(v.Evidence, anytime.Evidence(dest, dvar, -tol, alpha, -1))
+				if dhi < -tol {
+					v.Result.Classification = Low
+				}
+				within = within && dlo > -tol
+			} else { // more requests below x/(1+tolerance) than the baseline's below x
+				v.Evidence = math.Max(v.Evidence, anytime.Evidence(dest, dvar, 0, alpha, 1))
+				if dlo > 0 && -shift >= m.MinShiftMs {
+					v.Result.Classification = Low
+				}
+				within = within && dhi < 0
+			}
+		}
+		v.Within = within
+		st.Peak[m.Name] = math.Max(st.Peak[m.Name], v.Evidence)
+		v.Peak = st.Peak[m.Name]
+		out = append(out, v)
+	}
+	return out
+}
+
+// Valid reports whether a state read back from a checkpoint can be used:
+// histograms of one shape and counts that are finite, non-negative and no
+// more than their totals.
+func (st *State) Valid(maxBuckets int) bool {
+	if st.Bounds != nil && (!metrics.ValidBounds(st.Bounds) || len(st.Bounds) > maxBuckets || len(st.Base) != len(st.Bounds)+1 || len(st.Can) != len(st.Bounds)+1) {
+		return false
+	}
+	if st.Bounds == nil && (st.Base != nil || st.Can != nil) {
+		return false
+	}
+	if st.BaseErrors > st.BaseRequests || st.CanErrors > st.CanRequests {
+		return false
+	}
+	for _, m := range []map[string]*anytime.Rates{st.Up, st.Down} {
+		for _, r := range m {
+			if r == nil || !r.Valid() {
+				return false
+			}
+		}
+	}
+	for _, p := range st.Peak {
+		if math.IsNaN(p) || p < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func safeRate(e, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(e) / float64(n)
+}

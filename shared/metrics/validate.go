@@ -1,0 +1,295 @@
+package metrics
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/shared/subjects"
+)
+
+// Limits of a sample that can be real.
+const (
+	// MaxBuckets bounds a histogram's length.
+	MaxBuckets = 256
+	// MaxSampleBytes bounds an encoded sample.
+	MaxSampleBytes = 16 << 10
+	// MaxSpan bounds one sample's window.
+	MaxSpan = 10 * time.Minute
+	// ClockSkew is how far in the future a window may end (another host's
+	// clock).
+	ClockSkew = 5 * time.Second
+)
+
+// ErrInvalid is wrapped by every reason a sample is refused.
+var ErrInvalid = errors.New("invalid metrics sample")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Validate checks that a sample can be real: a named router, a window that
+// is ordered, bounded and not in the future, status counts that add up to
+// its requests, and a histogram whose bounds are positive and increasing and
+// whose counts add up to the requests that got a response.
+func (s Sample) Validate(now time.Time) error {
+	switch {
+	case s.Router == "" || len(s.Router) > 128:
+		return invalid("router %q", s.Router)
+	case s.Start.IsZero() || s.End.IsZero() || s.End.Before(s.Start):
+		return invalid("window %s..%s is not ordered", s.Start, s.End)
+	case s.End.Sub(s.Start) > MaxSpan:
+		return invalid("window of %s is longer than %s", s.End.Sub(s.Start), MaxSpan)
+	case s.End.After(now.Add(ClockSkew)):
+		return invalid("window ends %s in the future", s.End.Sub(now).Round(time.Millisecond))
+	}
+	const limit = 1 << 50 // no sum below can overflow
+	for _, c := range []uint64{s.Requests, s.Status2xx, s.Status3xx, s.Status4xx, s.Status5xx, s.ConnErrors, s.Retries} {
+		if c > limit {
+			return invalid("count %d is out of range", c)
+		}
+	}
+	if sum := s.Status2xx + s.Status3xx + s.Status4xx + s.Status5xx + s.ConnErrors; sum != s.Requests {
+		return invalid("status counts add up to %d, not its %d requests", sum, s.Requests)
+	}
+	if len(s.BucketsMicros) > MaxBuckets {
+		return invalid("%d histogram buckets (at most %d)", len(s.BucketsMicros), MaxBuckets)
+	}
+	if len(s.Latency) != len(s.BucketsMicros)+1 {
+		return invalid("%d latency counts for %d bucket bounds (want one more, for +Inf)", len(s.Latency), len(s.BucketsMicros))
+	}
+	if len(s.BucketsMicros) < 2 || s.BucketsMicros[0] <= 0 {
+		return invalid("histogram needs at least two positive bucket bounds")
+	}
+	for i := 1; i < len(s.BucketsMicros); i++ {
+		if s.BucketsMicros[i] <= s.BucketsMicros[i-1] {
+			return invalid("bucket bounds are not increasing at %d", i)
+		}
+	}
+	var total uint64
+	for _, c := range s.Latency {
+		if c > limit {
+			return invalid("latency count %d is out of range", c)
+		}
+		total += c
+	}
+	if total != s.Requests-s.ConnErrors {
+		return invalid("histogram holds %d responses, not the %d the counts say", total, s.Requests-s.ConnErrors)
+	}
+	return nil
+}
+
+// DecodeStrict reads a sample, refusing unknown fields, a size past
+// MaxSampleBytes, and a sample that does not belong on its subject.
+func DecodeStrict(subject string, b []byte) (Sample, error) {
+	var s Sample
+	if len(b) > MaxSampleBytes {
+		return s, invalid("%d bytes (at most %d)", len(b), MaxSampleBytes)
+	}
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&s); err != nil {
+		return s, invalid("does not decode: %v", err)
+	}
+	if d.More() {
+		return s, invalid("trailing data")
+	}
+	if subject != "" && subject != subjects.Metrics(s.Service, s.Group) {
+		return s, invalid("names %s/%s but came on %s", s.Service, s.Group, subject)
+	}
+	return s, nil
+}
+
+// Filter admits the samples a judge may count and drops the rest, each
+// counted and logged with its subject: undecodable or invalid samples,
+// samples from a router the mesh does not know, and windows that repeat or
+// overlap one already counted from the same router for the same group.
+type Filter struct {
+	// Known reports whether a router id belongs to the mesh (nil: any).
+	Known func(router string) bool
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	Log zerolog.Logger
+
+	mu      sync.Mutex
+	last    map[string]time.Time
+	dropped atomic.Uint64
+}
+
+// Dropped is how many samples the filter refused.
+func (f *Filter) Dropped() uint64 { return f.dropped.Load() }
+
+// Seen is the end of the last window counted per router and group, to
+// resume after a restart.
+func (f *Filter) Seen() map[string]time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]time.Time, len(f.last))
+	for k, v := range f.last {
+		out[k] = v
+	}
+	return out
+}
+
+// Resume restores Seen. A reader resumes the stream from Since(Seen()).
+func (f *Filter) Resume(seen map[string]time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last = make(map[string]time.Time, len(seen))
+	for k, v := range seen {
+		f.last[k] = v
+	}
+}
+
+// errCounted: a window already counted, seen again when a reader resumes
+// from a little before its last sample. Not a fault: skipped silently.
+var errCounted = errors.New("already counted")
+
+// Since is where a resumed reader starts: the earliest of the windows'
+// ends (a sample is published after its window ends), or from if later.
+func Since(seen map[string]time.Time, from time.Time) time.Time {
+	var min time.Time
+	for _, t := range seen {
+		if min.IsZero() || t.Before(min) {
+			min = t
+		}
+	}
+	if min.After(from) {
+		return min
+	}
+	return from
+}
+
+// Admit decodes and checks one message of the METRICS stream.
+func (f *Filter) Admit(subject string, data []byte) (Sample, bool) {
+	s, err := f.admit(subject, data)
+	if errors.Is(err, errCounted) {
+		return s, false
+	}
+	if err != nil {
+		f.dropped.Add(1)
+		f.Log.Warn().Str("subject", subject).Err(err).Uint64("dropped", f.dropped.Load()).Msg("metrics sample dropped")
+		return s, false
+	}
+	return s, true
+}
+
+func (f *Filter) admit(subject string, data []byte) (Sample, error) {
+	s, err := DecodeStrict(subject, data)
+	if err != nil {
+		return s, err
+	}
+	now := time.Now()
+	if f.Now != nil {
+		now = f.Now()
+	}
+	if err := s.Validate(now); err != nil {
+		return s, err
+	}
+	if f.Known != nil && !f.Known(s.Router) {
+		return s, invalid("router %q is not one of the mesh's", s.Router)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.last == nil {
+		f.last = map[string]time.Time{}
+	}
+	k := s.Router + "|" + s.Group
+	if last, ok := f.last[k]; ok && !s.End.After(last) {
+		return s, errCounted // not counted again
+	}
+	if last, ok := f.last[k]; ok && s.Start.Before(last) {
+		return s, invalid("window %s..%s overlaps one already counted from router %s (ending %s)",
+			s.Start.Format(time.RFC3339Nano), s.End.Format(time.RFC3339Nano), s.Router, last.Format(time.RFC3339Nano))
+	}
+	f.last[k] = s.End
+	return s, nil
+}
+
+// deliver hands an admitted sample to fn; a panic in fn drops the sample
+// (counted and logged) instead of taking the service down.
+func (f *Filter) deliver(subject string, s Sample, fn func(Sample) bool) (more bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			f.dropped.Add(1)
+			f.Log.Error().Str("subject", subject).Interface("panic", r).Msg("metrics sample dropped: its handler panicked")
+			more = true
+		}
+	}()
+	return fn(s)
+}
+
+// Directory knows the mesh's routers: every router answers a request on
+// subjects.RouterApplied with its id. The answers are cached; an unknown id
+// refreshes them at most once per Refresh.
+type Directory struct {
+	NC      *nats.Conn
+	Refresh time.Duration
+
+	mu    sync.Mutex
+	known map[string]bool
+	asked time.Time
+}
+
+// Known reports whether id is a live router's, or a source of one (the
+// CloudWatch bridge inside a router publishes as "<router>/cloudwatch").
+func (d *Directory) Known(id string) bool {
+	base, _, _ := strings.Cut(id, "/")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.known[base] {
+		return true
+	}
+	every := d.Refresh
+	if every == 0 {
+		every = 2 * time.Second
+	}
+	if time.Since(d.asked) < every {
+		return false
+	}
+	d.asked = time.Now()
+	if d.known == nil {
+		d.known = map[string]bool{}
+	}
+	for _, id := range askRouters(d.NC) {
+		d.known[id] = true
+	}
+	return d.known[base]
+}
+
+// askRouters gathers the ids of the routers that answer within 200 ms.
+func askRouters(nc *nats.Conn) []string {
+	if nc == nil {
+		return nil
+	}
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subjects.RouterApplied, inbox, nil); err != nil {
+		return nil
+	}
+	var ids []string
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return ids
+		}
+		var a struct {
+			Router string `json:"router"`
+		}
+		if json.Unmarshal(m.Data, &a) == nil && a.Router != "" {
+			ids = append(ids, a.Router)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package metrics
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+var now = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+
+func good() Sample {
+	g := Synthetic{ErrorRate: 0.01, MedianMs: 5, Sigma: 0.5}.Generator()
+	return g.Sample(rand.New(rand.NewPCG(1, 1)), 500, "hello", "hello-v002", now.Add(-time.Second), now)
+}
+
+func TestValidate(t *testing.T) {
+	if err := good().Validate(now); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func(*Sample){
+		"no router":                  func(s *Sample) { s.Router = "" },
+		"window not ordered":         func(s *Sample) { s.Start = s.End.Add(time.Second) },
+		"window in the future":       func(s *Sample) { s.Start, s.End = now.Add(time.Minute), now.Add(time.Minute+time.Second) },
+		"window too long":            func(s *Sample) { s.Start = s.End.Add(-time.Hour) },
+		"counts without a histogram": func(s *Sample) { s.BucketsMicros, s.Latency = nil, nil },
+		"arrays disagree":            func(s *Sample) { s.BucketsMicros, s.Latency = []int64{100}, []uint64{5, 5} },
+		"one bound":                  func(s *Sample) { s.BucketsMicros, s.Latency = []int64{100}, []uint64{250, 250} },
+		"bounds not increasing":      func(s *Sample) { s.BucketsMicros[3] = s.BucketsMicros[2] },
+		"histogram does not add up":  func(s *Sample) { s.Latency[10] += 7 },
+		"statuses do not add up":     func(s *Sample) { s.Status2xx += 1000 },
+		"10⁶ requests, empty histogram": func(s *Sample) {
+			s.Requests, s.Status2xx, s.Status5xx = 1_000_000, 1_000_000, 0
+			clear(s.Latency)
+		},
+		"overflowing counts": func(s *Sample) { s.Requests, s.Status2xx = 1<<63, 1<<63 },
+	}
+	for name, mut := range cases {
+		s := good()
+		mut(&s)
+		if err := s.Validate(now); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestDecodeStrict(t *testing.T) {
+	s := good()
+	if _, err := DecodeStrict("metrics.hello.hello-v002", s.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeStrict("metrics.hello.hello-v003", s.Encode()); err == nil || !strings.Contains(err.Error(), "came on") {
+		t.Fatalf("a sample for another group's subject: %v", err)
+	}
+	for _, bad := range []string{`{"service":"hello","bogus":1}`, `[`, `{} {}`, strings.Repeat("x", MaxSampleBytes+1)} {
+		if _, err := DecodeStrict("", []byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%.40q: %v", bad, err)
+		}
+	}
+}
+
+func TestFilter(t *testing.T) {
+	f := &Filter{Now: func() time.Time { return now }, Log: zerolog.Nop(), Known: func(id string) bool { return id == "sim" }}
+	subj := "metrics.hello.hello-v002"
+	s := good()
+	if _, ok := f.Admit(subj, s.Encode()); !ok {
+		t.Fatal("a good sample was dropped")
+	}
+	if _, ok := f.Admit(subj, s.Encode()); ok {
+		t.Fatal("the same window was counted twice")
+	}
+	if f.Dropped() != 0 {
+		t.Fatalf("a repeat of a counted window counted as a fault: %d", f.Dropped())
+	}
+	over := good()
+	over.Start, over.End = now.Add(-500*time.Millisecond), now.Add(500*time.Millisecond)
+	if _, ok := f.Admit(subj, over.Encode()); ok || f.Dropped() != 1 {
+		t.Fatalf("an overlapping window: dropped %d", f.Dropped())
+	}
+	other := good()
+	other.Router = "intruder"
+	other.Start, other.End = now, now.Add(time.Second)
+	if _, ok := f.Admit(subj, other.Encode()); ok || f.Dropped() != 2 {
+		t.Fatalf("an unknown router: dropped %d", f.Dropped())
+	}
+	next := good()
+	next.Start, next.End = now, now.Add(time.Second)
+	if _, ok := f.Admit(subj, next.Encode()); !ok {
+		t.Fatal("the next window was dropped")
+	}
+	// resumed from its Seen, a new filter refuses what the old one counted
+	g := &Filter{Now: func() time.Time { return now.Add(time.Second) }, Log: zerolog.Nop()}
+	g.Resume(f.Seen())
+	if _, ok := g.Admit(subj, next.Encode()); ok {
+		t.Fatal("a resumed filter counted a window again")
+	}
+	if since := Since(f.Seen(), now.Add(-time.Hour)); !since.Equal(now.Add(time.Second)) {
+		t.Fatalf("since %s", since)
+	}
+	// a handler that panics drops the sample, and the filter goes on
+	if !f.deliver(subj, next, func(Sample) bool { panic("boom") }) || f.Dropped() != 3 {
+		t.Fatal("a panicking handler was not recovered")
+	}
+}
+
+func TestHistogramHelpers(t *testing.T) {
+	s := good()
+	p50 := HistQuantile(s.BucketsMicros, s.Latency, 0.5)
+	if p50 < 4000 || p50 > 6000 {
+		t.Fatalf("p50 %.0f µs of a 5 ms median", p50)
+	}
+	above, below := Above(s.BucketsMicros, s.Latency, p50)
+	if above+below != float64(s.Requests) || above < 200 || above > 300 {
+		t.Fatalf("above %.1f below %.1f of %d at the median", above, below, s.Requests)
+	}
+	if HistQuantile([]int64{100}, []uint64{5, 5}, 0.5) != 0 {
+		t.Fatal("unreadable bounds gave a quantile")
+	}
+	if a, b := Above([]int64{100}, []uint64{5, 5}, 50); a != 0 || b != 0 {
+		t.Fatal("unreadable bounds gave counts")
+	}
+}
