@@ -66,10 +66,10 @@ type CanaryStart struct {
 
 // MetricReport is the judge's verdict on one metric.
 type MetricReport struct {
-	Name            string  `json:"name"`
-	Critical        bool    `json:"critical,omitempty"`
-	BaselineSamples int     `json:"baseline_samples"`
-	CanarySamples   int     `json:"canary_samples"`
+	Name            string `json:"name"`
+	Critical        bool   `json:"critical,omitempty"`
+	BaselineSamples int    `json:"baseline_samples"`
+	CanarySamples   int    `json:"canary_samples"`
 	// BaselineMedian and CanaryMedian are each group's figure: the error
 	// rate, or the latency quantile in ms.
 	BaselineMedian float64 `json:"baseline_median"`

@@ -41,4 +41,3 @@ func FromHistogram(boundsMicros []int64, counts []uint64) []float64 {
 	}
 	return out
 }
-
