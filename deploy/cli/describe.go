@@ -33,6 +33,12 @@ func describe(ev events.Event) string {
 			return d.Reason
 		}
 		return fmt.Sprintf("score %.0f: %s", d.Score, d.Reason)
+	case *events.Calibration:
+		verdict := "passed"
+		if !d.Passed {
+			verdict = "FAILED"
+		}
+		return fmt.Sprintf("A/A %s after %s; closest approach %.0f%% of the failure threshold (%s)", verdict, d.Duration, 100*d.Closest, d.ClosestMetric)
 	case *events.CanaryStart:
 		return fmt.Sprintf("baseline %s and canary %s take %d%% of traffic each", d.Baseline, d.Canary, d.Weight)
 	case *events.Bake:

@@ -103,8 +103,12 @@ func (s *Service) startCanary(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
+	version, artifact := rec.Version, rec.Artifact
+	if rec.Calibration { // A/A: the second group runs the production version too
+		version, artifact = prev.Spec.Version, prev.Spec.Artifact
+	}
 	return s.launchGroup(ctx, cause+":canary", id, events.ServerGroupCommand{
-		Service: rec.Service, Group: canary, Version: rec.Version, Capacity: n, Artifact: rec.Artifact, Role: release.RoleCanary,
+		Service: rec.Service, Group: canary, Version: version, Capacity: n, Artifact: artifact, Role: release.RoleCanary,
 	})
 }
 
@@ -252,7 +256,13 @@ func (s *Service) finishRollback(ctx context.Context, id, active string) error {
 	}
 	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
 		r.Restored = active
-		return r.Advance(release.PhaseRolledBack, time.Now(), release.PhaseRollingBack)
+		if err := r.Advance(release.PhaseRolledBack, time.Now(), release.PhaseRollingBack); err != nil {
+			return err
+		}
+		if r.Calibration {
+			r.Outcome = "calibrated" // nothing was released: its groups are gone
+		}
+		return nil
 	})
 	if err != nil {
 		return err

@@ -15,8 +15,9 @@ import (
 )
 
 // The router's release steps: the switch on cluster.ready, the restore on
-// rollback.requested and canary.failed.
-var releaseSteps = []events.Kind{events.ClusterReady, events.RollbackRequested, events.CanaryFailed}
+// rollback.requested, canary.failed and calibrated (a calibration ends by
+// the rollback path: its two groups lose their share and are torn down).
+var releaseSteps = []events.Kind{events.ClusterReady, events.RollbackRequested, events.CanaryFailed, events.Calibrated}
 
 func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 	filters := make([]string, len(releaseSteps))
@@ -50,6 +51,12 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 			return natsx.Permanent(err)
 		}
 		return s.rollback(ctx, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
+	case events.Calibrated:
+		var c events.Calibration
+		if err := ev.DecodeData(&c); err != nil {
+			return natsx.Permanent(err)
+		}
+		return s.rollback(ctx, ev.ID, ev.ReleaseID, fmt.Sprintf("calibration finished: passed %v, closest approach %.0f%% of the failure threshold (%s)", c.Passed, 100*c.Closest, c.ClosestMetric))
 	}
 	return natsx.Permanent(fmt.Errorf("router: %s is not a release step", ev.Type))
 }

@@ -15,10 +15,11 @@ import (
 
 // Deadline returns the phase a release's clock runs for, when it started
 // and how long it may take; ok is false when the phase has no deadline.
-func Deadline(r release.Record, d spec.Deadlines) (name string, from time.Time, limit time.Duration, ok bool) {
+func Deadline(r release.Record, st spec.Strategy) (name string, from time.Time, limit time.Duration, ok bool) {
+	d := st.Deadlines
 	switch r.Phase {
 	case release.PhaseAccepted, release.PhaseCanary:
-		return "canary", r.EnteredAt(release.PhaseAccepted), d.Canary.D(), true
+		return "canary", r.EnteredAt(release.PhaseAccepted), r.CanaryDeadline(st.Canary.Duration.D(), d.Canary.D()), true
 	case release.PhaseLaunching:
 		return "launch", r.EnteredAt(release.PhaseLaunching), d.Launch.D(), true
 	case release.PhaseSwitching:
@@ -58,7 +59,7 @@ func (s *Service) checkDeadlines(ctx context.Context, now time.Time) {
 		if err != nil {
 			continue
 		}
-		name, from, limit, ok := Deadline(r, svc.Strategy.Deadlines)
+		name, from, limit, ok := Deadline(r, svc.Strategy)
 		if !ok || from.IsZero() || now.Sub(from) < limit {
 			continue
 		}

@@ -30,6 +30,12 @@ type Requested struct {
 	Artifact    Artifact `json:"artifact,omitempty"`
 	RequestedBy string   `json:"requested_by,omitempty"`
 	Reason      string   `json:"reason,omitempty"`
+	// Calibrate asks for an A/A calibration instead of a release: two
+	// groups of the production version judged against each other with the
+	// service's strategy; nothing is released.
+	Calibrate bool `json:"calibrate,omitempty"`
+	// Duration overrides the canary duration of a calibration ("10m").
+	Duration string `json:"duration,omitempty"`
 }
 
 // Accepted is emitted by the intake when it takes the service's lock.
@@ -99,6 +105,24 @@ type CanaryResult struct {
 	// the whole canary.
 	Looks      int     `json:"looks,omitempty"`
 	Confidence float64 `json:"confidence,omitempty"`
+	// DroppedSamples is how many metrics samples the judge refused as
+	// evidence that cannot be real (logged with their subjects).
+	DroppedSamples uint64 `json:"dropped_samples,omitempty"`
+}
+
+// Calibration is the data of calibrated: what the judge decided on two
+// groups of the same version and how close it came to failing them.
+type Calibration struct {
+	Service string `json:"service"`
+	// Passed is the judge's verdict (a calibration that fails says the
+	// strategy would fail healthy releases of this service).
+	Passed bool `json:"passed"`
+	// Closest is the strongest evidence any metric reached against the
+	// second group (1 fails it), and ClosestMetric that metric.
+	Closest       float64       `json:"closest"`
+	ClosestMetric string        `json:"closest_metric,omitempty"`
+	Duration      time.Duration `json:"duration_ns"`
+	Report        CanaryResult  `json:"report"`
 }
 
 // Cluster is the data of cluster.ready.

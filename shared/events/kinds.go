@@ -29,6 +29,7 @@ var (
 	CanaryStarted     = Kind{subjects.DomainRelease, "canary.started"}
 	CanaryPassed      = Kind{subjects.DomainRelease, "canary.passed"}
 	CanaryFailed      = Kind{subjects.DomainRelease, "canary.failed"}
+	Calibrated        = Kind{subjects.DomainRelease, "calibrated"}
 	ClusterReady      = Kind{subjects.DomainRelease, "cluster.ready"}
 	TrafficSwitched   = Kind{subjects.DomainRelease, "traffic.switched"}
 	TrafficRestored   = Kind{subjects.DomainRelease, "traffic.restored"}
@@ -83,6 +84,7 @@ var registry = map[Kind]func() any{
 	CanaryStarted:     func() any { return new(CanaryStart) },
 	CanaryPassed:      func() any { return new(CanaryResult) },
 	CanaryFailed:      func() any { return new(CanaryResult) },
+	Calibrated:        func() any { return new(Calibration) },
 	ClusterReady:      func() any { return new(Cluster) },
 	TrafficSwitched:   func() any { return new(Traffic) },
 	TrafficRestored:   func() any { return new(Traffic) },

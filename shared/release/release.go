@@ -76,6 +76,28 @@ type Record struct {
 	// Calibration: an A/A run (two groups of the production version judged
 	// against each other); it never launches a new group.
 	Calibration bool `json:"calibration,omitempty"`
+	// CanaryDuration overrides the strategy's canary duration (a
+	// calibration's --duration).
+	CanaryDuration time.Duration `json:"canary_duration_ns,omitempty"`
+}
+
+// CanaryFor is how long the release's canary is judged: the strategy's
+// duration, or the request's override.
+func (r Record) CanaryFor(strategy time.Duration) time.Duration {
+	if r.CanaryDuration > 0 {
+		return r.CanaryDuration
+	}
+	return strategy
+}
+
+// CanaryDeadline is how long the canary phase may last: the strategy's
+// deadline, stretched for an override by as much as the strategy leaves
+// beyond its own duration.
+func (r Record) CanaryDeadline(duration, deadline time.Duration) time.Duration {
+	if r.CanaryDuration > duration {
+		return deadline + r.CanaryDuration - duration
+	}
+	return deadline
 }
 
 // EnteredAt is when the record first entered phase p (zero if never).

@@ -171,6 +171,15 @@ func parse(subject string, data []byte, seq uint64) (request, *rejection) {
 	if !versionRE.MatchString(b.Version) {
 		return req, reject("version", "version %q: want 1-64 characters of [A-Za-z0-9._-]", printable(b.Version))
 	}
+	if b.Duration != "" {
+		d, err := time.ParseDuration(b.Duration)
+		if !b.Calibrate {
+			return req, reject("duration", "duration is for a calibration only (calibrate: true)")
+		}
+		if err != nil || d < time.Second || d > 24*time.Hour {
+			return req, reject("duration", "duration %q: want 1s..24h", printable(b.Duration))
+		}
+	}
 	return req, nil
 }
 
@@ -224,6 +233,9 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if err != nil {
 		return nil, err
 	}
+	if req.body.Calibrate && counter.Active == "" {
+		return reject("calibrate", "nothing of %s runs yet to calibrate the judge against: release it first", req.service), nil
+	}
 	lock, rej, err := in.lock(ctx, req, counter.Sequence+1)
 	if rej != nil || err != nil {
 		return rej, err
@@ -237,6 +249,10 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	rec := release.Record{
 		ID: req.releaseID, Service: req.service, Version: req.body.Version, Group: lock.Group,
 		Sequence: lock.sequence, Previous: counter.Active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
+		Calibration: req.body.Calibrate,
+	}
+	if req.body.Duration != "" {
+		rec.CanaryDuration, _ = time.ParseDuration(req.body.Duration) // checked in parse
 	}
 	rec.Enter(release.PhaseAccepted, in.now())
 	if err := in.putRecord(ctx, rec); err != nil {

@@ -124,7 +124,9 @@ func (p *Phase) run(ctx context.Context, id string) error {
 		return err
 	}
 	cs := svc.Strategy.Canary
-	deadline := rec.EnteredAt(release.PhaseAccepted).Add(svc.Strategy.Deadlines.Canary.D())
+	deadline := rec.EnteredAt(release.PhaseAccepted).Add(rec.CanaryDeadline(cs.Duration.D(), svc.Strategy.Deadlines.Canary.D()))
+	cs.Duration = spec.Duration(rec.CanaryFor(cs.Duration.D()))
+	svc.Strategy.Canary = cs
 	log := p.log.With().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Logger()
 
 	// 1. both groups up
@@ -132,7 +134,11 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	if err != nil {
 		var late *lateError
 		if errors.As(err, &late) {
-			return p.finish(ctx, rec, events.CanaryFailed, events.CanaryResult{Service: rec.Service, Canary: rec.Canary, Reason: late.Error()})
+			kind := events.CanaryFailed
+			if rec.Calibration {
+				kind = events.Calibrated
+			}
+			return p.finish(ctx, rec, kind, events.CanaryResult{Service: rec.Service, Canary: rec.Canary, Reason: late.Error()}, false, cs.Duration.D())
 		}
 		return err
 	}
@@ -167,13 +173,18 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	if verdict.pass {
 		kind = events.CanaryPassed
 	}
-	log.Info().Bool("pass", verdict.pass).Float64("score", verdict.result.Score).Str("reason", verdict.result.Reason).Msg("canary judged")
-	return p.finish(ctx, rec, kind, verdict.result)
+	log.Info().Bool("pass", verdict.pass).Float64("score", verdict.result.Score).Str("reason", verdict.result.Reason).Bool("calibration", rec.Calibration).Msg("canary judged")
+	if rec.Calibration {
+		kind = events.Calibrated
+	}
+	return p.finish(ctx, rec, kind, verdict.result, verdict.pass, cs.Duration.D())
 }
 
 // finish takes the traffic away from the canary groups and announces the
-// verdict; the report is kept in the release record.
-func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind, result events.CanaryResult) error {
+// verdict; the report is kept in the release record. A calibration's
+// verdict is announced as calibrated, with how close the judge came to
+// failing the second group.
+func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind, result events.CanaryResult, pass bool, duration time.Duration) error {
 	if rec.Baseline != "" {
 		if err := p.setWeights(ctx, rec, map[string]int{rec.Previous: routes.MaxWeight, rec.Baseline: 0, rec.Canary: 0}); err != nil {
 			return err
@@ -187,6 +198,15 @@ func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind
 		return nil
 	}); err != nil {
 		return err
+	}
+	if kind == events.Calibrated {
+		c := events.Calibration{Service: rec.Service, Passed: pass, Duration: duration, Report: result}
+		for _, m := range result.Metrics {
+			if m.Peak >= c.Closest {
+				c.Closest, c.ClosestMetric = m.Peak, m.Name
+			}
+		}
+		return p.emit(ctx, rec, kind, c)
 	}
 	return p.emit(ctx, rec, kind, result)
 }
@@ -322,7 +342,7 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service,
 		cp := j.Checkpoint
 		cp.Seen = filter.Seen()
 		mu.Unlock()
-		result.Service, result.Canary = rec.Service, rec.Canary
+		result.Service, result.Canary, result.DroppedSamples = rec.Service, rec.Canary, filter.Dropped()
 		if out == Undecided && now.Sub(saved) < cs.Interval.D() {
 			continue
 		}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+func (a *app) canaryCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "canary", Short: "The canary judge: calibrate it on a service's real traffic"}
+	var duration string
+	var limit time.Duration
+	calibrate := &cobra.Command{
+		Use:   "calibrate SERVICE [--duration D]",
+		Short: "A/A calibration: judge two groups of the production version against each other on real traffic",
+		Long: `Launches two groups of the version SERVICE runs in production (a baseline and a
+second "canary" of the same artifact), gives each the strategy's share of real
+traffic, judges them against each other with the service's own canary strategy
+for its duration (or --duration), and reports what the judge decided and how
+close it came to failing: the strongest evidence any metric reached, as a share
+of what fails a canary. It takes the service's lock like a release, emits
+release.<SERVICE>.calibrated with the report, and tears both groups down;
+nothing is released.
+
+Exit 0 if the judge passed the A/A canary, 1 if it failed it (the strategy
+would fail healthy releases of this service: widen a tolerance or raise the
+confidence), 2 if --timeout passes first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			service := args[0]
+			if err := subjects.ValidateService(service); err != nil {
+				return err
+			}
+			if duration != "" {
+				if _, err := time.ParseDuration(duration); err != nil {
+					return fmt.Errorf("--duration: %w", err)
+				}
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			id := events.NewID()
+			ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, service, id, events.Requested{
+				Service: service, Version: "calibration", RequestedBy: requester(), Reason: "A/A calibration", Calibrate: true, Duration: duration,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := timeout(10 * time.Second)
+			ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(service), ev)
+			cancel()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "calibration %s requested for %s\n", id, service)
+			return a.awaitCalibration(c, service, id, ack.Sequence, ev.Time, limit)
+		},
+	}
+	calibrate.Flags().StringVar(&duration, "duration", "", "how long to judge (default: the strategy's canary duration)")
+	calibrate.Flags().DurationVar(&limit, "timeout", 2*time.Hour, "give up after this long")
+	cmd.AddCommand(calibrate)
+	return cmd
+}
+
+// awaitCalibration follows a calibration to its report and prints it.
+func (a *app) awaitCalibration(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration) error {
+	ctx, cancel := timeout(limit)
+	defer cancel()
+	var outcome error
+	err := c.tail(ctx, topology.StreamReleases, []string{subjects.AllReleases(service)}, from{seq: seq}, true, func(s seen) error {
+		if s.bad != nil || s.ev.ReleaseID != id {
+			return nil
+		}
+		fmt.Fprintf(a.out, "%+9.3fs  %-20s %s\n", s.ev.Time.Sub(requested).Seconds(), shortType(s.ev.Type), describe(s.ev))
+		switch s.ev.Type {
+		case events.ReleaseRejected.Type():
+			outcome = exitCode{code: 1, msg: "calibration " + id + " rejected"}
+			return errStop
+		case events.Calibrated.Type():
+			var cal events.Calibration
+			if err := s.ev.DecodeData(&cal); err != nil {
+				return err
+			}
+			a.printCalibration(cal)
+			if !cal.Passed {
+				outcome = exitCode{code: 1, msg: "the judge failed two groups of the same version: " + cal.Report.Reason}
+			}
+			return errStop
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return exitCode{code: 2, msg: fmt.Sprintf("calibration %s did not end within %s (redblack status %s)", id, limit, service)}
+	}
+	if err != nil {
+		return err
+	}
+	return outcome
+}
+
+func (a *app) printCalibration(cal events.Calibration) {
+	r := cal.Report
+	fmt.Fprintf(a.out, "\nA/A calibration of %s: %s after %d looks at %g%% confidence; %d samples refused\n", cal.Service,
+		map[bool]string{true: "passed", false: "FAILED"}[cal.Passed], r.Looks, 100*r.Confidence, r.DroppedSamples)
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\trequests (A / B)\tA\tB\tdifference and confidence sequence\tpeak evidence (1 fails)\tverdict")
+	for _, m := range r.Metrics {
+		fig := func(v float64) string {
+			if m.Name == "error_rate" {
+				return fmt.Sprintf("%.3f%%", 100*v)
+			}
+			return fmt.Sprintf("%.2fms", v)
+		}
+		fmt.Fprintf(tw, "%s\t%d / %d\t%s\t%s\t%+.3f [%+.3f, %+.3f]\t%.2f\t%s\n", m.Name, m.BaselineSamples, m.CanarySamples,
+			fig(m.BaselineMedian), fig(m.CanaryMedian), m.Estimate, m.Low, m.High, m.Peak, m.Classification)
+	}
+	tw.Flush()
+	fmt.Fprintf(a.out, "closest approach: %.0f%% of the failure threshold (%s)\n", 100*cal.Closest, cal.ClosestMetric)
+}
