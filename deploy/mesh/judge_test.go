@@ -77,8 +77,8 @@ func junk(group, router string) [][]byte {
 	future := fmt.Sprintf(`"service":"hello","group":%q,"router":%q,"start":%q,"end":%q`, group, router,
 		at.Add(time.Hour).Format(time.RFC3339Nano), at.Add(time.Hour+time.Second).Format(time.RFC3339Nano))
 	return [][]byte{
-		[]byte(`{` + base + `,"requests":10,"2xx":10,"buckets_us":[100],"latency":[5,5]}`),       // panicked FromHistogram and Totals.Quantile
-		[]byte(`{` + base + `,"requests":1000000,"2xx":1000000}`),                                // counts without a histogram
+		[]byte(`{` + base + `,"requests":10,"2xx":10,"buckets_us":[100],"latency":[5,5]}`),         // panicked FromHistogram and Totals.Quantile
+		[]byte(`{` + base + `,"requests":1000000,"2xx":1000000}`),                                  // counts without a histogram
 		[]byte(`{` + base + `,"requests":3,"2xx":3,"buckets_us":[100,200],"latency":[1,1,1,0,0]}`), // arrays disagree
 		[]byte(`{` + future + `,"requests":1,"2xx":1,"buckets_us":[100,200],"latency":[1,0,0]}`),   // window in the future
 		[]byte(`{"service":"hello","group":"` + group + `","router":"forged","start":"2026-01-01T00:00:00Z","end":"2026-01-01T00:00:01Z","requests":0,"buckets_us":[100,200],"latency":[0,0,0]}`),

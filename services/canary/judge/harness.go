@@ -30,25 +30,3 @@ func LatencyFailRate(cfg Config, factor float64, n, trials int, seed uint64) flo
 	}
 	return float64(fails) / float64(trials)
 }
-
-// ErrorFailRate is the share of trials in which the judge fails a canary
-// whose error rate is canRate against a baseline's baseRate, n requests each.
-func ErrorFailRate(cfg Config, baseRate, canRate float64, n, trials int, seed uint64) float64 {
-	r := rand.New(rand.NewPCG(seed, 3))
-	fails := 0
-	binom := func(p float64) int {
-		k := 0
-		for range n {
-			if r.Float64() < p {
-				k++
-			}
-		}
-		return k
-	}
-	for range trials {
-		if Errors(cfg, binom(baseRate), n, binom(canRate), n).Classification != Pass {
-			fails++
-		}
-	}
-	return float64(fails) / float64(trials)
-}

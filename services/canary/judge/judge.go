@@ -1,9 +1,11 @@
-// Package judge is the canary's statistics: latency compared with a
-// Mann-Whitney U test and a Hodges-Lehmann confidence interval on the shift
-// (on a log scale, so a shift is a ratio), error counts compared with an
-// exact test so that 0 errors against a few is caught (Kayenta's hole,
-// kayenta #426), and a score over metrics where a failed critical metric
-// scores 0.
+// Package judge is the canary's statistics. The judge the canary phase
+// runs is sequential (sequential.go): every metric is a comparison of two
+// rates judged on anytime-valid confidence sequences, so the whole canary
+// keeps its error budget however often it looks. The fixed-horizon tests it
+// replaced stay for comparison in the bench: latency by a Mann-Whitney U
+// test and a Hodges-Lehmann interval on the shift (on a log scale, so a
+// shift is a ratio), error counts by Fisher's exact test. Score weighs the
+// metrics' classifications; a failed critical metric scores 0.
 package judge
 
 import (
