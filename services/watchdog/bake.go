@@ -237,7 +237,11 @@ func (s *Service) watch(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		if err := s.checkpoint(ctx, id, st); err != nil {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		if err := s.checkpoint(ctx, id, b); err != nil {
 			return err
 		}
 	}
@@ -284,12 +288,19 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		save := time.Since(saved) >= s.cfg.Checkpoint && (cur.Phase == release.PhaseBaking || cur.Phase == release.PhaseCompleted)
+		var snap []byte
 		mu.Lock()
 		why := broken
-		snap := st
-		snap.Seen = filter.Seen()
+		if save { // marshalled under the lock: the follow goroutine adds to the same slices
+			st.Seen = filter.Seen()
+			snap, err = json.Marshal(st)
+		}
 		mu.Unlock()
-		if time.Since(saved) >= s.cfg.Checkpoint && (cur.Phase == release.PhaseBaking || cur.Phase == release.PhaseCompleted) {
+		if err != nil {
+			return err
+		}
+		if save {
 			saved = time.Now()
 			if err := s.checkpoint(ctx, id, snap); err != nil && !errors.Is(err, release.ErrStale) {
 				return err
@@ -322,13 +333,10 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	}
 }
 
-// checkpoint keeps the watch's state in the release record.
-func (s *Service) checkpoint(ctx context.Context, id string, st Bake) error {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	_, err = s.releases.Update(ctx, id, func(r *release.Record) error {
+// checkpoint keeps the watch's state (a marshalled Bake) in the release
+// record.
+func (s *Service) checkpoint(ctx context.Context, id string, b []byte) error {
+	_, err := s.releases.Update(ctx, id, func(r *release.Record) error {
 		if r.Phase.Final() && r.Phase != release.PhaseCompleted || r.Phase == release.PhaseRollingBack {
 			return fmt.Errorf("%w: %s is %s", release.ErrStale, id, r.Phase)
 		}

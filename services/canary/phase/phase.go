@@ -339,18 +339,22 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service,
 		now := time.Now()
 		mu.Lock()
 		result, out := j.Look(!now.Before(end), now.After(last))
-		cp := j.Checkpoint
-		cp.Seen = filter.Seen()
-		mu.Unlock()
-		result.Service, result.Canary, result.DroppedSamples = rec.Service, rec.Canary, filter.Dropped()
-		if out == Undecided && now.Sub(saved) < cs.Interval.D() {
-			continue
+		save := out != Undecided || now.Sub(saved) >= cs.Interval.D()
+		var b []byte
+		if save { // marshalled under the lock: the follow goroutine adds to the same maps and slices
+			cp := j.Checkpoint
+			cp.Seen = filter.Seen()
+			b, err = json.Marshal(cp)
 		}
-		saved = now
-		b, err := json.Marshal(cp)
+		mu.Unlock()
 		if err != nil {
 			return verdict{}, err
 		}
+		result.Service, result.Canary, result.DroppedSamples = rec.Service, rec.Canary, filter.Dropped()
+		if !save {
+			continue
+		}
+		saved = now
 		if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
 			if r.Phase != release.PhaseCanary {
 				return fmt.Errorf("%w: %s is %s", release.ErrStale, rec.ID, r.Phase)
