@@ -76,6 +76,9 @@ func sampleFor(k Kind) any {
 		return CanaryStart{Service: "hello", Baseline: "b", Canary: "c", Weight: 50}
 	case *CanaryResult:
 		return CanaryResult{Service: "hello", Canary: "c", Score: 75, Reason: "latency high", Metrics: []MetricReport{{Name: "p99", BaselineSamples: 10, CanarySamples: 11, Low: 1, High: 2, Classification: "High"}}}
+	case *Calibration:
+		return Calibration{Service: "hello", Passed: true, Closest: 0.2, ClosestMetric: "latency_p99", Duration: time.Minute,
+			Report: CanaryResult{Service: "hello", Score: 100, Looks: 4, Confidence: 0.99, DroppedSamples: 2, Metrics: []MetricReport{{Name: "error_rate", Estimate: 0.001, Evidence: 0.1, Peak: 0.2, Classification: "Pass"}}}}
 	case *Cluster:
 		return Cluster{Service: "hello", Group: "hello-v002", Instances: 3}
 	case *Traffic:
