@@ -144,6 +144,16 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, "rolled_back (stuck (by user ") {
 		t.Fatalf("status after the rollback %q", out)
 	}
+	// its path through the state machine, step by step, with whose step it was
+	code, out, errs = run(t, url, "status", "--explain", first)
+	if code != 0 || !strings.Contains(out, "accepted  (intake: the request took the lock)") ||
+		!strings.Contains(out, "rolling_back  ← launching on io.redblack.release.rollback.requested (router's step)") ||
+		!strings.Contains(out, "rolled_back  ← rolling_back on io.redblack.release.traffic.restored (provisioner's step)") {
+		t.Fatalf("status --explain = %d %q %q", code, out, errs)
+	}
+	if code, _, errs = run(t, url, "status", "--explain", "no such/id"); code != 1 || !strings.Contains(errs, "invalid release id") {
+		t.Fatalf("status --explain of a bad id = %d %q", code, errs)
+	}
 	// nothing left to roll back
 	if code, _, errs = run(t, url, "rollback", "hello"); code != 1 || !strings.Contains(errs, "nothing to roll back") {
 		t.Fatalf("second rollback = %d %q", code, errs)

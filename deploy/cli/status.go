@@ -16,6 +16,32 @@ import (
 	"github.com/redblack/redblack/shared/topology"
 )
 
+// explain prints the path a release took through the state machine.
+func (a *app) explain(ctx context.Context, c *client, id string) error {
+	if err := release.ValidateID(id); err != nil {
+		return err
+	}
+	kv, err := c.kv(ctx, topology.BucketReleases)
+	if err != nil {
+		return err
+	}
+	r, _, err := release.Store{KV: kv}.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.out, "release %s of %s (%s → %s): %s\n", r.ID, r.Service, r.Version, r.Group, r.Phase)
+	for _, line := range release.Explain(r) {
+		fmt.Fprintln(a.out, "  "+line)
+	}
+	if info := release.Info(r.Phase); !r.Phase.Final() {
+		fmt.Fprintf(a.out, "a rollback from %s: %s\n", r.Phase, info.Undo)
+	}
+	if r.Reason != "" {
+		fmt.Fprintf(a.out, "reason: %s\n", r.Reason)
+	}
+	return nil
+}
+
 // serviceState is what status shows of one service.
 type serviceState struct {
 	Service  string          `json:"service"`
@@ -26,9 +52,10 @@ type serviceState struct {
 
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
+	var explain string
 	cmd := &cobra.Command{
-		Use:   "status [SERVICE]",
-		Short: "Show each service's release state",
+		Use:   "status [SERVICE] [--explain RELEASE]",
+		Short: "Show each service's release state; --explain: the path a release took through the state machine",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
@@ -38,6 +65,9 @@ func (a *app) statusCmd() *cobra.Command {
 			defer c.close()
 			ctx, cancel := timeout(10 * time.Second)
 			defer cancel()
+			if explain != "" {
+				return a.explain(ctx, c, explain)
+			}
 			services, err := c.kv(ctx, topology.BucketServices)
 			if err != nil {
 				return err
@@ -97,6 +127,7 @@ func (a *app) statusCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&explain, "explain", "", "a release id: print its path through the state machine")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -611,5 +612,85 @@ func TestTrafficGuardsRefuse(t *testing.T) {
 	p.served(200)
 	if n := p.failures(); n != 0 {
 		t.Fatalf("%d requests failed", n)
+	}
+}
+
+// TestStuckRollbackIsDrivenToTheEnd: a release left in rolling_back with
+// the lock held (its rollback.requested lost: here written by hand) used to
+// hold the service forever. Past strategy.deadlines.rollback the watchdog
+// raises release.<svc>.stuck with the reason and drives the rollback again
+// until it ends: rolled_back, lock free, traffic on the group it had.
+func TestStuckRollbackIsDrivenToTheEnd(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Deadlines.Rollback = spec.Duration(time.Second)
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Watchdog.StuckEvery = 500 * time.Millisecond
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	p := &pipeline{t: t, m: m}
+	p.attach(svc)
+	p.deployV1()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	since := time.Now().Add(-5 * time.Second)
+	rec := release.Record{ID: "stuck-1", Service: "hello", Version: "v9", Group: "hello-v009", Sequence: 9, Previous: "hello-v001",
+		Reason: "test: the rollback's event was lost"}
+	rec.Enter(release.PhaseAccepted, since.Add(-time.Second))
+	rec.Enter(release.PhaseRollingBack, since)
+	b, _ := json.Marshal(rec)
+	lock, _ := json.Marshal(release.Lock{Release: rec.ID, Group: rec.Group, Since: since})
+	if _, err := p.releases.KV.Put(ctx, release.LockKey("hello"), lock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.releases.KV.Put(ctx, release.RecordKey(rec.ID), b); err != nil {
+		t.Fatal(err)
+	}
+	ev := p.await(rec.ID, 30*time.Second, events.ReleaseStuck)
+	var st events.Stuck
+	if err := ev.DecodeData(&st); err != nil || st.Phase != "rolling_back" || !strings.Contains(st.Reason, "the rollback's event was lost") {
+		t.Fatalf("stuck: %+v %v", st, err)
+	}
+	p.await(rec.ID, 30*time.Second, events.RolledBack)
+	if r := p.record(rec.ID); r.Phase != release.PhaseRolledBack || r.Restored != "hello-v001" {
+		t.Fatalf("record: %s restored %q", r.Phase, r.Restored)
+	}
+	if _, _, err := p.releases.Lock(ctx, "hello"); err == nil {
+		t.Fatal("the lock is still held")
+	}
+	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight {
+		t.Fatalf("route: %+v", rt)
+	}
+	p.served(100)
+}
+
+// TestCanaryWeightsNotLostToDeduplication: a weights command with the id a
+// canary run derives was already published (as by an earlier run of the
+// same release before a restart); the canary's own command must still be
+// applied, not dropped as a duplicate, and the canary passes.
+func TestCanaryWeightsNotLostToDeduplication(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	id := "r-dedup-1"
+	earlier := fmt.Sprintf("%s:weights:%d", events.DerivedID(id, events.CanaryStarted, 0), 20*routes.MaxWeight/100)
+	if err := natsx.Emit(context.Background(), p.js, "test", earlier, events.TrafficSet, "hello", id,
+		events.TrafficCommand{Service: "hello", Weights: map[string]int{"hello-v001": routes.MaxWeight}}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.New("test", events.ReleaseRequested, "hello", id, events.Requested{Version: "v2", Artifact: events.Artifact{Command: []string{hello, "--version", "v2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.ReleaseID = id
+	b, _ := ev.Encode()
+	if _, err := p.js.Publish(context.Background(), "release.hello.requested", b); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.await(id, 45*time.Second, events.CanaryPassed, events.CanaryFailed, events.RolledBack); got.Type != events.CanaryPassed.Type() {
+		t.Fatalf("canary: %s %s", got.Type, got.Data)
 	}
 }

@@ -92,7 +92,7 @@ func (s *Service) startCanary(ctx context.Context, id string) error {
 	canary := release.RoleGroupName(rec.Service, rec.Sequence, release.RoleCanary)
 	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
 		r.Canary, r.Baseline = canary, baseline
-		return r.Advance(release.PhaseCanary, time.Now(), release.PhaseAccepted)
+		return r.Step(events.ReleaseAccepted, time.Now())
 	}); err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (s *Service) startCanary(ctx context.Context, id string) error {
 // it is up.
 func (s *Service) launch(ctx context.Context, id string) error {
 	rec, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		return r.Advance(release.PhaseLaunching, time.Now(), release.PhaseAccepted, release.PhaseCanary)
+		return r.Step(events.CanaryPassed, time.Now())
 	})
 	if err != nil {
 		return err
@@ -171,8 +171,8 @@ func (s *Service) complete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if rec.Phase != release.PhaseBaking && rec.Phase != release.PhaseCompleted {
-		return fmt.Errorf("%w: %s is %s", release.ErrStale, id, rec.Phase)
+	if err := rec.Expect(release.PhaseBaking, release.PhaseCompleted); err != nil {
+		return err
 	}
 	svc, err := spec.Get(ctx, s.services, rec.Service)
 	if err != nil {
@@ -185,7 +185,7 @@ func (s *Service) complete(ctx context.Context, id string) error {
 		return err
 	}
 	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		return r.Advance(release.PhaseCompleted, time.Now(), release.PhaseBaking)
+		return r.Step(events.Baked, time.Now())
 	}); err != nil {
 		return err
 	}
@@ -238,8 +238,8 @@ func (s *Service) finishRollback(ctx context.Context, id, active string) error {
 	if err != nil {
 		return err
 	}
-	if rec.Phase != release.PhaseRollingBack && rec.Phase != release.PhaseRolledBack {
-		return fmt.Errorf("%w: %s is %s", release.ErrStale, id, rec.Phase)
+	if err := rec.Expect(release.PhaseRollingBack, release.PhaseRolledBack); err != nil {
+		return err
 	}
 	for _, g := range []string{rec.Canary, rec.Baseline, rec.Group} {
 		if g == "" || g == active {
@@ -256,7 +256,7 @@ func (s *Service) finishRollback(ctx context.Context, id, active string) error {
 	}
 	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
 		r.Restored = active
-		if err := r.Advance(release.PhaseRolledBack, time.Now(), release.PhaseRollingBack); err != nil {
+		if err := r.Step(events.TrafficRestored, time.Now()); err != nil {
 			return err
 		}
 		if r.Calibration {

@@ -44,19 +44,19 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 		if err := ev.DecodeData(&r); err != nil {
 			return natsx.Permanent(err)
 		}
-		return s.rollback(ctx, ev.ID, ev.ReleaseID, fmt.Sprintf("%s (by %s)", r.Reason, r.By))
+		return s.rollback(ctx, k, ev.ID, ev.ReleaseID, fmt.Sprintf("%s (by %s)", r.Reason, r.By))
 	case events.CanaryFailed:
 		var r events.CanaryResult
 		if err := ev.DecodeData(&r); err != nil {
 			return natsx.Permanent(err)
 		}
-		return s.rollback(ctx, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
+		return s.rollback(ctx, k, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
 	case events.Calibrated:
 		var c events.Calibration
 		if err := ev.DecodeData(&c); err != nil {
 			return natsx.Permanent(err)
 		}
-		return s.rollback(ctx, ev.ID, ev.ReleaseID, fmt.Sprintf("calibration finished: passed %v, closest approach %.0f%% of the failure threshold (%s)", c.Passed, 100*c.Closest, c.ClosestMetric))
+		return s.rollback(ctx, k, ev.ID, ev.ReleaseID, fmt.Sprintf("calibration finished: passed %v, closest approach %.0f%% of the failure threshold (%s)", c.Passed, 100*c.Closest, c.ClosestMetric))
 	}
 	return natsx.Permanent(fmt.Errorf("router: %s is not a release step", ev.Type))
 }
@@ -65,7 +65,7 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 // refusal becomes a rollback with the guard's reason.
 func (s *Service) switchRelease(ctx context.Context, cause, id, group string) error {
 	rec, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		return r.Advance(release.PhaseSwitching, time.Now(), release.PhaseLaunching)
+		return r.Step(events.ClusterReady, time.Now())
 	})
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func (s *Service) switchRelease(ctx context.Context, cause, id, group string) er
 // back to the previous group first — the new group is destroyed only after
 // traffic.restored. A completed release can be rolled back while the group
 // it replaced is still kept.
-func (s *Service) rollback(ctx context.Context, cause, id, reason string) error {
+func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reason string) error {
 	rec, _, err := s.releases.Get(ctx, id)
 	if err != nil {
 		return err
@@ -100,8 +100,7 @@ func (s *Service) rollback(ctx context.Context, cause, id, reason string) error 
 		if r.Reason == "" {
 			r.Reason = reason
 		}
-		return r.Advance(release.PhaseRollingBack, time.Now(), release.PhaseAccepted, release.PhaseCanary,
-			release.PhaseLaunching, release.PhaseSwitching, release.PhaseBaking, release.PhaseCompleted)
+		return r.Step(on, time.Now())
 	})
 	if err != nil {
 		return err

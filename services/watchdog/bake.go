@@ -193,7 +193,7 @@ func (s *Service) switched(ctx context.Context, msg jetstream.Msg) error {
 		return nil // a switch by hand, outside any release
 	}
 	_, err = s.releases.Update(ctx, ev.ReleaseID, func(r *release.Record) error {
-		return r.Advance(release.PhaseBaking, time.Now(), release.PhaseSwitching)
+		return r.Step(events.TrafficSwitched, time.Now())
 	})
 	if errors.Is(err, release.ErrStale) || errors.Is(err, release.ErrNotFound) {
 		return nil
@@ -337,8 +337,8 @@ func (s *Service) watch(ctx context.Context, id string) error {
 // record.
 func (s *Service) checkpoint(ctx context.Context, id string, b []byte) error {
 	_, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		if r.Phase.Final() && r.Phase != release.PhaseCompleted || r.Phase == release.PhaseRollingBack {
-			return fmt.Errorf("%w: %s is %s", release.ErrStale, id, r.Phase)
+		if err := r.Expect(release.PhaseBaking, release.PhaseCompleted); err != nil {
+			return err
 		}
 		r.BakeCheckpoint = b
 		return nil

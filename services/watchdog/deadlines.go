@@ -26,6 +26,8 @@ func Deadline(r release.Record, st spec.Strategy) (name string, from time.Time, 
 		return "switch", r.EnteredAt(release.PhaseSwitching), d.Switch.D(), true
 	case release.PhaseBaking:
 		return "bake", r.EnteredAt(release.PhaseBaking), d.Bake.D(), true
+	case release.PhaseRollingBack:
+		return "rollback", r.EnteredAt(release.PhaseRollingBack), d.Rollback.D(), true
 	}
 	return "", time.Time{}, 0, false
 }
@@ -63,12 +65,53 @@ func (s *Service) checkDeadlines(ctx context.Context, now time.Time) {
 		if !ok || from.IsZero() || now.Sub(from) < limit {
 			continue
 		}
+		if r.Phase == release.PhaseRollingBack {
+			s.unstick(ctx, r, now.Sub(from), limit)
+			continue
+		}
 		reason := fmt.Sprintf("deadline: the %s phase did not end within %s", name, limit)
 		s.log.Warn().Str(logging.FieldService, r.Service).Str(logging.FieldRelease, r.ID).Str("reason", reason).Msg("deadline missed")
 		if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(r.ID, events.RollbackRequested, 0)+":deadline:"+name, events.RollbackRequested, r.Service, r.ID,
 			events.Rollback{Service: r.Service, Group: r.Group, Reason: reason, By: "watchdog"}); err != nil {
 			s.log.Warn().Err(err).Msg("deadlines: publish rollback")
 		}
+	}
+}
+
+// Redrive is the schedule of a rollback past its deadline: driven again at
+// the deadline and then after every, 2×every, 4×every… (at most 8×every
+// apart); stuck is raised once every every. It returns the attempt due by
+// over (time past the start of rolling_back) and the stuck event's number.
+func Redrive(over, limit, every time.Duration) (attempt, stuck int) {
+	late := over - limit
+	if late < 0 {
+		return -1, -1
+	}
+	step, at := every, time.Duration(0)
+	for attempt = 0; at+step <= late; attempt++ {
+		at += step
+		step = min(2*step, 8*every)
+	}
+	return attempt, int(late / every)
+}
+
+// unstick re-drives a rollback that has not finished by its deadline: it
+// publishes rollback.requested again (the router restores again and
+// announces traffic.restored again, on which the provisioner tears down
+// again), with backoff, and raises release.<svc>.stuck with the reason every
+// StuckEvery until the release ends.
+func (s *Service) unstick(ctx context.Context, r release.Record, over, limit time.Duration) {
+	attempt, n := Redrive(over, limit, s.cfg.StuckEvery)
+	log := s.log.With().Str(logging.FieldService, r.Service).Str(logging.FieldRelease, r.ID).Logger()
+	reason := fmt.Sprintf("rolling back for %s (deadline %s): the restore or the teardown has not finished; driven again %d times; the rollback's reason: %s",
+		over.Round(time.Second), limit, attempt+1, r.Reason)
+	if err := natsx.Emit(ctx, s.js, Source, fmt.Sprintf("%s:redrive:%d", events.DerivedID(r.ID, events.RollbackRequested, 0), attempt), events.RollbackRequested, r.Service, r.ID,
+		events.Rollback{Service: r.Service, Group: r.Group, Reason: "driven again: " + r.Reason, By: "watchdog"}); err != nil {
+		log.Warn().Err(err).Msg("re-drive the rollback")
+	}
+	if err := natsx.Emit(ctx, s.js, Source, fmt.Sprintf("%s:%d", events.DerivedID(r.ID, events.ReleaseStuck, 0), n), events.ReleaseStuck, r.Service, r.ID,
+		events.Stuck{Service: r.Service, Phase: string(r.Phase), For: over, Redriven: attempt + 1, Reason: reason}); err != nil {
+		log.Warn().Err(err).Msg("raise stuck")
 	}
 }
 
@@ -104,7 +147,7 @@ func (s *Service) followReleases(ctx context.Context) error {
 					continue
 				}
 				s.mu.Lock()
-				if r.Phase.Final() || r.Phase == release.PhaseRollingBack {
+				if r.Phase.Final() {
 					delete(s.inflight, r.ID)
 				} else {
 					s.inflight[r.ID] = r

@@ -55,11 +55,14 @@ type Config struct {
 	LatencySlack time.Duration
 	// DeadlineCheck is how often deadlines are checked (default 250 ms).
 	DeadlineCheck time.Duration
+	// StuckEvery is how often a rollback past its deadline raises stuck,
+	// and the first step of its re-drive backoff (default 1 min).
+	StuckEvery time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Topology: topology.DefaultOptions(), Window: 10 * time.Second, Checkpoint: 5 * time.Second, Warmup: 3 * time.Second, ReferenceSpan: 30 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond}
+	return Config{Topology: topology.DefaultOptions(), Window: 10 * time.Second, Checkpoint: 5 * time.Second, Warmup: 3 * time.Second, ReferenceSpan: 30 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond, StuckEvery: time.Minute}
 }
 
 // Service is the watchdog service.
@@ -104,6 +107,9 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	}
 	if cfg.DeadlineCheck <= 0 {
 		cfg.DeadlineCheck = d.DeadlineCheck
+	}
+	if cfg.StuckEvery <= 0 {
+		cfg.StuckEvery = d.StuckEvery
 	}
 	routers := &metrics.Directory{NC: nc}
 	return &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}, known: routers.Known}

@@ -140,3 +140,19 @@ func FuzzDecodeBake(f *testing.F) {
 		_ = rules.Check(k)
 	})
 }
+
+func TestRedriveSchedule(t *testing.T) {
+	m := time.Minute
+	cases := []struct {
+		over           time.Duration
+		attempt, stuck int
+	}{
+		{m, -1, -1}, {2 * m, 0, 0}, {2*m + 59*time.Second, 0, 0}, {3 * m, 1, 1}, {5 * m, 2, 3},
+		{9 * m, 3, 7}, {17 * m, 4, 15}, {25 * m, 5, 23}, {33 * m, 6, 31},
+	}
+	for _, c := range cases {
+		if a, s := Redrive(c.over, 2*m, m); a != c.attempt || s != c.stuck {
+			t.Errorf("%s into rolling_back: attempt %d, stuck %d; want %d, %d", c.over, a, s, c.attempt, c.stuck)
+		}
+	}
+}

@@ -125,6 +125,18 @@ type Calibration struct {
 	Report        CanaryResult  `json:"report"`
 }
 
+// Stuck is the data of stuck: a release past its phase's deadline that has
+// not ended (a rollback that cannot finish), raised every minute until it
+// does, while the watchdog re-drives it.
+type Stuck struct {
+	Service string        `json:"service"`
+	Phase   string        `json:"phase"`
+	For     time.Duration `json:"for_ns"`
+	// Redriven is how many times the step was driven again.
+	Redriven int    `json:"redriven"`
+	Reason   string `json:"reason"`
+}
+
 // Cluster is the data of cluster.ready.
 type Cluster struct {
 	Service   string `json:"service"`

@@ -79,6 +79,8 @@ func sampleFor(k Kind) any {
 	case *Calibration:
 		return Calibration{Service: "hello", Passed: true, Closest: 0.2, ClosestMetric: "latency_p99", Duration: time.Minute,
 			Report: CanaryResult{Service: "hello", Score: 100, Looks: 4, Confidence: 0.99, DroppedSamples: 2, Metrics: []MetricReport{{Name: "error_rate", Estimate: 0.001, Evidence: 0.1, Peak: 0.2, Classification: "Pass"}}}}
+	case *Stuck:
+		return Stuck{Service: "hello", Phase: "rolling_back", For: time.Minute, Redriven: 2, Reason: "destroy refused"}
 	case *Cluster:
 		return Cluster{Service: "hello", Group: "hello-v002", Instances: 3}
 	case *Traffic:

@@ -30,6 +30,7 @@ var (
 	CanaryPassed      = Kind{subjects.DomainRelease, "canary.passed"}
 	CanaryFailed      = Kind{subjects.DomainRelease, "canary.failed"}
 	Calibrated        = Kind{subjects.DomainRelease, "calibrated"}
+	ReleaseStuck      = Kind{subjects.DomainRelease, "stuck"}
 	ClusterReady      = Kind{subjects.DomainRelease, "cluster.ready"}
 	TrafficSwitched   = Kind{subjects.DomainRelease, "traffic.switched"}
 	TrafficRestored   = Kind{subjects.DomainRelease, "traffic.restored"}
@@ -85,6 +86,7 @@ var registry = map[Kind]func() any{
 	CanaryPassed:      func() any { return new(CanaryResult) },
 	CanaryFailed:      func() any { return new(CanaryResult) },
 	Calibrated:        func() any { return new(Calibration) },
+	ReleaseStuck:      func() any { return new(Stuck) },
 	ClusterReady:      func() any { return new(Cluster) },
 	TrafficSwitched:   func() any { return new(Traffic) },
 	TrafficRestored:   func() any { return new(Traffic) },

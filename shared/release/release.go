@@ -114,20 +114,16 @@ func (r Record) EnteredAt(p Phase) time.Time {
 // moved past the phase the step expects (a late or repeated event).
 var ErrStale = errors.New("release is not in a phase this step applies to")
 
-// Advance moves the record to phase to if it is now in one of from;
-// otherwise it returns ErrStale and leaves it unchanged. A move to the phase
-// it is already in is a no-op (a redelivered event).
-func (r *Record) Advance(to Phase, at time.Time, from ...Phase) error {
-	if r.Phase == to {
-		return nil
-	}
-	for _, f := range from {
-		if r.Phase == f {
-			r.Enter(to, at)
+// Expect returns ErrStale unless the record is in one of phases: for work
+// done inside a phase (judging a canary, checkpointing a bake), which moves
+// nothing. Moves go through Step.
+func (r Record) Expect(phases ...Phase) error {
+	for _, p := range phases {
+		if r.Phase == p {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s is %s, not %v (wanted for %s)", ErrStale, r.ID, r.Phase, from, to)
+	return fmt.Errorf("%w: %s is %s, not %v", ErrStale, r.ID, r.Phase, phases)
 }
 
 // Enter moves the record to phase p at time at.

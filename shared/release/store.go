@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/kv"
 )
 
 // Store reads and writes the releases bucket. Every write is a
@@ -40,28 +42,13 @@ func (s Store) Get(ctx context.Context, id string) (Record, uint64, error) {
 // as it is and the error returned (ErrStale for a step that no longer
 // applies).
 func (s Store) Update(ctx context.Context, id string, change func(*Record) error) (Record, error) {
-	for attempt := 0; attempt < 20; attempt++ {
-		r, rev, err := s.Get(ctx, id)
-		if err != nil {
-			return r, err
+	r, _, err := kv.Update(ctx, s.KV, RecordKey(id), func(r *Record, exists bool) error {
+		if !exists {
+			return fmt.Errorf("release %s: %w", id, ErrNotFound)
 		}
-		before, _ := json.Marshal(r)
-		if err := change(&r); err != nil {
-			return r, err
-		}
-		b, _ := json.Marshal(r)
-		if string(b) == string(before) {
-			return r, nil
-		}
-		_, err = s.KV.Update(ctx, RecordKey(id), b, rev)
-		if err == nil {
-			return r, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return r, fmt.Errorf("release: write %s: %w", id, err)
-		}
-	}
-	return Record{}, fmt.Errorf("release: %s kept changing; gave up after 20 tries", id)
+		return change(r)
+	})
+	return r, err
 }
 
 // Lock reads the service's lock; ErrNotFound when no release is in flight.
@@ -119,29 +106,11 @@ func (s Store) Counter(ctx context.Context, service string) (Counter, uint64, er
 // SetActive records the group that takes the service's traffic, with
 // compare-and-set on the counter.
 func (s Store) SetActive(ctx context.Context, service, group string) error {
-	for attempt := 0; attempt < 20; attempt++ {
-		c, rev, err := s.Counter(ctx, service)
-		if err != nil {
-			return err
-		}
-		if c.Active == group {
-			return nil
-		}
+	_, _, err := kv.Update(ctx, s.KV, CounterKey(service), func(c *Counter, _ bool) error {
 		c.Active = group
-		b, _ := json.Marshal(c)
-		if rev == 0 {
-			_, err = s.KV.Create(ctx, CounterKey(service), b)
-		} else {
-			_, err = s.KV.Update(ctx, CounterKey(service), b, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("release: counter of %s: %w", service, err)
-		}
-	}
-	return fmt.Errorf("release: counter of %s kept changing", service)
+		return nil
+	})
+	return err
 }
 
 // List returns every release record whose phase passes keep (nil: all).

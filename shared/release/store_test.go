@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -23,19 +24,21 @@ func store(t *testing.T) (release.Store, context.Context) {
 	return release.Store{KV: kv}, ctx
 }
 
-func TestAdvanceRefusesStaleSteps(t *testing.T) {
+func TestStepRefusesStaleSteps(t *testing.T) {
 	var r release.Record
 	now := time.Now()
 	r.Enter(release.PhaseAccepted, now)
-	if err := r.Advance(release.PhaseCanary, now, release.PhaseAccepted); err != nil {
-		t.Fatal(err)
+	if err := r.Step(events.ReleaseAccepted, now); err != nil || r.Phase != release.PhaseCanary {
+		t.Fatal(err, r.Phase)
 	}
-	if err := r.Advance(release.PhaseCanary, now, release.PhaseAccepted); err != nil || len(r.History) != 2 {
+	if err := r.Step(events.ReleaseAccepted, now); err != nil || len(r.History) != 2 {
 		t.Fatalf("a repeated step: %v, %d transitions", err, len(r.History))
 	}
-	r.Enter(release.PhaseRollingBack, now)
+	if err := r.Step(events.RollbackRequested, now); err != nil || r.Phase != release.PhaseRollingBack {
+		t.Fatal(err, r.Phase)
+	}
 	// a late canary.passed after a rollback began must not launch anything
-	if err := r.Advance(release.PhaseLaunching, now, release.PhaseAccepted, release.PhaseCanary); !errors.Is(err, release.ErrStale) {
+	if err := r.Step(events.CanaryPassed, now); !errors.Is(err, release.ErrStale) {
 		t.Fatalf("launching from rolling_back: %v", err)
 	}
 	if r.Phase != release.PhaseRollingBack {

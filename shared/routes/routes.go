@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/kv"
 )
 
 // MaxWeight is the largest weight of a group.
@@ -79,35 +81,18 @@ func Get(ctx context.Context, kv jetstream.KeyValue, service string) (Route, uin
 // Update applies change to the service's route with compare-and-set,
 // re-reading and re-deciding on a conflict. change may refuse by returning
 // an error. It returns the stored route and its revision.
-func Update(ctx context.Context, kv jetstream.KeyValue, service string, change func(*Route) error) (Route, uint64, error) {
-	for attempt := 0; attempt < 10; attempt++ {
-		r, rev, err := Get(ctx, kv, service)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return r, 0, err
-		}
+func Update(ctx context.Context, b jetstream.KeyValue, service string, change func(*Route) error) (Route, uint64, error) {
+	return kv.Update(ctx, b, service, func(r *Route, _ bool) error {
 		if r.Weights == nil {
 			r.Weights = map[string]int{}
 		}
-		if err := change(&r); err != nil {
-			return r, rev, err
+		if err := change(r); err != nil {
+			return err
 		}
 		if err := r.Validate(); err != nil {
-			return r, rev, err
+			return err
 		}
 		r.Service, r.Changed = service, time.Now().UTC()
-		b, _ := json.Marshal(r)
-		var nrev uint64
-		if rev == 0 {
-			nrev, err = kv.Create(ctx, service, b)
-		} else {
-			nrev, err = kv.Update(ctx, service, b, rev)
-		}
-		if err == nil {
-			return r, nrev, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
-			return r, 0, fmt.Errorf("routes: write %s: %w", service, err)
-		}
-	}
-	return Route{}, 0, fmt.Errorf("routes: %s kept changing; gave up after 10 tries", service)
+		return nil
+	})
 }

@@ -85,6 +85,10 @@ type Deadlines struct {
 	Launch Duration `yaml:"launch" json:"launch"`
 	Switch Duration `yaml:"switch" json:"switch"`
 	Bake   Duration `yaml:"bake" json:"bake"`
+	// Rollback bounds rolling_back: past it the watchdog re-drives the
+	// rollback with backoff and raises release.<svc>.stuck every minute
+	// until it ends (default 2m).
+	Rollback Duration `yaml:"rollback" json:"rollback"`
 }
 
 // Chaos is the service's Chaos Monkey opt-in.
@@ -208,6 +212,9 @@ func (s *Service) defaultStrategy() {
 	if d.Bake == 0 {
 		d.Bake = b.Duration + Duration(5*time.Minute)
 	}
+	if d.Rollback == 0 {
+		d.Rollback = Duration(2 * time.Minute)
+	}
 	ch := &s.Chaos
 	if ch.MeanTimeBetweenKills.IsZero() {
 		ch.MeanTimeBetweenKills = KillInterval{WorkDays: 2}
@@ -291,7 +298,7 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 		bad("strategy.keep_previous", "%d: want 1..10 (a previous group is what a rollback goes back to)", k)
 	}
 	d := s.Strategy.Deadlines
-	for name, v := range map[string]Duration{"canary": d.Canary, "launch": d.Launch, "switch": d.Switch, "bake": d.Bake} {
+	for name, v := range map[string]Duration{"canary": d.Canary, "launch": d.Launch, "switch": d.Switch, "bake": d.Bake, "rollback": d.Rollback} {
 		if v.D() < time.Second {
 			bad("strategy.deadlines."+name, "%s: want ≥ 1s", v.D())
 		}

@@ -311,6 +311,21 @@ func (in *Intake) putCounter(ctx context.Context, service string, c release.Coun
 	return fmt.Errorf("intake: write counter of %s: %w", service, err)
 }
 
+// OrphanLockAge is how old a lock whose release has no record must be
+// before intake frees it: the record is written milliseconds after the lock,
+// and a redelivered request takes its own lock back within its ack wait.
+const OrphanLockAge = 30 * time.Second
+
+// orphaned reports whether a lock belongs to no release: old enough, and its
+// release has no record.
+func (in *Intake) orphaned(ctx context.Context, l release.Lock) bool {
+	if in.now().Sub(l.Since) < OrphanLockAge {
+		return false
+	}
+	_, err := in.releases.Get(ctx, release.RecordKey(l.Release))
+	return errors.Is(err, jetstream.ErrKeyNotFound)
+}
+
 type heldLock struct {
 	release.Lock
 	sequence int
@@ -344,6 +359,15 @@ func (in *Intake) lock(ctx context.Context, req *request, seq int) (heldLock, *r
 	}
 	if held.Release == req.releaseID {
 		return heldLock{held.Lock, held.Sequence}, nil, nil
+	}
+	if in.orphaned(ctx, held.Lock) {
+		// a lock whose release never got its record (its request gave up
+		// between the two writes) would hold the service forever: free it,
+		// with compare-and-set so a live taker is never robbed, and try again
+		if err := in.releases.Delete(ctx, release.LockKey(req.service), jetstream.LastRevision(e.Revision())); err == nil {
+			in.log.Warn().Str(logging.FieldService, req.service).Str(logging.FieldRelease, held.Release).Time("since", held.Since).Msg("freed a lock whose release has no record")
+			return in.lock(ctx, req, seq)
+		}
 	}
 	r := reject("service", "release %s of %s is in progress (since %s); one release per service at a time",
 		held.Release, req.service, held.Since.Format(time.RFC3339))

@@ -214,6 +214,32 @@ func TestSecondConcurrentRequestRejected(t *testing.T) {
 	r.settled()
 }
 
+// TestOrphanLockFreed: a lock whose release has no record (the request
+// gave up between taking the lock and writing the record) no longer holds
+// the service forever: once older than OrphanLockAge it is freed and the
+// next request is accepted; a young one still means "in progress".
+func TestOrphanLockFreed(t *testing.T) {
+	r := newRig(t)
+	put := func(since time.Time) {
+		b, _ := json.Marshal(map[string]any{"release": "ghost", "group": "hello-v001", "since": since, "sequence": 1})
+		if _, err := r.releases.Put(r.ctx, release.LockKey("hello"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(time.Now())
+	r.publish("release.hello.requested", []byte(`{"version":"v1"}`))
+	if d := r.expectRejected("service", "in progress"); d.InProgress != "ghost" {
+		t.Fatalf("in_progress = %q", d.InProgress)
+	}
+	put(time.Now().Add(-intake.OrphanLockAge - time.Second))
+	r.publish("release.hello.requested", []byte(`{"version":"v1"}`))
+	_, acc := r.expectAccepted()
+	if acc.Group != "hello-v001" {
+		t.Fatalf("accepted %+v", acc)
+	}
+	r.settled()
+}
+
 func TestRedeliveredRequestAcceptedOnce(t *testing.T) {
 	r := newRig(t)
 	ev, _ := events.NewWithID("rel-dup", "test", events.ReleaseRequested, "hello", "", events.Requested{Version: "v1"})

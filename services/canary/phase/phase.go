@@ -149,8 +149,8 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	}
 	from := time.Now().UTC()
 	if rec, err = p.releases.Update(ctx, id, func(r *release.Record) error {
-		if r.Phase != release.PhaseCanary {
-			return fmt.Errorf("%w: %s is %s", release.ErrStale, id, r.Phase)
+		if err := r.Expect(release.PhaseCanary); err != nil {
+			return err
 		}
 		if r.JudgeFrom.IsZero() {
 			r.JudgeFrom = from
@@ -191,8 +191,8 @@ func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind
 		}
 	}
 	if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-		if r.Phase != release.PhaseCanary && r.Phase != release.PhaseAccepted {
-			return fmt.Errorf("%w: %s is %s", release.ErrStale, r.ID, r.Phase)
+		if err := r.Expect(release.PhaseCanary, release.PhaseAccepted); err != nil {
+			return err
 		}
 		r.Report = &result
 		return nil
@@ -261,7 +261,10 @@ func (p *Phase) setWeights(ctx context.Context, rec release.Record, w map[string
 	if p.hasWeights(ctx, rec.Service, w) {
 		return nil
 	}
-	cause := fmt.Sprintf("%s:weights:%d", events.DerivedID(rec.ID, events.CanaryStarted, 0), w[rec.Canary])
+	// a fresh id each time: weights are absolute, so a repeat is harmless,
+	// while a command deduplicated against an earlier one (a resumed run
+	// sending the same share again) would never be applied
+	cause := fmt.Sprintf("%s:weights:%d:%s", events.DerivedID(rec.ID, events.CanaryStarted, 0), w[rec.Canary], events.NewID())
 	if err := natsx.Emit(ctx, p.js, Source, cause, events.TrafficSet, rec.Service, rec.ID, events.TrafficCommand{Service: rec.Service, Weights: w}); err != nil {
 		return err
 	}
@@ -356,8 +359,8 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service,
 		}
 		saved = now
 		if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-			if r.Phase != release.PhaseCanary {
-				return fmt.Errorf("%w: %s is %s", release.ErrStale, rec.ID, r.Phase)
+			if err := r.Expect(release.PhaseCanary); err != nil {
+				return err
 			}
 			r.Checkpoint = b
 			r.Report = &result
