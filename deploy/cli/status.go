@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -76,6 +77,10 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rts, err := c.kv(ctx, topology.BucketRoutes)
+			if err != nil {
+				return err
+			}
 			var names []string
 			if len(args) == 1 {
 				if _, err := spec.Get(ctx, services, args[0]); err != nil {
@@ -93,7 +98,7 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 			var states []serviceState
 			for _, n := range names {
-				st, err := readState(ctx, releases, n)
+				st, err := readState(ctx, releases, rts, n)
 				if err != nil {
 					return err
 				}
@@ -139,14 +144,16 @@ func dash(s string) string {
 	return s
 }
 
-func readState(ctx context.Context, kv jetstream.KeyValue, service string) (serviceState, error) {
+func readState(ctx context.Context, kv, rts jetstream.KeyValue, service string) (serviceState, error) {
 	st := serviceState{Service: service}
 	store := release.Store{KV: kv}
 	counter, rev, err := store.Counter(ctx, service)
 	if err != nil || rev == 0 {
 		return st, err // no release yet
 	}
-	st.Active = counter.Active
+	if r, _, err := routes.Get(ctx, rts, service); err == nil {
+		st.Active = r.Active // the route is the one source of the active group
+	}
 	if lock, _, err := store.Lock(ctx, service); err == nil {
 		st.InFlight = lock.Release
 	} else if !errors.Is(err, release.ErrNotFound) {

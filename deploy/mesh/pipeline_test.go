@@ -694,3 +694,127 @@ func TestCanaryWeightsNotLostToDeduplication(t *testing.T) {
 		t.Fatalf("canary: %s %s", got.Type, got.Data)
 	}
 }
+
+// TestBakeWithoutSamplesDoesNotPass: with no metrics sample at all (the
+// router publishes none here), the bake used to pass silently when its
+// duration was up; now it is rolled back with the reason.
+func TestBakeWithoutSamplesDoesNotPass(t *testing.T) {
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Router.MetricsInterval = time.Hour
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	p := &pipeline{t: t, m: m}
+	p.attach(fastSpec())
+	v1 := p.release("v1")
+	ev := p.await(v1, 60*time.Second, events.RolledBack, events.ReleaseCompleted)
+	if ev.Type != events.RolledBack.Type() || !strings.Contains(p.record(v1).Reason, "no metrics sample of hello-v001") {
+		t.Fatalf("%s: %s", ev.Type, p.record(v1).Reason)
+	}
+	// a first release has nothing to go back to: its group keeps the
+	// traffic instead of every weight going to 0 and the only group away
+	if r := p.record(v1); !strings.Contains(r.Reason, "nothing to go back to") || r.Restored != "hello-v001" {
+		t.Fatalf("record: restored %q, %q", r.Restored, r.Reason)
+	}
+	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight {
+		t.Fatalf("route: %+v", rt)
+	}
+	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
+		t.Fatalf("groups: %v", gs)
+	}
+}
+
+// TestOneActiveGroup: the group with the traffic has one source, the route.
+// After a switch by hand back to v1, the next release takes v1 as its
+// previous group (its baseline runs v1), not the v2 a release last
+// completed.
+func TestOneActiveGroup(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	var out, errb strings.Builder
+	if code := cli.Main([]string{"--server", p.m.URL(), "traffic", "switch", "hello", "hello-v001"}, &out, &errb); code != 0 {
+		t.Fatalf("traffic switch: %s %s", out.String(), errb.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); p.route().Active != "hello-v001"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("route: %+v", p.route())
+		}
+	}
+	v3 := p.release("v3")
+	p.await(v3, 30*time.Second, events.CanaryStarted)
+	if r := p.record(v3); r.Previous != "hello-v001" {
+		t.Fatalf("v3's previous group is %q, not the hello-v001 that has the traffic", r.Previous)
+	}
+	p.await(v3, 60*time.Second, events.ReleaseCompleted)
+}
+
+// TestRollbackAfterCompletionTakesTheLock: a rollback of a completed
+// release takes the service's lock, so none can start on the group being
+// destroyed; when another release holds the lock it is refused and nothing
+// changes.
+func TestRollbackAfterCompletionTakesTheLock(t *testing.T) {
+	svc := fastSpec()
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	other, _ := json.Marshal(release.Lock{Release: "other", Group: "hello-v003", Since: time.Now()})
+	if _, err := p.releases.KV.Put(ctx, release.LockKey("hello"), other); err != nil {
+		t.Fatal(err)
+	}
+	rollback := func(tag string) uint64 {
+		ev, err := events.NewWithID("test:"+tag, "test", events.RollbackRequested, "hello", v2,
+			events.Rollback{Service: "hello", Group: "hello-v002", Reason: "by hand", By: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := natsx.Publish(ctx, p.js, events.RollbackRequested.Subject("hello"), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	seq := rollback("1")
+	// the router has handled it once its consumer acknowledged the event
+	for {
+		c, err := p.js.Consumer(ctx, topology.StreamReleases, "router-releases")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.AckFloor.Stream >= seq {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the router never handled the rollback: %+v", info.AckFloor)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := p.record(v2); r.Phase != release.PhaseCompleted {
+		t.Fatalf("rolled back while another release held the lock: %s", r.Phase)
+	}
+	if rt := p.route(); rt.Active != "hello-v002" {
+		t.Fatalf("route: %+v", rt)
+	}
+	if err := p.releases.KV.Delete(ctx, release.LockKey("hello")); err != nil {
+		t.Fatal(err)
+	}
+	rollback("2")
+	p.await(v2, 30*time.Second, events.RolledBack)
+	if _, _, err := p.releases.Lock(ctx, "hello"); err == nil {
+		t.Fatal("lock still held after the rollback")
+	}
+	if rt := p.route(); rt.Active != "hello-v001" {
+		t.Fatalf("route: %+v", rt)
+	}
+}

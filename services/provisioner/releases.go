@@ -163,8 +163,8 @@ func (s *Service) releaseGroupFailed(ctx context.Context, id, service, group, re
 	}
 }
 
-// complete ends a baked release: the new group is the service's active one,
-// keep_previous older groups stay (disabled, for an instant rollback), the
+// complete ends a baked release (the new group has had the traffic since
+// the switch: the route says so): keep_previous older groups stay (disabled, for an instant rollback), the
 // rest are destroyed, the lock is released.
 func (s *Service) complete(ctx context.Context, id string) error {
 	rec, _, err := s.releases.Get(ctx, id)
@@ -179,9 +179,6 @@ func (s *Service) complete(ctx context.Context, id string) error {
 		return err
 	}
 	if err := s.prune(ctx, id, rec, svc.Strategy.KeepPrevious); err != nil {
-		return err
-	}
-	if err := s.releases.SetActive(ctx, rec.Service, rec.Group); err != nil {
 		return err
 	}
 	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
@@ -231,8 +228,8 @@ func (s *Service) prune(ctx context.Context, id string, rec release.Record, keep
 }
 
 // finishRollback runs once the router has taken the traffic away from the
-// release's groups: they are destroyed, the group that has the traffic is
-// recorded as active and the lock released.
+// release's groups: they are destroyed (never the group that has the
+// traffic) and the lock released.
 func (s *Service) finishRollback(ctx context.Context, id, active string) error {
 	rec, _, err := s.releases.Get(ctx, id)
 	if err != nil {
@@ -246,11 +243,6 @@ func (s *Service) finishRollback(ctx context.Context, id, active string) error {
 			continue
 		}
 		if err := s.destroyGroup(ctx, events.DerivedID(id, events.RolledBack, 0)+":"+g, rec.Service, g); err != nil {
-			return err
-		}
-	}
-	if active != "" {
-		if err := s.releases.SetActive(ctx, rec.Service, active); err != nil {
 			return err
 		}
 	}

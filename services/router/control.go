@@ -13,6 +13,7 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/subjects"
 )
@@ -147,6 +148,15 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 			return refuse(why)
 		}
 		change = func(r *routes.Route) error {
+			if releaseID != "" { // fenced by the release's phase: a switch never lands after a restore
+				rec, _, err := s.releases.Get(ctx, releaseID)
+				if err != nil {
+					return err
+				}
+				if err := rec.Expect(release.PhaseSwitching); err != nil {
+					return err
+				}
+			}
 			for g := range r.Weights {
 				r.Weights[g] = 0
 			}
@@ -158,30 +168,26 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 			return nil
 		}
 	case events.TrafficRestore.Type():
-		// rollback: all traffic back to the previous group at once. Not
-		// guarded: the old group is where users are safest.
-		prev := s.routeOf(c.Service).Previous
+		// all traffic back to the previous group at once, guarded like a
+		// switch but for any instance up: the old group is where users are
+		// safest, never a group with none
+		prev := s.routeOf(c.Service).RestoreTarget()
 		if prev == "" {
 			return refuse("no previous group to restore")
 		}
 		c.Group = prev
-		up, _, err = s.guard(ctx, c.Service, prev)
-		if err != nil {
+		var n int
+		if n, _, err = s.guard(ctx, c.Service, prev); err != nil {
 			return "", err
 		}
-		up = min(up, max(s.capacityOf(c.Service), 1))
+		if n == 0 {
+			return refuse(fmt.Sprintf("%s has no instance up", prev))
+		}
+		up = min(n, max(s.capacityOf(c.Service), 1))
 		change = func(r *routes.Route) error {
-			if r.Previous == "" {
-				return fmt.Errorf("no previous group to restore")
-			}
-			for g := range r.Weights {
-				r.Weights[g] = 0
-			}
-			r.Weights[r.Previous] = routes.MaxWeight
-			r.Active, r.Previous = r.Previous, r.Active
-			r.Reason = "restore " + r.Active
-			c.Group = r.Active
-			return nil
+			g, err := r.Restore()
+			r.Reason, c.Group = "restore "+g, g
+			return err
 		}
 	case events.TrafficSet.Type():
 		if err := (routes.Route{Weights: c.Weights}).Validate(); err != nil || len(c.Weights) == 0 {

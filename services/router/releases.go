@@ -81,8 +81,12 @@ func (s *Service) switchRelease(ctx context.Context, cause, id, group string) er
 // rollback takes all traffic away from the release's groups: the canary and
 // baseline lose their share, and if the new group has the traffic it goes
 // back to the previous group first — the new group is destroyed only after
-// traffic.restored. A completed release can be rolled back while the group
-// it replaced is still kept.
+// traffic.restored. Fences: a completed release (rolled back while the group
+// it replaced is kept) takes the service's lock first, so no release starts
+// on a group being destroyed; the restore is guarded, never onto a group
+// with no instance up (refused loudly and retried while the provisioner
+// brings it back); a release with nothing to go back to (the first one)
+// keeps its group and the traffic on it, and says so.
 func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reason string) error {
 	rec, _, err := s.releases.Get(ctx, id)
 	if err != nil {
@@ -92,46 +96,64 @@ func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reaso
 	if err != nil && !errors.Is(err, routes.ErrNotFound) {
 		return err
 	}
-	live := route.Active == rec.Group
-	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
-		if r.Phase == release.PhaseCompleted && (!live || route.Previous == "") {
-			return fmt.Errorf("%w: %s is completed and %s no longer takes the traffic (or nothing is kept to go back to)", release.ErrStale, id, r.Group)
+	var gone []string
+	for _, g := range []string{rec.Canary, rec.Baseline, rec.Group} {
+		if g != "" {
+			gone = append(gone, g)
 		}
+	}
+	live := route.Active == rec.Group
+	target := route.RestoreTarget(gone...)
+	if rec.Phase == release.PhaseCompleted {
+		if !live || route.Previous == "" {
+			return fmt.Errorf("%w: %s is completed and %s no longer takes the traffic (or nothing is kept to go back to)", release.ErrStale, id, rec.Group)
+		}
+		if err := s.releases.TakeLock(ctx, rec.Service, id, rec.Group); err != nil {
+			return err // ErrStale when another release holds it: roll that one back instead
+		}
+	}
+	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
 		if r.Reason == "" {
 			r.Reason = reason
+			if target == "" && live {
+				r.Reason += "; nothing to go back to: " + r.Group + " keeps the traffic"
+			}
 		}
 		return r.Step(on, time.Now())
 	})
 	if err != nil {
+		if errors.Is(err, release.ErrStale) && rec.Phase == release.PhaseCompleted {
+			_ = s.releases.Unlock(ctx, rec.Service, id)
+		}
 		return err
 	}
-	up := 0
-	target := route.Active
-	if live {
-		target = route.Previous
-		if target != "" {
-			up, _, err = s.guard(ctx, rec.Service, target)
-			if err != nil {
-				return err
-			}
-			up = min(up, max(s.capacityOf(rec.Service), 1))
+	up, group := 0, rec.Group
+	if target != "" {
+		group = target
+		n, _, err := s.guard(ctx, rec.Service, target)
+		if err != nil {
+			return err
 		}
+		if n == 0 {
+			why := fmt.Sprintf("restore of %s refused: %s has no instance up; retried until the provisioner brings it back", rec.Service, target)
+			_ = s.publish(ctx, cause+":refused", events.TrafficRefused, rec.Service, id, events.TrafficCommand{Service: rec.Service, Group: target, Reason: why})
+			return errors.New("router: " + why)
+		}
+		up = min(n, max(s.capacityOf(rec.Service), 1))
 	}
 	change := func(r *routes.Route) error {
-		for _, g := range []string{rec.Canary, rec.Baseline, rec.Group} {
-			if _, ok := r.Weights[g]; ok && g != "" {
-				r.Weights[g] = 0
+		if r.RestoreTarget(gone...) == "" { // nothing to go back to: only the canary groups lose their share
+			for _, g := range []string{rec.Canary, rec.Baseline} {
+				if _, ok := r.Weights[g]; ok && g != "" {
+					r.Weights[g] = 0
+				}
 			}
-		}
-		if r.Active == rec.Group {
-			r.Active, r.Previous = r.Previous, ""
-		}
-		if r.Active != "" {
-			r.Weights[r.Active] = routes.MaxWeight
+		} else if _, err := r.Restore(gone...); err != nil {
+			return err
 		}
 		r.Reason = "rollback of " + id + ": " + rec.Reason
 		return nil
 	}
-	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str("restore", target).Str("reason", rec.Reason).Msg("rolling back")
-	return s.commit(ctx, cause, id, rec.Service, target, up, change, events.TrafficRestored)
+	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str("restore", group).Str("reason", rec.Reason).Msg("rolling back")
+	return s.commit(ctx, cause, id, rec.Service, group, up, change, events.TrafficRestored)
 }

@@ -88,6 +88,9 @@ type Bake struct {
 	Window    Span           `json:"window"`
 	// WindowIndex is the current window's number, from 1.
 	WindowIndex int `json:"window_index"`
+	// Samples counts the samples of the new group judged: a bake that saw
+	// none judged nothing and never passes.
+	Samples int `json:"samples"`
 	// Seen is the end of the last window counted per router and group.
 	Seen map[string]time.Time `json:"seen,omitempty"`
 }
@@ -102,6 +105,7 @@ func (b *Bake) Add(s metrics.Sample, warmup, window time.Duration) {
 		b.WindowIndex, b.Window = k, Span{}
 	}
 	warm := !s.Start.Before(b.Switched.Add(warmup))
+	b.Samples++
 	b.All.add(s, warm)
 	b.Window.add(s, warm)
 }
@@ -292,6 +296,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		var snap []byte
 		mu.Lock()
 		why := broken
+		samples := st.Samples
 		if save { // marshalled under the lock: the follow goroutine adds to the same slices
 			st.Seen = filter.Seen()
 			snap, err = json.Marshal(st)
@@ -311,6 +316,12 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		case cur.Phase == release.PhaseBaking && why != "":
 			log.Warn().Str("reason", why).Msg("bake failed")
 			return s.requestRollback(ctx, cur, "bake", "bake: "+why)
+		case cur.Phase == release.PhaseBaking && time.Since(switchedAt) >= bake.Duration.D() && samples == 0:
+			// routers publish a sample of every routed group each interval,
+			// traffic or not: none at all means nothing judged the bake
+			if time.Since(switchedAt) >= bake.Duration.D()+NoSamplesGrace {
+				return s.requestRollback(ctx, cur, "bake", fmt.Sprintf("bake: no metrics sample of %s in %s: nothing judged it (are the routers publishing?)", cur.Group, time.Since(switchedAt).Round(time.Second)))
+			}
 		case cur.Phase == release.PhaseBaking && time.Since(switchedAt) >= bake.Duration.D():
 			log.Info().Msg("baked")
 			if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.Baked, 0), events.Baked, cur.Service, id,
@@ -332,6 +343,10 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		}
 	}
 }
+
+// NoSamplesGrace is how long past its duration a bake that has had no
+// sample at all waits for one before it is rolled back.
+const NoSamplesGrace = 5 * time.Second
 
 // checkpoint keeps the watch's state (a marshalled Bake) in the release
 // record.

@@ -144,12 +144,11 @@ type Lock struct {
 }
 
 // Counter numbers a service's server groups and names its last release.
+// Which group takes the traffic is not kept here: the route (the router's,
+// routes.Route.Active) is the one source of that fact.
 type Counter struct {
 	Sequence    int    `json:"sequence"`
 	LastRelease string `json:"last_release"`
-	// Active is the server group that takes traffic ("" before the first
-	// completed release).
-	Active string `json:"active,omitempty"`
 }
 
 // Keys in the releases bucket.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -67,6 +68,28 @@ func (s Store) Lock(ctx context.Context, service string) (Lock, uint64, error) {
 	return l, e.Revision(), nil
 }
 
+// TakeLock takes the service's lock for release id (a rollback after
+// completion: no release may start on the group being destroyed). Held by
+// id already, it is kept; held by another release, ErrStale.
+func (s Store) TakeLock(ctx context.Context, service, id, group string) error {
+	b, _ := json.Marshal(Lock{Release: id, Group: group, Since: time.Now().UTC()})
+	_, err := s.KV.Create(ctx, LockKey(service), b)
+	if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	l, _, err := s.Lock(ctx, service)
+	if errors.Is(err, ErrNotFound) {
+		return s.TakeLock(ctx, service, id, group) // freed meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	if l.Release != id {
+		return fmt.Errorf("%w: release %s of %s is in flight: roll that one back", ErrStale, l.Release, service)
+	}
+	return nil
+}
+
 // Unlock releases the service's lock if release id holds it. Releasing a
 // lock that is free, or held by another release, does nothing.
 func (s Store) Unlock(ctx context.Context, service, id string) error {
@@ -101,16 +124,6 @@ func (s Store) Counter(ctx context.Context, service string) (Counter, uint64, er
 		return c, 0, fmt.Errorf("release: counter of %s is corrupt: %w", service, err)
 	}
 	return c, e.Revision(), nil
-}
-
-// SetActive records the group that takes the service's traffic, with
-// compare-and-set on the counter.
-func (s Store) SetActive(ctx context.Context, service, group string) error {
-	_, _, err := kv.Update(ctx, s.KV, CounterKey(service), func(c *Counter, _ bool) error {
-		c.Active = group
-		return nil
-	})
-	return err
 }
 
 // List returns every release record whose phase passes keep (nil: all).

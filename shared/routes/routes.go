@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -41,6 +42,44 @@ func (r Route) Validate() error {
 		}
 	}
 	return nil
+}
+
+// RestoreTarget is the group a restore gives all traffic to: the previous
+// group if the active one is going (a manual restore: gone empty, or a
+// rollback whose release's group has the traffic), the active one
+// otherwise (a rollback from the canary: production gets its share back).
+// It is "" when there is nothing to go back to.
+func (r Route) RestoreTarget(gone ...string) string {
+	if len(gone) == 0 || slices.Contains(gone, r.Active) {
+		return r.Previous
+	}
+	return r.Active
+}
+
+// Restore is the one restore of a route, for a rollback and by hand: every
+// weight goes to RestoreTarget(gone), which becomes active. By hand (gone
+// empty) the group it replaces becomes the previous one (so the operator
+// can switch back); in a rollback the release's groups (gone) get weight 0
+// and are never kept as the previous group, since they are about to be
+// destroyed. With nothing to go back to it changes nothing and says so.
+func (r *Route) Restore(gone ...string) (string, error) {
+	target := r.RestoreTarget(gone...)
+	if target == "" {
+		return "", fmt.Errorf("routes: %s has no group to restore to (active %q, previous %q)", r.Service, r.Active, r.Previous)
+	}
+	old := r.Active
+	for g := range r.Weights {
+		r.Weights[g] = 0
+	}
+	r.Weights[target] = MaxWeight
+	r.Active = target
+	switch {
+	case len(gone) == 0:
+		r.Previous = old
+	case slices.Contains(gone, r.Previous) || r.Previous == target:
+		r.Previous = ""
+	}
+	return target, nil
 }
 
 // Groups returns the group names sorted.

@@ -43,6 +43,9 @@ type Options struct {
 	FleetMaxAge time.Duration
 	// MetricsMaxAge is how long metric samples are kept (default 15 minutes).
 	MetricsMaxAge time.Duration
+	// MetricsMaxBytes bounds METRICS by size too (default 256 MiB): the
+	// oldest samples go first.
+	MetricsMaxBytes int64
 	// Duplicates is the de-duplication window of Nats-Msg-Id (default 10 minutes).
 	Duplicates time.Duration
 	// InstanceTTL expires discovery entries not refreshed (default 15 s).
@@ -54,12 +57,13 @@ type Options struct {
 // DefaultOptions returns the documented defaults.
 func DefaultOptions() Options {
 	return Options{
-		ReleasesMaxAge: 90 * 24 * time.Hour,
-		FleetMaxAge:    30 * 24 * time.Hour,
-		MetricsMaxAge:  15 * time.Minute,
-		Duplicates:     10 * time.Minute,
-		InstanceTTL:    15 * time.Second,
-		Replicas:       1,
+		ReleasesMaxAge:  90 * 24 * time.Hour,
+		FleetMaxAge:     30 * 24 * time.Hour,
+		MetricsMaxAge:   15 * time.Minute,
+		MetricsMaxBytes: 256 << 20,
+		Duplicates:      10 * time.Minute,
+		InstanceTTL:     15 * time.Second,
+		Replicas:        1,
 	}
 }
 
@@ -79,7 +83,7 @@ func Streams(o Options) []jetstream.StreamConfig {
 		{
 			Name: StreamMetrics, Description: "redblack traffic metric samples",
 			Subjects: []string{"metrics.>"}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
-			MaxAge: o.MetricsMaxAge, Duplicates: min(o.Duplicates, o.MetricsMaxAge), Replicas: o.Replicas,
+			MaxAge: o.MetricsMaxAge, MaxBytes: o.MetricsMaxBytes, Duplicates: min(o.Duplicates, o.MetricsMaxAge), Replicas: o.Replicas,
 		},
 		{
 			Name: StreamAdvisories, Description: "JetStream advisories of messages given up on",

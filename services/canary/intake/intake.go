@@ -23,6 +23,7 @@ import (
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
@@ -47,6 +48,7 @@ type Intake struct {
 	js       jetstream.JetStream
 	services jetstream.KeyValue
 	releases jetstream.KeyValue
+	routes   jetstream.KeyValue
 	log      zerolog.Logger
 	now      func() time.Time
 }
@@ -61,7 +63,11 @@ func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, now fu
 	if err != nil {
 		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketReleases, err)
 	}
-	return &Intake{js: js, services: services, releases: releases, log: log, now: now}, nil
+	rts, err := js.KeyValue(ctx, topology.BucketRoutes)
+	if err != nil {
+		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketRoutes, err)
+	}
+	return &Intake{js: js, services: services, releases: releases, routes: rts, log: log, now: now}, nil
 }
 
 // Start runs the intake's durable consumer until the returned consumer is stopped.
@@ -233,7 +239,14 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if err != nil {
 		return nil, err
 	}
-	if req.body.Calibrate && counter.Active == "" {
+	// the group with the traffic is the release's previous one: the route's
+	// Active, whoever put it there (a release, or a switch by hand)
+	route, _, err := routes.Get(ctx, in.routes, req.service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return nil, err
+	}
+	active := route.Active
+	if req.body.Calibrate && active == "" {
 		return reject("calibrate", "nothing of %s runs yet to calibrate the judge against: release it first", req.service), nil
 	}
 	lock, rej, err := in.lock(ctx, req, counter.Sequence+1)
@@ -241,14 +254,14 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 		return rej, err
 	}
 	if counter.LastRelease != req.releaseID {
-		next := release.Counter{Sequence: lock.sequence, LastRelease: req.releaseID, Active: counter.Active}
+		next := release.Counter{Sequence: lock.sequence, LastRelease: req.releaseID}
 		if err := in.putCounter(ctx, req.service, next, counterRev); err != nil {
 			return nil, err
 		}
 	}
 	rec := release.Record{
 		ID: req.releaseID, Service: req.service, Version: req.body.Version, Group: lock.Group,
-		Sequence: lock.sequence, Previous: counter.Active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
+		Sequence: lock.sequence, Previous: active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
 		Calibration: req.body.Calibrate,
 	}
 	if req.body.Duration != "" {
@@ -261,7 +274,7 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	ev, err := events.NewWithID(events.DerivedID(req.releaseID, events.ReleaseAccepted, 0), Source,
 		events.ReleaseAccepted, req.service, req.releaseID, events.Accepted{
 			Service: req.service, Version: req.body.Version, Group: lock.Group, Sequence: lock.sequence,
-			Artifact: artifact, Previous: counter.Active,
+			Artifact: artifact, Previous: active,
 		})
 	if err != nil {
 		return nil, natsx.Permanent(err)
