@@ -12,6 +12,7 @@ import (
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -38,6 +39,9 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 			service := args[0]
 			if err := subjects.ValidateService(service); err != nil {
 				return err
+			}
+			if version == "" {
+				return fmt.Errorf(`required flag(s) "version" not set`)
 			}
 			art, err := parseArtifact(artifact)
 			if err != nil {
@@ -68,12 +72,68 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 			return a.follow(c, service, id, ack.Sequence, ev.Time, waitFor, events.ReleaseCompleted)
 		},
 	}
+	cmd.AddCommand(a.abortCmd())
 	cmd.Flags().StringVar(&version, "version", "", "the version to release (1-64 of [A-Za-z0-9._-])")
 	cmd.Flags().StringVar(&artifact, "artifact", "", "what the version runs (see above); default: the spec's")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release to its end")
 	cmd.Flags().DurationVar(&waitFor, "timeout", 30*time.Minute, "with --wait, give up after this long")
-	_ = cmd.MarkFlagRequired("version")
+	return cmd
+}
+
+// abortCmd ends a release by hand, from any phase.
+func (a *app) abortCmd() *cobra.Command {
+	var reason string
+	var waitFor time.Duration
+	cmd := &cobra.Command{
+		Use:   "abort RELEASE --reason WHY",
+		Short: "End a release by hand, from any phase, whatever is stuck; traffic stays on a group with instances",
+		Long: `Publishes release.<service>.abort.requested. The provisioner takes the canary's
+share back (through the router), destroys the release's groups that have no
+traffic, keeps the group that has it, records who ended the release and why,
+frees the lock and emits release.<service>.aborted. Waits for that and exits 0;
+1 if the release ended otherwise first; 2 when --timeout passes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if err := release.ValidateID(id); err != nil {
+				return err
+			}
+			if strings.TrimSpace(reason) == "" {
+				return fmt.Errorf("--reason: say why, for the audit trail")
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			kv, err := c.kv(ctx, topology.BucketReleases)
+			if err != nil {
+				return err
+			}
+			rec, _, err := release.Store{KV: kv}.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if rec.Phase.Final() {
+				return exitCode{code: 1, msg: fmt.Sprintf("release %s has ended already: %s", id, rec.Phase)}
+			}
+			ev, err := events.New("redblack/cli", events.AbortRequested, rec.Service, id, events.Rollback{Service: rec.Service, Group: rec.Group, Reason: reason, By: requester()})
+			if err != nil {
+				return err
+			}
+			ack, err := natsx.Publish(ctx, c.js, events.AbortRequested.Subject(rec.Service), ev)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "abort of %s (%s, %s) requested\n", id, rec.Service, rec.Phase)
+			return a.follow(c, rec.Service, id, ack.Sequence, ev.Time, waitFor, events.ReleaseAborted)
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	cmd.Flags().DurationVar(&waitFor, "timeout", 2*time.Minute, "give up waiting after this long")
 	return cmd
 }
 

@@ -818,3 +818,48 @@ func TestRollbackAfterCompletionTakesTheLock(t *testing.T) {
 		t.Fatalf("route: %+v", rt)
 	}
 }
+
+// TestAbortEndsARelease: `redblack release abort` in the middle of a canary
+// that has traffic ends the release at once: the canary's share goes back to
+// production, the canary groups are destroyed, the record says who ended it
+// and why, the lock is free and the next release goes through. Nothing
+// failed for users.
+func TestAbortEndsARelease(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(60 * time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 30*time.Second, events.CanaryStarted)
+	var out, errb strings.Builder
+	if code := cli.Main([]string{"--server", p.m.URL(), "release", "abort", v2, "--reason", "wrong build", "--timeout", "30s"}, &out, &errb); code != 0 {
+		t.Fatalf("abort: %d %s %s", code, out.String(), errb.String())
+	}
+	r := p.record(v2)
+	if r.Phase != release.PhaseAborted || !strings.Contains(r.Reason, "aborted by ") || !strings.Contains(r.Reason, "wrong build") || r.Restored != "hello-v001" {
+		t.Fatalf("record: %s restored %q %q", r.Phase, r.Restored, r.Reason)
+	}
+	if rt := p.route(); rt.Weights["hello-v001"] != routes.MaxWeight || rt.Weights["hello-v002-canary"] != 0 || rt.Weights["hello-v002-baseline"] != 0 {
+		t.Fatalf("route: %+v", rt)
+	}
+	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
+		t.Fatalf("groups: %v", gs)
+	}
+	if _, _, err := p.releases.Lock(context.Background(), "hello"); err == nil {
+		t.Fatal("lock held after the abort")
+	}
+	if code := cli.Main([]string{"--server", p.m.URL(), "release", "abort", v2, "--reason", "again"}, &out, &errb); code != 1 {
+		t.Fatalf("a second abort: %d", code)
+	}
+	svc.Strategy.Canary.Duration = spec.Duration(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		t.Fatal(err)
+	}
+	v3 := p.release("v3")
+	p.await(v3, 60*time.Second, events.ReleaseCompleted)
+	if n := p.failures(); n != 0 {
+		t.Fatalf("%d requests failed", n)
+	}
+}

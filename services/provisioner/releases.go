@@ -2,6 +2,7 @@ package provisioner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -17,7 +19,7 @@ import (
 // The provisioner's release steps: the canary groups on accepted, the new
 // group on canary.passed, the old groups on baked, the release's groups on
 // traffic.restored.
-var releaseSteps = []events.Kind{events.ReleaseAccepted, events.CanaryPassed, events.Baked, events.TrafficRestored}
+var releaseSteps = []events.Kind{events.ReleaseAccepted, events.CanaryPassed, events.Baked, events.TrafficRestored, events.AbortRequested}
 
 // startReleases resumes launches a restart interrupted and starts the
 // consumer of release steps.
@@ -59,6 +61,12 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 		return s.launch(ctx, ev.ReleaseID)
 	case events.Baked:
 		return s.complete(ctx, ev.ReleaseID)
+	case events.AbortRequested:
+		var a events.Rollback
+		if err := ev.DecodeData(&a); err != nil {
+			return natsx.Permanent(err)
+		}
+		return s.abort(ctx, ev.ID, ev.ReleaseID, a)
 	case events.TrafficRestored:
 		var t events.Traffic
 		if err := ev.DecodeData(&t); err != nil {
@@ -225,6 +233,81 @@ func (s *Service) prune(ctx context.Context, id string, rec release.Record, keep
 		}
 	}
 	return nil
+}
+
+// abort ends a release by hand, from any phase and whatever is stuck: the
+// canary groups' share is taken back (asked of the router; if it does not
+// answer, those groups are kept rather than destroyed with traffic), the
+// release's groups without traffic are destroyed, the group with the
+// traffic stays as it is, and the record says who ended it and why.
+func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if _, _, ok := release.Next(rec.Phase, events.AbortRequested); !ok {
+		return rec.Step(events.AbortRequested, time.Now()) // stale, or already aborted
+	}
+	route, _, err := routes.Get(ctx, s.routes, rec.Service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return err
+	}
+	share := map[string]int{}
+	for _, g := range []string{rec.Canary, rec.Baseline} {
+		if g != "" && route.Weights[g] > 0 {
+			share[g] = 0
+		}
+	}
+	if len(share) > 0 && route.Active != "" {
+		share[route.Active] = routes.MaxWeight
+		if err := natsx.Emit(ctx, s.js, Source, cause+":weights", events.TrafficSet, rec.Service, id, events.TrafficCommand{Service: rec.Service, Weights: share}); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		for wctx.Err() == nil {
+			if r, _, err := routes.Get(wctx, s.routes, rec.Service); err == nil && r.Weights[rec.Canary] == 0 && r.Weights[rec.Baseline] == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+	}
+	kept := []string{}
+	for _, g := range []string{rec.Canary, rec.Baseline, rec.Group} {
+		if g == "" {
+			continue
+		}
+		if err := s.destroyGroup(ctx, cause+":"+g, rec.Service, g); errors.Is(err, errRefused) {
+			kept = append(kept, g) // it has traffic: kept, never blackholed
+		} else if err != nil {
+			return err
+		}
+	}
+	by := a.By
+	if by == "" {
+		by = "someone"
+	}
+	r, _, _ := routes.Get(ctx, s.routes, rec.Service)
+	rec, err = s.releases.Update(ctx, id, func(r2 *release.Record) error {
+		if err := r2.Step(events.AbortRequested, time.Now()); err != nil {
+			return err
+		}
+		r2.Reason = fmt.Sprintf("aborted by %s: %s", by, a.Reason)
+		if len(kept) > 0 {
+			r2.Reason += fmt.Sprintf(" (kept %v: they have traffic)", kept)
+		}
+		r2.Restored = r.Active
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.releases.Unlock(ctx, rec.Service, id); err != nil {
+		return err
+	}
+	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str("reason", rec.Reason).Msg("release aborted")
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ReleaseAborted, 0), events.ReleaseAborted, rec.Service, id,
+		events.RollbackDone{Service: rec.Service, Group: rec.Group, Restored: r.Active, Reason: rec.Reason})
 }
 
 // finishRollback runs once the router has taken the traffic away from the

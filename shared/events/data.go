@@ -125,6 +125,9 @@ type Calibration struct {
 	Report        CanaryResult  `json:"report"`
 }
 
+// (abort.requested carries a Rollback: who asks and why; aborted a
+// RollbackDone: the group left with the traffic.)
+
 // Stuck is the data of stuck: a release past its phase's deadline that has
 // not ended (a rollback that cannot finish), raised every minute until it
 // does, while the watchdog re-drives it.

@@ -31,6 +31,8 @@ var (
 	CanaryFailed      = Kind{subjects.DomainRelease, "canary.failed"}
 	Calibrated        = Kind{subjects.DomainRelease, "calibrated"}
 	ReleaseStuck      = Kind{subjects.DomainRelease, "stuck"}
+	AbortRequested    = Kind{subjects.DomainRelease, "abort.requested"}
+	ReleaseAborted    = Kind{subjects.DomainRelease, "aborted"}
 	ClusterReady      = Kind{subjects.DomainRelease, "cluster.ready"}
 	TrafficSwitched   = Kind{subjects.DomainRelease, "traffic.switched"}
 	TrafficRestored   = Kind{subjects.DomainRelease, "traffic.restored"}
@@ -87,6 +89,8 @@ var registry = map[Kind]func() any{
 	CanaryFailed:      func() any { return new(CanaryResult) },
 	Calibrated:        func() any { return new(Calibration) },
 	ReleaseStuck:      func() any { return new(Stuck) },
+	AbortRequested:    func() any { return new(Rollback) },
+	ReleaseAborted:    func() any { return new(RollbackDone) },
 	ClusterReady:      func() any { return new(Cluster) },
 	TrafficSwitched:   func() any { return new(Traffic) },
 	TrafficRestored:   func() any { return new(Traffic) },

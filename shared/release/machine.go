@@ -42,6 +42,7 @@ var Phases = []PhaseInfo{
 	{PhaseRollingBack, "rollback", "(this is the undo) restore, then destroy the release's groups"},
 	{PhaseRolledBack, "", ""},
 	{PhaseRejected, "", ""},
+	{PhaseAborted, "", ""},
 }
 
 // beforeRollback are the phases a rollback may start from.
@@ -58,6 +59,7 @@ var Rules = []Rule{
 	{From: beforeRollback[:2], On: events.CanaryFailed, To: PhaseRollingBack, By: "router"},
 	{From: beforeRollback[:2], On: events.Calibrated, To: PhaseRollingBack, By: "router"},
 	{From: []Phase{PhaseRollingBack}, On: events.TrafficRestored, To: PhaseRolledBack, By: "provisioner"},
+	{From: append(beforeRollback[:5:5], PhaseRollingBack), On: events.AbortRequested, To: PhaseAborted, By: "provisioner"},
 }
 
 // Next is where a release in phase from goes on event on (ok false: the

@@ -28,11 +28,14 @@ const (
 	PhaseRollingBack Phase = "rolling_back"
 	PhaseRolledBack  Phase = "rolled_back"
 	PhaseRejected    Phase = "rejected"
+	// PhaseAborted: ended by an operator (redblack release abort), from any
+	// phase, whatever was stuck.
+	PhaseAborted Phase = "aborted"
 )
 
 // Final reports whether the phase ends a release.
 func (p Phase) Final() bool {
-	return p == PhaseCompleted || p == PhaseRolledBack || p == PhaseRejected
+	return p == PhaseCompleted || p == PhaseRolledBack || p == PhaseRejected || p == PhaseAborted
 }
 
 // Transition is one phase change of a release.
