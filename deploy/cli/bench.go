@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -332,7 +333,56 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	chaosCmd.Flags().DurationVar(&chaosFor, "for", 30*time.Second, "how long the monkey kills")
 	chaosCmd.Flags().DurationVar(&chaosMean, "mean", time.Second, "mean time between kills (fast mode)")
 	chaosCmd.Flags().DurationVar(&chaosMin, "min", 2*time.Second, "min time between kills")
-	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd)
+	var crashKills int
+	var crashSeed uint64
+	crashCmd := &cobra.Command{
+		Use:   "crash",
+		Short: "the crash harness: releases of every kind under load, `redblack up` SIGKILLed at a random point of each, invariants after each",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, hello, done, err := helloDir()
+			if err != nil {
+				return err
+			}
+			defer done()
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			r, err := bench.Crash(cmd.Context(), bench.CrashOptions{Redblack: self, Hello: hello, Dir: dir, Kills: crashKills, Seed: crashSeed,
+				Progress: func(s string) { fmt.Fprintln(a.err, s) }})
+			if err != nil {
+				return err
+			}
+			sort.Slice(r.Recoveries, func(i, j int) bool { return r.Recoveries[i] < r.Recoveries[j] })
+			p := func(q float64) time.Duration {
+				if len(r.Recoveries) == 0 {
+					return 0
+				}
+				return r.Recoveries[min(len(r.Recoveries)-1, int(q*float64(len(r.Recoveries))))].Round(time.Millisecond)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "figure\tmeasured\ttarget")
+			fmt.Fprintf(tw, "kills of redblack up (SIGKILL), by the phase of the release\t%d: %v\t≥ 50, every phase\n", r.Kills, r.KilledIn)
+			fmt.Fprintf(tw, "releases by outcome\t%v\tall terminal\n", r.Outcomes)
+			fmt.Fprintf(tw, "kill → redblack up ready again, p50 / max\t%s / %s\t-\n", p(0.5), p(1))
+			fmt.Fprintf(tw, "invariant checks / violations\t%d / %d\t0 violations\n", r.Checks, len(r.Violations))
+			fmt.Fprintf(tw, "requests; failed while up ran / while it was down\t%d; %d / %d\t- (bad releases fail requests; the data plane is inside up)\n", r.Requests, r.Failed, r.FailedWhileDown)
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, v := range r.Violations {
+				fmt.Fprintln(a.out, "VIOLATION:", v)
+			}
+			if len(r.Violations) > 0 {
+				return exitCode{code: 1, msg: fmt.Sprintf("%d invariant violations", len(r.Violations))}
+			}
+			return nil
+		},
+	}
+	crashCmd.Flags().IntVar(&crashKills, "kills", 60, "releases, each with one SIGKILL of redblack up")
+	crashCmd.Flags().Uint64Var(&crashSeed, "seed", 1, "seed of the kill points")
+	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd, crashCmd)
 	return cmd
 }
 

@@ -222,8 +222,23 @@ func (s *Service) prune(ctx context.Context, id string, rec release.Record, keep
 		}
 	}
 	sort.Slice(gs, func(i, j int) bool { return gs[i].n > gs[j].n })
+	// the route's previous group is what a rollback goes back to (the one
+	// source of that fact): it is always one of those kept, whatever its
+	// number (after a switch by hand it need not be the newest)
+	rt, _, err := routes.Get(ctx, s.routes, rec.Service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return err
+	}
 	kept := 0
 	for _, g := range gs {
+		if g.name == rt.Previous && g.role == release.RoleProduction {
+			kept++
+		}
+	}
+	for _, g := range gs {
+		if g.name == rt.Previous && g.role == release.RoleProduction {
+			continue
+		}
 		if g.role == release.RoleProduction && kept < keep {
 			kept++
 			continue
@@ -288,6 +303,17 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 		by = "someone"
 	}
 	r, _, _ := routes.Get(ctx, s.routes, rec.Service)
+	if r.Active == rec.Group && rec.Group != "" {
+		// the release's group kept the traffic: older groups are kept as a
+		// completion keeps them, no more
+		svc, err := spec.Get(ctx, s.services, rec.Service)
+		if err != nil {
+			return err
+		}
+		if err := s.prune(ctx, id, rec, svc.Strategy.KeepPrevious); err != nil {
+			return err
+		}
+	}
 	rec, err = s.releases.Update(ctx, id, func(r2 *release.Record) error {
 		if err := r2.Step(events.AbortRequested, time.Now()); err != nil {
 			return err

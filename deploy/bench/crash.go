@@ -1,0 +1,501 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// CrashOptions configure the crash harness.
+type CrashOptions struct {
+	// Redblack and Hello are the binaries: `redblack up` is the process
+	// killed, hello the application released.
+	Redblack, Hello string
+	Dir             string
+	// Kills is how many releases run, each with `redblack up` SIGKILLed
+	// once at a random point of it.
+	Kills    int
+	Seed     uint64
+	Progress func(string)
+}
+
+// CrashResult is what the harness saw.
+type CrashResult struct {
+	Kills int
+	// KilledIn counts the kills by the phase the release was in.
+	KilledIn map[string]int
+	// Outcomes counts the releases by how they ended.
+	Outcomes map[string]int
+	// Recoveries are the times from a kill to `redblack up` ready again.
+	Recoveries []time.Duration
+	// Violations are the invariants broken, one line each.
+	Violations []string
+	// Requests, failed while up ran, and failed while it was down (the
+	// data plane runs inside up: it cannot serve while up is dead).
+	Requests, Failed, FailedWhileDown int64
+	// Checks is how many invariant checks ran.
+	Checks int
+}
+
+// scenario is one kind of release the harness runs.
+type scenario struct {
+	name  string
+	flags []string
+	// act is done at a random point of the release: a rollback, a switch,
+	// an abort by hand ("" for none).
+	act string
+	// phases are where the kill may land: one is picked at random, and up
+	// dies as the record enters it (plus up to 150 ms).
+	phases []release.Phase
+}
+
+var scenarios = []scenario{
+	{name: "healthy", phases: []release.Phase{release.PhaseAccepted, release.PhaseCanary, release.PhaseLaunching, release.PhaseSwitching, release.PhaseBaking}},
+	{name: "bake failure", flags: []string{"--fail-after", "2s"}, // inside the 5 s bake
+		phases: []release.Phase{release.PhaseLaunching, release.PhaseBaking, release.PhaseRollingBack}},
+	{name: "canary failure", flags: []string{"--error-rate", "0.3"}, phases: []release.Phase{release.PhaseCanary, release.PhaseRollingBack}},
+	{name: "manual rollback", act: "rollback", phases: []release.Phase{release.PhaseCanary, release.PhaseBaking, release.PhaseRollingBack}},
+	{name: "abort", act: "abort", phases: []release.Phase{release.PhaseAccepted, release.PhaseCanary, release.PhaseBaking}},
+	{name: "manual switch after", act: "switch", phases: []release.Phase{release.PhaseSwitching, release.PhaseBaking, release.PhaseCompleted}},
+}
+
+// crashSpec is hello with short phases, so a kill can land in each.
+func crashSpec(hello string) spec.Service {
+	return spec.Service{Name: "hello", Owner: "crash", Capacity: 2,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}},
+		Strategy: spec.Strategy{
+			Canary:    spec.Canary{Weight: 20, Duration: spec.Duration(2 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
+			Bake:      spec.Bake{Duration: spec.Duration(5 * time.Second)},
+			Deadlines: spec.Deadlines{Rollback: spec.Duration(20 * time.Second)},
+		},
+	}
+}
+
+// up is one `redblack up` process.
+type up struct {
+	cmd *exec.Cmd
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startUp(o CrashOptions, natsAddr, httpAddr string, log *os.File) (*up, error) {
+	cmd := exec.Command(o.Redblack, "up", "--data", filepath.Join(o.Dir, "data"), "--nats", natsAddr, "--http", httpAddr, "--admin", "", "--log-level", "warn")
+	cmd.Stderr = log
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "redblack ready") {
+				ready <- true
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if ok {
+			return &up{cmd}, nil
+		}
+	case <-time.After(60 * time.Second):
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, fmt.Errorf("redblack up was not ready within 60s (log %s)", log.Name())
+}
+
+func (u *up) kill() {
+	_ = u.cmd.Process.Signal(syscall.SIGKILL)
+	_ = u.cmd.Wait()
+}
+
+func (u *up) stop() {
+	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.AfterFunc(20*time.Second, func() { _ = u.cmd.Process.Kill() })
+	_ = u.cmd.Wait()
+	t.Stop()
+}
+
+// Crash runs the harness: releases of every scenario under load through the
+// router, `redblack up` SIGKILLed once at a random point of each (seeded)
+// and started again on the same data, and after each release the
+// invariants checked: it ended within its deadlines; the lock is free;
+// exactly one group has all the traffic and it has instances up; no
+// canary or baseline group, no group beyond the kept one, no instance
+// process nobody owns; one terminal event in the audit trail.
+func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
+	res := CrashResult{KilledIn: map[string]int{}, Outcomes: map[string]int{}}
+	progress := func(f string, a ...any) {
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf(f, a...))
+		}
+	}
+	np, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", np), fmt.Sprintf("127.0.0.1:%d", hp)
+	logf, err := os.Create(filepath.Join(o.Dir, "up.log"))
+	if err != nil {
+		return res, err
+	}
+	defer logf.Close()
+	u, err := startUp(o, natsAddr, httpAddr, logf)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if u != nil {
+			u.stop()
+		}
+		testkit.KillAll(o.Hello)
+	}()
+	nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kvOf := func(name string) (jetstream.KeyValue, error) {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return js.KeyValue(c, name)
+	}
+	services, err := kvOf(topology.BucketServices)
+	if err != nil {
+		return res, err
+	}
+	relKV, err := kvOf(topology.BucketReleases)
+	if err != nil {
+		return res, err
+	}
+	routesKV, err := kvOf(topology.BucketRoutes)
+	if err != nil {
+		return res, err
+	}
+	instances, err := kvOf(topology.BucketInstances)
+	if err != nil {
+		return res, err
+	}
+	releases := release.Store{KV: relKV}
+	svc := crashSpec(o.Hello)
+	if _, err := spec.Apply(ctx, services, svc); err != nil {
+		return res, err
+	}
+	svc.Default()
+	request := func(version string, flags []string) (string, error) {
+		id := fmt.Sprintf("crash-%s-%s", version, events.NewID()[:6])
+		ev, err := events.NewWithID(id, "crash", events.ReleaseRequested, "hello", id, events.Requested{Version: version,
+			Artifact: events.Artifact{Command: append([]string{o.Hello, "--version", version}, flags...)}})
+		if err != nil {
+			return "", err
+		}
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err = natsx.Publish(c, js, events.ReleaseRequested.Subject("hello"), ev)
+		return id, err
+	}
+	// ended waits until the release's record is terminal (a rollback after
+	// completion is not part of any scenario: completed is the end here).
+	ended := func(id string, limit time.Duration) (release.Record, bool) {
+		deadline := time.Now().Add(limit)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			r, _, err := releases.Get(c, id)
+			cancel()
+			if err == nil && r.Phase.Final() {
+				return r, true
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return release.Record{}, false
+	}
+	id, err := request("v1", nil)
+	if err != nil {
+		return res, err
+	}
+	if r, ok := ended(id, 90*time.Second); !ok || r.Phase != release.PhaseCompleted {
+		return res, fmt.Errorf("v1 did not complete: %s", r.Phase)
+	}
+	// failures while up is dead (and a second after: connections reopen)
+	// are the data plane's absence, counted apart
+	var isDown atomic.Bool
+	var whileDown, outside atomic.Int64
+	load := StartLoad(httpAddr, "hello", 2, nil, func(error, int) {
+		if isDown.Load() {
+			whileDown.Add(1)
+			time.Sleep(5 * time.Millisecond) // no spinning on a refused port
+		} else {
+			outside.Add(1)
+		}
+	})
+	r := rand.New(rand.NewPCG(o.Seed, 7))
+	violate := func(f string, a ...any) {
+		res.Violations = append(res.Violations, fmt.Sprintf(f, a...))
+		progress("  VIOLATION: "+f, a...)
+	}
+	for i := range o.Kills {
+		sc := scenarios[i%len(scenarios)]
+		version := fmt.Sprintf("v%d", i+2)
+		id, err := request(version, sc.flags)
+		if err != nil {
+			return res, err
+		}
+		// the act at a random point of the release, the kill as it enters a
+		// random one of the scenario's phases
+		actAt := time.Duration(r.IntN(6000)) * time.Millisecond
+		target := sc.phases[r.IntN(len(sc.phases))]
+		extra := time.Duration(r.IntN(150)) * time.Millisecond
+		var entered time.Time
+		start := time.Now()
+		acted, killed := sc.act == "" || sc.act == "switch", false
+		for !(acted && killed) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+			if entered.IsZero() {
+				c, cancel := context.WithTimeout(ctx, 2*time.Second)
+				rec, _, _ := releases.Get(c, id)
+				cancel()
+				if rec.Phase == target || rec.Phase.Final() || time.Since(start) > 30*time.Second {
+					entered = time.Now()
+				}
+			}
+			killAt := time.Since(start) // logged
+			if !killed && !entered.IsZero() && time.Since(entered) < extra {
+				continue
+			}
+			if !acted && time.Since(start) >= actAt {
+				acted = true
+				c, cancel := context.WithTimeout(ctx, 10*time.Second)
+				k := events.RollbackRequested
+				if sc.act == "abort" {
+					k = events.AbortRequested
+				}
+				err := natsx.Emit(c, js, "crash", id+":"+sc.act, k, "hello", id, events.Rollback{Service: "hello", Reason: "crash harness: " + sc.name, By: "crash"})
+				cancel()
+				if err != nil {
+					progress("  %s: %v (up is down: retried)", sc.act, err)
+					acted = false
+				}
+			}
+			if !killed && !entered.IsZero() {
+				killed = true
+				c, cancel := context.WithTimeout(ctx, 2*time.Second)
+				rec, _, _ := releases.Get(c, id)
+				cancel()
+				phase := string(rec.Phase)
+				if phase == "" {
+					phase = "requested"
+				}
+				res.KilledIn[phase]++
+				res.Kills++
+				t0 := time.Now()
+				isDown.Store(true)
+				u.kill()
+				u = nil
+				nu, err := startUp(o, natsAddr, httpAddr, logf)
+				if err != nil {
+					return res, err
+				}
+				u = nu
+				res.Recoveries = append(res.Recoveries, time.Since(t0))
+				time.AfterFunc(time.Second, func() { isDown.Store(false) })
+				progress("release %d (%s, %s): up killed in %s (aimed at %s), %s after the request; ready again in %s", i+2, sc.name, id, phase, target, killAt.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+			}
+		}
+		rec, ok := ended(id, 120*time.Second)
+		if !ok {
+			violate("release %s (%s) did not end within 120s", id, sc.name)
+			continue
+		}
+		res.Outcomes[string(rec.Phase)]++
+		if sc.act == "switch" && rec.Phase == release.PhaseCompleted {
+			c, cancel := context.WithTimeout(ctx, 10*time.Second)
+			rt, _, _ := routes.Get(c, routesKV, "hello")
+			if rt.Previous != "" {
+				_ = natsx.Emit(c, js, "crash", id+":switch", events.TrafficSwitch, "hello", "", events.TrafficCommand{Service: "hello", Group: rt.Previous})
+			}
+			cancel()
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				c, cancel := context.WithTimeout(ctx, 5*time.Second)
+				now, _, _ := routes.Get(c, routesKV, "hello")
+				cancel()
+				if now.Active == rt.Previous {
+					break
+				}
+			}
+		}
+		res.Checks++
+		for _, v := range checkInvariants(ctx, nc, releases, routesKV, instances, js, o.Hello, id, svc) {
+			violate("after %s (%s, %s): %s", id, sc.name, rec.Phase, v)
+		}
+	}
+	ok, failed, _ := load.Stop()
+	res.Requests, res.Failed, res.FailedWhileDown = ok+failed, outside.Load(), whileDown.Load()
+	u.stop()
+	u = nil
+	if n := testkit.CountProcesses(o.Hello); n != 0 {
+		violate("%d hello processes left after up stopped", n)
+	}
+	return res, nil
+}
+
+// checkInvariants returns what is wrong after a release ended.
+func checkInvariants(ctx context.Context, nc *nats.Conn, releases release.Store, routesKV, instances jetstream.KeyValue, js jetstream.JetStream, hello, id string, svc spec.Service) []string {
+	var bad []string
+	// the end of a release is announced after its last step: give the
+	// provisioner's listing and the processes a moment to agree
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bad = bad[:0]
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, _, err := releases.Lock(c, "hello"); err == nil {
+			bad = append(bad, "the lock is still held")
+		}
+		rt, _, err := routes.Get(c, routesKV, "hello")
+		full := 0
+		for g, w := range rt.Weights {
+			if w == routes.MaxWeight {
+				full++
+				if ids, _ := discovery.Up(c, instances, "hello", g); len(ids) == 0 {
+					bad = append(bad, g+" has all the traffic and no instance up")
+				}
+			} else if w != 0 {
+				bad = append(bad, fmt.Sprintf("%s has weight %d", g, w))
+			}
+		}
+		if err != nil || full != 1 {
+			bad = append(bad, fmt.Sprintf("%d groups have all the traffic (%v)", full, rt.Weights))
+		}
+		cancel()
+		// owned: the route's active group, and up to keep_previous others
+		// (the route's previous one always among them: a rollback's target)
+		groups, procs := listGroups(nc)
+		others := 0
+		for _, g := range groups {
+			switch {
+			case strings.HasSuffix(g, "-canary") || strings.HasSuffix(g, "-baseline"):
+				bad = append(bad, "left over: "+g)
+			case g != rt.Active:
+				others++
+			}
+		}
+		if others > svc.Strategy.KeepPrevious {
+			bad = append(bad, fmt.Sprintf("%d groups kept besides the active one, more than keep_previous %d: %v", others, svc.Strategy.KeepPrevious, groups))
+		}
+		for what, g := range map[string]string{"active": rt.Active, "previous": rt.Previous} {
+			if g != "" && !slices.Contains(groups, g) {
+				bad = append(bad, fmt.Sprintf("the route's %s group %s is gone (groups %v)", what, g, groups))
+			}
+		}
+		if n := testkit.CountProcesses(hello); n != procs {
+			bad = append(bad, fmt.Sprintf("%d hello processes for %d instances the provisioner owns", n, procs))
+		}
+		if len(bad) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := terminalEvents(ctx, js, id); n != 1 {
+		bad = append(bad, fmt.Sprintf("%d terminal events in the audit trail", n))
+	}
+	return bad
+}
+
+// listGroups asks the provisioner for hello's groups and counts their
+// instances.
+func listGroups(nc *nats.Conn) ([]string, int) {
+	msg, err := nc.Request("redblack.provisioner.list", []byte("hello"), 5*time.Second)
+	if err != nil {
+		return nil, -1
+	}
+	var gs []struct {
+		Spec struct {
+			Group string `json:"group"`
+		} `json:"spec"`
+		Instances []json.RawMessage `json:"instances"`
+	}
+	if json.Unmarshal(msg.Data, &gs) != nil {
+		return nil, -1
+	}
+	var names []string
+	n := 0
+	for _, g := range gs {
+		names = append(names, g.Spec.Group)
+		n += len(g.Instances)
+	}
+	return names, n
+}
+
+// terminalEvents counts the release's events that end it.
+func terminalEvents(ctx context.Context, js jetstream.JetStream, id string) int {
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(c, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases("hello")}})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for {
+		b, err := cons.FetchNoWait(500)
+		if err != nil {
+			return n
+		}
+		got := 0
+		for m := range b.Messages() {
+			got++
+			ev, err := events.Decode(m.Data())
+			if err != nil || ev.ReleaseID != id {
+				continue
+			}
+			switch ev.Type {
+			case events.ReleaseCompleted.Type(), events.RolledBack.Type(), events.ReleaseAborted.Type(), events.ReleaseRejected.Type():
+				n++
+			}
+		}
+		if got == 0 {
+			return n
+		}
+	}
+}
