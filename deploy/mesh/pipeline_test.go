@@ -781,25 +781,7 @@ func TestRollbackAfterCompletionTakesTheLock(t *testing.T) {
 		}
 		return ack.Sequence
 	}
-	seq := rollback("1")
-	// the router has handled it once its consumer acknowledged the event
-	for {
-		c, err := p.js.Consumer(ctx, topology.StreamReleases, "router-releases")
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.AckFloor.Stream >= seq {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the router never handled the rollback: %+v", info.AckFloor)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.handled(ctx, topology.StreamReleases, "router-releases", rollback("1"))
 	if r := p.record(v2); r.Phase != release.PhaseCompleted {
 		t.Fatalf("rolled back while another release held the lock: %s", r.Phase)
 	}
@@ -862,4 +844,56 @@ func TestAbortEndsARelease(t *testing.T) {
 	if n := p.failures(); n != 0 {
 		t.Fatalf("%d requests failed", n)
 	}
+}
+
+// handled waits until a durable consumer has acknowledged stream sequence
+// seq: the service behind it has handled the message.
+func (p *pipeline) handled(ctx context.Context, stream, durable string, seq uint64) {
+	p.t.Helper()
+	for {
+		c, err := p.js.Consumer(ctx, stream, durable)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if info.AckFloor.Stream >= seq {
+			return
+		}
+		if ctx.Err() != nil {
+			p.t.Fatalf("%s never handled sequence %d: ack floor %+v", durable, seq, info.AckFloor)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLateWeightsCommandIsFenced: a canary's weights command delivered
+// late (redelivered after a crash, long after its release ended) changes
+// nothing: the router applies a release's command only while the release
+// is in flight, and a canary share only in its canary phase.
+func TestLateWeightsCommandIsFenced(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	before := p.route()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := events.NewWithID("late-1", "redblack/canary", events.TrafficSet, "hello", v2,
+		events.TrafficCommand{Service: "hello", Weights: map[string]int{"hello-v001": 600, "hello-v002-baseline": 200, "hello-v002-canary": 200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := natsx.Publish(ctx, p.js, events.TrafficSet.Subject("hello"), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.handled(ctx, topology.StreamFleet, "router-commands", ack.Sequence)
+	after := p.route()
+	if after.Weights["hello-v001"] != before.Weights["hello-v001"] || after.Weights["hello-v002"] != routes.MaxWeight {
+		t.Fatalf("a late command for an ended release changed the route: %+v (before %+v)", after.Weights, before.Weights)
+	}
+	p.served(100)
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -122,6 +123,10 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	_, err = s.command(ctx, ev.ID, ev.ReleaseID, ev.Type, c)
+	if errors.Is(err, release.ErrStale) {
+		s.log.Info().Str(logging.FieldService, c.Service).Str(logging.FieldRelease, ev.ReleaseID).Err(err).Msg("traffic command skipped")
+		return nil
+	}
 	return err
 }
 
@@ -197,6 +202,20 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 			return refuse("weights must name groups with 0..1000")
 		}
 		change = func(r *routes.Route) error {
+			if releaseID != "" { // fenced by the release's phase: a command redelivered late changes nothing
+				rec, _, err := s.releases.Get(ctx, releaseID)
+				if err != nil {
+					return err
+				}
+				if rec.Phase.Final() {
+					return fmt.Errorf("%w: weights for %s, which has ended (%s)", release.ErrStale, releaseID, rec.Phase)
+				}
+				for _, g := range []string{rec.Canary, rec.Baseline} {
+					if c.Weights[g] > 0 && rec.Phase != release.PhaseCanary {
+						return fmt.Errorf("%w: a share for %s while %s is %s", release.ErrStale, g, releaseID, rec.Phase)
+					}
+				}
+			}
 			for g, w := range c.Weights {
 				r.Weights[g] = w
 			}

@@ -79,6 +79,9 @@ type Record struct {
 	// Calibration: an A/A run (two groups of the production version judged
 	// against each other); it never launches a new group.
 	Calibration bool `json:"calibration,omitempty"`
+	// RequestSeq is the stream sequence of the request that made the
+	// release: its redelivery is known as the same request.
+	RequestSeq uint64 `json:"request_seq,omitempty"`
 	// CanaryDuration overrides the strategy's canary duration (a
 	// calibration's --duration).
 	CanaryDuration time.Duration `json:"canary_duration_ns,omitempty"`

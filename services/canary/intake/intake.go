@@ -94,6 +94,7 @@ type request struct {
 	service   string // from the subject
 	releaseID string
 	body      events.Requested
+	seq       uint64 // the request's stream sequence
 }
 
 // Handle decides on one message. It returns an error only for transient
@@ -105,9 +106,13 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) error {
 		seq = md.Sequence.Stream
 	}
 	req, rej := parse(msg.Subject(), msg.Data(), seq)
+	req.seq = seq
 	if rej == nil {
 		var err error
 		rej, err = in.decide(ctx, &req)
+		if errors.Is(err, errDecided) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -262,7 +267,7 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	rec := release.Record{
 		ID: req.releaseID, Service: req.service, Version: req.body.Version, Group: lock.Group,
 		Sequence: lock.sequence, Previous: active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
-		Calibration: req.body.Calibrate,
+		Calibration: req.body.Calibrate, RequestSeq: req.seq,
 	}
 	if req.body.Duration != "" {
 		rec.CanaryDuration, _ = time.ParseDuration(req.body.Duration) // checked in parse
@@ -391,24 +396,34 @@ func (in *Intake) lock(ctx context.Context, req *request, seq int) (heldLock, *r
 // replayed refuses a release id that already has a record, unless this
 // release holds the lock (then it is a redelivery of a request in progress).
 func (in *Intake) replayed(ctx context.Context, req *request) (*rejection, error) {
-	_, err := in.releases.Get(ctx, release.RecordKey(req.releaseID))
+	e, err := in.releases.Get(ctx, release.RecordKey(req.releaseID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("intake: read record %s: %w", req.releaseID, err)
 	}
-	e, err := in.releases.Get(ctx, release.LockKey(req.service))
+	var rec release.Record
+	_ = json.Unmarshal(e.Value(), &rec)
+	l, err := in.releases.Get(ctx, release.LockKey(req.service))
 	if err == nil {
-		var l release.Lock
-		if json.Unmarshal(e.Value(), &l) == nil && l.Release == req.releaseID {
-			return nil, nil
+		var lk release.Lock
+		if json.Unmarshal(l.Value(), &lk) == nil && lk.Release == req.releaseID {
+			return nil, nil // in flight: go on, idempotently
 		}
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("intake: read lock of %s: %w", req.service, err)
 	}
+	if rec.RequestSeq != 0 && rec.RequestSeq == req.seq {
+		// this very request, delivered again after its release moved on
+		// (its ack was lost with the process): decided already
+		return nil, errDecided
+	}
 	return reject("id", "release id %s was already used; every request needs a new id", req.releaseID), nil
 }
+
+// errDecided: a redelivered request that was decided already.
+var errDecided = errors.New("intake: request decided already")
 
 func (in *Intake) putRecord(ctx context.Context, rec release.Record) error {
 	b, _ := json.Marshal(rec)
