@@ -10,7 +10,6 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/subjects"
-	"github.com/redblack/redblack/shared/topology"
 )
 
 func (a *app) canaryCmd() *cobra.Command {
@@ -73,38 +72,23 @@ confidence), 2 if --timeout passes first.`,
 
 // awaitCalibration follows a calibration to its report and prints it.
 func (a *app) awaitCalibration(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration) error {
-	ctx, cancel := timeout(limit)
-	defer cancel()
-	var outcome error
-	err := c.tail(ctx, topology.StreamReleases, []string{subjects.AllReleases(service)}, from{seq: seq}, true, func(s seen) error {
-		if s.bad != nil || s.ev.ReleaseID != id {
-			return nil
-		}
-		fmt.Fprintf(a.out, "%+9.3fs  %-20s %s\n", s.ev.Time.Sub(requested).Seconds(), shortType(s.ev.Type), describe(s.ev))
-		switch s.ev.Type {
+	return a.followUntil(c, service, id, seq, requested, limit, func(ev events.Event) (bool, error) {
+		switch ev.Type {
 		case events.ReleaseRejected.Type():
-			outcome = exitCode{code: 1, msg: "calibration " + id + " rejected"}
-			return errStop
+			return true, exitCode{code: 1, msg: "calibration " + id + " rejected"}
 		case events.Calibrated.Type():
 			var cal events.Calibration
-			if err := s.ev.DecodeData(&cal); err != nil {
-				return err
+			if err := ev.DecodeData(&cal); err != nil {
+				return true, err
 			}
 			a.printCalibration(cal)
 			if !cal.Passed {
-				outcome = exitCode{code: 1, msg: "the judge failed two groups of the same version: " + cal.Report.Reason}
+				return true, exitCode{code: 1, msg: "the judge failed two groups of the same version: " + cal.Report.Reason}
 			}
-			return errStop
+			return true, nil
 		}
-		return nil
+		return false, nil
 	})
-	if ctx.Err() != nil {
-		return exitCode{code: 2, msg: fmt.Sprintf("calibration %s did not end within %s (redblack status %s)", id, limit, service)}
-	}
-	if err != nil {
-		return err
-	}
-	return outcome
 }
 
 func (a *app) printCalibration(cal events.Calibration) {

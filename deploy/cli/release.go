@@ -170,6 +170,21 @@ func requester() string {
 // it ends with success (completed for a release, rolled_back for a
 // rollback), 1 if it ends otherwise, 2 if limit passes first.
 func (a *app) follow(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration, success events.Kind) error {
+	return a.followUntil(c, service, id, seq, requested, limit, func(ev events.Event) (bool, error) {
+		switch ev.Type {
+		case success.Type():
+			return true, nil
+		case events.ReleaseCompleted.Type(), events.ReleaseRejected.Type(), events.RolledBack.Type(), events.ReleaseAborted.Type():
+			return true, exitCode{code: 1, msg: "release " + id + " " + strings.TrimPrefix(shortType(ev.Type), "release.")}
+		}
+		return false, nil
+	})
+}
+
+// followUntil prints the release's events from seq on, one line each with
+// the time since the request, until end says to stop (with the outcome to
+// return); exit 2 if limit passes first.
+func (a *app) followUntil(c *client, service, id string, seq uint64, requested time.Time, limit time.Duration, end func(events.Event) (bool, error)) error {
 	ctx, cancel := timeout(limit)
 	defer cancel()
 	var outcome error
@@ -179,11 +194,9 @@ func (a *app) follow(c *client, service, id string, seq uint64, requested time.T
 		}
 		elapsed := s.ev.Time.Sub(requested).Round(time.Millisecond)
 		fmt.Fprintf(a.out, "%+9.3fs  %-20s %s\n", elapsed.Seconds(), shortType(s.ev.Type), describe(s.ev))
-		switch s.ev.Type {
-		case success.Type():
-			return errStop
-		case events.ReleaseCompleted.Type(), events.ReleaseRejected.Type(), events.RolledBack.Type():
-			outcome = exitCode{code: 1, msg: "release " + id + " " + strings.TrimPrefix(shortType(s.ev.Type), "release.")}
+		stop, out := end(s.ev)
+		if stop {
+			outcome = out
 			return errStop
 		}
 		return nil
