@@ -260,8 +260,11 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 	if err != nil {
 		return err
 	}
+	if rec.Phase == release.PhaseAborted {
+		return s.aborted(ctx, rec) // a redelivery: the lock and the event may not have followed
+	}
 	if _, _, ok := release.Next(rec.Phase, events.AbortRequested); !ok {
-		return rec.Step(events.AbortRequested, time.Now()) // stale, or already aborted
+		return rec.Step(events.AbortRequested, time.Now()) // stale: it has ended
 	}
 	route, _, err := routes.Get(ctx, s.routes, rec.Service)
 	if err != nil && !errors.Is(err, routes.ErrNotFound) {
@@ -318,22 +321,31 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 		if err := r2.Step(events.AbortRequested, time.Now()); err != nil {
 			return err
 		}
-		r2.Reason = fmt.Sprintf("aborted by %s: %s", by, a.Reason)
+		why := fmt.Sprintf("aborted by %s: %s", by, a.Reason)
 		if len(kept) > 0 {
-			r2.Reason += fmt.Sprintf(" (kept %v: they have traffic)", kept)
+			why += fmt.Sprintf(" (kept %v: they have traffic)", kept)
 		}
-		r2.Restored = r.Active
+		if r2.Reason != "" {
+			why += " (it was: " + r2.Reason + ")"
+		}
+		r2.Reason, r2.Restored = why, r.Active
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := s.releases.Unlock(ctx, rec.Service, id); err != nil {
+	return s.aborted(ctx, rec)
+}
+
+// aborted frees the lock of an aborted release and announces it (again, on
+// a redelivery: the event's id is derived, so it is published once).
+func (s *Service) aborted(ctx context.Context, rec release.Record) error {
+	if err := s.releases.Unlock(ctx, rec.Service, rec.ID); err != nil {
 		return err
 	}
-	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Str("reason", rec.Reason).Msg("release aborted")
-	return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ReleaseAborted, 0), events.ReleaseAborted, rec.Service, id,
-		events.RollbackDone{Service: rec.Service, Group: rec.Group, Restored: r.Active, Reason: rec.Reason})
+	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Str("reason", rec.Reason).Msg("release aborted")
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, events.ReleaseAborted, 0), events.ReleaseAborted, rec.Service, rec.ID,
+		events.RollbackDone{Service: rec.Service, Group: rec.Group, Restored: rec.Restored, Reason: rec.Reason})
 }
 
 // finishRollback runs once the router has taken the traffic away from the

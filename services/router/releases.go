@@ -104,6 +104,7 @@ func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reaso
 	}
 	live := route.Active == rec.Group
 	target := route.RestoreTarget(gone...)
+	locked := false
 	if rec.Phase == release.PhaseCompleted {
 		if !live || route.Previous == "" {
 			return fmt.Errorf("%w: %s is completed and %s no longer takes the traffic (or nothing is kept to go back to)", release.ErrStale, id, rec.Group)
@@ -111,6 +112,7 @@ func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reaso
 		if err := s.releases.TakeLock(ctx, rec.Service, id, rec.Group); err != nil {
 			return err // ErrStale when another release holds it: roll that one back instead
 		}
+		locked = true
 	}
 	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
 		if r.Reason == "" {
@@ -122,8 +124,8 @@ func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reaso
 		return r.Step(on, time.Now())
 	})
 	if err != nil {
-		if errors.Is(err, release.ErrStale) && rec.Phase == release.PhaseCompleted {
-			_ = s.releases.Unlock(ctx, rec.Service, id)
+		if locked && errors.Is(err, release.ErrStale) {
+			_ = s.releases.Unlock(ctx, rec.Service, id) // taken for a rollback that no longer applies
 		}
 		return err
 	}
