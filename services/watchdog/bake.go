@@ -292,11 +292,14 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		save := time.Since(saved) >= s.cfg.Checkpoint && (cur.Phase == release.PhaseBaking || cur.Phase == release.PhaseCompleted)
 		var snap []byte
 		mu.Lock()
 		why := broken
 		samples := st.Samples
+		// every Checkpoint, and at the verdict (baked, or a rollback), so the
+		// record holds the evidence the decision was taken on
+		verdict := cur.Phase == release.PhaseBaking && (why != "" || time.Since(switchedAt) >= bake.Duration.D())
+		save := (verdict || time.Since(saved) >= s.cfg.Checkpoint) && (cur.Phase == release.PhaseBaking || cur.Phase == release.PhaseCompleted)
 		if save { // marshalled under the lock: the follow goroutine adds to the same slices
 			st.Seen = filter.Seen()
 			snap, err = json.Marshal(st)
