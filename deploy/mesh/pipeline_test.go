@@ -288,6 +288,11 @@ func TestHealthyReleaseCompletes(t *testing.T) {
 	if rt := p.route(); rt.Active != "hello-v002" || rt.Previous != "hello-v001" || rt.Weights["hello-v001"] != 0 {
 		t.Fatalf("route after v2: %+v", rt)
 	}
+	// the canary's groups, destroyed, are pruned from the route: it holds
+	// only what a rollback needs (no weight 0 for ever, no zero samples)
+	if rt := p.route(); len(rt.Weights) != 2 {
+		t.Fatalf("route after v2 holds %v: the destroyed canary groups stayed", rt.Weights)
+	}
 	gs := p.groups()
 	if len(gs) != 2 || !contains(gs, "hello-v001") || !contains(gs, "hello-v002") {
 		t.Fatalf("groups after v2: %v (want v001 kept and v002)", gs)

@@ -240,7 +240,12 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 // lost their traffic drain, and announces it as out.
 func (s *Service) commit(ctx context.Context, cause, releaseID, service, group string, up int, change func(*routes.Route) error, out events.Kind) error {
 	before := s.routeOf(service)
-	route, rev, err := routes.Update(ctx, s.routesKV, service, change)
+	route, rev, err := routes.Update(ctx, s.routesKV, service, func(r *routes.Route) error {
+		if err := change(r); err != nil {
+			return err
+		}
+		return s.prune(ctx, r)
+	})
 	if err != nil {
 		return err
 	}
@@ -256,6 +261,35 @@ func (s *Service) commit(ctx context.Context, cause, releaseID, service, group s
 	s.log.Info().Str(logging.FieldService, service).Uint64("revision", rev).Interface("weights", route.Weights).Msg("traffic applied by every router")
 	data := events.Traffic{Service: service, Active: route.Active, Previous: route.Previous, Weights: route.Weights, Revision: rev}
 	return s.publish(ctx, cause+":"+out.Name, out, service, releaseID, data)
+}
+
+// prune drops from a route the groups that are gone: weight 0, neither
+// active nor previous, and no instance in discovery (the provisioner
+// forgets a group's instances when it destroys it). Without it every
+// destroyed group stayed in the route for ever, and got a zero sample every
+// interval.
+func (s *Service) prune(ctx context.Context, r *routes.Route) error {
+	for g, w := range r.Weights {
+		if w != 0 || g == r.Active || g == r.Previous {
+			continue
+		}
+		lister, err := s.instances.ListKeysFiltered(ctx, discovery.Key(r.Service, g, "*"))
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			delete(r.Weights, g)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		alive := false
+		for range lister.Keys() {
+			alive = true
+		}
+		if !alive {
+			delete(r.Weights, g)
+		}
+	}
+	return nil
 }
 
 func (s *Service) capacityOf(service string) int {
