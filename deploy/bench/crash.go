@@ -384,9 +384,11 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 // checkInvariants returns what is wrong after a release ended.
 func checkInvariants(ctx context.Context, nc *nats.Conn, releases release.Store, routesKV, instances jetstream.KeyValue, js jetstream.JetStream, hello, id string, svc spec.Service) []string {
 	var bad []string
-	// the end of a release is announced after its last step: give the
-	// provisioner's listing and the processes a moment to agree
-	deadline := time.Now().Add(10 * time.Second)
+	// the end of a release is announced after its last step (after a kill
+	// between the record and the announcement, when the step is delivered
+	// again: within its ack wait): give the provisioner's listing, the
+	// processes and the audit trail a bounded moment to agree
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		bad = bad[:0]
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -432,13 +434,13 @@ func checkInvariants(ctx context.Context, nc *nats.Conn, releases release.Store,
 		if n := testkit.CountProcesses(hello); n != procs {
 			bad = append(bad, fmt.Sprintf("%d hello processes for %d instances the provisioner owns", n, procs))
 		}
+		if n := terminalEvents(ctx, js, id); n != 1 {
+			bad = append(bad, fmt.Sprintf("%d terminal events in the audit trail", n))
+		}
 		if len(bad) == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-	if n := terminalEvents(ctx, js, id); n != 1 {
-		bad = append(bad, fmt.Sprintf("%d terminal events in the audit trail", n))
 	}
 	return bad
 }
