@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/subjects"
 )
 
@@ -47,21 +46,14 @@ confidence), 2 if --timeout passes first.`,
 				return err
 			}
 			defer c.close()
-			id := events.NewID()
-			ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, service, id, events.Requested{
+			ev, seq, err := request(c, events.Requested{
 				Service: service, Version: "calibration", RequestedBy: requester(), Reason: "A/A calibration", Calibrate: true, Duration: duration,
 			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := timeout(10 * time.Second)
-			ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(service), ev)
-			cancel()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "calibration %s requested for %s\n", id, service)
-			return a.awaitCalibration(c, service, id, ack.Sequence, ev.Time, limit)
+			fmt.Fprintf(a.out, "calibration %s requested for %s\n", ev.ReleaseID, service)
+			return a.awaitCalibration(c, service, ev.ReleaseID, seq, ev.Time, limit)
 		},
 	}
 	calibrate.Flags().StringVar(&duration, "duration", "", "how long to judge (default: the strategy's canary duration)")

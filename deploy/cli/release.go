@@ -52,24 +52,15 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 				return err
 			}
 			defer c.close()
-			id := events.NewID()
-			ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, service, id, events.Requested{
-				Service: service, Version: version, Artifact: art, RequestedBy: requester(), Reason: reason,
-			})
+			ev, seq, err := request(c, events.Requested{Service: service, Version: version, Artifact: art, RequestedBy: requester(), Reason: reason})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := timeout(10 * time.Second)
-			ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(service), ev)
-			cancel()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "release %s requested: %s %s\n", id, service, version)
+			fmt.Fprintf(a.out, "release %s requested: %s %s\n", ev.ReleaseID, service, version)
 			if !wait {
 				return nil
 			}
-			return a.follow(c, service, id, ack.Sequence, ev.Time, waitFor, events.ReleaseCompleted)
+			return a.follow(c, service, ev.ReleaseID, seq, ev.Time, waitFor, events.ReleaseCompleted)
 		},
 	}
 	cmd.AddCommand(a.abortCmd())
@@ -135,6 +126,23 @@ frees the lock and emits release.<service>.aborted. Waits for that and exits 0;
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
 	cmd.Flags().DurationVar(&waitFor, "timeout", 2*time.Minute, "give up waiting after this long")
 	return cmd
+}
+
+// request publishes a release request (a release or a calibration) with a
+// new id and returns it with its stream sequence, to follow it from.
+func request(c *client, body events.Requested) (events.Event, uint64, error) {
+	id := events.NewID()
+	ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, body.Service, id, body)
+	if err != nil {
+		return ev, 0, err
+	}
+	ctx, cancel := timeout(10 * time.Second)
+	defer cancel()
+	ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(body.Service), ev)
+	if err != nil {
+		return ev, 0, err
+	}
+	return ev, ack.Sequence, nil
 }
 
 // parseArtifact reads --artifact: JSON, an AMI id, or a command line.

@@ -241,7 +241,26 @@ func TestLongCanaryAndBakeSurviveRestarts(t *testing.T) {
 	if ref.Reference.Requests == 0 {
 		t.Fatal("no bake reference in the record")
 	}
-	time.Sleep(4 * time.Second) // the old group's samples from before the switch age out of METRICS
+	// wait until the old group's samples from before the switch have aged
+	// out of METRICS: the bake's reference can only come from the record
+	switched := p.record(v2).EnteredAt(release.PhaseSwitching)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := p.js.Stream(ctx, topology.StreamMetrics)
+		var first time.Time
+		if err == nil {
+			if info, err := st.Info(ctx); err == nil {
+				first = info.State.FirstTime
+			}
+		}
+		cancel()
+		if first.After(switched) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("METRICS still holds samples from %s, before the switch at %s", first, switched)
+		}
+	}
 	restart(p)
 	p.await(v2, 60*time.Second, events.ReleaseCompleted)
 	var end watchdog.Bake
