@@ -231,6 +231,9 @@ func TestStopUsesSIGTERMThenSIGKILL(t *testing.T) {
 	if took := time.Since(start); took < cfg.GracePeriod {
 		t.Fatalf("destroy took %s: SIGTERM was not given its grace period", took)
 	}
+	// the SIGKILLed processes leave the process table a moment later
+	for deadline := time.Now().Add(2 * time.Second); liveInGroup(pid) != 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
 	if n := liveInGroup(pid); n != 0 {
 		t.Fatalf("%d processes of the group survived the destroy", n)
 	}
