@@ -44,7 +44,7 @@ func server(dir string) (*natsx.Embedded, *nats.Conn, jetstream.JetStream, error
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	nc, err := e.Connect("bench")
+	nc, err := e.Connect("bench", nil)
 	if err != nil {
 		e.Shutdown()
 		return nil, nil, nil, err
@@ -140,7 +140,7 @@ func IntakeRate(dir string, n, services int) (Intake, error) {
 			return Intake{}, err
 		}
 	}
-	snc, err := e.Connect("canary")
+	snc, err := e.Connect("canary", nil)
 	if err != nil {
 		return Intake{}, err
 	}

@@ -137,6 +137,9 @@ func ChaosRun(dir, hello string, d, mean, minGap time.Duration) (ChaosResult, er
 	ok, failed, _ := load.Stop()
 	res.Served, res.Failed = ok, failed
 	res.AuditTerminated, err = countStored(ctx, js, topology.StreamFleet, events.ChaosTerminated.Subject("hello"))
+	if v := m.Violations(); err == nil && len(v) > 0 {
+		err = fmt.Errorf("bench: the services asked for subjects outside their permissions: %v", v)
+	}
 	return res, err
 }
 

@@ -192,7 +192,8 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 		}
 		testkit.KillAll(o.Hello)
 	}()
-	nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	// up writes its admin creds into the data directory before it serves
+	nc, err := nats.Connect("nats://"+natsAddr, nats.UserCredentials(filepath.Join(o.Dir, "data", "creds", "admin.creds")), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/subjects"
 )
@@ -46,14 +47,13 @@ confidence), 2 if --timeout passes first.`,
 				return err
 			}
 			defer c.close()
-			ev, seq, err := request(c, events.Requested{
-				Service: service, Version: "calibration", RequestedBy: requester(), Reason: "A/A calibration", Calibrate: true, Duration: duration,
-			})
+			asked := time.Now()
+			ans, err := c.request(service, api.ReleaseRequest{Version: "calibration", Reason: "A/A calibration", Calibrate: true, Duration: duration})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "calibration %s requested for %s\n", ev.ReleaseID, service)
-			return a.awaitCalibration(c, service, ev.ReleaseID, seq, ev.Time, limit)
+			fmt.Fprintf(a.out, "calibration %s requested for %s\n", ans.Release, service)
+			return a.awaitCalibration(c, service, ans.Release, ans.Seq, asked, limit)
 		},
 	}
 	calibrate.Flags().StringVar(&duration, "duration", "", "how long to judge (default: the strategy's canary duration)")

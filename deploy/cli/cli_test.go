@@ -37,6 +37,7 @@ func startMesh(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Stop() })
+	t.Setenv("REDBLACK_CREDS", m.AdminCreds())
 	return m.URL()
 }
 
@@ -138,10 +139,10 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 
 	// a rollback by hand of the release in flight; --wait exits 0 on rolled_back
 	code, out, errs = run(t, url, "rollback", "hello", "--reason", "stuck", "--wait", "--timeout", "20s")
-	if code != 0 || !strings.Contains(out, "release.rolled_back") || !strings.Contains(out, "stuck (by user ") {
+	if code != 0 || !strings.Contains(out, "release.rolled_back") || !strings.Contains(out, "stuck (by admin/admin)") {
 		t.Fatalf("rollback --wait = %d %q %q", code, out, errs)
 	}
-	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, "rolled_back (stuck (by user ") {
+	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, "rolled_back (stuck (by admin/admin)") {
 		t.Fatalf("status after the rollback %q", out)
 	}
 	// its path through the state machine, step by step, with whose step it was
@@ -235,6 +236,8 @@ func TestUpProcess(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	data := t.TempDir()
+	// the CLI finds up's admin creds on its own, through the data directory
+	t.Setenv("REDBLACK_DATA", data)
 	up := func() (string, *exec.Cmd) {
 		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--log-level", "warn")
 		stdout, _ := cmd.StdoutPipe()
@@ -252,7 +255,7 @@ func TestUpProcess(t *testing.T) {
 		}()
 		select {
 		case l := <-lines:
-			if !strings.HasPrefix(l, "redblack ready nats=nats://127.0.0.1:") {
+			if !strings.HasPrefix(l, "redblack ready nats=nats://127.0.0.1:") || !strings.Contains(l, " creds="+filepath.Join(data, "creds", "admin.creds")+" ") {
 				t.Fatalf("first line %q", l)
 			}
 			go func() {

@@ -183,11 +183,11 @@ func (a *app) demo(keep, withChaos bool) error {
 		if load != nil {
 			served0, failed0 = load.OK(), load.Failed()
 		}
-		id, _, err := c.request(ctx, "hello", r.version, events.Artifact{Command: append([]string{hello, "--version", r.version}, r.flags...)})
+		id, _, err := c.requestVersion("hello", r.version, events.Artifact{Command: append([]string{hello, "--version", r.version}, r.flags...)})
 		row := demoRow{version: r.version}
 		got := ""
 		if err == nil && r.version == "v2" { // a second request while v2 is in flight
-			rid, _, err := c.request(ctx, "hello", "v2b", events.Artifact{})
+			rid, _, err := c.requestVersion("hello", "v2b", events.Artifact{})
 			out := ""
 			if err == nil {
 				out, err = ended.wait(rid, "v2b", 10*time.Second)

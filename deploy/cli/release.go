@@ -3,15 +3,13 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/user"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
@@ -24,7 +22,9 @@ func (a *app) releaseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "release SERVICE --version V [--artifact …] [--wait]",
 		Short: "Request a release of SERVICE; print its id; with --wait follow it to its end",
-		Long: `Publishes release.<SERVICE>.requested and prints the release id.
+		Long: `Asks the team API (redblack.api.<team>.<user>.release.<SERVICE>) for a
+release; the canary service publishes release.<SERVICE>.requested with
+requested_by set to the caller's authenticated team/user. Prints the id.
 
 --artifact is what the new version runs: for the local provider a command line
 ("./hello --version v2", split on spaces) or a JSON artifact
@@ -52,15 +52,16 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 				return err
 			}
 			defer c.close()
-			ev, seq, err := request(c, events.Requested{Service: service, Version: version, Artifact: art, RequestedBy: requester(), Reason: reason})
+			asked := time.Now()
+			ans, err := c.request(service, api.ReleaseRequest{Version: version, Artifact: art, Reason: reason})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "release %s requested: %s %s\n", ev.ReleaseID, service, version)
+			fmt.Fprintf(a.out, "release %s requested: %s %s (by %s)\n", ans.Release, service, version, ans.By)
 			if !wait {
 				return nil
 			}
-			return a.follow(c, service, ev.ReleaseID, seq, ev.Time, waitFor, events.ReleaseCompleted)
+			return a.follow(c, service, ans.Release, ans.Seq, asked, waitFor, events.ReleaseCompleted)
 		},
 	}
 	cmd.AddCommand(a.abortCmd())
@@ -74,12 +75,13 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 
 // abortCmd ends a release by hand, from any phase.
 func (a *app) abortCmd() *cobra.Command {
-	var reason string
+	var reason, service string
 	var waitFor time.Duration
 	cmd := &cobra.Command{
 		Use:   "abort RELEASE --reason WHY",
 		Short: "End a release by hand, from any phase, whatever is stuck; traffic stays on a group with instances",
-		Long: `Publishes release.<service>.abort.requested. The provisioner takes the canary's
+		Long: `Asks the team API to abort; the canary service publishes
+release.<service>.abort.requested with the caller's identity. The provisioner takes the canary's
 share back (through the router), destroys the release's groups that have no
 traffic, keeps the group that has it, records who ended the release and why,
 frees the lock and emits release.<service>.aborted. Waits for that and exits 0;
@@ -98,51 +100,40 @@ frees the lock and emits release.<service>.aborted. Waits for that and exits 0;
 				return err
 			}
 			defer c.close()
-			ctx, cancel := timeout(10 * time.Second)
-			defer cancel()
-			kv, err := c.kv(ctx, topology.BucketReleases)
-			if err != nil {
+			asked := time.Now()
+			if service == "" {
+				if service, err = releaseService(c, id); err != nil {
+					return err
+				}
+			}
+			var ans api.Answer
+			if err := c.call(api.VerbAbort, service, api.AbortRequest{Release: id, Reason: reason}, &ans); err != nil {
 				return err
 			}
-			rec, _, err := release.Store{KV: kv}.Get(ctx, id)
-			if err != nil {
-				return err
-			}
-			if rec.Phase.Final() {
-				return exitCode{code: 1, msg: fmt.Sprintf("release %s has ended already: %s", id, rec.Phase)}
-			}
-			ev, err := events.New("redblack/cli", events.AbortRequested, rec.Service, id, events.Rollback{Service: rec.Service, Group: rec.Group, Reason: reason, By: requester()})
-			if err != nil {
-				return err
-			}
-			ack, err := natsx.Publish(ctx, c.js, events.AbortRequested.Subject(rec.Service), ev)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "abort of %s (%s, %s) requested\n", id, rec.Service, rec.Phase)
-			return a.follow(c, rec.Service, id, ack.Sequence, ev.Time, waitFor, events.ReleaseAborted)
+			fmt.Fprintf(a.out, "abort of %s (%s, %s) requested\n", id, service, ans.Phase)
+			return a.follow(c, service, id, ans.Seq, asked, waitFor, events.ReleaseAborted)
 		},
 	}
+	cmd.Flags().StringVar(&service, "service", "", "the release's service (needed with a team's creds, which cannot read the releases bucket)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
 	cmd.Flags().DurationVar(&waitFor, "timeout", 2*time.Minute, "give up waiting after this long")
 	return cmd
 }
 
-// request publishes a release request (a release or a calibration) with a
-// new id and returns it with its stream sequence, to follow it from.
-func request(c *client, body events.Requested) (events.Event, uint64, error) {
-	id := events.NewID()
-	ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, body.Service, id, body)
-	if err != nil {
-		return ev, 0, err
-	}
+// releaseService reads which service a release is of, from the releases
+// bucket.
+func releaseService(c *client, id string) (string, error) {
 	ctx, cancel := timeout(10 * time.Second)
 	defer cancel()
-	ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(body.Service), ev)
+	kv, err := c.kv(ctx, topology.BucketReleases)
 	if err != nil {
-		return ev, 0, err
+		return "", fmt.Errorf("%w (with a team's creds, name the service: --service)", err)
 	}
-	return ev, ack.Sequence, nil
+	rec, _, err := release.Store{KV: kv}.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return rec.Service, nil
 }
 
 // parseArtifact reads --artifact: JSON, an AMI id, or a command line.
@@ -164,14 +155,6 @@ func parseArtifact(s string) (events.Artifact, error) {
 		a.Command = strings.Fields(s)
 	}
 	return a, nil
-}
-
-func requester() string {
-	if u, err := user.Current(); err == nil {
-		h, _ := os.Hostname()
-		return u.Username + "@" + h
-	}
-	return "cli"
 }
 
 // follow prints the release's events from seq on until it ends: exit 0 if

@@ -1,25 +1,21 @@
 package cli
 
 import (
-	"context"
-
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/natsx"
 )
 
-// request publishes a release request as the CLI does and returns its id
-// and stream sequence.
-func (c *client) request(ctx context.Context, service, version string, art events.Artifact) (string, uint64, error) {
-	id := events.NewID()
-	ev, err := events.NewWithID(id, "redblack/cli", events.ReleaseRequested, service, id, events.Requested{
-		Service: service, Version: version, Artifact: art, RequestedBy: requester(),
-	})
-	if err != nil {
-		return "", 0, err
-	}
-	ack, err := natsx.Publish(ctx, c.js, events.ReleaseRequested.Subject(service), ev)
-	if err != nil {
-		return "", 0, err
-	}
-	return id, ack.Sequence, nil
+// request asks the team API for a release (or a calibration) and returns
+// its id and the stream sequence of its request event, to follow it from.
+func (c *client) request(service string, req api.ReleaseRequest) (api.Answer, error) {
+	var ans api.Answer
+	err := c.call(api.VerbRelease, service, req, &ans)
+	return ans, err
+}
+
+// requestVersion asks for a release of version with artifact, as the demo
+// does.
+func (c *client) requestVersion(service, version string, art events.Artifact) (string, uint64, error) {
+	ans, err := c.request(service, api.ReleaseRequest{Version: version, Artifact: art})
+	return ans.Release, ans.Seq, err
 }

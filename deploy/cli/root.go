@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/redblack/redblack/services/canary/api"
+	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/natsx"
 )
 
@@ -63,12 +66,12 @@ func (a *app) root() *cobra.Command {
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.conn.URL, "server", a.conn.URL, "NATS server URL (env REDBLACK_SERVER)")
-	f.StringVar(&a.conn.Creds, "creds", a.conn.Creds, "NATS credentials file (env REDBLACK_CREDS)")
+	f.StringVar(&a.conn.Creds, "creds", a.conn.Creds, "NATS credentials file (env REDBLACK_CREDS; default: the admin creds of `redblack up` in $REDBLACK_DATA or .redblack)")
 	f.StringVar(&a.conn.TLSCert, "tls-cert", a.conn.TLSCert, "TLS client certificate (env REDBLACK_TLS_CERT)")
 	f.StringVar(&a.conn.TLSKey, "tls-key", a.conn.TLSKey, "TLS client key (env REDBLACK_TLS_KEY)")
 	f.StringVar(&a.conn.TLSCA, "tls-ca", a.conn.TLSCA, "TLS CA bundle (env REDBLACK_TLS_CA)")
 	f.StringVar(&a.logLevel, "log-level", "info", "log level of in-process services: debug, info, warn, error")
-	root.AddCommand(a.upCmd(), a.demoCmd(), a.serviceCmd(), a.releaseCmd(), a.rollbackCmd(), a.chaosCmd(), a.eventsCmd(), a.statusCmd(), a.fleetCmd(), a.trafficCmd(), a.benchCmd(), a.canaryCmd())
+	root.AddCommand(a.upCmd(), a.demoCmd(), a.serviceCmd(), a.releaseCmd(), a.rollbackCmd(), a.chaosCmd(), a.eventsCmd(), a.statusCmd(), a.fleetCmd(), a.trafficCmd(), a.benchCmd(), a.canaryCmd(), a.teamCmd())
 	return root
 }
 
@@ -76,9 +79,36 @@ func (a *app) root() *cobra.Command {
 type client struct {
 	nc *nats.Conn
 	js jetstream.JetStream
+	id auth.Identity // who the creds say we are ("" without creds)
+}
+
+// DefaultCreds is where the CLI looks for creds when neither --creds nor
+// REDBLACK_CREDS names a file: the admin creds `redblack up` writes into
+// its data directory ($REDBLACK_DATA, default .redblack).
+func DefaultCreds() string {
+	data := os.Getenv("REDBLACK_DATA")
+	if data == "" {
+		data = ".redblack"
+	}
+	return filepath.Join(data, "creds", "admin.creds")
 }
 
 func (a *app) dial() (*client, error) {
+	if a.conn.Creds == "" {
+		if _, err := os.Stat(DefaultCreds()); err == nil {
+			a.conn.Creds = DefaultCreds()
+		}
+	}
+	var id auth.Identity
+	if a.conn.Creds != "" {
+		b, err := os.ReadFile(a.conn.Creds)
+		if err != nil {
+			return nil, fmt.Errorf("--creds: %w", err)
+		}
+		if id, err = auth.IdentityOf(b); err != nil {
+			return nil, fmt.Errorf("--creds %s: %w", a.conn.Creds, err)
+		}
+	}
 	nc, err := natsx.Connect(a.conn)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is `redblack up` running? set --server)", err)
@@ -88,7 +118,15 @@ func (a *app) dial() (*client, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &client{nc: nc, js: js}, nil
+	return &client{nc: nc, js: js, id: id}, nil
+}
+
+// call makes a team API call (services/canary/api) as the creds' user.
+func (c *client) call(verb, service string, body, out any) error {
+	if c.id.Team == "" {
+		return fmt.Errorf("no credentials: pass --creds (a team's creds from `redblack team add`), set REDBLACK_CREDS, or run where `redblack up` keeps %s", DefaultCreds())
+	}
+	return api.Call(c.nc, c.id, verb, service, body, out)
 }
 
 func (c *client) close() { _ = c.nc.Drain() }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -21,7 +22,7 @@ func (a *app) serviceCmd() *cobra.Command {
 	var file string
 	apply := &cobra.Command{
 		Use:   "apply -f FILE.yaml",
-		Short: "Validate a service spec and store it (prints created, updated or unchanged)",
+		Short: "Validate a service spec and store it through the team API (prints created, updated or unchanged)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -47,14 +48,17 @@ func (a *app) serviceCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing stored", file, err)
 			}
-			return a.withBucket(topology.BucketServices, func(ctx context.Context, kv jetstream.KeyValue) error {
-				res, err := spec.Apply(ctx, kv, s)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.out, "service %s %s\n", s.Name, res)
-				return nil
-			})
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			var res api.Applied
+			if err := c.call(api.VerbSpecApply, s.Name, s, &res); err != nil {
+				return fmt.Errorf("%s: %w; nothing stored", file, err)
+			}
+			fmt.Fprintf(a.out, "service %s %s\n", s.Name, res.Result)
+			return nil
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "the spec file (YAML), - for standard input")
@@ -64,13 +68,16 @@ func (a *app) serviceCmd() *cobra.Command {
 		Short: "Print a service's stored spec as YAML",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withBucket(topology.BucketServices, func(ctx context.Context, kv jetstream.KeyValue) error {
-				s, err := spec.Get(ctx, kv, args[0])
-				if err != nil {
-					return err
-				}
-				return yaml.NewEncoder(a.out).Encode(s)
-			})
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			var s spec.Service
+			if err := c.call(api.VerbSpecGet, args[0], nil, &s); err != nil {
+				return err
+			}
+			return yaml.NewEncoder(a.out).Encode(s)
 		},
 	}
 	list := &cobra.Command{

@@ -24,8 +24,11 @@ func (a *app) upCmd() *cobra.Command {
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
 		Long: `Runs an embedded NATS server with JetStream (files in --data) and the canary,
 provisioner, router, watchdog and chaos services in this process, each on its own
-NATS connection. Prints one line starting "redblack ready" when every service
-answers. SIGINT or SIGTERM shuts down gracefully; restarting with the same --data
+NATS connection, as its own least-privilege user. Authentication is on:
+operator mode with JWTs and nkeys under <data>/creds (0600); the admin creds
+(<data>/creds/admin.creds, named on the ready line) are what the CLI uses by
+default, and anonymous connections are refused. Prints one line starting
+"redblack ready" when every service answers. SIGINT or SIGTERM shuts down gracefully; restarting with the same --data
 keeps every event and key-value entry, and brings every server group back.
 Instances are stopped on exit unless --keep-instances; if up is killed, the
 next up re-adopts the instances still running (or kills those it cannot).`,
@@ -43,8 +46,8 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 				return err
 			}
 			data, _ := filepath.Abs(cfg.DataDir)
-			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s services=%s in %s\n",
-				m.URL(), m.HTTP(), data, strings.Join(mesh.ServiceNames, ","), time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s services=%s in %s\n",
+				m.URL(), m.HTTP(), data, m.AdminCreds(), strings.Join(mesh.ServiceNames, ","), time.Since(start).Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(a.out, "redblack stopping")
@@ -55,7 +58,9 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 		},
 	}
 	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for JetStream files and instance logs")
-	cmd.Flags().StringVar(&cfg.NATSListen, "nats", cfg.NATSListen, "address of the embedded NATS server (port 0: any free port)")
+	cmd.Flags().StringVar(&cfg.NATSListen, "nats", cfg.NATSListen, "address of the embedded NATS server (port 0: any free port); off loopback it needs --nats-tls-cert and --nats-tls-key")
+	cmd.Flags().StringVar(&cfg.TLSCert, "nats-tls-cert", "", "TLS certificate of the NATS listener")
+	cmd.Flags().StringVar(&cfg.TLSKey, "nats-tls-key", "", "TLS key of the NATS listener")
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
 	cmd.Flags().StringVar(&cfg.Router.Admin, "admin", "127.0.0.1:9180", "address of the router's admin port (/metrics); empty for none")

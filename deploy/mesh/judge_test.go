@@ -313,7 +313,7 @@ func TestCalibrate(t *testing.T) {
 	svc := fastSpec()
 	p := newPipeline(t, t.TempDir(), svc)
 	var out, errb strings.Builder
-	if code := cli.Main([]string{"--server", p.m.URL(), "canary", "calibrate", "hello", "--timeout", "30s"}, &out, &errb); code != 1 || !strings.Contains(out.String()+errb.String(), "nothing of hello runs yet") {
+	if code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "canary", "calibrate", "hello", "--timeout", "30s"}, &out, &errb); code != 1 || !strings.Contains(out.String()+errb.String(), "nothing of hello runs yet") {
 		t.Fatalf("calibrate before a release: %d %s %s", code, out.String(), errb.String())
 	}
 	v1 := p.release("v1", "--error-rate", "0.005")
@@ -324,7 +324,7 @@ func TestCalibrate(t *testing.T) {
 
 	out.Reset()
 	errb.Reset()
-	code := cli.Main([]string{"--server", p.m.URL(), "canary", "calibrate", "hello", "--duration", "4s", "--timeout", "60s"}, &out, &errb)
+	code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "canary", "calibrate", "hello", "--duration", "4s", "--timeout", "60s"}, &out, &errb)
 	t.Log(out.String())
 	if code != 0 || !strings.Contains(out.String(), "A/A calibration of hello: passed") || !strings.Contains(out.String(), "closest approach") {
 		t.Fatalf("calibrate: exit %d: %s %s", code, out.String(), errb.String())

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner"
 	"github.com/redblack/redblack/services/router"
 	"github.com/redblack/redblack/services/watchdog"
+	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -46,6 +49,9 @@ type Config struct {
 	Provisioner provisioner.Config
 	// Watchdog tunes the bake and deadline checks.
 	Watchdog watchdog.Config
+	// TLSCert and TLSKey make the NATS listener TLS only; they are required
+	// when NATSListen is not a loopback address.
+	TLSCert, TLSKey string
 }
 
 // DefaultConfig returns the defaults of `redblack up`.
@@ -66,15 +72,20 @@ type runner interface {
 
 // Mesh is a running mesh.
 type Mesh struct {
-	srv    *natsx.Embedded
-	conns  []*nats.Conn
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   []error
-	failed chan struct{} // closed when the first service stops on its own
-	once   sync.Once
-	router *router.Service
+	srv        *natsx.Embedded
+	auth       *auth.Authority
+	admin      []byte // the admin user's creds
+	log        zerolog.Logger
+	vmu        sync.Mutex
+	violations []string
+	conns      []*nats.Conn
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	errs       []error
+	failed     chan struct{} // closed when the first service stops on its own
+	once       sync.Once
+	router     *router.Service
 	// stopOnce makes Stop idempotent.
 	stopOnce sync.Once
 }
@@ -86,11 +97,27 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: data dir: %w", err)
 	}
-	srv, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: store, Listen: cfg.NATSListen})
+	if err := checkListen(cfg.NATSListen, cfg.TLSCert != "" && cfg.TLSKey != ""); err != nil {
+		return nil, err
+	}
+	authority, err := auth.Open(filepath.Join(cfg.DataDir, "creds"))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	m := &Mesh{srv: srv, failed: make(chan struct{})}
+	admin, err := authority.Admin("admin")
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	if _, err := authority.WriteCreds("admin", admin); err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	srv, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: store, Listen: cfg.NATSListen,
+		Auth: authority.ServerOptions, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	authority.Attach(srv.Server())
+	m := &Mesh{srv: srv, auth: authority, admin: admin, log: cfg.Log, failed: make(chan struct{})}
 	if err := m.start(ctx, cfg); err != nil {
 		m.Stop()
 		return nil, err
@@ -99,7 +126,7 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 }
 
 func (m *Mesh) start(ctx context.Context, cfg Config) error {
-	nc, err := m.connect("redblack-up")
+	nc, err := m.connect("redblack-up", m.admin)
 	if err != nil {
 		return err
 	}
@@ -115,7 +142,15 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	m.cancel = stop
 	for _, name := range ServiceNames {
-		snc, err := m.connect("redblack-" + name)
+		creds, err := m.auth.Service(name)
+		if err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		// the same creds, for running the service as its own process
+		if _, err := m.auth.WriteCreds(name, creds); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		snc, err := m.connect("redblack-"+name, creds)
 		if err != nil {
 			return err
 		}
@@ -157,6 +192,9 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	if err := m.serveTeams(runCtx, nc); err != nil {
+		return err
+	}
 	return m.awaitServices(ctx, nc)
 }
 
@@ -180,13 +218,68 @@ func (m *Mesh) awaitServices(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
-func (m *Mesh) connect(name string) (*nats.Conn, error) {
-	nc, err := m.srv.Connect(name)
+func (m *Mesh) connect(name string, creds []byte) (*nats.Conn, error) {
+	nc, err := m.srv.Connect(name, creds, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		m.violation(name, err)
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	m.conns = append(m.conns, nc)
 	return nc, nil
+}
+
+// violation records a permission the server refused one of the mesh's own
+// connections: a service asking for a subject outside its permission set
+// is a bug in the set or in the service, never silent.
+func (m *Mesh) violation(name string, err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(err.Error(), "Permissions Violation") {
+		m.log.Warn().Str("connection", name).Err(err).Msg("nats error")
+		return
+	}
+	m.log.Error().Str("connection", name).Err(err).Msg("permission violation")
+	m.vmu.Lock()
+	m.violations = append(m.violations, name+": "+err.Error())
+	m.vmu.Unlock()
+}
+
+// Violations are the permission violations of the mesh's own connections
+// (the services, up, and Connect's), in order.
+func (m *Mesh) Violations() []string {
+	m.vmu.Lock()
+	defer m.vmu.Unlock()
+	return append([]string(nil), m.violations...)
+}
+
+// Authority is the mesh's key holder: it issues team, auditor and service
+// users.
+func (m *Mesh) Authority() *auth.Authority { return m.auth }
+
+// AdminCreds is the path of the admin user's creds file.
+func (m *Mesh) AdminCreds() string { return filepath.Join(m.auth.Dir(), "admin.creds") }
+
+// ConnectCreds opens another in-process connection as the user of creds
+// (closed by Stop). Its permission violations are not the mesh's.
+func (m *Mesh) ConnectCreds(name string, creds []byte, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := m.srv.Connect(name, creds, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	m.conns = append(m.conns, nc)
+	return nc, nil
+}
+
+// checkListen refuses a NATS listener off loopback without TLS: the creds
+// would cross the network in the clear.
+func checkListen(listen string, tls bool) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("mesh: --nats %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" || tls {
+		return nil
+	}
+	return fmt.Errorf("mesh: --nats %s is not a loopback address: refusing to serve NATS without TLS (give --tls-cert and --tls-key)", listen)
 }
 
 // HTTP is the address of the router's data plane.
@@ -195,8 +288,8 @@ func (m *Mesh) HTTP() string { return m.router.Addr().String() }
 // URL is the nats:// URL of the embedded server's loopback listener.
 func (m *Mesh) URL() string { return m.srv.ClientURL() }
 
-// Connect opens another in-process connection (closed by Stop).
-func (m *Mesh) Connect(name string) (*nats.Conn, error) { return m.connect(name) }
+// Connect opens another in-process connection as the admin (closed by Stop).
+func (m *Mesh) Connect(name string) (*nats.Conn, error) { return m.connect(name, m.admin) }
 
 // Failed is closed when a service stops before Stop was called.
 func (m *Mesh) Failed() <-chan struct{} { return m.failed }

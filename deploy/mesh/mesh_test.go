@@ -25,7 +25,13 @@ func start(t *testing.T, dir string) *mesh.Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Stop() })
+	t.Cleanup(func() {
+		m.Stop()
+		// every service keeps to its permission set
+		for _, v := range m.Violations() {
+			t.Errorf("permission violation: %s", v)
+		}
+	})
 	return m
 }
 
@@ -34,7 +40,7 @@ func start(t *testing.T, dir string) *mesh.Mesh {
 // starts a release with a bare core-NATS publish (`nats pub`).
 func TestInteropOverTCP(t *testing.T) {
 	m := start(t, t.TempDir())
-	nc, err := nats.Connect(m.URL())
+	nc, err := nats.Connect(m.URL(), nats.UserCredentials(m.AdminCreds()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +64,15 @@ func TestInteropOverTCP(t *testing.T) {
 	sub, _ := nc.SubscribeSync(inbox)
 	nc.PublishRequest("$SRV.INFO", inbox, nil)
 	found := map[string]bool{}
-	for len(found) < len(mesh.ServiceNames) {
+	allFound := func() bool {
+		for _, n := range mesh.ServiceNames {
+			if !found["redblack-"+n] {
+				return false
+			}
+		}
+		return true
+	}
+	for !allFound() {
 		msg, err := sub.NextMsg(3 * time.Second)
 		if err != nil {
 			t.Fatalf("micro services found %v: %v", found, err)

@@ -15,6 +15,8 @@ import (
 	"github.com/redblack/redblack/deploy/bench"
 	"github.com/redblack/redblack/deploy/cli"
 	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/services/canary/api"
+	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
@@ -93,6 +95,20 @@ func (p *pipeline) attach(svc spec.Service) {
 	if err := p.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// teamUser issues a user of team for services and connects as it.
+func (p *pipeline) teamUser(team, user string, services ...string) *nats.Conn {
+	p.t.Helper()
+	creds, err := p.m.Authority().AddTeam(team, user, services)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	nc, err := p.m.ConnectCreds(team+"-"+user, creds)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return nc
 }
 
 // startLoad sends steady load to hello through the router, recording the
@@ -449,12 +465,15 @@ func TestSecondReleaseRejectedAndManualRollbacks(t *testing.T) {
 	p.await(v2, 60*time.Second, events.TrafficSwitched)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	target, _, err := cli.RequestRollback(ctx, p.js, "hello", "test: by hand while baking", "test")
-	if err != nil || target.ID != v2 {
-		t.Fatalf("rollback target %s: %v", target.ID, err)
+	// as a user of the team that owns hello: its identity is the subject's
+	team := p.teamUser("t", "alice", "hello")
+	var target api.Answer
+	err := api.Call(team, auth.Identity{Team: "t", User: "alice"}, api.VerbRollback, "hello", api.Reason{Reason: "test: by hand while baking"}, &target)
+	if err != nil || target.Release != v2 || target.By != "t/alice" {
+		t.Fatalf("rollback target %+v: %v", target, err)
 	}
 	p.await(v2, 30*time.Second, events.RolledBack)
-	if r := p.record(v2); r.Reason != "test: by hand while baking (by test)" || r.Restored != "hello-v001" {
+	if r := p.record(v2); r.Reason != "test: by hand while baking (by t/alice)" || r.Restored != "hello-v001" {
 		t.Fatalf("v2 record: %q restored %q", r.Reason, r.Restored)
 	}
 	if rt := p.route(); rt.Active != "hello-v001" {
@@ -471,9 +490,9 @@ func TestSecondReleaseRejectedAndManualRollbacks(t *testing.T) {
 	if rt := p.route(); rt.Active != "hello-v003" || rt.Previous != "hello-v001" {
 		t.Fatalf("route after v3: %+v", rt)
 	}
-	target, _, err = cli.RequestRollback(ctx, p.js, "hello", "test: after completion", "test")
-	if err != nil || target.ID != v3 {
-		t.Fatalf("rollback target %s: %v", target.ID, err)
+	err = api.Call(team, auth.Identity{Team: "t", User: "alice"}, api.VerbRollback, "hello", api.Reason{Reason: "test: after completion"}, &target)
+	if err != nil || target.Release != v3 {
+		t.Fatalf("rollback target %+v: %v", target, err)
 	}
 	p.await(v3, 30*time.Second, events.RolledBack)
 	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight {
@@ -482,7 +501,7 @@ func TestSecondReleaseRejectedAndManualRollbacks(t *testing.T) {
 	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
 		t.Fatalf("groups left: %v", gs)
 	}
-	if _, err := cli.RollbackTarget(ctx, p.js, "hello"); err == nil || !strings.Contains(err.Error(), "nothing to roll back") {
+	if _, err := api.RollbackTarget(ctx, p.js, "hello"); err == nil || !strings.Contains(err.Error(), "nothing to roll back") {
 		t.Fatalf("a third rollback: %v", err)
 	}
 	p.served(300)
@@ -742,7 +761,7 @@ func TestOneActiveGroup(t *testing.T) {
 	v2 := p.release("v2")
 	p.await(v2, 60*time.Second, events.ReleaseCompleted)
 	var out, errb strings.Builder
-	if code := cli.Main([]string{"--server", p.m.URL(), "traffic", "switch", "hello", "hello-v001"}, &out, &errb); code != 0 {
+	if code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "traffic", "switch", "hello", "hello-v001"}, &out, &errb); code != 0 {
 		t.Fatalf("traffic switch: %s %s", out.String(), errb.String())
 	}
 	for deadline := time.Now().Add(10 * time.Second); p.route().Active != "hello-v001"; time.Sleep(50 * time.Millisecond) {
@@ -819,7 +838,7 @@ func TestAbortEndsARelease(t *testing.T) {
 	v2 := p.release("v2")
 	p.await(v2, 30*time.Second, events.CanaryStarted)
 	var out, errb strings.Builder
-	if code := cli.Main([]string{"--server", p.m.URL(), "release", "abort", v2, "--reason", "wrong build", "--timeout", "30s"}, &out, &errb); code != 0 {
+	if code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "release", "abort", v2, "--reason", "wrong build", "--timeout", "30s"}, &out, &errb); code != 0 {
 		t.Fatalf("abort: %d %s %s", code, out.String(), errb.String())
 	}
 	r := p.record(v2)
@@ -835,7 +854,7 @@ func TestAbortEndsARelease(t *testing.T) {
 	if _, _, err := p.releases.Lock(context.Background(), "hello"); err == nil {
 		t.Fatal("lock held after the abort")
 	}
-	if code := cli.Main([]string{"--server", p.m.URL(), "release", "abort", v2, "--reason", "again"}, &out, &errb); code != 1 {
+	if code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "release", "abort", v2, "--reason", "again"}, &out, &errb); code != 1 {
 		t.Fatalf("a second abort: %d", code)
 	}
 	svc.Strategy.Canary.Duration = spec.Duration(2 * time.Second)

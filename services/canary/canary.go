@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/services/canary/intake"
 	"github.com/redblack/redblack/services/canary/phase"
 	"github.com/redblack/redblack/shared/metrics"
@@ -46,7 +47,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 // endpoints until ctx ends, then drains.
 func (s *Service) Run(ctx context.Context) error {
 	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
-		return topology.Ensure(ctx, js, s.cfg.Topology)
+		return topology.Prepare(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("canary: %w", err)
@@ -60,6 +61,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("canary: %w", err)
 	}
 	defer cons.Stop()
+	calls, err := api.New(s.nc, js, s.log.With().Str("part", "api").Logger()).Start()
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	defer calls.Unsubscribe()
 	routers := &metrics.Directory{NC: s.nc}
 	ph, err := phase.New(ctx, js, routers.Known, s.log)
 	if err != nil {
@@ -76,7 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Name: "canary", Version: Version, Description: "release intake and canary judge",
 		Status: func() any {
 			return natsx.Status{Service: "canary", Version: Version, Started: started, Parts: map[string]string{
-				"intake": "running", "canary_phase": "running",
+				"intake": "running", "canary_phase": "running", "api": "running",
 			}}
 		},
 		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons, runs} },

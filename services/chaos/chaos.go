@@ -70,7 +70,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 // schedule, kill) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
-		return topology.Ensure(ctx, js, s.cfg.Topology)
+		return topology.Prepare(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("chaos: %w", err)

@@ -95,8 +95,25 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	if err := s.checkCapacity(svc, c.Capacity); err != nil {
 		return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, err.Error())
 	}
-	art := svc.Merge(c.Artifact)
-	if err := svc.CheckArtifact(art); err != nil {
+	art := c.Artifact
+	if art.IsZero() {
+		if art, err = svc.Resolve(art, c.Version); err != nil {
+			return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, "artifact: "+err.Error())
+		}
+	}
+	// the command came through the intake; checked again against the spec
+	// where it runs
+	if err := svc.Allows(art); err == nil && art.AMI != "" && art.AMI != svc.Artifact.AMI {
+		// an AMI the request chose: its owner or name must be the spec's
+		ic, ok := s.provider.(imageChecker)
+		if !ok {
+			return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, "artifact: this provider cannot check an AMI's owner")
+		}
+		if err := ic.CheckImage(ctx, art.AMI, svc.Artifact.AMIOwners, svc.Artifact.AMINamePrefix); err != nil {
+			return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, "artifact: "+err.Error())
+		}
+	}
+	if err := svc.Allows(art); err != nil {
 		return s.fail(ctx, cause, c.Service, c.Group, c.Capacity, "artifact: "+err.Error())
 	}
 	if _, err := s.provider.DescribeGroup(ctx, c.Group); err == nil {
@@ -229,4 +246,11 @@ func (s *Service) publish(ctx context.Context, id string, k events.Kind, service
 	}
 	_, err = natsx.Publish(ctx, s.js, k.Subject(service), ev)
 	return err
+}
+
+// imageChecker is what the provisioner needs of a provider to allow an AMI
+// a release request chose: the image's owner or name checked against the
+// spec's.
+type imageChecker interface {
+	CheckImage(ctx context.Context, ami string, owners []string, namePrefix string) error
 }

@@ -102,7 +102,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 // endpoints until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
-		return topology.Ensure(ctx, js, s.cfg.Topology)
+		return topology.Prepare(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
@@ -151,7 +151,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
-		Stream: topology.StreamFleet, Durable: "provisioner-commands",
+		Stream: topology.StreamFleet, Durable: topology.DurableProvisionerCommands,
 		FilterSubjects: []string{"fleet.*.servergroup.create", "fleet.*.servergroup.resize", "fleet.*.servergroup.destroy", "fleet.*.instance.terminate"},
 		MaxDeliver:     5, AckWait: 30 * time.Second,
 	}, s.handle, s.log)

@@ -46,7 +46,8 @@ func newRigWith(t *testing.T, topo topology.Options, stopInstances bool) *rig {
 	kv, _ := js.KeyValue(ctx, topology.BucketServices)
 	spec.Apply(ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: 2, MaxCapacity: 5,
 		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{hello}}})
+		// the spec allows programs under /no/such and /bin besides hello
+		Artifact: spec.Artifact{Command: []string{hello}, Paths: []string{"/no/such", "/bin"}}})
 	tap, _ := nc.SubscribeSync("fleet.>")
 	cfg := provisioner.DefaultConfig()
 	cfg.DataDir = t.TempDir()
@@ -193,6 +194,7 @@ func TestBadInput(t *testing.T) {
 		reason string
 	}{
 		{"command does not exist", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1, Artifact: events.Artifact{Command: []string{"/no/such/app"}}}, events.ServerGroupFailed, "artifact cannot run"},
+		{"command the spec does not allow", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1, Artifact: events.Artifact{Command: []string{"/usr/bin/env"}}}, events.ServerGroupFailed, "not a program this service may run"},
 		{"command exits at once", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 1, Artifact: events.Artifact{Command: []string{"/bin/false"}}}, events.ServerGroupFailed, "crash at start"},
 		{"health never answers", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 2, Artifact: events.Artifact{Command: []string{hello, "--fail-health"}}}, events.ServerGroupFailed, "not all up within 3s: 0 of 2 up"},
 		{"capacity 0", events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 0}, events.ServerGroupFailed, "capacity 0: want 1..5"},

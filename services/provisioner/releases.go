@@ -29,7 +29,7 @@ func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 		filters[i] = k.Subject("*")
 	}
 	cons, err := natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
-		Stream: topology.StreamReleases, Durable: "provisioner-releases", FilterSubjects: filters,
+		Stream: topology.StreamReleases, Durable: topology.DurableProvisionerReleases, FilterSubjects: filters,
 		MaxDeliver: 20, AckWait: release.StepAckWait,
 	}, release.Step(s.log, s.cfg.StepTimeout, s.releaseStep), s.log)
 	if err != nil {

@@ -49,7 +49,7 @@ func (s *Service) answerApplied(m *nats.Msg) {
 // scatter sends a request to every responder of subject and gathers the
 // answers that come within wait, or until want have come (0: no limit).
 func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration, want int) ([][]byte, error) {
-	inbox := nats.NewInbox()
+	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err

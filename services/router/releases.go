@@ -25,7 +25,7 @@ func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 		filters[i] = k.Subject("*")
 	}
 	return natsx.Consume(ctx, s.js, natsx.ConsumerSpec{
-		Stream: topology.StreamReleases, Durable: "router-releases", FilterSubjects: filters,
+		Stream: topology.StreamReleases, Durable: topology.DurableRouterReleases, FilterSubjects: filters,
 		MaxDeliver: 20, AckWait: release.StepAckWait,
 	}, release.Step(s.log, 20*time.Second, s.releaseStep), s.log)
 }

@@ -118,7 +118,7 @@ func (s *Service) Addr() net.Addr {
 // Run serves until ctx ends, then shuts the data plane down gracefully.
 func (s *Service) Run(ctx context.Context) error {
 	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
-		return topology.Ensure(ctx, js, s.cfg.Topology)
+		return topology.Prepare(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
@@ -170,7 +170,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer sub.Unsubscribe()
 
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
-		Stream: topology.StreamFleet, Durable: "router-commands",
+		Stream: topology.StreamFleet, Durable: topology.DurableRouterCommands,
 		FilterSubjects: []string{"fleet.*.traffic.set", "fleet.*.traffic.switch", "fleet.*.traffic.restore"},
 		MaxDeliver:     5, AckWait: 30 * time.Second,
 	}, s.handle, s.log)

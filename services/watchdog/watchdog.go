@@ -119,7 +119,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 // the dead-letter worker, and serves the micro endpoints until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	js, err := natsx.Open(ctx, s.nc, func(ctx context.Context, js jetstream.JetStream) error {
-		return topology.Ensure(ctx, js, s.cfg.Topology)
+		return topology.Prepare(ctx, js, s.cfg.Topology)
 	})
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
@@ -138,7 +138,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer dl.Stop()
 	bake, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
-		Stream: topology.StreamReleases, Durable: "watchdog-bake", FilterSubjects: []string{events.TrafficSwitched.Subject("*")},
+		Stream: topology.StreamReleases, Durable: topology.DurableWatchdogBake, FilterSubjects: []string{events.TrafficSwitched.Subject("*")},
 		MaxDeliver: 20, AckWait: release.StepAckWait,
 	}, s.switched, s.log)
 	if err != nil {

@@ -53,7 +53,7 @@ func Run(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*nats
 		return capture(ctx, js, a, log)
 	}
 	return natsx.Consume(ctx, js, natsx.ConsumerSpec{
-		Stream: topology.StreamAdvisories, Durable: "deadletter", MaxDeliver: 20,
+		Stream: topology.StreamAdvisories, Durable: topology.DurableDeadLetter, MaxDeliver: 20,
 	}, h, log.With().Str("worker", "deadletter").Logger())
 }
 

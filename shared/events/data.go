@@ -6,8 +6,12 @@ import "time"
 // argv array) with Env added; the aws provider launches AMI (or an existing
 // launch template version).
 type Artifact struct {
-	Command               []string          `json:"command,omitempty"`
-	Env                   map[string]string `json:"env,omitempty"`
+	Command []string          `json:"command,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	// EnvSecrets names secrets the provisioner looks up and adds to the
+	// environment (variable → secret name): only names, so that the audit
+	// stream, which cannot be purged, never holds a secret value.
+	EnvSecrets            map[string]string `json:"env_secrets,omitempty"`
 	AMI                   string            `json:"ami,omitempty"`
 	InstanceType          string            `json:"instance_type,omitempty"`
 	UserData              string            `json:"user_data,omitempty"`
@@ -17,7 +21,7 @@ type Artifact struct {
 
 // IsZero reports whether no field of the artifact is set.
 func (a Artifact) IsZero() bool {
-	return len(a.Command) == 0 && len(a.Env) == 0 && a.AMI == "" && a.InstanceType == "" &&
+	return len(a.Command) == 0 && len(a.Env) == 0 && len(a.EnvSecrets) == 0 && a.AMI == "" && a.InstanceType == "" &&
 		a.UserData == "" && a.LaunchTemplate == "" && a.LaunchTemplateVersion == ""
 }
 

@@ -269,7 +269,7 @@ func askRouters(nc *nats.Conn) []string {
 	if nc == nil {
 		return nil
 	}
-	inbox := nats.NewInbox()
+	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil

@@ -6,9 +6,13 @@ package natsx
 import (
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+
+	"github.com/redblack/redblack/shared/auth"
 )
 
 // DefaultURL is where the embedded server of `redblack up` listens.
@@ -61,6 +65,12 @@ func (c Config) Options() []nats.Option {
 	}
 	if c.Creds != "" {
 		opts = append(opts, nats.UserCredentials(c.Creds))
+		// the user may subscribe only under its own inbox prefix
+		if b, err := os.ReadFile(c.Creds); err == nil {
+			if id, err := auth.IdentityOf(b); err == nil {
+				opts = append(opts, nats.CustomInboxPrefix(id.InboxPrefix()))
+			}
+		}
 	}
 	if c.TLSCert != "" || c.TLSKey != "" {
 		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
@@ -78,4 +88,26 @@ func Connect(c Config) (*nats.Conn, error) {
 		return nil, fmt.Errorf("natsx: connect %s: %w", c.URL, err)
 	}
 	return nc, nil
+}
+
+// CredsOptions are the nats.go options of a creds file's content: its user
+// JWT and seed, and the inbox prefix the user may subscribe under.
+func CredsOptions(creds []byte) ([]nats.Option, error) {
+	token, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := jwt.ParseDecoratedNKey(creds)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	opts := []nats.Option{nats.UserJWTAndSeed(token, string(seed))}
+	if id, err := auth.IdentityOf(creds); err == nil {
+		opts = append(opts, nats.CustomInboxPrefix(id.InboxPrefix()))
+	}
+	return opts, nil
 }

@@ -21,6 +21,11 @@ type EmbeddedConfig struct {
 	MaxPayload int32
 	// Name is the server name (default "redblack").
 	Name string
+	// Auth, when set, configures authentication (operator mode: see
+	// shared/auth); without it the server lets anyone in.
+	Auth func(*server.Options) error
+	// TLSCert and TLSKey, when set, make the client listener TLS only.
+	TLSCert, TLSKey string
 }
 
 // Embedded is a NATS server with JetStream running in this process.
@@ -59,6 +64,18 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 		NoLog:      true,
 		MaxPayload: c.MaxPayload,
 	}
+	if c.Auth != nil {
+		if err := c.Auth(opts); err != nil {
+			return nil, fmt.Errorf("natsx: %w", err)
+		}
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("natsx: tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, false
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: new server: %w", err)
@@ -74,9 +91,19 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 // ClientURL is the nats:// URL other processes connect to.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
-// Connect opens an in-process client connection named name.
-func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(e.srv.ClientURL(), nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1))
+// Connect opens an in-process client connection named name, as the user
+// of creds (a creds file's content; nil on a server without auth). Further
+// options (an error handler) are added.
+func (e *Embedded) Connect(name string, creds []byte, more ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1)}
+	if creds != nil {
+		co, err := CredsOptions(creds)
+		if err != nil {
+			return nil, fmt.Errorf("natsx: in-process connect %s: %w", name, err)
+		}
+		opts = append(opts, co...)
+	}
+	nc, err := nats.Connect(e.srv.ClientURL(), append(opts, more...)...)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: in-process connect %s: %w", name, err)
 	}

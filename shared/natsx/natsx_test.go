@@ -179,7 +179,7 @@ func TestEmbeddedRestartKeepsData(t *testing.T) {
 	}
 	ctx := testkit.Context(t, 20*time.Second)
 	e := start()
-	nc, err := e.Connect("first")
+	nc, err := e.Connect("first", nil)
 	if err != nil {
 		e.Shutdown()
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestEmbeddedRestartKeepsData(t *testing.T) {
 
 	e = start()
 	t.Cleanup(e.Shutdown)
-	nc, err = e.Connect("second")
+	nc, err = e.Connect("second", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

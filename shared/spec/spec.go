@@ -10,6 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -72,19 +75,38 @@ type Health struct {
 	UnhealthyThreshold int      `yaml:"unhealthy_threshold" json:"unhealthy_threshold"`
 }
 
-// Artifact is the spec's default artifact; a release request may override it.
+// Artifact is the spec's artifact: the default of a release, and the
+// policy of what a release request may choose (Resolve).
 type Artifact struct {
-	Command               []string          `yaml:"command,omitempty" json:"command,omitempty"`
-	Env                   map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
-	AMI                   string            `yaml:"ami,omitempty" json:"ami,omitempty"`
-	InstanceType          string            `yaml:"instance_type,omitempty" json:"instance_type,omitempty"`
-	UserData              string            `yaml:"user_data,omitempty" json:"user_data,omitempty"`
-	LaunchTemplate        string            `yaml:"launch_template,omitempty" json:"launch_template,omitempty"`
-	LaunchTemplateVersion string            `yaml:"launch_template_version,omitempty" json:"launch_template_version,omitempty"`
+	// Command is the local provider's command template: "{version}" in
+	// an argument is replaced by the release's version.
+	Command []string          `yaml:"command,omitempty" json:"command,omitempty"`
+	Env     map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+	// EnvSecrets adds secrets to the environment: variable → the name of a
+	// file in the provisioner's secrets directory for the service
+	// (<data>/secrets/<service>/<name>). Values never enter an event.
+	EnvSecrets map[string]string `yaml:"env_secrets,omitempty" json:"env_secrets,omitempty"`
+	// Paths are directories a release request's program may come from
+	// (local): besides the template's own program, a request may run one
+	// under these.
+	Paths []string `yaml:"paths,omitempty" json:"paths,omitempty"`
+	// AMIOwners and AMINamePrefix allow a release request's AMI (aws): its
+	// owner must be listed, or its name start with the prefix. Without
+	// either, a request may not choose an AMI other than the spec's.
+	AMIOwners             []string `yaml:"ami_owners,omitempty" json:"ami_owners,omitempty"`
+	AMINamePrefix         string   `yaml:"ami_name_prefix,omitempty" json:"ami_name_prefix,omitempty"`
+	AMI                   string   `yaml:"ami,omitempty" json:"ami,omitempty"`
+	InstanceType          string   `yaml:"instance_type,omitempty" json:"instance_type,omitempty"`
+	UserData              string   `yaml:"user_data,omitempty" json:"user_data,omitempty"`
+	LaunchTemplate        string   `yaml:"launch_template,omitempty" json:"launch_template,omitempty"`
+	LaunchTemplateVersion string   `yaml:"launch_template_version,omitempty" json:"launch_template_version,omitempty"`
 }
 
-// Event converts the spec artifact to the event form.
-func (a Artifact) Event() events.Artifact { return events.Artifact(a) }
+// Event converts the spec artifact to the event form (the template as is).
+func (a Artifact) Event() events.Artifact {
+	return events.Artifact{Command: a.Command, Env: a.Env, EnvSecrets: a.EnvSecrets, AMI: a.AMI, InstanceType: a.InstanceType,
+		UserData: a.UserData, LaunchTemplate: a.LaunchTemplate, LaunchTemplateVersion: a.LaunchTemplateVersion}
+}
 
 // Service is a service spec.
 type Service struct {
@@ -212,6 +234,27 @@ func (s Service) Validate() error {
 			bad("artifact", "%v", err)
 		}
 	}
+	for i, dir := range s.Artifact.Paths {
+		if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
+			bad(fmt.Sprintf("artifact.paths[%d]", i), "%q: want a clean absolute directory, not /", dir)
+		}
+	}
+	for k, name := range s.Artifact.EnvSecrets {
+		if k == "" || strings.ContainsAny(k, "=\x00") || !secretName.MatchString(name) {
+			bad("artifact.env_secrets", "%s: %q: want a variable name and a secret name of [A-Za-z0-9._-] (not . or ..)", k, name)
+		}
+	}
+	for i, o := range s.Artifact.AMIOwners {
+		if o == "" {
+			bad(fmt.Sprintf("artifact.ami_owners[%d]", i), "empty")
+		}
+	}
+	if (len(s.Artifact.Paths) > 0) && s.Provider != ProviderLocal {
+		bad("artifact.paths", "for the local provider")
+	}
+	if (len(s.Artifact.AMIOwners) > 0 || s.Artifact.AMINamePrefix != "") && s.Provider != ProviderAWS {
+		bad("artifact.ami_owners", "ami_owners and ami_name_prefix are for the aws provider")
+	}
 	if len(errs) > 0 {
 		return &ValidationError{Fields: errs}
 	}
@@ -250,14 +293,91 @@ func (s Service) CheckArtifact(a events.Artifact) error {
 	return nil
 }
 
-// Merge returns the artifact of a release: the request's own if it sets
-// anything, otherwise the spec's default.
-func (s Service) Merge(a events.Artifact) events.Artifact {
-	if a.IsZero() {
-		return s.Artifact.Event()
+// Resolve returns the artifact of a release of version: the spec's, with
+// "{version}" filled in, when the request sets nothing; otherwise the
+// request's program (local) or AMI and instance type (aws) with everything
+// else from the spec. A request may not set env, secrets, user data or a
+// launch template, and its program or AMI must be one Allows.
+func (s Service) Resolve(req events.Artifact, version string) (events.Artifact, error) {
+	out := s.Artifact.Event()
+	out.Command = make([]string, len(s.Artifact.Command))
+	for i, arg := range s.Artifact.Command {
+		out.Command[i] = strings.ReplaceAll(arg, "{version}", version)
 	}
-	return a
+	if req.IsZero() {
+		return out, s.Allows(out)
+	}
+	switch {
+	case len(req.Env) > 0 || len(req.EnvSecrets) > 0:
+		return out, errors.New("env: a release request may not set the environment; the spec's env is used")
+	case req.UserData != "" || req.LaunchTemplate != "" || req.LaunchTemplateVersion != "":
+		return out, errors.New("user_data and launch templates come from the spec, not a release request")
+	}
+	if len(req.Command) > 0 {
+		out.Command = req.Command
+	}
+	if req.AMI != "" {
+		out.AMI = req.AMI
+	}
+	if req.InstanceType != "" {
+		out.InstanceType = req.InstanceType
+	}
+	return out, s.Allows(out)
 }
+
+// Allows reports whether a is an artifact the spec allows: it fits the
+// provider; its program is the template's, or a clean absolute path under
+// one of Paths; its env, secrets, user data and launch template are the
+// spec's; its AMI is the spec's unless AMIOwners or AMINamePrefix allow
+// others (which the aws provider checks against the image itself).
+func (s Service) Allows(a events.Artifact) error {
+	if err := s.CheckArtifact(a); err != nil {
+		return err
+	}
+	if !maps.Equal(a.Env, s.Artifact.Env) || !maps.Equal(a.EnvSecrets, s.Artifact.EnvSecrets) {
+		return errors.New("env: not the spec's")
+	}
+	if a.UserData != s.Artifact.UserData || a.LaunchTemplate != s.Artifact.LaunchTemplate || a.LaunchTemplateVersion != s.Artifact.LaunchTemplateVersion {
+		return errors.New("user_data or launch template: not the spec's")
+	}
+	switch s.Provider {
+	case ProviderLocal:
+		if !s.allowsProgram(a.Command[0]) {
+			allowed := "the spec's own program"
+			if len(s.Artifact.Command) > 0 {
+				allowed = fmt.Sprintf("%q", s.Artifact.Command[0])
+			}
+			if len(s.Artifact.Paths) > 0 {
+				allowed += fmt.Sprintf(" or a program under %v", s.Artifact.Paths)
+			}
+			return fmt.Errorf("command: %q is not a program this service may run: want %s (spec artifact.command and artifact.paths)", a.Command[0], allowed)
+		}
+	case ProviderAWS:
+		if a.AMI != "" && a.AMI != s.Artifact.AMI && len(s.Artifact.AMIOwners) == 0 && s.Artifact.AMINamePrefix == "" {
+			return fmt.Errorf("ami %s is not the spec's (%s): set artifact.ami_owners or artifact.ami_name_prefix to allow others", a.AMI, s.Artifact.AMI)
+		}
+	}
+	return nil
+}
+
+func (s Service) allowsProgram(prog string) bool {
+	if len(s.Artifact.Command) > 0 && prog == s.Artifact.Command[0] {
+		return true
+	}
+	if !filepath.IsAbs(prog) || filepath.Clean(prog) != prog {
+		return false
+	}
+	for _, dir := range s.Artifact.Paths {
+		if rel, err := filepath.Rel(filepath.Clean(dir), prog); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return true
+		}
+	}
+	return false
+}
+
+// secretName is a file name in the secrets directory: no separators, not
+// . or ..
+var secretName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
 
 // Encode returns the JSON stored in the services bucket.
 func (s Service) Encode() ([]byte, error) { return json.Marshal(s) }
@@ -270,6 +390,10 @@ func Decode(b []byte) (Service, error) {
 		return s, fmt.Errorf("spec: decode stored spec: %w", err)
 	}
 	s.Default() // a spec stored before a field existed gets its default
+	// validated where it is read, not only where it was written
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("spec: stored spec: %w", err)
+	}
 	return s, nil
 }
 

@@ -99,7 +99,7 @@ func TestCheckArtifact(t *testing.T) {
 	if err := aws.CheckArtifact(events.Artifact{AMI: "img-1"}); err == nil {
 		t.Error("bad ami accepted")
 	}
-	if got := local.Merge(events.Artifact{}); !got.IsZero() {
-		t.Errorf("merge of empty with empty default = %+v", got)
+	if _, err := local.Resolve(events.Artifact{}, "v1"); err == nil {
+		t.Error("a release of a spec without a command resolved")
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,6 +37,9 @@ func Apply(ctx context.Context, kv jetstream.KeyValue, s Service) (Applied, erro
 	if err != nil {
 		return "", err
 	}
+	if err := unclaimed(ctx, kv, s); err != nil {
+		return "", err
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		cur, err := kv.Get(ctx, s.Name)
 		switch {
@@ -58,6 +63,49 @@ func Apply(ctx context.Context, kv jetstream.KeyValue, s Service) (Applied, erro
 		}
 	}
 	return "", fmt.Errorf("spec: %s changed under us 5 times; try again", s.Name)
+}
+
+// ErrClaimed is returned by Apply for a host name or port another service
+// has.
+var ErrClaimed = errors.New("claimed by another service")
+
+// unclaimed checks that no other service has one of s's host names (its
+// name, name.localhost, or a spec hostname) or its port.
+func unclaimed(ctx context.Context, kv jetstream.KeyValue, s Service) error {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("spec: list: %w", err)
+	}
+	var all []Service
+	for k := range lister.Keys() {
+		// a stored spec that no longer validates claims nothing: the
+		// router does not read it either
+		if other, err := Get(ctx, kv, k); err == nil {
+			all = append(all, other)
+		}
+	}
+	hosts := func(x Service) []string {
+		hs := []string{x.Name, x.Name + ".localhost"}
+		for _, h := range x.Hostnames {
+			hs = append(hs, strings.ToLower(h))
+		}
+		return hs
+	}
+	mine := hosts(s)
+	for _, other := range all {
+		if other.Name == s.Name {
+			continue
+		}
+		for _, h := range hosts(other) {
+			if slices.Contains(mine, h) {
+				return fmt.Errorf("spec: hostname %q: %w %s", h, ErrClaimed, other.Name)
+			}
+		}
+		if s.Port != 0 && other.Port == s.Port {
+			return fmt.Errorf("spec: port %d: %w %s", s.Port, ErrClaimed, other.Name)
+		}
+	}
+	return nil
 }
 
 // Get reads one service's spec.

@@ -87,3 +87,35 @@ func Parse(subject string) (Parsed, error) {
 	}
 	return Parsed{Domain: parts[0], Service: parts[1], Event: parts[2]}, nil
 }
+
+// APIPrefix starts the subjects of the team API (served by the canary
+// service): redblack.api.<team>.<user>.<verb>.<service>. A user may publish
+// only under its own team and user, so the server's permission check makes
+// the subject the caller's identity.
+const APIPrefix = "redblack.api"
+
+// API is the subject of one API call.
+func API(team, user, verb, service string) string {
+	return APIPrefix + "." + team + "." + user + "." + verb + "." + service
+}
+
+// APICall is an API subject split into its parts.
+type APICall struct {
+	Team, User, Verb, Service string
+}
+
+// ParseAPI splits an API subject and validates its tokens.
+func ParseAPI(subject string) (APICall, error) {
+	rest, ok := strings.CutPrefix(subject, APIPrefix+".")
+	parts := strings.Split(rest, ".")
+	if !ok || len(parts) != 4 {
+		return APICall{}, fmt.Errorf("subjects: %q is not %s.<team>.<user>.<verb>.<service>", subject, APIPrefix)
+	}
+	c := APICall{Team: parts[0], User: parts[1], Verb: parts[2], Service: parts[3]}
+	for _, tok := range []string{c.Team, c.User, c.Service} {
+		if err := ValidateService(tok); err != nil {
+			return APICall{}, fmt.Errorf("subjects: %q: %w", subject, err)
+		}
+	}
+	return c, nil
+}

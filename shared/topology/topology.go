@@ -5,6 +5,7 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -123,4 +124,53 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 	}
 	return nil
+}
+
+// Prepare creates the streams and buckets that are missing and leaves the
+// others as they are: what a service runs at start. It never updates a
+// stream, so an operator's replicas and limits stand, and a service needs
+// no right to change the topology (`up`, as the admin, runs Ensure).
+func Prepare(ctx context.Context, js jetstream.JetStream, o Options) error {
+	for _, sc := range Streams(o) {
+		if _, err := js.Stream(ctx, sc.Name); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
+		}
+		if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("topology: stream %s is missing and could not be created (run `redblack up`, or give the service rights to): %w", sc.Name, err)
+		}
+	}
+	for _, kc := range Buckets(o) {
+		if _, err := js.KeyValue(ctx, kc.Bucket); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("topology: bucket %s: %w", kc.Bucket, err)
+		}
+		if _, err := js.CreateKeyValue(ctx, kc); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("topology: bucket %s is missing and could not be created: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// Durable consumers of the services, by name. One list, so that the
+// permissions of teams and auditors can deny them: a client that could pull
+// from a service's durable would take its deliveries.
+const (
+	DurableCanaryIntake        = "canary-intake"
+	DurableCanaryPhase         = "canary-phase"
+	DurableRouterReleases      = "router-releases"
+	DurableRouterCommands      = "router-commands"
+	DurableProvisionerCommands = "provisioner-commands"
+	DurableProvisionerReleases = "provisioner-releases"
+	DurableWatchdogBake        = "watchdog-bake"
+	DurableDeadLetter          = "deadletter"
+)
+
+// Durables maps each stream to the durable consumers the services hold on it.
+var Durables = map[string][]string{
+	StreamReleases:   {DurableCanaryIntake, DurableCanaryPhase, DurableRouterReleases, DurableProvisionerReleases, DurableWatchdogBake},
+	StreamFleet:      {DurableRouterCommands, DurableProvisionerCommands},
+	StreamAdvisories: {DurableDeadLetter},
 }

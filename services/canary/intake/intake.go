@@ -36,7 +36,7 @@ const Source = "redblack/canary/intake"
 const MaxBody = 64 << 10
 
 // Durable is the name of the intake's consumer.
-const Durable = "canary-intake"
+const Durable = topology.DurableCanaryIntake
 
 // FilterSubject selects release requests of every service.
 const FilterSubject = "release.*.requested"
@@ -232,9 +232,9 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if err != nil {
 		return nil, err
 	}
-	artifact := svc.Merge(req.body.Artifact)
-	if err := svc.CheckArtifact(artifact); err != nil {
-		return reject("artifact", "artifact does not fit provider %q: %v", svc.Provider, err), nil
+	artifact, err := svc.Resolve(req.body.Artifact, req.body.Version)
+	if err != nil {
+		return reject("artifact", "artifact not allowed by the spec of %s (provider %q): %v", req.service, svc.Provider, err), nil
 	}
 
 	if rej, err := in.replayed(ctx, req); rej != nil || err != nil {

@@ -42,7 +42,7 @@ func newRig(t *testing.T, opts ...testkit.Option) *rig {
 	services, _ := js.KeyValue(ctx, topology.BucketServices)
 	for _, svc := range []spec.Service{
 		{Name: "hello", Owner: "team-hello", Capacity: 1, Artifact: spec.Artifact{Command: []string{"hello"}}},
-		{Name: "world", Owner: "team-world", Capacity: 1},
+		{Name: "world", Owner: "team-world", Capacity: 1, Artifact: spec.Artifact{Paths: []string{"/opt/world"}}},
 		{Name: "cloud", Owner: "team-cloud", Capacity: 1, Provider: spec.ProviderAWS},
 	} {
 		if _, err := spec.Apply(ctx, services, svc); err != nil {
@@ -155,7 +155,7 @@ func (r *rig) settled() {
 // afterwardsStillWorks: a valid request after the bad one is accepted.
 func (r *rig) afterwardsStillWorks() {
 	r.t.Helper()
-	r.publish("release.world.requested", []byte(`{"version":"v9","artifact":{"command":["world"]}}`))
+	r.publish("release.world.requested", []byte(`{"version":"v9","artifact":{"command":["/opt/world/world"]}}`))
 	_, acc := r.expectAccepted()
 	if acc.Service != "world" {
 		r.t.Fatalf("accepted %+v", acc)

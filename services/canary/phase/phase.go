@@ -33,7 +33,7 @@ import (
 const Source = "redblack/canary"
 
 // Durable is the name of the phase's consumer of accepted releases.
-const Durable = "canary-phase"
+const Durable = topology.DurableCanaryPhase
 
 // Phase runs the canary phase of every release.
 type Phase struct {

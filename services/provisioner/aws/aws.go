@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -518,4 +519,22 @@ func (p *Provider) TerminateInstance(ctx context.Context, group, instance string
 		return fmt.Errorf("aws: terminate %s: %w", instance, classify(err))
 	}
 	return nil
+}
+
+// CheckImage allows ami when its owner is one of owners or its name starts
+// with namePrefix (DescribeImages).
+func (p *Provider) CheckImage(ctx context.Context, ami string, owners []string, namePrefix string) error {
+	out, err := p.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{ami}})
+	if err != nil {
+		return fmt.Errorf("aws: image %s: %w", ami, err)
+	}
+	if len(out.Images) != 1 {
+		return fmt.Errorf("aws: image %s not found", ami)
+	}
+	img := out.Images[0]
+	owner, name := sdkaws.ToString(img.OwnerId), sdkaws.ToString(img.Name)
+	if slices.Contains(owners, owner) || (namePrefix != "" && strings.HasPrefix(name, namePrefix)) {
+		return nil
+	}
+	return fmt.Errorf("aws: image %s (owner %s, name %q) is not allowed: want an owner in %v or a name starting %q", ami, owner, name, owners, namePrefix)
 }

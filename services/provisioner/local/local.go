@@ -46,6 +46,9 @@ type Config struct {
 	// (default 3 in 30 s).
 	CrashLoopCount  int
 	CrashLoopWindow time.Duration
+	// SecretsDir holds the secrets instances may be given, one directory
+	// per service (default <Dir>/../secrets, i.e. <data>/secrets).
+	SecretsDir string
 }
 
 func (c *Config) defaults() {
@@ -339,6 +342,40 @@ func (l *Local) Close(stopInstances bool) {
 	l.client.CloseIdleConnections()
 }
 
+// environment is an instance's whole environment: PATH and HOME, the
+// spec's env and secrets, PORT and the REDBLACK_* variables. Nothing else of
+// the provisioner's own environment (its cloud credentials, its NATS creds)
+// reaches an instance.
+func (l *Local) environment(s fleet.GroupSpec, id string, port int) ([]string, error) {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	if os.Getenv("PATH") == "" {
+		env[0] = "PATH=/usr/local/bin:/usr/bin:/bin"
+	}
+	for k, v := range s.Artifact.Env {
+		env = append(env, k+"="+v)
+	}
+	for k, name := range s.Artifact.EnvSecrets {
+		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+			return nil, fmt.Errorf("local: secret name %q is not a file name", name)
+		}
+		b, err := os.ReadFile(filepath.Join(l.secretsDir(), s.Service, name))
+		if err != nil {
+			return nil, fmt.Errorf("local: secret %s of %s: %w", name, s.Service, err)
+		}
+		env = append(env, k+"="+strings.TrimRight(string(b), "\n"))
+	}
+	return append(env,
+		"PORT="+strconv.Itoa(port), "REDBLACK_SERVICE="+s.Service, "REDBLACK_GROUP="+s.Group,
+		"REDBLACK_VERSION="+s.Version, "REDBLACK_INSTANCE="+id), nil
+}
+
+func (l *Local) secretsDir() string {
+	if l.cfg.SecretsDir != "" {
+		return l.cfg.SecretsDir
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(l.cfg.Dir)), "secrets")
+}
+
 // start launches one instance process.
 func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
 	port, err := freePort()
@@ -350,15 +387,13 @@ func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
 		return nil, err
 	}
 	defer logf.Close()
+	env, err := l.environment(s, id, port)
+	if err != nil {
+		return nil, err
+	}
 	argv := s.Artifact.Command
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = os.Environ()
-	for k, v := range s.Artifact.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env,
-		"PORT="+strconv.Itoa(port), "REDBLACK_SERVICE="+s.Service, "REDBLACK_GROUP="+s.Group,
-		"REDBLACK_VERSION="+s.Version, "REDBLACK_INSTANCE="+id)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -220,6 +221,7 @@ func (r *Registry) Build(in Input) *Table {
 		}
 	}
 	t := &Table{byHost: map[string]*Service{}, Services: map[string]*Service{}}
+	claims := Claims(in.Routes, in.Hostnames)
 	for name, rt := range in.Routes {
 		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name]}
 		for _, gname := range rt.Groups() {
@@ -234,11 +236,36 @@ func (r *Registry) Build(in Input) *Table {
 			}
 		}
 		t.Services[name] = s
-		t.byHost[name] = s
-		t.byHost[name+".localhost"] = s
-		for _, h := range in.Hostnames[name] {
-			t.byHost[strings.ToLower(h)] = s
+		for _, h := range hostsOf(name, in.Hostnames[name]) {
+			if len(claims[h]) == 1 {
+				t.byHost[h] = s
+			}
 		}
 	}
 	return t
+}
+
+func hostsOf(name string, hostnames []string) []string {
+	hs := []string{name, name + ".localhost"}
+	for _, h := range hostnames {
+		hs = append(hs, strings.ToLower(h))
+	}
+	return hs
+}
+
+// Claims maps every host name to the services that claim it (their name,
+// name.localhost and their spec's hostnames). A name claimed by more than
+// one service is routed to none of them: never map order deciding who gets
+// another team's traffic. Specs are refused such names when applied; this
+// holds for specs that reach the bucket anyway.
+func Claims(services map[string]routes.Route, hostnames map[string][]string) map[string][]string {
+	claims := map[string][]string{}
+	for name := range services {
+		for _, h := range hostsOf(name, hostnames[name]) {
+			if !slices.Contains(claims[h], name) {
+				claims[h] = append(claims[h], name)
+			}
+		}
+	}
+	return claims
 }

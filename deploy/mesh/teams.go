@@ -1,0 +1,100 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/natsx"
+)
+
+// TeamAdd is the body of redblack.admin.team-add.
+type TeamAdd struct {
+	Team     string   `json:"team"`
+	User     string   `json:"user"`
+	Services []string `json:"services"`
+	// Audit asks for a read-only auditor named User instead of a team user.
+	Audit bool `json:"audit,omitempty"`
+}
+
+// TeamName is the body of redblack.admin.team-revoke.
+type TeamName struct {
+	Team string `json:"team"`
+}
+
+// Creds answers team-add: the new user's creds file.
+type Creds struct {
+	Identity string `json:"identity"`
+	Creds    string `json:"creds"`
+}
+
+// Revoked answers team-revoke.
+type Revoked struct {
+	Team  string `json:"team"`
+	Users int    `json:"users"`
+}
+
+// serveTeams serves the admin endpoints (redblack.admin.team-add, team-ls,
+// team-revoke) on up's own connection: only the admin may publish there,
+// and only this process holds the account key.
+func (m *Mesh) serveTeams(ctx context.Context, nc *nats.Conn) error {
+	decode := func(b []byte, v any) error {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("body: %w", err)
+		}
+		return nil
+	}
+	svc, err := natsx.AddMicro(nc, natsx.MicroConfig{
+		Name: "admin", Version: "0.1.0", Description: "teams and their credentials",
+		Status: func() any { return natsx.Status{Service: "admin", Parts: map[string]string{"teams": "running"}} },
+		Endpoints: map[string]natsx.Endpoint{
+			"team-add": func(b []byte) (any, error) {
+				var req TeamAdd
+				if err := decode(b, &req); err != nil {
+					return nil, err
+				}
+				var creds []byte
+				var err error
+				id := auth.Identity{Team: req.Team, User: req.User}
+				if req.Audit {
+					id.Team = auth.TeamAudit
+					creds, err = m.auth.Auditor(req.User)
+				} else {
+					creds, err = m.auth.AddTeam(req.Team, req.User, req.Services)
+				}
+				if err != nil {
+					return nil, err
+				}
+				m.log.Info().Str("identity", id.String()).Strs("services", req.Services).Msg("user issued")
+				return Creds{Identity: id.String(), Creds: string(creds)}, nil
+			},
+			"team-ls": func([]byte) (any, error) { return m.auth.Teams(), nil },
+			"team-revoke": func(b []byte) (any, error) {
+				var req TeamName
+				if err := decode(b, &req); err != nil {
+					return nil, err
+				}
+				n, err := m.auth.RevokeTeam(req.Team)
+				if err != nil {
+					return nil, err
+				}
+				m.log.Info().Str("team", req.Team).Int("users", n).Msg("team revoked")
+				return Revoked{Team: req.Team, Users: n}, nil
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("mesh: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = svc.Stop()
+	}()
+	return nil
+}

@@ -1,0 +1,375 @@
+// Package api is the team API of the canary service: release, rollback,
+// abort, calibrate and the service specs, as NATS requests on
+// redblack.api.<team>.<user>.<verb>.<service>. A team user may publish only
+// under its own team and user and its own services (shared/auth), so the
+// subject is the caller's authenticated identity: requested_by in every
+// event the API writes is derived from it, never read from the body. The
+// API also checks that the service's spec names the caller's team as owner.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Verbs of the API.
+const (
+	VerbRelease   = "release"    // body ReleaseRequest, answer Answer
+	VerbRollback  = "rollback"   // body Reason, answer Answer
+	VerbAbort     = "abort"      // body AbortRequest, answer Answer
+	VerbSpecGet   = "spec-get"   // no body, answer spec.Service
+	VerbSpecApply = "spec-apply" // body spec.Service, answer Applied
+)
+
+// Queue is the queue group of the API's subscription: copies of the canary
+// service share the calls.
+const Queue = "canary-api"
+
+// MaxBody bounds a call's body.
+const MaxBody = 64 << 10
+
+// ReleaseRequest is the body of a release (or calibration) call.
+type ReleaseRequest struct {
+	Version   string          `json:"version"`
+	Artifact  events.Artifact `json:"artifact,omitzero"`
+	Reason    string          `json:"reason,omitempty"`
+	Calibrate bool            `json:"calibrate,omitempty"`
+	Duration  string          `json:"duration,omitempty"`
+}
+
+// Reason is the body of a rollback call.
+type Reason struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// AbortRequest is the body of an abort call.
+type AbortRequest struct {
+	Release string `json:"release"`
+	Reason  string `json:"reason"`
+}
+
+// Answer is what release, rollback and abort return: the release and the
+// stream sequence of the event written, to follow it from.
+type Answer struct {
+	Release string `json:"release"`
+	Version string `json:"version,omitempty"`
+	Phase   string `json:"phase,omitempty"`
+	Seq     uint64 `json:"seq"`
+	By      string `json:"by"`
+}
+
+// Applied is what spec-apply returns.
+type Applied struct {
+	Service string `json:"service"`
+	Result  string `json:"result"`
+}
+
+// Error is the answer to a refused call.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// API serves the calls.
+type API struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log zerolog.Logger
+}
+
+// New builds the API on the service's connection.
+func New(nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) *API {
+	return &API{nc: nc, js: js, log: log}
+}
+
+// Start subscribes to every API subject. Stop it with Unsubscribe.
+func (a *API) Start() (*nats.Subscription, error) {
+	sub, err := a.nc.QueueSubscribe(subjects.APIPrefix+".*.*.*.*", Queue, a.handle)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return sub, a.nc.Flush()
+}
+
+// handle answers one call; a panic answers an error and is logged, never
+// stops the service.
+func (a *API) handle(m *nats.Msg) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.log.Error().Str("subject", m.Subject).Interface("panic", r).Msg("api call panicked")
+			a.respond(m, nil, fmt.Errorf("internal error"))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := a.call(ctx, m)
+	a.respond(m, v, err)
+}
+
+func (a *API) respond(m *nats.Msg, v any, err error) {
+	if m.Reply == "" {
+		return
+	}
+	if err != nil {
+		v = Error{Error: err.Error()}
+	}
+	b, _ := json.Marshal(v)
+	_ = m.Respond(b)
+}
+
+func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
+	c, err := subjects.ParseAPI(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Data) > MaxBody {
+		return nil, fmt.Errorf("body: %d bytes, at most %d", len(m.Data), MaxBody)
+	}
+	id := auth.Identity{Team: c.Team, User: c.User}
+	switch c.Verb {
+	case VerbRelease:
+		var req ReleaseRequest
+		if err := decode(m.Data, &req); err != nil {
+			return nil, err
+		}
+		if _, err := a.owned(ctx, id, c.Service); err != nil {
+			return nil, err
+		}
+		return a.release(ctx, id, c.Service, req)
+	case VerbRollback:
+		var req Reason
+		if err := decode(m.Data, &req); err != nil {
+			return nil, err
+		}
+		if _, err := a.owned(ctx, id, c.Service); err != nil {
+			return nil, err
+		}
+		return a.rollback(ctx, id, c.Service, req.Reason)
+	case VerbAbort:
+		var req AbortRequest
+		if err := decode(m.Data, &req); err != nil {
+			return nil, err
+		}
+		if _, err := a.owned(ctx, id, c.Service); err != nil {
+			return nil, err
+		}
+		return a.abort(ctx, id, c.Service, req)
+	case VerbSpecGet:
+		return a.owned(ctx, id, c.Service)
+	case VerbSpecApply:
+		var s spec.Service
+		if err := decode(m.Data, &s); err != nil {
+			return nil, err
+		}
+		return a.apply(ctx, id, c.Service, s)
+	}
+	return nil, fmt.Errorf("unknown verb %q: want release, rollback, abort, spec-get or spec-apply", c.Verb)
+}
+
+func decode(b []byte, v any) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		b = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("body: %w", err)
+	}
+	return nil
+}
+
+// owned reads the service's spec and checks that id's team owns it (the
+// admin owns everything).
+func (a *API) owned(ctx context.Context, id auth.Identity, service string) (spec.Service, error) {
+	kv, err := a.js.KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		return spec.Service{}, err
+	}
+	s, err := spec.Get(ctx, kv, service)
+	if err != nil {
+		return s, err
+	}
+	if id.Team != auth.TeamAdmin && s.Owner != id.Team {
+		return spec.Service{}, fmt.Errorf("service %s is owned by team %s, not %s", service, s.Owner, id.Team)
+	}
+	return s, nil
+}
+
+func (a *API) release(ctx context.Context, id auth.Identity, service string, req ReleaseRequest) (Answer, error) {
+	rid := events.NewID()
+	ev, err := events.NewWithID(rid, "redblack/canary-api", events.ReleaseRequested, service, rid, events.Requested{
+		Service: service, Version: req.Version, Artifact: req.Artifact, RequestedBy: id.String(), Reason: req.Reason,
+		Calibrate: req.Calibrate, Duration: req.Duration,
+	})
+	if err != nil {
+		return Answer{}, err
+	}
+	ack, err := natsx.Publish(ctx, a.js, events.ReleaseRequested.Subject(service), ev)
+	if err != nil {
+		return Answer{}, err
+	}
+	a.log.Info().Str("service", service).Str("release", rid).Str("by", id.String()).Msg("release requested")
+	return Answer{Release: rid, Version: req.Version, Seq: ack.Sequence, By: id.String()}, nil
+}
+
+func (a *API) rollback(ctx context.Context, id auth.Identity, service, reason string) (Answer, error) {
+	rec, err := RollbackTarget(ctx, a.js, service)
+	if err != nil {
+		return Answer{}, err
+	}
+	if reason == "" {
+		reason = "requested by hand"
+	}
+	ev, err := events.New("redblack/canary-api", events.RollbackRequested, service, rec.ID, events.Rollback{Service: service, Group: rec.Group, Reason: reason, By: id.String()})
+	if err != nil {
+		return Answer{}, err
+	}
+	ack, err := natsx.Publish(ctx, a.js, events.RollbackRequested.Subject(service), ev)
+	if err != nil {
+		return Answer{}, err
+	}
+	return Answer{Release: rec.ID, Version: rec.Version, Phase: string(rec.Phase), Seq: ack.Sequence, By: id.String()}, nil
+}
+
+func (a *API) abort(ctx context.Context, id auth.Identity, service string, req AbortRequest) (Answer, error) {
+	if err := release.ValidateID(req.Release); err != nil {
+		return Answer{}, err
+	}
+	if len(bytes.TrimSpace([]byte(req.Reason))) == 0 {
+		return Answer{}, errors.New("reason: say why, for the audit trail")
+	}
+	kv, err := a.js.KeyValue(ctx, topology.BucketReleases)
+	if err != nil {
+		return Answer{}, err
+	}
+	rec, _, err := release.Store{KV: kv}.Get(ctx, req.Release)
+	if err != nil {
+		return Answer{}, err
+	}
+	if rec.Service != service {
+		return Answer{}, fmt.Errorf("release %s is not a release of %s", req.Release, service)
+	}
+	if rec.Phase.Final() {
+		return Answer{}, fmt.Errorf("release %s has ended already: %s", req.Release, rec.Phase)
+	}
+	ev, err := events.New("redblack/canary-api", events.AbortRequested, service, rec.ID, events.Rollback{Service: service, Group: rec.Group, Reason: req.Reason, By: id.String()})
+	if err != nil {
+		return Answer{}, err
+	}
+	ack, err := natsx.Publish(ctx, a.js, events.AbortRequested.Subject(service), ev)
+	if err != nil {
+		return Answer{}, err
+	}
+	return Answer{Release: rec.ID, Version: rec.Version, Phase: string(rec.Phase), Seq: ack.Sequence, By: id.String()}, nil
+}
+
+func (a *API) apply(ctx context.Context, id auth.Identity, service string, s spec.Service) (Applied, error) {
+	if s.Name != service {
+		return Applied{}, fmt.Errorf("name: the spec is for %q, the call for %q", s.Name, service)
+	}
+	if id.Team != auth.TeamAdmin && s.Owner != id.Team {
+		return Applied{}, fmt.Errorf("owner: %q; a spec applied by team %s must name it as owner", s.Owner, id.Team)
+	}
+	kv, err := a.js.KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		return Applied{}, err
+	}
+	if cur, err := spec.Get(ctx, kv, service); err == nil && id.Team != auth.TeamAdmin && cur.Owner != id.Team {
+		return Applied{}, fmt.Errorf("service %s is owned by team %s", service, cur.Owner)
+	} else if err != nil && !errors.Is(err, spec.ErrNotFound) {
+		return Applied{}, err
+	}
+	res, err := spec.Apply(ctx, kv, s)
+	if err != nil {
+		return Applied{}, err
+	}
+	a.log.Info().Str("service", service).Str("by", id.String()).Str("result", string(res)).Msg("spec applied")
+	return Applied{Service: service, Result: string(res)}, nil
+}
+
+// RollbackTarget finds what a rollback of service applies to: the release
+// holding its lock, or else its last release if that completed, still has
+// the traffic and the group it replaced is kept.
+func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string) (release.Record, error) {
+	kv, err := js.KeyValue(ctx, topology.BucketReleases)
+	if err != nil {
+		return release.Record{}, err
+	}
+	store := release.Store{KV: kv}
+	if l, _, err := store.Lock(ctx, service); err == nil {
+		rec, _, err := store.Get(ctx, l.Release)
+		return rec, err
+	} else if !errors.Is(err, release.ErrNotFound) {
+		return release.Record{}, err
+	}
+	c, _, err := store.Counter(ctx, service)
+	if err != nil {
+		return release.Record{}, err
+	}
+	if c.LastRelease == "" {
+		return release.Record{}, fmt.Errorf("%s has no release to roll back", service)
+	}
+	rec, _, err := store.Get(ctx, c.LastRelease)
+	if err != nil {
+		return rec, err
+	}
+	rkv, err := js.KeyValue(ctx, topology.BucketRoutes)
+	if err != nil {
+		return rec, err
+	}
+	rt, _, err := routes.Get(ctx, rkv, service)
+	if err != nil {
+		return rec, err
+	}
+	if rec.Phase != release.PhaseCompleted || rt.Active != rec.Group || rt.Previous == "" {
+		return rec, fmt.Errorf("nothing to roll back: no release of %s is in flight, and the last one (%s, %s) has no kept previous group with the traffic on %s", service, rec.ID, rec.Phase, rt.Active)
+	}
+	return rec, nil
+}
+
+// Call makes one API call as id and decodes the answer into out. A refused
+// call returns the API's reason as the error.
+func Call(nc *nats.Conn, id auth.Identity, verb, service string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	subject := subjects.API(id.Team, id.User, verb, service)
+	msg, err := nc.Request(subject, b, 15*time.Second)
+	if err != nil {
+		// the server refuses a forbidden publish asynchronously: the
+		// request times out and the connection's last error says why
+		if last := nc.LastError(); last != nil && strings.Contains(last.Error(), subject) {
+			return fmt.Errorf("%s %s as %s: %w", verb, service, id, last)
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("%s %s: %w (is the canary service running?)", verb, service, err)
+		}
+		return fmt.Errorf("%s %s: %w", verb, service, err)
+	}
+	var e Error
+	if json.Unmarshal(msg.Data, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("%s %s: answer: %w", verb, service, err)
+	}
+	return nil
+}

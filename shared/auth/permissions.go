@@ -1,0 +1,173 @@
+package auth
+
+import (
+	"fmt"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Publishes lists, per service, the events and commands it emits: the only
+// stream subjects its user may publish on (for every service name).
+var Publishes = map[string][]events.Kind{
+	"canary": {
+		events.ReleaseRequested, events.ReleaseAccepted, events.ReleaseRejected, events.CanaryStarted,
+		events.CanaryPassed, events.CanaryFailed, events.Calibrated, events.RollbackRequested, events.AbortRequested,
+		events.TrafficSet,
+	},
+	"provisioner": {
+		events.ServerGroupCreated, events.ServerGroupReady, events.ServerGroupResized, events.ServerGroupFailed,
+		events.ServerGroupDestroyed, events.ServerGroupRefused, events.InstanceStarted, events.InstanceUp,
+		events.InstanceDown, events.InstanceTerminated, events.InstanceReplaced, events.InstanceCrashLoop,
+		events.ServerGroupCreate, events.ServerGroupResize, events.ServerGroupDestroy,
+		events.ClusterReady, events.RolledBack, events.ReleaseCompleted, events.ReleaseAborted,
+		events.RollbackRequested, events.TrafficSet, events.TrafficSwitch, events.TrafficRestore,
+	},
+	"router": {
+		events.TrafficChanged, events.TrafficRefused, events.TrafficSwitched, events.TrafficRestored,
+		events.RollbackRequested,
+	},
+	"watchdog": {
+		events.RollbackRequested, events.Baked, events.ReleaseStuck,
+	},
+	"chaos": {
+		events.ChaosTerminating, events.ChaosTerminated, events.ChaosSkipped, events.ChaosWouldTerminate,
+		events.InstanceTerminate,
+	},
+}
+
+// Writes lists, per service, the key-value buckets it writes.
+var Writes = map[string][]string{
+	"canary":      {topology.BucketReleases, topology.BucketServices},
+	"provisioner": {topology.BucketReleases, topology.BucketInstances},
+	"router":      {topology.BucketReleases, topology.BucketRoutes},
+	"watchdog":    {topology.BucketReleases},
+	"chaos":       {topology.BucketChaos},
+}
+
+// Subscribes lists, per service, the events it awaits on core NATS (not
+// through a stream consumer).
+var Subscribes = map[string][]events.Kind{
+	"chaos": {events.InstanceTerminated},
+}
+
+// metricsPublishers may publish samples on metrics.>.
+var metricsPublishers = map[string]bool{"router": true}
+
+// jsRead is the JetStream API a reader needs: stream and consumer info,
+// consumers of its own, their messages, direct gets of KV entries.
+var jsRead = []string{
+	"$JS.API.INFO",
+	"$JS.API.STREAM.INFO.*",
+	"$JS.API.STREAM.NAMES",
+	"$JS.API.STREAM.MSG.GET.*",
+	"$JS.API.DIRECT.GET.>",
+}
+
+// ServicePermissions are the subjects of one of the five services:
+//   - publish: the events and commands it emits (Publishes), its buckets
+//     (Writes), the JetStream API to consume and ack, its micro endpoints'
+//     replies (as responses only), dead letters;
+//   - subscribe: its own inbox prefix, the micro discovery subjects and its
+//     own endpoints.
+//
+// It may not create, update or delete streams: `up` (the admin) owns the
+// topology.
+func ServicePermissions(name string) (jwt.Permissions, error) {
+	kinds, ok := Publishes[name]
+	if !ok {
+		return jwt.Permissions{}, fmt.Errorf("auth: no service %q", name)
+	}
+	var p jwt.Permissions
+	for _, k := range kinds {
+		p.Pub.Allow.Add(k.Subject("*"))
+	}
+	for _, b := range Writes[name] {
+		p.Pub.Allow.Add("$KV." + b + ".>")
+	}
+	if metricsPublishers[name] {
+		p.Pub.Allow.Add(subjects.DomainMetrics + ".>")
+	}
+	p.Pub.Allow.Add(jsRead...)
+	p.Pub.Allow.Add(
+		"$JS.API.CONSUMER.>", // its durables and ordered consumers (KV watchers)
+		"$JS.ACK.>",
+		"$JS.FC.>",
+		subjects.DomainDLQ+".>",
+		subjects.RouterApplied,
+		"$SRV.>",
+	)
+	id := Identity{TeamRedblack, name}
+	p.Sub.Allow.Add(id.InboxPrefix()+".>", "$SRV.>", "redblack."+name+".>")
+	for _, k := range Subscribes[name] {
+		p.Sub.Allow.Add(k.Subject("*"))
+	}
+	if name == "router" {
+		p.Sub.Allow.Add(subjects.RouterApplied)
+	}
+	if name == "canary" {
+		p.Sub.Allow.Add(subjects.APIPrefix + ".>")
+	}
+	// micro endpoints and router.applied answer requests of other users
+	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
+	return p, nil
+}
+
+// TeamPermissions are a team user's subjects:
+//   - publish: its own API subjects (redblack.api.<team>.<user>.*.<svc>)
+//     for each of its services, and the creation of consumers filtered to
+//     its services' events on RELEASES and FLEET, and pulling from them;
+//   - subscribe: its own inbox prefix.
+//
+// The services' durables are denied by name: pulling from one would take
+// its deliveries, creating one would change its filter.
+func TeamPermissions(id Identity, services []string) jwt.Permissions {
+	var p jwt.Permissions
+	for _, s := range services {
+		p.Pub.Allow.Add(subjects.API(id.Team, id.User, "*", s))
+		p.Pub.Allow.Add(
+			"$JS.API.CONSUMER.CREATE."+topology.StreamReleases+".*."+subjects.AllReleases(s),
+			"$JS.API.CONSUMER.CREATE."+topology.StreamFleet+".*."+subjects.AllFleet(s),
+			"$JS.API.CONSUMER.CREATE."+topology.StreamFleet+".*."+subjects.AllChaos(s),
+		)
+	}
+	p.Pub.Allow.Add(
+		"$JS.API.CONSUMER.MSG.NEXT."+topology.StreamReleases+".*",
+		"$JS.API.CONSUMER.MSG.NEXT."+topology.StreamFleet+".*",
+	)
+	denyDurables(&p)
+	p.Sub.Allow.Add(id.InboxPrefix() + ".>")
+	return p
+}
+
+// AuditorPermissions read every stream and bucket and write nothing: no
+// event, no KV entry, no command, no pull from a service's durable.
+func AuditorPermissions(id Identity) jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(jsRead...)
+	p.Pub.Allow.Add(
+		"$JS.API.STREAM.LIST",
+		"$JS.API.CONSUMER.CREATE.*.*",
+		"$JS.API.CONSUMER.CREATE.*.*.>",
+		"$JS.API.CONSUMER.MSG.NEXT.*.*",
+		"$JS.FC.>",
+	)
+	denyDurables(&p)
+	p.Sub.Allow.Add(id.InboxPrefix() + ".>")
+	return p
+}
+
+func denyDurables(p *jwt.Permissions) {
+	for stream, names := range topology.Durables {
+		for _, d := range names {
+			p.Pub.Deny.Add(
+				"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+d,
+				"$JS.API.CONSUMER.CREATE."+stream+"."+d,
+				"$JS.API.CONSUMER.CREATE."+stream+"."+d+".>",
+			)
+		}
+	}
+}
