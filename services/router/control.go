@@ -201,6 +201,23 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 			}
 			return refuse("weights must name groups with 0..1000")
 		}
+		// only this service's groups, and traffic only to groups with an
+		// instance up: a set never blackholes a service
+		for g, w := range c.Weights {
+			if svc, _, _, err := release.ParseGroup(g); err != nil || svc != c.Service {
+				return refuse(fmt.Sprintf("%s is not a server group of %s", g, c.Service))
+			}
+			if w == 0 {
+				continue
+			}
+			ids, err := discovery.Up(ctx, s.instances, c.Service, g)
+			if err != nil {
+				return "", err
+			}
+			if len(ids) == 0 {
+				return refuse(fmt.Sprintf("%s has no instance up: no traffic to it", g))
+			}
+		}
 		change = func(r *routes.Route) error {
 			if releaseID != "" { // fenced by the release's phase: a command redelivered late changes nothing
 				rec, _, err := s.releases.Get(ctx, releaseID)
@@ -220,7 +237,7 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 				r.Weights[g] = w
 			}
 			r.Reason = "set weights"
-			return nil
+			return r.Validate()
 		}
 	default:
 		return "", natsx.Permanent(fmt.Errorf("router: %s is not a traffic command", k))

@@ -229,11 +229,14 @@ func (s *Service) watch(ctx context.Context) error {
 						ready <- struct{}{}
 						continue
 					}
-					s.mu.Lock()
-					changed := w.apply(e)
-					s.mu.Unlock()
+					changed := false
+					natsx.Guard(s.log, "router watch "+e.Bucket()+"/"+e.Key(), func() {
+						s.mu.Lock()
+						defer s.mu.Unlock()
+						changed = w.apply(e)
+					})
 					if changed && !initial {
-						s.rebuild()
+						natsx.Guard(s.log, "router rebuild", s.rebuild)
 					}
 				}
 			}

@@ -175,11 +175,22 @@ func TestRoutingHeadersAndErrors(t *testing.T) {
 		t.Fatalf("body over the limit: %d", resp.StatusCode)
 	}
 
-	// a group with no healthy instance: 502 naming it
-	r.command(events.TrafficSet, events.TrafficCommand{Weights: map[string]int{"hello-v001": 0, "hello-v007": 1000}})
-	resp, _ = get(t, url, "hello", nil)
-	if resp.StatusCode != 502 || resp.Header.Get(proxy.ErrorHeader) != "no healthy instance in hello-v007" {
-		t.Fatalf("empty group: %d %q", resp.StatusCode, resp.Header.Get(proxy.ErrorHeader))
+	// traffic to a group with no instance up, or to another service's
+	// group, is refused: a set never blackholes the service
+	for _, w := range []map[string]int{
+		{"hello-v001": 0, "hello-v007": 1000},
+		{"hello-v001": 500, "world-v001": 500},
+		{"hello-v001": 1000, "not a group": 0},
+	} {
+		ev := r.command(events.TrafficSet, events.TrafficCommand{Weights: w})
+		var tc events.TrafficCommand
+		ev.DecodeData(&tc)
+		if ev.Type != events.TrafficRefused.Type() || tc.Reason == "" {
+			t.Fatalf("set %v answered %s %q", w, ev.Type, tc.Reason)
+		}
+	}
+	if resp, _ = get(t, url, "hello", nil); resp.StatusCode != 200 {
+		t.Fatalf("after refused sets: %d %q", resp.StatusCode, resp.Header.Get(proxy.ErrorHeader))
 	}
 	if ev := r.command(events.TrafficSet, events.TrafficCommand{Weights: map[string]int{"hello-v001": 1001}}); ev.Type != events.TrafficRefused.Type() {
 		t.Fatalf("weight 1001 answered %s", ev.Type)

@@ -134,10 +134,12 @@ func TeamPermissions(id Identity, services []string) jwt.Permissions {
 			"$JS.API.CONSUMER.CREATE."+topology.StreamFleet+".*."+subjects.AllChaos(s),
 		)
 	}
-	p.Pub.Allow.Add(
-		"$JS.API.CONSUMER.MSG.NEXT."+topology.StreamReleases+".*",
-		"$JS.API.CONSUMER.MSG.NEXT."+topology.StreamFleet+".*",
-	)
+	for _, stream := range []string{topology.StreamReleases, topology.StreamFleet} {
+		p.Pub.Allow.Add(
+			"$JS.API.CONSUMER.MSG.NEXT."+stream+".*",
+			"$JS.API.CONSUMER.INFO."+stream+".*",
+		)
+	}
 	denyDurables(&p)
 	p.Sub.Allow.Add(id.InboxPrefix() + ".>")
 	return p
@@ -153,6 +155,7 @@ func AuditorPermissions(id Identity) jwt.Permissions {
 		"$JS.API.CONSUMER.CREATE.*.*",
 		"$JS.API.CONSUMER.CREATE.*.*.>",
 		"$JS.API.CONSUMER.MSG.NEXT.*.*",
+		"$JS.API.CONSUMER.INFO.*.*",
 		"$JS.FC.>",
 	)
 	denyDurables(&p)

@@ -191,3 +191,16 @@ func safely(ctx context.Context, msg jetstream.Msg, h Handler) (err error) {
 	}()
 	return h(ctx, msg)
 }
+
+// Guard runs f and turns a panic into a logged error, returning false: one
+// bad KV entry or message cannot stop a watcher or bring the process down.
+func Guard(log zerolog.Logger, what string, f func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error().Str("part", what).Interface("panic", r).Msg("recovered from a panic on outside data")
+			ok = false
+		}
+	}()
+	f()
+	return true
+}

@@ -83,7 +83,11 @@ func AddMicro(nc *nats.Conn, c MicroConfig) (micro.Service, error) {
 	}
 	for name, ep := range c.Endpoints {
 		h := func(r micro.Request) {
-			v, err := ep(r.Data())
+			var v any
+			var err error
+			if !Guard(zerolog.Nop(), "endpoint "+name, func() { v, err = ep(r.Data()) }) {
+				err = fmt.Errorf("internal error")
+			}
 			if err != nil {
 				_ = r.Error("400", err.Error(), nil)
 				return

@@ -16,8 +16,8 @@ import (
 )
 
 // Runs keeps at most one long-running task per release (a canary judge, a
-// bake) going: a task that fails is retried after a second until it returns
-// nil or ErrStale, or its context ends.
+// bake) going: a task that fails (or panics, on outside data) is retried
+// after a second until it returns nil or ErrStale, or its context ends.
 type Runs struct {
 	Log zerolog.Logger
 
@@ -46,7 +46,8 @@ func (r *Runs) Ensure(ctx context.Context, id string, task func(ctx context.Cont
 			r.mu.Unlock()
 		}()
 		for ctx.Err() == nil {
-			err := task(ctx, id)
+			err := errors.New("the task panicked")
+			natsx.Guard(r.Log, "release task "+id, func() { err = task(ctx, id) })
 			if err == nil || errors.Is(err, ErrStale) {
 				return
 			}

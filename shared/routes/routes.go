@@ -34,8 +34,15 @@ type Route struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Validate checks weights.
+// MaxGroups bounds the groups of one route: a release has at most a new
+// group, a canary and a baseline beside production and the kept previous.
+const MaxGroups = 16
+
+// Validate checks weights and the route's size.
 func (r Route) Validate() error {
+	if len(r.Weights) > MaxGroups {
+		return fmt.Errorf("routes: %d groups, at most %d", len(r.Weights), MaxGroups)
+	}
 	for g, w := range r.Weights {
 		if w < 0 || w > MaxWeight {
 			return fmt.Errorf("routes: weight %d of %s: want 0..%d", w, g, MaxWeight)

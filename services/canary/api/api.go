@@ -352,17 +352,26 @@ func Call(nc *nats.Conn, id auth.Identity, verb, service string, body, out any) 
 		return err
 	}
 	subject := subjects.API(id.Team, id.User, verb, service)
-	msg, err := nc.Request(subject, b, 15*time.Second)
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		// the server refuses a forbidden publish asynchronously: the
-		// request times out and the connection's last error says why
-		if last := nc.LastError(); last != nil && strings.Contains(last.Error(), subject) {
-			return fmt.Errorf("%s %s as %s: %w", verb, service, id, last)
-		}
-		if errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("%s %s: %w (is the canary service running?)", verb, service, err)
-		}
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subject, inbox, b); err != nil {
 		return fmt.Errorf("%s %s: %w", verb, service, err)
+	}
+	// the server refuses a forbidden publish with an error that arrives
+	// before the answer to the flush's ping: no waiting for a timeout
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, service, err)
+	}
+	if last := nc.LastError(); last != nil && strings.Contains(last.Error(), subject) {
+		return fmt.Errorf("%s %s as %s: %w", verb, service, id, last)
+	}
+	msg, err := sub.NextMsg(15 * time.Second)
+	if err != nil {
+		return fmt.Errorf("%s %s: no answer: %w (is the canary service running?)", verb, service, err)
 	}
 	var e Error
 	if json.Unmarshal(msg.Data, &e) == nil && e.Error != "" {
