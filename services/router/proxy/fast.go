@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,12 +28,14 @@ type Fast struct {
 	table   atomic.Pointer[routing.Table]
 	clients sync.Map // instance address → *fasthttp.HostClient
 	srv     *fasthttp.Server
+	tunnels chan struct{} // a slot per spliced connection
+	bodies  atomic.Int64  // request body bytes buffered now
 }
 
 // NewFast builds the data plane with an empty table.
 func NewFast(cfg Config) *Fast {
 	cfg.defaults()
-	f := &Fast{cfg: cfg}
+	f := &Fast{cfg: cfg, tunnels: make(chan struct{}, cfg.MaxTunnels)}
 	f.table.Store(&routing.Table{})
 	f.srv = f.server(f.serve)
 	return f
@@ -42,8 +46,10 @@ func (f *Fast) server(h fasthttp.RequestHandler) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                       h,
 		Name:                          "redblack",
-		ReadBufferSize:                64 << 10, // larger headers: 431
-		MaxRequestBodySize:            int(f.cfg.MaxBodyBytes),
+		ReadBufferSize:                64 << 10,     // larger headers: 431
+		MaxRequestBodySize:            prefetchBody, // longer bodies stream to the handler, which reads them within the budget
+		StreamRequestBody:             true,
+		Concurrency:                   f.cfg.MaxConns,
 		ReadTimeout:                   30 * time.Second, // a request (headers and body) must arrive within it: slowloris
 		IdleTimeout:                   90 * time.Second,
 		DisableHeaderNamesNormalizing: true,
@@ -126,14 +132,17 @@ func (f *Fast) client(addr string) *fasthttp.HostClient {
 		Addr:                          addr,
 		MaxConns:                      4096,
 		MaxIdleConnDuration:           f.cfg.IdleConnTimeout,
-		ReadTimeout:                   f.cfg.ResponseHeaderTimeout,
 		MaxIdemponentCallAttempts:     2, // a stale pooled connection is retried once on the same instance
 		StreamResponseBody:            true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		NoDefaultUserAgentHeader:      true,
 		Dial: func(addr string) (net.Conn, error) {
-			return net.DialTimeout("tcp", addr, f.cfg.DialTimeout)
+			c, err := net.DialTimeout("tcp", addr, f.cfg.DialTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: f.cfg.ResponseHeaderTimeout}, nil
 		},
 	}
 	actual, _ := f.clients.LoadOrStore(addr, c)
@@ -192,6 +201,11 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 		f.upgrade(ctx, g)
 		return
 	}
+	reserved, ok := f.readBody(ctx)
+	if !ok {
+		return
+	}
+	defer f.bodies.Add(-reserved)
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
@@ -229,6 +243,66 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 	}
 }
 
+// readBody reads a body longer than the prefetch within the budget: the
+// bytes it may take (its Content-Length, or the limit for a chunked one)
+// are reserved before it is read, and released by the caller once the
+// request is done. It answers 413 or 503 itself and returns false when the
+// body is over the limit or does not fit.
+func (f *Fast) readBody(ctx *fasthttp.RequestCtx) (int64, bool) {
+	req := &ctx.Request
+	n := int64(req.Header.ContentLength())
+	if n > f.cfg.MaxBodyBytes {
+		f.fail(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", f.cfg.MaxBodyBytes))
+		return 0, false
+	}
+	if !req.IsBodyStream() {
+		return 0, true // read with the headers, within the prefetch
+	}
+	need := n
+	if need < 0 { // chunked: as much as it may grow to
+		need = f.cfg.MaxBodyBytes
+	}
+	if f.bodies.Add(need) > f.cfg.BodyBudget {
+		f.bodies.Add(-need)
+		f.fail(ctx, fasthttp.StatusServiceUnavailable, "router busy: request bodies in flight over the budget")
+		ctx.SetConnectionClose()
+		return 0, false
+	}
+	body, err := io.ReadAll(io.LimitReader(req.BodyStream(), f.cfg.MaxBodyBytes+1))
+	switch {
+	case err != nil:
+		f.bodies.Add(-need)
+		f.fail(ctx, fasthttp.StatusBadRequest, "request body: "+err.Error())
+		ctx.SetConnectionClose()
+		return 0, false
+	case int64(len(body)) > f.cfg.MaxBodyBytes:
+		f.bodies.Add(-need)
+		f.fail(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", f.cfg.MaxBodyBytes))
+		ctx.SetConnectionClose()
+		return 0, false
+	}
+	req.SetBody(body)
+	return need, true
+}
+
+// idleConn is an upstream connection whose every read and write must make
+// progress within idle: an idle timeout, where a deadline set once would
+// cut a long stream that keeps sending.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(p)
+}
+
 // dialFailed reports whether no byte of the request can have reached the
 // instance.
 func dialFailed(err error) bool {
@@ -252,8 +326,26 @@ func requestIDInto(dst []byte) []byte {
 }
 
 // upgrade passes a WebSocket (or other Upgrade) through: the handshake goes
-// to an instance, then bytes are spliced both ways until either side closes.
+// to an instance, and only when it answers 101 Switching Protocols are the
+// bytes spliced both ways until either side closes. Any other answer is an
+// ordinary HTTP response, returned with the router's headers and metrics;
+// the client's connection stays with the router.
 func (f *Fast) upgrade(ctx *fasthttp.RequestCtx, g *routing.Group) {
+	select {
+	case f.tunnels <- struct{}{}:
+	default:
+		f.fail(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("router busy: %d upgraded connections open", cap(f.tunnels)))
+		return
+	}
+	spliced := false
+	defer func() {
+		if !spliced {
+			<-f.tunnels
+		}
+	}()
+	if _, ok := f.readBody(ctx); !ok {
+		return
+	}
 	b := g.Pick(nil)
 	if b == nil {
 		f.fail(ctx, fasthttp.StatusBadGateway, "no healthy instance in "+g.Name)
@@ -271,25 +363,65 @@ func (f *Fast) upgrade(ctx *fasthttp.RequestCtx, g *routing.Group) {
 		f.fail(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
+	start := time.Now()
+	_ = up.SetDeadline(start.Add(f.cfg.ResponseHeaderTimeout))
 	if _, err := up.Write(head.Bytes()); err != nil {
 		up.Close()
+		b.Stats.ConnError()
 		f.fail(ctx, fasthttp.StatusBadGateway, err.Error())
 		return
 	}
+	br := bufio.NewReader(up)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		up.Close()
+		b.Stats.ConnError()
+		f.fail(ctx, fasthttp.StatusBadGateway, fmt.Sprintf("upstream of %s: %v", g.Name, err))
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// not upgraded: an HTTP answer like any other
+		defer up.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBodyBytes+1))
+		resp.Body.Close()
+		if err != nil || int64(len(body)) > f.cfg.MaxBodyBytes {
+			f.fail(ctx, fasthttp.StatusBadGateway, fmt.Sprintf("upstream of %s: answer to an upgrade request unreadable or over %d bytes", g.Name, f.cfg.MaxBodyBytes))
+			return
+		}
+		ctx.Response.Reset()
+		ctx.SetStatusCode(resp.StatusCode)
+		for k, vs := range resp.Header {
+			for _, v := range vs {
+				ctx.Response.Header.Add(k, v)
+			}
+		}
+		for _, k := range hopHeaders {
+			ctx.Response.Header.Del(k)
+		}
+		ctx.SetBody(body)
+		b.Result(resp.StatusCode >= 500, f.cfg.EjectAfter, f.cfg.EjectFor)
+		b.Stats.Observe(resp.StatusCode, time.Since(start))
+		return
+	}
+	_ = up.SetDeadline(time.Time{})
+	spliced = true
 	b.Inflight.Add(1)
-	start := time.Now()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		defer func() {
+			<-f.tunnels
 			b.Inflight.Add(-1)
 			b.Stats.Observe(fasthttp.StatusSwitchingProtocols, time.Since(start))
 		}()
+		defer up.Close()
+		if err := resp.Write(c); err != nil {
+			return
+		}
 		done := make(chan struct{}, 2)
 		go func() { _, _ = io.Copy(up, c); closeWrite(up); done <- struct{}{} }()
-		go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(c, br); closeWrite(c); done <- struct{}{} }()
 		<-done
 		<-done
-		up.Close()
 	})
 }
 

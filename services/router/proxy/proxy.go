@@ -18,12 +18,30 @@ type Config struct {
 	// EjectFor, doubling on repeats (default 1 s).
 	EjectAfter int32
 	EjectFor   time.Duration
-	// DialTimeout, ResponseHeaderTimeout (the upstream read timeout) and
-	// IdleConnTimeout of upstream connections (defaults 2 s, 30 s, 50 s —
-	// shorter than the backends' keep-alive so the proxy closes idle
-	// connections first and never reuses one the backend closed).
+	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout of upstream
+	// connections (defaults 2 s, 30 s, 50 s — shorter than the backends'
+	// keep-alive so the proxy closes idle connections first and never
+	// reuses one the backend closed). ResponseHeaderTimeout is an idle
+	// timeout: the longest an instance may send nothing, while the router
+	// waits for the response's headers or in the middle of a streamed
+	// body; a stream that keeps sending is never cut.
 	DialTimeout, ResponseHeaderTimeout, IdleConnTimeout time.Duration
+	// MaxConns bounds the client connections served at once (default
+	// 10000); one more is answered 503 and closed.
+	MaxConns int
+	// MaxTunnels bounds the upgraded connections (WebSockets) spliced at
+	// once (default 1024); one more is answered 503.
+	MaxTunnels int
+	// BodyBudget bounds the request body bytes buffered at once over all
+	// requests (default 256 MiB); a request whose body does not fit is
+	// answered 503 before its body is read. Bodies up to 64 KiB are read
+	// with the headers and count against MaxConns instead.
+	BodyBudget int64
 }
+
+// prefetchBody is the part of a body read with the headers; a longer body
+// is read by the handler, within the budget.
+const prefetchBody = 64 << 10
 
 func (c *Config) defaults() {
 	if c.MaxBodyBytes == 0 {
@@ -46,6 +64,15 @@ func (c *Config) defaults() {
 	}
 	if c.IdleConnTimeout == 0 {
 		c.IdleConnTimeout = 50 * time.Second
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 10000
+	}
+	if c.MaxTunnels == 0 {
+		c.MaxTunnels = 1024
+	}
+	if c.BodyBudget == 0 {
+		c.BodyBudget = 256 << 20
 	}
 }
 
