@@ -7,6 +7,8 @@ package discovery
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,13 +50,31 @@ func (e Entry) Encode() []byte {
 	return b
 }
 
-// Decode reads a stored entry.
+// Decode reads a stored entry and validates it: it is read from the
+// bucket, outside data like any other.
 func Decode(b []byte) (Entry, error) {
 	var e Entry
 	if err := json.Unmarshal(b, &e); err != nil {
 		return e, fmt.Errorf("discovery: %w", err)
 	}
-	return e, nil
+	return e, e.Validate()
+}
+
+// Validate checks that the entry names a service, a group and an
+// instance, an address host:port the router can dial, and a known state.
+func (e Entry) Validate() error {
+	if e.ID == "" || e.Service == "" || e.Group == "" || strings.ContainsAny(e.ID+e.Service+e.Group, ". *>") {
+		return fmt.Errorf("discovery: entry %q of %q/%q: want an id, a service and a group", e.ID, e.Service, e.Group)
+	}
+	host, port, err := net.SplitHostPort(e.Address)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("discovery: entry %s: address %q is not host:port", e.ID, e.Address)
+	}
+	switch e.State {
+	case StateStarting, StateUp, StateDown, StateTerminated:
+		return nil
+	}
+	return fmt.Errorf("discovery: entry %s: state %q", e.ID, e.State)
 }
 
 // ParseKey splits a key into service, group and instance.

@@ -105,7 +105,8 @@ func Decode(b []byte) (Route, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return r, fmt.Errorf("routes: %w", err)
 	}
-	return r, nil
+	// validated where it is read: the bucket is outside data
+	return r, r.Validate()
 }
 
 // ErrNotFound: the service has no route yet.
