@@ -50,7 +50,10 @@ func (a *app) eventsCmd() *cobra.Command {
 				filters []string
 			}{
 				{topology.StreamReleases, []string{subjects.AllReleases(service)}},
-				{topology.StreamFleet, []string{subjects.AllFleet(service), subjects.AllChaos(service)}},
+				// one filter per consumer: a team's permissions name the
+				// filter in the consumer-create subject
+				{topology.StreamFleet, []string{subjects.AllFleet(service)}},
+				{topology.StreamFleet, []string{subjects.AllChaos(service)}},
 			}
 			var wg sync.WaitGroup
 			errs := make([]error, len(sources))

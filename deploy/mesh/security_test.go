@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -147,6 +148,13 @@ func TestTeamsAndPermissions(t *testing.T) {
 	svc := fastSpec()
 	svc.Owner = "payments"
 	svc.Artifact.Env = map[string]string{"GREETING": "hi"}
+	svc.Artifact.EnvSecrets = map[string]string{"DB_PASSWORD": "db"}
+	if err := os.MkdirAll(filepath.Join(dir, "secrets", "hello"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "hello", "db"), []byte("pw-7f3a9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	specFile := filepath.Join(work, "hello.yaml")
 	b, _ := yaml.Marshal(svc)
 	os.WriteFile(specFile, b, 0o644)
@@ -191,16 +199,28 @@ func TestTeamsAndPermissions(t *testing.T) {
 	// the instance's environment: the spec's and redblack's, nothing of the
 	// provisioner's own
 	env := instanceEnviron(t, p, "hello-v001")
-	if env["GREETING"] != "hi" || env["REDBLACK_SERVICE"] != "hello" || env["PORT"] == "" {
+	if env["GREETING"] != "hi" || env["DB_PASSWORD"] != "pw-7f3a9" || env["REDBLACK_SERVICE"] != "hello" || env["PORT"] == "" {
 		t.Fatalf("instance environment lacks its own variables: %v", env)
 	}
 	for k := range env {
-		if !strings.HasPrefix(k, "REDBLACK_") && k != "PATH" && k != "HOME" && k != "PORT" && k != "GREETING" {
+		if !strings.HasPrefix(k, "REDBLACK_") && k != "PATH" && k != "HOME" && k != "PORT" && k != "GREETING" && k != "DB_PASSWORD" {
 			t.Errorf("instance environment has %s, not the spec's", k)
 		}
 	}
 	if _, ok := env["REDBLACK_TEST_PROVISIONER_SECRET"]; ok {
 		t.Fatal("the provisioner's secret reached an instance")
+	}
+
+	// the secret's value is nowhere in the audit log; its name is
+	if code, out := clirun(admin, "events", "--service", "hello", "--json"); code != 0 || strings.Contains(out, "pw-7f3a9") || !strings.Contains(out, "DB_PASSWORD") {
+		t.Fatalf("audit log and the secret: %d %s", code, out)
+	}
+	// the team reads its own service's events
+	if code, out := clirun(payments, "events", "--service", "hello"); code != 0 || !strings.Contains(out, "completed") {
+		t.Fatalf("team events: %d %s", code, out)
+	}
+	if code, out := clirun(billing, "events", "--service", "hello"); code == 0 && strings.Contains(out, "completed") {
+		t.Fatalf("billing read hello's events: %s", out)
 	}
 
 	// a command outside the spec is rejected with the reason
@@ -311,4 +331,59 @@ func streamCounts(t *testing.T, js jetstream.JetStream) map[string]uint64 {
 		out[name] = st.CachedInfo().State.Msgs
 	}
 	return out
+}
+
+// TestServiceProcessWithItsOwnCreds runs the chaos service's own binary as
+// a second copy beside `up`, with the creds `up` wrote for it: it connects
+// as the chaos user and registers. Without creds it is refused.
+func TestServiceProcessWithItsOwnCreds(t *testing.T) {
+	dir := t.TempDir()
+	m := start(t, dir)
+	bin := filepath.Join(t.TempDir(), "chaos")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/redblack/redblack/services/chaos/cmd/chaos").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "--server", m.URL()).CombinedOutput(); err == nil || !strings.Contains(strings.ToLower(string(out)), "authorization") {
+		t.Fatalf("chaos without creds: %v %s", err, out)
+	}
+	cmd := exec.Command(bin, "--server", m.URL(), "--creds", filepath.Join(dir, "creds", "chaos.creds"), "--log-level", "warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	nc, err := m.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		inbox := nc.NewInbox()
+		sub, _ := nc.SubscribeSync(inbox)
+		nc.PublishRequest("$SRV.PING.redblack-chaos", inbox, nil)
+		n := 0
+		for {
+			if _, err := sub.NextMsg(300 * time.Millisecond); err != nil {
+				break
+			}
+			n++
+		}
+		sub.Unsubscribe()
+		if n >= 2 {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the chaos process exited: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second chaos never registered (%d answered)\n%s", n, logs.String())
+		}
+	}
 }
