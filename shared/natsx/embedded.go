@@ -1,6 +1,7 @@
 package natsx
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -31,6 +32,7 @@ type EmbeddedConfig struct {
 // Embedded is a NATS server with JetStream running in this process.
 type Embedded struct {
 	srv *server.Server
+	tls bool
 }
 
 // StartEmbedded starts the server and waits until it accepts connections.
@@ -85,7 +87,7 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("natsx: embedded server on %s:%d not ready in 10s", host, port)
 	}
-	return &Embedded{srv: srv}, nil
+	return &Embedded{srv: srv, tls: opts.TLS}, nil
 }
 
 // ClientURL is the nats:// URL other processes connect to.
@@ -96,6 +98,11 @@ func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 // options (an error handler) are added.
 func (e *Embedded) Connect(name string, creds []byte, more ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1)}
+	if e.tls {
+		// an in-process connection is a pipe inside this process: no
+		// network to verify the server's certificate against
+		opts = append(opts, nats.Secure(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}))
+	}
 	if creds != nil {
 		co, err := CredsOptions(creds)
 		if err != nil {

@@ -106,7 +106,9 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		{Bucket: BucketReleases, Description: "release records and per-service locks", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketRoutes, Description: "routing tables", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketChaos, Description: "Chaos Monkey: global config and the last kill of each unit", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
-		{Bucket: BucketInstances, Description: "discovery: instances by service and group", History: 1, TTL: o.InstanceTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		// an entry that expires leaves a delete marker, so every watcher (the
+		// router) sees the instance go, not only a new reader
+		{Bucket: BucketInstances, Description: "discovery: instances by service and group", History: 1, TTL: o.InstanceTTL, LimitMarkerTTL: o.InstanceTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 	}
 }
 

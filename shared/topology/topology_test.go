@@ -1,6 +1,7 @@
 package topology_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -54,5 +55,47 @@ func TestEnsureIsIdempotentAndAuditLogIsProtected(t *testing.T) {
 	info, _ = st.Info(ctx)
 	if info.Config.MaxAge != time.Hour {
 		t.Fatalf("max age not updated: %v", info.Config.MaxAge)
+	}
+}
+
+// TestExpiredInstanceIsSeenByWatchers: an instance entry nobody refreshes
+// expires with the bucket's TTL and its watcher is told (a delete marker),
+// so a router stops routing to an instance whose provisioner died.
+func TestExpiredInstanceIsSeenByWatchers(t *testing.T) {
+	s := testkit.Start(t)
+	js := s.JS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o := topology.DefaultOptions()
+	o.InstanceTTL = time.Second
+	if err := topology.Ensure(ctx, js, o); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, topology.BucketInstances)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(ctx, "hello.>", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	put := time.Now()
+	if _, err := kv.Put(ctx, "hello.hello-v001.i1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil || e.Operation() == jetstream.KeyValuePut {
+				continue
+			}
+			if took := time.Since(put); took < time.Second {
+				t.Fatalf("the entry went after %s, before its TTL", took)
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("the watcher never saw the expired entry go")
+		}
 	}
 }

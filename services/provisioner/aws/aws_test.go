@@ -87,3 +87,31 @@ func TestDrainBeforeDestroyOnMoto(t *testing.T) {
 		t.Fatalf("after destroy: %v", err)
 	}
 }
+
+// TestCheckImageOnMoto: a request's own AMI is allowed by its owner or its
+// name prefix, as DescribeImages reports them, and refused otherwise.
+func TestCheckImageOnMoto(t *testing.T) {
+	srv := moto.Start(t)
+	p, art := onMoto(t, srv)
+	ctx := context.Background()
+	out, err := ec2.NewFromConfig(srv.Config(t)).DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{art.AMI}})
+	if err != nil || len(out.Images) != 1 {
+		t.Fatalf("moto image: %v", err)
+	}
+	owner, name := sdkaws.ToString(out.Images[0].OwnerId), sdkaws.ToString(out.Images[0].Name)
+	if owner == "" || len(name) < 3 {
+		t.Fatalf("moto image %s without an owner or a name: %q %q", art.AMI, owner, name)
+	}
+	if err := p.CheckImage(ctx, art.AMI, []string{owner}, ""); err != nil {
+		t.Errorf("owner %s allowed: %v", owner, err)
+	}
+	if err := p.CheckImage(ctx, art.AMI, nil, name[:3]); err != nil {
+		t.Errorf("name prefix %q allowed: %v", name[:3], err)
+	}
+	if err := p.CheckImage(ctx, art.AMI, []string{"000000000000"}, "no-such-prefix-"); err == nil {
+		t.Error("an image of another owner and name was allowed")
+	}
+	if err := p.CheckImage(ctx, "ami-00000000deadbeef", []string{owner}, ""); err == nil {
+		t.Error("an image that does not exist was allowed")
+	}
+}
