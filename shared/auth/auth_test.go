@@ -339,6 +339,25 @@ func TestRevokeEndsAccess(t *testing.T) {
 	} else {
 		nc.Close()
 	}
+	// and the first user stays revoked, through another restart too
+	c, err := auth.Open(s.a.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Auth: c.ServerOptions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Shutdown()
+	if nc, err := nats.Connect(e2.ClientURL(), mustCreds(t, creds)...); err == nil {
+		nc.Close()
+		t.Fatal("the revoked user connected after its team was added again and the authority restarted")
+	}
+	if nc, err := nats.Connect(e2.ClientURL(), mustCreds(t, fresh)...); err != nil {
+		t.Fatalf("the fresh user after a restart: %v", err)
+	} else {
+		nc.Close()
+	}
 }
 
 func TestTeamsCannotShareServices(t *testing.T) {

@@ -52,6 +52,8 @@ type User struct {
 	Name   string    `json:"name"`
 	Key    string    `json:"key"` // the user's public nkey
 	Issued time.Time `json:"issued"`
+	// Revoked is when the user was revoked (zero if it was not).
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // Authority holds the keys and the team registry of one data directory.
@@ -96,9 +98,9 @@ func Open(dir string) (*Authority, error) {
 		}
 		for _, t := range teams {
 			a.teams[t.Name] = t
-			if !t.Revoked.IsZero() {
-				for _, u := range t.Users {
-					a.revocations[u.Key] = t.Revoked.Unix()
+			for _, u := range t.Users {
+				if !u.Revoked.IsZero() {
+					a.revocations[u.Key] = u.Revoked.Unix()
 				}
 			}
 		}
@@ -361,13 +363,18 @@ func (a *Authority) RevokeTeam(team string) (int, error) {
 	// a JWT's issued-at has second resolution: a user issued in this very
 	// second is revoked too
 	t.Revoked = now.Add(time.Second)
-	for _, u := range t.Users {
-		a.revocations[u.Key] = t.Revoked.Unix()
+	n := 0
+	for i, u := range t.Users {
+		if u.Revoked.IsZero() {
+			t.Users[i].Revoked = t.Revoked
+			a.revocations[u.Key] = t.Revoked.Unix()
+			n++
+		}
 	}
 	if err := a.saveLocked(); err != nil {
 		return 0, err
 	}
-	return len(t.Users), a.pushLocked()
+	return n, a.pushLocked()
 }
 
 // pushLocked hands the running server the new account claims.
