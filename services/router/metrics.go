@@ -42,7 +42,11 @@ func (s *Service) publishMetrics(ctx context.Context) {
 				sums[groupKey{svc.Name, g}] = routing.Snapshot{}
 			}
 		}
+		var gone []*routing.Backend
 		for _, b := range s.reg.Backends() {
+			if b.Gone() {
+				gone = append(gone, b) // its last counts go into this sample
+			}
 			now := b.Stats.Snapshot()
 			k := groupKey{b.Service, b.Group}
 			sums[k] = sums[k].Add(now.Sub(last[b]))
@@ -66,6 +70,11 @@ func (s *Service) publishMetrics(ctx context.Context) {
 			}
 		}
 		start = end
+		for _, b := range gone {
+			if s.reg.Forget(b) {
+				delete(last, b)
+			}
+		}
 	}
 }
 

@@ -30,8 +30,13 @@ type Backend struct {
 	fails        atomic.Int32
 	ejectedUntil atomic.Int64 // unix nanoseconds
 	ejections    atomic.Int32
+	gone         atomic.Bool // no instance entry names it any more
 	Stats        Stats
 }
+
+// Gone reports whether the instance's entry is gone from discovery: its
+// backend is forgotten once its last counts are published (Forget).
+func (b *Backend) Gone() bool { return b.gone.Load() }
 
 // Ejected reports whether passive health checking has taken it out.
 func (b *Backend) Ejected(now int64) bool { return b.ejectedUntil.Load() > now }
@@ -185,6 +190,21 @@ func (r *Registry) backend(e discovery.Entry) *Backend {
 	return b
 }
 
+// Forget drops a gone backend with no request in flight, once its last
+// counts are published: the registry and /metrics hold only instances that
+// exist, or whose last requests are still to be reported. It reports
+// whether b was dropped.
+func (r *Registry) Forget(b *Backend) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := b.ID + "@" + b.Addr
+	if r.backends[key] != b || !b.gone.Load() || b.Inflight.Load() != 0 {
+		return false
+	}
+	delete(r.backends, key)
+	return true
+}
+
 // Backends returns every backend known, for metrics.
 func (r *Registry) Backends() []*Backend {
 	r.mu.Lock()
@@ -215,10 +235,15 @@ func (r *Registry) Build(in Input) *Table {
 		share = 0.5
 	}
 	byGroup := map[string][]*Backend{}
+	listed := make(map[string]bool, len(in.Instances))
 	for _, e := range in.Instances {
+		listed[e.ID+"@"+e.Addr()] = true
 		if e.State == discovery.StateUp {
 			byGroup[e.Group] = append(byGroup[e.Group], r.backend(e))
 		}
+	}
+	for key, b := range r.backends {
+		b.gone.Store(!listed[key])
 	}
 	t := &Table{byHost: map[string]*Service{}, Services: map[string]*Service{}}
 	claims := Claims(in.Routes, in.Hostnames)

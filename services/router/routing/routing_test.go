@@ -137,3 +137,41 @@ func BenchmarkPick(b *testing.B) {
 		s.PickGroup().Pick(nil)
 	}
 }
+
+// TestRegistryForgetsGoneInstances: a backend whose entry left discovery is
+// marked gone and, once nothing is in flight on it, forgotten; one still
+// listed or busy is kept.
+func TestRegistryForgetsGoneInstances(t *testing.T) {
+	r := NewRegistry()
+	entry := func(id, addr string) discovery.Entry {
+		return discovery.Entry{ID: id, Service: "hello", Group: "hello-v001", Address: addr, State: discovery.StateUp}
+	}
+	rt := map[string]routes.Route{"hello": {Weights: map[string]int{"hello-v001": routes.MaxWeight}}}
+	r.Build(Input{Routes: rt, Instances: map[string]discovery.Entry{"a": entry("a", "127.0.0.1:1"), "b": entry("b", "127.0.0.1:2")}})
+	if n := len(r.Backends()); n != 2 {
+		t.Fatalf("%d backends", n)
+	}
+	r.Build(Input{Routes: rt, Instances: map[string]discovery.Entry{"b": entry("b", "127.0.0.1:2")}})
+	var a, b *Backend
+	for _, x := range r.Backends() {
+		if x.ID == "a" {
+			a = x
+		} else {
+			b = x
+		}
+	}
+	if !a.Gone() || b.Gone() {
+		t.Fatalf("gone: a %v b %v", a.Gone(), b.Gone())
+	}
+	if r.Forget(b) {
+		t.Fatal("a listed backend was forgotten")
+	}
+	a.Inflight.Add(1)
+	if r.Forget(a) {
+		t.Fatal("a backend with a request in flight was forgotten")
+	}
+	a.Inflight.Add(-1)
+	if !r.Forget(a) || len(r.Backends()) != 1 {
+		t.Fatalf("the gone backend stays: %d backends", len(r.Backends()))
+	}
+}
