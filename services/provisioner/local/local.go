@@ -46,6 +46,10 @@ type Config struct {
 	// (default 3 in 30 s).
 	CrashLoopCount  int
 	CrashLoopWindow time.Duration
+	// PortHold keeps an exited instance's port from being handed to
+	// another instance (default 60 s: longer than the instances bucket's
+	// TTL, so no stale entry can point at a new instance).
+	PortHold time.Duration
 	// SecretsDir holds the secrets instances may be given, one directory
 	// per service (default <Dir>/../secrets, i.e. <data>/secrets).
 	SecretsDir string
@@ -54,6 +58,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.GracePeriod == 0 {
 		c.GracePeriod = 5 * time.Second
+	}
+	if c.PortHold == 0 {
+		c.PortHold = time.Minute
 	}
 	if c.StartupProbe == 0 {
 		c.StartupProbe = 100 * time.Millisecond
@@ -85,6 +92,47 @@ type Local struct {
 
 	mu     sync.Mutex
 	groups map[string]*group
+
+	pmu   sync.Mutex
+	ports map[int]time.Time // port → held until (zero: an instance has it)
+	free  func() (int, error) // the kernel's free port (tests: a fixed order)
+}
+
+// pickPort returns a free loopback port that no instance of this provider
+// had within PortHold: a stale discovery entry (until its TTL) or a
+// router's pooled connection may still point at a port whose instance is
+// gone, and must never reach another instance there.
+func (l *Local) pickPort() (int, error) {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	now := time.Now()
+	for port, until := range l.ports {
+		if !until.IsZero() && now.After(until) {
+			delete(l.ports, port)
+		}
+	}
+	free := l.free
+	if free == nil {
+		free = freePort
+	}
+	for range 100 {
+		port, err := free()
+		if err != nil {
+			return 0, err
+		}
+		if _, held := l.ports[port]; !held {
+			l.ports[port] = time.Time{}
+			return port, nil
+		}
+	}
+	return 0, errors.New("local: no free port outside the held ones in 100 tries")
+}
+
+// releasePort holds the port of an instance that exited for PortHold.
+func (l *Local) releasePort(port int) {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	l.ports[port] = time.Now().Add(l.cfg.PortHold)
 }
 
 // Open starts the provider on cfg.Dir: groups recorded there are resumed,
@@ -102,7 +150,7 @@ func Open(cfg Config, observe fleet.Observer) (*Local, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Local{
-		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{},
+		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{}, ports: map[int]time.Time{},
 		client: &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 10 * time.Second}},
 	}
 	if err := l.adopt(); err != nil {
@@ -378,10 +426,16 @@ func (l *Local) secretsDir() string {
 
 // start launches one instance process.
 func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
-	port, err := freePort()
+	port, err := l.pickPort()
 	if err != nil {
 		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			l.releasePort(port)
+		}
+	}()
 	logf, err := os.OpenFile(l.LogFile(s.Group, id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -408,9 +462,11 @@ func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
 		}, StartTicks: ticks},
 		exited: make(chan struct{}),
 	}
+	started = true
 	go func() {
 		err := cmd.Wait()
 		inst.exitErr = describeExit(err)
+		l.releasePort(port)
 		close(inst.exited)
 	}()
 	if err := writeJSON(l.instanceFile(id), inst.rec); err != nil {
