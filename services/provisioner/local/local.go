@@ -6,7 +6,10 @@
 package local
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,8 +96,10 @@ type Local struct {
 	mu     sync.Mutex
 	groups map[string]*group
 
+	owner string // in every instance's environment: REDBLACK_OWNER
+
 	pmu   sync.Mutex
-	ports map[int]time.Time // port → held until (zero: an instance has it)
+	ports map[int]time.Time   // port → held until (zero: an instance has it)
 	free  func() (int, error) // the kernel's free port (tests: a fixed order)
 }
 
@@ -153,11 +158,63 @@ func Open(cfg Config, observe fleet.Observer) (*Local, error) {
 		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{}, ports: map[int]time.Time{},
 		client: &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 10 * time.Second}},
 	}
+	owner, err := ownerID(filepath.Join(cfg.Dir, "owner"))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	l.owner = owner
 	if err := l.adopt(); err != nil {
 		cancel()
 		return nil, err
 	}
 	return l, nil
+}
+
+// OwnerEnv names the provider that started an instance: REDBLACK_OWNER=<id
+// of the data directory>, so that a restart finds every instance it started,
+// recorded or not.
+const OwnerEnv = "REDBLACK_OWNER"
+
+// ownerID reads the provider's id from path, creating it on first use.
+func ownerID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	var id [12]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", fmt.Errorf("local: %w", err)
+	}
+	s := hex.EncodeToString(id[:])
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("local: %w", err)
+	}
+	return s, nil
+}
+
+// reapOrphans kills the processes this provider started that no record
+// names: an instance started just before a crash, before its pid record
+// was written, would otherwise run (and listen) for ever with no owner.
+func (l *Local) reapOrphans(kept map[int]bool) {
+	procs, _ := os.ReadDir("/proc")
+	want := []byte(OwnerEnv + "=" + l.owner)
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || kept[pid] || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + p.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				_, ticks, _ := procStat(pid)
+				stopProcess(pid, ticks, l.cfg.GracePeriod)
+				break
+			}
+		}
+	}
 }
 
 // record is what is kept on disk of a group.
@@ -210,6 +267,7 @@ func (l *Local) adopt() error {
 		l.groups[rec.Spec.Group] = newGroup(l, rec)
 	}
 	files, _ = filepath.Glob(filepath.Join(l.cfg.Dir, "instances", "*.json"))
+	kept := map[int]bool{}
 	for _, f := range files {
 		var rec instanceRecord
 		b, err := os.ReadFile(f)
@@ -219,6 +277,9 @@ func (l *Local) adopt() error {
 		}
 		g := l.groups[rec.Group]
 		live := rec.PID > 0 && alive(rec.PID, rec.StartTicks)
+		if live && g != nil {
+			kept[rec.PID] = true
+		}
 		switch {
 		case g == nil && live: // not ours to keep: no process is leaked
 			stopProcess(rec.PID, rec.StartTicks, l.cfg.GracePeriod)
@@ -232,6 +293,7 @@ func (l *Local) adopt() error {
 			g.instances[rec.ID] = inst
 		}
 	}
+	l.reapOrphans(kept)
 	for _, g := range l.groups {
 		g.start()
 	}
@@ -412,7 +474,7 @@ func (l *Local) environment(s fleet.GroupSpec, id string, port int) ([]string, e
 		}
 		env = append(env, k+"="+strings.TrimRight(string(b), "\n"))
 	}
-	return append(env,
+	return append(env, OwnerEnv+"="+l.owner,
 		"PORT="+strconv.Itoa(port), "REDBLACK_SERVICE="+s.Service, "REDBLACK_GROUP="+s.Group,
 		"REDBLACK_VERSION="+s.Version, "REDBLACK_INSTANCE="+id), nil
 }
