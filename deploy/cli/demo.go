@@ -121,7 +121,7 @@ func (a *app) demo(keep, withChaos bool) error {
 	}
 	defer m.Stop()
 	step("mesh up: embedded NATS with JetStream at %s, services %s, router http://%s", m.URL(), strings.Join(mesh.ServiceNames, ", "), m.HTTP())
-	a.conn.URL = m.URL()
+	a.conn.URL, a.conn.Creds = m.URL(), m.AdminCreds() // the demo's own mesh, as its admin
 	c, err := a.dial()
 	if err != nil {
 		return err
