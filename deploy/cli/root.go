@@ -66,7 +66,7 @@ func (a *app) root() *cobra.Command {
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.conn.URL, "server", a.conn.URL, "NATS server URL (env REDBLACK_SERVER)")
-	f.StringVar(&a.conn.Creds, "creds", a.conn.Creds, "NATS credentials file (env REDBLACK_CREDS; default: the admin creds of `redblack up` in $REDBLACK_DATA or .redblack)")
+	f.StringVar(&a.conn.Creds, "creds", a.conn.Creds, "NATS credentials `file` (env REDBLACK_CREDS; default: the admin creds of redblack up in $REDBLACK_DATA/creds or .redblack/creds)")
 	f.StringVar(&a.conn.TLSCert, "tls-cert", a.conn.TLSCert, "TLS client certificate (env REDBLACK_TLS_CERT)")
 	f.StringVar(&a.conn.TLSKey, "tls-key", a.conn.TLSKey, "TLS client key (env REDBLACK_TLS_KEY)")
 	f.StringVar(&a.conn.TLSCA, "tls-ca", a.conn.TLSCA, "TLS CA bundle (env REDBLACK_TLS_CA)")

@@ -282,6 +282,9 @@ func checkListen(listen string, tls bool) error {
 	return fmt.Errorf("mesh: --nats %s is not a loopback address: refusing to serve NATS without TLS (give --tls-cert and --tls-key)", listen)
 }
 
+// Router is the mesh's router service.
+func (m *Mesh) Router() *router.Service { return m.router }
+
 // HTTP is the address of the router's data plane.
 func (m *Mesh) HTTP() string { return m.router.Addr().String() }
 

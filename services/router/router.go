@@ -107,6 +107,10 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	}
 }
 
+// Backends is the number of instances the router's registry holds (and
+// /metrics reports).
+func (s *Service) Backends() int { return len(s.reg.Backends()) }
+
 // Addr is the data plane's listening address once Run has started it.
 func (s *Service) Addr() net.Addr {
 	if a := s.addr.Load(); a != nil {
