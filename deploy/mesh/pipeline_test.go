@@ -921,3 +921,53 @@ func TestLateWeightsCommandIsFenced(t *testing.T) {
 	}
 	p.served(100)
 }
+
+// TestLostClusterReadyIsRetried: from canary.passed on, the RELEASES
+// stream refuses every publish (full, discard new). The provisioner's
+// cluster.ready reaches core subscribers but is not stored, so nobody
+// consuming the stream moves the release on. Once the stream takes
+// messages again, the retried cluster.ready completes the release, long
+// before its launch deadline (10 min).
+func TestLostClusterReadyIsRetried(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), fastSpec())
+	p.deployV1()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	st, err := p.js.Stream(ctx, topology.StreamReleases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := st.CachedInfo().Config
+	blocked := make(chan error, 1)
+	sub, err := p.nc.Subscribe(events.CanaryPassed.Subject("hello"), func(*nats.Msg) {
+		info, err := st.Info(ctx)
+		if err == nil {
+			full := open
+			full.MaxMsgs, full.Discard = int64(info.State.Msgs), jetstream.DiscardNew
+			_, err = p.js.UpdateStream(ctx, full)
+		}
+		blocked <- err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	v2 := p.release("v2")
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	// the announcement is made (core subscribers see it) but not stored
+	p.await(v2, 60*time.Second, events.ClusterReady)
+	if m, err := st.GetLastMsgForSubject(ctx, events.ClusterReady.Subject("hello")); err != nil {
+		t.Fatal(err)
+	} else if ev, _ := events.Decode(m.Data); ev.ReleaseID == v2 {
+		t.Fatal("cluster.ready was stored in a full stream: the test did not block it")
+	}
+	if r := p.record(v2); r.Phase != release.PhaseLaunching {
+		t.Fatalf("v2 is %s, want launching while its cluster.ready is lost", r.Phase)
+	}
+	if _, err := p.js.UpdateStream(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+	p.await(v2, 30*time.Second, events.ReleaseCompleted)
+}

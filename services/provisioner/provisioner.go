@@ -75,6 +75,8 @@ type Service struct {
 
 	mu      sync.Mutex
 	pending map[string]*pendingGroup
+	retries sync.WaitGroup  // publishes being retried (they end with Run's context)
+	runCtx  context.Context // Run's
 }
 
 // pendingGroup is a group created or grown and not yet all up.
@@ -107,7 +109,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	s.js = js
+	s.js, s.runCtx = js, ctx
+	defer s.retries.Wait() // last: the retries end with ctx
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if s.services, err = js.KeyValue(bctx, topology.BucketServices); err != nil {

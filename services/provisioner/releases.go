@@ -146,16 +146,53 @@ func (s *Service) launch(ctx context.Context, id string) error {
 	})
 }
 
-// releaseGroupReady moves a release on when its new group is all up.
+// releaseGroupReady moves a release on when its new group is all up. A
+// cluster.ready that cannot be published is tried again (its id is
+// derived, so a retry is never a second event) until it is stored, the
+// release has moved on, or the service stops: a lost publish never stalls
+// a release until its launch deadline.
 func (s *Service) releaseGroupReady(ctx context.Context, id, service, group string, up int) {
 	rec, _, err := s.releases.Get(ctx, id)
 	if err != nil || rec.Group != group || rec.Phase != release.PhaseLaunching {
 		return // canary groups: the canary service watches them itself
 	}
-	if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ClusterReady, 0), events.ClusterReady, service, id,
-		events.Cluster{Service: service, Group: group, Instances: up}); err != nil {
-		s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish cluster.ready")
+	emit := func(ctx context.Context) error {
+		return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ClusterReady, 0), events.ClusterReady, service, id,
+			events.Cluster{Service: service, Group: group, Instances: up})
 	}
+	err = emit(ctx)
+	if err == nil {
+		return
+	}
+	s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish cluster.ready; retrying")
+	// the caller's context ends with its change; the retries live as long
+	// as the service
+	run := s.runCtx
+	s.retries.Add(1)
+	go func() {
+		defer s.retries.Done()
+		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			select {
+			case <-run.Done():
+				return
+			case <-time.After(wait):
+			}
+			actx, cancel := context.WithTimeout(run, 5*time.Second)
+			rec, _, err := s.releases.Get(actx, id)
+			if err == nil && rec.Phase != release.PhaseLaunching {
+				cancel()
+				return
+			}
+			err = emit(actx)
+			cancel()
+			if err != nil {
+				s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish cluster.ready; retrying")
+				continue
+			}
+			s.log.Info().Str(logging.FieldRelease, id).Msg("cluster.ready published on a retry")
+			return
+		}
+	}()
 }
 
 // releaseGroupFailed asks for a rollback when a release's group cannot
