@@ -57,6 +57,9 @@ type CrashResult struct {
 	// Requests, failed while up ran, and failed while it was down (the
 	// data plane runs inside up: it cannot serve while up is dead).
 	Requests, Failed, FailedWhileDown int64
+	// Unexplained failed while up ran, outside every bad release's window
+	// (each one is also a violation).
+	Unexplained int64
 	// Checks is how many invariant checks ran.
 	Checks int
 }
@@ -262,14 +265,21 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	}
 	// failures while up is dead (and a second after: connections reopen)
 	// are the data plane's absence, counted apart
-	var isDown atomic.Bool
-	var whileDown, outside atomic.Int64
+	// failures while a bad release is in flight (from its request to a
+	// second after its end) are its group's, inside its detection window;
+	// any other failure while up runs is unexplained: a violation
+	var isDown, inBad atomic.Bool
+	var whileDown, outside, unexplained atomic.Int64
 	load := StartLoad(httpAddr, "hello", 2, nil, func(error, int) {
-		if isDown.Load() {
+		switch {
+		case isDown.Load():
 			whileDown.Add(1)
 			time.Sleep(5 * time.Millisecond) // no spinning on a refused port
-		} else {
+		case inBad.Load():
 			outside.Add(1)
+		default:
+			outside.Add(1)
+			unexplained.Add(1)
 		}
 	})
 	r := rand.New(rand.NewPCG(o.Seed, 7))
@@ -280,6 +290,8 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	for i := range o.Kills {
 		sc := scenarios[i%len(scenarios)]
 		version := fmt.Sprintf("v%d", i+2)
+		unexplainedBefore := unexplained.Load()
+		inBad.Store(len(sc.flags) > 0)
 		id, err := request(version, sc.flags)
 		if err != nil {
 			return res, err
@@ -350,6 +362,10 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 			violate("release %s (%s) did not end within 120s", id, sc.name)
 			continue
 		}
+		if inBad.Load() { // the restore is done: a second for connections to the bad group to drain
+			time.Sleep(time.Second)
+			inBad.Store(false)
+		}
 		res.Outcomes[string(rec.Phase)]++
 		if sc.act == "switch" && rec.Phase == release.PhaseCompleted {
 			c, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -367,13 +383,16 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 				}
 			}
 		}
+		if n := unexplained.Load() - unexplainedBefore; n > 0 {
+			violate("after %s (%s, %s): %d requests failed outside a bad group's window while up ran", id, sc.name, rec.Phase, n)
+		}
 		res.Checks++
 		for _, v := range checkInvariants(ctx, nc, releases, routesKV, instances, js, o.Hello, id, svc) {
 			violate("after %s (%s, %s): %s", id, sc.name, rec.Phase, v)
 		}
 	}
 	ok, failed, _ := load.Stop()
-	res.Requests, res.Failed, res.FailedWhileDown = ok+failed, outside.Load(), whileDown.Load()
+	res.Requests, res.Failed, res.FailedWhileDown, res.Unexplained = ok+failed, outside.Load(), whileDown.Load(), unexplained.Load()
 	u.stop()
 	u = nil
 	if n := testkit.CountProcesses(o.Hello); n != 0 {

@@ -368,6 +368,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			fmt.Fprintf(tw, "kill → redblack up ready again, p50 / max\t%s / %s\t-\n", p(0.5), p(1))
 			fmt.Fprintf(tw, "invariant checks / violations\t%d / %d\t0 violations\n", r.Checks, len(r.Violations))
 			fmt.Fprintf(tw, "requests; failed while up ran / while it was down\t%d; %d / %d\t- (bad releases fail requests; the data plane is inside up)\n", r.Requests, r.Failed, r.FailedWhileDown)
+			fmt.Fprintf(tw, "failed while up ran, outside every bad release's window\t%d\t0\n", r.Unexplained)
 			if err := tw.Flush(); err != nil {
 				return err
 			}

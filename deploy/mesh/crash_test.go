@@ -36,8 +36,8 @@ func TestCrashHarness(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	t.Logf("%d kills in phases %v; outcomes %v; %d checks; requests %d, failed %d while up ran (the bad releases' detection windows), %d while it was down",
-		res.Kills, res.KilledIn, res.Outcomes, res.Checks, res.Requests, res.Failed, res.FailedWhileDown)
+	t.Logf("%d kills in phases %v; outcomes %v; %d checks; requests %d, failed %d while up ran (%d outside every bad release's window), %d while it was down",
+		res.Kills, res.KilledIn, res.Outcomes, res.Checks, res.Requests, res.Failed, res.Unexplained, res.FailedWhileDown)
 	if res.Kills != crashKills || res.Checks != crashKills {
 		t.Fatalf("%d kills, %d checks", res.Kills, res.Checks)
 	}
