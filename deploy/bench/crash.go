@@ -454,6 +454,9 @@ func checkInvariants(ctx context.Context, nc *nats.Conn, releases release.Store,
 		if n := testkit.CountProcesses(hello); n != procs {
 			bad = append(bad, fmt.Sprintf("%d hello processes for %d instances the provisioner owns", n, procs))
 		}
+		if ghosts := unownedEntries(ctx, nc, instances); len(ghosts) > 0 {
+			bad = append(bad, fmt.Sprintf("instance entries without an instance: %v", ghosts))
+		}
 		if n := terminalEvents(ctx, js, id); n != 1 {
 			bad = append(bad, fmt.Sprintf("%d terminal events in the audit trail", n))
 		}
@@ -468,26 +471,60 @@ func checkInvariants(ctx context.Context, nc *nats.Conn, releases release.Store,
 // listGroups asks the provisioner for hello's groups and counts their
 // instances.
 func listGroups(nc *nats.Conn) ([]string, int) {
+	names, ids := listOwned(nc)
+	if ids == nil {
+		return nil, -1
+	}
+	return names, len(ids)
+}
+
+// listOwned asks the provisioner for hello's groups and the ids of their
+// instances (nil ids: no answer).
+func listOwned(nc *nats.Conn) ([]string, map[string]bool) {
 	msg, err := nc.Request("redblack.provisioner.list", []byte("hello"), 5*time.Second)
 	if err != nil {
-		return nil, -1
+		return nil, nil
 	}
 	var gs []struct {
 		Spec struct {
 			Group string `json:"group"`
 		} `json:"spec"`
-		Instances []json.RawMessage `json:"instances"`
+		Instances []struct {
+			ID string `json:"id"`
+		} `json:"instances"`
 	}
 	if json.Unmarshal(msg.Data, &gs) != nil {
-		return nil, -1
+		return nil, nil
 	}
 	var names []string
-	n := 0
+	ids := map[string]bool{}
 	for _, g := range gs {
 		names = append(names, g.Spec.Group)
-		n += len(g.Instances)
+		for _, i := range g.Instances {
+			ids[i.ID] = true
+		}
 	}
-	return names, n
+	return names, ids
+}
+
+// unownedEntries lists the instance entries of hello in discovery that no
+// instance the provisioner owns stands behind.
+func unownedEntries(ctx context.Context, nc *nats.Conn, instances jetstream.KeyValue) []string {
+	_, owned := listOwned(nc)
+	if owned == nil {
+		return []string{"(the provisioner did not answer)"}
+	}
+	keys, err := instances.ListKeysFiltered(ctx, discovery.ServiceFilter("hello"))
+	if err != nil {
+		return nil // no keys at all
+	}
+	var out []string
+	for k := range keys.Keys() {
+		if _, _, id, err := discovery.ParseKey(k); err == nil && !owned[id] {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // terminalEvents counts the release's events that end it.
