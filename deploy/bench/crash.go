@@ -230,16 +230,9 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	}
 	svc.Default()
 	request := func(version string, flags []string) (string, error) {
-		id := fmt.Sprintf("crash-%s-%s", version, events.NewID()[:6])
-		ev, err := events.NewWithID(id, "crash", events.ReleaseRequested, "hello", id, events.Requested{Version: version,
-			Artifact: events.Artifact{Command: append([]string{o.Hello, "--version", version}, flags...)}})
-		if err != nil {
-			return "", err
-		}
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_, err = natsx.Publish(c, js, events.ReleaseRequested.Subject("hello"), ev)
-		return id, err
+		return requestHello(c, js, "crash", o.Hello, version, flags...)
 	}
 	// ended waits until the release's record is terminal (a rollback after
 	// completion is not part of any scenario: completed is the end here).

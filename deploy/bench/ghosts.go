@@ -8,7 +8,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/testkit"
@@ -66,15 +65,7 @@ func GhostsRun(dir, hello string, n, every int, log zerolog.Logger, progress fun
 		return nil, err
 	}
 	request := func(version string, flags ...string) (string, error) {
-		id := "ghost-" + version + "-" + events.NewID()[:6]
-		ev, err := events.NewWithID(id, "bench", events.ReleaseRequested, "hello", id, events.Requested{
-			Version: version, Artifact: events.Artifact{Command: append([]string{hello, "--version", version}, flags...)},
-		})
-		if err != nil {
-			return "", err
-		}
-		_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev)
-		return id, err
+		return requestHello(ctx, js, "ghost", hello, version, flags...)
 	}
 	rkv, err := js.KeyValue(ctx, topology.BucketRoutes)
 	if err != nil {

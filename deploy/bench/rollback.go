@@ -111,15 +111,7 @@ func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log
 		return res, err
 	}
 	request := func(version string, flags ...string) (string, error) {
-		id := "bench-" + version + "-" + events.NewID()[:6]
-		ev, err := events.NewWithID(id, "bench", events.ReleaseRequested, "hello", id, events.Requested{
-			Version: version, Artifact: events.Artifact{Command: append([]string{hello, "--version", version}, flags...)},
-		})
-		if err != nil {
-			return "", err
-		}
-		_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev)
-		return id, err
+		return requestHello(ctx, js, "bench", hello, version, flags...)
 	}
 	id, err := request("v1")
 	if err != nil {
@@ -275,6 +267,21 @@ func (t *timeline) wait(id string, limit time.Duration, kinds ...events.Kind) (e
 		time.Sleep(10 * time.Millisecond)
 	}
 	return events.Event{}, fmt.Errorf("release %s: none of %v within %s", id, kinds, limit)
+}
+
+// requestHello publishes a release request of hello's version (the
+// artifact: hello --version V and flags) as the admin, with the id
+// <prefix>-<version>-<random>, and returns the id.
+func requestHello(ctx context.Context, js jetstream.JetStream, prefix, hello, version string, flags ...string) (string, error) {
+	id := prefix + "-" + version + "-" + events.NewID()[:6]
+	ev, err := events.NewWithID(id, prefix, events.ReleaseRequested, "hello", id, events.Requested{
+		Version: version, Artifact: events.Artifact{Command: append([]string{hello, "--version", version}, flags...)},
+	})
+	if err != nil {
+		return "", err
+	}
+	_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev)
+	return id, err
 }
 
 // startLoopback starts the mesh in dir on loopback ports with a client

@@ -351,7 +351,9 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/redblack/redblack/services/chaos/cmd/chaos").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	if out, err := exec.Command(bin, "--server", m.URL()).CombinedOutput(); err == nil || !strings.Contains(strings.ToLower(string(out)), "authorization") {
+	refused, cancel := context.WithTimeout(context.Background(), 30*time.Second) // killed if it hangs
+	defer cancel()
+	if out, err := exec.CommandContext(refused, bin, "--server", m.URL()).CombinedOutput(); err == nil || !strings.Contains(strings.ToLower(string(out)), "authorization") {
 		t.Fatalf("chaos without creds: %v %s", err, out)
 	}
 	cmd := exec.Command(bin, "--server", m.URL(), "--creds", filepath.Join(dir, "creds", "chaos.creds"), "--log-level", "warn")

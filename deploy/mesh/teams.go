@@ -1,13 +1,12 @@
 package mesh
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/natsx"
 )
@@ -42,16 +41,9 @@ type Revoked struct {
 // team-revoke) on up's own connection: only the admin may publish there,
 // and only this process holds the account key.
 func (m *Mesh) serveTeams(ctx context.Context, nc *nats.Conn) error {
-	decode := func(b []byte, v any) error {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return fmt.Errorf("body: %w", err)
-		}
-		return nil
-	}
+	decode := api.DecodeBody
 	svc, err := natsx.AddMicro(nc, natsx.MicroConfig{
-		Name: "admin", Version: "0.1.0", Description: "teams and their credentials",
+		Name: "admin", Version: "0.1.0", Description: "teams and their credentials", Log: m.log,
 		Status: func() any { return natsx.Status{Service: "admin", Parts: map[string]string{"teams": "running"}} },
 		Endpoints: map[string]natsx.Endpoint{
 			"team-add": func(b []byte) (any, error) {

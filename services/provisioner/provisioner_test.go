@@ -45,7 +45,7 @@ func newRigWith(t *testing.T, topo topology.Options, stopInstances bool) *rig {
 	js, _ := jetstream.New(nc)
 	kv, _ := js.KeyValue(ctx, topology.BucketServices)
 	spec.Apply(ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: 2, MaxCapacity: 5,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2},
+		Health: spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2},
 		// the spec allows programs under /no/such and /bin besides hello
 		Artifact: spec.Artifact{Command: []string{hello}, Paths: []string{"/no/such", "/bin"}}})
 	tap, _ := nc.SubscribeSync("fleet.>")

@@ -136,6 +136,22 @@ func (s *server) unchanged(before map[string]uint64) {
 	}
 }
 
+// reopen opens the authority of dir again and starts a server trusting it,
+// stopped when the test ends: a restart of `up`.
+func reopen(t *testing.T, dir string) (*auth.Authority, *natsx.Embedded) {
+	t.Helper()
+	a, err := auth.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Auth: a.ServerOptions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	return a, e
+}
+
 func TestAnonymousRefused(t *testing.T) {
 	s := start(t)
 	if nc, err := nats.Connect(s.e.ClientURL()); err == nil {
@@ -177,15 +193,7 @@ func TestKeysAreCreatedOnceAndPrivate(t *testing.T) {
 		t.Fatalf("admin creds: %v", err)
 	}
 	// reopening keeps the keys: creds issued before still work
-	b, err := auth.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Auth: b.ServerOptions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
+	_, e := reopen(t, dir)
 	nc, err := nats.Connect(e.ClientURL(), mustCreds(t, creds)...)
 	if err != nil {
 		t.Fatalf("creds of the first open, server of the second: %v", err)
@@ -316,15 +324,7 @@ func TestRevokeEndsAccess(t *testing.T) {
 		t.Fatalf("teams after revoke: %+v", ts)
 	}
 	// the revocation survives a restart of the authority
-	b, err := auth.Open(s.a.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Auth: b.ServerOptions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
+	b, e := reopen(t, s.a.Dir())
 	if nc, err := nats.Connect(e.ClientURL(), mustCreds(t, creds)...); err == nil {
 		nc.Close()
 		t.Fatal("revoked creds connected after a restart")
@@ -340,15 +340,7 @@ func TestRevokeEndsAccess(t *testing.T) {
 		nc.Close()
 	}
 	// and the first user stays revoked, through another restart too
-	c, err := auth.Open(s.a.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2, err := natsx.StartEmbedded(natsx.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Auth: c.ServerOptions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e2.Shutdown()
+	_, e2 := reopen(t, s.a.Dir())
 	if nc, err := nats.Connect(e2.ClientURL(), mustCreds(t, creds)...); err == nil {
 		nc.Close()
 		t.Fatal("the revoked user connected after its team was added again and the authority restarted")

@@ -58,14 +58,14 @@ type User struct {
 
 // Authority holds the keys and the team registry of one data directory.
 type Authority struct {
-	dir                         string
-	operator, system, account   nkeys.KeyPair
-	opPub, sysPub, accPub       string
-	mu                          sync.Mutex
-	teams                       map[string]*Team
-	revocations                 map[string]int64 // user key → unix seconds
-	resolver                    *server.MemAccResolver
-	srv                         *server.Server
+	dir                       string
+	operator, system, account nkeys.KeyPair
+	opPub, sysPub, accPub     string
+	mu                        sync.Mutex
+	teams                     map[string]*Team
+	revocations               map[string]int64 // user key → unix seconds
+	resolver                  *server.MemAccResolver
+	srv                       *server.Server
 }
 
 // Open loads the keys under dir, creating them (0600, in a 0700 directory)

@@ -25,6 +25,8 @@ type MicroConfig struct {
 	// Endpoints are further query and control endpoints, by name, served on
 	// redblack.<name>.<endpoint>.
 	Endpoints map[string]Endpoint
+	// Log receives an endpoint's recovered panic (Serve sets it).
+	Log zerolog.Logger
 }
 
 // Endpoint answers one request: its body in, a JSON-able value out.
@@ -85,7 +87,7 @@ func AddMicro(nc *nats.Conn, c MicroConfig) (micro.Service, error) {
 		h := func(r micro.Request) {
 			var v any
 			var err error
-			if !Guard(zerolog.Nop(), "endpoint "+name, func() { v, err = ep(r.Data()) }) {
+			if !Guard(c.Log, "endpoint "+name, func() { v, err = ep(r.Data()) }) {
 				err = fmt.Errorf("internal error")
 			}
 			if err != nil {
@@ -137,6 +139,7 @@ func Open(ctx context.Context, nc *nats.Conn, ensure func(context.Context, jetst
 // Serve registers the micro service, logs that it runs, blocks until ctx
 // ends and then stops the registration.
 func Serve(ctx context.Context, nc *nats.Conn, c MicroConfig, log zerolog.Logger) error {
+	c.Log = log
 	svc, err := AddMicro(nc, c)
 	if err != nil {
 		return err

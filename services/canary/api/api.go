@@ -146,7 +146,7 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 	switch c.Verb {
 	case VerbRelease:
 		var req ReleaseRequest
-		if err := decode(m.Data, &req); err != nil {
+		if err := DecodeBody(m.Data, &req); err != nil {
 			return nil, err
 		}
 		if _, err := a.owned(ctx, id, c.Service); err != nil {
@@ -155,7 +155,7 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 		return a.release(ctx, id, c.Service, req)
 	case VerbRollback:
 		var req Reason
-		if err := decode(m.Data, &req); err != nil {
+		if err := DecodeBody(m.Data, &req); err != nil {
 			return nil, err
 		}
 		if _, err := a.owned(ctx, id, c.Service); err != nil {
@@ -164,7 +164,7 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 		return a.rollback(ctx, id, c.Service, req.Reason)
 	case VerbAbort:
 		var req AbortRequest
-		if err := decode(m.Data, &req); err != nil {
+		if err := DecodeBody(m.Data, &req); err != nil {
 			return nil, err
 		}
 		if _, err := a.owned(ctx, id, c.Service); err != nil {
@@ -175,7 +175,7 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 		return a.owned(ctx, id, c.Service)
 	case VerbSpecApply:
 		var s spec.Service
-		if err := decode(m.Data, &s); err != nil {
+		if err := DecodeBody(m.Data, &s); err != nil {
 			return nil, err
 		}
 		return a.apply(ctx, id, c.Service, s)
@@ -183,7 +183,9 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 	return nil, fmt.Errorf("unknown verb %q: want release, rollback, abort, spec-get or spec-apply", c.Verb)
 }
 
-func decode(b []byte, v any) error {
+// DecodeBody decodes a call's JSON body into v, refusing unknown fields; an
+// empty body is {}.
+func DecodeBody(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		b = []byte("{}")
 	}

@@ -343,9 +343,11 @@ func (f *Fast) upgrade(ctx *fasthttp.RequestCtx, g *routing.Group) {
 			<-f.tunnels
 		}
 	}()
-	if _, ok := f.readBody(ctx); !ok {
+	reserved, ok := f.readBody(ctx)
+	if !ok {
 		return
 	}
+	defer f.bodies.Add(-reserved) // the body is written upstream before the splice
 	b := g.Pick(nil)
 	if b == nil {
 		f.fail(ctx, fasthttp.StatusBadGateway, "no healthy instance in "+g.Name)
