@@ -46,6 +46,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/redblack/redblack/examples/hello v0.0.0
 	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasthttp v1.78.0 // indirect
@@ -62,3 +63,5 @@ replace (
 	github.com/redblack/redblack/services/watchdog => ../services/watchdog
 	github.com/redblack/redblack/shared => ../shared
 )
+
+replace github.com/redblack/redblack/examples/hello => ../examples/hello

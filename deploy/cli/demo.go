@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,7 +101,7 @@ func (a *app) demo(keep, withChaos bool) error {
 	if !keep {
 		defer os.RemoveAll(dir)
 	}
-	step("building examples/hello")
+	step("preparing examples/hello")
 	hello, err := buildHello(dir)
 	if err != nil {
 		return err
@@ -405,16 +403,4 @@ func summarise(r release.Record) (outcome, phases, rollback string) {
 		rollback = "-"
 	}
 	return outcome, strings.Join(parts, " · "), rollback
-}
-
-// helloPackage is the demo application.
-const helloPackage = "github.com/redblack/redblack/examples/hello"
-
-// buildHello builds examples/hello into dir with the go tool.
-func buildHello(dir string) (string, error) {
-	hello := filepath.Join(dir, "hello")
-	if out, err := exec.Command("go", "build", "-o", hello, helloPackage).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s (run from the repository, with Go installed): %v\n%s", helloPackage, err, out)
-	}
-	return hello, nil
 }

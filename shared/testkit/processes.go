@@ -45,11 +45,21 @@ func KillAll(path string) {
 	}
 }
 
-func pidsOf(path string) []int {
+// KillUnder kills every process running a binary from under dir (removed
+// since or not).
+func KillUnder(dir string) {
+	for _, pid := range pids(func(exe string) bool { return strings.HasPrefix(exe, dir+"/") }) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func pidsOf(path string) []int { return pids(func(exe string) bool { return exe == path }) }
+
+func pids(match func(exe string) bool) []int {
 	var out []int
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err == nil && exe == path {
+		if exe, err := os.Readlink(d + "/exe"); err == nil && match(exe) {
 			if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
 				out = append(out, pid)
 			}

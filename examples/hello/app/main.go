@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// Main runs hello as a program: it listens on $PORT (or --listen), answers
+// with its version and serves /healthz, with failure modes set by flags. It
+// returns the exit status. The hello binary and `redblack example hello`
+// both call it.
+func Main(args []string, stderr io.Writer) int {
+	logger := log.New(stderr, "", log.LstdFlags)
+	cfg := Config{Version: envOr("REDBLACK_VERSION", "v0"), Instance: envOr("REDBLACK_INSTANCE", "local")}
+	fs := flag.NewFlagSet("hello", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "", "address to listen on (default 127.0.0.1:$PORT)")
+	fs.StringVar(&cfg.Version, "version", cfg.Version, "version to report (env REDBLACK_VERSION)")
+	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests answered 500, 0..1")
+	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
+	fs.DurationVar(&cfg.Jitter, "jitter", 0, "uniform jitter around --latency")
+	fs.DurationVar(&cfg.FailAfter, "fail-after", 0, "after this long, every request fails while /healthz stays green")
+	crashAfter := fs.Duration("crash-after", 0, "exit with status 3 after this long")
+	fs.BoolVar(&cfg.FailHealth, "fail-health", false, "/healthz answers 503")
+	fs.DurationVar(&cfg.FailHealthAfter, "fail-health-after", 0, "after this long, /healthz answers 503")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.ErrorRate < 0 || cfg.ErrorRate > 1 {
+		logger.Printf("hello: --error-rate %v: want 0..1", cfg.ErrorRate)
+		return 2
+	}
+	addr := *listen
+	if addr == "" {
+		port := os.Getenv("PORT")
+		if port == "" {
+			logger.Print("hello: set PORT or --listen")
+			return 2
+		}
+		addr = "127.0.0.1:" + port
+	}
+	srv := &http.Server{Addr: addr, Handler: New(cfg, time.Now), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	if *crashAfter > 0 {
+		time.AfterFunc(*crashAfter, func() {
+			fmt.Fprintf(stderr, "hello: crashing (--crash-after %s)\n", *crashAfter)
+			os.Exit(3)
+		})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	logger.Printf("hello %s listening on %s", cfg.Version, addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Printf("hello: %v", err)
+		return 1
+	}
+	return 0
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
