@@ -215,7 +215,7 @@ type Up struct {
 // free port, times it to "redblack ready", lets it idle, reads its resident
 // memory from /proc, and stops it with SIGTERM.
 func UpProcess(self, dir string, idle time.Duration) (Up, error) {
-	cmd := exec.Command(self, "up", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--log-level", "warn")
+	cmd := exec.Command(self, "up", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return Up{}, err

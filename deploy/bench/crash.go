@@ -114,7 +114,7 @@ func freePort() (int, error) {
 }
 
 func startUp(o CrashOptions, natsAddr, httpAddr string, log *os.File) (*up, error) {
-	cmd := exec.Command(o.Redblack, "up", "--data", filepath.Join(o.Dir, "data"), "--nats", natsAddr, "--http", httpAddr, "--admin", "", "--log-level", "warn")
+	cmd := exec.Command(o.Redblack, "up", "--data", filepath.Join(o.Dir, "data"), "--nats", natsAddr, "--http", httpAddr, "--admin", "", "--ui", "", "--log-level", "warn")
 	cmd.Stderr = log
 	out, err := cmd.StdoutPipe()
 	if err != nil {

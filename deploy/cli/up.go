@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/logging"
@@ -19,6 +21,7 @@ import (
 func (a *app) upCmd() *cobra.Command {
 	cfg := mesh.DefaultConfig()
 	var awsf awsFlags
+	var otlp string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -41,13 +44,21 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 			if err := awsf.apply(ctx, &cfg); err != nil {
 				return err
 			}
+			if otlp != "" {
+				exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(otlp))
+				if err != nil {
+					return fmt.Errorf("--otlp %s: %w", otlp, err)
+				}
+				cfg.Spans = exp
+			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			data, _ := filepath.Abs(cfg.DataDir)
-			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s services=%s in %s\n",
-				m.URL(), m.HTTP(), data, m.AdminCreds(), strings.Join(mesh.ServiceNames, ","), time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s services=%s metrics=%s ui=%s in %s\n",
+				m.URL(), m.HTTP(), data, m.AdminCreds(), strings.Join(mesh.ServiceNames, ","), httpURL(m.AdminAddr(), "/metrics"), httpURL(m.UIAddr(), "/"),
+				time.Since(start).Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(a.out, "redblack stopping")
@@ -63,7 +74,17 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.TLSKey, "nats-tls-key", "", "TLS key of the NATS listener")
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
-	cmd.Flags().StringVar(&cfg.Router.Admin, "admin", "127.0.0.1:9180", "address of the router's admin port (/metrics); empty for none")
+	cmd.Flags().StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
+	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
+	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
 	awsf.register(cmd)
 	return cmd
+}
+
+// httpURL is http://addr+path, or "-" without an address.
+func httpURL(addr net.Addr, path string) string {
+	if addr == nil {
+		return "-"
+	}
+	return "http://" + addr.String() + path
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,7 +17,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/redblack/redblack/deploy/dashboard"
+	"github.com/redblack/redblack/deploy/tracing"
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/services/chaos"
 	"github.com/redblack/redblack/services/provisioner"
@@ -24,6 +28,7 @@ import (
 	"github.com/redblack/redblack/services/watchdog"
 	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -52,6 +57,13 @@ type Config struct {
 	// TLSCert and TLSKey make the NATS listener TLS only; they are required
 	// when NATSListen is not a loopback address.
 	TLSCert, TLSKey string
+	// Admin serves every service's Prometheus metrics on /metrics ("" for
+	// none; port 0 picks one).
+	Admin string
+	// UI serves the dashboard ("" for none; port 0 picks one).
+	UI string
+	// Spans, when set, receives each release as an OpenTelemetry trace.
+	Spans sdktrace.SpanExporter
 }
 
 // DefaultConfig returns the defaults of `redblack up`.
@@ -86,6 +98,11 @@ type Mesh struct {
 	failed     chan struct{} // closed when the first service stops on its own
 	once       sync.Once
 	router     *router.Service
+	exporters  []prom.Exporter
+	adminAddr  net.Addr
+	uiAddr     net.Addr
+	adminSrv   *http.Server
+	tracer     *tracing.Tracer
 	// stopOnce makes Stop idempotent.
 	stopOnce sync.Once
 }
@@ -179,6 +196,9 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			c.Topology = cfg.Topology
 			svc = chaos.New(c, snc, log)
 		}
+		if e, ok := svc.(prom.Exporter); ok {
+			m.exporters = append(m.exporters, e)
+		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -195,7 +215,62 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 	if err := m.serveTeams(runCtx, nc); err != nil {
 		return err
 	}
-	return m.awaitServices(ctx, nc)
+	if err := m.awaitServices(ctx, nc); err != nil {
+		return err
+	}
+	return m.observe(runCtx, cfg, nc, js)
+}
+
+// observe starts what watches the mesh from outside the services: the
+// admin port with every service's metrics, the dashboard and the release
+// traces.
+func (m *Mesh) observe(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream.JetStream) error {
+	if cfg.Admin != "" {
+		reg, err := prom.NewRegistry(m.exporters...)
+		if err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		if m.adminSrv, m.adminAddr, err = prom.Serve(cfg.Admin, reg, nil); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+	}
+	if cfg.UI != "" {
+		d := dashboard.New(dashboard.Config{NC: nc, Log: cfg.Log.With().Str("component", "dashboard").Logger(),
+			Dial: func(creds []byte) (*nats.Conn, error) { return m.srv.Connect("redblack-dashboard-viewer", creds) }})
+		if err := d.Run(ctx); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		addr, err := dashboard.Serve(ctx, cfg.UI, d)
+		if err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		m.uiAddr = addr
+	}
+	if cfg.Spans != nil {
+		m.tracer = tracing.New(cfg.Spans, cfg.Log.With().Str("component", "tracing").Logger())
+		kv, err := js.KeyValue(ctx, topology.BucketReleases)
+		if err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+		if err := m.tracer.Follow(ctx, kv); err != nil {
+			return fmt.Errorf("mesh: %w", err)
+		}
+	}
+	return nil
+}
+
+// AdminAddr is the admin port's address (nil without one).
+func (m *Mesh) AdminAddr() net.Addr { return m.adminAddr }
+
+// UIAddr is the dashboard's address (nil without one).
+func (m *Mesh) UIAddr() net.Addr { return m.uiAddr }
+
+// FlushTraces exports the release traces ended so far.
+func (m *Mesh) FlushTraces(ctx context.Context) error {
+	if m.tracer == nil {
+		return nil
+	}
+	return m.tracer.Flush(ctx)
 }
 
 // awaitServices pings each service's micro registration until all answer,
@@ -316,6 +391,14 @@ func (m *Mesh) stop() {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.adminSrv != nil {
+		m.adminSrv.Close()
+	}
+	if m.tracer != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = m.tracer.Shutdown(sctx)
+		cancel()
+	}
 	closed := make([]chan struct{}, 0, len(m.conns))
 	for _, nc := range m.conns {
 		ch := make(chan struct{})

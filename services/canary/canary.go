@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/canary/api"
@@ -33,14 +34,18 @@ func DefaultConfig() Config { return Config{Topology: topology.DefaultOptions()}
 
 // Service is the canary service.
 type Service struct {
-	cfg Config
-	nc  *nats.Conn
-	log zerolog.Logger
+	cfg     Config
+	nc      *nats.Conn
+	log     zerolog.Logger
+	metrics *phase.Metrics
 }
+
+// Collectors are the canary judge's metrics.
+func (s *Service) Collectors() []prometheus.Collector { return s.metrics.Collectors() }
 
 // New builds the service on a NATS connection it does not own.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
-	return &Service{cfg: cfg, nc: nc, log: log}
+	return &Service{cfg: cfg, nc: nc, log: log, metrics: phase.NewMetrics()}
 }
 
 // Run ensures the topology, starts the intake and serves the micro
@@ -71,6 +76,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("canary: %w", err)
 	}
+	ph.Metrics = s.metrics
 	runs, err := ph.Start(ctx)
 	if err != nil {
 		return fmt.Errorf("canary: %w", err)

@@ -16,10 +16,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/chaos/monkey"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
@@ -52,6 +54,19 @@ type Service struct {
 	mu    sync.Mutex
 	fired map[string]time.Time // unit@time of kills carried out
 	kills int
+
+	killsTotal *prometheus.CounterVec
+}
+
+// Collectors are Chaos Monkey's metrics.
+func (s *Service) Collectors() []prometheus.Collector { return []prometheus.Collector{s.killsTotal} }
+
+// killed counts a kill carried out.
+func (s *Service) killed(service string) {
+	s.mu.Lock()
+	s.kills++
+	s.mu.Unlock()
+	s.killsTotal.WithLabelValues(service).Inc()
 }
 
 // New builds the service on a NATS connection it does not own.
@@ -63,7 +78,9 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.Tick <= 0 {
 		cfg.Tick = d.Tick
 	}
-	return &Service{cfg: cfg, nc: nc, log: log, fired: map[string]time.Time{}}
+	return &Service{cfg: cfg, nc: nc, log: log, fired: map[string]time.Time{},
+		killsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: prom.Namespace, Name: "chaos_kills_total",
+			Help: "Instances Chaos Monkey terminated (scheduled or on demand)."}, []string{"service"})}
 }
 
 // Run plans and carries out kills and serves the micro endpoints (status,
@@ -201,9 +218,7 @@ func (s *Service) loop(ctx context.Context, wg *sync.WaitGroup) {
 					if err != nil {
 						s.log.Warn().Err(err).Str("service", u.service).Msg("chaos: attempt")
 					} else if o.Result == monkey.Terminated {
-						s.mu.Lock()
-						s.kills++
-						s.mu.Unlock()
+						s.killed(u.service)
 					}
 				}()
 			}
@@ -270,9 +285,7 @@ func (s *Service) kill(body []byte) (any, error) {
 	defer cancel()
 	o, err := s.m.Attempt(ctx, r.Service, r.Group, "on demand")
 	if err == nil && o.Result == monkey.Terminated {
-		s.mu.Lock()
-		s.kills++
-		s.mu.Unlock()
+		s.killed(r.Service)
 	}
 	return o, err
 }

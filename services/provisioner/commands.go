@@ -244,7 +244,9 @@ func (s *Service) publish(ctx context.Context, id string, k events.Kind, service
 	if err != nil {
 		return natsx.Permanent(err)
 	}
-	_, err = natsx.Publish(ctx, s.js, k.Subject(service), ev)
+	if _, err = natsx.Publish(ctx, s.js, k.Subject(service), ev); err == nil {
+		s.fleetEvents.WithLabelValues(service, k.Name).Inc()
+	}
 	return err
 }
 

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
@@ -77,6 +79,9 @@ type Service struct {
 	pending map[string]*pendingGroup
 	retries sync.WaitGroup  // publishes being retried (they end with Run's context)
 	runCtx  context.Context // Run's
+
+	fleetEvents *prometheus.CounterVec
+	listed      atomic.Pointer[fleet.Provider] // the provider, for scrapes, once Run has one
 }
 
 // pendingGroup is a group created or grown and not yet all up.
@@ -96,7 +101,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.StepTimeout <= 0 {
 		cfg.StepTimeout = 2 * time.Minute
 	}
-	return &Service{cfg: cfg, nc: nc, log: log, pending: map[string]*pendingGroup{}}
+	return &Service{cfg: cfg, nc: nc, log: log, pending: map[string]*pendingGroup{}, fleetEvents: newFleetEvents()}
 }
 
 // Run starts the provider (re-adopting instances), the command consumer,
@@ -130,6 +135,7 @@ func (s *Service) Run(ctx context.Context) error {
 	reporterDone := make(chan struct{})
 	if s.cfg.Provider != nil {
 		s.provider = s.cfg.Provider
+		s.listed.Store(&s.provider)
 		pctx, stopPoll := context.WithCancel(ctx)
 		polled := make(chan struct{})
 		go func() {
@@ -146,6 +152,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("provisioner: %w", err)
 		}
 		s.provider = prov
+		s.listed.Store(&s.provider)
 		go func() { defer close(reporterDone); s.report(ctx) }()
 		defer func() {
 			prov.Close(s.cfg.StopInstancesOnExit)

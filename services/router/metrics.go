@@ -3,15 +3,15 @@ package router
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"sort"
-	"time"
+		"net/http"
+		"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/redblack/redblack/services/router/routing"
 	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/subjects"
 )
 
@@ -78,47 +78,70 @@ func (s *Service) publishMetrics(ctx context.Context) {
 	}
 }
 
-// serveAdmin serves /metrics in the Prometheus text format.
+// serveAdmin serves the router's own registry on /metrics.
 func (s *Service) serveAdmin() (*http.Server, error) {
-	l, err := net.Listen("tcp", s.cfg.Admin)
+	reg, err := prom.NewRegistry(s)
 	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", s.cfg.Admin, err)
+		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", s.prometheus)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	return srv, nil
+	srv, _, err := prom.Serve(s.cfg.Admin, reg, nil)
+	return srv, err
 }
 
-func (s *Service) prometheus(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	bs := s.reg.Backends()
-	sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
-	counter := func(name, help string, get func(routing.Snapshot) uint64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
-		for _, b := range bs {
-			fmt.Fprintf(w, "%s{service=%q,group=%q,instance=%q} %d\n", name, b.Service, b.Group, b.ID, get(b.Stats.Snapshot()))
-		}
+// Collectors are the router's metrics: the counts and latency histogram of
+// every instance in the registry, read from its atomic counters when
+// scraped (the hot path takes no lock for them).
+func (s *Service) Collectors() []prometheus.Collector { return []prometheus.Collector{backendCollector{s.reg}} }
+
+var (
+	backendLabels = []string{"service", "group", "instance"}
+	backendCounts = []struct {
+		desc *prometheus.Desc
+		get  func(routing.Snapshot) uint64
+	}{
+		{promDesc("requests_total", "Requests sent to an instance."), func(s routing.Snapshot) uint64 { return s.Requests }},
+		{promDesc("responses_2xx_total", "2xx responses."), func(s routing.Snapshot) uint64 { return s.Status2xx }},
+		{promDesc("responses_3xx_total", "3xx responses."), func(s routing.Snapshot) uint64 { return s.Status3xx }},
+		{promDesc("responses_4xx_total", "4xx responses."), func(s routing.Snapshot) uint64 { return s.Status4xx }},
+		{promDesc("responses_5xx_total", "5xx responses."), func(s routing.Snapshot) uint64 { return s.Status5xx }},
+		{promDesc("connection_errors_total", "Requests that got no response."), func(s routing.Snapshot) uint64 { return s.ConnErrors }},
+		{promDesc("retries_total", "Requests retried on another instance after failing on this one."), func(s routing.Snapshot) uint64 { return s.Retries }},
 	}
-	counter("redblack_router_requests_total", "Requests sent to an instance.", func(s routing.Snapshot) uint64 { return s.Requests })
-	counter("redblack_router_responses_2xx_total", "2xx responses.", func(s routing.Snapshot) uint64 { return s.Status2xx })
-	counter("redblack_router_responses_4xx_total", "4xx responses.", func(s routing.Snapshot) uint64 { return s.Status4xx })
-	counter("redblack_router_responses_5xx_total", "5xx responses.", func(s routing.Snapshot) uint64 { return s.Status5xx })
-	counter("redblack_router_connection_errors_total", "Requests that got no response.", func(s routing.Snapshot) uint64 { return s.ConnErrors })
-	counter("redblack_router_retries_total", "Requests retried on another instance after failing on this one.", func(s routing.Snapshot) uint64 { return s.Retries })
-	name := "redblack_router_latency_seconds"
-	fmt.Fprintf(w, "# HELP %s Response latency.\n# TYPE %s histogram\n", name, name)
+	backendLatency = promDesc("latency_seconds", "Response latency.")
+	backendsDesc   = prometheus.NewDesc(prom.Namespace+"_router_backends", "Instances in the router's registry.", nil, nil)
+)
+
+func promDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc(prom.Namespace+"_router_"+name, help, backendLabels, nil)
+}
+
+// backendCollector reads the registry's backends at scrape time.
+type backendCollector struct{ reg *routing.Registry }
+
+func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range backendCounts {
+		ch <- m.desc
+	}
+	ch <- backendLatency
+	ch <- backendsDesc
+}
+
+func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
+	bs := c.reg.Backends()
+	ch <- prometheus.MustNewConstMetric(backendsDesc, prometheus.GaugeValue, float64(len(bs)))
 	for _, b := range bs {
 		snap := b.Stats.Snapshot()
-		labels := fmt.Sprintf("service=%q,group=%q,instance=%q", b.Service, b.Group, b.ID)
+		for _, m := range backendCounts {
+			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.get(snap)), b.Service, b.Group, b.ID)
+		}
+		buckets := make(map[float64]uint64, len(routing.Buckets))
 		var cum uint64
 		for i, le := range routing.Buckets {
 			cum += snap.Latency[i]
-			fmt.Fprintf(w, "%s_bucket{%s,le=\"%g\"} %d\n", name, labels, le.Seconds(), cum)
+			buckets[le.Seconds()] = cum
 		}
 		cum += snap.Latency[len(routing.Buckets)]
-		fmt.Fprintf(w, "%s_bucket{%s,le=\"+Inf\"} %d\n%s_sum{%s} %g\n%s_count{%s} %d\n", name, labels, cum, name, labels, float64(snap.LatencySum)/1e9, name, labels, cum)
+		ch <- prometheus.MustNewConstHistogram(backendLatency, cum, float64(snap.LatencySum)/1e9, buckets, b.Service, b.Group, b.ID)
 	}
 }
 

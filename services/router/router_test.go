@@ -23,6 +23,7 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -428,19 +429,25 @@ func TestMetricsSamplesAndPrometheus(t *testing.T) {
 	if total.Requests != 11 || total.Status2xx != 10 || total.Status5xx != 1 || total.LatencySumNs != 11 {
 		t.Fatalf("samples summed to %+v", total)
 	}
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	// the exposition is parsed by the Prometheus library's own parser
+	fams, err := prom.Scrape("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`redblack_router_requests_total{service="hello",group="hello-v001",instance="a"} 11`,
-		`redblack_router_responses_5xx_total{service="hello",group="hello-v001",instance="a"} 1`,
-		`redblack_router_latency_seconds_count{service="hello",group="hello-v001",instance="a"} 11`,
-	} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("/metrics lacks %s", want)
+	a := map[string]string{"service": "hello", "group": "hello-v001", "instance": "a"}
+	for name, want := range map[string]float64{"redblack_router_requests_total": 11, "redblack_router_responses_5xx_total": 1,
+		"redblack_router_latency_seconds": 11, "redblack_router_backends": 1} {
+		labels := a
+		if name == "redblack_router_backends" {
+			labels = nil
+		}
+		if got, ok := fams.Value(name, labels); !ok || got != want {
+			t.Errorf("%s%v = %v (present %v), want %v", name, labels, got, ok, want)
+		}
+	}
+	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines"} {
+		if _, ok := fams.Value(name, nil); !ok {
+			t.Errorf("/metrics lacks %s", name)
 		}
 	}
 }

@@ -259,6 +259,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	filter.Resume(st.Seen)
 	var mu sync.Mutex
 	var broken string
+	var firstError time.Time // the new group's first failed request seen
 	trip := make(chan struct{}, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -266,6 +267,9 @@ func (s *Service) watch(ctx context.Context, id string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			st.Add(m, s.cfg.Warmup, s.cfg.Window)
+			if !m.FirstError.IsZero() && (firstError.IsZero() || m.FirstError.Before(firstError)) {
+				firstError = m.FirstError
+			}
 			if why := rules.Check(st); why != "" && broken == "" {
 				broken = why
 				trip <- struct{}{}
@@ -296,6 +300,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		mu.Lock()
 		why := broken
 		samples := st.Samples
+		failedAt := firstError
 		// every Checkpoint, and at the verdict (baked, or a rollback), so the
 		// record holds the evidence the decision was taken on
 		verdict := cur.Phase == release.PhaseBaking && (why != "" || time.Since(switchedAt) >= bake.Duration.D())
@@ -318,6 +323,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		switch {
 		case cur.Phase == release.PhaseBaking && why != "":
 			log.Warn().Str("reason", why).Msg("bake failed")
+			s.prom.rollback(cur.Service, failedAt)
 			return s.requestRollback(ctx, cur, "bake", "bake: "+why)
 		case cur.Phase == release.PhaseBaking && time.Since(switchedAt) >= bake.Duration.D() && samples == 0:
 			// routers publish a sample of every routed group each interval,
@@ -338,6 +344,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 			}
 			if why != "" {
 				log.Warn().Str("reason", why).Msg("active group degraded after completion")
+				s.prom.rollback(cur.Service, failedAt)
 				return s.requestRollback(ctx, cur, "after", "after completion: "+why)
 			}
 		case cur.Phase == release.PhaseBaking:

@@ -146,6 +146,7 @@ func (s *Service) followReleases(ctx context.Context) error {
 				if json.Unmarshal(e.Value(), &r) != nil {
 					continue
 				}
+				s.prom.record(r, initial)
 				s.mu.Lock()
 				if r.Phase.Final() {
 					delete(s.inflight, r.ID)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/deadletter"
@@ -82,7 +83,12 @@ type Service struct {
 	inflight map[string]release.Record
 	// known reports whether a router id is one of the mesh's.
 	known func(string) bool
+	prom  *promMetrics
 }
+
+// Collectors are the watchdog's metrics: the releases' outcomes and phase
+// times, and the bake's rollback detection time.
+func (s *Service) Collectors() []prometheus.Collector { return s.prom.collectors() }
 
 // New builds the service on a NATS connection it does not own.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
@@ -112,7 +118,13 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 		cfg.StuckEvery = d.StuckEvery
 	}
 	routers := &metrics.Directory{NC: nc}
-	return &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}, known: routers.Known}
+	s := &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}, known: routers.Known}
+	s.prom = newPromMetrics(func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(len(s.inflight))
+	})
+	return s
 }
 
 // Run starts the bake consumer, the release watch, the deadline checks and

@@ -46,6 +46,8 @@ type Phase struct {
 	runs      release.Runs
 	// known reports whether a router id is one of the mesh's (nil: any).
 	known func(string) bool
+	// Metrics, when set, count the verdicts.
+	Metrics *Metrics
 }
 
 // New binds the phase to the buckets it reads. known reports whether a
@@ -199,6 +201,7 @@ func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind
 	}); err != nil {
 		return err
 	}
+	p.Metrics.observe(kind, result, rec.Service)
 	if kind == events.Calibrated {
 		c := events.Calibration{Service: rec.Service, Passed: pass, Duration: duration, Report: result}
 		for _, m := range result.Metrics {
