@@ -110,7 +110,9 @@ func TestDashboardMetricsAndTraces(t *testing.T) {
 		if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
 			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main")))
 			jsErr, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.dataset.error || ""`))
-			var st struct{ Services []struct{ Current struct{ ID, Phase string } } }
+			var st struct {
+				Services []struct{ Current struct{ ID, Phase string } }
+			}
 			if resp, err := http.Get(ui + "api/state"); err == nil {
 				json.NewDecoder(resp.Body).Decode(&st)
 				resp.Body.Close()

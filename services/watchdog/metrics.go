@@ -34,7 +34,7 @@ func newPromMetrics(inflight func() float64) *promMetrics {
 		releases: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: prom.Namespace, Name: "releases_total",
 			Help: "Releases that reached a final phase, by outcome (completed, rolled_back, aborted, failed…)."}, []string{"outcome"}),
 		detect: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: prom.Namespace, Name: "rollback_detect_seconds",
-			Help: "From the new group's first failed request after the switch to the watchdog's rollback request.",
+			Help:    "From the new group's first failed request after the switch to the watchdog's rollback request.",
 			Buckets: prometheus.ExponentialBuckets(0.025, 2, 12)}, []string{"service"}),
 		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: prom.Namespace, Name: "releases_in_flight",
 			Help: "Releases not yet in a final phase."}, inflight),
