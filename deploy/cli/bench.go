@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -24,18 +25,20 @@ func (a *app) benchCmd() *cobra.Command {
 		Short: "publish→consume latency, intake decisions/s, `redblack up` cold start and idle RSS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tab := newTable(a.out)
+			defer tab.Flush()
 			dir, err := os.MkdirTemp("", "redblack-bench-")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(dir)
 			sub := func(name string) string { return filepath.Join(dir, name) }
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure", "measured", "target")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "figure", "measured", "target")
 			lat, err := bench.PublishConsume(sub("latency"), n)
 			if err != nil {
 				return fmt.Errorf("publish→consume: %w", err)
 			}
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("publish→consume p50 / p99 (n=%d)", lat.N),
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("publish→consume p50 / p99 (n=%d)", lat.N),
 				fmt.Sprintf("%s / %s", lat.P50.Round(time.Microsecond), lat.P99.Round(time.Microsecond)), "p99 < 5ms")
 			for _, c := range []struct {
 				label    string
@@ -45,7 +48,7 @@ func (a *app) benchCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("intake: %w", err)
 				}
-				fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("%s, n=%d", c.label, n),
+				fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("%s, n=%d", c.label, n),
 					fmt.Sprintf("%.0f decisions/s", r.PerSecond()), "≥ 2,000/s")
 			}
 			self, err := os.Executable()
@@ -56,8 +59,8 @@ func (a *app) benchCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("up: %w", err)
 			}
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "redblack up: exec to ready", up.Ready.Round(time.Millisecond), "< 2s")
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("redblack up: RSS after %s idle", up.Idle), fmt.Sprintf("%.1f MB", float64(up.IdleRSS)/1e6), "< 150 MB")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "redblack up: exec to ready", up.Ready.Round(time.Millisecond), "< 2s")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("redblack up: RSS after %s idle", up.Idle), fmt.Sprintf("%.1f MB", float64(up.IdleRSS)/1e6), "< 150 MB")
 			return nil
 		},
 	}
@@ -69,6 +72,8 @@ func (a *app) benchCmd() *cobra.Command {
 		Short: "groups of 10 and 100 instances to all up, SIGKILL to replacement up, memory per instance",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tab := newTable(a.out)
+			defer tab.Flush()
 			dir, hello, done, err := helloDir()
 			if err != nil {
 				return err
@@ -78,13 +83,13 @@ func (a *app) benchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure (examples/hello, local provider)", "measured", "target")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "figure (examples/hello, local provider)", "measured", "target")
 			for _, n := range []int{10, 100} {
-				fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("%d-instance group: create → all up (ready)", n), r.ToReady[n].Round(time.Millisecond), "< 10s")
+				fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("%d-instance group: create → all up (ready)", n), r.ToReady[n].Round(time.Millisecond), "< 10s")
 			}
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("SIGKILL → replacement up, p50 / max (n=%d)", r.Replace.N),
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("SIGKILL → replacement up, p50 / max (n=%d)", r.Replace.N),
 				fmt.Sprintf("%s / %s", r.Replace.P50.Round(time.Millisecond), r.Replace.Max.Round(time.Millisecond)), "< 2s")
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "memory per instance (RSS) min / avg / max",
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "memory per instance (RSS) min / avg / max",
 				fmt.Sprintf("%.1f / %.1f / %.1f MB", mb(r.RSSMin), mb(r.RSSAvg), mb(r.RSSMax)), "-")
 			return nil
 		},
@@ -103,6 +108,8 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 (apt-get install nginx haproxy wrk).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tab := newTable(a.out)
+			defer tab.Flush()
 			dir, bm, err := benchMesh("hello-v001")
 			if err != nil {
 				return err
@@ -175,10 +182,10 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				pprof.StopCPUProfile()
 			}
 			fmt.Fprintf(a.out, "wrk -t2 -c%d -d%s, %d round(s), 3 hello backends, mean per round\n", conns, dur, rounds)
-			fmt.Fprintf(a.out, "%-22s %10s %10s %10s %8s %10s %10s\n", "target", "rps", "p50", "p99", "errors", "rps/nginx", "p99/nginx")
+			fmt.Fprintf(tab, "%v\t%v\t%v\t%v\t%v\t%v\t%v\n", "target", "rps", "p50", "p99", "errors", "rps/nginx", "p99/nginx")
 			for _, t := range targets {
 				s := sums[t.name]
-				fmt.Fprintf(a.out, "%-22s %10.0f %10s %10s %8d %10.2f %10.2f\n", t.name, s.RPS, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond),
+				fmt.Fprintf(tab, "%v\t%.0f\t%v\t%v\t%d\t%.2f\t%.2f\n", t.name, s.RPS, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond),
 					s.Errors, s.RPS/ref.RPS, float64(s.P99)/float64(ref.P99))
 			}
 			return nil
@@ -196,6 +203,8 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "load through the router across switches and instance kills: failed requests, routes write → serving",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tab := newTable(a.out)
+			defer tab.Flush()
 			dir, bm, err := benchMesh("hello-v001", "hello-v002")
 			if err != nil {
 				return err
@@ -206,11 +215,11 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "figure", "measured", "target")
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("load: %d workers for %s, %d switches, %d kills", workers, r.Duration.Round(time.Second), r.Switches, r.Kills),
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "figure", "measured", "target")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("load: %d workers for %s, %d switches, %d kills", workers, r.Duration.Round(time.Second), r.Switches, r.Kills),
 				fmt.Sprintf("%d requests", r.Requests), "≥ 20s, 20 switches, 3 kills")
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", "failed requests", fmt.Sprint(r.Failed), "0")
-			fmt.Fprintf(a.out, "%-52s %-24s %s\n", fmt.Sprintf("routes write → new group serving, p50 / p99 (n=%d)", r.WriteToServe.N),
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "failed requests", fmt.Sprint(r.Failed), "0")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("routes write → new group serving, p50 / p99 (n=%d)", r.WriteToServe.N),
 				fmt.Sprintf("%s / %s", r.WriteToServe.P50.Round(time.Microsecond), r.WriteToServe.P99.Round(time.Microsecond)), "p99 < 50ms")
 			return nil
 		},
@@ -230,7 +239,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			fmt.Fprintf(a.out, "Whole canaries with the default strategy (%s, a look every %s, confidence %g), log-normal latency (median 20 ms, σ 0.5) on the router's buckets.\n",
 				cs.Canary.Duration.D(), cs.Canary.Interval.D(), cs.Canary.Confidence)
 			fmt.Fprintf(a.out, "Sequential judge: %d trials a row; fixed-horizon judge (the one it replaced): %d trials a row.\n\n", jo.Trials, jo.FixedTrials)
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "scenario\trequests/group/look\tsequential: failed\tmedian time to fail\tfixed horizon: failed\tmedian time to fail\ttarget")
 			for _, r := range bench.JudgeCanaries(jo) {
 				target := fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Canary.Confidence))
@@ -252,7 +261,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			tw.Flush()
 			fmt.Fprintf(a.out, "\nWhole bakes with the default bake strategy (%s, confidence %g, error tolerance %g, ceiling %g, p99 ratio %g), one sample a second, %d trials a row.\n\n",
 				cs.Bake.Duration.D(), cs.Bake.Confidence, cs.Bake.ErrorTolerance, cs.Bake.MaxErrorRate, cs.Bake.MaxLatencyRatio, jo.BakeTrials)
-			tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw = newTable(a.out)
 			fmt.Fprintln(tw, "bake\trequests/s\tdegrades after\trolled back\tmedian time to detect\ttarget")
 			for _, r := range bench.JudgeBakes(jo) {
 				onset, target, took := r.Onset.String(), "≥ 95%, seconds", r.Figures.MedianDetect.String()
@@ -274,6 +283,8 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "releases that go bad after the switch: first bad response → all traffic back on the old group; control-plane overhead of healthy releases",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tab := newTable(a.out)
+			defer tab.Flush()
 			dir, hello, done, err := helloDir()
 			if err != nil {
 				return err
@@ -287,16 +298,17 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%-10s %-28s %s\n", "release", "first bad → restored", "failed requests")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "release", "first bad → restored", "failed requests")
 			for _, rb := range r.Rollbacks {
-				fmt.Fprintf(a.out, "%-10s %-28s %d\n", rb.Version, rb.Took().Round(time.Millisecond), rb.Failed)
+				fmt.Fprintf(tab, "%v\t%v\t%d\n", rb.Version, rb.Took().Round(time.Millisecond), rb.Failed)
 			}
+			tab.Flush()
 			fmt.Fprintln(a.out)
-			fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", "figure", "measured", "target", "anchor")
-			fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", fmt.Sprintf("first bad response → 100%% on old group, p50 (n=%d)", len(r.Rollbacks)), r.Percentile(0.5).Round(time.Millisecond), "< 1s", "Flagger interval×threshold: 1–10 min")
-			fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", "first bad response → 100% on old group, p95", r.Percentile(0.95).Round(time.Millisecond), "< 2s", "CodeDeploy alarms: ≥ 1 min")
+			fmt.Fprintf(tab, "%v\t%v\t%v\t%v\n", "figure", "measured", "target", "anchor")
+			fmt.Fprintf(tab, "%v\t%v\t%v\t%v\n", fmt.Sprintf("first bad response → 100%% on old group, p50 (n=%d)", len(r.Rollbacks)), r.Percentile(0.5).Round(time.Millisecond), "< 1s", "Flagger interval×threshold: 1–10 min")
+			fmt.Fprintf(tab, "%v\t%v\t%v\t%v\n", "first bad response → 100% on old group, p95", r.Percentile(0.95).Round(time.Millisecond), "< 2s", "CodeDeploy alarms: ≥ 1 min")
 			for i, o := range r.Healthy {
-				fmt.Fprintf(a.out, "%-58s %-22s %-10s %s\n", fmt.Sprintf("healthy release %d: control-plane overhead", i+1), o.ControlPlane().Round(time.Millisecond), "< 1s",
+				fmt.Fprintf(tab, "%v\t%v\t%v\t%v\n", fmt.Sprintf("healthy release %d: control-plane overhead", i+1), o.ControlPlane().Round(time.Millisecond), "< 1s",
 					fmt.Sprintf("(%s in all − %s canary+bake − %s boot)", o.Total.Round(time.Millisecond), o.Configured, o.Boot.Round(time.Millisecond)))
 			}
 			return nil
@@ -311,6 +323,8 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "Chaos Monkey unleashed in fast mode on hello (3 instances) under load: kills/min, failed requests, kill → replacement up",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tab := newTable(a.out)
+			defer tab.Flush()
 			dir, hello, done, err := helloDir()
 			if err != nil {
 				return err
@@ -320,13 +334,13 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "figure", "measured", "target")
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", fmt.Sprintf("kills in %s (mean %s, min %s between)", chaosFor, chaosMean, chaosMin), fmt.Sprintf("%d (%.1f/min)", r.Kills, r.KillsPerMinute()), "—")
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "kills skipped by the checks (group not whole yet, …)", fmt.Sprint(r.Skipped), "—")
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "requests through the router / failed", fmt.Sprintf("%d / %d", r.Served+r.Failed, r.Failed), "0 failed")
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "kill → replacement up, p50 / max", fmt.Sprintf("%s / %s", r.ReplacementPercentile(0.5).Round(time.Millisecond), r.ReplacementPercentile(1).Round(time.Millisecond)), "—")
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "victims not replaced", fmt.Sprint(len(r.Unreplaced)), "0")
-			fmt.Fprintf(a.out, "%-52s %-22s %s\n", "kills in the audit trail (FLEET stream)", fmt.Sprint(r.AuditTerminated), fmt.Sprint(r.Kills))
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "figure", "measured", "target")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("kills in %s (mean %s, min %s between)", chaosFor, chaosMean, chaosMin), fmt.Sprintf("%d (%.1f/min)", r.Kills, r.KillsPerMinute()), "—")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "kills skipped by the checks (group not whole yet, …)", fmt.Sprint(r.Skipped), "—")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "requests through the router / failed", fmt.Sprintf("%d / %d", r.Served+r.Failed, r.Failed), "0 failed")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "kill → replacement up, p50 / max", fmt.Sprintf("%s / %s", r.ReplacementPercentile(0.5).Round(time.Millisecond), r.ReplacementPercentile(1).Round(time.Millisecond)), "—")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "victims not replaced", fmt.Sprint(len(r.Unreplaced)), "0")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "kills in the audit trail (FLEET stream)", fmt.Sprint(r.AuditTerminated), fmt.Sprint(r.Kills))
 			return nil
 		},
 	}
@@ -361,7 +375,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				}
 				return r.Recoveries[min(len(r.Recoveries)-1, int(q*float64(len(r.Recoveries))))].Round(time.Millisecond)
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "figure\tmeasured\ttarget")
 			fmt.Fprintf(tw, "kills of redblack up (SIGKILL), by the phase of the release\t%d: %v\t≥ 50, every phase\n", r.Kills, r.KilledIn)
 			fmt.Fprintf(tw, "releases by outcome\t%v\tall terminal\n", r.Outcomes)
@@ -394,7 +408,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				return err
 			}
 			defer done()
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "RELEASES	ROUTE GROUPS	ROUTE BYTES	INSTANCE ENTRIES	REGISTRY	PROCESSES	METRICS MSGS	METRICS BYTES	SAMPLES/S")
 			_, err = bench.GhostsRun(filepath.Join(dir, "mesh"), hello, ghostReleases, ghostEvery, logging.New(a.err, "", "error"), func(g bench.Ghosts) {
 				fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\n", g.Releases, g.RouteGroups, g.RouteBytes, g.Instances, g.Backends, g.Processes, g.MetricsMsgs, g.MetricsBytes, g.SamplesPerSec)
@@ -446,3 +460,7 @@ func helloDir() (dir, hello string, done func(), err error) {
 	}
 	return dir, hello, done, nil
 }
+
+// newTable is how the CLI prints a table: text/tabwriter, so that columns
+// line up whatever the widths (Flush prints it).
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }

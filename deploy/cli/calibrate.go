@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -87,7 +86,7 @@ func (a *app) printCalibration(cal events.Calibration) {
 	r := cal.Report
 	fmt.Fprintf(a.out, "\nA/A calibration of %s: %s after %d looks at %g%% confidence; %d samples refused\n", cal.Service,
 		map[bool]string{true: "passed", false: "FAILED"}[cal.Passed], r.Looks, 100*r.Confidence, r.DroppedSamples)
-	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	tw := newTable(a.out)
 	fmt.Fprintln(tw, "metric\trequests (A / B)\tA\tB\tdifference and confidence sequence\tpeak evidence (1 fails)\tverdict")
 	for _, m := range r.Metrics {
 		fig := func(v float64) string {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,7 +63,7 @@ configured: redblack chaos config --enabled --leashed=false.`,
 			if err := a.request("chaos", "schedule", service, &ps); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "SERVICE\tUNIT\tAT\tMODE")
 			for _, p := range ps {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Service, p.Unit, p.At.Local().Format("2006-01-02 15:04:05.000"), p.Mode)

@@ -329,6 +329,24 @@ func TestUpProcess(t *testing.T) {
 	if _, out, _ := run(t, url, "status", "hello"); !strings.Contains(out, "baking") {
 		t.Fatalf("after restart the release is not baking: %q", out)
 	}
+	// --json, for scripts
+	var groups []struct {
+		Spec      struct{ Group string }
+		Instances []struct{ State string }
+	}
+	if _, out, _ := run(t, url, "fleet", "ls", "hello", "--json"); json.Unmarshal([]byte(out), &groups) != nil || len(groups) != 1 ||
+		groups[0].Spec.Group != "hello-v001" || len(groups[0].Instances) != 3 {
+		t.Fatalf("fleet ls --json: %q", out)
+	}
+	var rt struct {
+		Active   string         `json:"active"`
+		Weights  map[string]int `json:"weights"`
+		Revision uint64         `json:"revision"`
+	}
+	if _, out, _ := run(t, url, "traffic", "get", "hello", "--json"); json.Unmarshal([]byte(out), &rt) != nil || rt.Active != "hello-v001" ||
+		rt.Weights["hello-v001"] != 1000 || rt.Revision == 0 {
+		t.Fatalf("traffic get --json: %q", out)
+	}
 	stop(cmd) // a graceful stop stops every instance
 	if n := testkit.CountProcesses(hello) - before; n != 0 {
 		t.Fatalf("%d instances leaked after up stopped", n)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -267,7 +266,7 @@ func (a *app) demo(keep, withChaos bool) error {
 	}
 
 	fmt.Fprintln(a.out)
-	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	tw := newTable(a.out)
 	fmt.Fprintln(tw, "RELEASE\tOUTCOME\tPHASES\tSERVED\tFAILED\tFIRST FAILURE→RESTORED\tROLLBACK")
 	for _, r := range rows {
 		served := fmt.Sprint(r.served)
@@ -278,7 +277,7 @@ func (a *app) demo(keep, withChaos bool) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(a.out)
-	tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	tw = newTable(a.out)
 	fmt.Fprintln(tw, "CHECK\tEXPECTED\tGOT\tOK")
 	failed := 0
 	for _, ch := range checks {

@@ -123,7 +123,7 @@ func (p *eventPrinter) flush() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	sort.SliceStable(p.rows, func(i, j int) bool { return when(p.rows[i]).Before(when(p.rows[j])) })
-	tw := tabwriter.NewWriter(p.a.out, 0, 4, 2, ' ', 0)
+	tw := newTable(p.a.out)
 	if !p.json && !p.follow {
 		fmt.Fprintln(tw, "TIME\tTYPE\tSERVICE\tRELEASE\tDETAIL")
 	}

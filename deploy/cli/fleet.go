@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +18,9 @@ import (
 
 func (a *app) fleetCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "fleet", Short: "Server groups and instances: list, create, scale, destroy"}
+	var lsJSON bool
 	ls := &cobra.Command{
-		Use:   "ls [SERVICE]",
+		Use:   "ls [SERVICE] [--json]",
 		Short: "List server groups and their instances with state, address and age",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -40,11 +40,14 @@ func (a *app) fleetCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("ask the provisioner: %w", err)
 			}
-			var groups []fleet.Group
+			groups := []fleet.Group{}
 			if err := json.Unmarshal(resp.Data, &groups); err != nil {
 				return fmt.Errorf("provisioner answered %q: %w", resp.Data, err)
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			if lsJSON {
+				return printJSON(a.out, groups)
+			}
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "GROUP\tVERSION\tROLE\tUP/DESIRED\tINSTANCE\tSTATE\tADDRESS\tAGE")
 			for _, g := range groups {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t\t\t\t%s\n", g.Spec.Group, g.Spec.Version, g.Spec.Role, g.Up(), g.Desired, age(g.Created))
@@ -55,6 +58,7 @@ func (a *app) fleetCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON (the provisioner's groups with their instances)")
 	var version, artifact string
 	create := &cobra.Command{
 		Use:   "create GROUP N [--version V] [--artifact …]",

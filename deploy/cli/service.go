@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -93,7 +92,7 @@ func (a *app) serviceCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "NAME\tOWNER\tPROVIDER\tCAPACITY\tHEALTH")
 			for _, s := range all {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s every %s\n", s.Name, s.Owner, s.Provider, s.Capacity, s.Health.Path, s.Health.Interval.D())

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,11 +105,9 @@ func (a *app) statusCmd() *cobra.Command {
 				states = append(states, st)
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(states)
+				return printJSON(a.out, states)
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "SERVICE\tACTIVE\tIN FLIGHT\tLAST RELEASE\tVERSION\tGROUP\tPHASE\tSINCE")
 			for _, s := range states {
 				last, version, group, phase, since := "-", "-", "-", "-", "-"
@@ -185,4 +183,11 @@ func (a *app) printRecord(r release.Record) {
 				m.Name, m.Classification, m.BaselineMedian, m.BaselineSamples, m.CanaryMedian, m.CanarySamples, m.Low, m.High)
 		}
 	}
+}
+
+// printJSON is the --json output of the listing commands: indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

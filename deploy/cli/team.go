@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,7 +70,7 @@ stream and bucket.`,
 			if err := a.admin("team-ls", nil, &teams); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			tw := newTable(a.out)
 			fmt.Fprintln(tw, "TEAM\tSERVICES\tUSERS\tSTATE")
 			for _, t := range teams {
 				names := make([]string, len(t.Users))

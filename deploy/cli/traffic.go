@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,8 +21,9 @@ import (
 
 func (a *app) trafficCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "traffic", Short: "The router's weights: get, set, switch"}
+	var getJSON bool
 	get := &cobra.Command{
-		Use:   "get SERVICE",
+		Use:   "get SERVICE [--json]",
 		Short: "Show a service's weights per server group",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,7 +36,13 @@ func (a *app) trafficCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			if getJSON {
+				return printJSON(a.out, struct {
+					routes.Route
+					Revision uint64 `json:"revision"`
+				}{r, rev})
+			}
+			tw := newTable(a.out)
 			fmt.Fprintf(tw, "GROUP\tWEIGHT\t\n")
 			for _, g := range r.Groups() {
 				mark := ""
@@ -53,6 +59,7 @@ func (a *app) trafficCmd() *cobra.Command {
 			return nil
 		},
 	}
+	get.Flags().BoolVar(&getJSON, "json", false, "print JSON (the route: weights per group, active, previous, revision)")
 	set := &cobra.Command{
 		Use:   "set SERVICE GROUP=W …",
 		Short: "Set weights (0..1000) of groups; the others keep theirs",

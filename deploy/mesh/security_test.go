@@ -31,6 +31,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
@@ -356,7 +357,13 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 	if out, err := exec.CommandContext(refused, bin, "--server", m.URL()).CombinedOutput(); err == nil || !strings.Contains(strings.ToLower(string(out)), "authorization") {
 		t.Fatalf("chaos without creds: %v %s", err, out)
 	}
-	cmd := exec.Command(bin, "--server", m.URL(), "--creds", filepath.Join(dir, "creds", "chaos.creds"), "--log-level", "warn")
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := free.Addr().String()
+	free.Close()
+	cmd := exec.Command(bin, "--server", m.URL(), "--creds", filepath.Join(dir, "creds", "chaos.creds"), "--log-level", "warn", "--metrics", metricsAddr)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -394,6 +401,16 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the second chaos never registered (%d answered)\n%s", n, logs.String())
+		}
+	}
+	// the service's own process serves its metrics, parsed by the library
+	fams, err := prom.Scrape("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of the chaos process: %v", err)
+	}
+	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines"} {
+		if _, ok := fams.Value(name, nil); !ok {
+			t.Errorf("the chaos process's /metrics lacks %s", name)
 		}
 	}
 }

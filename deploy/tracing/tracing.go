@@ -24,6 +24,9 @@ import (
 // TracerName is the instrumentation scope of the release traces.
 const TracerName = "github.com/redblack/redblack/deploy/tracing"
 
+// maxRemembered bounds the releases the tracer remembers having traced.
+const maxRemembered = 10000
+
 // Tracer turns final release records into traces.
 type Tracer struct {
 	provider *sdktrace.TracerProvider
@@ -75,6 +78,9 @@ func (t *Tracer) Follow(ctx context.Context, releases jetstream.KeyValue) error 
 				}
 				t.mu.Lock()
 				done := t.emitted[r.ID] == r.Phase
+				if len(t.emitted) >= maxRemembered {
+					t.emitted = map[string]release.Phase{}
+				}
 				t.emitted[r.ID] = r.Phase
 				t.mu.Unlock()
 				if !initial && !done {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/prom"
 )
 
 // Runner is a service.
@@ -30,6 +31,7 @@ func Main(name string, bind func(*flag.FlagSet), build func(*nats.Conn, zerolog.
 	conn.FromEnv(os.LookupEnv)
 	conn.BindFlags(flag.CommandLine)
 	level := flag.String("log-level", "info", "debug, info, warn or error")
+	metricsAddr := flag.String("metrics", "", "address to serve the service's Prometheus metrics on (/metrics); empty for none")
 	if bind != nil {
 		bind(flag.CommandLine)
 	}
@@ -40,7 +42,24 @@ func Main(name string, bind func(*flag.FlagSet), build func(*nats.Conn, zerolog.
 		log.Fatal().Err(err).Send()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = build(nc, log).Run(ctx)
+	svc := build(nc, log)
+	if *metricsAddr != "" {
+		var exporters []prom.Exporter
+		if e, ok := svc.(prom.Exporter); ok {
+			exporters = append(exporters, e)
+		}
+		reg, err := prom.NewRegistry(exporters...)
+		if err != nil {
+			log.Fatal().Err(err).Send()
+		}
+		srv, addr, err := prom.Serve(*metricsAddr, reg, nil)
+		if err != nil {
+			log.Fatal().Err(err).Send()
+		}
+		defer srv.Close()
+		log.Info().Str("metrics", "http://"+addr.String()+"/metrics").Msg("serving metrics")
+	}
+	err = svc.Run(ctx)
 	stop()
 	_ = nc.Drain()
 	if err != nil {
