@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -204,10 +206,37 @@ func TestDashboardMetricsAndTraces(t *testing.T) {
 	if code, out := act(owner, "http://evil.example"); code != http.StatusForbidden {
 		t.Fatalf("cross-origin abort: %d %s", code, out)
 	}
-	if code, out := act(owner, ""); code != http.StatusOK || !strings.Contains(out, `"by":"t/alice"`) {
-		t.Fatalf("the owner's abort: %d %s", code, out)
+	// the owner signs in on the page and aborts v4 with the button, through
+	// its prompt and its confirmation
+	dctx, stopDialogs := context.WithCancel(ctx)
+	defer stopDialogs()
+	dialogs := chromedp.Events(dctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			go chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true, PromptText: "from the dashboard"})
+				return err
+			}))
+		}
+	}()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#signin summary")), chromedp.SetValue(chromedp.CSS("#creds"), string(owner)),
+		chromedp.Click(chromedp.CSS("#savecreds"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the viewer signed in", `#who`, 5*time.Second)
+	if who, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#who"))); err != nil || who != "acting as t.alice" {
+		t.Fatalf("signed in as %q (%v)", who, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(hello+` .actions button[data-verb="abort"]:not([disabled])`))); err != nil {
+		t.Fatal(err)
 	}
 	p.await(v4, 30*time.Second, events.ReleaseAborted)
+	if toast, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#toast"))); err != nil || !strings.Contains(toast, "requested by t/alice") {
+		t.Errorf("the page's answer to the abort: %q (%v)", toast, err)
+	}
 	waitFor("v4 aborted", hello+` .current[data-release="`+v4+`"][data-phase="aborted"]`, 20*time.Second)
 	if r := p.record(v4); r.Phase != release.PhaseAborted || !strings.Contains(r.Reason, "from the dashboard") {
 		t.Fatalf("v4: %s %q", r.Phase, r.Reason)
