@@ -436,3 +436,21 @@ func TestUpProviderAWSFlags(t *testing.T) {
 		t.Fatalf("local: %v", err)
 	}
 }
+
+// TestTopologyCheck: against up's mesh nothing is left to change, and every
+// stream and bucket is listed with its fields.
+func TestTopologyCheck(t *testing.T) {
+	url := startMesh(t)
+	code, out, errs := run(t, url, "topology", "check", "--all")
+	if code != 0 || !strings.Contains(out, "at 1 replicas: 0 to change") {
+		t.Fatalf("check: %d %q %q", code, out, errs)
+	}
+	for _, want := range []string{"stream  RELEASES", "deny_purge", "bucket  instances", "ttl", "15s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check lacks %q:\n%s", want, out)
+		}
+	}
+	if code, out, _ = run(t, url, "topology", "check", "--replicas", "3"); code != 0 || !strings.Contains(out, "raise") || !strings.Contains(out, "to change") {
+		t.Fatalf("check at 3 replicas: %d %q", code, out)
+	}
+}

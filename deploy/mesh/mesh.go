@@ -153,8 +153,14 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 	}
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := topology.Ensure(ectx, js, cfg.Topology); err != nil {
+	rows, err := topology.Reconcile(ectx, js, cfg.Topology)
+	if err != nil {
 		return fmt.Errorf("mesh: %w", err)
+	}
+	for _, r := range rows {
+		if r.Action != topology.ActionOk {
+			m.log.Info().Str("kind", r.Kind).Str("name", r.Name).Str("field", r.Field).Str("exists", r.Has).Str("wanted", r.Wants).Msg("topology: " + r.Action)
+		}
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	m.cancel = stop

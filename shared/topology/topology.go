@@ -112,22 +112,6 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 	}
 }
 
-// Ensure creates or updates every stream and bucket. It is idempotent: run it
-// at the start of every service.
-func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
-	for _, sc := range Streams(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
-		}
-	}
-	for _, kc := range Buckets(o) {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
-			return fmt.Errorf("topology: bucket %s: %w", kc.Bucket, err)
-		}
-	}
-	return nil
-}
-
 // Prepare creates the streams and buckets that are missing and leaves the
 // others as they are: what a service runs at start. It never updates a
 // stream, so an operator's replicas and limits stand, and a service needs

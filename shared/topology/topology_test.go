@@ -47,14 +47,84 @@ func TestEnsureIsIdempotentAndAuditLogIsProtected(t *testing.T) {
 			t.Errorf("stream %s: %v", name, err)
 		}
 	}
-	o := topology.DefaultOptions()
-	o.ReleasesMaxAge = time.Hour
-	if err := topology.Ensure(ctx, js, o); err != nil {
+}
+
+// TestEnsureNeverTakesFromTheOperator: an operator's larger retention and
+// limits stand; what is below redblack's needs is raised; the fields
+// redblack owns exactly are set back; Check reports each before Reconcile
+// acts, and Reconcile does what it reported.
+func TestEnsureNeverTakesFromTheOperator(t *testing.T) {
+	s := testkit.Start(t)
+	js := s.JS(t)
+	ctx := testkit.Context(t, 10*time.Second)
+	st, err := js.Stream(ctx, topology.StreamReleases)
+	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ = st.Info(ctx)
-	if info.Config.MaxAge != time.Hour {
-		t.Fatalf("max age not updated: %v", info.Config.MaxAge)
+	// the operator keeps the audit log a year, bounds FLEET by size, and
+	// someone shortened METRICS below what the judge needs
+	c := st.CachedInfo().Config
+	c.MaxAge = 365 * 24 * time.Hour
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	fs, _ := js.Stream(ctx, topology.StreamFleet)
+	fc := fs.CachedInfo().Config
+	fc.MaxAge, fc.MaxBytes = 0, 10<<30 // unlimited age, 10 GiB
+	if _, err := js.UpdateStream(ctx, fc); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := js.Stream(ctx, topology.StreamMetrics)
+	mc := ms.CachedInfo().Config
+	mc.MaxAge, mc.Duplicates = time.Minute, time.Minute
+	if _, err := js.UpdateStream(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	o := topology.DefaultOptions()
+	rows, err := topology.Check(ctx, js, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := func(rows []topology.Row, name, field string) string {
+		for _, r := range rows {
+			if r.Name == name && r.Field == field {
+				return r.Action
+			}
+		}
+		return "absent"
+	}
+	for _, w := range []struct{ name, field, action string }{
+		{topology.StreamReleases, "max_age", topology.ActionKeep},
+		{topology.StreamReleases, "deny_purge", topology.ActionOk},
+		{topology.StreamFleet, "max_age", topology.ActionKeep},
+		{topology.StreamFleet, "max_bytes", topology.ActionKeep},
+		{topology.StreamMetrics, "max_age", topology.ActionRaise},
+		{topology.StreamMetrics, "replicas", topology.ActionOk},
+		{topology.BucketInstances, "ttl", topology.ActionOk},
+	} {
+		if got := action(rows, w.name, w.field); got != w.action {
+			t.Errorf("check %s %s: %q, want %q", w.name, w.field, got, w.action)
+		}
+	}
+	if _, err := topology.Reconcile(ctx, js, o); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{topology.StreamReleases: 365 * 24 * time.Hour, topology.StreamFleet: 0, topology.StreamMetrics: o.MetricsMaxAge} {
+		s, _ := js.Stream(ctx, name)
+		info, _ := s.Info(ctx)
+		if info.Config.MaxAge != want {
+			t.Errorf("%s max age %s after Reconcile, want %s", name, info.Config.MaxAge, want)
+		}
+	}
+	if fs, _ = js.Stream(ctx, topology.StreamFleet); fs.CachedInfo().Config.MaxBytes != 10<<30 {
+		t.Errorf("FLEET max bytes %d after Reconcile", fs.CachedInfo().Config.MaxBytes)
+	}
+	// a second look finds nothing to do
+	rows, _ = topology.Check(ctx, js, o)
+	for _, r := range rows {
+		if r.Action == topology.ActionRaise || r.Action == topology.ActionSet || r.Action == topology.ActionCreate {
+			t.Errorf("after Reconcile, still to do: %+v", r)
+		}
 	}
 }
 
