@@ -164,7 +164,7 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 func TestEventsFollow(t *testing.T) {
 	url := startMesh(t)
 	run(t, url, "service", "apply", "-f", writeFile(t, helloSpec))
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	done := make(chan int)
 	// follow in the background; with no --since it prints history too, so
 	// the release is shown whichever starts first

@@ -71,7 +71,7 @@ func (a *app) root() *cobra.Command {
 	f.StringVar(&a.conn.TLSKey, "tls-key", a.conn.TLSKey, "TLS client key (env REDBLACK_TLS_KEY)")
 	f.StringVar(&a.conn.TLSCA, "tls-ca", a.conn.TLSCA, "TLS CA bundle (env REDBLACK_TLS_CA)")
 	f.StringVar(&a.logLevel, "log-level", "info", "log level of in-process services: debug, info, warn, error")
-	root.AddCommand(a.upCmd(), a.demoCmd(), a.serviceCmd(), a.releaseCmd(), a.rollbackCmd(), a.chaosCmd(), a.eventsCmd(), a.statusCmd(), a.fleetCmd(), a.trafficCmd(), a.benchCmd(), a.canaryCmd(), a.teamCmd(), a.exampleCmd(), a.dashboardCmd(), a.topologyCmd())
+	root.AddCommand(a.upCmd(), a.demoCmd(), a.serviceCmd(), a.releaseCmd(), a.rollbackCmd(), a.chaosCmd(), a.eventsCmd(), a.statusCmd(), a.fleetCmd(), a.trafficCmd(), a.benchCmd(), a.canaryCmd(), a.teamCmd(), a.exampleCmd(), a.dashboardCmd(), a.topologyCmd(), a.natsCmd(), a.runCmd())
 	return root
 }
 
@@ -80,17 +80,15 @@ type client struct {
 	nc *nats.Conn
 	js jetstream.JetStream
 	id auth.Identity // who the creds say we are ("" without creds)
+	// warn receives notices of what the client rides out (the CLI's stderr)
+	warn io.Writer
 }
 
 // DefaultCreds is where the CLI looks for creds when neither --creds nor
 // REDBLACK_CREDS names a file: the admin creds `redblack up` writes into
 // its data directory ($REDBLACK_DATA, default .redblack).
 func DefaultCreds() string {
-	data := os.Getenv("REDBLACK_DATA")
-	if data == "" {
-		data = ".redblack"
-	}
-	return filepath.Join(data, "creds", "admin.creds")
+	return filepath.Join(dataDir(), "creds", "admin.creds")
 }
 
 func (a *app) dial() (*client, error) {
@@ -118,7 +116,7 @@ func (a *app) dial() (*client, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &client{nc: nc, js: js, id: id}, nil
+	return &client{nc: nc, js: js, id: id, warn: a.err}, nil
 }
 
 // call makes a team API call (services/canary/api) as the creds' user.

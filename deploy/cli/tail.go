@@ -32,8 +32,45 @@ var errStop = errors.New("stop")
 
 // tail reads a stream through an ordered consumer (no server state left
 // behind) and calls fn for each message. With follow it waits for new ones
-// until ctx ends; without, it returns once it has caught up.
+// until ctx ends, and rides out the loss of a cluster node: a consumer that
+// cannot be made or read is made again from the message after the last one
+// seen, logged once. Without follow it returns once it has caught up.
 func (c *client) tail(ctx context.Context, stream string, filters []string, start from, follow bool, fn func(seen) error) error {
+	warned := false
+	for {
+		last, err := c.tailOnce(ctx, stream, filters, start, follow, fn)
+		var ce callbackError
+		if errors.As(err, &ce) {
+			return ce.err // as the callback returned it
+		}
+		if err == nil || !follow || ctx.Err() != nil {
+			return err
+		}
+		if !warned {
+			fmt.Fprintf(c.warn, "redblack: %v: reading again\n", err)
+			warned = true
+		}
+		if last > 0 {
+			start = from{seq: last + 1}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// callbackError is an error of tail's callback: returned as is, never
+// retried.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// tailOnce is one ordered consumer's read; it returns the last sequence it
+// handed to fn.
+func (c *client) tailOnce(ctx context.Context, stream string, filters []string, start from, follow bool, fn func(seen) error) (uint64, error) {
+	var last uint64
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
 	switch {
 	case start.seq > 0:
@@ -46,19 +83,19 @@ func (c *client) tail(ctx context.Context, stream string, filters []string, star
 	cons, err := c.js.OrderedConsumer(cctx, stream, cfg)
 	if err != nil {
 		cancel()
-		return fmt.Errorf("read %s: %w", stream, err)
+		return last, fmt.Errorf("read %s: %w", stream, err)
 	}
 	info, err := cons.Info(cctx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
+		return last, fmt.Errorf("read %s: %w", stream, err)
 	}
 	if !follow && info.NumPending == 0 {
-		return nil
+		return last, nil
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
+		return last, fmt.Errorf("read %s: %w", stream, err)
 	}
 	defer it.Stop()
 	go func() {
@@ -69,24 +106,25 @@ func (c *client) tail(ctx context.Context, stream string, filters []string, star
 		msg, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return last, ctx.Err()
 			}
-			return fmt.Errorf("read %s: %w", stream, err)
+			return last, fmt.Errorf("read %s: %w", stream, err)
 		}
 		md, _ := msg.Metadata()
 		s := seen{subject: msg.Subject(), raw: msg.Data()}
 		if md != nil {
 			s.stored, s.seq = md.Timestamp, md.Sequence.Stream
+			last = s.seq
 		}
 		s.ev, s.bad = events.Decode(msg.Data())
 		if err := fn(s); err != nil {
 			if errors.Is(err, errStop) {
-				return nil
+				return last, nil
 			}
-			return err
+			return last, callbackError{err}
 		}
 		if !follow && md != nil && md.NumPending == 0 {
-			return nil
+			return last, nil
 		}
 	}
 }

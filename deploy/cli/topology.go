@@ -59,6 +59,39 @@ Replicas default to the cluster's size, at most 3 (1 on one server).`,
 	}
 	check.Flags().IntVar(&replicas, "replicas", 0, "replicas wanted (default: the cluster's size, at most 3)")
 	check.Flags().BoolVar(&all, "all", false, "list the fields that are as wanted too")
-	cmd.AddCommand(check)
+	ensure := &cobra.Command{
+		Use:   "ensure [--replicas N]",
+		Short: "Do what `topology check` says: create, raise and set, never taking from the operator (as the admin)",
+		Long: `Reconciles the streams and buckets as ` + "`redblack up`" + ` does at its start, for
+services run on a cluster of their own: the services create nothing (they have
+no right to change the topology), so an operator runs this once, as the admin,
+before starting them, and again after upgrading redblack.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			o := topology.DefaultOptions()
+			o.Replicas = replicas
+			ctx, cancel := timeout(30 * time.Second)
+			defer cancel()
+			rows, err := topology.Reconcile(ctx, c.js, o)
+			if err != nil {
+				return err
+			}
+			tab := newTable(a.out)
+			fmt.Fprintln(tab, "KIND\tNAME\tFIELD\tWAS\tWANTED\tDONE")
+			for _, r := range rows {
+				if r.Action != topology.ActionOk {
+					fmt.Fprintf(tab, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Name, r.Field, r.Has, r.Wants, r.Action)
+				}
+			}
+			return tab.Flush()
+		},
+	}
+	ensure.Flags().IntVar(&replicas, "replicas", 0, "replicas wanted (default: the cluster's size, at most 3)")
+	cmd.AddCommand(check, ensure)
 	return cmd
 }

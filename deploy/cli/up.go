@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 
+	"github.com/redblack/redblack/deploy/cluster"
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/logging"
 )
@@ -22,6 +24,7 @@ func (a *app) upCmd() *cobra.Command {
 	cfg := mesh.DefaultConfig()
 	var awsf awsFlags
 	var otlp string
+	var nodes int
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -51,6 +54,14 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 				}
 				cfg.Spans = exp
 			}
+			if nodes > 0 {
+				for _, f := range []string{"ui", "admin", "otlp", "provider"} {
+					if cmd.Flags().Changed(f) {
+						return fmt.Errorf("--%s: runs only in the one-process up for now, not with --nodes", f)
+					}
+				}
+				return a.upCluster(ctx, cfg, nodes, start)
+			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
 				return err
@@ -77,6 +88,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
+	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
 	awsf.register(cmd)
 	return cmd
 }
@@ -87,4 +99,47 @@ func httpURL(addr net.Addr, path string) string {
 		return "-"
 	}
 	return "http://" + addr.String() + path
+}
+
+// upCluster is `up --nodes N`: the production shape on this machine.
+func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes int, start time.Time) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(cfg.NATSListen)
+	if err != nil {
+		return fmt.Errorf("--nats %q: %w", cfg.NATSListen, err)
+	}
+	if err := checkLoopback(host); err != nil {
+		return err
+	}
+	first, _ := strconv.Atoi(port)
+	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
+		KeepInstances: cfg.KeepInstances, Out: a.err, Log: cfg.Log, LogLevel: a.logLevel})
+	if err != nil {
+		return err
+	}
+	data, _ := filepath.Abs(cfg.DataDir)
+	var ns, ss []string
+	for _, n := range c.Nodes() {
+		ns = append(ns, fmt.Sprintf("%s/%d/%s", n.Name, n.Pid, n.URL))
+	}
+	for _, s := range c.Services() {
+		ss = append(ss, fmt.Sprintf("%s/%d", s.Name, s.Pid))
+	}
+	fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s nodes=%s services=%s in %s\n",
+		c.URLs(), c.HTTP(), data, c.AdminCreds(), strings.Join(ns, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
+	<-ctx.Done()
+	fmt.Fprintln(a.out, "redblack stopping")
+	c.Stop()
+	return nil
+}
+
+// checkLoopback: up --nodes serves NATS without TLS, so only on loopback.
+func checkLoopback(host string) error {
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("up --nodes: --nats %s is not a loopback address; a cluster across hosts is configured with `redblack nats config` (and TLS in the node files)", host)
 }

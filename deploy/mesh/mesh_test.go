@@ -181,3 +181,24 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// answering counts the copies of a micro service that answer a ping within
+// 300 ms of each other.
+func answering(nc *nats.Conn, name string) int {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0
+	}
+	defer sub.Unsubscribe()
+	if nc.PublishRequest("$SRV.PING."+name, inbox, nil) != nil {
+		return 0
+	}
+	n := 0
+	for {
+		if _, err := sub.NextMsg(300 * time.Millisecond); err != nil {
+			return n
+		}
+		n++
+	}
+}

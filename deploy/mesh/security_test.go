@@ -369,8 +369,9 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var exitErr error
+	exited := make(chan struct{})
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
@@ -380,23 +381,13 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		inbox := nc.NewInbox()
-		sub, _ := nc.SubscribeSync(inbox)
-		nc.PublishRequest("$SRV.PING.redblack-chaos", inbox, nil)
-		n := 0
-		for {
-			if _, err := sub.NextMsg(300 * time.Millisecond); err != nil {
-				break
-			}
-			n++
-		}
-		sub.Unsubscribe()
+		n := answering(nc, "redblack-chaos")
 		if n >= 2 {
 			break
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("the chaos process exited: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("the chaos process exited: %v\n%s", exitErr, logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -3,8 +3,8 @@ package router
 import (
 	"context"
 	"fmt"
-		"net/http"
-		"time"
+	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,7 +91,9 @@ func (s *Service) serveAdmin() (*http.Server, error) {
 // Collectors are the router's metrics: the counts and latency histogram of
 // every instance in the registry, read from its atomic counters when
 // scraped (the hot path takes no lock for them).
-func (s *Service) Collectors() []prometheus.Collector { return []prometheus.Collector{backendCollector{s.reg}} }
+func (s *Service) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{backendCollector{s.reg}}
+}
 
 var (
 	backendLabels = []string{"service", "group", "instance"}

@@ -163,27 +163,50 @@ func (a *Authority) accountJWT() (string, error) {
 	return ac.Encode(a.operator)
 }
 
+// jwts encodes the operator and the system and redblack accounts.
+func (a *Authority) jwts() (oc *jwt.OperatorClaims, opJWT, sysJWT, accJWT string, err error) {
+	oc = jwt.NewOperatorClaims(a.opPub)
+	oc.Name = "redblack"
+	oc.SystemAccount = a.sysPub
+	if opJWT, err = oc.Encode(a.operator); err != nil {
+		return nil, "", "", "", fmt.Errorf("auth: operator: %w", err)
+	}
+	sc := jwt.NewAccountClaims(a.sysPub)
+	sc.Name = "SYS"
+	if sysJWT, err = sc.Encode(a.operator); err != nil {
+		return nil, "", "", "", fmt.Errorf("auth: system account: %w", err)
+	}
+	a.mu.Lock()
+	accJWT, err = a.accountJWT()
+	a.mu.Unlock()
+	if err != nil {
+		return nil, "", "", "", fmt.Errorf("auth: account: %w", err)
+	}
+	return oc, opJWT, sysJWT, accJWT, nil
+}
+
+// ServerConfig is the authority as a stock nats-server's configuration:
+// operator mode trusting this operator only, with the system and redblack
+// accounts preloaded in a memory resolver; a node's configuration includes
+// it. A team revocation takes effect on a node when this is written again
+// and the node reloads (nats-server --signal reload).
+func (a *Authority) ServerConfig() (string, error) {
+	_, opJWT, sysJWT, accJWT, err := a.jwts()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("# redblack's operator and accounts: written by `redblack nats config`\n"+
+		"operator: %q\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n  %s: %q\n  %s: %q\n}\n",
+		opJWT, a.sysPub, a.sysPub, sysJWT, a.accPub, accJWT), nil
+}
+
 // ServerOptions puts the server in operator mode: it trusts this
 // authority's operator only, resolves the system and redblack accounts from
 // memory, and so refuses every connection without a user JWT it signed.
 func (a *Authority) ServerOptions(opts *server.Options) error {
-	oc := jwt.NewOperatorClaims(a.opPub)
-	oc.Name = "redblack"
-	oc.SystemAccount = a.sysPub
-	if _, err := oc.Encode(a.operator); err != nil {
-		return fmt.Errorf("auth: operator: %w", err)
-	}
-	sc := jwt.NewAccountClaims(a.sysPub)
-	sc.Name = "SYS"
-	sysJWT, err := sc.Encode(a.operator)
+	oc, _, sysJWT, accJWT, err := a.jwts()
 	if err != nil {
-		return fmt.Errorf("auth: system account: %w", err)
-	}
-	a.mu.Lock()
-	accJWT, err := a.accountJWT()
-	a.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("auth: account: %w", err)
+		return err
 	}
 	a.resolver = &server.MemAccResolver{}
 	_ = a.resolver.Store(a.sysPub, sysJWT)

@@ -4,9 +4,12 @@
 package natsx
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -88,6 +91,42 @@ func Connect(c Config) (*nats.Conn, error) {
 		return nil, fmt.Errorf("natsx: connect %s: %w", c.URL, err)
 	}
 	return nc, nil
+}
+
+// ConnectWaiting connects like Connect, but while the servers cannot be
+// reached it waits and tries again, with a back-off from 250 ms to 5 s,
+// telling attempt about each failure, until ctx ends: a service started
+// before NATS (or during an outage of the whole cluster) waits for it. A
+// refusal of the credentials is returned at once: waiting would not help.
+func ConnectWaiting(ctx context.Context, c Config, attempt func(n int, err error)) (*nats.Conn, error) {
+	wait := 250 * time.Millisecond
+	for n := 1; ; n++ {
+		nc, err := Connect(c)
+		if err == nil {
+			return nc, nil
+		}
+		if refused(err) {
+			return nil, err
+		}
+		attempt(n, err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsx: connect %s: gave up after %d attempts: %w", c.URL, n, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// refused reports an error of the server refusing the client (credentials,
+// permissions, TLS), as opposed to not reaching it.
+func refused(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		return true
+	}
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "authorization") || strings.Contains(s, "authentication") || strings.Contains(s, "tls") || strings.Contains(s, "certificate") ||
+		strings.Contains(s, "no such file") || strings.Contains(s, "nkey") || strings.Contains(s, "jwt")
 }
 
 // CredsOptions are the nats.go options of a creds file's content: its user

@@ -3,6 +3,7 @@ package natsx
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -11,13 +12,17 @@ import (
 
 // Publish encodes ev and publishes it to subject with Nats-Msg-Id = ev.ID, so
 // a second publish of the same event inside the duplicate window is dropped.
-// It returns the stream's acknowledgement.
+// While the stream has no leader to answer (a cluster node lost, a leader
+// being elected) it tries again every 250 ms for up to PublishPatience, or
+// until ctx ends: safe, as the id makes the retries one message. It returns
+// the stream's acknowledgement.
 func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev events.Event) (*jetstream.PubAck, error) {
 	b, err := ev.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("natsx: publish %s: %w", subject, err)
 	}
-	ack, err := js.Publish(ctx, subject, b, jetstream.WithMsgID(ev.ID))
+	ack, err := js.Publish(ctx, subject, b, jetstream.WithMsgID(ev.ID),
+		jetstream.WithRetryAttempts(int(PublishPatience/publishRetryWait)), jetstream.WithRetryWait(publishRetryWait))
 	if err != nil {
 		return nil, fmt.Errorf("natsx: publish %s %s: %w", subject, ev.Type, err)
 	}
@@ -34,3 +39,9 @@ func Emit(ctx context.Context, js jetstream.JetStream, source, id string, k even
 	_, err = Publish(ctx, js, k.Subject(service), ev)
 	return err
 }
+
+// PublishPatience is how long Publish keeps trying a stream that does not
+// answer: longer than a leader election after the loss of a node.
+const PublishPatience = 10 * time.Second
+
+const publishRetryWait = 250 * time.Millisecond

@@ -1,11 +1,14 @@
 // Package svcmain is the whole of a service binary's main: flags and
-// REDBLACK_* environment for the NATS connection and log level, connect,
-// run the service until SIGINT or SIGTERM, drain.
+// REDBLACK_* environment for the NATS connection and log level, connect
+// (waiting for NATS if it is not up yet), run the service until SIGINT or
+// SIGTERM, drain. The service binaries and `redblack run SERVICE` both
+// use it.
 package svcmain
 
 import (
 	"context"
 	"flag"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,26 +26,52 @@ type Runner interface {
 	Run(ctx context.Context) error
 }
 
-// Main runs the service that build makes. bind may register more flags on
-// the command line before it is parsed (nil for none).
-func Main(name string, bind func(*flag.FlagSet), build func(*nats.Conn, zerolog.Logger) Runner) {
+// Program is one service as a program: its name, the flags it adds, and how
+// to build it on a connection.
+type Program struct {
+	Name string
+	// Bind registers the service's own flags (nil for none).
+	Bind func(*flag.FlagSet)
+	// Build makes the service once the flags are parsed and NATS is up.
+	Build func(*nats.Conn, zerolog.Logger) Runner
+}
+
+// Main runs the program with the process's arguments and exits with its
+// status.
+func Main(p Program) { os.Exit(Run(p, os.Args[1:], os.Stderr)) }
+
+// Run runs the program with args, logging to stderr, and returns the exit
+// status: 0 after a clean stop on SIGINT or SIGTERM, 2 for bad flags, 1 for
+// anything else.
+func Run(p Program, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet(p.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	conn := natsx.DefaultConfig()
-	conn.Name = "redblack-" + name
+	conn.Name = "redblack-" + p.Name
 	conn.FromEnv(os.LookupEnv)
-	conn.BindFlags(flag.CommandLine)
-	level := flag.String("log-level", "info", "debug, info, warn or error")
-	metricsAddr := flag.String("metrics", "", "address to serve the service's Prometheus metrics on (/metrics); empty for none")
-	if bind != nil {
-		bind(flag.CommandLine)
+	conn.BindFlags(fs)
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	metricsAddr := fs.String("metrics", "", "address to serve the service's Prometheus metrics on (/metrics); empty for none")
+	if p.Bind != nil {
+		p.Bind(fs)
 	}
-	flag.Parse()
-	log := logging.New(os.Stderr, name, *level)
-	nc, err := natsx.Connect(conn)
-	if err != nil {
-		log.Fatal().Err(err).Send()
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
+	log := logging.New(stderr, p.Name, *level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	svc := build(nc, log)
+	defer stop()
+	// started before NATS, or during an outage of the whole cluster, the
+	// service waits for it (a refusal of its creds ends it at once)
+	nc, err := natsx.ConnectWaiting(ctx, conn, func(n int, err error) {
+		log.Warn().Err(err).Int("attempt", n).Msg("NATS unreachable: waiting for it")
+	})
+	if err != nil {
+		log.Error().Err(err).Send()
+		return 1
+	}
+	defer nc.Drain()
+	svc := p.Build(nc, log)
 	if *metricsAddr != "" {
 		var exporters []prom.Exporter
 		if e, ok := svc.(prom.Exporter); ok {
@@ -50,19 +79,20 @@ func Main(name string, bind func(*flag.FlagSet), build func(*nats.Conn, zerolog.
 		}
 		reg, err := prom.NewRegistry(exporters...)
 		if err != nil {
-			log.Fatal().Err(err).Send()
+			log.Error().Err(err).Send()
+			return 1
 		}
 		srv, addr, err := prom.Serve(*metricsAddr, reg, nil)
 		if err != nil {
-			log.Fatal().Err(err).Send()
+			log.Error().Err(err).Send()
+			return 1
 		}
 		defer srv.Close()
 		log.Info().Str("metrics", "http://"+addr.String()+"/metrics").Msg("serving metrics")
 	}
-	err = svc.Run(ctx)
-	stop()
-	_ = nc.Drain()
-	if err != nil {
-		log.Fatal().Err(err).Send()
+	if err := svc.Run(ctx); err != nil {
+		log.Error().Err(err).Send()
+		return 1
 	}
+	return 0
 }

@@ -119,6 +119,7 @@ type update struct {
 }
 
 func plan(ctx context.Context, js jetstream.JetStream, o Options) ([]Row, []update, error) {
+	o = o.on(js)
 	var rows []Row
 	var ups []update
 	compare := func(kind, name string, fields []field, have, want *jetstream.StreamConfig) bool {

@@ -51,7 +51,9 @@ type Options struct {
 	Duplicates time.Duration
 	// InstanceTTL expires discovery entries not refreshed (default 15 s).
 	InstanceTTL time.Duration
-	// Replicas of every stream and bucket: 1 on one machine, 3 on a cluster.
+	// Replicas of every stream and bucket; 0 (the default) is the size of
+	// the cluster the connection is on, at most 3 (ReplicasFor): 1 on one
+	// machine, 3 on a cluster.
 	Replicas int
 }
 
@@ -64,7 +66,6 @@ func DefaultOptions() Options {
 		MetricsMaxBytes: 256 << 20,
 		Duplicates:      10 * time.Minute,
 		InstanceTTL:     15 * time.Second,
-		Replicas:        1,
 	}
 }
 
@@ -112,11 +113,20 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 	}
 }
 
+// on resolves the replicas for the connection's cluster.
+func (o Options) on(js jetstream.JetStream) Options {
+	if o.Replicas <= 0 {
+		o.Replicas = ReplicasFor(js.Conn())
+	}
+	return o
+}
+
 // Prepare creates the streams and buckets that are missing and leaves the
 // others as they are: what a service runs at start. It never updates a
 // stream, so an operator's replicas and limits stand, and a service needs
 // no right to change the topology (`up`, as the admin, runs Ensure).
 func Prepare(ctx context.Context, js jetstream.JetStream, o Options) error {
+	o = o.on(js)
 	for _, sc := range Streams(o) {
 		if _, err := js.Stream(ctx, sc.Name); err == nil {
 			continue
@@ -124,7 +134,7 @@ func Prepare(ctx context.Context, js jetstream.JetStream, o Options) error {
 			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
 		}
 		if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("topology: stream %s is missing and could not be created (run `redblack up`, or give the service rights to): %w", sc.Name, err)
+			return fmt.Errorf("topology: stream %s is missing and could not be created (run `redblack up`, or `redblack topology ensure` as the admin): %w", sc.Name, err)
 		}
 	}
 	for _, kc := range Buckets(o) {
@@ -134,7 +144,7 @@ func Prepare(ctx context.Context, js jetstream.JetStream, o Options) error {
 			return fmt.Errorf("topology: bucket %s: %w", kc.Bucket, err)
 		}
 		if _, err := js.CreateKeyValue(ctx, kc); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("topology: bucket %s is missing and could not be created: %w", kc.Bucket, err)
+			return fmt.Errorf("topology: bucket %s is missing and could not be created (run `redblack up`, or `redblack topology ensure` as the admin): %w", kc.Bucket, err)
 		}
 	}
 	return nil

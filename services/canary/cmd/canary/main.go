@@ -2,15 +2,8 @@
 package main
 
 import (
-	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
-
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/shared/svcmain"
 )
 
-func main() {
-	svcmain.Main("canary", nil, func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
-		return canary.New(canary.DefaultConfig(), nc, log)
-	})
-}
+func main() { svcmain.Main(canary.Program()) }

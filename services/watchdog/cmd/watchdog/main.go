@@ -2,15 +2,8 @@
 package main
 
 import (
-	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
-
 	"github.com/redblack/redblack/services/watchdog"
 	"github.com/redblack/redblack/shared/svcmain"
 )
 
-func main() {
-	svcmain.Main("watchdog", nil, func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
-		return watchdog.New(watchdog.DefaultConfig(), nc, log)
-	})
-}
+func main() { svcmain.Main(watchdog.Program()) }

@@ -1,0 +1,224 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// clusterSpec is hello with short phases, for releases on the cluster.
+const clusterSpec = `name: hello
+owner: team-hello
+capacity: 2
+health: {path: /healthz, interval: 250ms, healthy_threshold: 1, unhealthy_threshold: 2}
+artifact: {command: [HELLO]}
+strategy:
+  canary: {weight: 20, duration: 2s, interval: 500ms, min_samples: 20}
+  bake: {duration: 2s}
+`
+
+// TestUpNodes runs `redblack up --nodes 3` as a real process: three NATS
+// server processes forming a JetStream cluster and the five services each
+// in its own supervised process. Under load through the router, a release
+// completes; the canary service's process is SIGKILLed, restarted by up,
+// and the next release completes; a NATS node is SIGKILLed (and restarted
+// by up), and once every stream has a leader again the next release
+// completes. No request through the router fails throughout. SIGTERM stops every
+// process up started, and every instance.
+func TestUpNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster and five service processes")
+	}
+	bin := filepath.Join(t.TempDir(), "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	hello, err := testkit.BuildHello(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testkit.KillAll(hello); testkit.KillAll(bin) })
+	data := t.TempDir()
+	up := exec.Command(bin, "up", "--nodes", "3", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn")
+	var logs testkit.SyncBuffer
+	up.Stderr = &logs
+	up.WaitDelay = 10 * time.Second // its children hold its stderr until they die
+	stdout, _ := up.StdoutPipe()
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var upErr error
+	exited := make(chan struct{})
+	go func() { upErr = up.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		up.Process.Kill()
+		<-exited
+		testkit.KillAll(bin) // the nodes and services, should up have left any
+	})
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var ready string
+	select {
+	case ready = <-lines:
+	case <-exited:
+		t.Fatalf("up exited: %v\n%s", upErr, logs.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("no ready line in 90 s\n%s", logs.String())
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	fields := map[string]string{}
+	for _, f := range strings.Fields(ready) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			fields[k] = v
+		}
+	}
+	pids := map[string]int{} // n1…, canary…
+	for _, list := range []string{fields["nodes"], fields["services"]} {
+		for _, p := range strings.Split(list, ",") {
+			parts := strings.SplitN(p, "/", 3)
+			if len(parts) < 2 {
+				t.Fatalf("ready line %q", ready)
+			}
+			pids[parts[0]], _ = strconv.Atoi(parts[1])
+		}
+	}
+	for _, name := range []string{"n1", "n2", "n3", "canary", "provisioner", "router", "watchdog", "chaos"} {
+		if pids[name] <= 0 || syscall.Kill(pids[name], 0) != nil {
+			t.Fatalf("%s: pid %d not running (ready line %q)", name, pids[name], ready)
+		}
+	}
+	urls := fields["nats"]
+	if strings.Count(urls, "nats://127.0.0.1:") != 3 {
+		t.Fatalf("nats=%q", urls)
+	}
+	cli := func(args ...string) (int, string, string) {
+		return run(t, urls, append([]string{"--creds", fields["creds"]}, args...)...)
+	}
+	if code, out, errs := cli("service", "apply", "-f", writeFile(t, strings.Replace(clusterSpec, "HELLO", hello, 1))); code != 0 {
+		t.Fatalf("apply: %s %s", out, errs)
+	}
+	if code, out, errs := cli("topology", "check"); code != 0 || !strings.Contains(out, "at 3 replicas: 0 to change") {
+		t.Fatalf("topology check: %d %s %s", code, out, errs)
+	}
+	release := func(v string) {
+		t.Helper()
+		code, out, errs := cli("release", "hello", "--version", v, "--artifact", hello+" --version "+v, "--wait", "--timeout", "90s")
+		if code != 0 || !strings.Contains(out, "completed") {
+			t.Fatalf("release %s: %d\n%s\n%s\nup's log:\n%s", v, code, out, errs, logs.String())
+		}
+	}
+	release("v1")
+	load := bench.StartLoad(fields["http"], "hello", 2, nil, nil)
+	defer load.Stop()
+
+	// a service process dies: up starts it again, and the next release completes
+	if err := syscall.Kill(pids["canary"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), `"process":"canary"`) || !strings.Contains(logs.String(), "process restarted"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the canary process was not restarted:\n%s", logs.String())
+		}
+	}
+	// ...and registers again before the next release is asked for
+	nc, err := nats.Connect(urls, nats.UserCredentials(fields["creds"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := nc.Request("$SRV.PING.redblack-canary", nil, 500*time.Millisecond); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted canary never registered:\n%s", logs.String())
+		}
+	}
+	release("v2")
+
+	// a NATS node dies (up starts it again): once every stream and bucket
+	// has a leader again, the next release completes, and the router
+	// served throughout
+	if err := syscall.Kill(pids["n1"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	settled := time.Now()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		led, all := 0, 0
+		for _, name := range streamNames() {
+			all++
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if s, err := js.Stream(ctx, name); err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != "" {
+				led++
+			}
+			cancel()
+		}
+		if led == all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the streams never all had a leader again (%d)\n%s", led, logs.String())
+		}
+	}
+	t.Logf("every stream led again %s after the node's death", time.Since(settled).Round(time.Millisecond))
+	release("v3")
+	ok, failed, _ := load.Stop()
+	t.Logf("load: %d ok, %d failed", ok, failed)
+	if ok == 0 || failed != 0 {
+		t.Errorf("load through the router: %d ok, %d failed", ok, failed)
+	}
+
+	// SIGTERM: every process up started stops, and every instance
+	up.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		if upErr != nil {
+			t.Fatalf("up exited with %v after SIGTERM\n%s", upErr, logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("up did not stop in 60 s")
+	}
+	for name, pid := range pids {
+		if name != "canary" && name != "n1" && syscall.Kill(pid, 0) == nil {
+			t.Errorf("%s (pid %d) still runs after up stopped", name, pid)
+		}
+	}
+	if n := testkit.CountProcesses(hello); n != 0 {
+		t.Errorf("%d hello instances left", n)
+	}
+}
+
+// streamNames are the streams of the topology, the buckets' included.
+func streamNames() []string {
+	var out []string
+	for _, sc := range topology.Streams(topology.DefaultOptions()) {
+		out = append(out, sc.Name)
+	}
+	for _, kc := range topology.Buckets(topology.DefaultOptions()) {
+		out = append(out, "KV_"+kc.Bucket)
+	}
+	return out
+}

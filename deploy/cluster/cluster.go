@@ -1,0 +1,286 @@
+// Package cluster runs redblack on one machine in its production shape:
+// a NATS cluster of N server processes (JetStream, replicas 3) and each of
+// the five services as its own process with its own creds, all supervised
+// (a process that dies is restarted with back-off and the death logged).
+// The processes are this binary run again (`redblack nats node`, `redblack
+// run SERVICE`): the same programs as nats-server and the services' own
+// binaries. `redblack up --nodes N` runs it.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/deploy/natsconf"
+	"github.com/redblack/redblack/deploy/supervise"
+	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Config configures the cluster.
+type Config struct {
+	// Self is the redblack executable the processes run.
+	Self    string
+	DataDir string
+	Nodes   int
+	// Host the nodes listen on (loopback); ClientPort is the first node's
+	// client port, the next nodes taking the next ones (0: free ports).
+	Host       string
+	ClientPort int
+	// HTTP is the router's data plane address (port 0: a free one).
+	HTTP string
+	// KeepInstances leaves the instances running when the cluster stops.
+	KeepInstances bool
+	// Out receives the services' output (their logs); the nodes log into
+	// <data>/nodes/nN.log.
+	Out      io.Writer
+	Log      zerolog.Logger
+	LogLevel string
+}
+
+// Process is one supervised process.
+type Process struct {
+	Name string
+	URL  string // a node's client URL
+	Pid  int
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	cfg   Config
+	plan  natsconf.Plan
+	sup   *supervise.Supervisor
+	admin string // the admin's creds file
+	http  string
+	logs  []*os.File
+}
+
+// Start writes the nodes' configuration, starts and supervises the nodes,
+// waits for JetStream's cluster, reconciles the topology at its replicas,
+// then starts and supervises the services and waits for each to answer.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Nodes < 1 {
+		return nil, fmt.Errorf("cluster: %d nodes", cfg.Nodes)
+	}
+	data, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, sup: supervise.New(cfg.Log)}
+	authority, err := auth.Open(filepath.Join(data, "creds"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	accounts, err := authority.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if c.plan, err = plan(cfg, filepath.Join(data, "nodes")); err != nil {
+		return nil, err
+	}
+	paths, err := natsconf.Write(filepath.Join(data, "nodes", "conf"), c.plan, accounts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if c.http, err = freeAddr(cfg.HTTP); err != nil {
+		return nil, err
+	}
+	for i, n := range c.plan.Nodes {
+		log, err := os.OpenFile(filepath.Join(data, "nodes", n.Name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.logs = append(c.logs, log)
+		if err := c.sup.Start(supervise.Spec{Name: n.Name, Path: cfg.Self, Args: []string{"nats", "node", "-c", paths[i]}, Out: log}); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	admin, err := authority.Admin("admin")
+	if err == nil {
+		c.admin, err = authority.WriteCreds("admin", admin)
+	}
+	if err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	nc, err := nats.Connect(c.URLs(), nats.UserCredentials(c.admin), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.Name("redblack-up"))
+	if err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	defer nc.Close()
+	if err := c.awaitJetStream(ctx, nc); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	for _, name := range mesh.ServiceNames {
+		creds, err := authority.Service(name)
+		if err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		path, err := authority.WriteCreds(name, creds)
+		if err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		args := []string{"run", name, "--server", c.URLs(), "--creds", path, "--log-level", cfg.LogLevel}
+		switch name {
+		case "provisioner":
+			args = append(args, "--data", data)
+			if !cfg.KeepInstances {
+				args = append(args, "--stop-instances")
+			}
+		case "router":
+			args = append(args, "--http", c.http, "--admin", "")
+		}
+		if err := c.sup.Start(supervise.Spec{Name: name, Path: cfg.Self, Args: args, Out: cfg.Out}); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	if err := awaitServices(ctx, nc); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// plan places the nodes: from the client port given, or on free ports.
+func plan(cfg Config, store string) (natsconf.Plan, error) {
+	host := cfg.Host
+	if host == "" {
+		host = natsconf.DefaultHost
+	}
+	if cfg.ClientPort > 0 {
+		return natsconf.NewPlan(cfg.Nodes, host, cfg.ClientPort, cfg.ClientPort+2000, cfg.ClientPort+4000, store), nil
+	}
+	p := natsconf.Plan{Cluster: natsconf.DefaultCluster, Host: host}
+	for i := range cfg.Nodes {
+		var ports [3]int
+		for j := range ports {
+			addr, err := freeAddr(net.JoinHostPort(host, "0"))
+			if err != nil {
+				return p, err
+			}
+			_, port, _ := net.SplitHostPort(addr)
+			fmt.Sscan(port, &ports[j])
+		}
+		name := fmt.Sprintf("n%d", i+1)
+		p.Nodes = append(p.Nodes, natsconf.Node{Name: name, Client: ports[0], Route: ports[1], Monitor: ports[2], Store: filepath.Join(store, name)})
+	}
+	return p, nil
+}
+
+// freeAddr is addr, or with port 0 a port free now.
+func freeAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("cluster: %q: %w", addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// awaitJetStream waits until every node is routed and JetStream answers,
+// then reconciles the topology at the cluster's replicas.
+func (c *Cluster) awaitJetStream(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := js.AccountInfo(ctx); err == nil && len(nc.Servers()) >= c.cfg.Nodes {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("cluster: JetStream did not come up on %d nodes in 60s (see %s)", c.cfg.Nodes, filepath.Join(c.cfg.DataDir, "nodes"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rows, err := topology.Reconcile(rctx, js, topology.DefaultOptions())
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	for _, r := range rows {
+		if r.Action != topology.ActionOk {
+			c.cfg.Log.Info().Str("kind", r.Kind).Str("name", r.Name).Str("field", r.Field).Str("exists", r.Has).Str("wanted", r.Wants).Msg("topology: " + r.Action)
+		}
+	}
+	return nil
+}
+
+// awaitServices pings each service until it answers, or 60 s pass.
+func awaitServices(ctx context.Context, nc *nats.Conn) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for _, name := range mesh.ServiceNames {
+		for {
+			if _, err := nc.Request("$SRV.PING.redblack-"+name, nil, 250*time.Millisecond); err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("cluster: service %s did not come up", name)
+			}
+		}
+	}
+	return nil
+}
+
+// URLs are the nodes' client URLs, comma-separated (for --server).
+func (c *Cluster) URLs() string { return c.plan.URLs() }
+
+// HTTP is the router's data plane address.
+func (c *Cluster) HTTP() string { return c.http }
+
+// AdminCreds is the admin's creds file.
+func (c *Cluster) AdminCreds() string { return c.admin }
+
+// Nodes are the NATS nodes with their client URLs and pids.
+func (c *Cluster) Nodes() []Process {
+	var out []Process
+	for _, n := range c.plan.Nodes {
+		out = append(out, Process{Name: n.Name, URL: fmt.Sprintf("nats://%s:%d", c.plan.Host, n.Client), Pid: c.sup.Pid(n.Name)})
+	}
+	return out
+}
+
+// Services are the service processes with their pids.
+func (c *Cluster) Services() []Process {
+	var out []Process
+	for _, name := range mesh.ServiceNames {
+		out = append(out, Process{Name: name, Pid: c.sup.Pid(name)})
+	}
+	return out
+}
+
+// Stop stops the services, then the nodes.
+func (c *Cluster) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.sup.Stop(ctx, 10*time.Second)
+	for _, f := range c.logs {
+		f.Close()
+	}
+}

@@ -1,0 +1,196 @@
+package natsconf_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/deploy/natsconf"
+	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// freePorts returns n ports free on loopback now.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// start runs a process until the test ends; its output goes to out.
+func start(t *testing.T, out *testkit.SyncBuffer, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// TestServicesOnAThreeNodeCluster runs the stock nats-server (built from the
+// module redblack uses) as three processes from the files `redblack nats
+// config` writes, pre-creates the audit log at R3 with a year's retention,
+// reconciles the topology as the admin (`redblack topology ensure`): the
+// rest is created at the cluster's replicas (R3), and nothing the operator
+// set shrank; then the five services, each as its own process with its own
+// creds, start on it and register.
+func TestServicesOnAThreeNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and the five services")
+	}
+	bin := t.TempDir()
+	pkgs := []string{"github.com/nats-io/nats-server/v2"}
+	for _, s := range mesh.ServiceNames {
+		pkgs = append(pkgs, "github.com/redblack/redblack/services/"+s+"/cmd/"+s)
+	}
+	if out, err := exec.Command("go", append([]string{"build", "-o", bin + "/"}, pkgs...)...).CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	ports := freePorts(t, 9)
+	p := natsconf.Plan{Cluster: natsconf.DefaultCluster, Host: "127.0.0.1"}
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		p.Nodes = append(p.Nodes, natsconf.Node{Name: name, Client: ports[i], Route: ports[3+i], Monitor: ports[6+i], Store: filepath.Join(dir, "store", name)})
+	}
+	a, err := auth.Open(filepath.Join(dir, "creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts, err := a.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := natsconf.Write(filepath.Join(dir, "nats"), p, accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testkit.SyncBuffer
+	for _, path := range paths {
+		start(t, &logs, filepath.Join(bin, "nats-server"), "-c", path)
+	}
+	admin, err := a.Admin("admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminPath, err := a.WriteCreds("admin", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(p.URLs(), nats.UserCredentials(adminPath), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// the cluster is up when JetStream answers with a meta leader
+	for {
+		if _, err := js.AccountInfo(ctx); err == nil && len(nc.Servers()) == 3 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the cluster never formed:\n%s", logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := topology.ReplicasFor(nc); r != 3 {
+		t.Fatalf("replicas for a 3-node cluster: %d", r)
+	}
+	// the operator's audit log: R3, kept a year
+	want := topology.Streams(topology.Options{ReleasesMaxAge: 365 * 24 * time.Hour, Duplicates: 10 * time.Minute, Replicas: 3})[0]
+	if _, err := js.CreateStream(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	// what `redblack topology ensure` does as the admin: the services have
+	// no right to create streams
+	if _, err := topology.Reconcile(ctx, js, topology.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range mesh.ServiceNames {
+		creds, err := a.Service(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, err := a.WriteCreds(name, creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--server", p.URLs(), "--creds", path, "--log-level", "warn"}
+		switch name {
+		case "provisioner":
+			args = append(args, "--data", filepath.Join(dir, "provisioner"))
+		case "router":
+			args = append(args, "--http", "127.0.0.1:0", "--admin", "")
+		}
+		start(t, &logs, filepath.Join(bin, name), args...)
+	}
+	for _, name := range mesh.ServiceNames {
+		for {
+			if _, err := nc.Request("$SRV.PING.redblack-"+name, nil, 500*time.Millisecond); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never answered:\n%s", name, logs.String())
+			}
+		}
+	}
+	check := func(kind, name string, s jetstream.Stream) {
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatalf("%s %s: %v", kind, name, err)
+		}
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 || info.Cluster.Leader == "" {
+			t.Errorf("%s %s: replicas %d, cluster %+v", kind, name, info.Config.Replicas, info.Cluster)
+		}
+	}
+	for _, sc := range topology.Streams(topology.DefaultOptions()) {
+		s, err := js.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", sc.Name, err)
+		}
+		check("stream", sc.Name, s)
+		if sc.Name == topology.StreamReleases {
+			if age := s.CachedInfo().Config.MaxAge; age != want.MaxAge {
+				t.Errorf("the audit log's max age is %s, the operator set %s", age, want.MaxAge)
+			}
+		}
+	}
+	for _, kc := range topology.Buckets(topology.DefaultOptions()) {
+		s, err := js.Stream(ctx, "KV_"+kc.Bucket)
+		if err != nil {
+			t.Fatalf("bucket %s: %v", kc.Bucket, err)
+		}
+		check("bucket", kc.Bucket, s)
+	}
+	if t.Failed() {
+		t.Log(logs.String())
+	}
+}
