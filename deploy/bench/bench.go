@@ -6,7 +6,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,36 +75,7 @@ func PublishConsume(dir string, n int) (Latencies, error) {
 	}
 	defer cnc.Close()
 	cjs, _ := jetstream.New(cnc)
-	got := make(chan time.Duration, 1)
-	ctx := context.Background()
-	c, err := natsx.Consume(ctx, cjs, natsx.ConsumerSpec{Stream: topology.StreamFleet, Durable: "bench", FilterSubjects: []string{"fleet.bench.>"}},
-		func(ctx context.Context, msg jetstream.Msg) error {
-			sent := time.Unix(0, int64(binary.BigEndian.Uint64(msg.Data())))
-			got <- time.Since(sent)
-			return nil
-		}, logging.Nop())
-	if err != nil {
-		return Latencies{}, err
-	}
-	defer c.Stop()
-	lat := make([]time.Duration, 0, n)
-	buf := make([]byte, 8)
-	for i := range n {
-		binary.BigEndian.PutUint64(buf, uint64(time.Now().UnixNano()))
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := js.Publish(pctx, "fleet.bench.tick", buf, jetstream.WithMsgID("bench-"+strconv.Itoa(i)))
-		cancel()
-		if err != nil {
-			return Latencies{}, err
-		}
-		select {
-		case d := <-got:
-			lat = append(lat, d)
-		case <-time.After(5 * time.Second):
-			return Latencies{}, fmt.Errorf("message %d not consumed in 5s", i)
-		}
-	}
-	return summarise(lat), nil
+	return publishConsume(context.Background(), js, cjs, n)
 }
 
 // Intake measures intake decisions per second: requests are published as

@@ -420,7 +420,48 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	}
 	ghostsCmd.Flags().IntVar(&ghostReleases, "releases", 200, "releases in a row")
 	ghostsCmd.Flags().IntVar(&ghostEvery, "every", 25, "measure after every this many")
-	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd, crashCmd, ghostsCmd)
+	var clusterN int
+	clusterCmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "the one-process embedded mesh beside up --nodes 3 (R3, each service its own process): publish→consume, a release, a node's death",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, hello, done, err := helloDir()
+			if err != nil {
+				return err
+			}
+			defer done()
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			r, err := bench.ClusterRun(self, dir, hello, clusterN, func(s string) { fmt.Fprintln(a.err, s) })
+			if err != nil {
+				return err
+			}
+			ms := func(d time.Duration) string { return d.Round(time.Microsecond).String() }
+			tab := newTable(a.out)
+			defer tab.Flush()
+			fmt.Fprintln(tab, "figure\tembedded (1 process, R1)\tcluster (3 nodes, R3, 5 processes)\ttarget")
+			fmt.Fprintf(tab, "publish→consume p50 / p99 (n=%d)\t%s / %s\t%s / %s\tp99 < 5ms embedded\n", clusterN,
+				ms(r.Embedded.PubConsume.P50), ms(r.Embedded.PubConsume.P99), ms(r.Cluster.PubConsume.P50), ms(r.Cluster.PubConsume.P99))
+			fmt.Fprintf(tab, "healthy release, request → completed (%s configured)\t%s\t%s\t-\n", r.Embedded.Configured,
+				r.Embedded.Release.Round(time.Millisecond), r.Cluster.Release.Round(time.Millisecond))
+			fmt.Fprintf(tab, "  of which control plane and boots (beyond the configured)\t%s\t%s\t< 1s\n",
+				(r.Embedded.Release - r.Embedded.Configured).Round(time.Millisecond), (r.Cluster.Release - r.Cluster.Configured).Round(time.Millisecond))
+			fmt.Fprintf(tab, "SIGKILL of the RELEASES leader (%s) → the audit log takes a write\t-\t%s\t-\n", r.LeaderNode, r.Recovered.Round(time.Millisecond))
+			fmt.Fprintf(tab, "SIGKILL → every stream and bucket led again\t-\t%s\t-\n", r.Settled.Round(time.Millisecond))
+			fmt.Fprintf(tab, "SIGKILL → the next release accepted\t-\t%s\t-\n", r.Resumed.Round(time.Millisecond))
+			if r.Stalled != "" {
+				fmt.Fprintf(tab, "that release\t-\tSTALLED: %s\tcompletes\n", r.Stalled)
+				return nil
+			}
+			fmt.Fprintf(tab, "that release, request → completed\t-\t%s\t-\n", r.ReleaseAfterTheKill.Round(time.Millisecond))
+			return nil
+		},
+	}
+	clusterCmd.Flags().IntVar(&clusterN, "n", 1000, "publish→consume round trips per shape")
+	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd, crashCmd, ghostsCmd, clusterCmd)
 	return cmd
 }
 

@@ -144,11 +144,15 @@ func TestConnectionAndTunnelBounds(t *testing.T) {
 
 // TestBodyBudget: bodies held by the router at once are bounded: with a
 // 1 MiB budget, a second 600 KiB body while the first is in flight is
-// answered 503 before it is read; once the first is done, bodies pass.
+// answered 503 before it is read (the client has sent its headers and the
+// first 64 KiB only); once the first is done, bodies pass.
 func TestBodyBudget(t *testing.T) {
 	r := newRig(t, 1)
 	_, url := r.startRouter(router.Config{Proxy: proxy.Config{BodyBudget: 1 << 20}})
 	arrived, release := make(chan struct{}, 4), make(chan struct{})
+	var once sync.Once
+	done := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(done) // a failure never leaves the instance's handler waiting
 	r.register("hello-v001", "slow", backend(t, "slow", func(w http.ResponseWriter, req *http.Request) {
 		n, _ := io.Copy(io.Discard, req.Body)
 		if req.Header.Get("X-Hold") != "" {
@@ -158,8 +162,9 @@ func TestBodyBudget(t *testing.T) {
 		fmt.Fprint(w, n)
 	}))
 	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	const size = 600 << 10
 	post := func(hold bool) (int, string) {
-		req, _ := http.NewRequest("POST", url+"/upload", bytes.NewReader(bytes.Repeat([]byte("x"), 600<<10)))
+		req, _ := http.NewRequest("POST", url+"/upload", bytes.NewReader(bytes.Repeat([]byte("x"), size)))
 		req.Host = "hello"
 		if hold {
 			req.Header.Set("X-Hold", "1")
@@ -180,14 +185,29 @@ func TestBodyBudget(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first body never reached the instance")
 	}
-	if code, body := post(false); code != 503 || !strings.Contains(body, "budget") {
-		t.Fatalf("a second body over the budget: %d %q", code, body)
+	// the second: headers and the first 64 KiB, then the answer is read
+	// before the rest is sent, so the refusal cannot race the upload
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	close(release)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: hello\r\nContent-Length: %d\r\n\r\n", size)
+	c.Write(bytes.Repeat([]byte("x"), 64<<10))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("a second body over the budget: no answer before the rest of its body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(resp.Header.Get(proxy.ErrorHeader), "budget") {
+		t.Fatalf("a second body over the budget: %d %q", resp.StatusCode, resp.Header.Get(proxy.ErrorHeader))
+	}
+	done()
 	if code := <-first; code != 200 {
 		t.Fatalf("the first body: %d", code)
 	}
-	if code, body := post(false); code != 200 || body != fmt.Sprint(600<<10) {
+	if code, body := post(false); code != 200 || body != fmt.Sprint(size) {
 		t.Fatalf("a body after the first is done: %d %q", code, body)
 	}
 }
