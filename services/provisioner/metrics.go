@@ -29,8 +29,10 @@ var (
 // fleetCollector lists the provider's groups when scraped.
 type fleetCollector struct{ s *Service }
 
+// Describe sends the two descriptions.
 func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- groupsDesc; ch <- instDesc }
 
+// Collect lists the provider's groups and counts their instances by state.
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	p := c.s.listed.Load()
 	if p == nil { // not running yet

@@ -120,6 +120,7 @@ func promDesc(name, help string) *prometheus.Desc {
 // backendCollector reads the registry's backends at scrape time.
 type backendCollector struct{ reg *routing.Registry }
 
+// Describe sends every description.
 func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range backendCounts {
 		ch <- m.desc
@@ -128,6 +129,7 @@ func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backendsDesc
 }
 
+// Collect reads every backend's counters once.
 func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 	bs := c.reg.Backends()
 	ch <- prometheus.MustNewConstMetric(backendsDesc, prometheus.GaugeValue, float64(len(bs)))
