@@ -140,25 +140,10 @@ func ClusterRun(self, dir, hello string, n int, progress func(string)) (ClusterR
 	}
 	// every stream and bucket led again: a release asked during the
 	// elections can stall today (issue 14), so the next one waits for them
-	for {
-		led, all := 0, 0
-		for _, name := range streamNames() {
-			all++
-			sctx, scancel := context.WithTimeout(ctx, time.Second)
-			if s, err := js.Stream(sctx, name); err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != "" {
-				led++
-			}
-			scancel()
-		}
-		if led == all {
-			r.Settled = time.Since(killed)
-			break
-		}
-		if ctx.Err() != nil {
-			return r, fmt.Errorf("%d of %d streams led again after the kill", led, all)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := topology.AwaitLeaders(ctx, js); err != nil {
+		return r, fmt.Errorf("after the kill: %w", err)
 	}
+	r.Settled = time.Since(killed)
 	start := time.Now()
 	id, err := releaseOnce(ctx, nc, js, hello, "v9", func() { r.Resumed = time.Since(killed) })
 	if err != nil {
@@ -272,16 +257,4 @@ func publishConsume(ctx context.Context, js, cjs jetstream.JetStream, n int) (La
 		}
 	}
 	return summarise(lat), nil
-}
-
-// streamNames are the topology's streams, the buckets' included.
-func streamNames() []string {
-	var out []string
-	for _, sc := range topology.Streams(topology.DefaultOptions()) {
-		out = append(out, sc.Name)
-	}
-	for _, kc := range topology.Buckets(topology.DefaultOptions()) {
-		out = append(out, "KV_"+kc.Bucket)
-	}
-	return out
 }

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/shared/topology"
@@ -25,19 +27,7 @@ bucket's TTL), and keep every limit an operator raised. It changes nothing.
 Replicas default to the cluster's size, at most 3 (1 on one server).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			o := topology.DefaultOptions()
-			o.Replicas = replicas
-			if o.Replicas <= 0 {
-				o.Replicas = topology.ReplicasFor(c.nc)
-			}
-			ctx, cancel := timeout(10 * time.Second)
-			defer cancel()
-			rows, err := topology.Check(ctx, c.js, o)
+			rows, o, err := a.topology(replicas, 10*time.Second, topology.Check)
 			if err != nil {
 				return err
 			}
@@ -68,16 +58,7 @@ no right to change the topology), so an operator runs this once, as the admin,
 before starting them, and again after upgrading redblack.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			o := topology.DefaultOptions()
-			o.Replicas = replicas
-			ctx, cancel := timeout(30 * time.Second)
-			defer cancel()
-			rows, err := topology.Reconcile(ctx, c.js, o)
+			rows, _, err := a.topology(replicas, 30*time.Second, topology.Reconcile)
 			if err != nil {
 				return err
 			}
@@ -94,4 +75,23 @@ before starting them, and again after upgrading redblack.`,
 	ensure.Flags().IntVar(&replicas, "replicas", 0, "replicas wanted (default: the cluster's size, at most 3)")
 	cmd.AddCommand(check, ensure)
 	return cmd
+}
+
+// topology runs a topology function (Check or Reconcile) at replicas (0:
+// the cluster's size), and returns its rows and the options it ran with.
+func (a *app) topology(replicas int, limit time.Duration, run func(context.Context, jetstream.JetStream, topology.Options) ([]topology.Row, error)) ([]topology.Row, topology.Options, error) {
+	c, err := a.dial()
+	if err != nil {
+		return nil, topology.Options{}, err
+	}
+	defer c.close()
+	o := topology.DefaultOptions()
+	o.Replicas = replicas
+	if o.Replicas <= 0 {
+		o.Replicas = topology.ReplicasFor(c.nc)
+	}
+	ctx, cancel := timeout(limit)
+	defer cancel()
+	rows, err := run(ctx, c.js, o)
+	return rows, o, err
 }

@@ -111,8 +111,9 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes int, start t
 	if err != nil {
 		return fmt.Errorf("--nats %q: %w", cfg.NATSListen, err)
 	}
-	if err := checkLoopback(host); err != nil {
-		return err
+	// the nodes' files have no TLS: loopback only
+	if err := mesh.CheckListen(cfg.NATSListen, false); err != nil {
+		return fmt.Errorf("up --nodes: %w; a cluster across hosts is configured with `redblack nats config` (and TLS in the node files)", err)
 	}
 	first, _ := strconv.Atoi(port)
 	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
@@ -134,12 +135,4 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes int, start t
 	fmt.Fprintln(a.out, "redblack stopping")
 	c.Stop()
 	return nil
-}
-
-// checkLoopback: up --nodes serves NATS without TLS, so only on loopback.
-func checkLoopback(host string) error {
-	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
-		return nil
-	}
-	return fmt.Errorf("up --nodes: --nats %s is not a loopback address; a cluster across hosts is configured with `redblack nats config` (and TLS in the node files)", host)
 }

@@ -229,6 +229,11 @@ func (c *Cluster) awaitJetStream(ctx context.Context, nc *nats.Conn) error {
 			c.cfg.Log.Info().Str("kind", r.Kind).Str("name", r.Name).Str("field", r.Field).Str("exists", r.Has).Str("wanted", r.Wants).Msg("topology: " + r.Action)
 		}
 	}
+	// the services start once every stream can take a write: a sample or
+	// an event published to a stream still electing its leader is lost
+	if err := topology.AwaitLeaders(rctx, js); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -54,7 +55,6 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[chan []byte]struct{}
-	last    []byte
 }
 
 // New returns the dashboard; Run starts following the mesh.
@@ -114,7 +114,7 @@ func (s *Server) watch(ctx context.Context, bucket string, kv jetstream.KeyValue
 					return
 				}
 				if e != nil {
-					s.model.entry(bucket, e)
+					natsx.Guard(s.cfg.Log, "dashboard "+bucket, func() { s.model.entry(bucket, e) })
 				}
 			}
 		}
@@ -129,7 +129,9 @@ func (s *Server) follow(ctx context.Context, stream string, filter []string, sin
 	if err != nil {
 		return fmt.Errorf("dashboard: follow %s: %w", stream, err)
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { apply(m.Subject(), m.Data()) })
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		natsx.Guard(s.cfg.Log, "dashboard "+stream, func() { apply(m.Subject(), m.Data()) })
+	})
 	if err != nil {
 		return fmt.Errorf("dashboard: follow %s: %w", stream, err)
 	}
@@ -156,7 +158,6 @@ func (s *Server) push(ctx context.Context) {
 			continue
 		}
 		s.mu.Lock()
-		s.last = b
 		for c := range s.clients {
 			select {
 			case c <- b:

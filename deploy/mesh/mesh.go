@@ -114,7 +114,7 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: data dir: %w", err)
 	}
-	if err := checkListen(cfg.NATSListen, cfg.TLSCert != "" && cfg.TLSKey != ""); err != nil {
+	if err := CheckListen(cfg.NATSListen, cfg.TLSCert != "" && cfg.TLSKey != ""); err != nil {
 		return nil, err
 	}
 	authority, err := auth.Open(filepath.Join(cfg.DataDir, "creds"))
@@ -350,9 +350,9 @@ func (m *Mesh) ConnectCreds(name string, creds []byte, opts ...nats.Option) (*na
 	return nc, nil
 }
 
-// checkListen refuses a NATS listener off loopback without TLS: the creds
+// CheckListen refuses a NATS listener off loopback without TLS: the creds
 // would cross the network in the clear.
-func checkListen(listen string, tls bool) error {
+func CheckListen(listen string, tls bool) error {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
 		return fmt.Errorf("mesh: --nats %q: %w", listen, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -200,5 +201,21 @@ func answering(nc *nats.Conn, name string) int {
 			return n
 		}
 		n++
+	}
+}
+
+// awaitCopies waits until n copies of a micro service answer, failing the
+// test if p, the process of one of them, ends first or 20 s pass.
+func awaitCopies(t *testing.T, nc *nats.Conn, name string, n int, p *testkit.Process, logs *testkit.SyncBuffer) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		got := answering(nc, name)
+		if got >= n {
+			return
+		}
+		p.Alive(t, name, logs)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d copies of %s answer, want %d\n%s", got, name, n, logs.String())
+		}
 	}
 }

@@ -43,24 +43,9 @@ func TestServiceStartedBeforeNATSWaitsForIt(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	var logs testkit.SyncBuffer
-	cmd := exec.Command(bin, "--server", "nats://"+addr, "--creds", path, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var exitErr error
-	exited := make(chan struct{})
-	go func() { exitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
+	proc := testkit.StartProcess(t, &logs, bin, "--server", "nats://"+addr, "--creds", path, "--log-level", "warn")
 	for deadline := time.Now().Add(15 * time.Second); strings.Count(logs.String(), "NATS unreachable") < 3; time.Sleep(50 * time.Millisecond) {
-		select {
-		case <-exited:
-			t.Fatalf("the service exited without NATS: %v\n%s", exitErr, logs.String())
-		default:
-		}
+		proc.Alive(t, "the service, without NATS,", &logs)
 		if time.Now().After(deadline) {
 			t.Fatalf("no attempts logged:\n%s", logs.String())
 		}
@@ -77,18 +62,5 @@ func TestServiceStartedBeforeNATSWaitsForIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the mesh's chaos and the waiting one both answer
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		n := answering(nc, "redblack-chaos")
-		if n >= 2 {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("the service exited: %v\n%s", exitErr, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the waiting service never registered (%d answered)\n%s", n, logs.String())
-		}
-	}
+	awaitCopies(t, nc, "redblack-chaos", 2, proc, &logs)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -363,37 +364,13 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 	}
 	metricsAddr := free.Addr().String()
 	free.Close()
-	cmd := exec.Command(bin, "--server", m.URL(), "--creds", filepath.Join(dir, "creds", "chaos.creds"), "--log-level", "warn", "--metrics", metricsAddr)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var exitErr error
-	exited := make(chan struct{})
-	go func() { exitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
+	var logs testkit.SyncBuffer
+	proc := testkit.StartProcess(t, &logs, bin, "--server", m.URL(), "--creds", filepath.Join(dir, "creds", "chaos.creds"), "--log-level", "warn", "--metrics", metricsAddr)
 	nc, err := m.Connect("test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		n := answering(nc, "redblack-chaos")
-		if n >= 2 {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("the chaos process exited: %v\n%s", exitErr, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the second chaos never registered (%d answered)\n%s", n, logs.String())
-		}
-	}
+	awaitCopies(t, nc, "redblack-chaos", 2, proc, &logs)
 	// the service's own process serves its metrics, parsed by the library
 	fams, err := prom.Scrape("http://" + metricsAddr + "/metrics")
 	if err != nil {

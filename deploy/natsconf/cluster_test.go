@@ -38,21 +38,6 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// start runs a process until the test ends; its output goes to out.
-func start(t *testing.T, out *testkit.SyncBuffer, name string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
-}
-
 // TestServicesOnAThreeNodeCluster runs the stock nats-server (built from the
 // module redblack uses) as three processes from the files `redblack nats
 // config` writes, pre-creates the audit log at R3 with a year's retention,
@@ -93,7 +78,7 @@ func TestServicesOnAThreeNodeCluster(t *testing.T) {
 	}
 	var logs testkit.SyncBuffer
 	for _, path := range paths {
-		start(t, &logs, filepath.Join(bin, "nats-server"), "-c", path)
+		testkit.StartProcess(t, &logs, filepath.Join(bin, "nats-server"), "-c", path)
 	}
 	admin, err := a.Admin("admin")
 	if err != nil {
@@ -150,7 +135,7 @@ func TestServicesOnAThreeNodeCluster(t *testing.T) {
 		case "router":
 			args = append(args, "--http", "127.0.0.1:0", "--admin", "")
 		}
-		start(t, &logs, filepath.Join(bin, name), args...)
+		testkit.StartProcess(t, &logs, filepath.Join(bin, name), args...)
 	}
 	for _, name := range mesh.ServiceNames {
 		for {

@@ -7,7 +7,6 @@ package tracing
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -18,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 )
 
@@ -53,42 +53,24 @@ func (t *Tracer) Flush(ctx context.Context) error { return t.provider.ForceFlush
 // release that reaches a final phase from now on (the records already final
 // when it starts were traced by an earlier run, or predate tracing).
 func (t *Tracer) Follow(ctx context.Context, releases jetstream.KeyValue) error {
-	w, err := releases.Watch(ctx, release.RecordKey("*"))
+	err := release.Watch(ctx, releases, func(r release.Record, replay bool) {
+		if !r.Phase.Final() {
+			return
+		}
+		t.mu.Lock()
+		done := t.emitted[r.ID] == r.Phase
+		if len(t.emitted) >= maxRemembered {
+			t.emitted = map[string]release.Phase{}
+		}
+		t.emitted[r.ID] = r.Phase
+		t.mu.Unlock()
+		if !replay && !done {
+			natsx.Guard(t.log, "release trace", func() { t.Emit(ctx, r) })
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
-	go func() {
-		defer w.Stop()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					initial = false
-					continue
-				}
-				var r release.Record
-				if json.Unmarshal(e.Value(), &r) != nil || !r.Phase.Final() {
-					continue
-				}
-				t.mu.Lock()
-				done := t.emitted[r.ID] == r.Phase
-				if len(t.emitted) >= maxRemembered {
-					t.emitted = map[string]release.Phase{}
-				}
-				t.emitted[r.ID] = r.Phase
-				t.mu.Unlock()
-				if !initial && !done {
-					t.Emit(ctx, r)
-				}
-			}
-		}
-	}()
 	return nil
 }
 

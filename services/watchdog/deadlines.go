@@ -2,7 +2,6 @@ package watchdog
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -119,58 +118,29 @@ func (s *Service) unstick(ctx context.Context, r release.Record, over, limit tim
 // starts the health watch of every release that bakes, or that completed
 // and is still watched, including those a restart interrupted.
 func (s *Service) followReleases(ctx context.Context) error {
-	w, err := s.releases.KV.Watch(ctx, release.RecordKey("*"))
-	if err != nil {
-		return err
+	return release.Watch(ctx, s.releases.KV, func(r release.Record, initial bool) {
+		natsx.Guard(s.log, "release watch", func() { s.followed(ctx, r, initial) })
+	})
+}
+
+// followed handles one record of the releases bucket.
+func (s *Service) followed(ctx context.Context, r release.Record, initial bool) {
+	s.prom.record(r, initial)
+	s.mu.Lock()
+	if r.Phase.Final() {
+		delete(s.inflight, r.ID)
+	} else {
+		s.inflight[r.ID] = r
 	}
-	ready := make(chan struct{})
-	go func() {
-		defer w.Stop()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				var r release.Record
-				if json.Unmarshal(e.Value(), &r) != nil {
-					continue
-				}
-				s.prom.record(r, initial)
-				s.mu.Lock()
-				if r.Phase.Final() {
-					delete(s.inflight, r.ID)
-				} else {
-					s.inflight[r.ID] = r
-				}
-				s.mu.Unlock()
-				switch {
-				case r.Phase == release.PhaseBaking:
-					s.bakes.Ensure(ctx, r.ID, s.watch)
-				case r.Phase == release.PhaseCompleted && initial:
-					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					if s.stillWatched(cctx, r) {
-						s.bakes.Ensure(ctx, r.ID, s.watch)
-					}
-					cancel()
-				}
-			}
+	s.mu.Unlock()
+	switch {
+	case r.Phase == release.PhaseBaking:
+		s.bakes.Ensure(ctx, r.ID, s.watch)
+	case r.Phase == release.PhaseCompleted && initial:
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if s.stillWatched(cctx, r) {
+			s.bakes.Ensure(ctx, r.ID, s.watch)
 		}
-	}()
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		cancel()
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -105,7 +104,7 @@ func ConnectWaiting(ctx context.Context, c Config, attempt func(n int, err error
 		if err == nil {
 			return nc, nil
 		}
-		if refused(err) {
+		if !unreachable(err) {
 			return nil, err
 		}
 		attempt(n, err)
@@ -118,16 +117,10 @@ func ConnectWaiting(ctx context.Context, c Config, attempt func(n int, err error
 	}
 }
 
-// refused reports an error of the server refusing the client (credentials,
-// permissions, TLS), as opposed to not reaching it.
-func refused(err error) bool {
-	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
-		return true
-	}
-	s := strings.ToLower(err.Error())
-	return strings.Contains(s, "authorization") || strings.Contains(s, "authentication") || strings.Contains(s, "tls") || strings.Contains(s, "certificate") ||
-		strings.Contains(s, "no such file") || strings.Contains(s, "nkey") || strings.Contains(s, "jwt")
-}
+// unreachable reports an error of no server answering at all, the only
+// one waiting can mend (a refusal of the creds, a TLS failure or a missing
+// creds file is returned at once).
+func unreachable(err error) bool { return errors.Is(err, nats.ErrNoServers) }
 
 // CredsOptions are the nats.go options of a creds file's content: its user
 // JWT and seed, and the inbox prefix the user may subscribe under.

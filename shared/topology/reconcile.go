@@ -217,3 +217,28 @@ func ReplicasFor(nc interface {
 	}
 	return max(1, min(3, len(nc.Servers())))
 }
+
+// AwaitLeaders waits until every stream and bucket of the topology has a
+// cluster leader, or ctx ends: on a cluster just started or that just lost
+// a node, writes fail until then.
+func AwaitLeaders(ctx context.Context, js jetstream.JetStream) error {
+	for {
+		led, all := 0, 0
+		for _, name := range StreamNames(DefaultOptions()) {
+			all++
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			if s, err := js.Stream(sctx, name); err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != "" {
+				led++
+			}
+			cancel()
+		}
+		if led == all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d streams have a leader: %w", led, all, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -100,6 +100,19 @@ func Streams(o Options) []jetstream.StreamConfig {
 	}
 }
 
+// StreamNames are the names of every stream, the buckets' (KV_<bucket>)
+// included.
+func StreamNames(o Options) []string {
+	var out []string
+	for _, sc := range Streams(o) {
+		out = append(out, sc.Name)
+	}
+	for _, kc := range Buckets(o) {
+		out = append(out, "KV_"+kc.Bucket)
+	}
+	return out
+}
+
 // Buckets returns the configuration of every KV bucket.
 func Buckets(o Options) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{

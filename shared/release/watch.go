@@ -1,0 +1,53 @@
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Watch calls fn with every release record in the bucket, first the ones
+// stored (replay true), then each change, until ctx ends. A record that
+// does not decode, or whose id is not its key's, is skipped. It returns
+// once the stored records have been handed to fn.
+func Watch(ctx context.Context, kv jetstream.KeyValue, fn func(r Record, replay bool)) error {
+	w, err := kv.Watch(ctx, RecordKey("*"))
+	if err != nil {
+		return fmt.Errorf("release: watch: %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		replay := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if replay {
+						replay = false
+						close(ready)
+					}
+					continue
+				}
+				var r Record
+				if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &r) != nil || RecordKey(r.ID) != e.Key() {
+					continue
+				}
+				fn(r, replay)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
