@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/testkit/moto"
@@ -405,22 +408,34 @@ func TestUpProviderAWSFlags(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	t.Setenv("AWS_REGION", "us-east-1")
 	ctx := context.Background()
+	parse := func(args ...string) *awsFlags {
+		t.Helper()
+		f := &awsFlags{}
+		cmd := &cobra.Command{Use: "up"}
+		f.register(cmd)
+		if err := cmd.Flags().Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
 	for _, c := range []struct {
-		f    awsFlags
+		args []string
 		want string
 	}{
-		{awsFlags{provider: "gcp"}, "want local or aws"},
-		{awsFlags{provider: "aws"}, "needs --aws-subnets"},
-		{awsFlags{provider: "aws", subnets: []string{"subnet-1"}, listeners: []string{"hello"}}, "want SERVICE=arn"},
-		{awsFlags{provider: "aws", subnets: []string{"subnet-1"}, listeners: []string{"hello=arn:x"}}, "needs --aws-vpc"},
+		{[]string{"--provider", "gcp"}, "want local or aws"},
+		{[]string{"--provider", "aws"}, "needs --aws-subnets"},
+		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-listener", "hello"}, "want SERVICE=arn"},
+		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-listener", "hello=arn:x"}, "needs --aws-vpc"},
+		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-vpc", "vpc-1", "--aws-listener", "hello=arn:x", "--aws-metrics-period", "7"}, "want 1, 5, 10, 30"},
 	} {
 		cfg := mesh.DefaultConfig()
-		if err := c.f.apply(ctx, &cfg); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.f, err, c.want)
+		if err := parse(c.args...).apply(ctx, &cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.args, err, c.want)
 		}
 	}
 	cfg := mesh.DefaultConfig()
-	f := awsFlags{provider: "aws", subnets: []string{"subnet-1"}, vpc: "vpc-1", port: 8080, listeners: []string{"hello=arn:aws:elasticloadbalancing:us-east-1:1:listener/app/edge/1/2"}, metricsPeriod: 60}
+	f := parse("--provider", "aws", "--aws-subnets", "subnet-1,subnet-2", "--aws-vpc", "vpc-1",
+		"--aws-listener", "hello=arn:aws:elasticloadbalancing:us-east-1:1:listener/app/edge/1/2", "--aws-metrics-period", "1")
 	if err := f.apply(ctx, &cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -431,8 +446,18 @@ func TestUpProviderAWSFlags(t *testing.T) {
 	if gs, err := cfg.Provisioner.Provider.ListGroups(ctx, ""); err != nil || len(gs) != 0 {
 		t.Fatalf("list on moto: %v %v", gs, err)
 	}
+	// up --nodes passes each process the flags it takes, and only those
+	prov, rt := f.args()
+	for _, want := range []string{"--provider=aws", "--aws-subnets=subnet-1,subnet-2", "--aws-vpc=vpc-1", "--aws-listener=hello=arn:aws:elasticloadbalancing:us-east-1:1:listener/app/edge/1/2"} {
+		if !slices.Contains(prov, want) {
+			t.Errorf("provisioner args %q lack %q", prov, want)
+		}
+	}
+	if slices.Contains(prov, "--aws-metrics-period=1") || !slices.Contains(rt, "--aws-metrics-period=1") || slices.Contains(rt, "--provider=aws") || !slices.Contains(rt, "--aws-vpc=vpc-1") {
+		t.Errorf("router args %q, provisioner args %q", rt, prov)
+	}
 	local := mesh.DefaultConfig()
-	if err := (&awsFlags{provider: "local"}).apply(ctx, &local); err != nil || local.Provisioner.Provider != nil {
+	if err := parse().apply(ctx, &local); err != nil || local.Provisioner.Provider != nil {
 		t.Fatalf("local: %v", err)
 	}
 }

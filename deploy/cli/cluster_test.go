@@ -3,7 +3,9 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -45,92 +47,10 @@ func TestUpNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node cluster and five service processes")
 	}
-	bin := filepath.Join(t.TempDir(), "redblack")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	hello, err := testkit.BuildHello(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testkit.KillAll(hello); testkit.KillAll(bin) })
-	data := t.TempDir()
-	up := exec.Command(bin, "up", "--nodes", "3", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn")
-	var logs testkit.SyncBuffer
-	up.Stderr = &logs
-	up.WaitDelay = 10 * time.Second // its children hold its stderr until they die
-	stdout, _ := up.StdoutPipe()
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var upErr error
-	exited := make(chan struct{})
-	go func() { upErr = up.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		up.Process.Kill()
-		<-exited
-		testkit.KillAll(bin) // the nodes and services, should up have left any
-	})
-	lines := make(chan string, 8)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var ready string
-	select {
-	case ready = <-lines:
-	case <-exited:
-		t.Fatalf("up exited: %v\n%s", upErr, logs.String())
-	case <-time.After(90 * time.Second):
-		t.Fatalf("no ready line in 90 s\n%s", logs.String())
-	}
-	go func() {
-		for range lines {
-		}
-	}()
-	fields := map[string]string{}
-	for _, f := range strings.Fields(ready) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			fields[k] = v
-		}
-	}
-	pids := map[string]int{} // n1…, canary…
-	for _, list := range []string{fields["nodes"], fields["services"]} {
-		for _, p := range strings.Split(list, ",") {
-			parts := strings.SplitN(p, "/", 3)
-			if len(parts) < 2 {
-				t.Fatalf("ready line %q", ready)
-			}
-			pids[parts[0]], _ = strconv.Atoi(parts[1])
-		}
-	}
-	for _, name := range []string{"n1", "n2", "n3", "canary", "provisioner", "router", "watchdog", "chaos"} {
-		if pids[name] <= 0 || syscall.Kill(pids[name], 0) != nil {
-			t.Fatalf("%s: pid %d not running (ready line %q)", name, pids[name], ready)
-		}
-	}
-	urls := fields["nats"]
-	if strings.Count(urls, "nats://127.0.0.1:") != 3 {
-		t.Fatalf("nats=%q", urls)
-	}
-	cli := func(args ...string) (int, string, string) {
-		return run(t, urls, append([]string{"--creds", fields["creds"]}, args...)...)
-	}
-	if code, out, errs := cli("service", "apply", "-f", writeFile(t, strings.Replace(clusterSpec, "HELLO", hello, 1))); code != 0 {
-		t.Fatalf("apply: %s %s", out, errs)
-	}
+	u := startUpNodes(t)
+	up, exited, logs, fields, pids, hello, urls, cli, release := u.up, u.exited, u.logs, u.fields, u.pids, u.hello, u.urls, u.cli, u.release
 	if code, out, errs := cli("topology", "check"); code != 0 || !strings.Contains(out, "at 3 replicas: 0 to change") {
 		t.Fatalf("topology check: %d %s %s", code, out, errs)
-	}
-	release := func(v string) {
-		t.Helper()
-		code, out, errs := cli("release", "hello", "--version", v, "--artifact", hello+" --version "+v, "--wait", "--timeout", "90s")
-		if code != 0 || !strings.Contains(out, "completed") {
-			t.Fatalf("release %s: %d\n%s\n%s\nup's log:\n%s", v, code, out, errs, logs.String())
-		}
 	}
 	release("v1")
 	var failures testkit.SyncBuffer // the first failed requests, for the report
@@ -198,8 +118,8 @@ func TestUpNodes(t *testing.T) {
 	up.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-		if upErr != nil {
-			t.Fatalf("up exited with %v after SIGTERM\n%s", upErr, logs.String())
+		if *u.upErr != nil {
+			t.Fatalf("up exited with %v after SIGTERM\n%s", *u.upErr, logs.String())
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("up did not stop in 60 s")
@@ -212,4 +132,148 @@ func TestUpNodes(t *testing.T) {
 	if n := testkit.CountProcesses(hello); n != 0 {
 		t.Errorf("%d hello instances left", n)
 	}
+}
+
+// upNodes is a running `redblack up --nodes 3` process, with what its ready
+// line says.
+type upNodes struct {
+	up      *exec.Cmd
+	exited  chan struct{}
+	upErr   *error
+	logs    *testkit.SyncBuffer
+	fields  map[string]string
+	pids    map[string]int // n1…, canary…, canary#2…
+	hello   string
+	urls    string
+	cli     func(args ...string) (int, string, string)
+	release func(v string)
+}
+
+// startUpNodes builds the binary and hello, runs up --nodes 3 with extra
+// arguments, waits for its ready line, checks every process it names runs,
+// and applies clusterSpec. Everything it started is stopped in cleanups.
+func startUpNodes(t *testing.T, extra ...string) *upNodes {
+	t.Helper()
+	u := launchUp(t, 3, nil, extra...)
+	if code, out, errs := u.cli("service", "apply", "-f", writeFile(t, strings.Replace(clusterSpec, "HELLO", u.hello, 1))); code != 0 {
+		t.Fatalf("apply: %s %s", out, errs)
+	}
+	return u
+}
+
+// launchUp runs up --nodes with env added to its environment and extra
+// arguments, and returns once its ready line is read and every process it
+// names runs.
+func launchUp(t *testing.T, nodes int, env []string, extra ...string) *upNodes {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	hello, err := testkit.BuildHello(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testkit.KillAll(hello); testkit.KillAll(bin) })
+	data := t.TempDir()
+	up := exec.Command(bin, append([]string{"up", "--nodes", strconv.Itoa(nodes), "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
+	logs := &testkit.SyncBuffer{}
+	up.Stderr = logs
+	up.Env = append(os.Environ(), env...)
+	up.WaitDelay = 10 * time.Second // its children hold its stderr until they die
+	stdout, _ := up.StdoutPipe()
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var upErr error
+	exited := make(chan struct{})
+	go func() { upErr = up.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		up.Process.Kill()
+		<-exited
+		testkit.KillAll(bin) // the nodes and services, should up have left any
+	})
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var ready string
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			<-exited
+			t.Fatalf("up exited without a ready line: %v\n%s", upErr, logs.String())
+		}
+		ready = line
+	case <-exited:
+		t.Fatalf("up exited: %v\n%s", upErr, logs.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("no ready line in 90 s\n%s", logs.String())
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	fields := map[string]string{}
+	for _, f := range strings.Fields(ready) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			fields[k] = v
+		}
+	}
+	pids := map[string]int{}
+	for _, list := range []string{fields["nodes"], fields["services"]} {
+		for _, p := range strings.Split(list, ",") {
+			parts := strings.SplitN(p, "/", 3)
+			if len(parts) < 2 {
+				t.Fatalf("ready line %q", ready)
+			}
+			pids[parts[0]], _ = strconv.Atoi(parts[1])
+		}
+	}
+	names := []string{"canary", "provisioner", "router", "watchdog", "chaos"}
+	for i := range nodes {
+		names = append(names, fmt.Sprintf("n%d", i+1))
+	}
+	for _, name := range names {
+		if pids[name] <= 0 || syscall.Kill(pids[name], 0) != nil {
+			t.Fatalf("%s: pid %d not running (ready line %q)", name, pids[name], ready)
+		}
+	}
+	urls := fields["nats"]
+	if strings.Count(urls, "nats://127.0.0.1:") != nodes {
+		t.Fatalf("nats=%q", urls)
+	}
+	u := &upNodes{up: up, exited: exited, upErr: &upErr, logs: logs, fields: fields, pids: pids, hello: hello, urls: urls}
+	u.cli = func(args ...string) (int, string, string) {
+		return run(t, urls, append([]string{"--creds", fields["creds"]}, args...)...)
+	}
+	u.release = func(v string) {
+		t.Helper()
+		code, out, errs := u.cli("release", "hello", "--version", v, "--artifact", hello+" --version "+v, "--wait", "--timeout", "90s")
+		if code != 0 || !strings.Contains(out, "completed") {
+			t.Fatalf("release %s: %d\n%s\n%s\nup's log:\n%s", v, code, out, errs, logs.String())
+		}
+	}
+	return u
+}
+
+// pid is the process's pid now: the ready line's, or the one up's log gave
+// when it last restarted it.
+func (u *upNodes) pid(name string) int {
+	pid := u.pids[name]
+	for _, line := range strings.Split(u.logs.String(), "\n") {
+		var l struct {
+			Process string `json:"process"`
+			Pid     int    `json:"pid"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Process == name && l.Message == "process restarted" {
+			pid = l.Pid
+		}
+	}
+	return pid
 }

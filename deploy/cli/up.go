@@ -24,7 +24,7 @@ func (a *app) upCmd() *cobra.Command {
 	cfg := mesh.DefaultConfig()
 	var awsf awsFlags
 	var otlp string
-	var nodes int
+	var nodes, copies int
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -54,13 +54,20 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 				}
 				cfg.Spans = exp
 			}
+			if copies != 1 && nodes == 0 {
+				return fmt.Errorf("--copies %d: needs --nodes (the one-process up runs each service once)", copies)
+			}
+			if copies < 1 || copies > 5 {
+				return fmt.Errorf("--copies %d: want 1..5", copies)
+			}
 			if nodes > 0 {
-				for _, f := range []string{"ui", "admin", "otlp", "provider"} {
+				for _, f := range []string{"ui", "admin", "otlp"} {
 					if cmd.Flags().Changed(f) {
 						return fmt.Errorf("--%s: runs only in the one-process up for now, not with --nodes", f)
 					}
 				}
-				return a.upCluster(ctx, cfg, nodes, start)
+				provArgs, routerArgs := awsf.args()
+				return a.upCluster(ctx, cfg, nodes, copies, provArgs, routerArgs, start)
 			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
@@ -89,6 +96,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
+	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT); the local provisioner runs once, as it owns this host's instances")
 	awsf.register(cmd)
 	return cmd
 }
@@ -102,7 +110,7 @@ func httpURL(addr net.Addr, path string) string {
 }
 
 // upCluster is `up --nodes N`: the production shape on this machine.
-func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes int, start time.Time) error {
+func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes, copies int, provisionerArgs, routerArgs []string, start time.Time) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -116,7 +124,7 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes int, start t
 		return fmt.Errorf("up --nodes: %w; a cluster across hosts is configured with `redblack nats config` (and TLS in the node files)", err)
 	}
 	first, _ := strconv.Atoi(port)
-	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
+	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Copies: copies, ProvisionerArgs: provisionerArgs, RouterArgs: routerArgs, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
 		KeepInstances: cfg.KeepInstances, Out: a.err, Log: cfg.Log, LogLevel: a.logLevel})
 	if err != nil {
 		return err

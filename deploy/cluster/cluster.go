@@ -39,6 +39,17 @@ type Config struct {
 	ClientPort int
 	// HTTP is the router's data plane address (port 0: a free one).
 	HTTP string
+	// Copies is how many processes run each of canary, watchdog, chaos and
+	// router (default 1). Copies of a service share its durable consumers
+	// and fence each release step by the record's phase and each
+	// long-running task by a lease; router copies serve the one HTTP
+	// address with SO_REUSEPORT. The provisioner runs once: with the local
+	// provider it owns the instances of its host, and this is one host.
+	Copies int
+	// ProvisionerArgs and RouterArgs are more flags for those processes:
+	// the aws provider's and the ALB edge's (with aws, several provisioner
+	// copies would share the work; one runs here all the same).
+	ProvisionerArgs, RouterArgs []string
 	// KeepInstances leaves the instances running when the cluster stops.
 	KeepInstances bool
 	// Out receives the services' output (their logs); the nodes log into
@@ -63,6 +74,8 @@ type Cluster struct {
 	admin string // the admin's creds file
 	http  string
 	logs  []*os.File
+	// services are the service processes' names, in start order
+	services []string
 }
 
 // Start writes the nodes' configuration, starts and supervises the nodes,
@@ -137,18 +150,29 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 		args := []string{"run", name, "--server", c.URLs(), "--creds", path, "--log-level", cfg.LogLevel}
+		copies := max(cfg.Copies, 1)
 		switch name {
 		case "provisioner":
 			args = append(args, "--data", data)
 			if !cfg.KeepInstances {
 				args = append(args, "--stop-instances")
 			}
+			args = append(args, cfg.ProvisionerArgs...)
+			copies = 1
 		case "router":
 			args = append(args, "--http", c.http, "--admin", "")
+			args = append(args, cfg.RouterArgs...)
+			if copies > 1 {
+				args = append(args, "--reuse-port")
+			}
 		}
-		if err := c.sup.Start(supervise.Spec{Name: name, Path: cfg.Self, Args: args, Out: cfg.Out}); err != nil {
-			c.Stop()
-			return nil, err
+		for i := range copies {
+			proc := CopyName(name, i+1)
+			if err := c.sup.Start(supervise.Spec{Name: proc, Path: cfg.Self, Args: args, Out: cfg.Out}); err != nil {
+				c.Stop()
+				return nil, err
+			}
+			c.services = append(c.services, proc)
 		}
 	}
 	if err := awaitServices(ctx, nc); err != nil {
@@ -274,10 +298,19 @@ func (c *Cluster) Nodes() []Process {
 // Services are the service processes with their pids.
 func (c *Cluster) Services() []Process {
 	var out []Process
-	for _, name := range mesh.ServiceNames {
+	for _, name := range c.services {
 		out = append(out, Process{Name: name, Pid: c.sup.Pid(name)})
 	}
 	return out
+}
+
+// CopyName is the process name of a service's n-th copy: canary, then
+// canary#2, canary#3.
+func CopyName(service string, n int) string {
+	if n <= 1 {
+		return service
+	}
+	return fmt.Sprintf("%s#%d", service, n)
 }
 
 // Stop stops the services, then the nodes.

@@ -7,18 +7,14 @@ import (
 	"testing"
 	"time"
 
-	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
-	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/provisioner/aws"
-	"github.com/redblack/redblack/services/router/alb"
 	"github.com/redblack/redblack/services/router/cloudwatch"
+	"github.com/redblack/redblack/shared/alb"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
@@ -36,36 +32,12 @@ func TestPipelineOnMoto(t *testing.T) {
 	srv := moto.Start(t)
 	ac := srv.Config(t)
 	ctx := context.Background()
-	e2 := ec2.NewFromConfig(ac)
-	subnets, err := e2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
-	if err != nil || len(subnets.Subnets) < 2 {
-		t.Fatalf("moto subnets: %v", err)
-	}
-	images, err := e2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(images.Images) == 0 {
-		t.Fatalf("moto images: %v", err)
-	}
-	ami := sdkaws.ToString(images.Images[0].ImageId)
-	vpc := sdkaws.ToString(subnets.Subnets[0].VpcId)
+	me := moto.NewEdge(t, ac)
+	ami, vpc := me.AMI, me.VPC
 	lbc := elb.NewFromConfig(ac)
-	lb, err := lbc.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{Name: sdkaws.String("edge"),
-		Subnets: []string{sdkaws.ToString(subnets.Subnets[0].SubnetId), sdkaws.ToString(subnets.Subnets[1].SubnetId)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := lbc.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: sdkaws.String("boot"), Protocol: elbtypes.ProtocolEnumHttp, Port: sdkaws.Int32(8080), VpcId: sdkaws.String(vpc)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listener, err := lbc.CreateListener(ctx, &elb.CreateListenerInput{LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn,
-		Protocol: elbtypes.ProtocolEnumHttp, Port: sdkaws.Int32(80),
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: boot.TargetGroups[0].TargetGroupArn}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	edge := alb.New(lbc, vpc, 8080, map[string]string{"hello": sdkaws.ToString(listener.Listeners[0].ListenerArn)})
+	edge := alb.New(lbc, vpc, 8080, map[string]string{"hello": me.Listener})
 	edge.DeregistrationDelay = 0
-	provider := aws.FromConfig(aws.Config{Subnets: []string{sdkaws.ToString(subnets.Subnets[0].SubnetId)}, ConsistencyWait: 5 * time.Second,
+	provider := aws.FromConfig(aws.Config{Subnets: me.Subnets[:1], ConsistencyWait: 5 * time.Second,
 		TargetGroup: edge.TargetGroup, ReleaseTargetGroup: edge.DeleteTargetGroup}, ac)
 	cwc := cw.NewFromConfig(ac, cloudwatch.QueryProtocol)
 	src := cloudwatch.New(cwc, "")
@@ -97,39 +69,15 @@ func TestPipelineOnMoto(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-dctx.Done():
-				return
-			case <-tick.C:
-			}
+		moto.FeedALB(dctx, cwc, func(context.Context) map[string]int { return p.route().Weights }, edge.TargetGroupDimension, func(g string) moto.Traffic {
 			mu.Lock()
-			badGroup := bad
-			mu.Unlock()
-			rt := p.route()
-			for g, w := range rt.Weights {
-				if w == 0 {
-					continue
-				}
-				dim, err := edge.TargetGroupDimension(dctx, g)
-				if err != nil {
-					continue
-				}
-				errors := 0.0
-				if g == badGroup {
-					errors = 40
-				}
-				dims := []cwtypes.Dimension{{Name: sdkaws.String("TargetGroup"), Value: sdkaws.String(dim)}}
-				now := time.Now().UTC()
-				_, _ = cwc.PutMetricData(dctx, &cw.PutMetricDataInput{Namespace: sdkaws.String(cloudwatch.Namespace), MetricData: []cwtypes.MetricDatum{
-					{MetricName: sdkaws.String("RequestCount"), Dimensions: dims, Timestamp: sdkaws.Time(now), Value: sdkaws.Float64(100), StorageResolution: sdkaws.Int32(1)},
-					{MetricName: sdkaws.String("HTTPCode_Target_5XX_Count"), Dimensions: dims, Timestamp: sdkaws.Time(now), Value: sdkaws.Float64(errors), StorageResolution: sdkaws.Int32(1)},
-					{MetricName: sdkaws.String("TargetResponseTime"), Dimensions: dims, Timestamp: sdkaws.Time(now), Value: sdkaws.Float64(0.010), StorageResolution: sdkaws.Int32(1)},
-				}})
+			defer mu.Unlock()
+			tr := moto.Traffic{Requests: 100, Latency: 10 * time.Millisecond}
+			if g == bad {
+				tr.Errors = 40
 			}
-		}
+			return tr
+		})
 	}()
 	t.Cleanup(func() { stop(); wg.Wait() })
 

@@ -66,6 +66,12 @@ func (p Plan) Config(i int) string {
 	for _, o := range p.Nodes {
 		routes = append(routes, fmt.Sprintf("    nats-route://%s:%d", p.Host, o.Route))
 	}
+	// one node is no cluster: with a cluster block, JetStream would wait for
+	// routes that never come
+	cluster := ""
+	if len(p.Nodes) > 1 {
+		cluster = fmt.Sprintf("cluster {\n  name: %s\n  listen: %s:%d\n  routes: [\n%s\n  ]\n}\n\n", p.Cluster, p.Host, n.Route, strings.Join(routes, "\n"))
+	}
 	return fmt.Sprintf(`# redblack NATS node %[1]s of %[2]d (written by `+"`redblack nats config`"+`)
 # Run: nats-server -c %[1]s.conf   (accounts.conf beside it)
 server_name: %[1]s
@@ -78,17 +84,9 @@ jetstream {
   max_file_store: 10GB
 }
 
-cluster {
-  name: %[7]s
-  listen: %[3]s:%[8]d
-  routes: [
-%[9]s
-  ]
-}
-
-# operator mode: only users signed by redblack's authority connect
+%[7]s# operator mode: only users signed by redblack's authority connect
 include ./`+AccountsFile+`
-`, n.Name, len(p.Nodes), p.Host, n.Client, n.Monitor, n.Store, p.Cluster, n.Route, strings.Join(routes, "\n"))
+`, n.Name, len(p.Nodes), p.Host, n.Client, n.Monitor, n.Store, cluster)
 }
 
 // Write writes every node's file into dir, and the accounts file when

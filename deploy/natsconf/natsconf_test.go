@@ -72,4 +72,17 @@ func TestConfigsParse(t *testing.T) {
 			t.Errorf("%s: operator mode: %d operators, system account %q, resolver %v", n.Name, len(opts.TrustedOperators), opts.SystemAccount, opts.AccountResolver)
 		}
 	}
+	// one node is a server of its own: no cluster to wait for
+	one := natsconf.NewPlan(1, "127.0.0.1", 4222, 6222, 8222, filepath.Join(dir, "store"))
+	path := filepath.Join(dir, "single.conf")
+	if err := os.WriteFile(path, []byte(one.Config(0)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("one node: %v", err)
+	}
+	if !opts.JetStream || opts.Cluster.Port != 0 || len(opts.Routes) != 0 {
+		t.Errorf("one node: jetstream %v, cluster port %d, routes %v", opts.JetStream, opts.Cluster.Port, opts.Routes)
+	}
 }

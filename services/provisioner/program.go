@@ -1,23 +1,41 @@
 package provisioner
 
 import (
+	"context"
 	"flag"
+	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/alb"
 	"github.com/redblack/redblack/shared/svcmain"
 )
 
 // Program is the provisioner as a program of its own: the binary's main
-// and `redblack run provisioner`, with the local provider's files in --data.
+// and `redblack run provisioner`, with the local provider's files in --data,
+// or the aws provider (--provider aws) with the ALB edge's target groups.
 func Program() svcmain.Program {
 	cfg := DefaultConfig()
+	var pf ProviderFlags
+	var edge alb.Flags
 	return svcmain.Program{Name: "provisioner",
 		Bind: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for the local provider's records and instance logs")
 			fs.BoolVar(&cfg.StopInstancesOnExit, "stop-instances", false, "stop every instance on exit (default: leave them for the next start to re-adopt)")
+			pf.Bind(fs)
+			edge.Bind(fs)
 		},
-		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner { return New(cfg, nc, log) },
+		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p, err := pf.Build(ctx, &edge)
+			if err != nil {
+				return svcmain.Failed(fmt.Errorf("provisioner: %w", err))
+			}
+			cfg.Provider = p
+			return New(cfg, nc, log)
+		},
 	}
 }

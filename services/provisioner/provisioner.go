@@ -163,7 +163,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
 		Stream: topology.StreamFleet, Durable: topology.DurableProvisionerCommands,
 		FilterSubjects: []string{"fleet.*.servergroup.create", "fleet.*.servergroup.resize", "fleet.*.servergroup.destroy", "fleet.*.instance.terminate"},
-		MaxDeliver:     5, AckWait: 30 * time.Second,
+		MaxDeliver:     5, AckWait: release.StepAckWait, // a copy that dies hands its commands over this soon
 	}, s.handle, s.log)
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)

@@ -146,27 +146,36 @@ func (s *Service) launch(ctx context.Context, id string) error {
 	})
 }
 
-// releaseGroupReady moves a release on when its new group is all up. A
-// cluster.ready that cannot be published is tried again (its id is
-// derived, so a retry is never a second event) until it is stored, the
-// release has moved on, or the service stops: a lost publish never stalls
-// a release until its launch deadline.
+// releaseGroupReady announces cluster.ready once a release's new group is
+// up. Like every announcement a release waits on, it is tried until it is
+// stored (its id is derived, so a retry is never a second event), the
+// release has moved on, or the service stops: a read or a publish lost to
+// a node's death or an election never stalls a release until its launch
+// deadline.
 func (s *Service) releaseGroupReady(ctx context.Context, id, service, group string, up int) {
-	rec, _, err := s.releases.Get(ctx, id)
-	if err != nil || rec.Group != group || rec.Phase != release.PhaseLaunching {
-		return // canary groups: the canary service watches them itself
-	}
-	emit := func(ctx context.Context) error {
+	s.untilStored(ctx, "cluster.ready of "+id, func(ctx context.Context) error {
+		rec, _, err := s.releases.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if rec.Group != group || rec.Phase != release.PhaseLaunching {
+			return nil // canary groups (the canary service watches them itself), or moved on
+		}
 		return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.ClusterReady, 0), events.ClusterReady, service, id,
 			events.Cluster{Service: service, Group: group, Instances: up})
-	}
-	err = emit(ctx)
+	})
+}
+
+// untilStored runs attempt now and, while it fails, again after a back-off
+// (250 ms doubling to 5 s) for as long as the service runs: the caller's
+// context ends with its change, the retries live on. Each failure is
+// logged.
+func (s *Service) untilStored(ctx context.Context, what string, attempt func(ctx context.Context) error) {
+	err := attempt(ctx)
 	if err == nil {
 		return
 	}
-	s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish cluster.ready; retrying")
-	// the caller's context ends with its change; the retries live as long
-	// as the service
+	s.log.Warn().Err(err).Str("what", what).Msg("publish failed; retrying")
 	run := s.runCtx
 	s.retries.Add(1)
 	go func() {
@@ -178,34 +187,32 @@ func (s *Service) releaseGroupReady(ctx context.Context, id, service, group stri
 			case <-time.After(wait):
 			}
 			actx, cancel := context.WithTimeout(run, 5*time.Second)
-			rec, _, err := s.releases.Get(actx, id)
-			if err == nil && rec.Phase != release.PhaseLaunching {
-				cancel()
-				return
-			}
-			err = emit(actx)
+			err := attempt(actx)
 			cancel()
 			if err != nil {
-				s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish cluster.ready; retrying")
+				s.log.Warn().Err(err).Str("what", what).Msg("publish failed; retrying")
 				continue
 			}
-			s.log.Info().Str(logging.FieldRelease, id).Msg("cluster.ready published on a retry")
+			s.log.Info().Str("what", what).Msg("published on a retry")
 			return
 		}
 	}()
 }
 
 // releaseGroupFailed asks for a rollback when a release's group cannot
-// start (the launch failure of the flow).
+// start (the launch failure of the flow), until the request is stored.
 func (s *Service) releaseGroupFailed(ctx context.Context, id, service, group, reason string) {
-	rec, _, err := s.releases.Get(ctx, id)
-	if err != nil || rec.Phase.Final() || rec.Phase == release.PhaseRollingBack {
-		return
-	}
-	if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.RollbackRequested, 0)+":launch", events.RollbackRequested, service, id,
-		events.Rollback{Service: service, Group: group, Reason: fmt.Sprintf("launch of %s failed: %s", group, reason), By: "provisioner"}); err != nil {
-		s.log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("publish rollback.requested")
-	}
+	s.untilStored(ctx, "rollback.requested of "+id, func(ctx context.Context) error {
+		rec, _, err := s.releases.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if rec.Phase.Final() || rec.Phase == release.PhaseRollingBack {
+			return nil
+		}
+		return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.RollbackRequested, 0)+":launch", events.RollbackRequested, service, id,
+			events.Rollback{Service: service, Group: group, Reason: fmt.Sprintf("launch of %s failed: %s", group, reason), By: "provisioner"})
+	})
 }
 
 // complete ends a baked release (the new group has had the traffic since

@@ -10,6 +10,7 @@ import (
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
 )
 
 var changeKinds = map[fleet.ChangeType]events.Kind{
@@ -80,11 +81,23 @@ func (s *Service) heartbeat(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	// a reconnection refreshes at once: after an outage of the whole
+	// cluster the entries are close to their TTL, or past it
+	check := time.NewTicker(250 * time.Millisecond)
+	defer check.Stop()
+	reconnects := s.nc.Stats().Reconnects
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-check.C:
+			if n := s.nc.Stats().Reconnects; n == reconnects || !s.nc.IsConnected() {
+				continue
+			} else {
+				reconnects = n
+			}
+			s.log.Info().Msg("reconnected to NATS: discovery entries refreshed now")
 		}
 		gs, err := s.provider.ListGroups(ctx, "")
 		if err != nil {
@@ -177,9 +190,9 @@ func (s *Service) check(ctx context.Context, group string) {
 	up := len(p.up)
 	s.mu.Unlock()
 	s.log.Info().Str(logging.FieldService, p.service).Str(logging.FieldServerGroup, group).Int("up", up).Msg("server group ready")
-	if err := s.publish(ctx, p.cause+":ready", events.ServerGroupReady, p.service, events.ServerGroup{Service: p.service, Group: group, Capacity: p.desired, Up: up}); err != nil {
-		s.log.Warn().Err(err).Msg("publish ready")
-	}
+	s.untilStored(ctx, "servergroup.ready of "+group, func(ctx context.Context) error {
+		return s.publish(ctx, p.cause+":ready", events.ServerGroupReady, p.service, events.ServerGroup{Service: p.service, Group: group, Capacity: p.desired, Up: up})
+	})
 	if p.release != "" {
 		s.releaseGroupReady(ctx, p.release, p.service, group, up)
 	}
@@ -234,9 +247,9 @@ func (s *Service) failPending(ctx context.Context, group, reason string) {
 			s.forget(ctx, p.service, group)
 		}
 	}
-	if err := s.fail(ctx, p.cause, p.service, group, p.desired, reason); err != nil {
-		s.log.Warn().Err(err).Msg("publish failed")
-	}
+	s.untilStored(ctx, "servergroup.failed of "+group, func(ctx context.Context) error {
+		return s.fail(ctx, p.cause, p.service, group, p.desired, reason)
+	})
 	if p.release != "" {
 		s.releaseGroupFailed(ctx, p.release, p.service, group, reason)
 	}
@@ -245,11 +258,12 @@ func (s *Service) failPending(ctx context.Context, group, reason string) {
 // forget removes a destroyed group's instances from discovery at once, so no
 // reader sees them between the destroy and its queued terminations.
 func (s *Service) forget(ctx context.Context, service, group string) {
-	lister, err := s.instances.ListKeysFiltered(ctx, discovery.Key(service, group, "*"))
+	keys, err := natsx.Keys(ctx, s.instances, discovery.Key(service, group, "*"))
 	if err != nil {
+		s.log.Warn().Err(err).Str(logging.FieldServerGroup, group).Msg("forget a destroyed group's instances: they expire with the TTL instead")
 		return
 	}
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		_ = s.instances.Delete(ctx, k)
 	}
 }

@@ -72,35 +72,95 @@ func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration, wan
 	}
 }
 
+// RouterMemory is how long a router that answered once is still waited
+// for (Config.RouterMemory's default): one whose connection is being
+// re-established (its node died) misses a ping, yet serves its last table;
+// a switch announced without it could send its users to a group its table
+// has no instance of.
+const RouterMemory = 10 * time.Second
+
+// trackRouters keeps s.routers fresh between commits: every 2 s it asks
+// every router for its id.
+func (s *Service) trackRouters(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		answers, err := scatter(s.nc, AppliedSubject, nil, 200*time.Millisecond, 0)
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		s.mu.Lock()
+		for _, b := range answers {
+			var a Applied
+			if json.Unmarshal(b, &a) == nil && a.Router != "" {
+				s.routers[a.Router] = now
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
 // waitApplied returns once every live router has a table built from at
 // least revision rev of the service's route and, when group is set, with at
-// least up of its instances routable.
+// least up of its instances routable. Live: answering now, or seen within
+// RouterMemory.
+//
+// The routers apply the change as soon as it is in the bucket; only its
+// announcement waits (and what follows it: a group destroyed after a
+// restore, say).
 func (s *Service) waitApplied(ctx context.Context, service string, rev uint64, group string, up int) error {
-	// every live router answers a ping within a few ms on one machine or a
-	// LAN; 50 ms bounds the wait
+	// every connected router answers a ping within a few ms on one machine
+	// or a LAN; 50 ms bounds the wait
 	pings, err := scatter(s.nc, "$SRV.PING.redblack-router", nil, 50*time.Millisecond, 0)
 	if err != nil {
 		return err
 	}
-	live := max(len(pings), 1)
 	for {
-		answers, err := scatter(s.nc, AppliedSubject, []byte(service), 200*time.Millisecond, live)
+		s.mu.Lock()
+		for id, seen := range s.routers {
+			if time.Since(seen) > s.cfg.RouterMemory {
+				delete(s.routers, id) // gone (a restarted router has a new id)
+			}
+		}
+		want := max(len(pings), len(s.routers), 1)
+		s.mu.Unlock()
+		answers, err := scatter(s.nc, AppliedSubject, []byte(service), 200*time.Millisecond, want)
 		if err != nil {
 			return err
 		}
-		done := 0
+		now := time.Now()
+		done := map[string]bool{}
+		s.mu.Lock()
+		s.routers[s.cfg.ID] = now
 		for _, b := range answers {
 			var a Applied
-			if json.Unmarshal(b, &a) == nil && a.Revision >= rev && (group == "" || a.Up[group] >= up) {
-				done++
+			if json.Unmarshal(b, &a) != nil || a.Router == "" {
+				continue
+			}
+			s.routers[a.Router] = now
+			if a.Revision >= rev && (group == "" || a.Up[group] >= up) {
+				done[a.Router] = true
 			}
 		}
-		if done >= live {
+		var missing []string
+		for id := range s.routers {
+			if !done[id] {
+				missing = append(missing, id)
+			}
+		}
+		s.mu.Unlock()
+		if len(missing) == 0 && len(done) >= len(pings) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("only %d of %d routers applied revision %d of %s", done, live, rev, service)
+			return fmt.Errorf("routers %v have not applied revision %d of %s", missing, rev, service)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -290,19 +350,11 @@ func (s *Service) prune(ctx context.Context, r *routes.Route) error {
 		if w != 0 || g == r.Active || g == r.Previous {
 			continue
 		}
-		lister, err := s.instances.ListKeysFiltered(ctx, discovery.Key(r.Service, g, "*"))
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			delete(r.Weights, g)
-			continue
-		}
+		keys, err := natsx.Keys(ctx, s.instances, discovery.Key(r.Service, g, "*"))
 		if err != nil {
 			return err
 		}
-		alive := false
-		for range lister.Keys() {
-			alive = true
-		}
-		if !alive {
+		if len(keys) == 0 {
 			delete(r.Weights, g)
 		}
 	}

@@ -29,6 +29,12 @@ func (s *Service) publishMetrics(ctx context.Context) {
 	t := time.NewTicker(s.cfg.MetricsInterval)
 	defer t.Stop()
 	start := time.Now().UTC()
+	type queued struct {
+		subject string
+		data    []byte
+		id      string
+	}
+	var queue []queued
 	for {
 		select {
 		case <-ctx.Done():
@@ -61,13 +67,26 @@ func (s *Service) publishMetrics(ctx context.Context) {
 			if d.FirstError != 0 {
 				sample.FirstError = time.Unix(0, d.FirstError).UTC()
 			}
+			queue = append(queue, queued{subjects.Metrics(k.service, k.group), sample.Encode(), fmt.Sprintf("%s:%s:%d", s.cfg.ID, k.group, end.UnixNano())})
+		}
+		// in order, and kept while METRICS cannot take them (a node lost,
+		// an election): a bake or a canary loses no evidence to a leader
+		// election, only gets it late
+		if over := len(queue) - maxQueued; over > 0 {
+			s.log.Warn().Int("dropped", over).Msg("metrics samples unpublished for too long: the oldest dropped")
+			queue = queue[over:]
+		}
+		for len(queue) > 0 {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := s.js.Publish(pctx, subjects.Metrics(k.service, k.group), sample.Encode(),
-				jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", s.cfg.ID, k.group, end.UnixNano())))
+			_, err := s.js.Publish(pctx, queue[0].subject, queue[0].data, jetstream.WithMsgID(queue[0].id))
 			cancel()
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn().Err(err).Msg("publish metrics sample")
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn().Err(err).Int("queued", len(queue)).Msg("publish metrics sample; kept to try again")
+				}
+				break
 			}
+			queue = queue[1:]
 		}
 		start = end
 		for _, b := range gone {
@@ -77,6 +96,10 @@ func (s *Service) publishMetrics(ctx context.Context) {
 		}
 	}
 }
+
+// maxQueued bounds the samples kept while METRICS takes none: a minute of
+// a few dozen groups at the default interval.
+const maxQueued = 2000
 
 // serveAdmin serves the router's own registry on /metrics.
 func (s *Service) serveAdmin() (*http.Server, error) {

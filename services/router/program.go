@@ -1,25 +1,41 @@
 package router
 
 import (
+	"context"
 	"flag"
+	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/alb"
 	"github.com/redblack/redblack/shared/svcmain"
 )
 
 // Program is the router as a program of its own: the binary's main and
 // `redblack run router`. It serves HTTP on --http and its metrics on
-// --admin.
+// --admin; with --aws-listener it moves the traffic at the ALB too.
 func Program() svcmain.Program {
 	cfg := DefaultConfig()
+	var edge alb.Flags
+	var af AWSFlags
 	return svcmain.Program{Name: "router",
 		Bind: func(fs *flag.FlagSet) {
+			edge.Bind(fs)
+			af.Bind(fs)
 			fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "address of the HTTP data plane")
+			fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "open the data plane's ports with SO_REUSEPORT, so that several routers serve one address")
 			fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port (/metrics); empty for none")
 			fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "how often traffic samples are published (≥ 100ms)")
 		},
-		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner { return New(cfg, nc, log) },
+		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := af.Apply(ctx, &cfg, &edge); err != nil {
+				return svcmain.Failed(fmt.Errorf("router: %w", err))
+			}
+			return New(cfg, nc, log)
+		},
 	}
 }

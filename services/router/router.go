@@ -38,6 +38,9 @@ type Config struct {
 	Topology topology.Options
 	// HTTP is the data plane's address (default 127.0.0.1:8080).
 	HTTP string
+	// ReusePort opens the data plane's ports with SO_REUSEPORT: several
+	// routers (copies of the service) serve one address.
+	ReusePort bool
 	// Admin serves /metrics (Prometheus text format); "" for none.
 	Admin string
 	// MetricsInterval is how often samples are published (default 1 s,
@@ -47,6 +50,9 @@ type Config struct {
 	Proxy proxy.Config
 	// ID names this router instance (default: random).
 	ID string
+	// RouterMemory is how long another router that answered is waited for
+	// before a change is announced (default RouterMemory).
+	RouterMemory time.Duration
 	// Edge, when set, also moves the traffic at the cloud's load balancer
 	// (the aws deployment's ALB): every weight change is applied there and
 	// read back before it is announced.
@@ -84,10 +90,12 @@ type Service struct {
 	routes    map[string]routes.Route
 	revisions map[string]uint64
 	entries   map[string]discovery.Entry
+	entryRevs map[string]uint64 // the entries' last revisions (an expiry's, while in grace)
 	hostnames map[string][]string
 	capacity  map[string]int
 	ports     map[string]int         // dedicated port by service, from specs
 	listening map[string]*portServer // dedicated ports being served
+	routers   map[string]time.Time   // routers by id, when last they answered
 
 	addr atomic.Pointer[net.Addr]
 }
@@ -97,13 +105,16 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.ID == "" {
 		cfg.ID = events.NewID()[:8]
 	}
+	if cfg.RouterMemory <= 0 {
+		cfg.RouterMemory = RouterMemory
+	}
 	if cfg.MetricsInterval < 100*time.Millisecond {
 		cfg.MetricsInterval = 100 * time.Millisecond
 	}
 	return &Service{
 		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
-		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{},
-		hostnames: map[string][]string{}, capacity: map[string]int{}, ports: map[string]int{}, listening: map[string]*portServer{},
+		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{}, entryRevs: map[string]uint64{},
+		hostnames: map[string][]string{}, capacity: map[string]int{}, ports: map[string]int{}, listening: map[string]*portServer{}, routers: map[string]time.Time{},
 	}
 }
 
@@ -142,7 +153,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("router: %w", err)
 	}
 
-	l, err := net.Listen("tcp", s.cfg.HTTP)
+	l, err := listen(s.cfg.HTTP, s.cfg.ReusePort)
 	if err != nil {
 		return fmt.Errorf("router: listen %s: %w", s.cfg.HTTP, err)
 	}
@@ -176,7 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
 		Stream: topology.StreamFleet, Durable: topology.DurableRouterCommands,
 		FilterSubjects: []string{"fleet.*.traffic.set", "fleet.*.traffic.switch", "fleet.*.traffic.restore"},
-		MaxDeliver:     5, AckWait: 30 * time.Second,
+		MaxDeliver:     5, AckWait: release.StepAckWait, // a copy that dies hands its commands over this soon
 	}, s.handle, s.log)
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
@@ -188,6 +199,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer steps.Stop()
 	go s.publishMetrics(ctx)
+	go s.trackRouters(ctx)
 	if s.cfg.CloudWatch != nil {
 		go s.cfg.CloudWatch.Run(ctx, s.routedGroups, s.publishSample)
 	}
@@ -282,8 +294,19 @@ func (s *Service) applyRoute(e jetstream.KeyValueEntry) bool {
 
 func (s *Service) applyInstance(e jetstream.KeyValueEntry) bool {
 	old, had := s.entries[e.Key()]
+	if e.Operation() == jetstream.KeyValuePurge && had {
+		// the entry aged out (the bucket's TTL), which is no proof the
+		// instance is gone: after an outage of the whole cluster every
+		// entry expires at once, before the provisioner's next heartbeat.
+		// It stays routable for one more TTL (a dead one fails its
+		// connections, which are retried elsewhere and eject it); the
+		// provisioner's explicit delete removes at once.
+		s.expiring(e.Key(), e.Revision())
+		return false
+	}
 	if deleted(e) {
 		delete(s.entries, e.Key())
+		delete(s.entryRevs, e.Key())
 		return had
 	}
 	d, err := discovery.Decode(e.Value())
@@ -291,9 +314,33 @@ func (s *Service) applyInstance(e jetstream.KeyValueEntry) bool {
 		return false
 	}
 	s.entries[e.Key()] = d
+	s.entryRevs[e.Key()] = e.Revision()
 	// the provisioner's heartbeat re-puts unchanged entries every few
 	// seconds: only a change of what routing reads rebuilds the table
 	return !had || old.State != d.State || old.Address != d.Address || old.Group != d.Group || old.Service != d.Service
+}
+
+// expiring drops an aged-out entry after a grace of one TTL, unless it
+// was put again meanwhile. Called with s.mu held.
+func (s *Service) expiring(key string, rev uint64) {
+	grace := s.cfg.Topology.InstanceTTL
+	if grace <= 0 {
+		grace = topology.DefaultOptions().InstanceTTL
+	}
+	s.entryRevs[key] = rev
+	s.log.Warn().Str("instance", key).Dur("grace", grace).Msg("discovery entry expired: still routed for a grace period")
+	time.AfterFunc(grace, func() {
+		s.mu.Lock()
+		drop := s.entryRevs[key] == rev
+		if drop {
+			delete(s.entries, key)
+			delete(s.entryRevs, key)
+		}
+		s.mu.Unlock()
+		if drop {
+			natsx.Guard(s.log, "router rebuild", s.rebuild)
+		}
+	})
 }
 
 func (s *Service) applySpec(e jetstream.KeyValueEntry) bool {
@@ -345,7 +392,7 @@ func (s *Service) reconcilePorts() {
 		if port == 0 || s.listening[name] != nil {
 			continue
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		l, err := listen(net.JoinHostPort(host, fmt.Sprint(port)), s.cfg.ReusePort)
 		if err != nil {
 			s.log.Warn().Err(err).Str("service", name).Int("port", port).Msg("dedicated port")
 			continue

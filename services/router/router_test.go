@@ -503,3 +503,142 @@ func TestDedicatedPortServesOneService(t *testing.T) {
 		t.Fatalf("dedicated port answered %q", body)
 	}
 }
+
+// An entry that ages out of discovery (the bucket's TTL: after an outage of
+// the whole cluster every entry does at once, before the provisioner's next
+// heartbeat) stays routed for one more TTL, and a heartbeat within it keeps
+// it; the provisioner's explicit delete removes it at once; an entry never
+// refreshed goes once the grace is over.
+func TestExpiredEntryStaysRoutedForAGrace(t *testing.T) {
+	const ttl = time.Second
+	opts := topology.DefaultOptions()
+	opts.InstanceTTL = ttl
+	s := testkit.Start(t, testkit.WithTopology(opts))
+	ctx := testkit.Context(t, 60*time.Second)
+	nc := s.Conn(t)
+	js, _ := jetstream.New(nc)
+	skv, _ := js.KeyValue(ctx, topology.BucketServices)
+	if _, err := spec.Apply(ctx, skv, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Artifact: spec.Artifact{Command: []string{"x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := js.KeyValue(ctx, topology.BucketInstances)
+	tap, _ := nc.SubscribeSync(">")
+	r := &rig{t: t, s: s, ctx: ctx, nc: nc, instances: inst, tap: tap}
+	cfg := router.Config{ID: "one", HTTP: "127.0.0.1:0", MetricsInterval: 100 * time.Millisecond, Topology: opts}
+	svc := router.New(cfg, s.Conn(t), logging.Nop())
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for svc.Addr() == nil || !r.pinged("one") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	url := "http://" + svc.Addr().String()
+	a := backend(t, "A", nil)
+	r.register("hello-v001", "a", a)
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch: %s %s", ev.Type, ev.Data)
+	}
+	status := func() int {
+		resp, _ := get(t, url, "hello", nil)
+		return resp.StatusCode
+	}
+	key := discovery.Key("hello", "hello-v001", "a")
+	w, err := inst.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	expired := func() time.Time {
+		for e := range w.Updates() {
+			if e != nil && e.Operation() == jetstream.KeyValuePurge {
+				return e.Created() // the marker's time: the update may wait in the channel
+			}
+		}
+		t.Fatal("watch ended")
+		return time.Time{}
+	}
+	// 1. expired, then refreshed within the grace: served throughout
+	at := expired()
+	if code := status(); code != 200 {
+		t.Fatalf("right after the expiry: %d, want the instance still served", code)
+	}
+	r.register("hello-v001", "a", a)
+	for time.Since(at) < 2*ttl {
+		if code := status(); code != 200 {
+			t.Fatalf("%s after an expiry and a heartbeat: %d", time.Since(at).Round(time.Millisecond), code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// 2. expired and never refreshed: dropped once the grace is over
+	at = expired()
+	for status() == 200 {
+		if time.Since(at) > 5*ttl {
+			t.Fatal("an entry never refreshed is still routed 5 TTLs after it expired")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(at); d < ttl {
+		t.Fatalf("dropped %s after its expiry, before the grace (%s)", d, ttl)
+	}
+	// 3. deleted by the provisioner: dropped at once
+	r.register("hello-v001", "a", a)
+	for status() != 200 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := inst.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for status() == 200 {
+		if time.Since(deleted) > ttl/2 {
+			t.Fatal("a deleted entry is still routed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A router that answered lately is waited for before a change is
+// announced (its connection may be coming back, with its last table
+// serving); one gone for longer than the memory is not. The other router
+// here is a ghost that answers router.applied once and then falls silent,
+// as a router does whose node died.
+func TestSwitchWaitsForARouterSeenLately(t *testing.T) {
+	const memory = 3 * time.Second
+	r := newRig(t, 1)
+	r.startRouter(router.Config{ID: "one", RouterMemory: memory})
+	r.register("hello-v001", "a", backend(t, "A", nil))
+	r.register("hello-v002", "b", backend(t, "B", nil))
+	ghost, err := r.nc.Subscribe(router.AppliedSubject, func(m *nats.Msg) {
+		b, _ := json.Marshal(router.Applied{Router: "ghost", Revision: 1 << 40, Up: map[string]int{"hello-v001": 9, "hello-v002": 9}})
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping, err := r.nc.Subscribe("$SRV.PING.redblack-router", func(m *nats.Msg) { _ = m.Respond([]byte(`{"name":"router"}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the ghost takes part in a switch, and is known from then on
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch: %s", ev.Data)
+	}
+	ghost.Unsubscribe()
+	ping.Unsubscribe()
+	gone := time.Now()
+	ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"})
+	took := time.Since(gone)
+	if ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch after a router fell silent: %s %s", ev.Type, ev.Data)
+	}
+	if took < memory-time.Second || took > memory+2*time.Second {
+		t.Fatalf("announced %s after the other router fell silent; want it waited for about %s, no longer", took.Round(time.Millisecond), memory)
+	}
+	t.Logf("announced %s after the other router fell silent (memory %s)", took.Round(time.Millisecond), memory)
+	// long gone, it is waited for no more
+	start := time.Now()
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() || time.Since(start) > time.Second {
+		t.Fatalf("a third switch: %s after %s", ev.Type, time.Since(start))
+	}
+}

@@ -356,7 +356,9 @@ func (s *Service) watch(ctx context.Context, id string) error {
 
 // NoSamplesGrace is how long past its duration a bake that has had no
 // sample at all waits for one before it is rolled back.
-const NoSamplesGrace = 5 * time.Second
+// Longer than a leader election of METRICS after a node's loss (about 5–8 s
+// here), whose samples the routers keep and publish late.
+const NoSamplesGrace = 15 * time.Second
 
 // checkpoint keeps the watch's state (a marshalled Bake) in the release
 // record.
@@ -381,14 +383,8 @@ func (s *Service) stillWatched(ctx context.Context, rec release.Record) bool {
 	if l, _, err := s.releases.Lock(ctx, rec.Service); err == nil && l.Release != rec.ID {
 		return false
 	}
-	lister, err := s.instances.ListKeysFiltered(ctx, discovery.Key(rec.Service, r.Previous, "*"))
-	if err != nil {
-		return false
-	}
-	for range lister.Keys() {
-		return true
-	}
-	return false
+	keys, err := natsx.Keys(ctx, s.instances, discovery.Key(rec.Service, r.Previous, "*"))
+	return err == nil && len(keys) > 0
 }
 
 // reference sums the old group's samples of the span before the switch.

@@ -144,6 +144,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("watchdog: %w", err)
 		}
 	}
+	// copies of the watchdog each follow every release; the lease keeps
+	// each health watch to one of them
+	s.bakes.Lease = &release.Lease{KV: s.releases.KV, Role: topology.DurableWatchdogBake, Owner: release.NewOwner("watchdog")}
 	dl, err := deadletter.Run(ctx, js, s.log)
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)

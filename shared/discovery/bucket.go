@@ -2,22 +2,32 @@ package discovery
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/natsx"
 )
 
 // Up lists the ids of a group's instances that are up in the instances
 // bucket — the count the traffic guard, the canary and Chaos Monkey go by.
+// An error means the bucket could not be read whole (a node lost, an
+// election, ctx ended): the count is unknown, and callers wait or refuse
+// rather than act on "none up".
 func Up(ctx context.Context, kv jetstream.KeyValue, service, group string) ([]string, error) {
-	lister, err := kv.ListKeysFiltered(ctx, Key(service, group, "*"))
+	keys, err := natsx.Keys(ctx, kv, Key(service, group, "*"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("discovery unavailable: %w", err)
 	}
 	var out []string
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
-		if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue // expired or deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("discovery unavailable: %w", err)
 		}
 		if d, err := Decode(e.Value()); err == nil && d.State == StateUp {
 			out = append(out, d.ID)

@@ -2,9 +2,11 @@ package natsx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/shared/events"
@@ -45,3 +47,16 @@ func Emit(ctx context.Context, js jetstream.JetStream, source, id string, k even
 const PublishPatience = 10 * time.Second
 
 const publishRetryWait = 250 * time.Millisecond
+
+// Transient reports whether err is one a retry can cure: no server or
+// stream answered (a node lost, a leader being elected, a reconnection),
+// or an operation timed out waiting for one.
+func Transient(err error) bool {
+	for _, t := range []error{nats.ErrNoResponders, nats.ErrTimeout, context.DeadlineExceeded, nats.ErrDisconnected,
+		nats.ErrConnectionReconnecting, jetstream.ErrNoStreamResponse, jetstream.ErrConsumerLeadershipChanged} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

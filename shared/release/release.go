@@ -67,8 +67,11 @@ type Record struct {
 	// JudgeFrom is when the canary groups got their traffic: the canary
 	// judge reads samples from then on.
 	JudgeFrom time.Time `json:"judge_from,omitempty"`
-	// Report is the canary judge's last verdict.
-	Report *events.CanaryResult `json:"report,omitempty"`
+	// Report is the canary judge's last look, and Verdict ("passed" or
+	// "failed") its decision once taken: a copy that resumes a decided
+	// canary announces it again instead of judging again.
+	Report  *events.CanaryResult `json:"report,omitempty"`
+	Verdict string               `json:"verdict,omitempty"`
 	// Checkpoint is the canary judge's evidence at its last look, and
 	// BakeCheckpoint the watchdog's (the old group's reference and the new
 	// group's statistics): owned and validated by the services that write

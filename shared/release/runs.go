@@ -18,8 +18,12 @@ import (
 // Runs keeps at most one long-running task per release (a canary judge, a
 // bake) going: a task that fails (or panics, on outside data) is retried
 // after a second until it returns nil or ErrStale, or its context ends.
+// With a Lease, it is also at most one across the service's copies: a task
+// whose lease another copy holds waits, and takes over once that copy lets
+// it go or dies.
 type Runs struct {
-	Log zerolog.Logger
+	Log   zerolog.Logger
+	Lease *Lease
 
 	mu      sync.Mutex
 	running map[string]bool
@@ -45,16 +49,32 @@ func (r *Runs) Ensure(ctx context.Context, id string, task func(ctx context.Cont
 			delete(r.running, id)
 			r.mu.Unlock()
 		}()
+		waiting := false
 		for ctx.Err() == nil {
 			err := errors.New("the task panicked")
-			natsx.Guard(r.Log, "release task "+id, func() { err = task(ctx, id) })
+			natsx.Guard(r.Log, "release task "+id, func() {
+				if r.Lease == nil {
+					err = task(ctx, id)
+					return
+				}
+				err = r.Lease.Hold(ctx, id, func(ctx context.Context) error { return task(ctx, id) })
+			})
 			if err == nil || errors.Is(err, ErrStale) {
 				return
 			}
-			r.Log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("release task failed; retrying")
+			wait := time.Second
+			if errors.Is(err, ErrHeld) {
+				if !waiting {
+					r.Log.Info().Err(err).Str(logging.FieldRelease, id).Msg("release task runs in another copy; standing by")
+				}
+				waiting, wait = true, r.Lease.ttl()/4
+			} else {
+				waiting = false
+				r.Log.Warn().Err(err).Str(logging.FieldRelease, id).Msg("release task failed; retrying")
+			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 		}
 	}()

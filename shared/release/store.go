@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/shared/kv"
+	"github.com/redblack/redblack/shared/natsx"
 )
 
 // Store reads and writes the releases bucket. Every write is a
@@ -128,18 +129,18 @@ func (s Store) Counter(ctx context.Context, service string) (Counter, uint64, er
 
 // List returns every release record whose phase passes keep (nil: all).
 func (s Store) List(ctx context.Context, keep func(Record) bool) ([]Record, error) {
-	lister, err := s.KV.ListKeysFiltered(ctx, RecordKey("*"))
+	keys, err := natsx.Keys(ctx, s.KV, RecordKey("*"))
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("release: list: %w", err)
 	}
 	var out []Record
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		r, _, err := s.Get(ctx, strings.TrimPrefix(k, RecordKey("")))
+		if natsx.Transient(err) {
+			return nil, fmt.Errorf("release: list: %w", err) // never a shorter list
+		}
 		if err != nil {
-			continue
+			continue // deleted between list and get, or unreadable
 		}
 		if keep == nil || keep(r) {
 			out = append(out, r)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redblack/redblack/shared/natsx"
 )
 
 // Applied says what Apply did.
@@ -72,12 +73,12 @@ var ErrClaimed = errors.New("claimed by another service")
 // unclaimed checks that no other service has one of s's host names (its
 // name, name.localhost, or a spec hostname) or its port.
 func unclaimed(ctx context.Context, kv jetstream.KeyValue, s Service) error {
-	lister, err := kv.ListKeys(ctx)
+	keys, err := natsx.Keys(ctx, kv)
 	if err != nil {
 		return fmt.Errorf("spec: list: %w", err)
 	}
 	var all []Service
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		// a stored spec that no longer validates claims nothing: the
 		// router does not read it either
 		if other, err := Get(ctx, kv, k); err == nil {
@@ -122,12 +123,12 @@ func Get(ctx context.Context, kv jetstream.KeyValue, name string) (Service, erro
 
 // List reads every spec, sorted by name.
 func List(ctx context.Context, kv jetstream.KeyValue) ([]Service, error) {
-	lister, err := kv.ListKeys(ctx)
+	keys, err := natsx.Keys(ctx, kv)
 	if err != nil {
 		return nil, fmt.Errorf("spec: list: %w", err)
 	}
 	var out []Service
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		s, err := Get(ctx, kv, k)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted between list and get

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/nats-io/nats.go"
@@ -95,4 +96,28 @@ func Run(p Program, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// Failed is a Runner that fails with err: for a Build that cannot make its
+// service (a provider's configuration that does not load).
+func Failed(err error) Runner { return failed{err} }
+
+type failed struct{ err error }
+
+func (f failed) Run(context.Context) error { return f.err }
+
+// List is a flag that takes a comma-separated list and may be repeated.
+type List []string
+
+// String is the list, comma-separated.
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set appends the comma-separated values of one occurrence.
+func (l *List) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }

@@ -10,9 +10,12 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -48,6 +51,11 @@ const MaxBody = 64 << 10
 
 // ReleaseRequest is the body of a release (or calibration) call.
 type ReleaseRequest struct {
+	// Key, picked by the caller for each release it asks for (8–64 of
+	// [A-Za-z0-9_-]; Call picks one), makes a repeated call the same
+	// request: a call retried after its answer was lost (a node's death, a
+	// reconnection) asks for one release, not two.
+	Key       string          `json:"key,omitempty"`
 	Version   string          `json:"version"`
 	Artifact  events.Artifact `json:"artifact,omitzero"`
 	Reason    string          `json:"reason,omitempty"`
@@ -99,9 +107,21 @@ func New(nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) *API {
 	return &API{nc: nc, js: js, log: log}
 }
 
+// maxCalls bounds the calls handled at once.
+const maxCalls = 64
+
 // Start subscribes to every API subject. Stop it with Unsubscribe.
 func (a *API) Start() (*nats.Subscription, error) {
-	sub, err := a.nc.QueueSubscribe(subjects.APIPrefix+".*.*.*.*", Queue, a.handle)
+	// calls are handled side by side (at most maxCalls at once), so that a
+	// call waiting out an election holds up no other, nor its own repeats
+	sem := make(chan struct{}, maxCalls)
+	sub, err := a.nc.QueueSubscribe(subjects.APIPrefix+".*.*.*.*", Queue, func(m *nats.Msg) {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			a.handle(m)
+		}()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -117,10 +137,45 @@ func (a *API) handle(m *nats.Msg) {
 			a.respond(m, nil, fmt.Errorf("internal error"))
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	v, err := a.call(ctx, m)
-	a.respond(m, v, err)
+	// a stream electing its leader answers nothing until it has one: each
+	// attempt is bounded, and the call is tried again (every call is safe
+	// to repeat: a release by its key, the rest by what they read and
+	// write) until HandlerPatience
+	deadline := time.Now().Add(HandlerPatience)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), min(handlerAttempt, time.Until(deadline)))
+		v, err := a.call(ctx, m)
+		cancel()
+		if !natsx.Transient(err) || time.Until(deadline) <= 250*time.Millisecond {
+			a.respond(m, v, err)
+			return
+		}
+		a.log.Warn().Err(err).Str("subject", m.Subject).Msg("api call: NATS did not answer; trying again")
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// HandlerPatience bounds one call, tried again after a transient error
+// within it: longer than a leader election.
+const HandlerPatience = 20 * time.Second
+
+const handlerAttempt = 4 * time.Second
+
+// keyRE is a release request's key.
+var keyRE = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
+
+// releaseID is the id of a release asked for: from the caller's key when it
+// gave one (the same for a repeated call, and never one another caller can
+// make, as the identity and the service are hashed with it), else new.
+func releaseID(id auth.Identity, service, key string) (string, error) {
+	if key == "" {
+		return events.NewID(), nil
+	}
+	if !keyRE.MatchString(key) {
+		return "", fmt.Errorf("key %q: want 8-64 of [A-Za-z0-9_-]", key)
+	}
+	sum := sha256.Sum256([]byte(id.String() + "\x00" + service + "\x00" + key))
+	return hex.EncodeToString(sum[:16]), nil
 }
 
 func (a *API) respond(m *nats.Msg, v any, err error) {
@@ -215,7 +270,10 @@ func (a *API) owned(ctx context.Context, id auth.Identity, service string) (spec
 }
 
 func (a *API) release(ctx context.Context, id auth.Identity, service string, req ReleaseRequest) (Answer, error) {
-	rid := events.NewID()
+	rid, err := releaseID(id, service, req.Key)
+	if err != nil {
+		return Answer{}, err
+	}
 	ev, err := events.NewWithID(rid, "redblack/canary-api", events.ReleaseRequested, service, rid, events.Requested{
 		Service: service, Version: req.Version, Artifact: req.Artifact, RequestedBy: id.String(), Reason: req.Reason,
 		Calibrate: req.Calibrate, Duration: req.Duration,
@@ -346,9 +404,23 @@ func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string)
 	return rec, nil
 }
 
+// CallPatience is how long Call waits for an answer, asking again every
+// callAttempt: longer than a leader election and the handler's patience.
+const CallPatience = 30 * time.Second
+
+const callAttempt = 5 * time.Second
+
 // Call makes one API call as id and decodes the answer into out. A refused
 // call returns the API's reason as the error.
+//
+// A call with no answer within a few seconds is made again, for up to
+// CallPatience: a release request gets a key for that (unless it has one),
+// so that its repeats are one request.
 func Call(nc *nats.Conn, id auth.Identity, verb, service string, body, out any) error {
+	if r, ok := body.(ReleaseRequest); ok && r.Key == "" {
+		r.Key = events.NewID()
+		body = r
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -371,9 +443,20 @@ func Call(nc *nats.Conn, id auth.Identity, verb, service string, body, out any) 
 	if last := nc.LastError(); last != nil && strings.Contains(last.Error(), subject) {
 		return fmt.Errorf("%s %s as %s: %w", verb, service, id, last)
 	}
-	msg, err := sub.NextMsg(15 * time.Second)
-	if err != nil {
-		return fmt.Errorf("%s %s: no answer: %w (is the canary service running?)", verb, service, err)
+	// an answer lost with a node or a reconnection is asked for again on
+	// the same inbox: any attempt's answer is the call's
+	var msg *nats.Msg
+	for deadline := time.Now().Add(CallPatience); ; {
+		msg, err = sub.NextMsg(min(callAttempt, time.Until(deadline)))
+		if err == nil {
+			break
+		}
+		if time.Until(deadline) <= 0 || !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("%s %s: no answer in %s: %w (is the canary service running?)", verb, service, CallPatience, err)
+		}
+		if err := nc.PublishRequest(subject, inbox, b); err != nil && !errors.Is(err, nats.ErrConnectionReconnecting) {
+			return fmt.Errorf("%s %s: %w", verb, service, err)
+		}
 	}
 	var e Error
 	if json.Unmarshal(msg.Data, &e) == nil && e.Error != "" {

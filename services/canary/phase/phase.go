@@ -61,20 +61,23 @@ func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, l
 			return nil, fmt.Errorf("canary phase: bucket %s: %w", name, err)
 		}
 	}
+	// copies of the canary service share the accepted releases; the lease
+	// keeps each canary to one judge
+	p.runs.Lease = &release.Lease{KV: p.releases.KV, Role: Durable, Owner: release.NewOwner("canary")}
 	return p, nil
 }
 
-// Start resumes the canaries in flight and consumes accepted releases. The
+// Start follows the releases bucket, so that every canary in flight has a
+// run here (judging, or standing by while another copy holds its lease;
+// those a restart interrupted resume), and consumes accepted releases. The
 // runs stop when ctx ends; Wait waits for them.
 func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
-	inFlight, err := p.releases.List(ctx, func(r release.Record) bool {
-		return r.Previous != "" && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseCanary)
-	})
-	if err != nil {
+	if err := release.Watch(ctx, p.releases.KV, func(r release.Record, _ bool) {
+		if r.Previous != "" && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseCanary) {
+			p.runs.Ensure(ctx, r.ID, p.run)
+		}
+	}); err != nil {
 		return nil, err
-	}
-	for _, r := range inFlight {
-		p.runs.Ensure(ctx, r.ID, p.run)
 	}
 	return natsx.Consume(ctx, p.js, natsx.ConsumerSpec{
 		Stream: topology.StreamReleases, Durable: Durable, FilterSubjects: []string{events.ReleaseAccepted.Subject("*")},
@@ -129,6 +132,11 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	deadline := rec.EnteredAt(release.PhaseAccepted).Add(rec.CanaryDeadline(cs.Duration.D(), svc.Strategy.Deadlines.Canary.D()))
 	cs.Duration = spec.Duration(rec.CanaryFor(cs.Duration.D()))
 	svc.Strategy.Canary = cs
+	if rec.Verdict != "" && rec.Report != nil && (rec.Phase == release.PhaseCanary || rec.Phase == release.PhaseAccepted) {
+		// decided by a copy (or a run) that stopped before announcing it
+		pass := rec.Verdict == VerdictPassed
+		return p.finish(ctx, rec, verdictKind(rec, pass), *rec.Report, pass, cs.Duration.D())
+	}
 	log := p.log.With().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Logger()
 
 	// 1. both groups up
@@ -171,35 +179,53 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	kind := events.CanaryFailed
-	if verdict.pass {
-		kind = events.CanaryPassed
-	}
 	log.Info().Bool("pass", verdict.pass).Float64("score", verdict.result.Score).Str("reason", verdict.result.Reason).Bool("calibration", rec.Calibration).Msg("canary judged")
-	if rec.Calibration {
-		kind = events.Calibrated
+	return p.finish(ctx, rec, verdictKind(rec, verdict.pass), verdict.result, verdict.pass, cs.Duration.D())
+}
+
+// Verdicts kept in the record.
+const (
+	VerdictPassed = "passed"
+	VerdictFailed = "failed"
+)
+
+// verdictKind is the event that announces a verdict.
+func verdictKind(rec release.Record, pass bool) events.Kind {
+	switch {
+	case rec.Calibration:
+		return events.Calibrated
+	case pass:
+		return events.CanaryPassed
 	}
-	return p.finish(ctx, rec, kind, verdict.result, verdict.pass, cs.Duration.D())
+	return events.CanaryFailed
 }
 
 // finish takes the traffic away from the canary groups and announces the
 // verdict; the report is kept in the release record. A calibration's
 // verdict is announced as calibrated, with how close the judge came to
 // failing the second group.
+//
+// The verdict is written first, so that a copy resuming the release
+// announces it rather than judging again (and giving the canary its share
+// back for a moment).
 func (p *Phase) finish(ctx context.Context, rec release.Record, kind events.Kind, result events.CanaryResult, pass bool, duration time.Duration) error {
+	rec, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if err := r.Expect(release.PhaseCanary, release.PhaseAccepted); err != nil {
+			return err
+		}
+		r.Report, r.Verdict = &result, VerdictFailed
+		if pass {
+			r.Verdict = VerdictPassed
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	if rec.Baseline != "" {
 		if err := p.setWeights(ctx, rec, map[string]int{rec.Previous: routes.MaxWeight, rec.Baseline: 0, rec.Canary: 0}); err != nil {
 			return err
 		}
-	}
-	if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-		if err := r.Expect(release.PhaseCanary, release.PhaseAccepted); err != nil {
-			return err
-		}
-		r.Report = &result
-		return nil
-	}); err != nil {
-		return err
 	}
 	p.Metrics.observe(kind, result, rec.Service)
 	if kind == events.Calibrated {
@@ -234,12 +260,21 @@ func (p *Phase) waitGroups(ctx context.Context, id string, n int, deadline time.
 		switch rec.Phase {
 		case release.PhaseAccepted: // the provisioner has not started them yet
 		case release.PhaseCanary:
-			b, c := p.up(ctx, rec.Service, rec.Baseline), p.up(ctx, rec.Service, rec.Canary)
-			if b >= n && c >= n {
+			b, berr := discovery.Up(ctx, p.instances, rec.Service, rec.Baseline)
+			c, cerr := discovery.Up(ctx, p.instances, rec.Service, rec.Canary)
+			if err := errors.Join(berr, cerr); err != nil {
+				// discovery unavailable is not "none up": wait, and say so
+				// if the deadline passes
+				if time.Now().After(deadline) {
+					return rec, &lateError{fmt.Sprintf("canary deadline passed with discovery unavailable: %v", err)}
+				}
+				break
+			}
+			if len(b) >= n && len(c) >= n {
 				return rec, nil
 			}
 			if time.Now().After(deadline) {
-				return rec, &lateError{fmt.Sprintf("canary deadline passed with %d of %d baseline and %d of %d canary instances up", b, n, c, n)}
+				return rec, &lateError{fmt.Sprintf("canary deadline passed with %d of %d baseline and %d of %d canary instances up", len(b), n, len(c), n)}
 			}
 		default:
 			return rec, fmt.Errorf("%w: %s is %s", release.ErrStale, id, rec.Phase)
@@ -250,12 +285,6 @@ func (p *Phase) waitGroups(ctx context.Context, id string, n int, deadline time.
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// up counts a group's instances that are up in discovery.
-func (p *Phase) up(ctx context.Context, service, group string) int {
-	ids, _ := discovery.Up(ctx, p.instances, service, group) // an error counts as none up yet
-	return len(ids)
 }
 
 // setWeights asks the router for the weights and waits until the routes

@@ -17,7 +17,7 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/redblack/redblack/services/router/alb"
+	"github.com/redblack/redblack/shared/alb"
 	"github.com/redblack/redblack/shared/testkit/moto"
 )
 

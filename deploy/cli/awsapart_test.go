@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/services/router/cloudwatch"
+	"github.com/redblack/redblack/shared/alb"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/testkit/moto"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// TestUpNodesOnAWS runs `redblack up --nodes 1 --provider aws` on moto: the
+// provisioner and the router each in its own process, configured by their
+// own flags (up passes them on), nothing shared between them but NATS and
+// AWS. The provisioner makes the Auto Scaling groups and their target
+// groups; the router moves the ALB listener's weights and reads the
+// groups' CloudWatch metrics, which the test publishes as the ALB would.
+// v1, v2 and v3 complete, the listener ends with all of v3's weight, and
+// v1's target group is gone with its group.
+func TestUpNodesOnAWS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moto, a NATS node and five service processes")
+	}
+	srv := moto.Start(t)
+	ac := srv.Config(t)
+	ctx := testkit.Context(t, 4*time.Minute)
+	edge0 := moto.NewEdge(t, ac)
+	ami, vpc, arn := edge0.AMI, edge0.VPC, edge0.Listener
+	lbc := elb.NewFromConfig(ac)
+	env := []string{"AWS_ENDPOINT_URL=" + srv.URL, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_REGION=us-east-1"}
+	u := launchUp(t, 1, env, "--provider", "aws", "--aws-subnets", edge0.Subnets[0], "--aws-vpc", vpc,
+		"--aws-listener", "hello="+arn, "--aws-deregistration-delay", "0", "--aws-metrics-period", "1")
+	spec := `name: hello
+owner: team-hello
+provider: aws
+capacity: 2
+artifact: {ami: ` + ami + `}
+strategy:
+  canary: {weight: 20, duration: 3s, interval: 500ms, min_samples: 50}
+  bake: {duration: 4s}
+`
+	if code, out, errs := u.cli("service", "apply", "-f", writeFile(t, spec)); code != 0 {
+		t.Fatalf("apply: %s %s", out, errs)
+	}
+	nc, err := nats.Connect(u.urls, nats.UserCredentials(u.fields["creds"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	rkv, err := js.KeyValue(ctx, topology.BucketRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := alb.New(lbc, vpc, 8080, map[string]string{"hello": arn}) // the test's own reader of the ALB
+	// the ALB's traffic as CloudWatch will have it: 100 healthy requests a
+	// second, 10 ms each, for every group with weight
+	dctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		moto.FeedALB(dctx, cw.NewFromConfig(ac, cloudwatch.QueryProtocol), func(ctx context.Context) map[string]int {
+			rt, _, err := routes.Get(ctx, rkv, "hello")
+			if err != nil {
+				return nil
+			}
+			return rt.Weights
+		}, edge.TargetGroupDimension, func(string) moto.Traffic { return moto.Traffic{Requests: 100, Latency: 10 * time.Millisecond} })
+	}()
+	defer func() { stop(); wg.Wait() }()
+	weights := func() map[string]int32 {
+		got, err := edge.Weights(ctx, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int32{}
+		for arn, w := range got {
+			out[strings.Split(alb.Dimension(arn), "/")[1]] = w
+		}
+		return out
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		code, out, errs := u.cli("release", "hello", "--version", v, "--artifact", ami, "--wait", "--timeout", "120s")
+		if code != 0 || !strings.Contains(out, "completed") {
+			t.Fatalf("release %s: %d\n%s\n%s\nup's log:\n%s", v, code, out, errs, u.logs.String())
+		}
+	}
+	if w := weights(); w["hello-v003"] != alb.MaxWeight || w["hello-v002"] != 0 {
+		t.Fatalf("ALB after v3: %v", w)
+	}
+	// v2's group is kept (disabled, for an instant rollback); v1's was
+	// destroyed with its target group, by the provisioner
+	if out, err := lbc.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"hello-v001"}}); err == nil && len(out.TargetGroups) > 0 {
+		t.Fatal("hello-v001's target group is left")
+	}
+	kv, _ := js.KeyValue(ctx, topology.BucketReleases)
+	l, _, err := (release.Store{KV: kv}).Counter(ctx, "hello")
+	if err != nil || l.Sequence != 3 {
+		t.Fatalf("counter %+v %v", l, err)
+	}
+}

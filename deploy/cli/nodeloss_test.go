@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// TestNodeLossInEachPhase runs `redblack up --nodes 3` and, in five
+// releases, SIGKILLs the NATS node leading the audit log (RELEASES) the
+// moment the release enters canary, launching, switching, baking and
+// rolling_back. up restarts the node. Each release still ends as expected
+// with every event of its path in the audit log exactly once; the last is
+// asked for while the stream elects a new leader. Under load through the
+// router throughout, no request fails but the bad canary's own 500s.
+func TestNodeLossInEachPhase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster, five releases and five node deaths")
+	}
+	u := startUpNodes(t)
+	nc, err := nats.Connect(u.urls, nats.UserCredentials(u.fields["creds"]), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := testkit.Context(t, 6*time.Minute)
+	kv, err := js.KeyValue(ctx, topology.BucketReleases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.release("v1")
+	var mu sync.Mutex
+	var fails []string
+	load := bench.StartLoad(u.fields["http"], "hello", 2, nil, func(err error, status int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if status != 500 { // 500s are the bad canary's own answers
+			fails = append(fails, fmt.Sprintf("%s status %d: %v", time.Now().Format("15:04:05.000"), status, err))
+		}
+	})
+	defer load.Stop()
+
+	healthy := []events.Kind{events.ReleaseAccepted, events.CanaryStarted, events.CanaryPassed, events.ClusterReady, events.TrafficSwitched, events.Baked, events.ReleaseCompleted}
+	bad := []events.Kind{events.ReleaseAccepted, events.CanaryStarted, events.CanaryFailed, events.TrafficRestored, events.RolledBack}
+	steps := []struct {
+		version, flags string
+		phase          release.Phase
+		want           release.Phase
+		path           []events.Kind
+	}{
+		{"v2", "", release.PhaseCanary, release.PhaseCompleted, healthy},
+		{"v3", "", release.PhaseLaunching, release.PhaseCompleted, healthy},
+		{"v4", "", release.PhaseSwitching, release.PhaseCompleted, healthy},
+		{"v5", "", release.PhaseBaking, release.PhaseCompleted, healthy},
+		{"v6", " --error-rate 0.3", release.PhaseRollingBack, release.PhaseRolledBack, bad},
+	}
+	for i, st := range steps {
+		if i == len(steps)-1 {
+			// the last release is asked for while the audit log elects
+			leader := killLeader(t, ctx, js, u)
+			t.Logf("killed %s, the RELEASES leader, just before asking for %s", leader, st.version)
+		}
+		code, out, errs := u.cli("release", "hello", "--version", st.version, "--artifact", u.hello+" --version "+st.version+st.flags)
+		if code != 0 {
+			t.Fatalf("release %s: %d %s %s\nup's log:\n%s", st.version, code, out, errs, u.logs.String())
+		}
+		id := awaitLock(t, ctx, kv, "hello")
+		w, err := kv.Watch(ctx, release.RecordKey(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var end release.Record
+		killed := ""
+		for end.ID == "" {
+			var e jetstream.KeyValueEntry
+			select {
+			case e = <-w.Updates():
+			case <-ctx.Done():
+				t.Fatalf("%s (%s) did not end\nup's log:\n%s", st.version, id, u.logs.String())
+			}
+			if e == nil {
+				continue
+			}
+			var rec release.Record
+			if json.Unmarshal(e.Value(), &rec) != nil {
+				continue
+			}
+			if rec.Phase == st.phase && killed == "" {
+				killed = killLeader(t, ctx, js, u)
+			}
+			if rec.Phase.Final() {
+				end = rec
+			}
+		}
+		w.Stop()
+		if killed == "" {
+			t.Errorf("%s: never saw %s (ended %s)", st.version, st.phase, end.Phase)
+		}
+		if end.Phase != st.want {
+			t.Fatalf("%s: ended %s (%s), want %s, with %s killed in %s\nup's log:\n%s", st.version, end.Phase, end.Reason, st.want, killed, st.phase, u.logs.String())
+		}
+		counts := auditOf(t, ctx, js, id)
+		for _, k := range st.path {
+			if counts[k.Type()] != 1 {
+				t.Errorf("%s: %s %d times in the audit log, want once (all: %v)", st.version, k.Name, counts[k.Type()], counts)
+			}
+		}
+		t.Logf("%s: %s killed in %s; ended %s with every event of its path", st.version, killed, st.phase, end.Phase)
+		// the next release starts with every stream led again
+		lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		if err := topology.AwaitLeaders(lctx, js); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	ok, failed, _ := load.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("load: %d ok, %d failed, of which %d not the bad canary's 500s", ok, failed, len(fails))
+	if ok == 0 || len(fails) > 0 {
+		t.Errorf("requests failed across the nodes' deaths; the first: %v", fails[:min(5, len(fails))])
+	}
+}
+
+// killLeader SIGKILLs the node that leads RELEASES, as the stream's
+// cluster info names it, and returns its name.
+func killLeader(t *testing.T, ctx context.Context, js jetstream.JetStream, u *upNodes) string {
+	t.Helper()
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		s, err := js.Stream(ictx, topology.StreamReleases)
+		var leader string
+		if err == nil {
+			if info := s.CachedInfo(); info.Cluster != nil {
+				leader = info.Cluster.Leader
+			}
+		}
+		cancel()
+		if pid := u.pid(leader); pid > 0 {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			return leader
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("RELEASES has no leader to kill (%v)", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
