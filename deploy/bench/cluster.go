@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -47,6 +49,12 @@ type ClusterResult struct {
 	// Stalled says how the release after the kill did not complete ("" if
 	// it did).
 	Stalled string
+	// Handover is the SIGKILL of the canary copy judging a release (two
+	// copies run) → the other copy holding the judge's lease, and
+	// ReleaseWithHandover that release, request → completed.
+	Handover, ReleaseWithHandover time.Duration
+	// HandedTo is the process that took the lease over.
+	HandedTo string
 }
 
 // clusterSpec is hello with a 2 s canary and a 2 s bake.
@@ -82,7 +90,7 @@ func ClusterRun(self, dir, hello string, n int, progress func(string)) (ClusterR
 	progress("cluster: up --nodes 3, R3, each service its own process")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: filepath.Join(dir, "cluster"), Nodes: 3, Host: "127.0.0.1", HTTP: "127.0.0.1:0",
+	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: filepath.Join(dir, "cluster"), Nodes: 3, Copies: 2, Host: "127.0.0.1", HTTP: "127.0.0.1:0",
 		Out: io.Discard, Log: zerolog.Nop(), LogLevel: "error"})
 	if err != nil {
 		return r, err
@@ -138,8 +146,7 @@ func ClusterRun(self, dir, hello string, n int, progress func(string)) (ClusterR
 			return r, fmt.Errorf("the audit log took no write after its leader died: %w", err)
 		}
 	}
-	// every stream and bucket led again: a release asked during the
-	// elections can stall today (issue 14), so the next one waits for them
+	// every stream and bucket led again
 	if err := topology.AwaitLeaders(ctx, js); err != nil {
 		return r, fmt.Errorf("after the kill: %w", err)
 	}
@@ -152,7 +159,73 @@ func ClusterRun(self, dir, hello string, n int, progress func(string)) (ClusterR
 		return r, nil
 	}
 	r.ReleaseAfterTheKill = time.Since(start)
-	return r, nil
+	progress("cluster: SIGKILL of the canary copy judging a release")
+	return r, handover(ctx, c, nc, js, hello, &r)
+}
+
+// handover asks for a release, SIGKILLs the canary copy holding its judge's
+// lease as soon as one does, and measures until the other copy holds it
+// and until the release completes.
+func handover(ctx context.Context, c *cluster.Cluster, nc *nats.Conn, js jetstream.JetStream, hello string, r *ClusterResult) error {
+	kv, err := js.KeyValue(ctx, topology.BucketReleases)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	ids := make(chan string, 1)
+	go func() {
+		_, err := releaseOnce(ctx, nc, js, hello, "v10", nil, func(id string) { ids <- id })
+		done <- err
+	}()
+	var id string
+	select {
+	case id = <-ids:
+	case err := <-done:
+		return fmt.Errorf("handover release: %v", err)
+	}
+	key := release.LeaseKey(topology.DurableCanaryPhase, id)
+	holder := func() (release.LeaseHolder, error) {
+		var h release.LeaseHolder
+		e, err := kv.Get(ctx, key)
+		if err == nil {
+			err = json.Unmarshal(e.Value(), &h)
+		}
+		return h, err
+	}
+	var victim release.LeaseHolder
+	for victim.Owner == "" {
+		if victim, err = holder(); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("no canary copy took the lease of %s", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	pid := release.OwnerPid(victim.Owner)
+	if pid <= 0 {
+		return fmt.Errorf("lease owner %q names no pid", victim.Owner)
+	}
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	for {
+		h, err := holder()
+		if err == nil && h.Owner != victim.Owner && release.OwnerPid(h.Owner) != pid {
+			r.Handover, r.HandedTo = time.Since(killed), h.Owner
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the lease of %s stayed with %s", id, victim.Owner)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("the release after the handover: %w", err)
+	}
+	r.ReleaseWithHandover = time.Since(start)
+	return nil
 }
 
 // measureShape applies the spec, releases v1, then measures n
@@ -187,8 +260,9 @@ func measureShape(nc *nats.Conn, js jetstream.JetStream, cnc *nats.Conn, http, h
 }
 
 // releaseOnce requests version and waits for it to complete; accepted, if
-// set, is called when the intake accepts it.
-func releaseOnce(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, hello, version string, accepted func()) (string, error) {
+// set, is called when the intake accepts it, and requested with its id once
+// it is asked for.
+func releaseOnce(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, hello, version string, accepted func(), requested ...func(id string)) (string, error) {
 	tap, err := nc.SubscribeSync("release.hello.>")
 	if err != nil {
 		return "", err
@@ -200,6 +274,9 @@ func releaseOnce(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, hel
 	id, err := requestHello(ctx, js, "bench", hello, version)
 	if err != nil {
 		return id, err
+	}
+	for _, f := range requested {
+		f(id)
 	}
 	last := "none"
 	for {

@@ -423,7 +423,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 	var clusterN int
 	clusterCmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "the one-process embedded mesh beside up --nodes 3 (R3, each service its own process): publish→consume, a release, a node's death",
+		Short: "the one-process embedded mesh beside up --nodes 3 --copies 2 (R3, each service its own process): publish→consume, a release, a node's death, a copy's death",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, hello, done, err := helloDir()
@@ -442,7 +442,7 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			ms := func(d time.Duration) string { return d.Round(time.Microsecond).String() }
 			tab := newTable(a.out)
 			defer tab.Flush()
-			fmt.Fprintln(tab, "figure\tembedded (1 process, R1)\tcluster (3 nodes, R3, 5 processes)\ttarget")
+			fmt.Fprintln(tab, "figure\tembedded (1 process, R1)\tcluster (3 nodes, R3, 9 processes: --copies 2)\ttarget")
 			fmt.Fprintf(tab, "publish→consume p50 / p99 (n=%d)\t%s / %s\t%s / %s\tp99 < 5ms embedded\n", clusterN,
 				ms(r.Embedded.PubConsume.P50), ms(r.Embedded.PubConsume.P99), ms(r.Cluster.PubConsume.P50), ms(r.Cluster.PubConsume.P99))
 			fmt.Fprintf(tab, "healthy release, request → completed (%s configured)\t%s\t%s\t-\n", r.Embedded.Configured,
@@ -457,6 +457,8 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				return nil
 			}
 			fmt.Fprintf(tab, "that release, request → completed\t-\t%s\t-\n", r.ReleaseAfterTheKill.Round(time.Millisecond))
+			fmt.Fprintf(tab, "SIGKILL of the canary copy judging a release → the other holds its lease\t-\t%s\t< 5s (the ack wait)\n", r.Handover.Round(time.Millisecond))
+			fmt.Fprintf(tab, "that release, request → completed\t-\t%s\t-\n", r.ReleaseWithHandover.Round(time.Millisecond))
 			return nil
 		},
 	}

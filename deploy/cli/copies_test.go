@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"net/http"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,13 +77,28 @@ func TestUpNodesTwoCopies(t *testing.T) {
 		fails = append(fails, fmt.Sprintf("%s status %d: %v", time.Now().Format("15:04:05.000"), status, err))
 	})
 	defer load.Stop()
+	// the load's keep-alive connections may all sit on one router: 32 new
+	// connections, which the kernel spreads over both
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	for range 32 {
+		req, _ := http.NewRequest("GET", "http://"+u.fields["http"]+"/", nil)
+		req.Host = "hello"
+		resp, err := fresh.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("a new connection: %d", resp.StatusCode)
+		}
+	}
 
 	// v2, healthy, asked for without waiting: the test follows its record
 	code, out, errs := u.cli("release", "hello", "--version", "v2", "--artifact", u.hello+" --version v2")
 	if code != 0 {
 		t.Fatalf("release v2: %d %s %s", code, out, errs)
 	}
-	id := awaitLock(t, ctx, kv, "hello")
+	id := awaitLock(t, ctx, kv, u, "hello")
 	// the copy holding the canary's lease dies mid-canary: the other judges it
 	for _, step := range []struct {
 		role  string
@@ -170,16 +185,20 @@ func awaitPhase(t *testing.T, ctx context.Context, kv jetstream.KeyValue, id str
 	}
 }
 
-// awaitLock waits for a release to take the service's lock and returns its id.
-func awaitLock(t *testing.T, ctx context.Context, kv jetstream.KeyValue, service string) string {
+// awaitLock waits (up to a minute) for a release to take the service's
+// lock and returns its id; on failure it shows up's log and the audit log.
+func awaitLock(t *testing.T, ctx context.Context, kv jetstream.KeyValue, u *upNodes, service string) string {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for {
 		if l, _, err := (release.Store{KV: kv}).Lock(ctx, service); err == nil {
 			return l.Release
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no release of %s took the lock", service)
+			_, audit, _ := u.cli("events", "--since", "10m")
+			t.Fatalf("no release of %s took the lock in a minute\nthe audit log:\n%s\nup's log:\n%s", service, audit, u.logs.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -200,7 +219,7 @@ func killLeaseHolder(t *testing.T, ctx context.Context, kv jetstream.KeyValue, u
 			if err := json.Unmarshal(e.Value(), &h); err != nil {
 				t.Fatal(err)
 			}
-			pid := ownerPid(h.Owner)
+			pid := release.OwnerPid(h.Owner)
 			for name, p := range u.pids {
 				if p == pid && pid > 0 {
 					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -219,13 +238,6 @@ func killLeaseHolder(t *testing.T, ctx context.Context, kv jetstream.KeyValue, u
 	}
 }
 
-// ownerPid is the pid in a lease owner (service@host/pid/random).
-func ownerPid(owner string) int {
-	parts := strings.Split(owner, "/")
-	pid, _ := strconv.Atoi(parts[min(1, len(parts)-1)])
-	return pid
-}
-
 // awaitTakeover waits until another process than pid holds the lease key,
 // or the task is over (the key is gone), and says which.
 func awaitTakeover(t *testing.T, ctx context.Context, kv jetstream.KeyValue, key string, pid int) string {
@@ -236,7 +248,7 @@ func awaitTakeover(t *testing.T, ctx context.Context, kv jetstream.KeyValue, key
 			return "nobody: the task ended"
 		}
 		var h release.LeaseHolder
-		if err == nil && json.Unmarshal(e.Value(), &h) == nil && ownerPid(h.Owner) != pid {
+		if err == nil && json.Unmarshal(e.Value(), &h) == nil && release.OwnerPid(h.Owner) != pid {
 			return h.Owner
 		}
 		select {

@@ -219,44 +219,13 @@ func (s *Service) Run(ctx context.Context) error {
 // watch follows the three buckets and rebuilds the table on every change.
 // It returns once the initial values are in and the first table is built.
 func (s *Service) watch(ctx context.Context) error {
-	type watch struct {
-		kv    jetstream.KeyValue
-		apply func(jetstream.KeyValueEntry) bool
-	}
 	ready := make(chan struct{}, 3)
-	for _, w := range []watch{{s.routesKV, s.applyRoute}, {s.instances, s.applyInstance}, {s.services, s.applySpec}} {
-		wt, err := w.kv.WatchAll(ctx)
-		if err != nil {
-			return err
-		}
-		go func() {
-			defer wt.Stop()
-			initial := true
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case e, ok := <-wt.Updates():
-					if !ok {
-						return
-					}
-					if e == nil { // initial values done
-						initial = false
-						ready <- struct{}{}
-						continue
-					}
-					changed := false
-					natsx.Guard(s.log, "router watch "+e.Bucket()+"/"+e.Key(), func() {
-						s.mu.Lock()
-						defer s.mu.Unlock()
-						changed = w.apply(e)
-					})
-					if changed && !initial {
-						natsx.Guard(s.log, "router rebuild", s.rebuild)
-					}
-				}
-			}
-		}()
+	for _, w := range []bucketWatch{
+		{s.routesKV, s.applyRoute, func() []string { return keysOf(s.routes) }},
+		{s.instances, s.applyInstance, func() []string { return keysOf(s.entries) }},
+		{s.services, s.applySpec, func() []string { return keysOf(s.capacity) }},
+	} {
+		go s.follow(ctx, w, ready)
 	}
 	for range 3 {
 		select {
@@ -270,6 +239,156 @@ func (s *Service) watch(ctx context.Context) error {
 	s.rebuild()
 	return nil
 }
+
+// bucketWatch is one bucket the table is built from: apply records an
+// update (under s.mu) and reports whether the table must be rebuilt; known
+// lists the keys recorded (under s.mu).
+type bucketWatch struct {
+	kv    jetstream.KeyValue
+	apply func(jetstream.KeyValueEntry) bool
+	known func() []string
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// StallAfter is how long a watcher may stay behind its bucket before it is
+// made again. A watcher is an ordered consumer on one node; when that node
+// dies the client notices only after missed heartbeats (some 10 s), and
+// meanwhile the table would miss every change: a canary's instances, a
+// switch.
+const StallAfter = 2 * time.Second
+
+// follow applies one bucket's updates for as long as ctx lasts. A watcher
+// that falls behind the bucket by StallAfter is made again; what its replay
+// no longer lists is dropped as expired (an instance keeps its grace).
+func (s *Service) follow(ctx context.Context, w bucketWatch, ready chan<- struct{}) {
+	initial := true
+	for ctx.Err() == nil {
+		wt, err := w.kv.WatchAll(ctx)
+		if err != nil {
+			s.log.Warn().Err(err).Str("bucket", w.kv.Bucket()).Msg("watch; trying again")
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		var seen atomic.Uint64
+		wctx, stop := context.WithCancel(ctx)
+		stalled := s.stalled(wctx, w.kv, &seen)
+		replay := map[string]bool{}
+		replaying := true
+	updates:
+		for {
+			select {
+			case <-ctx.Done():
+				break updates
+			case <-stalled:
+				s.log.Warn().Str("bucket", w.kv.Bucket()).Uint64("seen", seen.Load()).Msg("watcher behind its bucket (its node died?): made again")
+				break updates
+			case e, ok := <-wt.Updates():
+				if !ok {
+					break updates
+				}
+				if e == nil { // the replay is done
+					if replaying && !initial {
+						s.dropUnlisted(w, replay)
+					}
+					if replaying && initial {
+						initial = false
+						ready <- struct{}{}
+					}
+					replaying = false
+					continue
+				}
+				seen.Store(e.Revision())
+				if replaying {
+					replay[e.Key()] = true
+				}
+				changed := false
+				natsx.Guard(s.log, "router watch "+e.Bucket()+"/"+e.Key(), func() {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					changed = w.apply(e)
+				})
+				if changed && !initial {
+					natsx.Guard(s.log, "router rebuild", s.rebuild)
+				}
+			}
+		}
+		stop()
+		_ = wt.Stop()
+	}
+}
+
+// stalled closes the channel it returns once the bucket's last sequence
+// has been ahead of what the watcher delivered for StallAfter.
+func (s *Service) stalled(ctx context.Context, kv jetstream.KeyValue, seen *atomic.Uint64) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		t := time.NewTicker(StallAfter / 4)
+		defer t.Stop()
+		var behind time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			sctx, cancel := context.WithTimeout(ctx, StallAfter/4)
+			st, err := kv.Status(sctx)
+			cancel()
+			if err != nil {
+				continue // the bucket does not answer either: nothing to compare
+			}
+			b, ok := st.(*jetstream.KeyValueBucketStatus)
+			if !ok || b.StreamInfo().State.LastSeq <= seen.Load() {
+				behind = time.Time{}
+				continue
+			}
+			if behind.IsZero() {
+				behind = time.Now()
+			} else if time.Since(behind) >= StallAfter {
+				close(out)
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// dropUnlisted drops what a new watcher's replay did not list: changed
+// while the old one was stalled. An instance gets the grace of an expiry.
+func (s *Service) dropUnlisted(w bucketWatch, listed map[string]bool) {
+	changed := false
+	s.mu.Lock()
+	for _, k := range w.known() {
+		if !listed[k] {
+			changed = w.apply(gone{bucket: w.kv.Bucket(), key: k}) || changed
+		}
+	}
+	s.mu.Unlock()
+	if changed {
+		natsx.Guard(s.log, "router rebuild", s.rebuild)
+	}
+}
+
+// gone is a key no longer in its bucket, as an update.
+type gone struct{ bucket, key string }
+
+func (g gone) Bucket() string                  { return g.bucket }
+func (g gone) Key() string                     { return g.key }
+func (g gone) Value() []byte                   { return nil }
+func (g gone) Revision() uint64                { return 0 }
+func (g gone) Created() time.Time              { return time.Now() }
+func (g gone) Delta() uint64                   { return 0 }
+func (g gone) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePurge }
 
 func deleted(e jetstream.KeyValueEntry) bool {
 	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -147,4 +149,15 @@ func (l *Lease) Hold(ctx context.Context, id string, task func(ctx context.Conte
 func NewOwner(service string) string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s@%s/%d/%s", service, host, os.Getpid(), events.NewID()[:6])
+}
+
+// OwnerPid is the process id in an owner NewOwner made (0 if none).
+func OwnerPid(owner string) int {
+	_, rest, _ := strings.Cut(owner, "/")
+	pid, _, _ := strings.Cut(rest, "/")
+	n, err := strconv.Atoi(pid)
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,5 +158,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOwnerPid(t *testing.T) {
+	if pid := release.OwnerPid(release.NewOwner("canary")); pid != os.Getpid() {
+		t.Fatalf("OwnerPid(NewOwner) = %d, want %d", pid, os.Getpid())
+	}
+	for _, bad := range []string{"", "canary", "canary@h/x/1", "canary@h"} {
+		if pid := release.OwnerPid(bad); pid != 0 {
+			t.Errorf("OwnerPid(%q) = %d", bad, pid)
+		}
 	}
 }

@@ -101,6 +101,7 @@ var (
 		exactly("ttl", func(c *jetstream.StreamConfig) *time.Duration { return &c.MaxAge }),
 		exactly("allow_msg_ttl", func(c *jetstream.StreamConfig) *bool { return &c.AllowMsgTTL }),
 		exactly("marker_ttl", func(c *jetstream.StreamConfig) *time.Duration { return &c.SubjectDeleteMarkerTTL }),
+		exactly("allow_direct", func(c *jetstream.StreamConfig) *bool { return &c.AllowDirect }),
 	}
 )
 
@@ -162,7 +163,7 @@ func plan(ctx context.Context, js jetstream.JetStream, o Options) ([]Row, []upda
 		}
 		have := s.CachedInfo().Config
 		want := jetstream.StreamConfig{Replicas: kc.Replicas, MaxMsgsPerSubject: int64(kc.History), MaxAge: kc.TTL,
-			AllowMsgTTL: kc.LimitMarkerTTL > 0, SubjectDeleteMarkerTTL: kc.LimitMarkerTTL}
+			AllowMsgTTL: kc.LimitMarkerTTL > 0, SubjectDeleteMarkerTTL: kc.LimitMarkerTTL, AllowDirect: !ConsistentReads[kc.Bucket]}
 		if compare("bucket", kc.Bucket, bucketFields, &have, &want) {
 			ups = append(ups, update{stream: &have})
 		}
@@ -197,6 +198,9 @@ func Reconcile(ctx context.Context, js jetstream.JetStream, o Options) ([]Row, e
 			if _, err := js.CreateKeyValue(ctx, *u.bucket); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 				return nil, fmt.Errorf("topology: create bucket %s: %w", u.bucket.Bucket, err)
 			}
+			if err := consistent(ctx, js, u.bucket.Bucket); err != nil {
+				return nil, err
+			}
 		default:
 			if _, err := js.UpdateStream(ctx, *u.stream); err != nil {
 				return nil, fmt.Errorf("topology: update stream %s: %w", u.stream.Name, err)
@@ -204,6 +208,35 @@ func Reconcile(ctx context.Context, js jetstream.JetStream, o Options) ([]Row, e
 		}
 	}
 	return rows, nil
+}
+
+// ConsistentReads are the buckets whose reads go to the stream's leader,
+// not to any replica (no direct gets): a replica catching up after its
+// node's restart answers a direct get with what it has, so a release
+// record just created could read as "not found" there, and a step be
+// dropped. The release records, locks, counters and leases are read to act
+// on; the other buckets' readers only wait or retry on a stale read.
+var ConsistentReads = map[string]bool{BucketReleases: true}
+
+// consistent turns direct gets off for a bucket of ConsistentReads (a new
+// bucket has them on).
+func consistent(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	if !ConsistentReads[bucket] {
+		return nil
+	}
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return fmt.Errorf("topology: bucket %s: %w", bucket, err)
+	}
+	c := s.CachedInfo().Config
+	if !c.AllowDirect {
+		return nil
+	}
+	c.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		return fmt.Errorf("topology: bucket %s: direct gets off: %w", bucket, err)
+	}
+	return nil
 }
 
 // ReplicasFor is the replicas a connection's cluster can hold: 1 on a

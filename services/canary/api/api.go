@@ -444,15 +444,21 @@ func Call(nc *nats.Conn, id auth.Identity, verb, service string, body, out any) 
 		return fmt.Errorf("%s %s as %s: %w", verb, service, id, last)
 	}
 	// an answer lost with a node or a reconnection is asked for again on
-	// the same inbox: any attempt's answer is the call's
+	// the same inbox: any attempt's answer is the call's. No responders is
+	// asked again too: the canary service's subscription is missing from
+	// the cluster while its connection moves to another node.
 	var msg *nats.Msg
-	for deadline := time.Now().Add(CallPatience); ; {
+	start := time.Now()
+	for deadline := start.Add(CallPatience); ; {
 		msg, err = sub.NextMsg(min(callAttempt, time.Until(deadline)))
 		if err == nil {
 			break
 		}
-		if time.Until(deadline) <= 0 || !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("%s %s: no answer in %s: %w (is the canary service running?)", verb, service, CallPatience, err)
+		if time.Until(deadline) <= 0 || !(errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)) {
+			return fmt.Errorf("%s %s: no answer in %s: %w (is the canary service running?)", verb, service, time.Since(start).Round(time.Second), err)
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			time.Sleep(250 * time.Millisecond) // a back-off, not a wait for a condition: the next request is the test
 		}
 		if err := nc.PublishRequest(subject, inbox, b); err != nil && !errors.Is(err, nats.ErrConnectionReconnecting) {
 			return fmt.Errorf("%s %s: %w", verb, service, err)

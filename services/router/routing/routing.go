@@ -118,7 +118,8 @@ func (g *Group) Pick(exclude *Backend) *Backend {
 // Service is one service's part of a table.
 type Service struct {
 	Name string
-	// Groups take traffic (weight > 0); All also holds the weight-0 ones.
+	// Groups take traffic (weight > 0, and instances in the table while
+	// any weighted group has some); All holds every group of the route.
 	Groups []*Group
 	All    map[string]*Group
 	cum    []int
@@ -249,12 +250,20 @@ func (r *Registry) Build(in Input) *Table {
 	claims := Claims(in.Routes, in.Hostnames)
 	for name, rt := range in.Routes {
 		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name]}
+		// a group with weight but no instance in this table (the instances
+		// not seen yet, or all gone) gives its share to the weighted groups
+		// that have some, rather than failing it: only when none has any
+		// does the service answer "no healthy instance"
+		served := false
+		for _, gname := range rt.Groups() {
+			served = served || (rt.Weights[gname] > 0 && len(byGroup[gname]) > 0)
+		}
 		for _, gname := range rt.Groups() {
 			bs := byGroup[gname]
 			sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
 			g := &Group{Name: gname, Weight: rt.Weights[gname], Backends: bs, MaxEjected: int(float64(len(bs)) * share)}
 			s.All[gname] = g
-			if g.Weight > 0 {
+			if g.Weight > 0 && (len(bs) > 0 || !served) {
 				s.Groups = append(s.Groups, g)
 				s.total += g.Weight
 				s.cum = append(s.cum, s.total)

@@ -175,3 +175,31 @@ func TestRegistryForgetsGoneInstances(t *testing.T) {
 		t.Fatalf("the gone backend stays: %d backends", len(r.Backends()))
 	}
 }
+
+// A weighted group with no instance in the table gives its share to the
+// weighted groups that have some; a weight-0 group never takes it; with no
+// weighted group served the pick still names one (its request fails with
+// the reason).
+func TestEmptyWeightedGroupGivesItsShare(t *testing.T) {
+	in := input(map[string]int{"a": 600, "b": 200, "c": 200, "old": 0}, 1)
+	for k, e := range in.Instances {
+		if e.Group == "c" {
+			delete(in.Instances, k)
+		}
+	}
+	s := NewRegistry().Build(in).Lookup("hello")
+	counts := map[string]int{}
+	for range 10000 {
+		counts[s.PickGroup().Name]++
+	}
+	if counts["c"] != 0 || counts["old"] != 0 || counts["a"] == 0 || counts["b"] == 0 {
+		t.Fatalf("picks %v: want a and b only", counts)
+	}
+	if g := s.All["c"]; g == nil || g.Weight != 200 {
+		t.Fatalf("the empty group is still listed with its weight: %+v", g)
+	}
+	none := input(map[string]int{"a": 1000, "old": 0}, 0)
+	if g := NewRegistry().Build(none).Lookup("hello").PickGroup(); g == nil || g.Name != "a" || len(g.Backends) != 0 {
+		t.Fatalf("no group served: picked %+v, want a, empty", g)
+	}
+}
