@@ -9,8 +9,6 @@ import (
 
 	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/shared/alb"
@@ -54,16 +52,7 @@ strategy:
 	if code, out, errs := u.cli("service", "apply", "-f", writeFile(t, spec)); code != 0 {
 		t.Fatalf("apply: %s %s", out, errs)
 	}
-	nc, err := nats.Connect(u.urls, nats.UserCredentials(u.fields["creds"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	rkv, err := js.KeyValue(ctx, topology.BucketRoutes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, rkv := u.admin(t, ctx, topology.BucketRoutes)
 	edge := alb.New(lbc, vpc, 8080, map[string]string{"hello": arn}) // the test's own reader of the ALB
 	// the ALB's traffic as CloudWatch will have it: 100 healthy requests a
 	// second, 10 ms each, for every group with weight

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/deploy/bench"
@@ -46,17 +45,8 @@ func TestUpNodesTwoCopies(t *testing.T) {
 	if _, two := u.pids["provisioner#2"]; two {
 		t.Fatal("a second local provisioner on one host")
 	}
-	nc, err := nats.Connect(u.urls, nats.UserCredentials(u.fields["creds"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := testkit.Context(t, 4*time.Minute)
-	kv, err := js.KeyValue(ctx, topology.BucketReleases)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, kv := u.admin(t, ctx, topology.BucketReleases)
 	u.release("v1")
 
 	var mu sync.Mutex

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/deploy/bench"
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -31,17 +31,8 @@ func TestNodeLossInEachPhase(t *testing.T) {
 		t.Skip("a 3-node cluster, five releases and five node deaths")
 	}
 	u := startUpNodes(t)
-	nc, err := nats.Connect(u.urls, nats.UserCredentials(u.fields["creds"]), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := testkit.Context(t, 6*time.Minute)
-	kv, err := js.KeyValue(ctx, topology.BucketReleases)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, kv := u.admin(t, ctx, topology.BucketReleases)
 	u.release("v1")
 	var mu sync.Mutex
 	var fails []string
@@ -69,7 +60,15 @@ func TestNodeLossInEachPhase(t *testing.T) {
 		{"v6", " --error-rate 0.3", release.PhaseRollingBack, release.PhaseRolledBack, bad},
 		{"v7", "", "", release.PhaseCompleted, healthy}, // asked for while the audit log elects a leader
 	}
+	// fatal stops the test with up's log and the audit log, which say where
+	// a release stalled
+	fatal := func(format string, args ...any) {
+		t.Helper()
+		_, audit, _ := u.cli("events", "--since", "10m")
+		t.Fatalf(format+"\nthe audit log:\n%s\nup's log:\n%s", append(args, audit, u.logs.String())...)
+	}
 	for _, st := range steps {
+		began := time.Now()
 		killed := ""
 		if st.phase == "" {
 			killed = killLeader(t, ctx, js, u)
@@ -77,8 +76,9 @@ func TestNodeLossInEachPhase(t *testing.T) {
 		}
 		code, out, errs := u.cli("release", "hello", "--version", st.version, "--artifact", u.hello+" --version "+st.version+st.flags)
 		if code != 0 {
-			t.Fatalf("release %s: %d %s %s\nup's log:\n%s", st.version, code, out, errs, u.logs.String())
+			fatal("release %s: %d %s %s", st.version, code, out, errs)
 		}
+		asked := time.Since(began)
 		// "release <id> requested: …"; the answer of a request asked during
 		// an election may come when the release is over
 		var id string
@@ -86,8 +86,12 @@ func TestNodeLossInEachPhase(t *testing.T) {
 			t.Fatalf("release %s: %q", st.version, out)
 		}
 		w, err := kv.Watch(ctx, release.RecordKey(id))
+		for natsx.Transient(err) && ctx.Err() == nil { // made during an election
+			time.Sleep(100 * time.Millisecond)
+			w, err = kv.Watch(ctx, release.RecordKey(id))
+		}
 		if err != nil {
-			t.Fatal(err)
+			fatal("watch %s: %v", id, err)
 		}
 		var end release.Record
 		for end.ID == "" {
@@ -95,7 +99,7 @@ func TestNodeLossInEachPhase(t *testing.T) {
 			select {
 			case e = <-w.Updates():
 			case <-ctx.Done():
-				t.Fatalf("%s (%s) did not end\nup's log:\n%s", st.version, id, u.logs.String())
+				fatal("%s (%s) did not end", st.version, id)
 			}
 			if e == nil {
 				continue
@@ -116,7 +120,7 @@ func TestNodeLossInEachPhase(t *testing.T) {
 			t.Errorf("%s: never saw %s (ended %s)", st.version, st.phase, end.Phase)
 		}
 		if end.Phase != st.want {
-			t.Fatalf("%s: ended %s (%s), want %s, with %s killed in %s\nup's log:\n%s", st.version, end.Phase, end.Reason, st.want, killed, st.phase, u.logs.String())
+			fatal("%s: ended %s (%s), want %s, with %s killed in %s", st.version, end.Phase, end.Reason, st.want, killed, st.phase)
 		}
 		counts := auditOf(t, ctx, js, id)
 		for _, k := range st.path {
@@ -124,7 +128,8 @@ func TestNodeLossInEachPhase(t *testing.T) {
 				t.Errorf("%s: %s %d times in the audit log, want once (all: %v)", st.version, k.Name, counts[k.Type()], counts)
 			}
 		}
-		t.Logf("%s: %s killed in %s; ended %s with every event of its path", st.version, killed, st.phase, end.Phase)
+		t.Logf("%s: %s killed in %s; ended %s with every event of its path (asked in %s, ended after %s)", st.version, killed, st.phase, end.Phase,
+			asked.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 		// the next release starts with every stream led again
 		lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		if err := topology.AwaitLeaders(lctx, js); err != nil {

@@ -118,16 +118,16 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.retries.Wait() // last: the retries end with ctx
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if s.services, err = js.KeyValue(bctx, topology.BucketServices); err != nil {
+	if s.services, err = natsx.Bucket(bctx, js, topology.BucketServices); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	if s.instances, err = js.KeyValue(bctx, topology.BucketInstances); err != nil {
+	if s.instances, err = natsx.Bucket(bctx, js, topology.BucketInstances); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	if s.routes, err = js.KeyValue(bctx, topology.BucketRoutes); err != nil {
+	if s.routes, err = natsx.Bucket(bctx, js, topology.BucketRoutes); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	if s.releases.KV, err = js.KeyValue(bctx, topology.BucketReleases); err != nil {
+	if s.releases.KV, err = natsx.Bucket(bctx, js, topology.BucketReleases); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 

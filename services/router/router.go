@@ -90,7 +90,8 @@ type Service struct {
 	routes    map[string]routes.Route
 	revisions map[string]uint64
 	entries   map[string]discovery.Entry
-	entryRevs map[string]uint64 // the entries' last revisions (an expiry's, while in grace)
+	entryRevs map[string]uint64    // the entries' last revisions (an expiry's, while in grace)
+	changedAt map[string]time.Time // when each service's route last changed
 	hostnames map[string][]string
 	capacity  map[string]int
 	ports     map[string]int         // dedicated port by service, from specs
@@ -113,7 +114,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	}
 	return &Service{
 		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
-		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{}, entryRevs: map[string]uint64{},
+		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{}, entryRevs: map[string]uint64{}, changedAt: map[string]time.Time{},
 		hostnames: map[string][]string{}, capacity: map[string]int{}, ports: map[string]int{}, listening: map[string]*portServer{}, routers: map[string]time.Time{},
 	}
 }
@@ -142,11 +143,11 @@ func (s *Service) Run(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketRoutes: &s.routesKV, topology.BucketServices: &s.services, topology.BucketInstances: &s.instances} {
-		if *kv, err = js.KeyValue(bctx, name); err != nil {
+		if *kv, err = natsx.Bucket(bctx, js, name); err != nil {
 			return fmt.Errorf("router: %w", err)
 		}
 	}
-	if s.releases.KV, err = js.KeyValue(bctx, topology.BucketReleases); err != nil {
+	if s.releases.KV, err = natsx.Bucket(bctx, js, topology.BucketReleases); err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
 	if err := s.watch(ctx); err != nil {
@@ -408,8 +409,15 @@ func (s *Service) applyRoute(e jetstream.KeyValueEntry) bool {
 		return false
 	}
 	s.routes[e.Key()], s.revisions[e.Key()] = r, e.Revision()
+	s.changedAt[e.Key()] = time.Now()
+	time.AfterFunc(SettleFor, func() { natsx.Guard(s.log, "router rebuild", s.rebuild) }) // the route settled
 	return true
 }
+
+// SettleFor is how long after a route change its previous group may serve
+// for a new group this router has no instance of yet (its watcher of
+// instances behind): longer than StallAfter and a watcher's replay.
+const SettleFor = 10 * time.Second
 
 func (s *Service) applyInstance(e jetstream.KeyValueEntry) bool {
 	old, had := s.entries[e.Key()]
@@ -480,7 +488,13 @@ func (s *Service) applySpec(e jetstream.KeyValueEntry) bool {
 // rebuild builds a table from the current state and swaps it in.
 func (s *Service) rebuild() {
 	s.mu.Lock()
-	t := s.reg.Build(routing.Input{Routes: s.routes, Revisions: s.revisions, Instances: s.entries, Hostnames: s.hostnames})
+	settling := map[string]bool{}
+	for name, at := range s.changedAt {
+		if time.Since(at) < SettleFor {
+			settling[name] = true
+		}
+	}
+	t := s.reg.Build(routing.Input{Routes: s.routes, Revisions: s.revisions, Instances: s.entries, Hostnames: s.hostnames, Settling: settling})
 	s.proxy.Swap(t)
 	s.mu.Unlock()
 	s.reconcilePorts()

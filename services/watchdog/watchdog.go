@@ -140,7 +140,7 @@ func (s *Service) Run(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &s.services, topology.BucketInstances: &s.instances, topology.BucketRoutes: &s.routes, topology.BucketReleases: &s.releases.KV} {
-		if *kv, err = js.KeyValue(bctx, name); err != nil {
+		if *kv, err = natsx.Bucket(bctx, js, name); err != nil {
 			return fmt.Errorf("watchdog: %w", err)
 		}
 	}

@@ -23,13 +23,26 @@ func Publish(ctx context.Context, js jetstream.JetStream, subject string, ev eve
 	if err != nil {
 		return nil, fmt.Errorf("natsx: publish %s: %w", subject, err)
 	}
-	ack, err := js.Publish(ctx, subject, b, jetstream.WithMsgID(ev.ID),
-		jetstream.WithRetryAttempts(int(PublishPatience/publishRetryWait)), jetstream.WithRetryWait(publishRetryWait))
-	if err != nil {
-		return nil, fmt.Errorf("natsx: publish %s %s: %w", subject, ev.Type, err)
+	// each attempt is bounded: a request that reached a server whose
+	// stream has no leader gets no answer at all, and would wait for all of
+	// ctx
+	deadline := time.Now().Add(PublishPatience)
+	for {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := js.Publish(actx, subject, b, jetstream.WithMsgID(ev.ID),
+			jetstream.WithRetryAttempts(int(publishAttempt/publishRetryWait)), jetstream.WithRetryWait(publishRetryWait))
+		cancel()
+		if err == nil {
+			return ack, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) || !Transient(err) {
+			return nil, fmt.Errorf("natsx: publish %s %s: %w", subject, ev.Type, err)
+		}
 	}
-	return ack, nil
 }
+
+// publishAttempt bounds one attempt of Publish.
+const publishAttempt = 2 * time.Second
 
 // Emit builds an event of kind k with the given id and publishes it on the
 // kind's subject for service. A bad event is a Permanent error.

@@ -255,7 +255,7 @@ func DecodeBody(b []byte, v any) error {
 // owned reads the service's spec and checks that id's team owns it (the
 // admin owns everything).
 func (a *API) owned(ctx context.Context, id auth.Identity, service string) (spec.Service, error) {
-	kv, err := a.js.KeyValue(ctx, topology.BucketServices)
+	kv, err := natsx.Bucket(ctx, a.js, topology.BucketServices)
 	if err != nil {
 		return spec.Service{}, err
 	}
@@ -315,7 +315,7 @@ func (a *API) abort(ctx context.Context, id auth.Identity, service string, req A
 	if len(bytes.TrimSpace([]byte(req.Reason))) == 0 {
 		return Answer{}, errors.New("reason: say why, for the audit trail")
 	}
-	kv, err := a.js.KeyValue(ctx, topology.BucketReleases)
+	kv, err := natsx.Bucket(ctx, a.js, topology.BucketReleases)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -347,7 +347,7 @@ func (a *API) apply(ctx context.Context, id auth.Identity, service string, s spe
 	if id.Team != auth.TeamAdmin && s.Owner != id.Team {
 		return Applied{}, fmt.Errorf("owner: %q; a spec applied by team %s must name it as owner", s.Owner, id.Team)
 	}
-	kv, err := a.js.KeyValue(ctx, topology.BucketServices)
+	kv, err := natsx.Bucket(ctx, a.js, topology.BucketServices)
 	if err != nil {
 		return Applied{}, err
 	}
@@ -368,7 +368,7 @@ func (a *API) apply(ctx context.Context, id auth.Identity, service string, s spe
 // holding its lock, or else its last release if that completed, still has
 // the traffic and the group it replaced is kept.
 func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string) (release.Record, error) {
-	kv, err := js.KeyValue(ctx, topology.BucketReleases)
+	kv, err := natsx.Bucket(ctx, js, topology.BucketReleases)
 	if err != nil {
 		return release.Record{}, err
 	}
@@ -390,7 +390,7 @@ func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string)
 	if err != nil {
 		return rec, err
 	}
-	rkv, err := js.KeyValue(ctx, topology.BucketRoutes)
+	rkv, err := natsx.Bucket(ctx, js, topology.BucketRoutes)
 	if err != nil {
 		return rec, err
 	}

@@ -55,15 +55,15 @@ type Intake struct {
 
 // New binds the intake to the services and releases buckets.
 func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, now func() time.Time) (*Intake, error) {
-	services, err := js.KeyValue(ctx, topology.BucketServices)
+	services, err := natsx.Bucket(ctx, js, topology.BucketServices)
 	if err != nil {
 		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketServices, err)
 	}
-	releases, err := js.KeyValue(ctx, topology.BucketReleases)
+	releases, err := natsx.Bucket(ctx, js, topology.BucketReleases)
 	if err != nil {
 		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketReleases, err)
 	}
-	rts, err := js.KeyValue(ctx, topology.BucketRoutes)
+	rts, err := natsx.Bucket(ctx, js, topology.BucketRoutes)
 	if err != nil {
 		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketRoutes, err)
 	}

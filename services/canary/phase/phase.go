@@ -57,7 +57,7 @@ func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, l
 	p := &Phase{js: js, log: log, runs: release.Runs{Log: log}, known: known}
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV} {
 		var err error
-		if *kv, err = js.KeyValue(ctx, name); err != nil {
+		if *kv, err = natsx.Bucket(ctx, js, name); err != nil {
 			return nil, fmt.Errorf("canary phase: bucket %s: %w", name, err)
 		}
 	}

@@ -75,7 +75,7 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time, log
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketChaos: &m.Chaos, topology.BucketServices: &m.Services,
 		topology.BucketInstances: &m.Instances, topology.BucketRoutes: &m.Routes, topology.BucketReleases: &m.KV} {
 		var err error
-		if *kv, err = js.KeyValue(ctx, name); err != nil {
+		if *kv, err = natsx.Bucket(ctx, js, name); err != nil {
 			return nil, fmt.Errorf("monkey: bucket %s: %w", name, err)
 		}
 	}

@@ -225,6 +225,10 @@ type Input struct {
 	Hostnames map[string][]string        // spec host names by service
 	// MaxEjectedShare of a group's backends may be ejected (default 0.5).
 	MaxEjectedShare float64
+	// Settling names the services whose route changed a moment ago: while
+	// it settles, a route whose weighted groups have no instance in the
+	// table is served by its previous group (see Build).
+	Settling map[string]bool
 }
 
 // Build builds a table. Only up instances are routed to.
@@ -252,20 +256,35 @@ func (r *Registry) Build(in Input) *Table {
 		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name]}
 		// a group with weight but no instance in this table (the instances
 		// not seen yet, or all gone) gives its share to the weighted groups
-		// that have some, rather than failing it: only when none has any
-		// does the service answer "no healthy instance"
+		// that have some, rather than failing it. When none has any and the
+		// route has just changed, the route's previous group takes it if it
+		// has instances here (this router's watcher of instances is behind
+		// during a switch: the group the traffic left is alive, and better
+		// than a 502); otherwise the service answers "no healthy instance",
+		// which users and the watchdog see.
 		served := false
 		for _, gname := range rt.Groups() {
 			served = served || (rt.Weights[gname] > 0 && len(byGroup[gname]) > 0)
+		}
+		fallback := ""
+		if !served && in.Settling[name] && rt.Previous != "" && len(byGroup[rt.Previous]) > 0 {
+			fallback = rt.Previous
 		}
 		for _, gname := range rt.Groups() {
 			bs := byGroup[gname]
 			sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
 			g := &Group{Name: gname, Weight: rt.Weights[gname], Backends: bs, MaxEjected: int(float64(len(bs)) * share)}
 			s.All[gname] = g
-			if g.Weight > 0 && (len(bs) > 0 || !served) {
+			w := g.Weight
+			switch {
+			case fallback != "" && gname == fallback:
+				w = 1
+			case fallback != "" || (served && len(bs) == 0):
+				w = 0
+			}
+			if w > 0 {
 				s.Groups = append(s.Groups, g)
-				s.total += g.Weight
+				s.total += w
 				s.cum = append(s.cum, s.total)
 			}
 		}

@@ -177,9 +177,10 @@ func TestRegistryForgetsGoneInstances(t *testing.T) {
 }
 
 // A weighted group with no instance in the table gives its share to the
-// weighted groups that have some; a weight-0 group never takes it; with no
-// weighted group served the pick still names one (its request fails with
-// the reason).
+// weighted groups that have some; a weight-0 group does not take it, but
+// for the route's previous group when no weighted group is served; with
+// none at all the pick still names one (its request fails with the
+// reason).
 func TestEmptyWeightedGroupGivesItsShare(t *testing.T) {
 	in := input(map[string]int{"a": 600, "b": 200, "c": 200, "old": 0}, 1)
 	for k, e := range in.Instances {
@@ -201,5 +202,30 @@ func TestEmptyWeightedGroupGivesItsShare(t *testing.T) {
 	none := input(map[string]int{"a": 1000, "old": 0}, 0)
 	if g := NewRegistry().Build(none).Lookup("hello").PickGroup(); g == nil || g.Name != "a" || len(g.Backends) != 0 {
 		t.Fatalf("no group served: picked %+v, want a, empty", g)
+	}
+	// just switched, and this table has none of the new group's instances
+	// yet: the previous group, alive, answers
+	sw := input(map[string]int{"new": 1000, "old": 0, "older": 0}, 1)
+	sw.Routes["hello"] = routes.Route{Service: "hello", Weights: sw.Routes["hello"].Weights, Active: "new", Previous: "old"}
+	sw.Settling = map[string]bool{"hello": true}
+	for k, e := range sw.Instances {
+		if e.Group == "new" {
+			delete(sw.Instances, k)
+		}
+	}
+	s = NewRegistry().Build(sw).Lookup("hello")
+	for range 1000 {
+		if g := s.PickGroup(); g == nil || g.Name != "old" {
+			t.Fatalf("after a switch this table cannot serve: picked %+v, want the previous group", g)
+		}
+	}
+	if s.All["old"].Weight != 0 || s.All["new"].Weight != 1000 {
+		t.Fatal("the route's weights are reported as they are")
+	}
+	// settled, the empty group fails its requests, as users and the
+	// watchdog must see
+	sw.Settling = nil
+	if g := NewRegistry().Build(sw).Lookup("hello").PickGroup(); g == nil || g.Name != "new" {
+		t.Fatalf("a settled route picked %+v, want the empty new group", g)
 	}
 }
