@@ -71,15 +71,11 @@ strategy:
 	}()
 	defer func() { stop(); wg.Wait() }()
 	weights := func() map[string]int32 {
-		got, err := edge.Weights(ctx, "hello")
+		got, err := edge.GroupWeights(ctx, "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]int32{}
-		for arn, w := range got {
-			out[strings.Split(alb.Dimension(arn), "/")[1]] = w
-		}
-		return out
+		return got
 	}
 	for _, v := range []string{"v1", "v2", "v3"} {
 		code, out, errs := u.cli("release", "hello", "--version", v, "--artifact", ami, "--wait", "--timeout", "120s")

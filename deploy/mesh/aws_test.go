@@ -82,15 +82,11 @@ func TestPipelineOnMoto(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 
 	weights := func() map[string]int32 {
-		got, err := edge.Weights(ctx, "hello")
+		got, err := edge.GroupWeights(ctx, "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]int32{}
-		for arn, w := range got {
-			out[strings.Split(alb.Dimension(arn), "/")[1]] = w
-		}
-		return out
+		return got
 	}
 	asg := autoscaling.NewFromConfig(ac)
 	attached := func(group string) []string {

@@ -244,3 +244,20 @@ func (e *Edge) TargetGroupDimension(ctx context.Context, group string) (string, 
 	arn, err := e.TargetGroup(ctx, group)
 	return Dimension(arn), err
 }
+
+// GroupWeights is Weights keyed by server group (the target groups' names)
+// instead of target group ARN.
+func (e *Edge) GroupWeights(ctx context.Context, service string) (map[string]int32, error) {
+	got, err := e.Weights(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int32, len(got))
+	for arn, w := range got {
+		// targetgroup/<name>/<id>
+		if parts := strings.Split(Dimension(arn), "/"); len(parts) >= 2 {
+			out[parts[1]] = w
+		}
+	}
+	return out, nil
+}
