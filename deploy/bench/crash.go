@@ -524,30 +524,18 @@ func unownedEntries(ctx context.Context, nc *nats.Conn, instances jetstream.KeyV
 func terminalEvents(ctx context.Context, js jetstream.JetStream, id string) int {
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(c, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases("hello")}})
-	if err != nil {
+	n := 0
+	if err := natsx.ReadAll(c, js, topology.StreamReleases, []string{subjects.AllReleases("hello")}, func(m jetstream.Msg) {
+		ev, err := events.Decode(m.Data())
+		if err != nil || ev.ReleaseID != id {
+			return
+		}
+		switch ev.Type {
+		case events.ReleaseCompleted.Type(), events.RolledBack.Type(), events.ReleaseAborted.Type(), events.ReleaseRejected.Type():
+			n++
+		}
+	}); err != nil {
 		return -1
 	}
-	n := 0
-	for {
-		b, err := cons.FetchNoWait(500)
-		if err != nil {
-			return n
-		}
-		got := 0
-		for m := range b.Messages() {
-			got++
-			ev, err := events.Decode(m.Data())
-			if err != nil || ev.ReleaseID != id {
-				continue
-			}
-			switch ev.Type {
-			case events.ReleaseCompleted.Type(), events.RolledBack.Type(), events.ReleaseAborted.Type(), events.ReleaseRejected.Type():
-				n++
-			}
-		}
-		if got == 0 {
-			return n
-		}
-	}
+	return n
 }

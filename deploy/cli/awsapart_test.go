@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
+	"github.com/redblack/redblack/services/provisioner"
 	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/shared/alb"
 	"github.com/redblack/redblack/shared/release"
@@ -26,7 +28,11 @@ import (
 // groups; the router moves the ALB listener's weights and reads the
 // groups' CloudWatch metrics, which the test publishes as the ALB would.
 // v1, v2 and v3 complete, the listener ends with all of v3's weight, and
-// v1's target group is gone with its group.
+// v1's target group is gone with its group. Every service runs in two
+// copies, the provisioner too (the fleet is AWS's, seen by both); during
+// v2's launch the copy observing the fleet is SIGKILLed, and the other
+// takes the observer lease over and finishes the launch it did not start
+// watching.
 func TestUpNodesOnAWS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moto, a NATS node and five service processes")
@@ -38,7 +44,7 @@ func TestUpNodesOnAWS(t *testing.T) {
 	ami, vpc, arn := edge0.AMI, edge0.VPC, edge0.Listener
 	lbc := elb.NewFromConfig(ac)
 	env := []string{"AWS_ENDPOINT_URL=" + srv.URL, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_REGION=us-east-1"}
-	u := launchUp(t, 1, env, "--provider", "aws", "--aws-subnets", edge0.Subnets[0], "--aws-vpc", vpc,
+	u := launchUp(t, 1, env, "--copies", "2", "--provider", "aws", "--aws-subnets", edge0.Subnets[0], "--aws-vpc", vpc,
 		"--aws-listener", "hello="+arn, "--aws-deregistration-delay", "0", "--aws-metrics-period", "1")
 	spec := `name: hello
 owner: team-hello
@@ -77,11 +83,33 @@ strategy:
 		}
 		return got
 	}
+	if u.pids["provisioner#2"] == 0 {
+		t.Fatalf("no second provisioner: %v", u.pids)
+	}
+	kv, _ := js.KeyValue(ctx, topology.BucketReleases)
 	for _, v := range []string{"v1", "v2", "v3"} {
-		code, out, errs := u.cli("release", "hello", "--version", v, "--artifact", ami, "--wait", "--timeout", "120s")
-		if code != 0 || !strings.Contains(out, "completed") {
-			t.Fatalf("release %s: %d\n%s\n%s\nup's log:\n%s", v, code, out, errs, u.logs.String())
+		if v != "v2" {
+			code, out, errs := u.cli("release", "hello", "--version", v, "--artifact", ami, "--wait", "--timeout", "120s")
+			if code != 0 || !strings.Contains(out, "completed") {
+				t.Fatalf("release %s: %d\n%s\n%s\nup's log:\n%s", v, code, out, errs, u.logs.String())
+			}
+			continue
 		}
+		code, out, errs := u.cli("release", "hello", "--version", v, "--artifact", ami)
+		var id string
+		if _, err := fmt.Sscanf(out, "release %s requested:", &id); code != 0 || err != nil {
+			t.Fatalf("release %s: %d %q %s", v, code, out, errs)
+		}
+		key := release.LeaseKey(provisioner.ObserverRole, "fleet")
+		killed, pid := killLeaseHolder(t, ctx, kv, u, key, id, release.PhaseLaunching)
+		died := time.Now()
+		by := awaitTakeover(t, ctx, kv, key, pid)
+		took := time.Since(died)
+		if rec := awaitEnd(t, ctx, kv, id); rec.Phase != release.PhaseCompleted {
+			t.Fatalf("%s ended %s (%s) after %s died in its launch\nup's log:\n%s", v, rec.Phase, rec.Reason, killed, u.logs.String())
+		}
+		t.Logf("%s: %s observed the fleet and died in the launch; %s took over in %s; the release completed %s after the death",
+			v, killed, by, took.Round(time.Millisecond), time.Since(died).Round(time.Millisecond))
 	}
 	if w := weights(); w["hello-v003"] != alb.MaxWeight || w["hello-v002"] != 0 {
 		t.Fatalf("ALB after v3: %v", w)
@@ -91,7 +119,6 @@ strategy:
 	if out, err := lbc.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"hello-v001"}}); err == nil && len(out.TargetGroups) > 0 {
 		t.Fatal("hello-v001's target group is left")
 	}
-	kv, _ := js.KeyValue(ctx, topology.BucketReleases)
 	l, _, err := (release.Store{KV: kv}).Counter(ctx, "hello")
 	if err != nil || l.Sequence != 3 {
 		t.Fatalf("counter %+v %v", l, err)

@@ -3,17 +3,20 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/deploy/bench"
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -71,7 +74,7 @@ func TestNodeLossInEachPhase(t *testing.T) {
 		began := time.Now()
 		killed := ""
 		if st.phase == "" {
-			killed = killLeader(t, ctx, js, u)
+			killed = killLeader(t, ctx, u)
 			st.phase = "its request"
 		}
 		code, out, errs := u.cli("release", "hello", "--version", st.version, "--artifact", u.hello+" --version "+st.version+st.flags)
@@ -85,44 +88,26 @@ func TestNodeLossInEachPhase(t *testing.T) {
 		if _, err := fmt.Sscanf(out, "release %s requested:", &id); err != nil {
 			t.Fatalf("release %s: %q", st.version, out)
 		}
-		w, err := kv.Watch(ctx, release.RecordKey(id))
-		for natsx.Transient(err) && ctx.Err() == nil { // made during an election
-			time.Sleep(100 * time.Millisecond)
-			w, err = kv.Watch(ctx, release.RecordKey(id))
-		}
-		if err != nil {
-			fatal("watch %s: %v", id, err)
-		}
 		var end release.Record
-		for end.ID == "" {
-			var e jetstream.KeyValueEntry
-			select {
-			case e = <-w.Updates():
-			case <-ctx.Done():
-				fatal("%s (%s) did not end", st.version, id)
-			}
-			if e == nil {
-				continue
-			}
-			var rec release.Record
-			if json.Unmarshal(e.Value(), &rec) != nil {
-				continue
-			}
+		followRecord(t, ctx, kv, id, func(rec release.Record) bool {
 			if rec.Phase == st.phase && killed == "" {
-				killed = killLeader(t, ctx, js, u)
+				killed = killLeader(t, ctx, u)
 			}
 			if rec.Phase.Final() {
 				end = rec
 			}
+			return end.ID != ""
+		})
+		if end.ID == "" {
+			fatal("%s (%s) did not end", st.version, id)
 		}
-		w.Stop()
 		if killed == "" {
 			t.Errorf("%s: never saw %s (ended %s)", st.version, st.phase, end.Phase)
 		}
 		if end.Phase != st.want {
 			fatal("%s: ended %s (%s), want %s, with %s killed in %s", st.version, end.Phase, end.Reason, st.want, killed, st.phase)
 		}
-		counts := auditOf(t, ctx, js, id)
+		counts := auditPath(t, ctx, js, id, st.path)
 		for _, k := range st.path {
 			if counts[k.Type()] != 1 {
 				t.Errorf("%s: %s %d times in the audit log, want once (all: %v)", st.version, k.Name, counts[k.Type()], counts)
@@ -147,25 +132,90 @@ func TestNodeLossInEachPhase(t *testing.T) {
 	}
 }
 
-// killLeader SIGKILLs the node that leads RELEASES, as the stream's
-// cluster info names it, and returns its name.
-func killLeader(t *testing.T, ctx context.Context, js jetstream.JetStream, u *upNodes) string {
+// followRecord passes fn each state of release id's record until fn says
+// enough or ctx ends: each update a watcher sees (none is missed, however
+// short a phase), and every second the record as read. A watcher made
+// while a stream elects a leader can wait for ever for its first answer,
+// and one whose node died can fall silent: each attempt at a watcher is
+// bounded, and the reads end the follow even if the watcher is silent.
+func followRecord(t *testing.T, ctx context.Context, kv jetstream.KeyValue, id string, fn func(release.Record) bool) {
 	t.Helper()
-	for {
-		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		s, err := js.Stream(ictx, topology.StreamReleases)
-		var leader string
-		if err == nil {
-			if info := s.CachedInfo(); info.Cluster != nil {
-				leader = info.Cluster.Leader
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	updates := make(chan jetstream.KeyValueEntry)
+	go func() {
+		for fctx.Err() == nil {
+			made := make(chan jetstream.KeyWatcher, 1)
+			go func() {
+				w, err := kv.Watch(fctx, release.RecordKey(id))
+				if err != nil {
+					w = nil
+				}
+				made <- w
+			}()
+			var w jetstream.KeyWatcher
+			select {
+			case w = <-made:
+			case <-time.After(5 * time.Second): // the attempt ends with fctx
 			}
+			if w == nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for e := range w.Updates() {
+				if e == nil {
+					continue
+				}
+				select {
+				case updates <- e:
+				case <-fctx.Done():
+					w.Stop()
+					return
+				}
+			}
+			return // the watch ended with fctx
 		}
-		cancel()
-		if pid := u.pid(leader); pid > 0 {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
+	}()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		var rec release.Record
+		select {
+		case e := <-updates:
+			if json.Unmarshal(e.Value(), &rec) != nil {
+				continue
 			}
-			return leader
+		case <-poll.C:
+			gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
+			r, _, err := (release.Store{KV: kv}).Get(gctx, id)
+			gcancel()
+			if err != nil {
+				continue
+			}
+			rec = r
+		case <-ctx.Done():
+			return
+		}
+		if fn(rec) {
+			return
+		}
+	}
+}
+
+// killLeader SIGKILLs the node that leads RELEASES, as the nodes' own
+// monitoring (JSZ) names it, and returns its name.
+func killLeader(t *testing.T, ctx context.Context, u *upNodes) string {
+	t.Helper()
+	var err error
+	for {
+		var leader string
+		if leader, err = u.jszLeader(ctx, topology.StreamReleases); err == nil {
+			if pid := u.pid(leader); pid > 0 {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				return leader
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -173,4 +223,49 @@ func killLeader(t *testing.T, ctx context.Context, js jetstream.JetStream, u *up
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// jszLeader asks each node's monitoring endpoint (/jsz) which node leads
+// stream; the first node that knows a leader answers.
+func (u *upNodes) jszLeader(ctx context.Context, stream string) (string, error) {
+	err := errors.New("no node named a leader")
+	for _, m := range strings.Split(u.fields["monitor"], ",") {
+		_, url, _ := strings.Cut(m, "/")
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, jerr := jsz(rctx, url)
+		cancel()
+		if jerr != nil {
+			err = jerr
+			continue
+		}
+		for _, a := range info.AccountDetails {
+			for _, sd := range a.Streams {
+				if sd.Name == stream && sd.Cluster != nil && sd.Cluster.Leader != "" {
+					return sd.Cluster.Leader, nil
+				}
+			}
+		}
+	}
+	return "", err
+}
+
+// jsz reads a node's JSZ with its accounts' streams.
+func jsz(ctx context.Context, monitor string) (*server.JSInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, monitor+"/jsz?accounts=true&streams=true", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/jsz: %s", monitor, resp.Status)
+	}
+	var info server.JSInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return nil, fmt.Errorf("%s/jsz: %w", monitor, err)
+	}
+	return &info, nil
 }

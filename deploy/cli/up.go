@@ -67,7 +67,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 					}
 				}
 				provArgs, routerArgs := awsf.args()
-				return a.upCluster(ctx, cfg, nodes, copies, provArgs, routerArgs, start)
+				return a.upCluster(ctx, cfg, nodes, copies, awsf.provider.Provider == "aws", provArgs, routerArgs, start)
 			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
@@ -96,7 +96,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
-	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT); the local provisioner runs once, as it owns this host's instances")
+	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT), and of the provisioner with --provider aws; the local provisioner runs once, as it owns this host's instances")
 	awsf.register(cmd)
 	return cmd
 }
@@ -110,7 +110,7 @@ func httpURL(addr net.Addr, path string) string {
 }
 
 // upCluster is `up --nodes N`: the production shape on this machine.
-func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes, copies int, provisionerArgs, routerArgs []string, start time.Time) error {
+func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes, copies int, sharedFleet bool, provisionerArgs, routerArgs []string, start time.Time) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -124,21 +124,22 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes, copies int,
 		return fmt.Errorf("up --nodes: %w; a cluster across hosts is configured with `redblack nats config` (and TLS in the node files)", err)
 	}
 	first, _ := strconv.Atoi(port)
-	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Copies: copies, ProvisionerArgs: provisionerArgs, RouterArgs: routerArgs, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
+	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Copies: copies, SharedFleet: sharedFleet, ProvisionerArgs: provisionerArgs, RouterArgs: routerArgs, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
 		KeepInstances: cfg.KeepInstances, Out: a.err, Log: cfg.Log, LogLevel: a.logLevel})
 	if err != nil {
 		return err
 	}
 	data, _ := filepath.Abs(cfg.DataDir)
-	var ns, ss []string
+	var ns, ms, ss []string
 	for _, n := range c.Nodes() {
 		ns = append(ns, fmt.Sprintf("%s/%d/%s", n.Name, n.Pid, n.URL))
+		ms = append(ms, n.Name+"/"+n.Monitor)
 	}
 	for _, s := range c.Services() {
 		ss = append(ss, fmt.Sprintf("%s/%d", s.Name, s.Pid))
 	}
-	fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s nodes=%s services=%s in %s\n",
-		c.URLs(), c.HTTP(), data, c.AdminCreds(), strings.Join(ns, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s nodes=%s monitor=%s services=%s in %s\n",
+		c.URLs(), c.HTTP(), data, c.AdminCreds(), strings.Join(ns, ","), strings.Join(ms, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
 	fmt.Fprintln(a.out, "redblack stopping")
 	c.Stop()

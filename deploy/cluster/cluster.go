@@ -43,12 +43,16 @@ type Config struct {
 	// router (default 1). Copies of a service share its durable consumers
 	// and fence each release step by the record's phase and each
 	// long-running task by a lease; router copies serve the one HTTP
-	// address with SO_REUSEPORT. The provisioner runs once: with the local
-	// provider it owns the instances of its host, and this is one host.
+	// address with SO_REUSEPORT. The provisioner runs once unless
+	// SharedFleet: with the local provider it owns the instances of its
+	// host, and this is one host.
 	Copies int
+	// SharedFleet: the provisioner's provider is one every copy sees (aws),
+	// so it runs in Copies copies too; they share commands and release
+	// steps, and one at a time (the observer lease) observes the fleet.
+	SharedFleet bool
 	// ProvisionerArgs and RouterArgs are more flags for those processes:
-	// the aws provider's and the ALB edge's (with aws, several provisioner
-	// copies would share the work; one runs here all the same).
+	// the aws provider's and the ALB edge's.
 	ProvisionerArgs, RouterArgs []string
 	// KeepInstances leaves the instances running when the cluster stops.
 	KeepInstances bool
@@ -61,9 +65,10 @@ type Config struct {
 
 // Process is one supervised process.
 type Process struct {
-	Name string
-	URL  string // a node's client URL
-	Pid  int
+	Name    string
+	URL     string // a node's client URL
+	Monitor string // a node's monitoring URL (varz, jsz, healthz)
+	Pid     int
 }
 
 // Cluster is a running cluster.
@@ -158,7 +163,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 				args = append(args, "--stop-instances")
 			}
 			args = append(args, cfg.ProvisionerArgs...)
-			copies = 1
+			if !cfg.SharedFleet {
+				copies = 1
+			}
 		case "router":
 			args = append(args, "--http", c.http, "--admin", "")
 			args = append(args, cfg.RouterArgs...)
@@ -290,7 +297,8 @@ func (c *Cluster) AdminCreds() string { return c.admin }
 func (c *Cluster) Nodes() []Process {
 	var out []Process
 	for _, n := range c.plan.Nodes {
-		out = append(out, Process{Name: n.Name, URL: fmt.Sprintf("nats://%s:%d", c.plan.Host, n.Client), Pid: c.sup.Pid(n.Name)})
+		out = append(out, Process{Name: n.Name, URL: fmt.Sprintf("nats://%s:%d", c.plan.Host, n.Client),
+			Monitor: fmt.Sprintf("http://%s:%d", c.plan.Host, n.Monitor), Pid: c.sup.Pid(n.Name)})
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -128,33 +129,20 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	cons, err := s.js.OrderedConsumer(ctx, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases(service)}})
-	if err != nil {
-		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
-		return
-	}
 	kind, rel := q.Get("kind"), q.Get("release")
 	out := []EventView{}
-	for {
-		batch, err := cons.FetchNoWait(256)
+	if err := natsx.ReadAll(ctx, s.js, topology.StreamReleases, []string{subjects.AllReleases(service)}, func(m jetstream.Msg) {
+		ev, err := events.Decode(m.Data())
 		if err != nil {
-			break
+			return
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			ev, err := events.Decode(m.Data())
-			if err != nil {
-				continue
-			}
-			v := viewOf(ev)
-			if (kind == "" || strings.Contains(v.Kind, kind)) && (rel == "" || v.Release == rel) {
-				out = append(out, v)
-			}
+		v := viewOf(ev)
+		if (kind == "" || strings.Contains(v.Kind, kind)) && (rel == "" || v.Release == rel) {
+			out = append(out, v)
 		}
-		if n == 0 {
-			break
-		}
+	}); err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
 	}
 	if len(out) > limit {
 		out = out[len(out)-limit:]

@@ -280,28 +280,16 @@ func (p *pipeline) metricsHeld(group string) uint64 {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := p.js.OrderedConsumer(ctx, topology.StreamMetrics, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"metrics.hello." + group}})
-	if err != nil {
+	var n uint64
+	if err := natsx.ReadAll(ctx, p.js, topology.StreamMetrics, []string{"metrics.hello." + group}, func(m jetstream.Msg) {
+		var s metrics.Sample
+		if json.Unmarshal(m.Data(), &s) == nil {
+			n += s.Requests
+		}
+	}); err != nil {
 		p.t.Fatal(err)
 	}
-	var n uint64
-	for {
-		b, err := c.FetchNoWait(100)
-		if err != nil {
-			return n
-		}
-		got := 0
-		for m := range b.Messages() {
-			got++
-			var s metrics.Sample
-			if json.Unmarshal(m.Data(), &s) == nil {
-				n += s.Requests
-			}
-		}
-		if got == 0 {
-			return n
-		}
-	}
+	return n
 }
 
 // TestCalibrate: `redblack canary calibrate` on a service that runs v1

@@ -119,7 +119,9 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	if _, err := s.provider.DescribeGroup(ctx, c.Group); err == nil {
 		// a redelivery, or a second create of a live group: nothing twice
 		if releaseID != "" {
-			s.track(c.Group, c.Service, c.Capacity, true, cause, releaseID)
+			if err := s.track(ctx, c.Group, c.Service, c.Capacity, true, cause, releaseID); err != nil {
+				return err
+			}
 		}
 		return s.publish(ctx, cause+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity, Reason: "exists already"})
 	}
@@ -140,7 +142,9 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	if err != nil {
 		return err
 	}
-	s.track(c.Group, c.Service, c.Capacity, true, cause, releaseID)
+	if err := s.track(ctx, c.Group, c.Service, c.Capacity, true, cause, releaseID); err != nil {
+		return err
+	}
 	s.log.Info().Str(logging.FieldService, c.Service).Str(logging.FieldServerGroup, c.Group).Int("capacity", c.Capacity).Msg("server group created")
 	return s.publish(ctx, cause+":created", events.ServerGroupCreated, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
 }
@@ -168,7 +172,9 @@ func (s *Service) resize(ctx context.Context, ev events.Event, c events.ServerGr
 	if err != nil {
 		return err
 	}
-	s.track(c.Group, c.Service, c.Capacity, false, ev.ID, "")
+	if err := s.track(ctx, c.Group, c.Service, c.Capacity, false, ev.ID, ""); err != nil {
+		return err
+	}
 	return s.publish(ctx, ev.ID+":resized", events.ServerGroupResized, c.Service, events.ServerGroup{Service: c.Service, Group: c.Group, Capacity: c.Capacity})
 }
 
@@ -195,7 +201,7 @@ func (s *Service) destroyGroup(ctx context.Context, cause, service, group string
 	if _, err := s.provider.DescribeGroup(ctx, group); errors.Is(err, fleet.ErrGroupNotFound) {
 		return s.publish(ctx, cause+":destroyed", events.ServerGroupDestroyed, service, events.ServerGroup{Service: service, Group: group, Reason: "no such group: nothing to do"})
 	}
-	s.untrack(group)
+	s.untrack(ctx, group)
 	if err := s.provider.DestroyGroup(ctx, group); err != nil {
 		return err
 	}

@@ -75,25 +75,32 @@ type Service struct {
 	provider  fleet.Provider
 	changes   chan fleet.Change
 
-	mu      sync.Mutex
-	pending map[string]*pendingGroup
-	retries sync.WaitGroup  // publishes being retried (they end with Run's context)
-	runCtx  context.Context // Run's
+	mu       sync.Mutex
+	pending  map[string]*pendingGroup // the groups this copy tracks, while it tracks the fleet
+	tracking atomic.Bool              // this copy tracks the pending groups
+	retries  sync.WaitGroup           // publishes being retried (they end with Run's context)
+	runCtx   context.Context          // Run's
 
 	fleetEvents *prometheus.CounterVec
 	listed      atomic.Pointer[fleet.Provider] // the provider, for scrapes, once Run has one
 }
 
-// pendingGroup is a group created or grown and not yet all up.
+// pendingGroup is a group created or grown and not yet all up. It is
+// kept in the releases bucket (pendingKey), so the copy that tracks the
+// fleet tracks it whichever copy created it, and a copy that takes over
+// from a dead one picks it up.
 type pendingGroup struct {
-	service  string
-	deadline time.Time
-	desired  int
-	created  bool // a new group: destroyed if it fails
-	cause    string
-	release  string // the release it belongs to, if any
-	lastWhy  string
-	up       map[string]bool // instances reported up
+	Service  string    `json:"service"`
+	Group    string    `json:"group"`
+	Deadline time.Time `json:"deadline"`
+	Desired  int       `json:"desired"`
+	Created  bool      `json:"created,omitempty"` // a new group: destroyed if it fails
+	Cause    string    `json:"cause"`
+	Release  string    `json:"release,omitempty"` // the release it belongs to, if any
+
+	lastWhy string          // the last change's reason, for a failure's
+	up      map[string]bool // instances reported up here: a hint, discovery decides
+	adopted time.Time       // when this copy began tracking it
 }
 
 // New builds the service on a NATS connection it does not own.
@@ -134,17 +141,16 @@ func (s *Service) Run(ctx context.Context) error {
 	s.changes = make(chan fleet.Change, 4096)
 	reporterDone := make(chan struct{})
 	if s.cfg.Provider != nil {
+		// a fleet every copy sees (aws): one copy at a time observes it
 		s.provider = s.cfg.Provider
 		s.listed.Store(&s.provider)
-		pctx, stopPoll := context.WithCancel(ctx)
-		polled := make(chan struct{})
-		go func() {
-			defer close(polled)
-			fleet.Poll(pctx, s.provider, time.Second, func(c fleet.Change) { s.changes <- c })
-		}()
+		octx, stopObserving := context.WithCancel(ctx)
+		observed := make(chan struct{})
+		go func() { defer close(observed); s.observe(octx) }()
 		go func() { defer close(reporterDone); s.report(ctx) }()
-		defer func() { stopPoll(); <-polled; <-reporterDone }()
+		defer func() { stopObserving(); <-observed; <-reporterDone }()
 	} else {
+		// this host's own fleet: this provisioner observes it, always
 		lc := s.cfg.Local
 		lc.Dir = filepath.Join(s.cfg.DataDir, "local")
 		prov, err := local.Open(lc, func(c fleet.Change) { s.changes <- c })
@@ -158,6 +164,9 @@ func (s *Service) Run(ctx context.Context) error {
 			prov.Close(s.cfg.StopInstancesOnExit)
 			<-reporterDone
 		}()
+		s.tracking.Store(true)
+		go s.trackPending(ctx)
+		go s.heartbeat(ctx)
 	}
 
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{
@@ -174,9 +183,6 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	defer steps.Stop()
-
-	go s.heartbeat(ctx)
-	go s.watchPending(ctx)
 
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{

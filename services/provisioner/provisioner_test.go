@@ -3,6 +3,7 @@ package provisioner_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -275,5 +276,63 @@ func TestDiscoveryExpiresWhenTheProvisionerDies(t *testing.T) {
 			t.Fatalf("entries of a dead provisioner never expired: %v", r.discovered("hello-v001"))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPendingGroupsOfAnotherCopy: the groups not yet up live in the
+// releases bucket, so the copy tracking the fleet settles those another
+// copy (or a dead tracker) stored: one whose instances discovery counts up
+// is announced ready under the other copy's cause, one past its deadline
+// fails; both entries are gone afterwards.
+func TestPendingGroupsOfAnotherCopy(t *testing.T) {
+	r := newRig(t)
+	r.command(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 2})
+	r.await(events.ServerGroupReady)
+	kv, err := r.js.KeyValue(r.ctx, topology.BucketReleases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(group, cause string, desired int, deadline time.Time) {
+		b, _ := json.Marshal(map[string]any{"service": "hello", "group": group, "deadline": deadline, "desired": desired, "cause": cause})
+		if _, err := kv.Put(r.ctx, "pending."+group, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("hello-v001", "other-copy", 2, time.Now().Add(time.Minute))
+	put("hello-v009", "dead-copy", 1, time.Now().Add(-time.Second))
+	var ready, failed events.Event
+	for ready.ID == "" || failed.ID == "" {
+		m, err := r.tap.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("ready %q, failed %q: %v", ready.ID, failed.ID, err)
+		}
+		ev, err := events.Decode(m.Data)
+		if err != nil {
+			continue
+		}
+		switch ev.Type {
+		case events.ServerGroupReady.Type():
+			ready = ev
+		case events.ServerGroupFailed.Type():
+			failed = ev
+		}
+	}
+	var d events.ServerGroup
+	if ready.DecodeData(&d); ready.ID != "other-copy:ready" || d.Group != "hello-v001" || d.Up != 2 {
+		t.Fatalf("ready %s %+v", ready.ID, d)
+	}
+	if failed.DecodeData(&d); d.Group != "hello-v009" || !strings.Contains(d.Reason, "0 of 1 up") {
+		t.Fatalf("failed %s %+v", failed.ID, d)
+	}
+	for _, g := range []string{"hello-v001", "hello-v009"} {
+		for {
+			if _, err := kv.Get(r.ctx, "pending."+g); errors.Is(err, jetstream.ErrKeyNotFound) {
+				break
+			}
+			if r.ctx.Err() != nil {
+				t.Fatalf("pending.%s stays in the bucket", g)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }

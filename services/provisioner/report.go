@@ -2,8 +2,6 @@ package provisioner
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
@@ -11,6 +9,7 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/rs/zerolog"
 )
 
 var changeKinds = map[fleet.ChangeType]events.Kind{
@@ -44,21 +43,11 @@ func (s *Service) report(ctx context.Context) {
 }
 
 func (s *Service) apply(c fleet.Change) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	i := c.Instance
 	log := s.log.With().Str(logging.FieldService, i.Service).Str(logging.FieldServerGroup, i.Group).Str("instance", i.ID).Logger()
-	key := discovery.Key(i.Service, i.Group, i.ID)
-	var err error
-	switch c.Type {
-	case fleet.Started, fleet.Up, fleet.Down:
-		_, err = s.instances.Put(ctx, key, entry(i).Encode())
-	case fleet.Terminated:
-		err = s.instances.Delete(ctx, key)
-	}
-	if err != nil {
-		log.Warn().Err(err).Msg("discovery update")
-	}
+	s.updateDiscovery(c, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	k := changeKinds[c.Type]
 	data := events.Instance{Service: i.Service, Group: i.Group, Instance: i.ID, Address: i.Address, State: i.State, Reason: c.Reason}
 	if err := s.publish(ctx, events.NewID(), k, i.Service, data); err != nil {
@@ -66,6 +55,42 @@ func (s *Service) apply(c fleet.Change) {
 	}
 	log.Debug().Str("change", string(c.Type)).Str("reason", c.Reason).Msg("instance")
 	s.progress(ctx, c)
+}
+
+// discoveryWrite bounds the attempts at one discovery write: long enough
+// for a stream to elect a new leader after a node's loss (about 4 s).
+const discoveryWrite = 15 * time.Second
+
+// updateDiscovery writes the change to the instances bucket, trying again
+// within discoveryWrite while the failure is transient. A group is ready
+// when discovery counts its instances up (confirm), so an entry lost to a
+// node's death would hold its group back until the heartbeat's next put.
+func (s *Service) updateDiscovery(c fleet.Change, log zerolog.Logger) {
+	i := c.Instance
+	key := discovery.Key(i.Service, i.Group, i.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), discoveryWrite)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var err error
+		switch c.Type {
+		case fleet.Started, fleet.Up, fleet.Down:
+			_, err = s.instances.Put(ctx, key, entry(i).Encode())
+		case fleet.Terminated:
+			err = s.instances.Delete(ctx, key)
+		}
+		if err == nil {
+			return
+		}
+		if !natsx.Transient(err) || ctx.Err() != nil {
+			log.Warn().Err(err).Msg("discovery update")
+			return
+		}
+		log.Warn().Err(err).Msg("discovery update; trying again")
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
 func entry(i fleet.Instance) discovery.Entry {
@@ -113,41 +138,6 @@ func (s *Service) heartbeat(ctx context.Context) {
 	}
 }
 
-// track starts waiting for a group to be all up.
-func (s *Service) track(group, service string, desired int, created bool, cause, releaseID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	p := &pendingGroup{service: service, deadline: time.Now().Add(s.cfg.StartupTimeout), desired: desired, created: created, cause: cause, release: releaseID, up: map[string]bool{}}
-	if g, err := s.provider.DescribeGroup(ctx, group); err == nil { // a resize or a resume: some are up already
-		for _, i := range g.Instances {
-			if i.State == discovery.StateUp && s.discoverable(ctx, i) {
-				p.up[i.ID] = true
-			}
-		}
-	}
-	s.mu.Lock()
-	s.pending[group] = p
-	s.mu.Unlock()
-	s.check(ctx, group)
-}
-
-// discoverable reports whether the instance is up in discovery: ready
-// means routable, not only up at the provider.
-func (s *Service) discoverable(ctx context.Context, i fleet.Instance) bool {
-	e, err := s.instances.Get(ctx, discovery.Key(i.Service, i.Group, i.ID))
-	if err != nil {
-		return false
-	}
-	d, err := discovery.Decode(e.Value())
-	return err == nil && d.State == discovery.StateUp
-}
-
-func (s *Service) untrack(group string) {
-	s.mu.Lock()
-	delete(s.pending, group)
-	s.mu.Unlock()
-}
-
 // progress reacts to a change of a pending group's instance.
 func (s *Service) progress(ctx context.Context, c fleet.Change) {
 	s.mu.Lock()
@@ -156,8 +146,8 @@ func (s *Service) progress(ctx context.Context, c fleet.Change) {
 		p.lastWhy = c.Reason
 	}
 	if ok {
-		// count ups as reported (and written to discovery), not as the
-		// provider knows them now: ready means discoverable
+		// the ups seen here say when to ask discovery (check); discovery,
+		// where routers look, decides
 		if c.Type == fleet.Up {
 			p.up[c.Instance.ID] = true
 		} else {
@@ -174,84 +164,6 @@ func (s *Service) progress(ctx context.Context, c fleet.Change) {
 	}
 	if c.Type == fleet.Up {
 		s.check(ctx, c.Instance.Group)
-	}
-}
-
-// check announces ready when every desired instance of a pending group has
-// been reported up.
-func (s *Service) check(ctx context.Context, group string) {
-	s.mu.Lock()
-	p, ok := s.pending[group]
-	if !ok || len(p.up) < p.desired {
-		s.mu.Unlock()
-		return
-	}
-	delete(s.pending, group)
-	up := len(p.up)
-	s.mu.Unlock()
-	s.log.Info().Str(logging.FieldService, p.service).Str(logging.FieldServerGroup, group).Int("up", up).Msg("server group ready")
-	s.untilStored(ctx, "servergroup.ready of "+group, func(ctx context.Context) error {
-		return s.publish(ctx, p.cause+":ready", events.ServerGroupReady, p.service, events.ServerGroup{Service: p.service, Group: group, Capacity: p.desired, Up: up})
-	})
-	if p.release != "" {
-		s.releaseGroupReady(ctx, p.release, p.service, group, up)
-	}
-}
-
-// watchPending fails groups that missed their startup deadline.
-func (s *Service) watchPending(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		var late []string
-		s.mu.Lock()
-		for name, p := range s.pending {
-			if now.After(p.deadline) {
-				late = append(late, name)
-			}
-		}
-		s.mu.Unlock()
-		for _, name := range late {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			g, _ := s.provider.DescribeGroup(cctx, name)
-			s.failPending(cctx, name, fmt.Sprintf("not all up within %s: %d of %d up", s.cfg.StartupTimeout, g.Up(), g.Desired))
-			cancel()
-		}
-	}
-}
-
-// failPending publishes failed for a pending group; a new group is destroyed
-// so no partial group is left running.
-func (s *Service) failPending(ctx context.Context, group, reason string) {
-	s.mu.Lock()
-	p, ok := s.pending[group]
-	delete(s.pending, group)
-	s.mu.Unlock()
-	if !ok {
-		return
-	}
-	if p.lastWhy != "" && !strings.Contains(reason, p.lastWhy) {
-		reason += "; last: " + p.lastWhy
-	}
-	if p.created {
-		if err := s.provider.DestroyGroup(ctx, group); err != nil {
-			reason += "; destroy failed: " + err.Error()
-		} else {
-			reason += "; group destroyed"
-			s.forget(ctx, p.service, group)
-		}
-	}
-	s.untilStored(ctx, "servergroup.failed of "+group, func(ctx context.Context) error {
-		return s.fail(ctx, p.cause, p.service, group, p.desired, reason)
-	})
-	if p.release != "" {
-		s.releaseGroupFailed(ctx, p.release, p.service, group, reason)
 	}
 }
 

@@ -206,7 +206,7 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 	switch k {
 	case events.TrafficSwitch.Type():
 		var why string
-		if up, why, err = s.guard(ctx, c.Service, c.Group); err != nil {
+		if up, why, err = s.guardSwitch(ctx, c.Service, c.Group); err != nil {
 			return "", err
 		}
 		if why != "" {
@@ -390,6 +390,32 @@ func (s *Service) guard(ctx context.Context, service, group string) (int, string
 		return up, fmt.Sprintf("%s has %d healthy instances, fewer than the capacity %d of %s", group, up, want, service), nil
 	}
 	return want, "", nil
+}
+
+// SwitchGuardWait bounds how long a switch to a group that looks short of
+// instances is checked again before it is refused. The group's entries
+// are stored before its cluster.ready, but a listing made just after a
+// node's restart can be served by the stream replica on that node while it
+// still catches up, which knows none of them yet. A refused switch is a
+// rollback, so a stale read is worth a few seconds in the refusal path;
+// the path of a switch that passes does not wait.
+const SwitchGuardWait = 5 * time.Second
+
+// guardSwitch is guard for a switch: a refusal stands only if it holds
+// for SwitchGuardWait.
+func (s *Service) guardSwitch(ctx context.Context, service, group string) (int, string, error) {
+	deadline := time.Now().Add(SwitchGuardWait)
+	for {
+		up, why, err := s.guard(ctx, service, group)
+		if err != nil || why == "" || time.Now().After(deadline) {
+			return up, why, err
+		}
+		select {
+		case <-ctx.Done():
+			return up, why, nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // drain waits until the groups that lost their traffic have no request in

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,19 +15,12 @@ import (
 // election, ctx ended): the count is unknown, and callers wait or refuse
 // rather than act on "none up".
 func Up(ctx context.Context, kv jetstream.KeyValue, service, group string) ([]string, error) {
-	keys, err := natsx.Keys(ctx, kv, Key(service, group, "*"))
+	entries, err := natsx.Entries(ctx, kv, Key(service, group, "*"))
 	if err != nil {
 		return nil, fmt.Errorf("discovery unavailable: %w", err)
 	}
 	var out []string
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			continue // expired or deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("discovery unavailable: %w", err)
-		}
+	for _, e := range entries {
 		if d, err := Decode(e.Value()); err == nil && d.State == StateUp {
 			out = append(out, d.ID)
 		}

@@ -2,8 +2,8 @@ package natsx
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,13 +20,34 @@ const ListAttempt = 3 * time.Second
 // ctx ends (an error, never a shorter list). No key is an empty list; no
 // filter, every key.
 func Keys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]string, error) {
+	entries, err := list(ctx, kv, filters, true)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key()
+	}
+	return keys, nil
+}
+
+// Entries lists the current entries of kv matching filters, whole or not
+// at all, as Keys does. The values come with the listing, from the
+// stream's leader: a get per key after a listing may be answered by a
+// replica that is still catching up after a restart, which knows no such
+// key.
+func Entries(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]jetstream.KeyValueEntry, error) {
+	return list(ctx, kv, filters, false)
+}
+
+func list(ctx context.Context, kv jetstream.KeyValue, filters []string, metaOnly bool) ([]jetstream.KeyValueEntry, error) {
 	if len(filters) == 0 {
 		filters = []string{">"}
 	}
 	for {
-		keys, err := listOnce(ctx, kv, filters)
+		entries, err := listOnce(ctx, kv, filters, metaOnly)
 		if err == nil {
-			return keys, nil
+			return entries, nil
 		}
 		if ctx.Err() != nil || !Transient(err) {
 			return nil, fmt.Errorf("natsx: list %s %v: %w", kv.Bucket(), filters, err)
@@ -38,23 +59,30 @@ func Keys(ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]stri
 	}
 }
 
-func listOnce(ctx context.Context, kv jetstream.KeyValue, filters []string) ([]string, error) {
+func listOnce(ctx context.Context, kv jetstream.KeyValue, filters []string, metaOnly bool) ([]jetstream.KeyValueEntry, error) {
 	actx, cancel := context.WithTimeout(ctx, ListAttempt)
 	defer cancel()
-	lister, err := kv.ListKeysFiltered(actx, filters...)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
+	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
+	if metaOnly {
+		opts = append(opts, jetstream.MetaOnly())
 	}
+	// nats.go writes the bucket's prefix into the slice it is given: a
+	// copy, or the next attempt (and the caller) sees "$KV.<bucket>.<filter>".
+	w, err := kv.WatchFiltered(actx, slices.Clone(filters), opts...)
 	if err != nil {
 		return nil, err
 	}
-	defer lister.Stop()
-	var out []string
-	for k := range lister.Keys() {
-		out = append(out, k)
+	defer w.Stop()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil { // the initial values are all in
+				return out, nil
+			}
+			out = append(out, e)
+		case <-actx.Done():
+			return nil, actx.Err() // incomplete
+		}
 	}
-	if err := actx.Err(); err != nil {
-		return nil, err // incomplete
-	}
-	return out, nil
 }

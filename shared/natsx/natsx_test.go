@@ -247,3 +247,74 @@ func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
 		}
 	}
 }
+
+// TestReadAll: every message under the filter comes, in order, over
+// several batches; a filter nothing matches ends at once with none; a
+// stream that does not exist is an error, not an empty read.
+func TestReadAll(t *testing.T) {
+	s := testkit.Start(t)
+	js := s.JS(t)
+	ctx := testkit.Context(t, 20*time.Second)
+	const n = 1234
+	for i := range n {
+		subj := "fleet.a"
+		if i%2 == 1 {
+			subj = "fleet.b"
+		}
+		if _, err := js.Publish(ctx, subj, []byte{byte(i), byte(i >> 8)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []int
+	if err := natsx.ReadAll(ctx, js, topology.StreamFleet, []string{"fleet.a"}, func(m jetstream.Msg) {
+		got = append(got, int(m.Data()[0])|int(m.Data()[1])<<8)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n/2 {
+		t.Fatalf("read %d messages of fleet.a, want %d", len(got), n/2)
+	}
+	for i, v := range got {
+		if v != 2*i {
+			t.Fatalf("message %d is %d, want %d", i, v, 2*i)
+		}
+	}
+	calls := 0
+	start := time.Now()
+	if err := natsx.ReadAll(ctx, js, topology.StreamFleet, []string{"fleet.none"}, func(jetstream.Msg) { calls++ }); err != nil || calls != 0 {
+		t.Fatalf("nothing under the filter: %d calls, %v", calls, err)
+	}
+	t.Logf("an empty read ended after %v", time.Since(start))
+	if err := natsx.ReadAll(ctx, js, "NOSUCH", nil, func(jetstream.Msg) {}); err == nil {
+		t.Fatal("a stream that does not exist read as empty")
+	}
+}
+
+// TestKeysLeavesTheFiltersAlone: nats.go writes the bucket's prefix into
+// the filter slice it is given; Keys gives it a copy, so neither the
+// caller's slice nor Keys' own next attempt (after a node's loss) lists
+// "$KV.<bucket>.<filter>", an invalid key.
+func TestKeysLeavesTheFiltersAlone(t *testing.T) {
+	s := testkit.Start(t)
+	js := s.JS(t)
+	ctx := testkit.Context(t, 10*time.Second)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "keys"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a.1", "a.2", "b.1"} {
+		if _, err := kv.Put(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filters := []string{"a.*"}
+	for range 2 {
+		keys, err := natsx.Keys(ctx, kv, filters...)
+		if err != nil || len(keys) != 2 {
+			t.Fatalf("keys %v, %v; want a.1 and a.2", keys, err)
+		}
+	}
+	if filters[0] != "a.*" {
+		t.Fatalf("the caller's filter became %q", filters[0])
+	}
+}

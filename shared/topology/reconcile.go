@@ -191,24 +191,61 @@ func Reconcile(ctx context.Context, js jetstream.JetStream, o Options) ([]Row, e
 	for _, u := range ups {
 		switch {
 		case u.create && u.stream != nil:
-			if _, err := js.CreateStream(ctx, *u.stream); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err := whilePlacing(ctx, func() error {
+				_, err := js.CreateStream(ctx, *u.stream)
+				return err
+			}); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return nil, fmt.Errorf("topology: create stream %s: %w", u.stream.Name, err)
 			}
 		case u.create:
-			if _, err := js.CreateKeyValue(ctx, *u.bucket); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			if err := whilePlacing(ctx, func() error {
+				_, err := js.CreateKeyValue(ctx, *u.bucket)
+				return err
+			}); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 				return nil, fmt.Errorf("topology: create bucket %s: %w", u.bucket.Bucket, err)
 			}
 			if err := consistent(ctx, js, u.bucket.Bucket); err != nil {
 				return nil, err
 			}
 		default:
-			if _, err := js.UpdateStream(ctx, *u.stream); err != nil {
+			if err := whilePlacing(ctx, func() error {
+				_, err := js.UpdateStream(ctx, *u.stream)
+				return err
+			}); err != nil {
 				return nil, fmt.Errorf("topology: update stream %s: %w", u.stream.Name, err)
 			}
 		}
 	}
 	return rows, nil
 }
+
+// PlacementWait bounds how long Reconcile tries again a create or update
+// the cluster refuses for want of peers: a cluster just formed has a meta
+// leader a moment before it counts every node online ("no suitable peers
+// for placement, peer offline").
+const PlacementWait = 30 * time.Second
+
+// whilePlacing runs op, and again every 250 ms for up to PlacementWait
+// while the cluster has no peers to place it on.
+func whilePlacing(ctx context.Context, op func() error) error {
+	deadline := time.Now().Add(PlacementWait)
+	for {
+		err := op()
+		var api *jetstream.APIError
+		if err == nil || !errors.As(err, &api) || api.ErrorCode != jsClusterNoPeers || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// jsClusterNoPeers is the server's error code for "no suitable peers for
+// placement" (JSClusterNoPeersErrF).
+const jsClusterNoPeers jetstream.ErrorCode = 10005
 
 // ConsistentReads are the buckets whose reads go to the stream's leader,
 // not to any replica (no direct gets): a replica catching up after its

@@ -10,10 +10,15 @@ import (
 // Poll reports the changes of a provider that reports none itself (the aws
 // provider): every interval it lists every group and reports what differs
 // from the last listing — a new instance as Started (and Up if it already
-// is), a state change as Up or Down, a vanished instance as Terminated. It
-// returns when ctx ends.
-func Poll(ctx context.Context, p Provider, every time.Duration, observe Observer) {
-	last := map[string]Instance{}
+// is), a state change as Up or Down, a vanished instance as Terminated.
+// The first listing is compared with known (what was reported before, by
+// id; nil: nothing), so an observer that takes over from another does not
+// report the fleet again. It returns when ctx ends.
+func Poll(ctx context.Context, p Provider, every time.Duration, known map[string]Instance, observe Observer) {
+	last := known
+	if last == nil {
+		last = map[string]Instance{}
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

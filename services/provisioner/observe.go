@@ -1,0 +1,72 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+)
+
+// ObserverRole is the lease role of the copy that observes a shared fleet
+// (lease.provisioner-observer.fleet in the releases bucket).
+const ObserverRole = "provisioner-observer"
+
+// observe watches a fleet every copy sees (the aws provider's) from one
+// copy at a time, until ctx ends. The holder of the observer lease polls
+// the provider and reports its changes, keeps discovery's entries alive
+// and tracks the pending groups, whichever copy created them. The other
+// copies act on commands and release steps all the same; they stand by
+// for the lease, and one takes over within its TTL when the holder dies.
+// A new observer starts its poll from what discovery holds, so the fleet
+// is not reported again.
+func (s *Service) observe(ctx context.Context) {
+	lease := release.Lease{KV: s.releases.KV, Role: ObserverRole, Owner: release.NewOwner("provisioner")}
+	for ctx.Err() == nil {
+		err := lease.Hold(ctx, "fleet", func(ctx context.Context) error {
+			known, err := s.discovered(ctx)
+			if err != nil {
+				return err
+			}
+			s.log.Info().Int("instances", len(known)).Msg("observing the fleet")
+			s.tracking.Store(true)
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); s.trackPending(ctx) }()
+			go func() { defer wg.Done(); s.heartbeat(ctx) }()
+			fleet.Poll(ctx, s.provider, time.Second, known, func(c fleet.Change) { s.changes <- c })
+			wg.Wait()
+			return nil
+		})
+		if err != nil && ctx.Err() == nil && !errors.Is(err, release.ErrHeld) {
+			s.log.Warn().Err(err).Msg("observe the fleet; trying again")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(release.LeaseTTL / 4):
+		}
+	}
+}
+
+// discovered is what discovery holds of the fleet, by instance id: what
+// the last observer reported.
+func (s *Service) discovered(ctx context.Context) (map[string]fleet.Instance, error) {
+	entries, err := natsx.Entries(ctx, s.instances)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]fleet.Instance{}
+	for _, e := range entries {
+		d, err := discovery.Decode(e.Value())
+		if err != nil {
+			continue
+		}
+		out[d.ID] = fleet.Instance{ID: d.ID, Service: d.Service, Group: d.Group, Version: d.Version, Address: d.Address,
+			State: d.State, Started: d.Started, LastHealth: d.LastHealth}
+	}
+	return out, nil
+}
