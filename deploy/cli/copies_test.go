@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/deploy/cluster"
+	"github.com/redblack/redblack/services/provisioner/hosts"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
@@ -23,28 +25,34 @@ import (
 	"github.com/redblack/redblack/shared/topology"
 )
 
-// TestUpNodesTwoCopies runs `redblack up --nodes 3 --copies 2`: two
-// processes each of canary, watchdog, chaos and router (the routers on one
-// port), under load through both routers. During a healthy release one
-// copy of each service is SIGKILLed: the canary copy judging it and a chaos
-// copy mid-canary, the one provisioner as it launches (up restarts it), the
-// watchdog copy watching the bake and a router mid-bake. The other copies
-// (and the restarted provisioner) finish it, with each step's event in the
-// audit log exactly once. Then a release whose canary fails rolls back. No
-// request fails but the bad canary's own answers and those in flight on
-// the router that died.
+// TestUpNodesTwoCopies runs `redblack up --nodes 3 --copies 2 --hosts 2`:
+// two processes each of canary, watchdog, chaos and router (the routers on
+// one port), and two local provisioners as hosts h1 and h2, under load
+// through both routers. During a healthy release one copy of each service
+// is SIGKILLed: the canary copy judging it and a chaos copy mid-canary,
+// h1's provisioner as it launches (up restarts it), the watchdog copy
+// watching the bake and a router mid-bake. The other copies (and the
+// restarted provisioner) finish it, with each step's event in the audit
+// log exactly once. Then a release whose canary fails rolls back; its
+// canary and baseline groups are placed on h2 (by their names), so they
+// are made, judged and destroyed through the other host. No request fails
+// but the bad canary's own answers and those in flight on the router that
+// died.
 func TestUpNodesTwoCopies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node cluster and nine service processes")
 	}
-	u := startUpNodes(t, "--copies", "2")
-	for _, name := range []string{"canary#2", "router#2", "watchdog#2", "chaos#2"} {
+	u := startUpNodes(t, "--copies", "2", "--hosts", "2")
+	for _, name := range []string{"canary#2", "router#2", "watchdog#2", "chaos#2", "provisioner#2"} {
 		if u.pids[name] <= 0 || syscall.Kill(u.pids[name], 0) != nil {
 			t.Fatalf("%s: pid %d not running", name, u.pids[name])
 		}
 	}
-	if _, two := u.pids["provisioner#2"]; two {
-		t.Fatal("a second local provisioner on one host")
+	onH2 := []string{"hello-v003-canary", "hello-v003-baseline"}
+	for _, g := range onH2 {
+		if h := hosts.Place(g, []string{cluster.HostName(1), cluster.HostName(2)}); h != cluster.HostName(2) {
+			t.Fatalf("the test's premise: %s is placed on %s, not h2", g, h)
+		}
 	}
 	ctx := testkit.Context(t, 4*time.Minute)
 	js, kv := u.admin(t, ctx, topology.BucketReleases)
@@ -135,6 +143,13 @@ func TestUpNodesTwoCopies(t *testing.T) {
 	code, out, errs = u.cli("release", "hello", "--version", "v3", "--artifact", u.hello+" --version v3 --error-rate 0.3", "--wait", "--timeout", "90s")
 	if code == 0 || !strings.Contains(out, "rolled_back") {
 		t.Fatalf("release v3: %d\n%s\n%s", code, out, errs)
+	}
+	// v3's canary groups lived on h2, and are gone with their owners
+	for _, g := range onH2 {
+		hist, err := kv.History(ctx, hosts.OwnerKey(g))
+		if err != nil || len(hist) < 2 || !strings.Contains(string(hist[0].Value()), `"host":"h2"`) || hist[len(hist)-1].Operation() != jetstream.KeyValueDelete {
+			t.Errorf("%s's owner: %v, want made on h2 and deleted", g, err)
+		}
 	}
 	ok, _, versions := load.Stop()
 	mu.Lock()

@@ -24,7 +24,7 @@ func (a *app) upCmd() *cobra.Command {
 	cfg := mesh.DefaultConfig()
 	var awsf awsFlags
 	var otlp string
-	var nodes, copies int
+	var nodes, copies, hostsN int
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -60,6 +60,9 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 			if copies < 1 || copies > 5 {
 				return fmt.Errorf("--copies %d: want 1..5", copies)
 			}
+			if hostsN != 1 && (nodes == 0 || hostsN < 1 || hostsN > 5 || awsf.provider.Provider == "aws") {
+				return fmt.Errorf("--hosts %d: want 1..5, with --nodes and the local provider", hostsN)
+			}
 			if nodes > 0 {
 				for _, f := range []string{"ui", "admin", "otlp"} {
 					if cmd.Flags().Changed(f) {
@@ -67,7 +70,8 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 					}
 				}
 				provArgs, routerArgs := awsf.args()
-				return a.upCluster(ctx, cfg, nodes, copies, awsf.provider.Provider == "aws", provArgs, routerArgs, start)
+				return a.upCluster(ctx, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
+					ProvisionerArgs: provArgs, RouterArgs: routerArgs}, start)
 			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
@@ -96,7 +100,8 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
-	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT), and of the provisioner with --provider aws; the local provisioner runs once, as it owns this host's instances")
+	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT), and of the provisioner with --provider aws (the local provisioner runs once per host: --hosts)")
+	cmd.Flags().IntVar(&hostsN, "hosts", 1, "with --nodes and the local provider: run this many local provisioners as hosts h1…hN of this machine, each owning its own instances (files under <data>/hosts/hN)")
 	awsf.register(cmd)
 	return cmd
 }
@@ -110,7 +115,7 @@ func httpURL(addr net.Addr, path string) string {
 }
 
 // upCluster is `up --nodes N`: the production shape on this machine.
-func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes, copies int, sharedFleet bool, provisionerArgs, routerArgs []string, start time.Time) error {
+func (a *app) upCluster(ctx context.Context, cfg mesh.Config, cc cluster.Config, start time.Time) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -124,8 +129,9 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, nodes, copies int,
 		return fmt.Errorf("up --nodes: %w; a cluster across hosts is configured with `redblack nats config` (and TLS in the node files)", err)
 	}
 	first, _ := strconv.Atoi(port)
-	c, err := cluster.Start(ctx, cluster.Config{Self: self, DataDir: cfg.DataDir, Nodes: nodes, Copies: copies, SharedFleet: sharedFleet, ProvisionerArgs: provisionerArgs, RouterArgs: routerArgs, Host: host, ClientPort: first, HTTP: cfg.Router.HTTP,
-		KeepInstances: cfg.KeepInstances, Out: a.err, Log: cfg.Log, LogLevel: a.logLevel})
+	cc.Self, cc.DataDir, cc.Host, cc.ClientPort, cc.HTTP = self, cfg.DataDir, host, first, cfg.Router.HTTP
+	cc.KeepInstances, cc.Out, cc.Log, cc.LogLevel = cfg.KeepInstances, a.err, cfg.Log, a.logLevel
+	c, err := cluster.Start(ctx, cc)
 	if err != nil {
 		return err
 	}

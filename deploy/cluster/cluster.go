@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,10 +44,14 @@ type Config struct {
 	// router (default 1). Copies of a service share its durable consumers
 	// and fence each release step by the record's phase and each
 	// long-running task by a lease; router copies serve the one HTTP
-	// address with SO_REUSEPORT. The provisioner runs once unless
-	// SharedFleet: with the local provider it owns the instances of its
-	// host, and this is one host.
+	// address with SO_REUSEPORT. The provisioner runs in Copies copies
+	// with SharedFleet, else once per host of Hosts: a local provisioner
+	// owns the instances of its host.
 	Copies int
+	// Hosts runs that many local provisioners, as hosts h1…hN of one
+	// machine, each owning its own instances (default 1: one provisioner,
+	// named for the machine). Not with SharedFleet.
+	Hosts int
 	// SharedFleet: the provisioner's provider is one every copy sees (aws),
 	// so it runs in Copies copies too; they share commands and release
 	// steps, and one at a time (the observer lease) observes the fleet.
@@ -156,15 +161,30 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		args := []string{"run", name, "--server", c.URLs(), "--creds", path, "--log-level", cfg.LogLevel}
 		copies := max(cfg.Copies, 1)
+		perCopy := func(int) []string { return nil }
 		switch name {
 		case "provisioner":
-			args = append(args, "--data", data)
 			if !cfg.KeepInstances {
 				args = append(args, "--stop-instances")
 			}
 			args = append(args, cfg.ProvisionerArgs...)
-			if !cfg.SharedFleet {
+			switch {
+			case cfg.SharedFleet:
+				perCopy = func(int) []string { return []string{"--data", data} }
+			case cfg.Hosts > 1:
+				// local provisioners as hosts h1…hN, each with its own
+				// files (h1's are the one provisioner's of other runs)
+				copies = cfg.Hosts
+				perCopy = func(i int) []string {
+					dir := data
+					if i > 1 {
+						dir = filepath.Join(data, "hosts", HostName(i))
+					}
+					return []string{"--data", dir, "--host", HostName(i)}
+				}
+			default:
 				copies = 1
+				perCopy = func(int) []string { return []string{"--data", data} }
 			}
 		case "router":
 			args = append(args, "--http", c.http, "--admin", "")
@@ -175,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		for i := range copies {
 			proc := CopyName(name, i+1)
-			if err := c.sup.Start(supervise.Spec{Name: proc, Path: cfg.Self, Args: args, Out: cfg.Out}); err != nil {
+			if err := c.sup.Start(supervise.Spec{Name: proc, Path: cfg.Self, Args: append(slices.Clip(args), perCopy(i+1)...), Out: cfg.Out}); err != nil {
 				c.Stop()
 				return nil, err
 			}
@@ -311,6 +331,9 @@ func (c *Cluster) Services() []Process {
 	}
 	return out
 }
+
+// HostName is the name of the i-th local provisioner's host under Hosts.
+func HostName(i int) string { return fmt.Sprintf("h%d", i) }
 
 // CopyName is the process name of a service's n-th copy: canary, then
 // canary#2, canary#3.

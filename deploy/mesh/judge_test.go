@@ -38,6 +38,13 @@ func (p *pipeline) canaryResult(id string) (bool, events.CanaryResult) {
 // requests with 500 (both groups alike, through the real router) passes its
 // canary; the same with 2 % on the canary fails it on error_rate.
 func TestCanaryWithBackgroundErrors(t *testing.T) {
+	if raceBuild {
+		// its point is the judge's power on the requests of an 8 s canary;
+		// under the race detector the mesh serves a fraction of them, and a
+		// 2 % canary can pass for want of evidence (a CI run did). It runs
+		// in the plain test run; the race run looks for races elsewhere.
+		t.Skip("a statistical test: under -race too few requests for its power")
+	}
 	svc := fastSpec()
 	svc.Strategy.Canary.Duration = spec.Duration(8 * time.Second)
 	svc.Strategy.Bake.Duration = spec.Duration(time.Second)

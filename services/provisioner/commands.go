@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/services/provisioner/hosts"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
@@ -55,14 +56,21 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 		if svc, _, _, err := release.ParseGroup(c.Group); err != nil || svc != c.Service {
 			return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, fmt.Sprintf("group %q is not a group of %s (want %s-vNNN)", c.Group, c.Service, c.Service))
 		}
+		var err error
 		switch k {
 		case events.ServerGroupCreate:
-			return s.create(ctx, ev, c)
+			err = s.create(ctx, ev, c)
 		case events.ServerGroupResize:
-			return s.resize(ctx, ev, c)
+			err = s.resize(ctx, ev, c)
 		default:
-			return s.destroy(ctx, ev, c)
+			err = s.destroy(ctx, ev, c)
 		}
+		if errors.Is(err, hosts.ErrHostDown) || errors.Is(err, hosts.ErrNoHost) {
+			// the group's host is gone, or the one named is unknown: said
+			// loudly, never as "no such group"
+			return s.fail(ctx, ev.ID, c.Service, c.Group, c.Capacity, err.Error())
+		}
+		return err
 	}
 	return natsx.Permanent(fmt.Errorf("provisioner: %s is not a command", ev.Type))
 }
@@ -131,7 +139,7 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	}
 	_, err = s.provider.CreateGroup(ctx, fleet.GroupSpec{
 		Service: c.Service, Group: c.Group, Version: c.Version, Role: role,
-		Capacity: c.Capacity, Artifact: art, Health: svc.Health, AWS: svc.AWS, Release: releaseID,
+		Capacity: c.Capacity, Artifact: art, Health: svc.Health, AWS: svc.AWS, Release: releaseID, Host: c.Host,
 	})
 	if errors.Is(err, fleet.ErrBadArtifact) || errors.Is(err, fleet.ErrCapacity) {
 		if releaseID != "" {

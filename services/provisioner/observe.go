@@ -16,6 +16,10 @@ import (
 // (lease.provisioner-observer.fleet in the releases bucket).
 const ObserverRole = "provisioner-observer"
 
+// TrackerRole is the lease role of the local provisioner that tracks the
+// groups not yet up, of every host (lease.provisioner-tracker.fleet).
+const TrackerRole = "provisioner-tracker"
+
 // observe watches a fleet every copy sees (the aws provider's) from one
 // copy at a time, until ctx ends. The holder of the observer lease polls
 // the provider and reports its changes, keeps discovery's entries alive
@@ -25,25 +29,32 @@ const ObserverRole = "provisioner-observer"
 // A new observer starts its poll from what discovery holds, so the fleet
 // is not reported again.
 func (s *Service) observe(ctx context.Context) {
-	lease := release.Lease{KV: s.releases.KV, Role: ObserverRole, Owner: release.NewOwner("provisioner")}
+	s.lead(ctx, ObserverRole, func(ctx context.Context) error {
+		known, err := s.discovered(ctx)
+		if err != nil {
+			return err
+		}
+		s.log.Info().Int("instances", len(known)).Msg("observing the fleet")
+		s.tracking.Store(true)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); s.trackPending(ctx) }()
+		go func() { defer wg.Done(); s.heartbeat(ctx) }()
+		fleet.Poll(ctx, s.own, time.Second, known, func(c fleet.Change) { s.changes <- c })
+		wg.Wait()
+		return nil
+	})
+}
+
+// lead runs task in this copy whenever it holds the lease of role (on
+// "fleet"), until ctx ends: the other copies stand by, trying again every
+// quarter of the lease's TTL.
+func (s *Service) lead(ctx context.Context, role string, task func(ctx context.Context) error) {
+	lease := release.Lease{KV: s.releases.KV, Role: role, Owner: release.NewOwner("provisioner")}
 	for ctx.Err() == nil {
-		err := lease.Hold(ctx, "fleet", func(ctx context.Context) error {
-			known, err := s.discovered(ctx)
-			if err != nil {
-				return err
-			}
-			s.log.Info().Int("instances", len(known)).Msg("observing the fleet")
-			s.tracking.Store(true)
-			var wg sync.WaitGroup
-			wg.Add(2)
-			go func() { defer wg.Done(); s.trackPending(ctx) }()
-			go func() { defer wg.Done(); s.heartbeat(ctx) }()
-			fleet.Poll(ctx, s.provider, time.Second, known, func(c fleet.Change) { s.changes <- c })
-			wg.Wait()
-			return nil
-		})
+		err := lease.Hold(ctx, "fleet", task)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, release.ErrHeld) {
-			s.log.Warn().Err(err).Msg("observe the fleet; trying again")
+			s.log.Warn().Err(err).Str("role", role).Msg("lead; trying again")
 		}
 		select {
 		case <-ctx.Done():

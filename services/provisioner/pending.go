@@ -3,10 +3,12 @@ package provisioner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
@@ -32,9 +34,11 @@ func (s *Service) track(ctx context.Context, group, service string, desired int,
 	p := &pendingGroup{Service: service, Group: group, Deadline: time.Now().Add(s.cfg.StartupTimeout), Desired: desired,
 		Created: created, Cause: cause, Release: releaseID}
 	b, _ := json.Marshal(p)
-	if _, err := s.releases.KV.Put(ctx, pendingKey(group), b); err != nil {
+	rev, err := s.releases.KV.Put(ctx, pendingKey(group), b)
+	if err != nil {
 		return fmt.Errorf("provisioner: track %s: %w", group, err)
 	}
+	p.rev = rev
 	if s.tracking.Load() {
 		s.adopt(ctx, p)
 	}
@@ -58,20 +62,27 @@ func (s *Service) adopt(ctx context.Context, p *pendingGroup) {
 }
 
 // untrack stops tracking a group (it is being destroyed), here and in the
-// bucket.
+// bucket, whoever stored it.
 func (s *Service) untrack(ctx context.Context, group string) {
 	s.mu.Lock()
 	delete(s.pending, group)
 	s.mu.Unlock()
-	s.dropPending(ctx, group)
+	s.dropPending(ctx, &pendingGroup{Group: group})
 }
 
-// dropPending deletes a group's pending entry; one left behind by a
-// failure is read again and settled again, announcing nothing new (the
+// dropPending deletes a settled group's pending entry, if it is still the
+// one settled (p.rev; 0: whichever): a group tracked again meanwhile (a
+// resize, a redelivered create) keeps its newer entry. One left behind by
+// a failure is read again and settled again, announcing nothing new (the
 // announcements' ids are derived).
-func (s *Service) dropPending(ctx context.Context, group string) {
-	if err := s.releases.KV.Delete(ctx, pendingKey(group)); err != nil {
-		s.log.Warn().Err(err).Str(logging.FieldServerGroup, group).Msg("delete a pending group's entry")
+func (s *Service) dropPending(ctx context.Context, p *pendingGroup) {
+	var opts []jetstream.KVDeleteOpt
+	if p.rev > 0 {
+		opts = append(opts, jetstream.LastRevision(p.rev))
+	}
+	err := s.releases.KV.Delete(ctx, pendingKey(p.Group), opts...)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) { // a newer entry
+		s.log.Warn().Err(err).Str(logging.FieldServerGroup, p.Group).Msg("delete a pending group's entry")
 	}
 }
 
@@ -116,7 +127,7 @@ func (s *Service) confirm(ctx context.Context, group string) {
 	if p.Release != "" {
 		s.releaseGroupReady(ctx, p.Release, p.Service, group, up)
 	}
-	s.dropPending(ctx, group)
+	s.dropPending(ctx, p)
 }
 
 // trackPending tracks the pending groups until ctx ends: every
@@ -206,6 +217,7 @@ func (s *Service) loadPending(ctx context.Context) error {
 			s.log.Warn().Str("key", e.Key()).Msg("unreadable pending group entry: left alone")
 			continue
 		}
+		p.rev = e.Revision()
 		stored[p.Group] = &p
 	}
 	var adopt []*pendingGroup
@@ -255,5 +267,5 @@ func (s *Service) failPending(ctx context.Context, group, reason string) {
 	if p.Release != "" {
 		s.releaseGroupFailed(ctx, p.Release, p.Service, group, reason)
 	}
-	s.dropPending(ctx, group)
+	s.dropPending(ctx, p)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/services/provisioner/hosts"
 	"github.com/redblack/redblack/services/provisioner/local"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
@@ -51,6 +52,10 @@ type Config struct {
 	// Provider replaces the local provider (the aws provider, say). Its
 	// changes are observed by polling: it reports none itself.
 	Provider fleet.Provider
+	// Host names this host among local provisioners on several hosts
+	// (default: the machine's hostname). Each owns its host's instances
+	// and serves them to the others (package hosts).
+	Host string
 }
 
 // DefaultConfig returns the defaults.
@@ -72,7 +77,8 @@ type Service struct {
 	instances jetstream.KeyValue
 	routes    jetstream.KeyValue
 	releases  release.Store
-	provider  fleet.Provider
+	provider  fleet.Provider // every group: the aws provider, or the local ones of every host
+	own       fleet.Provider // the groups this copy observes: the aws provider, or this host's
 	changes   chan fleet.Change
 
 	mu       sync.Mutex
@@ -101,6 +107,7 @@ type pendingGroup struct {
 	lastWhy string          // the last change's reason, for a failure's
 	up      map[string]bool // instances reported up here: a hint, discovery decides
 	adopted time.Time       // when this copy began tracking it
+	rev     uint64          // the revision of its entry
 }
 
 // New builds the service on a NATS connection it does not own.
@@ -142,8 +149,8 @@ func (s *Service) Run(ctx context.Context) error {
 	reporterDone := make(chan struct{})
 	if s.cfg.Provider != nil {
 		// a fleet every copy sees (aws): one copy at a time observes it
-		s.provider = s.cfg.Provider
-		s.listed.Store(&s.provider)
+		s.provider, s.own = s.cfg.Provider, s.cfg.Provider
+		s.listed.Store(&s.own)
 		octx, stopObserving := context.WithCancel(ctx)
 		observed := make(chan struct{})
 		go func() { defer close(observed); s.observe(octx) }()
@@ -151,21 +158,40 @@ func (s *Service) Run(ctx context.Context) error {
 		defer func() { stopObserving(); <-observed; <-reporterDone }()
 	} else {
 		// this host's own fleet: this provisioner observes it, always
+		host := s.cfg.Host
+		if host == "" {
+			host = hosts.DefaultHost()
+		}
+		if err := hosts.ValidateName(host); err != nil {
+			return fmt.Errorf("provisioner: %w", err)
+		}
 		lc := s.cfg.Local
 		lc.Dir = filepath.Join(s.cfg.DataDir, "local")
 		prov, err := local.Open(lc, func(c fleet.Change) { s.changes <- c })
 		if err != nil {
 			return fmt.Errorf("provisioner: %w", err)
 		}
-		s.provider = prov
-		s.listed.Store(&s.provider)
+		s.own = prov
+		s.provider = &hosts.Provider{NC: s.nc, KV: s.releases.KV, Self: host, Local: prov}
+		s.listed.Store(&s.own)
 		go func() { defer close(reporterDone); s.report(ctx) }()
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := hosts.Serve(ctx, s.nc, s.releases.KV, host, prov, s.log); err != nil {
+				s.log.Error().Err(err).Msg("serve this host to the other provisioners")
+			}
+		}()
 		defer func() {
+			<-served
 			prov.Close(s.cfg.StopInstancesOnExit)
 			<-reporterDone
 		}()
-		s.tracking.Store(true)
-		go s.trackPending(ctx)
+		go s.lead(ctx, TrackerRole, func(ctx context.Context) error {
+			s.tracking.Store(true)
+			s.trackPending(ctx)
+			return nil
+		})
 		go s.heartbeat(ctx)
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redblack/redblack/services/provisioner"
 	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/services/provisioner/hosts"
 	"github.com/redblack/redblack/services/provisioner/local"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
@@ -334,5 +335,70 @@ func TestPendingGroupsOfAnotherCopy(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// TestTwoHosts: two local provisioners, hosts a and b, share the commands.
+// A group created for b runs on b whichever of them takes the command,
+// and is announced ready (by the one tracking); once b stops, a command
+// for b's group fails loudly, naming b, rather than as "no such group".
+func TestTwoHosts(t *testing.T) {
+	s := testkit.Start(t)
+	ctx := testkit.Context(t, 60*time.Second)
+	nc := s.Conn(t)
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(ctx, topology.BucketServices)
+	spec.Apply(ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: 1, MaxCapacity: 5,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}}})
+	tap, _ := nc.SubscribeSync("fleet.>")
+	start := func(host string) func() {
+		cfg := provisioner.DefaultConfig()
+		cfg.DataDir, cfg.Host, cfg.StopInstancesOnExit = t.TempDir(), host, true
+		cfg.Local = local.Config{StartupProbe: 50 * time.Millisecond, GracePeriod: time.Second, BackoffBase: 50 * time.Millisecond}
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- provisioner.New(cfg, s.Conn(t), logging.Nop()).Run(runCtx) }()
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	start("a")
+	stopB := start("b")
+	r := &rig{t: t, ctx: ctx, nc: nc, js: js, tap: tap}
+	releases, _ := js.KeyValue(ctx, topology.BucketReleases)
+	for { // both hosts alive
+		_, errA := releases.Get(ctx, hosts.HostKey("a"))
+		_, errB := releases.Get(ctx, hosts.HostKey("b"))
+		if errA == nil && errB == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the hosts never said they are alive")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.command(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 1, Host: "b"})
+	var d events.ServerGroup
+	r.await(events.ServerGroupReady).DecodeData(&d)
+	if d.Group != "hello-v001" || d.Up != 1 {
+		t.Fatalf("ready %+v", d)
+	}
+	e, err := releases.Get(ctx, hosts.OwnerKey("hello-v001"))
+	if err != nil || !strings.Contains(string(e.Value()), `"host":"b"`) {
+		t.Fatalf("owner of hello-v001: %v", err)
+	}
+	stopB()
+	r.command(events.ServerGroupResize, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Capacity: 2})
+	for {
+		ev := r.awaitAny(events.ServerGroupFailed)
+		ev.DecodeData(&d)
+		if d.Group == "hello-v001" {
+			break
+		}
+	}
+	if !strings.Contains(d.Reason, "host b") || strings.Contains(d.Reason, "no such group") {
+		t.Fatalf("a command for the stopped host's group failed with %q", d.Reason)
 	}
 }

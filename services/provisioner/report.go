@@ -124,7 +124,7 @@ func (s *Service) heartbeat(ctx context.Context) {
 			}
 			s.log.Info().Msg("reconnected to NATS: discovery entries refreshed now")
 		}
-		gs, err := s.provider.ListGroups(ctx, "")
+		gs, err := s.own.ListGroups(ctx, "")
 		if err != nil {
 			continue
 		}

@@ -162,8 +162,19 @@ func TestRoutingHeadersAndErrors(t *testing.T) {
 	if resp, _ := get(t, url, "nosuch.localhost", nil); resp.StatusCode != 503 || resp.Header.Get(proxy.ErrorHeader) == "" {
 		t.Fatalf("unknown host: %d", resp.StatusCode)
 	}
-	if resp, _ := get(t, url, "hello", map[string]string{"X-Huge": strings.Repeat("x", 100<<10)}); resp.StatusCode != 431 {
-		t.Fatalf("huge header: %d", resp.StatusCode)
+	// a huge header: the router answers 431 once its 64 KiB read buffer is
+	// full and closes with the rest unread, which resets the connection;
+	// the answer is read while the request is still being written (a
+	// client that only reads once it has written may see the reset first)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: hello\r\nX-Huge: %s\r\n\r\n", strings.Repeat("x", 100<<10))
+	if huge, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || huge.StatusCode != 431 {
+		t.Fatalf("huge header: %v %v", huge, err)
 	}
 	big, _ := http.NewRequest("POST", url, strings.NewReader(strings.Repeat("x", 2048)))
 	big.Host = "hello"

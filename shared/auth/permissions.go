@@ -108,6 +108,11 @@ func ServicePermissions(name string) (jwt.Permissions, error) {
 	if name == "router" {
 		p.Sub.Allow.Add(subjects.RouterApplied)
 	}
+	if name == "provisioner" {
+		// the local provisioners of several hosts call each other's
+		// providers (services/provisioner/hosts)
+		p.Pub.Allow.Add("redblack.provisioner.host.>")
+	}
 	if name == "canary" {
 		p.Sub.Allow.Add(subjects.APIPrefix + ".>")
 	}

@@ -198,6 +198,9 @@ type ServerGroupCommand struct {
 	Capacity int      `json:"capacity"`
 	Artifact Artifact `json:"artifact,omitempty"`
 	Role     string   `json:"role,omitempty"` // production, baseline or canary
+	// Host is the host to run the group on, for local provisioners on
+	// several hosts; empty, the provisioner places it.
+	Host string `json:"host,omitempty"`
 }
 
 // InstanceCommand asks the provisioner to terminate one instance.

@@ -26,6 +26,9 @@ type GroupSpec struct {
 	Release string `json:"release,omitempty"`
 	// AWS places the group (aws provider; others ignore it).
 	AWS spec.AWS `json:"aws,omitempty"`
+	// Host is the host the group runs on, for local provisioners on
+	// several hosts (package hosts); empty, one is chosen.
+	Host string `json:"host,omitempty"`
 }
 
 // Instance is one running copy of a group.
