@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
@@ -28,8 +29,9 @@ const (
 )
 
 // track starts waiting for a group to be all up: it stores the group as
-// pending for the copy that tracks the fleet, which is this one with the
-// local provider. An error is the step's, to be retried.
+// pending for the copy that tracks the groups (the holder of the tracker's
+// or, on aws, the observer's lease; this one, if it holds it). An error is
+// the step's, to be retried.
 func (s *Service) track(ctx context.Context, group, service string, desired int, created bool, cause, releaseID string) error {
 	p := &pendingGroup{Service: service, Group: group, Deadline: time.Now().Add(s.cfg.StartupTimeout), Desired: desired,
 		Created: created, Cause: cause, Release: releaseID}

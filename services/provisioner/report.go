@@ -4,12 +4,13 @@ import (
 	"context"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
-	"github.com/rs/zerolog"
 )
 
 var changeKinds = map[fleet.ChangeType]events.Kind{

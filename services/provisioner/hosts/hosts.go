@@ -109,18 +109,22 @@ func fail(err error) response {
 // fresh in kv, until ctx ends.
 func Serve(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, host string, p fleet.Provider, log zerolog.Logger) error {
 	sub, err := nc.Subscribe(Subject(host, "*"), func(m *nats.Msg) {
-		op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-		var req request
-		var resp response
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			resp = response{Error: "bad request: " + err.Error()}
-		} else {
-			resp = serve(ctx, p, op, req)
-		}
-		b, _ := json.Marshal(resp)
-		if err := m.Respond(b); err != nil {
-			log.Warn().Err(err).Str("op", op).Msg("answer a host call")
-		}
+		// each call on its own: a destroy waits out its instances' grace
+		// period, and must not hold the host's other calls meanwhile
+		go func() {
+			op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+			var req request
+			var resp response
+			if err := json.Unmarshal(m.Data, &req); err != nil {
+				resp = response{Error: "bad request: " + err.Error()}
+			} else {
+				resp = serve(ctx, p, op, req)
+			}
+			b, _ := json.Marshal(resp)
+			if err := m.Respond(b); err != nil {
+				log.Warn().Err(err).Str("op", op).Msg("answer a host call")
+			}
+		}()
 	})
 	if err != nil {
 		return fmt.Errorf("hosts: serve %s: %w", host, err)
@@ -185,15 +189,6 @@ type Provider struct {
 	// Self is this host, whose provider is Local.
 	Self  string
 	Local fleet.Provider
-	// Now defaults to time.Now.
-	Now func() time.Time
-}
-
-func (h *Provider) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
 }
 
 // Alive lists the hosts alive now, by name.
@@ -205,7 +200,7 @@ func (h *Provider) Alive(ctx context.Context) ([]string, error) {
 	out := []string{h.Self} // alive, as it asks
 	for _, e := range entries {
 		var a Alive
-		if json.Unmarshal(e.Value(), &a) == nil && a.Host != "" && a.Host != h.Self && h.now().Sub(a.At) < AliveFor {
+		if json.Unmarshal(e.Value(), &a) == nil && a.Host != "" && a.Host != h.Self && time.Since(a.At) < AliveFor {
 			out = append(out, a.Host)
 		}
 	}
@@ -226,7 +221,7 @@ func (h *Provider) alive(ctx context.Context, host string) (bool, time.Time, err
 	if json.Unmarshal(e.Value(), &a) != nil {
 		return false, time.Time{}, nil
 	}
-	return h.now().Sub(a.At) < AliveFor, a.At, nil
+	return time.Since(a.At) < AliveFor, a.At, nil
 }
 
 // Place picks the host for group among alive: rendezvous hashing, so a
