@@ -14,6 +14,7 @@ import (
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 )
 
 // pendingKey is a pending group's key in the releases bucket.
@@ -102,22 +103,27 @@ func (s *Service) check(ctx context.Context, group string) {
 
 // confirm counts a pending group's instances up in discovery, and
 // announces the group ready once every desired one is: ready means
-// routable, not only up at the provider.
-func (s *Service) confirm(ctx context.Context, group string) {
+// routable, not only up at the provider. It returns the count, and p if
+// the group is still pending here after it (nil: settled, or not tracked
+// here); err is discovery unreadable, which counts nothing.
+func (s *Service) confirm(ctx context.Context, group string) (int, *pendingGroup, error) {
 	s.mu.Lock()
 	p, ok := s.pending[group]
 	s.mu.Unlock()
 	if !ok {
-		return
+		return 0, nil, nil
 	}
 	ids, err := discovery.Up(ctx, s.instances, p.Service, group)
-	if err != nil || len(ids) < p.Desired {
-		return
+	if err != nil {
+		return 0, p, err
+	}
+	if len(ids) < p.Desired {
+		return len(ids), p, nil
 	}
 	s.mu.Lock()
 	if s.pending[group] != p { // settled or replaced meanwhile
 		s.mu.Unlock()
-		return
+		return len(ids), nil, nil
 	}
 	delete(s.pending, group)
 	s.mu.Unlock()
@@ -130,6 +136,7 @@ func (s *Service) confirm(ctx context.Context, group string) {
 		s.releaseGroupReady(ctx, p.Release, p.Service, group, up)
 	}
 	s.dropPending(ctx, p)
+	return up, nil, nil
 }
 
 // trackPending tracks the pending groups until ctx ends: every
@@ -169,12 +176,11 @@ func (s *Service) trackPending(ctx context.Context) {
 			s.confirm(cctx, name)
 		}
 		for _, name := range late {
-			s.confirm(cctx, name) // up at the last moment
-			if s.pendingDesired(name) == 0 {
-				continue
+			// up at the last moment, or failed; not while discovery
+			// cannot be read: that counts nothing
+			if up, p, err := s.confirm(cctx, name); p != nil && err == nil {
+				s.failPending(cctx, name, fmt.Sprintf("not all up within %s: %d of %d up", s.cfg.StartupTimeout, up, p.Desired))
 			}
-			ids, _ := discovery.Up(cctx, s.instances, s.pendingService(name), name)
-			s.failPending(cctx, name, fmt.Sprintf("not all up within %s: %d of %d up", s.cfg.StartupTimeout, len(ids), s.pendingDesired(name)))
 		}
 		cancel()
 		select {
@@ -183,24 +189,6 @@ func (s *Service) trackPending(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-func (s *Service) pendingService(group string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p, ok := s.pending[group]; ok {
-		return p.Service
-	}
-	return ""
-}
-
-func (s *Service) pendingDesired(group string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p, ok := s.pending[group]; ok {
-		return p.Desired
-	}
-	return 0
 }
 
 // loadPending reads the pending groups stored in the bucket: it adopts
@@ -215,7 +203,7 @@ func (s *Service) loadPending(ctx context.Context) error {
 	stored := map[string]*pendingGroup{}
 	for _, e := range entries {
 		var p pendingGroup
-		if err := json.Unmarshal(e.Value(), &p); err != nil || p.Group == "" {
+		if err := json.Unmarshal(e.Value(), &p); err != nil || p.validate(e.Key()) != nil {
 			s.log.Warn().Str("key", e.Key()).Msg("unreadable pending group entry: left alone")
 			continue
 		}
@@ -238,6 +226,15 @@ func (s *Service) loadPending(ctx context.Context) error {
 	for _, p := range adopt {
 		s.log.Info().Str(logging.FieldService, p.Service).Str(logging.FieldServerGroup, p.Group).Msg("tracking a pending group stored by another copy")
 		s.adopt(ctx, p)
+	}
+	return nil
+}
+
+// validate checks an entry read from the bucket: its key's group, a group
+// of its service, at least one instance wanted.
+func (p *pendingGroup) validate(key string) error {
+	if svc, _, _, err := release.ParseGroup(p.Group); err != nil || svc != p.Service || key != pendingKey(p.Group) || p.Desired < 1 {
+		return fmt.Errorf("pending entry %s: group %q of %q, %d wanted", key, p.Group, p.Service, p.Desired)
 	}
 	return nil
 }

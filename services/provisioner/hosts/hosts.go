@@ -111,7 +111,7 @@ func Serve(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, host strin
 	sub, err := nc.Subscribe(Subject(host, "*"), func(m *nats.Msg) {
 		// each call on its own: a destroy waits out its instances' grace
 		// period, and must not hold the host's other calls meanwhile
-		go func() {
+		go natsx.Guard(log, "host call", func() {
 			op := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 			var req request
 			var resp response
@@ -124,7 +124,7 @@ func Serve(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, host strin
 			if err := m.Respond(b); err != nil {
 				log.Warn().Err(err).Str("op", op).Msg("answer a host call")
 			}
-		}()
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("hosts: serve %s: %w", host, err)
@@ -200,7 +200,7 @@ func (h *Provider) Alive(ctx context.Context) ([]string, error) {
 	out := []string{h.Self} // alive, as it asks
 	for _, e := range entries {
 		var a Alive
-		if json.Unmarshal(e.Value(), &a) == nil && a.Host != "" && a.Host != h.Self && time.Since(a.At) < AliveFor {
+		if json.Unmarshal(e.Value(), &a) == nil && ValidateName(a.Host) == nil && e.Key() == HostKey(a.Host) && a.Host != h.Self && time.Since(a.At) < AliveFor {
 			out = append(out, a.Host)
 		}
 	}
@@ -249,6 +249,9 @@ func (h *Provider) OwnerOf(ctx context.Context, group string) (string, error) {
 	}
 	var o Owner
 	if err := json.Unmarshal(e.Value(), &o); err != nil {
+		return "", fmt.Errorf("hosts: owner of %s: %w", group, err)
+	}
+	if err := ValidateName(o.Host); err != nil { // a subject token: never a wildcard
 		return "", fmt.Errorf("hosts: owner of %s: %w", group, err)
 	}
 	return o.Host, nil
