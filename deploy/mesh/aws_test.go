@@ -43,7 +43,7 @@ func TestPipelineOnMoto(t *testing.T) {
 	src := cloudwatch.New(cwc, "")
 	src.Period = 1
 
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Provisioner.Provider = provider
 	cfg.Router.Edge = edge

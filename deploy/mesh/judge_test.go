@@ -182,7 +182,7 @@ func TestLongCanaryAndBakeSurviveRestarts(t *testing.T) {
 	svc := fastSpec()
 	svc.Strategy.Canary.Duration = spec.Duration(12 * time.Second)
 	svc.Strategy.Bake.Duration = spec.Duration(10 * time.Second)
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.KeepInstances = dir, "127.0.0.1:0", "127.0.0.1:0", true
 	cfg.Topology.MetricsMaxAge = 3 * time.Second
 	restart := func(p *pipeline) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/redblack/redblack/services/router"
 	"github.com/redblack/redblack/services/watchdog"
 	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/discovery/lb"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/topology"
@@ -103,6 +105,7 @@ type Mesh struct {
 	uiAddr     net.Addr
 	adminSrv   *http.Server
 	tracer     *tracing.Tracer
+	dataDir    string
 	// stopOnce makes Stop idempotent.
 	stopOnce sync.Once
 }
@@ -134,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	authority.Attach(srv.Server())
-	m := &Mesh{srv: srv, auth: authority, admin: admin, log: cfg.Log, failed: make(chan struct{})}
+	m := &Mesh{srv: srv, auth: authority, admin: admin, log: cfg.Log, failed: make(chan struct{}), dataDir: cfg.DataDir}
 	if err := m.start(ctx, cfg); err != nil {
 		m.Stop()
 		return nil, err
@@ -348,6 +351,27 @@ func (m *Mesh) ConnectCreds(name string, creds []byte, opts ...nats.Option) (*na
 	}
 	m.conns = append(m.conns, nc)
 	return nc, nil
+}
+
+// Tier prepares the instances of service to call the downstream services
+// through the discovery client (shared/discovery/lb): it issues their NATS
+// user (auth.Authority.Caller: the routes and instances buckets, and the
+// samples of the downstream services only), keeps its creds as the
+// service's secret lb.SecretName, and returns what the spec's artifact
+// needs for them: env (REDBLACK_SERVER) and env_secrets (lb.CredsEnv).
+func (m *Mesh) Tier(service string, downstream []string) (env, envSecrets map[string]string, err error) {
+	creds, err := m.auth.Caller(service, downstream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mesh: %w", err)
+	}
+	dir := filepath.Join(m.dataDir, "secrets", service)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("mesh: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, lb.SecretName), creds, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("mesh: %w", err)
+	}
+	return map[string]string{"REDBLACK_SERVER": m.URL()}, map[string]string{lb.CredsEnv: lb.SecretName}, nil
 }
 
 // CheckListen refuses a NATS listener off loopback without TLS: the creds

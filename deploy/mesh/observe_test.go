@@ -72,7 +72,7 @@ func browser(t *testing.T) context.Context {
 func TestDashboardMetricsAndTraces(t *testing.T) {
 	ctx := browser(t)
 	spans := tracetest.NewInMemoryExporter()
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Admin, cfg.UI, cfg.Spans = "127.0.0.1:0", "127.0.0.1:0", spans
 	m, err := mesh.Start(context.Background(), cfg)

@@ -50,7 +50,7 @@ func TestServiceStartedBeforeNATSWaitsForIt(t *testing.T) {
 			t.Fatalf("no attempts logged:\n%s", logs.String())
 		}
 	}
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, addr, "127.0.0.1:0"
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {

@@ -542,7 +542,7 @@ func TestRestartMidRelease(t *testing.T) {
 	dir := t.TempDir()
 	svc := fastSpec()
 	svc.Strategy.Canary.Duration = spec.Duration(5 * time.Second)
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.KeepInstances = dir, "127.0.0.1:0", "127.0.0.1:0", true
 	m1, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
@@ -647,7 +647,7 @@ func TestTrafficGuardsRefuse(t *testing.T) {
 func TestStuckRollbackIsDrivenToTheEnd(t *testing.T) {
 	svc := fastSpec()
 	svc.Strategy.Deadlines.Rollback = spec.Duration(time.Second)
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Watchdog.StuckEvery = 500 * time.Millisecond
 	m, err := mesh.Start(context.Background(), cfg)
@@ -723,7 +723,7 @@ func TestCanaryWeightsNotLostToDeduplication(t *testing.T) {
 // router publishes none here), the bake used to pass silently when its
 // duration was up; now it is rolled back with the reason.
 func TestBakeWithoutSamplesDoesNotPass(t *testing.T) {
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Router.MetricsInterval = time.Hour
 	m, err := mesh.Start(context.Background(), cfg)

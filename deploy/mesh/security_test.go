@@ -387,7 +387,7 @@ func TestServiceProcessWithItsOwnCreds(t *testing.T) {
 // without TLS; with a certificate, clients connect over TLS (and still need
 // creds).
 func TestNATSOffLoopbackNeedsTLS(t *testing.T) {
-	cfg := mesh.DefaultConfig()
+	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "0.0.0.0:0", "127.0.0.1:0"
 	if m, err := mesh.Start(context.Background(), cfg); err == nil {
 		m.Stop()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,7 @@ import (
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/subjects"
 )
 
@@ -26,25 +28,12 @@ const AppliedSubject = subjects.RouterApplied
 // Source is the CloudEvents source of the router's events.
 const Source = "redblack/router"
 
-// Applied is a router's answer on AppliedSubject.
-type Applied struct {
-	Router   string `json:"router"`
-	Revision uint64 `json:"revision"`
-	// Up is the number of routable instances per group in its table.
-	Up map[string]int `json:"up"`
-}
+// Applied is a router's (or a discovery client's) answer on AppliedSubject.
+type Applied = routing.Applied
 
-func (s *Service) answerApplied(m *nats.Msg) {
-	a := Applied{Router: s.cfg.ID, Up: map[string]int{}}
-	if svc := s.proxy.Table().Services[string(m.Data)]; svc != nil {
-		a.Revision = svc.Revision
-		for name, g := range svc.All {
-			a.Up[name] = len(g.Backends)
-		}
-	}
-	b, _ := json.Marshal(a)
-	_ = m.Respond(b)
-}
+// callerService is the micro name discovery clients register under
+// (shared/discovery/lb): a switch waits for them as for routers.
+const callerService = "redblack-" + routing.CallerMicro
 
 // scatter sends a request to every responder of subject and gathers the
 // answers that come within wait, or until want have come (0: no limit).
@@ -79,8 +68,13 @@ func scatter(nc *nats.Conn, subject string, body []byte, wait time.Duration, wan
 // has no instance of.
 const RouterMemory = 10 * time.Second
 
-// trackRouters keeps s.routers fresh between commits: every 2 s it asks
-// every router for its id.
+// CallerWait is Config.CallerWait's default: a discovery client learns a
+// route change as fast as a router does (both watch the bucket), so one
+// still behind after this is stuck or cut off, and the release goes on.
+const CallerWait = 5 * time.Second
+
+// trackRouters keeps s.routers and s.callers fresh between commits: every
+// 2 s it asks every router and discovery client for its id.
 func (s *Service) trackRouters(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -90,77 +84,125 @@ func (s *Service) trackRouters(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		answers, err := scatter(s.nc, AppliedSubject, nil, 200*time.Millisecond, 0)
-		if err != nil {
+		for _, k := range []peers{{AppliedSubject, s.routers}, {subjects.CallerApplied, s.callers}} {
+			answers, err := scatter(s.nc, k.subject, nil, 200*time.Millisecond, 0)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			s.mu.Lock()
+			for _, b := range answers {
+				var a Applied
+				if json.Unmarshal(b, &a) == nil && a.Router != "" {
+					k.seen[a.Router] = now
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// peers are the routers or the callers: the subject they answer on, and
+// when each id last answered.
+type peers struct {
+	subject string
+	seen    map[string]time.Time
+}
+
+// applied asks the peers which of them have applied revision rev of the
+// service (with up instances of group routable when group is set). It
+// returns those that have not, among the live ones (answering now, or seen
+// within RouterMemory), and how many have. Called without s.mu.
+func (s *Service) applied(k peers, service string, rev uint64, group string, up, pinged int) (behind []string, done int, err error) {
+	s.mu.Lock()
+	for id, seen := range k.seen {
+		if time.Since(seen) > s.cfg.RouterMemory {
+			delete(k.seen, id) // gone (a restarted router has a new id)
+		}
+	}
+	want := max(pinged, len(k.seen))
+	s.mu.Unlock()
+	if want == 0 {
+		return nil, 0, nil
+	}
+	answers, err := scatter(s.nc, k.subject, []byte(service), 200*time.Millisecond, want)
+	if err != nil {
+		return nil, 0, err
+	}
+	now := time.Now()
+	ok := map[string]bool{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range answers {
+		var a Applied
+		if json.Unmarshal(b, &a) != nil || a.Router == "" {
 			continue
 		}
-		now := time.Now()
-		s.mu.Lock()
-		for _, b := range answers {
-			var a Applied
-			if json.Unmarshal(b, &a) == nil && a.Router != "" {
-				s.routers[a.Router] = now
-			}
+		k.seen[a.Router] = now
+		if a.Revision >= rev && (group == "" || a.Up[group] >= up) {
+			ok[a.Router] = true
 		}
-		s.mu.Unlock()
 	}
+	for id := range k.seen {
+		if !ok[id] {
+			behind = append(behind, id)
+		}
+	}
+	sort.Strings(behind)
+	return behind, len(ok), nil
 }
 
 // waitApplied returns once every live router has a table built from at
 // least revision rev of the service's route and, when group is set, with at
 // least up of its instances routable. Live: answering now, or seen within
-// RouterMemory.
+// RouterMemory. Discovery clients are waited for the same way, but for
+// CallerWait at most once the routers are done: it returns the callers
+// still behind then.
 //
 // The routers apply the change as soon as it is in the bucket; only its
 // announcement waits (and what follows it: a group destroyed after a
 // restore, say).
-func (s *Service) waitApplied(ctx context.Context, service string, rev uint64, group string, up int) error {
+func (s *Service) waitApplied(ctx context.Context, service string, rev uint64, group string, up int) ([]string, error) {
 	// every connected router answers a ping within a few ms on one machine
 	// or a LAN; 50 ms bounds the wait
-	pings, err := scatter(s.nc, "$SRV.PING.redblack-router", nil, 50*time.Millisecond, 0)
+	routerPings, err := scatter(s.nc, "$SRV.PING.redblack-router", nil, 50*time.Millisecond, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	callerPings, err := scatter(s.nc, "$SRV.PING."+callerService, nil, 50*time.Millisecond, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.routers[s.cfg.ID] = time.Now()
+	s.mu.Unlock()
+	var routersDone time.Time
 	for {
-		s.mu.Lock()
-		for id, seen := range s.routers {
-			if time.Since(seen) > s.cfg.RouterMemory {
-				delete(s.routers, id) // gone (a restarted router has a new id)
-			}
-		}
-		want := max(len(pings), len(s.routers), 1)
-		s.mu.Unlock()
-		answers, err := scatter(s.nc, AppliedSubject, []byte(service), 200*time.Millisecond, want)
+		routers, doneRouters, err := s.applied(peers{AppliedSubject, s.routers}, service, rev, group, up, max(len(routerPings), 1))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		now := time.Now()
-		done := map[string]bool{}
-		s.mu.Lock()
-		s.routers[s.cfg.ID] = now
-		for _, b := range answers {
-			var a Applied
-			if json.Unmarshal(b, &a) != nil || a.Router == "" {
-				continue
+		if len(routers) == 0 && doneRouters >= len(routerPings) {
+			callers, doneCallers, err := s.applied(peers{subjects.CallerApplied, s.callers}, service, rev, group, up, len(callerPings))
+			if err != nil {
+				return nil, err
 			}
-			s.routers[a.Router] = now
-			if a.Revision >= rev && (group == "" || a.Up[group] >= up) {
-				done[a.Router] = true
+			if len(callers) == 0 && doneCallers >= len(callerPings) {
+				return nil, nil
 			}
-		}
-		var missing []string
-		for id := range s.routers {
-			if !done[id] {
-				missing = append(missing, id)
+			if routersDone.IsZero() {
+				routersDone = time.Now()
 			}
-		}
-		s.mu.Unlock()
-		if len(missing) == 0 && len(done) >= len(pings) {
-			return nil
+			if time.Since(routersDone) >= s.cfg.CallerWait {
+				if unnamed := len(callerPings) - doneCallers - len(callers); unnamed > 0 {
+					callers = append(callers, fmt.Sprintf("(%d more that answer the ping but not %s)", unnamed, subjects.CallerApplied))
+				}
+				return callers, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("routers %v have not applied revision %d of %s", missing, rev, service)
+			return nil, fmt.Errorf("routers %v have not applied revision %d of %s", routers, rev, service)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -326,8 +368,16 @@ func (s *Service) commit(ctx context.Context, cause, releaseID, service, group s
 	if err != nil {
 		return err
 	}
-	if err := s.waitApplied(ctx, service, rev, group, up); err != nil {
+	lagging, err := s.waitApplied(ctx, service, rev, group, up)
+	if err != nil {
 		return err // retried: the update is idempotent
+	}
+	if len(lagging) > 0 {
+		s.log.Warn().Str(logging.FieldService, service).Uint64("revision", rev).Strs("callers", lagging).Dur("waited", s.cfg.CallerWait).Msg("discovery clients have not applied the change: announced without them")
+		lag := events.TrafficLag{Service: service, Revision: rev, Callers: lagging, Waited: s.cfg.CallerWait}
+		if err := s.publish(ctx, cause+":lagging", events.TrafficLagging, service, releaseID, lag); err != nil {
+			return err
+		}
 	}
 	if s.cfg.Edge != nil {
 		if err := s.cfg.Edge.Apply(ctx, service, route.Weights); err != nil {
@@ -361,17 +411,9 @@ func (s *Service) prune(ctx context.Context, r *routes.Route) error {
 	return nil
 }
 
-func (s *Service) capacityOf(service string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.capacity[service]
-}
+func (s *Service) capacityOf(service string) int { return s.follower.Capacity(service) }
 
-func (s *Service) routeOf(service string) routes.Route {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.routes[service]
-}
+func (s *Service) routeOf(service string) routes.Route { return s.follower.Route(service) }
 
 // guard refuses a switch to a group with fewer up instances than the
 // service's capacity (Spinnaker's traffic guard). It counts in the instances
@@ -383,9 +425,7 @@ func (s *Service) guard(ctx context.Context, service, group string) (int, string
 		return 0, "", err
 	}
 	up := len(ids)
-	s.mu.Lock()
-	want := max(s.capacity[service], 1)
-	s.mu.Unlock()
+	want := max(s.capacityOf(service), 1)
 	if up < want {
 		return up, fmt.Sprintf("%s has %d healthy instances, fewer than the capacity %d of %s", group, up, want, service), nil
 	}

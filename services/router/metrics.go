@@ -9,97 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/redblack/redblack/services/router/routing"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/prom"
+	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/subjects"
 )
-
-type groupKey struct{ service, group string }
-
-// publishMetrics publishes one sample per routed group every interval:
-// the counts since the last one, summed over the group's instances. Groups
-// without traffic get zero samples, so "no data" is visible.
-func (s *Service) publishMetrics(ctx context.Context) {
-	last := map[*routing.Backend]routing.Snapshot{}
-	bounds := make([]int64, len(routing.Buckets))
-	for i, b := range routing.Buckets {
-		bounds[i] = b.Microseconds()
-	}
-	t := time.NewTicker(s.cfg.MetricsInterval)
-	defer t.Stop()
-	start := time.Now().UTC()
-	type queued struct {
-		subject string
-		data    []byte
-		id      string
-	}
-	var queue []queued
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		end := time.Now().UTC()
-		sums := map[groupKey]routing.Snapshot{}
-		for _, svc := range s.proxy.Table().Services {
-			for g := range svc.All {
-				sums[groupKey{svc.Name, g}] = routing.Snapshot{}
-			}
-		}
-		var gone []*routing.Backend
-		for _, b := range s.reg.Backends() {
-			if b.Gone() {
-				gone = append(gone, b) // its last counts go into this sample
-			}
-			now := b.Stats.Snapshot()
-			k := groupKey{b.Service, b.Group}
-			sums[k] = sums[k].Add(now.Sub(last[b]))
-			last[b] = now
-		}
-		for k, d := range sums {
-			sample := metrics.Sample{
-				Service: k.service, Group: k.group, Router: s.cfg.ID, Start: start, End: end,
-				Requests: d.Requests, Status2xx: d.Status2xx, Status3xx: d.Status3xx, Status4xx: d.Status4xx, Status5xx: d.Status5xx,
-				ConnErrors: d.ConnErrors, Retries: d.Retries, BucketsMicros: bounds, Latency: d.Latency[:], LatencySumNs: d.LatencySum,
-			}
-			if d.FirstError != 0 {
-				sample.FirstError = time.Unix(0, d.FirstError).UTC()
-			}
-			queue = append(queue, queued{subjects.Metrics(k.service, k.group), sample.Encode(), fmt.Sprintf("%s:%s:%d", s.cfg.ID, k.group, end.UnixNano())})
-		}
-		// in order, and kept while METRICS cannot take them (a node lost,
-		// an election): a bake or a canary loses no evidence to a leader
-		// election, only gets it late
-		if over := len(queue) - maxQueued; over > 0 {
-			s.log.Warn().Int("dropped", over).Msg("metrics samples unpublished for too long: the oldest dropped")
-			queue = queue[over:]
-		}
-		for len(queue) > 0 {
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := s.js.Publish(pctx, queue[0].subject, queue[0].data, jetstream.WithMsgID(queue[0].id))
-			cancel()
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn().Err(err).Int("queued", len(queue)).Msg("publish metrics sample; kept to try again")
-				}
-				break
-			}
-			queue = queue[1:]
-		}
-		start = end
-		for _, b := range gone {
-			if s.reg.Forget(b) {
-				delete(last, b)
-			}
-		}
-	}
-}
-
-// maxQueued bounds the samples kept while METRICS takes none: a minute of
-// a few dozen groups at the default interval.
-const maxQueued = 2000
 
 // serveAdmin serves the router's own registry on /metrics.
 func (s *Service) serveAdmin() (*http.Server, error) {
@@ -175,13 +89,7 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 // routedGroups lists every service's groups in the routes (with weight or
 // not: a canary's share comes and goes).
 func (s *Service) routedGroups(context.Context) (map[string][]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]string{}
-	for svc, r := range s.routes {
-		out[svc] = r.Groups()
-	}
-	return out, nil
+	return s.follower.Groups(), nil
 }
 
 // publishSample publishes a sample from another source (the CloudWatch

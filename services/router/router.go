@@ -7,7 +7,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -20,13 +19,10 @@ import (
 
 	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/services/router/proxy"
-	"github.com/redblack/redblack/services/router/routing"
-	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
-	"github.com/redblack/redblack/shared/routes"
-	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -53,6 +49,10 @@ type Config struct {
 	// RouterMemory is how long another router that answered is waited for
 	// before a change is announced (default RouterMemory).
 	RouterMemory time.Duration
+	// CallerWait bounds how long a change waits for the discovery clients
+	// of inner tiers once every router has applied it (default
+	// CallerWait); those still behind are named in traffic.lagging.
+	CallerWait time.Duration
 	// Edge, when set, also moves the traffic at the cloud's load balancer
 	// (the aws deployment's ALB): every weight change is applied there and
 	// read back before it is announced.
@@ -86,17 +86,12 @@ type Service struct {
 	instances jetstream.KeyValue
 	releases  release.Store
 
+	follower *routing.Follower
+
 	mu        sync.Mutex
-	routes    map[string]routes.Route
-	revisions map[string]uint64
-	entries   map[string]discovery.Entry
-	entryRevs map[string]uint64    // the entries' last revisions (an expiry's, while in grace)
-	changedAt map[string]time.Time // when each service's route last changed
-	hostnames map[string][]string
-	capacity  map[string]int
-	ports     map[string]int         // dedicated port by service, from specs
 	listening map[string]*portServer // dedicated ports being served
 	routers   map[string]time.Time   // routers by id, when last they answered
+	callers   map[string]time.Time   // discovery clients by id, likewise
 
 	addr atomic.Pointer[net.Addr]
 }
@@ -109,13 +104,15 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.RouterMemory <= 0 {
 		cfg.RouterMemory = RouterMemory
 	}
+	if cfg.CallerWait <= 0 {
+		cfg.CallerWait = CallerWait
+	}
 	if cfg.MetricsInterval < 100*time.Millisecond {
 		cfg.MetricsInterval = 100 * time.Millisecond
 	}
 	return &Service{
 		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
-		routes: map[string]routes.Route{}, revisions: map[string]uint64{}, entries: map[string]discovery.Entry{}, entryRevs: map[string]uint64{}, changedAt: map[string]time.Time{},
-		hostnames: map[string][]string{}, capacity: map[string]int{}, ports: map[string]int{}, listening: map[string]*portServer{}, routers: map[string]time.Time{},
+		listening: map[string]*portServer{}, routers: map[string]time.Time{}, callers: map[string]time.Time{},
 	}
 }
 
@@ -179,7 +176,7 @@ func (s *Service) Run(ctx context.Context) error {
 		defer admin.Close()
 	}
 
-	sub, err := s.nc.Subscribe(AppliedSubject, s.answerApplied)
+	sub, err := routing.AnswerApplied(s.nc, AppliedSubject, s.cfg.ID, s.proxy.Table)
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
@@ -199,7 +196,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("router: %w", err)
 	}
 	defer steps.Stop()
-	go s.publishMetrics(ctx)
+	go (&routing.Publisher{JS: js, Source: s.cfg.ID, Registry: s.reg, Table: s.proxy.Table, Interval: s.cfg.MetricsInterval, Log: s.log}).Run(ctx)
 	go s.trackRouters(ctx)
 	if s.cfg.CloudWatch != nil {
 		go s.cfg.CloudWatch.Run(ctx, s.routedGroups, s.publishSample)
@@ -217,287 +214,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}, s.log)
 }
 
-// watch follows the three buckets and rebuilds the table on every change.
-// It returns once the initial values are in and the first table is built.
+// watch follows the buckets and swaps every table built into the proxy.
+// It returns once the first table is built.
 func (s *Service) watch(ctx context.Context) error {
-	ready := make(chan struct{}, 3)
-	for _, w := range []bucketWatch{
-		{s.routesKV, s.applyRoute, func() []string { return keysOf(s.routes) }},
-		{s.instances, s.applyInstance, func() []string { return keysOf(s.entries) }},
-		{s.services, s.applySpec, func() []string { return keysOf(s.capacity) }},
-	} {
-		go s.follow(ctx, w, ready)
+	s.follower = &routing.Follower{
+		Routes: s.routesKV, Instances: s.instances, Services: s.services, Registry: s.reg,
+		InstanceTTL: s.cfg.Topology.InstanceTTL, Swap: s.proxy.Swap, Rebuilt: s.reconcilePorts, Log: s.log,
 	}
-	for range 3 {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Second):
-			return errors.New("buckets did not answer in 10s")
-		}
-	}
-	s.rebuild()
-	return nil
-}
-
-// bucketWatch is one bucket the table is built from: apply records an
-// update (under s.mu) and reports whether the table must be rebuilt; known
-// lists the keys recorded (under s.mu).
-type bucketWatch struct {
-	kv    jetstream.KeyValue
-	apply func(jetstream.KeyValueEntry) bool
-	known func() []string
-}
-
-func keysOf[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
-// StallAfter is how long a watcher may stay behind its bucket before it is
-// made again. A watcher is an ordered consumer on one node; when that node
-// dies the client notices only after missed heartbeats (some 10 s), and
-// meanwhile the table would miss every change: a canary's instances, a
-// switch.
-const StallAfter = 2 * time.Second
-
-// follow applies one bucket's updates for as long as ctx lasts. A watcher
-// that falls behind the bucket by StallAfter is made again; what its replay
-// no longer lists is dropped as expired (an instance keeps its grace).
-func (s *Service) follow(ctx context.Context, w bucketWatch, ready chan<- struct{}) {
-	initial := true
-	for ctx.Err() == nil {
-		wt, err := w.kv.WatchAll(ctx)
-		if err != nil {
-			s.log.Warn().Err(err).Str("bucket", w.kv.Bucket()).Msg("watch; trying again")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		var seen atomic.Uint64
-		wctx, stop := context.WithCancel(ctx)
-		stalled := s.stalled(wctx, w.kv, &seen)
-		replay := map[string]bool{}
-		replaying := true
-	updates:
-		for {
-			select {
-			case <-ctx.Done():
-				break updates
-			case <-stalled:
-				s.log.Warn().Str("bucket", w.kv.Bucket()).Uint64("seen", seen.Load()).Msg("watcher behind its bucket (its node died?): made again")
-				break updates
-			case e, ok := <-wt.Updates():
-				if !ok {
-					break updates
-				}
-				if e == nil { // the replay is done
-					if replaying && !initial {
-						s.dropUnlisted(w, replay)
-					}
-					if replaying && initial {
-						initial = false
-						ready <- struct{}{}
-					}
-					replaying = false
-					continue
-				}
-				seen.Store(e.Revision())
-				if replaying {
-					replay[e.Key()] = true
-				}
-				changed := false
-				natsx.Guard(s.log, "router watch "+e.Bucket()+"/"+e.Key(), func() {
-					s.mu.Lock()
-					defer s.mu.Unlock()
-					changed = w.apply(e)
-				})
-				if changed && !initial {
-					natsx.Guard(s.log, "router rebuild", s.rebuild)
-				}
-			}
-		}
-		stop()
-		_ = wt.Stop()
-	}
-}
-
-// stalled closes the channel it returns once the bucket's last sequence
-// has been ahead of what the watcher delivered for StallAfter.
-func (s *Service) stalled(ctx context.Context, kv jetstream.KeyValue, seen *atomic.Uint64) <-chan struct{} {
-	out := make(chan struct{})
-	go func() {
-		t := time.NewTicker(StallAfter / 4)
-		defer t.Stop()
-		var behind time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			sctx, cancel := context.WithTimeout(ctx, StallAfter/4)
-			st, err := kv.Status(sctx)
-			cancel()
-			if err != nil {
-				continue // the bucket does not answer either: nothing to compare
-			}
-			b, ok := st.(*jetstream.KeyValueBucketStatus)
-			if !ok || b.StreamInfo().State.LastSeq <= seen.Load() {
-				behind = time.Time{}
-				continue
-			}
-			if behind.IsZero() {
-				behind = time.Now()
-			} else if time.Since(behind) >= StallAfter {
-				close(out)
-				return
-			}
-		}
-	}()
-	return out
-}
-
-// dropUnlisted drops what a new watcher's replay did not list: changed
-// while the old one was stalled. An instance gets the grace of an expiry.
-func (s *Service) dropUnlisted(w bucketWatch, listed map[string]bool) {
-	changed := false
-	s.mu.Lock()
-	for _, k := range w.known() {
-		if !listed[k] {
-			changed = w.apply(gone{bucket: w.kv.Bucket(), key: k}) || changed
-		}
-	}
-	s.mu.Unlock()
-	if changed {
-		natsx.Guard(s.log, "router rebuild", s.rebuild)
-	}
-}
-
-// gone is a key no longer in its bucket, as an update.
-type gone struct{ bucket, key string }
-
-func (g gone) Bucket() string                  { return g.bucket }
-func (g gone) Key() string                     { return g.key }
-func (g gone) Value() []byte                   { return nil }
-func (g gone) Revision() uint64                { return 0 }
-func (g gone) Created() time.Time              { return time.Now() }
-func (g gone) Delta() uint64                   { return 0 }
-func (g gone) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePurge }
-
-func deleted(e jetstream.KeyValueEntry) bool {
-	return e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
-}
-
-// The apply functions record one bucket update and report whether the
-// routing table must be rebuilt.
-
-func (s *Service) applyRoute(e jetstream.KeyValueEntry) bool {
-	if deleted(e) {
-		delete(s.routes, e.Key())
-		delete(s.revisions, e.Key())
-		return true
-	}
-	r, err := routes.Decode(e.Value())
-	if err != nil {
-		return false
-	}
-	s.routes[e.Key()], s.revisions[e.Key()] = r, e.Revision()
-	s.changedAt[e.Key()] = time.Now()
-	time.AfterFunc(SettleFor, func() { natsx.Guard(s.log, "router rebuild", s.rebuild) }) // the route settled
-	return true
-}
-
-// SettleFor is how long after a route change its previous group may serve
-// for a new group this router has no instance of yet (its watcher of
-// instances behind): longer than StallAfter and a watcher's replay.
-const SettleFor = 10 * time.Second
-
-func (s *Service) applyInstance(e jetstream.KeyValueEntry) bool {
-	old, had := s.entries[e.Key()]
-	if e.Operation() == jetstream.KeyValuePurge && had {
-		// the entry aged out (the bucket's TTL), which is no proof the
-		// instance is gone: after an outage of the whole cluster every
-		// entry expires at once, before the provisioner's next heartbeat.
-		// It stays routable for one more TTL (a dead one fails its
-		// connections, which are retried elsewhere and eject it); the
-		// provisioner's explicit delete removes at once.
-		s.expiring(e.Key(), e.Revision())
-		return false
-	}
-	if deleted(e) {
-		delete(s.entries, e.Key())
-		delete(s.entryRevs, e.Key())
-		return had
-	}
-	d, err := discovery.Decode(e.Value())
-	if err != nil {
-		return false
-	}
-	s.entries[e.Key()] = d
-	s.entryRevs[e.Key()] = e.Revision()
-	// the provisioner's heartbeat re-puts unchanged entries every few
-	// seconds: only a change of what routing reads rebuilds the table
-	return !had || old.State != d.State || old.Address != d.Address || old.Group != d.Group || old.Service != d.Service
-}
-
-// expiring drops an aged-out entry after a grace of one TTL, unless it
-// was put again meanwhile. Called with s.mu held.
-func (s *Service) expiring(key string, rev uint64) {
-	grace := s.cfg.Topology.InstanceTTL
-	if grace <= 0 {
-		grace = topology.DefaultOptions().InstanceTTL
-	}
-	s.entryRevs[key] = rev
-	s.log.Warn().Str("instance", key).Dur("grace", grace).Msg("discovery entry expired: still routed for a grace period")
-	time.AfterFunc(grace, func() {
-		s.mu.Lock()
-		drop := s.entryRevs[key] == rev
-		if drop {
-			delete(s.entries, key)
-			delete(s.entryRevs, key)
-		}
-		s.mu.Unlock()
-		if drop {
-			natsx.Guard(s.log, "router rebuild", s.rebuild)
-		}
-	})
-}
-
-func (s *Service) applySpec(e jetstream.KeyValueEntry) bool {
-	if deleted(e) {
-		delete(s.hostnames, e.Key())
-		delete(s.capacity, e.Key())
-		delete(s.ports, e.Key())
-		return true
-	}
-	sp, err := spec.Decode(e.Value())
-	if err != nil {
-		return false
-	}
-	s.hostnames[e.Key()], s.capacity[e.Key()], s.ports[e.Key()] = sp.Hostnames, sp.Capacity, sp.Port
-	return true
-}
-
-// rebuild builds a table from the current state and swaps it in.
-func (s *Service) rebuild() {
-	s.mu.Lock()
-	settling := map[string]bool{}
-	for name, at := range s.changedAt {
-		if time.Since(at) < SettleFor {
-			settling[name] = true
-		}
-	}
-	t := s.reg.Build(routing.Input{Routes: s.routes, Revisions: s.revisions, Instances: s.entries, Hostnames: s.hostnames, Settling: settling})
-	s.proxy.Swap(t)
-	s.mu.Unlock()
-	s.reconcilePorts()
+	return s.follower.Start(ctx)
 }
 
 // portServer is a service's dedicated port.
@@ -513,15 +237,16 @@ func (s *Service) reconcilePorts() {
 	if h, _, err := net.SplitHostPort(s.cfg.HTTP); err == nil && h != "" {
 		host = h
 	}
+	ports := s.follower.Ports()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, ps := range s.listening {
-		if s.ports[name] != ps.port {
+		if ports[name] != ps.port {
 			_ = ps.srv.Shutdown()
 			delete(s.listening, name)
 		}
 	}
-	for name, port := range s.ports {
+	for name, port := range ports {
 		if port == 0 || s.listening[name] != nil {
 			continue
 		}

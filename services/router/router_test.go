@@ -24,6 +24,7 @@ import (
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/prom"
+	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -257,7 +258,7 @@ func (r *rig) sampled(field func(metrics.Sample) uint64) uint64 {
 
 func TestEjectionAndRecovery(t *testing.T) {
 	r := newRig(t, 1)
-	_, url := r.startRouter(router.Config{Proxy: proxy.Config{EjectAfter: 3, EjectFor: 500 * time.Millisecond}})
+	_, url := r.startRouter(router.Config{Proxy: proxy.Config{Rules: routing.Rules{EjectAfter: 3, EjectFor: 500 * time.Millisecond}}})
 	var healthy atomic.Bool
 	r.register("hello-v001", "flaky", backend(t, "flaky", func(w http.ResponseWriter, _ *http.Request) {
 		if !healthy.Load() {

@@ -276,6 +276,20 @@ func (a *Authority) Service(name string) ([]byte, error) {
 	return c, err
 }
 
+// Caller issues the user of the discovery client in the instances of
+// service, which call the downstream services (CallerPermissions). Its
+// identity is redblack/caller-<service>.
+func (a *Authority) Caller(service string, downstream []string) ([]byte, error) {
+	for _, s := range append([]string{service}, downstream...) {
+		if err := subjects.ValidateService(s); err != nil {
+			return nil, fmt.Errorf("auth: caller: %w", err)
+		}
+	}
+	id := Identity{TeamRedblack, "caller-" + service}
+	c, _, err := a.issue(id, CallerPermissions(id, downstream))
+	return c, err
+}
+
 // Auditor issues a read-only user that can read every stream and bucket.
 func (a *Authority) Auditor(user string) ([]byte, error) {
 	if err := subjects.ValidateService(user); err != nil {

@@ -28,7 +28,7 @@ var Publishes = map[string][]events.Kind{
 	},
 	"router": {
 		events.TrafficChanged, events.TrafficRefused, events.TrafficSwitched, events.TrafficRestored,
-		events.RollbackRequested,
+		events.TrafficLagging, events.RollbackRequested,
 	},
 	"watchdog": {
 		events.RollbackRequested, events.Baked, events.ReleaseStuck,
@@ -98,6 +98,7 @@ func ServicePermissions(name string) (jwt.Permissions, error) {
 		"$JS.FC.>",
 		subjects.DomainDLQ+".>",
 		subjects.RouterApplied,
+		subjects.CallerApplied,
 		"$SRV.>",
 	)
 	id := Identity{TeamRedblack, name}
@@ -147,6 +148,46 @@ func TeamPermissions(id Identity, services []string) jwt.Permissions {
 	}
 	denyDurables(&p)
 	p.Sub.Allow.Add(id.InboxPrefix() + ".>")
+	return p
+}
+
+// CallerPermissions are the subjects of the discovery client
+// (shared/discovery/lb) embedded in an instance of one service that calls
+// the downstream services:
+//   - publish: metrics samples of the downstream services only; the
+//     JetStream API to read the routes and instances buckets (their
+//     streams' info, direct gets, its own ordered consumers); answers to
+//     the routers' CallerApplied ping and to micro requests;
+//   - subscribe: its own inbox prefix, subjects.CallerApplied and the
+//     micro subjects of "redblack-caller" only, so that it can never
+//     answer as a router.
+//
+// It writes no bucket, emits no event and reads no stream but the two
+// buckets': a compromised instance can skew the samples of the services
+// it calls, and nothing else.
+func CallerPermissions(id Identity, downstream []string) jwt.Permissions {
+	var p jwt.Permissions
+	for _, s := range downstream {
+		p.Pub.Allow.Add(subjects.DomainMetrics + "." + s + ".>")
+	}
+	p.Pub.Allow.Add("$JS.API.INFO", "$JS.FC.>")
+	for _, b := range []string{topology.BucketRoutes, topology.BucketInstances} {
+		stream := "KV_" + b
+		p.Pub.Allow.Add(
+			"$JS.API.STREAM.INFO."+stream,
+			"$JS.API.DIRECT.GET."+stream+".>",
+			"$JS.API.CONSUMER.CREATE."+stream,
+			"$JS.API.CONSUMER.CREATE."+stream+".>",
+			"$JS.API.CONSUMER.DELETE."+stream+".*",
+			"$JS.API.CONSUMER.INFO."+stream+".*",
+		)
+	}
+	// micro: its own service's subjects ($SRV.PING, $SRV.PING.<name>,
+	// $SRV.PING.<name>.<id>, and INFO and STATS alike) and endpoints
+	const name = "redblack-caller"
+	p.Pub.Allow.Add("$SRV.>")
+	p.Sub.Allow.Add(id.InboxPrefix()+".>", subjects.CallerApplied, "$SRV.*", "$SRV.*."+name, "$SRV.*."+name+".*", "redblack.caller.>")
+	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
 	return p
 }
 

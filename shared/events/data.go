@@ -160,6 +160,16 @@ type Traffic struct {
 	Revision uint64         `json:"revision,omitempty"`
 }
 
+// TrafficLag is the data of traffic.lagging: the discovery clients (by id)
+// that had not applied revision Revision of the service's route when the
+// router stopped waiting for them after Waited.
+type TrafficLag struct {
+	Service  string        `json:"service"`
+	Revision uint64        `json:"revision"`
+	Callers  []string      `json:"callers"`
+	Waited   time.Duration `json:"waited_ns"`
+}
+
 // Bake is the data of baked.
 type Bake struct {
 	Service  string        `json:"service"`

@@ -83,6 +83,8 @@ func sampleFor(k Kind) any {
 		return Stuck{Service: "hello", Phase: "rolling_back", For: time.Minute, Redriven: 2, Reason: "destroy refused"}
 	case *Cluster:
 		return Cluster{Service: "hello", Group: "hello-v002", Instances: 3}
+	case *TrafficLag:
+		return TrafficLag{Service: "hello", Revision: 7, Callers: []string{"c-1"}, Waited: 5 * time.Second}
 	case *Traffic:
 		return Traffic{Service: "hello", Active: "hello-v002", Previous: "hello-v001", Weights: map[string]int{"hello-v002": 1000}, Revision: 7}
 	case *Bake:

@@ -69,6 +69,9 @@ var (
 	TrafficRestore = Kind{subjects.DomainFleet, "traffic.restore"}
 	TrafficChanged = Kind{subjects.DomainFleet, "traffic.changed"}
 	TrafficRefused = Kind{subjects.DomainFleet, "traffic.refused"}
+	// TrafficLagging: a route change was announced without the discovery
+	// clients that had not applied it within the router's wait.
+	TrafficLagging = Kind{subjects.DomainFleet, "traffic.lagging"}
 )
 
 // Chaos Monkey's events.
@@ -121,6 +124,7 @@ var registry = map[Kind]func() any{
 	TrafficRestore: func() any { return new(TrafficCommand) },
 	TrafficChanged: func() any { return new(Traffic) },
 	TrafficRefused: func() any { return new(TrafficCommand) },
+	TrafficLagging: func() any { return new(TrafficLag) },
 
 	ChaosTerminating:    func() any { return new(Chaos) },
 	ChaosTerminated:     func() any { return new(Chaos) },

@@ -226,8 +226,9 @@ func (f *Filter) deliver(subject string, s Sample, fn func(Sample) bool) (more b
 	return fn(s)
 }
 
-// Directory knows the mesh's routers: every router answers a request on
-// subjects.RouterApplied with its id. The answers are cached; an unknown id
+// Directory knows the mesh's routers and discovery clients: every router
+// answers a request on subjects.RouterApplied with its id, every client on
+// subjects.CallerApplied. The answers are cached; an unknown id
 // refreshes them at most once per Refresh.
 type Directory struct {
 	NC      *nats.Conn
@@ -264,7 +265,8 @@ func (d *Directory) Known(id string) bool {
 	return d.known[base]
 }
 
-// askRouters gathers the ids of the routers that answer within 200 ms.
+// askRouters gathers the ids of the routers (subjects.RouterApplied) and
+// discovery clients (subjects.CallerApplied) that answer within 200 ms.
 func askRouters(nc *nats.Conn) []string {
 	if nc == nil {
 		return nil
@@ -275,13 +277,19 @@ func askRouters(nc *nats.Conn) []string {
 		return nil
 	}
 	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subjects.RouterApplied, inbox, nil); err != nil {
-		return nil
+	for _, subject := range []string{subjects.RouterApplied, subjects.CallerApplied} {
+		if err := nc.PublishRequest(subject, inbox, nil); err != nil {
+			return nil
+		}
 	}
 	var ids []string
 	deadline := time.Now().Add(200 * time.Millisecond)
-	for {
+	for silent := 0; silent < 2; {
 		m, err := sub.NextMsg(time.Until(deadline))
+		if errors.Is(err, nats.ErrNoResponders) {
+			silent++ // the server says one of the subjects has none
+			continue
+		}
 		if err != nil {
 			return ids
 		}
@@ -292,4 +300,5 @@ func askRouters(nc *nats.Conn) []string {
 			ids = append(ids, a.Router)
 		}
 	}
+	return ids
 }

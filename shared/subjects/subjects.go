@@ -24,6 +24,12 @@ const (
 // table holds for it.
 const RouterApplied = "redblack.router.applied"
 
+// CallerApplied: every discovery client of an inner tier answers here as
+// a router does on RouterApplied. It is a subject of its own so that a
+// caller's credentials, which may answer here, can never pass for a
+// router's.
+const CallerApplied = "redblack.caller.applied"
+
 // Invalid is the service token used for events about a request whose own
 // subject named no valid service (it cannot be a service name itself).
 const Invalid = "_invalid"

@@ -15,6 +15,13 @@ import (
 type Config struct {
 	Version  string
 	Instance string
+	// Service is the service's name in the chain of versions (default
+	// hello).
+	Service string
+	// Downstream services are called, in order, before each answer,
+	// through Caller (a tier: see tier.go).
+	Downstream []string
+	Caller     Caller
 	// ErrorRate is the share of requests answered 500, 0..1.
 	ErrorRate float64
 	// Latency is added to every request; Jitter spreads it uniformly by ±Jitter.
@@ -38,6 +45,9 @@ type App struct {
 
 // New returns the app; now is the clock (time.Now in production).
 func New(cfg Config, now func() time.Time) *App {
+	if cfg.Service == "" {
+		cfg.Service = "hello"
+	}
 	return &App{cfg: cfg, start: now(), now: now}
 }
 
@@ -62,6 +72,16 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.cfg.ErrorRate > 0 && rand.Float64() < a.cfg.ErrorRate {
 		http.Error(w, "injected error (--error-rate)", http.StatusInternalServerError)
+		return
+	}
+	chain, err := a.callDownstream(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set(ChainHeader, chain)
+	if len(a.cfg.Downstream) > 0 {
+		fmt.Fprintln(w, chain)
 		return
 	}
 	fmt.Fprintf(w, "hello from %s (%s)\n", a.cfg.Version, a.cfg.Instance)

@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redblack/redblack/shared/discovery/lb"
 )
 
 // Main runs hello as a program: it listens on $PORT (or --listen), answers
@@ -32,13 +35,16 @@ func Main(args []string, stderr io.Writer) int {
 	crashAfter := fs.Duration("crash-after", 0, "exit with status 3 after this long")
 	fs.BoolVar(&cfg.FailHealth, "fail-health", false, "/healthz answers 503")
 	fs.DurationVar(&cfg.FailHealthAfter, "fail-health-after", 0, "after this long, /healthz answers 503")
+	downstream := fs.String("downstream", "", "SERVICE[,SERVICE]: call these through the discovery client before each answer (NATS from $REDBLACK_SERVER, creds from $REDBLACK_CREDS or $"+lb.CredsEnv+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg.Service = envOr("REDBLACK_SERVICE", "hello")
 	if cfg.ErrorRate < 0 || cfg.ErrorRate > 1 {
 		logger.Printf("hello: --error-rate %v: want 0..1", cfg.ErrorRate)
 		return 2
 	}
+	var err error
 	addr := *listen
 	if addr == "" {
 		port := os.Getenv("PORT")
@@ -47,6 +53,22 @@ func Main(args []string, stderr io.Writer) int {
 			return 2
 		}
 		addr = "127.0.0.1:" + port
+	}
+	if *downstream != "" {
+		if cfg.Downstream, err = parseDownstream(*downstream); err != nil {
+			logger.Printf("hello: --downstream: %v", err)
+			return 2
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		caller, stop, err := lb.FromEnv(ctx, os.LookupEnv, lb.Config{Services: cfg.Downstream})
+		cancel()
+		if err != nil {
+			logger.Printf("hello: --downstream: %v", err)
+			return 1
+		}
+		defer stop()
+		cfg.Caller = caller
+		logger.Printf("hello: calling %s through the discovery client %s", strings.Join(cfg.Downstream, ", "), caller.ID())
 	}
 	srv := &http.Server{Addr: addr, Handler: New(cfg, time.Now), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
 	if *crashAfter > 0 {

@@ -17,7 +17,7 @@ import (
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
-	"github.com/redblack/redblack/services/router/routing"
+	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/metrics"
 )
 

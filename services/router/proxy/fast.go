@@ -16,7 +16,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/redblack/redblack/services/router/routing"
+	"github.com/redblack/redblack/shared/routing"
 )
 
 // Fast is the data plane on fasthttp: requests are parsed into pooled
@@ -222,10 +222,8 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 		err := f.client(b.Addr).Do(req, &ctx.Response)
 		b.Inflight.Add(-1)
 		if err != nil {
-			b.Stats.ConnError()
-			b.Result(true, f.cfg.EjectAfter, f.cfg.EjectFor)
-			if try < f.cfg.Retries && (idempotent || dialFailed(err)) {
-				b.Stats.Retries.Add(1)
+			f.cfg.Done(b, 0, err, 0)
+			if f.cfg.Retry(b, try, idempotent, dialFailed(err)) {
 				last = b
 				ctx.Response.Reset()
 				continue
@@ -233,9 +231,7 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 			f.fail(ctx, fasthttp.StatusBadGateway, fmt.Sprintf("upstream of %s: %v", g.Name, err))
 			return
 		}
-		status := ctx.Response.StatusCode()
-		b.Result(status >= 500, f.cfg.EjectAfter, f.cfg.EjectFor)
-		b.Stats.Observe(status, time.Since(start))
+		f.cfg.Done(b, ctx.Response.StatusCode(), nil, time.Since(start))
 		for _, k := range hopHeaders {
 			ctx.Response.Header.Del(k)
 		}
@@ -401,8 +397,7 @@ func (f *Fast) upgrade(ctx *fasthttp.RequestCtx, g *routing.Group) {
 			ctx.Response.Header.Del(k)
 		}
 		ctx.SetBody(body)
-		b.Result(resp.StatusCode >= 500, f.cfg.EjectAfter, f.cfg.EjectFor)
-		b.Stats.Observe(resp.StatusCode, time.Since(start))
+		f.cfg.Done(b, resp.StatusCode, nil, time.Since(start))
 		return
 	}
 	_ = up.SetDeadline(time.Time{})

@@ -6,18 +6,17 @@ package proxy
 
 import (
 	"time"
+
+	"github.com/redblack/redblack/shared/routing"
 )
 
 // Config tunes the data plane.
 type Config struct {
 	// MaxBodyBytes bounds a request body (413 above it; default 10 MiB).
 	MaxBodyBytes int64
-	// Retries after a failed connection, on other instances (default 2).
-	Retries int
-	// EjectAfter consecutive failures eject an instance (default 5) for
-	// EjectFor, doubling on repeats (default 1 s).
-	EjectAfter int32
-	EjectFor   time.Duration
+	// Rules retry a failed connection on other instances and eject
+	// failing ones, as the discovery client does.
+	routing.Rules
 	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout of upstream
 	// connections (defaults 2 s, 30 s, 50 s — shorter than the backends'
 	// keep-alive so the proxy closes idle connections first and never
@@ -47,15 +46,7 @@ func (c *Config) defaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 10 << 20
 	}
-	if c.Retries == 0 {
-		c.Retries = 2
-	}
-	if c.EjectAfter == 0 {
-		c.EjectAfter = 5
-	}
-	if c.EjectFor == 0 {
-		c.EjectFor = time.Second
-	}
+	c.Rules = c.Rules.WithDefaults()
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 2 * time.Second
 	}

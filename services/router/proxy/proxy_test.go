@@ -12,9 +12,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/redblack/redblack/services/router/routing"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/routing"
 )
 
 func benchFast(b *testing.B) (*Fast, string, func()) {

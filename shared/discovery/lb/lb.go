@@ -1,0 +1,288 @@
+// Package lb is the discovery client of inner tiers: an application embeds
+// it to call other services of the mesh the way the router calls them,
+// with no central hop (Eureka with Ribbon, in the seed's words).
+//
+// A Client follows the routes and instances buckets into a routing table
+// (shared/routing, the router's own code): a service's group is picked by
+// the route's weights and an instance in it by least outstanding requests,
+// skipping ejected ones. A red/black switch, a canary's share or a rollback
+// of the called service therefore takes effect in every caller as soon as
+// the bucket says so. A request whose connection fails is retried on
+// another instance with the router's rules, failing instances are ejected,
+// and per-group samples go to metrics.<service>.<group> as the router's
+// do, so the canary judge and the watchdog judge an inner tier unchanged.
+//
+// The client answers the routers' applied ping (subjects.CallerApplied) and
+// registers with NATS micro as "redblack-caller": a switch of a service it
+// calls is announced only once it routes by it, or after the router's
+// bounded wait, which names it in fleet.<svc>.traffic.lagging.
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/routing"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// Version of the client, as its micro registration reports it.
+const Version = "0.1.0"
+
+// Config configures a Client.
+type Config struct {
+	// ID names this caller in its samples and its answers to the routers
+	// (default "caller-" and 8 random characters).
+	ID string
+	// Rules retry and eject as the router does (its defaults).
+	Rules routing.Rules
+	// Services this client calls: samples are published for these only,
+	// as its NATS user may publish no others (auth.CallerPermissions).
+	// Empty: every service it has sent a request to.
+	Services []string
+	// MetricsInterval is how often samples are published (default 1 s,
+	// at least 100 ms).
+	MetricsInterval time.Duration
+	// HTTP sends the requests of Do (default: keep-alive, a 2 s dial
+	// timeout and a 30 s wait for response headers).
+	HTTP *http.Client
+	Log  zerolog.Logger
+}
+
+// Errors of a call that found nowhere to go. They are returned as they
+// are by Pick, and wrapped with the service's name by Do.
+var (
+	ErrNoService  = errors.New("lb: no route for the service")
+	ErrNoGroup    = errors.New("lb: no server group of the service takes traffic")
+	ErrNoInstance = errors.New("lb: no healthy instance in the service's group")
+)
+
+// Client routes an application's calls to other services.
+type Client struct {
+	cfg      Config
+	reg      *routing.Registry
+	table    atomic.Pointer[routing.Table]
+	follower *routing.Follower
+	stop     context.CancelFunc
+	done     chan struct{}
+	sub      *nats.Subscription
+	svc      micro.Service
+	called   sync.Map // service name → true, once a request went to it
+}
+
+// Start follows the buckets on nc (which it does not own) and returns once
+// the first table is built. Close stops it.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
+	if cfg.ID == "" {
+		cfg.ID = "caller-" + events.NewID()[:8]
+	}
+	cfg.Rules = cfg.Rules.WithDefaults()
+	if cfg.MetricsInterval == 0 {
+		cfg.MetricsInterval = time.Second
+	}
+	cfg.MetricsInterval = max(cfg.MetricsInterval, 100*time.Millisecond)
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       50 * time.Second, // shorter than the instances' keep-alive, as the router's
+			ResponseHeaderTimeout: 30 * time.Second,
+		}}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	c := &Client{cfg: cfg, reg: routing.NewRegistry(), done: make(chan struct{})}
+	c.table.Store(&routing.Table{})
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var routesKV, instances jetstream.KeyValue
+	if routesKV, err = natsx.Bucket(bctx, js, topology.BucketRoutes); err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	if instances, err = natsx.Bucket(bctx, js, topology.BucketInstances); err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	run, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	c.follower = &routing.Follower{Routes: routesKV, Instances: instances, Registry: c.reg, Swap: c.table.Store, Log: cfg.Log}
+	if err := c.follower.Start(run); err != nil {
+		stop()
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	if c.sub, err = routing.AnswerApplied(nc, subjects.CallerApplied, cfg.ID, c.table.Load); err != nil {
+		stop()
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	started := time.Now().UTC()
+	if c.svc, err = natsx.AddMicro(nc, natsx.MicroConfig{Name: routing.CallerMicro, Version: Version,
+		Description: "a discovery client: routes an application's calls to inner tiers",
+		Status: func() any {
+			return natsx.Status{Service: routing.CallerMicro, Version: Version, Started: started, Parts: map[string]string{"id": cfg.ID}}
+		}, Log: cfg.Log}); err != nil {
+		_ = c.sub.Unsubscribe()
+		stop()
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	pub := &routing.Publisher{JS: js, Source: cfg.ID, Registry: c.reg, Table: c.table.Load, Interval: cfg.MetricsInterval, Only: c.publishes, Log: cfg.Log}
+	go func() {
+		defer close(c.done)
+		pub.Run(run)
+	}()
+	return c, nil
+}
+
+// publishes reports whether samples of service are published.
+func (c *Client) publishes(service string) bool {
+	if len(c.cfg.Services) > 0 {
+		return slices.Contains(c.cfg.Services, service)
+	}
+	_, ok := c.called.Load(service)
+	return ok
+}
+
+// ID is the caller's id, as its samples and its answers to the routers
+// name it.
+func (c *Client) ID() string { return c.cfg.ID }
+
+// Revision is the routes revision of service that the client routes by
+// (0: no route).
+func (c *Client) Revision(service string) uint64 {
+	if s := c.table.Load().Services[service]; s != nil {
+		return s.Revision
+	}
+	return 0
+}
+
+// Close stops following and publishing, and leaves the applied ping and
+// the micro registration.
+func (c *Client) Close() {
+	_ = c.svc.Stop()
+	_ = c.sub.Unsubscribe()
+	c.stop()
+	<-c.done
+}
+
+// Pick chooses an instance of service as the router would: a group by the
+// route's weights, then the instance with the fewest requests in flight
+// from this client, skipping ejected ones. The lookup is local and
+// allocates nothing. The instance counts the request as in flight until
+// Done reports its outcome.
+func (c *Client) Pick(service string) (*routing.Backend, error) {
+	b, _, err := c.pick(service)
+	if err != nil {
+		return nil, err
+	}
+	b.Inflight.Add(1)
+	return b, nil
+}
+
+// Done reports the outcome of a request sent to b (from Pick): the
+// response's status, or err when none came, after took. It feeds the
+// ejection and the samples.
+func (c *Client) Done(b *routing.Backend, status int, err error, took time.Duration) {
+	b.Inflight.Add(-1)
+	c.cfg.Rules.Done(b, status, err, took)
+}
+
+// pick chooses a group of service and an instance in it.
+func (c *Client) pick(service string) (*routing.Backend, *routing.Group, error) {
+	s := c.table.Load().Services[service]
+	if s == nil {
+		return nil, nil, ErrNoService
+	}
+	g := s.PickGroup()
+	if g == nil {
+		return nil, nil, ErrNoGroup
+	}
+	if len(c.cfg.Services) == 0 {
+		if _, ok := c.called.Load(service); !ok {
+			c.called.Store(service, true)
+		}
+	}
+	b := g.Pick(nil)
+	if b == nil {
+		return nil, g, ErrNoInstance
+	}
+	return b, g, nil
+}
+
+// Do sends req to the service named by its URL's host (http://api/path
+// goes to service api; a port is ignored), keeping the path, the query and
+// the headers, with Host set to the service's name. A connection that
+// fails is tried again on another instance of the same group, as the
+// router does: for an idempotent method whose body can be sent again
+// (GetBody), or for any request whose connection was never made. The
+// latency recorded is the time to the response's headers. A request the
+// caller cancels is not held against the instance.
+func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	service := req.URL.Hostname()
+	_, g, err := c.pick(service)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, service)
+	}
+	resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	idempotent := resendable && idempotentMethod(req.Method)
+	var last *routing.Backend
+	for try := 0; ; try++ {
+		b := g.Pick(last)
+		if b == nil {
+			return nil, fmt.Errorf("%w: %s", ErrNoInstance, g.Name)
+		}
+		out := req.Clone(req.Context())
+		out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", b.Addr, service, ""
+		if try > 0 && req.GetBody != nil {
+			if out.Body, err = req.GetBody(); err != nil {
+				return nil, fmt.Errorf("lb: %s: body for a retry: %w", service, err)
+			}
+		}
+		b.Inflight.Add(1)
+		start := time.Now()
+		resp, err := c.cfg.HTTP.Do(out)
+		b.Inflight.Add(-1)
+		if err != nil {
+			if req.Context().Err() != nil {
+				return nil, err // the caller gave up: no verdict on the instance
+			}
+			c.cfg.Rules.Done(b, 0, err, 0)
+			if resendable && c.cfg.Rules.Retry(b, try, idempotent, dialFailed(err)) {
+				last = b
+				continue
+			}
+			return nil, fmt.Errorf("lb: %s in %s: %w", service, g.Name, err)
+		}
+		c.cfg.Rules.Done(b, resp.StatusCode, nil, time.Since(start))
+		return resp, nil
+	}
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// dialFailed reports whether no byte of the request can have reached the
+// instance: its connection was never made.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
