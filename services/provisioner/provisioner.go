@@ -193,6 +193,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		})
 		go s.heartbeat(ctx)
+		go s.autoscale(ctx)
 	}
 
 	cons, err := natsx.Consume(ctx, js, natsx.ConsumerSpec{

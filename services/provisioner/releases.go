@@ -142,8 +142,25 @@ func (s *Service) launch(ctx context.Context, id string) error {
 		return err
 	}
 	return s.launchGroup(ctx, events.DerivedID(id, events.ClusterReady, 0), id, events.ServerGroupCommand{
-		Service: rec.Service, Group: rec.Group, Version: rec.Version, Capacity: svc.Capacity, Artifact: rec.Artifact, Role: release.RoleProduction,
+		Service: rec.Service, Group: rec.Group, Version: rec.Version, Capacity: s.launchSize(ctx, svc, rec.Previous), Artifact: rec.Artifact, Role: release.RoleProduction,
 	})
+}
+
+// launchSize is the size of a release's new group: the spec's capacity,
+// or, for an autoscaled service, the serving group's current size (within
+// the autoscale bounds), as Spinnaker does: a release during a peak must
+// not launch the spec's quiet-time size and take the switch's traffic with
+// it.
+func (s *Service) launchSize(ctx context.Context, svc spec.Service, serving string) int {
+	a := svc.Autoscale
+	if a == nil || serving == "" {
+		return svc.Capacity
+	}
+	g, err := s.provider.DescribeGroup(ctx, serving)
+	if err != nil || g.Desired == 0 {
+		return max(svc.Capacity, a.Min)
+	}
+	return min(max(g.Desired, a.Min), a.Max)
 }
 
 // releaseGroupReady announces cluster.ready once a release's new group is

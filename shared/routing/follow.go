@@ -96,7 +96,8 @@ func (f *Follower) Route(service string) routes.Route {
 	return f.routes[service]
 }
 
-// Capacity is a service's spec capacity as last read (0: unknown).
+// Capacity is the least size a service's serving group must have, from its
+// spec as last read: its capacity, or its autoscale min (0: unknown).
 func (f *Follower) Capacity(service string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -358,7 +359,11 @@ func (f *Follower) applySpec(e jetstream.KeyValueEntry) bool {
 	if err != nil {
 		return false
 	}
-	f.hostnames[e.Key()], f.capacity[e.Key()], f.ports[e.Key()] = sp.Hostnames, sp.Capacity, sp.Port
+	capacity := sp.Capacity
+	if sp.Autoscale != nil {
+		capacity = sp.Autoscale.Min // the serving group's size follows the load
+	}
+	f.hostnames[e.Key()], f.capacity[e.Key()], f.ports[e.Key()] = sp.Hostnames, capacity, sp.Port
 	return true
 }
 

@@ -126,6 +126,9 @@ type Service struct {
 	Chaos    Chaos    `yaml:"chaos" json:"chaos"`
 	// AWS places the service's groups when its provider is aws.
 	AWS AWS `yaml:"aws,omitempty" json:"aws,omitempty"`
+	// Autoscale, when set, sizes the serving group by its load; a release
+	// launches its new group at the serving group's current size.
+	Autoscale *Autoscale `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
 }
 
 // FieldError is one invalid field.
@@ -184,6 +187,7 @@ func (s *Service) Default() {
 		s.Health.UnhealthyThreshold = 3
 	}
 	s.defaultStrategy()
+	s.defaultAutoscale()
 }
 
 // Validate checks every field and returns a *ValidationError naming each bad one.
@@ -228,6 +232,7 @@ func (s Service) Validate() error {
 		bad("health.unhealthy_threshold", "%d: want 1..100", s.Health.UnhealthyThreshold)
 	}
 	s.validateStrategy(bad)
+	s.validateAutoscale(bad)
 	s.AWS.validate(s.Provider, bad)
 	if !s.Artifact.Event().IsZero() {
 		if err := s.CheckArtifact(s.Artifact.Event()); err != nil {

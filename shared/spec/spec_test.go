@@ -58,6 +58,13 @@ func TestParseRejectsEachBadField(t *testing.T) {
 		"aws subnet":    {"name: hello\nowner: x\ncapacity: 1\nprovider: aws\naws: {subnets: [net-1]}\n", "aws.subnets[0]"},
 		"aws sg":        {"name: hello\nowner: x\ncapacity: 1\nprovider: aws\naws: {security_groups: [x]}\n", "aws.security_groups[0]"},
 		"aws type":      {"name: hello\nowner: x\ncapacity: 1\nprovider: aws\naws: {instance_type: big}\n", "aws.instance_type"},
+		"no target":     {"name: hello\nowner: x\ncapacity: 1\nautoscale: {max: 4}\n", "autoscale"},
+		"two targets":   {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_cpu: 50, target_requests_per_instance: 10}\n", "autoscale"},
+		"scale max":     {"name: hello\nowner: x\ncapacity: 1\nautoscale: {max: 11, target_cpu: 50}\n", "autoscale.max"},
+		"scale min":     {"name: hello\nowner: x\ncapacity: 1\nautoscale: {min: 5, max: 4, target_cpu: 50}\n", "autoscale.min"},
+		"cpu":           {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_cpu: 150}\n", "autoscale.target_cpu"},
+		"rps":           {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_requests_per_instance: -3}\n", "autoscale.target_requests_per_instance"},
+		"cooldown":      {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_cpu: 50, scale_up_cooldown: 1ms}\n", "autoscale.scale_up_cooldown"},
 	}
 	for name, c := range cases {
 		_, err := Parse(strings.NewReader(c.yaml))
@@ -72,6 +79,24 @@ func TestParseRejectsEachBadField(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s: fields %v, want %s", name, ve.Fields, c.field)
+		}
+	}
+}
+
+// Autoscale defaults to capacity..max_capacity, and Desired rounds the
+// load per target up within min..max.
+func TestAutoscale(t *testing.T) {
+	s, err := Parse(strings.NewReader(hello + "autoscale: {target_requests_per_instance: 100}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := *s.Autoscale
+	if a.Min != 3 || a.Max != 10 || a.Window.D() == 0 || a.ScaleUpCooldown.D() == 0 || a.ScaleDownCooldown.D() == 0 {
+		t.Fatalf("defaults: %+v", a)
+	}
+	for load, want := range map[float64]int{0: 3, 250: 3, 301: 4, 999: 10, 1e9: 10, -5: 3} {
+		if got := a.Desired(load); got != want {
+			t.Errorf("Desired(%v) = %d, want %d", load, got, want)
 		}
 	}
 }
