@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 
 	"github.com/nats-io/nats.go"
-
 )
 
 // Applied is what a router answers on subjects.RouterApplied, and a

@@ -17,8 +17,8 @@ import (
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
-	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/routing"
 )
 
 // QueryProtocol makes a client speak CloudWatch's awsQuery protocol rather
