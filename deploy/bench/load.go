@@ -23,41 +23,78 @@ type Load struct {
 // StartLoad starts workers against http://addr/ with Host host. onOK and
 // onFail may be nil.
 func StartLoad(addr, host string, workers int, onOK func(string, time.Time), onFail func(error, int)) *Load {
+	return start(addr, host, workers, 0, onOK, onFail)
+}
+
+// StartPaced is StartLoad at a fixed rate: each worker sends one request
+// every workers/rate, whatever the answers' latency (a tick missed while a
+// request is slow is skipped, not made up), so that the request rate is
+// the load's and not the system's. Enough workers keep up with the
+// latency: rate × latency of them are busy at once.
+func StartPaced(addr, host string, rate float64, workers int, onOK func(string, time.Time), onFail func(error, int)) *Load {
+	return start(addr, host, workers, time.Duration(float64(workers)/rate*float64(time.Second)), onOK, onFail)
+}
+
+func start(addr, host string, workers int, every time.Duration, onOK func(string, time.Time), onFail func(error, int)) *Load {
 	l := &Load{done: make(chan struct{}), onOK: onOK, onFail: onFail}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 10 * time.Second}
-	for range workers {
+	for i := range workers {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			var tick <-chan time.Time
+			if every > 0 {
+				// the workers' ticks spread over the interval
+				select {
+				case <-l.done:
+					return
+				case <-time.After(every * time.Duration(i) / time.Duration(workers)):
+				}
+				t := time.NewTicker(every)
+				defer t.Stop()
+				tick = t.C
+			}
 			for {
+				if tick != nil {
+					select {
+					case <-l.done:
+						return
+					case <-tick:
+					}
+				}
 				select {
 				case <-l.done:
 					return
 				default:
 				}
-				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-				req.Host = host
-				resp, err := client.Do(req)
-				if err != nil {
-					l.fail(err, 0)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					l.fail(nil, resp.StatusCode)
-					continue
-				}
-				l.okN.Add(1)
-				v := resp.Header.Get("X-Version")
-				l.versions.Store(v, true)
-				if l.onOK != nil {
-					l.onOK(v, time.Now())
-				}
+				l.once(client, addr, host)
 			}
 		}()
 	}
 	return l
+}
+
+// once sends one request and counts its outcome.
+func (l *Load) once(client *http.Client, addr, host string) {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Host = host
+	resp, err := client.Do(req)
+	if err != nil {
+		l.fail(err, 0)
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		l.fail(nil, resp.StatusCode)
+		return
+	}
+	l.okN.Add(1)
+	v := resp.Header.Get("X-Version")
+	l.versions.Store(v, true)
+	if l.onOK != nil {
+		l.onOK(v, time.Now())
+	}
 }
 
 func (l *Load) fail(err error, status int) {

@@ -12,7 +12,8 @@ import (
 	"github.com/redblack/redblack/shared/subjects"
 )
 
-// Publisher publishes one sample per routed group every Interval on
+// Publisher publishes one sample per routed group every Interval (each
+// window ending on a multiple of it) on
 // metrics.<service>.<group>: the counts since the last one, summed over the
 // group's backends in Registry. Groups without traffic get zero samples, so
 // "no data" is visible. The router and the discovery client publish the
@@ -45,65 +46,89 @@ type queued struct {
 	id      string
 }
 
-// Run publishes until ctx ends.
+// Run publishes until ctx ends, and then the last window's counts (up to
+// then): a router or a client that stops, an instance of a destroyed group
+// say, loses none of the requests it sent.
 func (p *Publisher) Run(ctx context.Context) {
 	last := map[*Backend]Snapshot{}
 	bounds := make([]int64, len(Buckets))
 	for i, b := range Buckets {
 		bounds[i] = b.Microseconds()
 	}
-	t := time.NewTicker(p.Interval)
+	// windows end on multiples of the interval, so that every router's
+	// and every client's samples cover the same spans: a sum over sources
+	// per second is exact, even while traffic moves from one to another
+	next := func() time.Time { return time.Now().Truncate(p.Interval).Add(p.Interval) }
+	end := next()
+	t := time.NewTimer(time.Until(end))
 	defer t.Stop()
 	start := time.Now().UTC()
 	var queue []queued
 	for {
+		stopping := false
 		select {
 		case <-ctx.Done():
-			return
+			stopping, end = true, time.Now()
 		case <-t.C:
 		}
-		end := time.Now().UTC()
-		sums := map[groupKey]Snapshot{}
-		for _, svc := range p.Table().Services {
-			if p.Only != nil && !p.Only(svc.Name) {
-				continue
-			}
-			for g := range svc.All {
-				sums[groupKey{svc.Name, g}] = Snapshot{}
-			}
-		}
-		var gone []*Backend
-		for _, b := range p.Registry.Backends() {
-			if b.Gone() {
-				gone = append(gone, b) // its last counts go into this sample
-			}
-			if p.Only != nil && !p.Only(b.Service) {
-				continue
-			}
-			now := b.Stats.Snapshot()
-			k := groupKey{b.Service, b.Group}
-			sums[k] = sums[k].Add(now.Sub(last[b]))
-			last[b] = now
-		}
-		for k, d := range sums {
-			sample := metrics.Sample{
-				Service: k.service, Group: k.group, Router: p.Source, Start: start, End: end,
-				Requests: d.Requests, Status2xx: d.Status2xx, Status3xx: d.Status3xx, Status4xx: d.Status4xx, Status5xx: d.Status5xx,
-				ConnErrors: d.ConnErrors, Retries: d.Retries, BucketsMicros: bounds, Latency: d.Latency[:], LatencySumNs: d.LatencySum,
-			}
-			if d.FirstError != 0 {
-				sample.FirstError = time.Unix(0, d.FirstError).UTC()
-			}
-			queue = append(queue, queued{subjects.Metrics(k.service, k.group), sample.Encode(), fmt.Sprintf("%s:%s:%d", p.Source, k.group, end.UnixNano())})
+		end = end.UTC()
+		queue = append(queue, p.collect(last, bounds, start, end)...)
+		if stopping {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			p.flush(fctx, queue)
+			cancel()
+			return
 		}
 		queue = p.flush(ctx, queue)
-		start = end
-		for _, b := range gone {
-			if p.Registry.Forget(b) {
-				delete(last, b)
-			}
+		start, end = end, next()
+		t.Reset(time.Until(end))
+	}
+}
+
+// collect makes the samples of the window start..end: each group's counts
+// since last, which it updates. A gone backend's last counts go into
+// them, and it is forgotten.
+func (p *Publisher) collect(last map[*Backend]Snapshot, bounds []int64, start, end time.Time) []queued {
+	sums := map[groupKey]Snapshot{}
+	for _, svc := range p.Table().Services {
+		if p.Only != nil && !p.Only(svc.Name) {
+			continue
+		}
+		for g := range svc.All {
+			sums[groupKey{svc.Name, g}] = Snapshot{}
 		}
 	}
+	var gone []*Backend
+	for _, b := range p.Registry.Backends() {
+		if b.Gone() {
+			gone = append(gone, b)
+		}
+		if p.Only != nil && !p.Only(b.Service) {
+			continue
+		}
+		now := b.Stats.Snapshot()
+		k := groupKey{b.Service, b.Group}
+		sums[k] = sums[k].Add(now.Sub(last[b]))
+		last[b] = now
+	}
+	var out []queued
+	for k, d := range sums {
+		sample := metrics.Sample{
+			Service: k.service, Group: k.group, Router: p.Source, Start: start, End: end,
+			Requests: d.Requests, Status2xx: d.Status2xx, Status3xx: d.Status3xx, Status4xx: d.Status4xx, Status5xx: d.Status5xx,
+			ConnErrors: d.ConnErrors, Retries: d.Retries, BucketsMicros: bounds, Latency: d.Latency[:], LatencySumNs: d.LatencySum,
+		}
+		if d.FirstError != 0 {
+			sample.FirstError = time.Unix(0, d.FirstError).UTC()
+		}
+		out = append(out, queued{subjects.Metrics(k.service, k.group), sample.Encode(), fmt.Sprintf("%s:%s:%d", p.Source, k.group, end.UnixNano())})
+	}
+	for _, b := range gone {
+		if p.Registry.Forget(b) {
+			delete(last, b)
+		}
+	}
+	return out
 }
 
 // flush publishes the queue in order, and keeps what METRICS cannot take

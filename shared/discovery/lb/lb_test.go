@@ -301,3 +301,32 @@ func BenchmarkPick(b *testing.B) {
 		c.Done(be, 200, nil, time.Millisecond)
 	}
 }
+
+// A client that stops publishes its last window's counts: an instance of a
+// destroyed group loses none of the requests it sent from the judges'
+// view (nor from the store's rate in the tiers demo).
+func TestCloseFlushesTheLastWindow(t *testing.T) {
+	r := newRig(t)
+	r.instance("api-v001", "a1")
+	r.route(map[string]int{"api-v001": 1000})
+	c, err := lb.Start(r.ctx, r.s.Conn(t), lb.Config{MetricsInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.await("route in the client", func() bool { return c.Revision("api") > 0 })
+	samples, _ := r.s.Conn(t).SubscribeSync(subjects.Metrics("api", "api-v001"))
+	for range 7 {
+		if code, _, err := call(t, c, "GET", ""); err != nil || code != 200 {
+			t.Fatalf("call: %d %v", code, err)
+		}
+	}
+	c.Close()
+	m, err := samples.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no sample on Close: %v", err)
+	}
+	s, err := metrics.Decode(m.Data)
+	if err != nil || s.Requests != 7 || s.Status2xx != 7 {
+		t.Fatalf("last sample: %+v %v, want the 7 requests", s, err)
+	}
+}
