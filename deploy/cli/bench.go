@@ -463,7 +463,68 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		},
 	}
 	clusterCmd.Flags().IntVar(&clusterN, "n", 1000, "publish→consume round trips per shape")
-	cmd.AddCommand(backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd, crashCmd, ghostsCmd, clusterCmd)
+	var changes, clients int
+	tiersCmd := &cobra.Command{
+		Use:   "tiers",
+		Short: "discovery client: route change → client routes by it, pick cost; the tiers scenario's store rate and failures",
+		Long: `Measures the discovery client of inner tiers (shared/discovery/lb):
+  - --changes route changes, each timed from its write until each of --clients
+    clients (each on its own loopback connection) routes by it;
+  - the cost of a pick (Pick and Done), ns and allocations;
+then runs the scenario of 'redblack demo --tiers' (about 100 s) and prints the
+store's worst second against its rate before each switch, and the requests
+that failed at the edge during the healthy releases.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			prop, err := bench.Propagation(filepath.Join(dir, "propagation"), changes, clients)
+			if err != nil {
+				return fmt.Errorf("propagation: %w", err)
+			}
+			ns, allocs, err := bench.PickCost(filepath.Join(dir, "pick"))
+			if err != nil {
+				return fmt.Errorf("pick: %w", err)
+			}
+			start := time.Now()
+			rows, checks, err := a.runTiers(false, start)
+			if err != nil {
+				return err
+			}
+			tab := newTable(a.out)
+			defer tab.Flush()
+			fmt.Fprintln(a.out)
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "figure", "measured", "target")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("routes change → client routes by it, p50 / p99 / max (%d changes × %d clients)", changes, clients),
+				fmt.Sprintf("%s / %s / %s", prop.P50.Round(time.Microsecond), prop.P99.Round(time.Microsecond), prop.Max.Round(time.Microsecond)), "p99 < 50ms (as the router)")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "pick (Pick + Done, 2 groups × 10 instances)", fmt.Sprintf("%.0f ns, %d allocs", ns, allocs), "0 allocs")
+			var failed int64
+			for _, r := range rows {
+				target := "≤ 5%"
+				if !r.healthy {
+					target = "- (its bake fails: the requests it failed never reach store)"
+				} else {
+					failed += r.failed
+				}
+				fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("store's rate, worst second against the 10 s before: %s (%s)", r.what, r.outcome), fmt.Sprintf("%+.1f%% of %.1f/s", 100*r.worst, r.base), target)
+			}
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "failed requests at edge during the healthy releases", failed, "0")
+			bad := 0
+			for _, c := range checks {
+				if c.got != c.want {
+					bad++
+				}
+			}
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "scenario checks as expected", fmt.Sprintf("%d of %d", len(checks)-bad, len(checks)), "all")
+			return nil
+		},
+	}
+	tiersCmd.Flags().IntVar(&changes, "changes", 500, "route changes to time")
+	tiersCmd.Flags().IntVar(&clients, "clients", 10, "discovery clients that must each see every change")
+	cmd.AddCommand(tiersCmd, backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, chaosCmd, crashCmd, ghostsCmd, clusterCmd)
 	return cmd
 }
 
