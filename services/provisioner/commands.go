@@ -75,6 +75,15 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 	return natsx.Permanent(fmt.Errorf("provisioner: %s is not a command", ev.Type))
 }
 
+// autoscaleOf is the autoscale of a service's group in role: the
+// production group's only (a canary or a baseline keeps its size).
+func autoscaleOf(svc spec.Service, role string) *spec.Autoscale {
+	if role != release.RoleProduction {
+		return nil
+	}
+	return svc.Autoscale
+}
+
 // checkCapacity bounds a capacity by the spec's max and the global cap.
 func (s *Service) checkCapacity(svc spec.Service, n int) error {
 	limit := min(svc.MaxCapacity, s.cfg.MaxCapacity)
@@ -139,7 +148,7 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	}
 	_, err = s.provider.CreateGroup(ctx, fleet.GroupSpec{
 		Service: c.Service, Group: c.Group, Version: c.Version, Role: role,
-		Capacity: c.Capacity, Artifact: art, Health: svc.Health, AWS: svc.AWS, Release: releaseID, Host: c.Host,
+		Capacity: c.Capacity, Artifact: art, Health: svc.Health, AWS: svc.AWS, Release: releaseID, Host: c.Host, Autoscale: autoscaleOf(svc, role),
 	})
 	if errors.Is(err, fleet.ErrBadArtifact) || errors.Is(err, fleet.ErrCapacity) {
 		if releaseID != "" {

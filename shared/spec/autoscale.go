@@ -8,8 +8,8 @@ import (
 
 // Autoscale makes the serving group track a target: the requests per
 // second per instance in its own traffic samples, or its instances'
-// average CPU. On the local provider the provisioner scales; on aws the
-// Auto Scaling group's own target-tracking policy does.
+// average CPU (aws only). On the local provider the provisioner scales;
+// on aws the Auto Scaling group's own target-tracking policy does.
 type Autoscale struct {
 	// Min and Max bound the group's size (Min ≥ 1, Max ≤ max_capacity;
 	// defaults capacity and max_capacity).
@@ -70,6 +70,8 @@ func (s Service) validateAutoscale(bad func(field, format string, args ...any)) 
 		bad("autoscale.target_requests_per_instance", "%v: want > 0", rps)
 	case cpu < 0 || cpu > 100 || math.IsNaN(cpu):
 		bad("autoscale.target_cpu", "%v: want 0..100 (percent)", cpu)
+	case cpu != 0 && s.Provider == ProviderLocal:
+		bad("autoscale.target_cpu", "the local provider scales on target_requests_per_instance only (the CPU of local instances is not measured yet)")
 	}
 	if a.Window.D() < time.Second || a.Window.D() > time.Hour {
 		bad("autoscale.window", "%s: want 1s..1h", a.Window.D())

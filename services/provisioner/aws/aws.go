@@ -30,6 +30,7 @@ import (
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/spec"
 )
 
 // Tags on every Auto Scaling group (and its instances) the provider makes.
@@ -211,13 +212,18 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 		tgs = []string{arn}
 	}
 	n := int32(s.Capacity)
+	lo, hi := n, n
+	if a := s.Autoscale; a != nil {
+		lo, hi = int32(a.Min), int32(a.Max)
+		n = min(max(n, lo), hi)
+	}
 	tag := func(k, v string) astypes.Tag {
 		return astypes.Tag{Key: sdkaws.String(k), Value: sdkaws.String(v), PropagateAtLaunch: sdkaws.Bool(true)}
 	}
 	_, err := p.as.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: sdkaws.String(s.Group),
 		LaunchTemplate:       lt,
-		MinSize:              sdkaws.Int32(n), MaxSize: sdkaws.Int32(n), DesiredCapacity: sdkaws.Int32(n),
+		MinSize:              sdkaws.Int32(lo), MaxSize: sdkaws.Int32(hi), DesiredCapacity: sdkaws.Int32(n),
 		VPCZoneIdentifier: sdkaws.String(strings.Join(subnets, ",")),
 		TargetGroupARNs:   tgs,
 		Tags:              []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role), tag(TagRelease, s.Release)},
@@ -227,6 +233,11 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 			_, _ = p.ec2.DeleteLaunchTemplate(context.WithoutCancel(ctx), &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: sdkaws.String(created)})
 		}
 		return fleet.Group{}, fmt.Errorf("aws: create auto scaling group %s: %w", s.Group, classify(err))
+	}
+	if s.Autoscale != nil {
+		if err := p.targetTracking(ctx, s.Group, *s.Autoscale, tgs); err != nil {
+			return fleet.Group{}, err
+		}
 	}
 	// a describe right after the create can miss it: poll, bounded
 	deadline := time.Now().Add(p.cfg.ConsistencyWait)
@@ -241,6 +252,60 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// TargetPolicy is the name of the target-tracking policy the provider puts
+// on an autoscaled group.
+const TargetPolicy = "redblack-target"
+
+// targetTracking puts the group's target-tracking policy: the average CPU
+// of its instances, or the ALB's requests per target (per minute, as that
+// metric counts them: the spec's per-second target × 60), which needs the
+// group's target group on a load balancer. The instances' warm-up is the
+// scale-up cooldown.
+func (p *Provider) targetTracking(ctx context.Context, group string, a spec.Autoscale, tgs []string) error {
+	metric := &astypes.PredefinedMetricSpecification{PredefinedMetricType: astypes.MetricTypeASGAverageCPUUtilization}
+	target := a.TargetCPU
+	if a.TargetRequestsPerInstance > 0 {
+		if len(tgs) == 0 {
+			return fmt.Errorf("aws: %s: autoscale on requests per instance needs the group's target group (--aws-listener)", group)
+		}
+		label, err := p.resourceLabel(ctx, tgs[0])
+		if err != nil {
+			return fmt.Errorf("aws: %s: %w", group, err)
+		}
+		metric = &astypes.PredefinedMetricSpecification{PredefinedMetricType: astypes.MetricTypeALBRequestCountPerTarget, ResourceLabel: sdkaws.String(label)}
+		target = a.TargetRequestsPerInstance * 60
+	}
+	_, err := p.as.PutScalingPolicy(ctx, &autoscaling.PutScalingPolicyInput{
+		AutoScalingGroupName:        sdkaws.String(group),
+		PolicyName:                  sdkaws.String(TargetPolicy),
+		PolicyType:                  sdkaws.String("TargetTrackingScaling"),
+		EstimatedInstanceWarmup:     sdkaws.Int32(int32(a.ScaleUpCooldown.D().Seconds())),
+		TargetTrackingConfiguration: &astypes.TargetTrackingConfiguration{PredefinedMetricSpecification: metric, TargetValue: sdkaws.Float64(target)},
+	})
+	if err != nil {
+		return fmt.Errorf("aws: target tracking of %s: %w", group, classify(err))
+	}
+	return nil
+}
+
+// resourceLabel is ALBRequestCountPerTarget's label of a target group:
+// app/<lb-name>/<lb-id>/targetgroup/<tg-name>/<tg-id>.
+func (p *Provider) resourceLabel(ctx context.Context, tgARN string) (string, error) {
+	out, err := p.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{TargetGroupArns: []string{tgARN}})
+	if err != nil {
+		return "", fmt.Errorf("describe target group: %w", classify(err))
+	}
+	if len(out.TargetGroups) == 0 || len(out.TargetGroups[0].LoadBalancerArns) == 0 {
+		return "", fmt.Errorf("target group %s is on no load balancer", tgARN)
+	}
+	_, lb, ok1 := strings.Cut(out.TargetGroups[0].LoadBalancerArns[0], ":loadbalancer/")
+	_, tg, ok2 := strings.Cut(tgARN, ":targetgroup/")
+	if !ok1 || !ok2 {
+		return "", fmt.Errorf("unexpected ARNs %s, %s", out.TargetGroups[0].LoadBalancerArns[0], tgARN)
+	}
+	return lb + "/targetgroup/" + tg, nil
 }
 
 // first returns the first non-empty string.

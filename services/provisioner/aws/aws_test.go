@@ -3,10 +3,13 @@ package aws_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
@@ -15,6 +18,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/services/provisioner/fleettest"
 	"github.com/redblack/redblack/shared/events"
+	rbspec "github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/testkit/moto"
 )
 
@@ -113,5 +117,83 @@ func TestCheckImageOnMoto(t *testing.T) {
 	}
 	if err := p.CheckImage(ctx, "ami-00000000deadbeef", []string{owner}, ""); err == nil {
 		t.Error("an image that does not exist was allowed")
+	}
+}
+
+// TestTargetTrackingOnMoto: an autoscaled production group gets the
+// autoscale bounds and a target-tracking policy, read back through the real
+// SDK: average CPU, or the ALB's requests per target (per minute) labelled
+// with its target group and load balancer. Requests without a target group
+// are refused, and nothing is left of that group.
+func TestTargetTrackingOnMoto(t *testing.T) {
+	srv := moto.Start(t)
+	_, art := onMoto(t, srv)
+	ac := srv.Config(t)
+	ctx := context.Background()
+	subnets, _ := ec2.NewFromConfig(ac).DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
+	lbc := elb.NewFromConfig(ac)
+	var ids []string
+	for _, s := range subnets.Subnets {
+		ids = append(ids, sdkaws.ToString(s.SubnetId))
+	}
+	lbOut, err := lbc.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{Name: sdkaws.String("edge"), Subnets: ids[:min(2, len(ids))]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbARN := sdkaws.ToString(lbOut.LoadBalancers[0].LoadBalancerArn)
+	var tgARN string
+	p := aws.FromConfig(aws.Config{
+		Subnets: ids[:1],
+		TargetGroup: func(ctx context.Context, group string) (string, error) {
+			out, err := lbc.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: sdkaws.String(group), Protocol: elbtypes.ProtocolEnumHttp,
+				Port: sdkaws.Int32(8080), VpcId: subnets.Subnets[0].VpcId})
+			if err != nil {
+				return "", err
+			}
+			tgARN = sdkaws.ToString(out.TargetGroups[0].TargetGroupArn)
+			_, err = lbc.CreateListener(ctx, &elb.CreateListenerInput{LoadBalancerArn: sdkaws.String(lbARN), Port: sdkaws.Int32(80), Protocol: elbtypes.ProtocolEnumHttp,
+				DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: sdkaws.String(tgARN)}}})
+			return tgARN, err
+		},
+	}, ac)
+	as := autoscaling.NewFromConfig(ac)
+	policy := func(group string) astypes.ScalingPolicy {
+		t.Helper()
+		out, err := as.DescribePolicies(ctx, &autoscaling.DescribePoliciesInput{AutoScalingGroupName: sdkaws.String(group)})
+		if err != nil || len(out.ScalingPolicies) != 1 {
+			t.Fatalf("policies of %s: %v %+v", group, err, out)
+		}
+		return out.ScalingPolicies[0]
+	}
+	scale := &rbspec.Autoscale{Min: 2, Max: 6, TargetRequestsPerInstance: 50, ScaleUpCooldown: rbspec.Duration(90 * time.Second)}
+	if _, err := p.CreateGroup(ctx, fleet.GroupSpec{Service: "edge", Group: "edge-v001", Version: "v1", Capacity: 3, Artifact: art, Autoscale: scale}); err != nil {
+		t.Fatal(err)
+	}
+	pol := policy("edge-v001")
+	tt := pol.TargetTrackingConfiguration
+	_, lbSuffix, _ := strings.Cut(lbARN, ":loadbalancer/")
+	_, tgSuffix, _ := strings.Cut(tgARN, ":targetgroup/")
+	if sdkaws.ToString(pol.PolicyType) != "TargetTrackingScaling" || tt == nil || sdkaws.ToFloat64(tt.TargetValue) != 3000 ||
+		tt.PredefinedMetricSpecification.PredefinedMetricType != astypes.MetricTypeALBRequestCountPerTarget ||
+		sdkaws.ToString(tt.PredefinedMetricSpecification.ResourceLabel) != lbSuffix+"/targetgroup/"+tgSuffix {
+		t.Fatalf("requests policy: %+v %+v", pol, tt)
+	}
+	groups, _ := as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{"edge-v001"}})
+	if g := groups.AutoScalingGroups[0]; sdkaws.ToInt32(g.MinSize) != 2 || sdkaws.ToInt32(g.MaxSize) != 6 || sdkaws.ToInt32(g.DesiredCapacity) != 3 {
+		t.Fatalf("bounds: min %d max %d desired %d", sdkaws.ToInt32(g.MinSize), sdkaws.ToInt32(g.MaxSize), sdkaws.ToInt32(g.DesiredCapacity))
+	}
+
+	cpu := aws.FromConfig(aws.Config{Subnets: ids[:1]}, ac)
+	if _, err := cpu.CreateGroup(ctx, fleet.GroupSpec{Service: "api", Group: "api-v001", Version: "v1", Capacity: 1, Artifact: art,
+		Autoscale: &rbspec.Autoscale{Min: 1, Max: 4, TargetCPU: 60, ScaleUpCooldown: rbspec.Duration(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	if tt := policy("api-v001").TargetTrackingConfiguration; tt.PredefinedMetricSpecification.PredefinedMetricType != astypes.MetricTypeASGAverageCPUUtilization || sdkaws.ToFloat64(tt.TargetValue) != 60 {
+		t.Fatalf("cpu policy: %+v", tt)
+	}
+	_, err = cpu.CreateGroup(ctx, fleet.GroupSpec{Service: "store", Group: "store-v001", Version: "v1", Capacity: 1, Artifact: art,
+		Autoscale: &rbspec.Autoscale{Min: 1, Max: 4, TargetRequestsPerInstance: 10}})
+	if err == nil || !strings.Contains(err.Error(), "target group") {
+		t.Fatalf("requests target without a target group: %v", err)
 	}
 }

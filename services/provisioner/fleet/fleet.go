@@ -29,6 +29,10 @@ type GroupSpec struct {
 	// Host is the host the group runs on, for local provisioners on
 	// several hosts (package hosts); empty, one is chosen.
 	Host string `json:"host,omitempty"`
+	// Autoscale, for the production group of an autoscaled service: the
+	// aws provider gives its Auto Scaling group these bounds and a
+	// target-tracking policy (the local provisioner scales by itself).
+	Autoscale *spec.Autoscale `json:"autoscale,omitempty"`
 }
 
 // Instance is one running copy of a group.
