@@ -242,7 +242,7 @@ func TestUpProcess(t *testing.T) {
 	// the CLI finds up's admin creds on its own, through the data directory
 	t.Setenv("REDBLACK_DATA", data)
 	up := func() (string, *exec.Cmd) {
-		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn")
+		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn", "--bake-latency-slack", testkit.LatencySlack.String())
 		stdout, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -71,7 +71,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 				}
 				provArgs, routerArgs := awsf.args()
 				return a.upCluster(ctx, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
-					ProvisionerArgs: provArgs, RouterArgs: routerArgs}, start)
+					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
 			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
@@ -99,6 +99,7 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
+	cmd.Flags().DurationVar(&cfg.Watchdog.LatencySlack, "bake-latency-slack", cfg.Watchdog.LatencySlack, "a p99 increase below this never fails a bake or the watch after completion (the bake's absolute floor beside its ratio)")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
 	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT), and of the provisioner with --provider aws (the local provisioner runs once per host: --hosts)")
 	cmd.Flags().IntVar(&hostsN, "hosts", 1, "with --nodes and the local provider: run this many local provisioners as hosts h1…hN of this machine, each owning its own instances (files under <data>/hosts/hN)")

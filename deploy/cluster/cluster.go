@@ -57,8 +57,8 @@ type Config struct {
 	// steps, and one at a time (the observer lease) observes the fleet.
 	SharedFleet bool
 	// ProvisionerArgs and RouterArgs are more flags for those processes:
-	// the aws provider's and the ALB edge's.
-	ProvisionerArgs, RouterArgs []string
+	// the aws provider's and the ALB edge's; WatchdogArgs the watchdog's.
+	ProvisionerArgs, RouterArgs, WatchdogArgs []string
 	// KeepInstances leaves the instances running when the cluster stops.
 	KeepInstances bool
 	// Out receives the services' output (their logs); the nodes log into
@@ -186,6 +186,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 				copies = 1
 				perCopy = func(int) []string { return []string{"--data", data} }
 			}
+		case "watchdog":
+			args = append(args, cfg.WatchdogArgs...)
 		case "router":
 			args = append(args, "--http", c.http, "--admin", "")
 			args = append(args, cfg.RouterArgs...)

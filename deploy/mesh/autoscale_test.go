@@ -18,6 +18,38 @@ type resizes struct {
 	at  []time.Time
 }
 
+// resizes records hello's servergroup.resized events from now on.
+func (p *pipeline) resizes() *resizes {
+	p.t.Helper()
+	rs := &resizes{}
+	if _, err := p.nc.Subscribe(events.ServerGroupResized.Subject("hello"), func(m *nats.Msg) {
+		var g events.ServerGroup
+		if ev, err := events.Decode(m.Data); err == nil && ev.DecodeData(&g) == nil {
+			rs.mu.Lock()
+			rs.got, rs.at = append(rs.got, g), append(rs.at, time.Now())
+			rs.mu.Unlock()
+		}
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.nc.Flush(); err != nil {
+		p.t.Fatal(err)
+	}
+	return rs
+}
+
+// reason is the reason of the first resize of group to n.
+func (r *resizes) reason(group string, n int) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, g := range r.got {
+		if g.Group == group && g.Capacity == n {
+			return g.Reason
+		}
+	}
+	return ""
+}
+
 // await waits for a resize of group to n after from; it returns its time.
 func (r *resizes) await(t *testing.T, group string, n int, from time.Time, limit time.Duration) time.Time {
 	t.Helper()
@@ -49,18 +81,7 @@ func TestAutoscaleWithALoadStep(t *testing.T) {
 	svc.Autoscale = &spec.Autoscale{Min: 1, Max: 3, TargetRequestsPerInstance: 20,
 		Window: spec.Duration(window), ScaleUpCooldown: spec.Duration(up), ScaleDownCooldown: spec.Duration(down)}
 	p := newPipeline(t, t.TempDir(), svc)
-	rs := &resizes{}
-	if _, err := p.nc.Subscribe(events.ServerGroupResized.Subject("hello"), func(m *nats.Msg) {
-		var g events.ServerGroup
-		if ev, err := events.Decode(m.Data); err == nil && ev.DecodeData(&g) == nil {
-			rs.mu.Lock()
-			rs.got, rs.at = append(rs.got, g), append(rs.at, time.Now())
-			rs.mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	p.nc.Flush()
+	rs := p.resizes()
 	v1 := p.release("v1")
 	p.await(v1, 60*time.Second, events.ReleaseCompleted)
 
@@ -84,4 +105,27 @@ func TestAutoscaleWithALoadStep(t *testing.T) {
 	quiet := time.Now()
 	at = rs.await(t, "hello-v002", 1, quiet, down+window+10*time.Second)
 	t.Logf("scaled down 3 → 1 %s after the load stopped (cooldown %s)", at.Sub(quiet).Round(time.Millisecond), down)
+}
+
+// target_cpu on local: the provisioner reads its instances' CPU from /proc
+// (through the group's host); under a load that burns 2 ms of CPU per
+// request the group scales up, and down once the load is gone.
+func TestAutoscaleOnCPU(t *testing.T) {
+	svc := fastSpec()
+	svc.Capacity, svc.MaxCapacity = 1, 4
+	const up, down, window = 2 * time.Second, 3 * time.Second, 2 * time.Second
+	svc.Autoscale = &spec.Autoscale{Min: 1, Max: 3, TargetCPU: 15,
+		Window: spec.Duration(window), ScaleUpCooldown: spec.Duration(up), ScaleDownCooldown: spec.Duration(down)}
+	p := newPipeline(t, t.TempDir(), svc)
+	rs := p.resizes()
+	v1 := p.release("v1", "--burn", "2ms")
+	p.await(v1, 60*time.Second, events.ReleaseCompleted)
+	step := time.Now()
+	p.startLoad()
+	at := rs.await(t, "hello-v001", 3, step, up+window+10*time.Second)
+	t.Logf("scaled up 1 → 3 on CPU %s after the load step: %s", at.Sub(step).Round(time.Millisecond), rs.reason("hello-v001", 3))
+	p.load.Stop()
+	quiet := time.Now()
+	at = rs.await(t, "hello-v001", 1, quiet, down+window+10*time.Second)
+	t.Logf("scaled down 3 → 1 %s after the load stopped: %s", at.Sub(quiet).Round(time.Millisecond), rs.reason("hello-v001", 1))
 }

@@ -18,15 +18,11 @@ import (
 	"github.com/redblack/redblack/shared/topology"
 )
 
-// testConfig is mesh.DefaultConfig with a bake latency slack of 50 ms. CI
-// runs two packages' tests at once on two cores: when another package's test
-// starts, the p99 of a 0.2 ms service jumps to 10–15 ms, and a bake that
-// compares with the p99 before its switch would roll back a healthy release
-// (seen: "p99 latency 12.664ms is 3.4× the old group's 3.683ms"). These tests
-// are not about latency; the watchdog's own tests judge the latency rule.
+// testConfig is mesh.DefaultConfig with the tests' bake latency slack
+// (testkit.LatencySlack: these tests are not about latency).
 func testConfig() mesh.Config {
 	cfg := mesh.DefaultConfig()
-	cfg.Watchdog.LatencySlack = 50 * time.Millisecond
+	cfg.Watchdog.LatencySlack = testkit.LatencySlack
 	return cfg
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/metrics"
@@ -33,7 +34,7 @@ const AutoscaleEvery = time.Second
 // servergroup.resized on FLEET with the load that made it.
 func (s *Service) autoscale(ctx context.Context) {
 	s.lead(ctx, AutoscalerRole, func(ctx context.Context) error {
-		a := &autoscaler{s: s, loads: map[string]*load{}, changed: map[string]time.Time{}, serving: map[string]string{}, following: map[string]context.CancelFunc{},
+		a := &autoscaler{s: s, loads: map[string]*load{}, cpu: map[string]*load{}, cpuSeen: map[string]cpuReading{}, changed: map[string]time.Time{}, serving: map[string]string{}, following: map[string]context.CancelFunc{},
 			started: time.Now(), sources: &metrics.Directory{NC: s.nc}}
 		defer a.stopAll()
 		t := time.NewTicker(AutoscaleEvery)
@@ -52,9 +53,11 @@ func (s *Service) autoscale(ctx context.Context) {
 type autoscaler struct {
 	s         *Service
 	mu        sync.Mutex
-	loads     map[string]*load     // by group
-	changed   map[string]time.Time // by group: its last change by the autoscaler, or when it became the serving group
-	serving   map[string]string    // by service: its serving group last seen
+	loads     map[string]*load      // requests, by group
+	cpu       map[string]*load      // CPU seconds, by group (target_cpu)
+	cpuSeen   map[string]cpuReading // the last reading of each instance, by id
+	changed   map[string]time.Time  // by group: its last change by the autoscaler, or when it became the serving group
+	serving   map[string]string     // by service: its serving group last seen
 	following map[string]context.CancelFunc
 	started   time.Time // when this copy took the lease
 	sources   *metrics.Directory
@@ -67,22 +70,23 @@ type load struct {
 }
 
 type span struct {
-	end      time.Time
-	requests uint64
+	end    time.Time
+	amount float64 // requests, or CPU seconds
 }
 
-// rate is the requests per second over the window ending at now, or over
+// rate is the amount per second (requests, or CPU seconds: cores busy)
+// over the window ending at now, or over
 // the time since the first sample or since, when that is shorter (a group
 // that has just become the serving one is judged on its traffic since).
 func (l *load) rate(now time.Time, window time.Duration, since time.Time) float64 {
 	from := now.Add(-window)
 	keep := l.spans[:0]
-	var n uint64
+	var n float64
 	for _, sp := range l.spans {
 		if sp.end.After(from) {
 			keep = append(keep, sp)
 			if sp.end.After(since) {
-				n += sp.requests
+				n += sp.amount
 			}
 		}
 	}
@@ -91,7 +95,7 @@ func (l *load) rate(now time.Time, window time.Duration, since time.Time) float6
 	if span < time.Second {
 		return -1 // too little seen to say
 	}
-	return float64(n) / span.Seconds()
+	return n / span.Seconds()
 }
 
 func (a *autoscaler) stopAll() {
@@ -143,7 +147,7 @@ func (a *autoscaler) follow(ctx context.Context, service string) {
 				l = &load{first: m.Start}
 				a.loads[m.Group] = l
 			}
-			l.spans = append(l.spans, span{m.End, m.Requests})
+			l.spans = append(l.spans, span{m.End, float64(m.Requests)})
 			return true
 		})
 		if err != nil && fctx.Err() == nil {
@@ -174,14 +178,23 @@ func (a *autoscaler) size(ctx context.Context, svc spec.Service) error {
 		a.serving[svc.Name], a.changed[r.Active] = r.Active, since
 	}
 	last := a.changed[r.Active]
-	a.mu.Lock()
-	rate := -1.0
-	if l := a.loads[r.Active]; l != nil {
-		rate = l.rate(now, as.Window.D(), last)
+	rate, unit := -1.0, "requests/s"
+	if as.TargetCPU > 0 {
+		if err := a.readCPU(ctx, r.Active, now); err != nil {
+			return err
+		}
+		if l := a.cpu[r.Active]; l != nil {
+			rate, unit = 100*l.rate(now, as.Window.D(), last), "% CPU"
+		}
+	} else {
+		a.mu.Lock()
+		if l := a.loads[r.Active]; l != nil {
+			rate = l.rate(now, as.Window.D(), last)
+		}
+		a.mu.Unlock()
 	}
-	a.mu.Unlock()
 	if rate < 0 {
-		return nil // not enough of its traffic seen yet
+		return nil // not enough of its load seen yet
 	}
 	current, desired := g.Desired, as.Desired(rate)
 	switch {
@@ -195,16 +208,50 @@ func (a *autoscaler) size(ctx context.Context, svc spec.Service) error {
 	if desired == current {
 		return nil
 	}
-	reason := fmt.Sprintf("autoscale: %.1f requests/s over %d instances (%.1f each), target %s: %d → %d",
-		rate, current, rate/float64(max(current, 1)), as, current, desired)
+	reason := fmt.Sprintf("autoscale: %.1f %s over %d instances (%.1f each), target %s: %d → %d",
+		rate, unit, current, rate/float64(max(current, 1)), as, current, desired)
 	if err := s.provider.Resize(ctx, r.Active, desired); err != nil {
 		return err
 	}
 	a.changed[r.Active] = now
-	s.log.Info().Str(logging.FieldService, svc.Name).Str(logging.FieldServerGroup, r.Active).Int("from", current).Int("to", desired).Float64("requests_per_second", rate).Msg("autoscaled")
+	s.log.Info().Str(logging.FieldService, svc.Name).Str(logging.FieldServerGroup, r.Active).Int("from", current).Int("to", desired).Float64("load", rate).Str("unit", unit).Msg("autoscaled")
 	cause := fmt.Sprintf("autoscale:%s:%d", r.Active, now.UnixNano())
 	if err := s.track(ctx, r.Active, svc.Name, desired, false, cause, ""); err != nil {
 		return err
 	}
 	return s.publish(ctx, cause+":resized", events.ServerGroupResized, svc.Name, events.ServerGroup{Service: svc.Name, Group: r.Active, Capacity: desired, Reason: reason})
+}
+
+// cpuReading is an instance's CPU time used, read at a time.
+type cpuReading struct {
+	at   time.Time
+	used time.Duration
+}
+
+// readCPU adds the CPU its instances used since the last reading to the
+// group's CPU load.
+func (a *autoscaler) readCPU(ctx context.Context, group string, now time.Time) error {
+	m, ok := a.s.provider.(fleet.CPUMeter)
+	if !ok {
+		return fmt.Errorf("target_cpu: the provider does not measure CPU")
+	}
+	used, err := m.CPU(ctx, group)
+	if err != nil {
+		return err
+	}
+	var delta time.Duration
+	for id, u := range used {
+		if prev, ok := a.cpuSeen[id]; ok && u >= prev.used {
+			delta += u - prev.used
+		}
+		a.cpuSeen[id] = cpuReading{now, u}
+	}
+	l := a.cpu[group]
+	if l == nil {
+		l = &load{first: now}
+		a.cpu[group] = l
+		return nil // the first reading is the baseline
+	}
+	l.spans = append(l.spans, span{now, delta.Seconds()})
+	return nil
 }

@@ -1,6 +1,8 @@
 package watchdog
 
 import (
+	"flag"
+
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
@@ -10,7 +12,12 @@ import (
 // Program is the watchdog: bakes, deadlines and dead letters as a program of its own: the binary's main and
 // `redblack run watchdog`.
 func Program() svcmain.Program {
-	return svcmain.Program{Name: "watchdog", Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
-		return New(DefaultConfig(), nc, log)
-	}}
+	cfg := DefaultConfig()
+	return svcmain.Program{Name: "watchdog",
+		Bind: func(fs *flag.FlagSet) {
+			fs.DurationVar(&cfg.LatencySlack, "latency-slack", cfg.LatencySlack, "a p99 increase below this never fails a bake or the watch after completion")
+		},
+		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
+			return New(cfg, nc, log)
+		}}
 }

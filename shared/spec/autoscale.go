@@ -8,7 +8,7 @@ import (
 
 // Autoscale makes the serving group track a target: the requests per
 // second per instance in its own traffic samples, or its instances'
-// average CPU (aws only). On the local provider the provisioner scales;
+// average CPU. On the local provider the provisioner scales;
 // on aws the Auto Scaling group's own target-tracking policy does.
 type Autoscale struct {
 	// Min and Max bound the group's size (Min ≥ 1, Max ≤ max_capacity;
@@ -17,7 +17,9 @@ type Autoscale struct {
 	Max int `yaml:"max" json:"max"`
 	// TargetRequestsPerInstance: requests per second per instance.
 	TargetRequestsPerInstance float64 `yaml:"target_requests_per_instance,omitempty" json:"target_requests_per_instance,omitempty"`
-	// TargetCPU: the instances' average CPU, in percent of one core.
+	// TargetCPU: the instances' average CPU, in percent of one core (on
+	// local, from /proc; on aws, the ASG's ASGAverageCPUUtilization, in
+	// percent of the instance's CPUs).
 	TargetCPU float64 `yaml:"target_cpu,omitempty" json:"target_cpu,omitempty"`
 	// Window is the span the load is measured over (default 30 s).
 	Window Duration `yaml:"window,omitempty" json:"window,omitempty"`
@@ -70,8 +72,6 @@ func (s Service) validateAutoscale(bad func(field, format string, args ...any)) 
 		bad("autoscale.target_requests_per_instance", "%v: want > 0", rps)
 	case cpu < 0 || cpu > 100 || math.IsNaN(cpu):
 		bad("autoscale.target_cpu", "%v: want 0..100 (percent)", cpu)
-	case cpu != 0 && s.Provider == ProviderLocal:
-		bad("autoscale.target_cpu", "the local provider scales on target_requests_per_instance only (the CPU of local instances is not measured yet)")
 	}
 	if a.Window.D() < time.Second || a.Window.D() > time.Hour {
 		bad("autoscale.window", "%s: want 1s..1h", a.Window.D())

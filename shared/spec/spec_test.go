@@ -63,7 +63,6 @@ func TestParseRejectsEachBadField(t *testing.T) {
 		"scale max":     {"name: hello\nowner: x\ncapacity: 1\nautoscale: {max: 11, target_cpu: 50}\n", "autoscale.max"},
 		"scale min":     {"name: hello\nowner: x\ncapacity: 1\nautoscale: {min: 5, max: 4, target_cpu: 50}\n", "autoscale.min"},
 		"cpu":           {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_cpu: 150}\n", "autoscale.target_cpu"},
-		"cpu on local":  {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_cpu: 50}\n", "autoscale.target_cpu"},
 		"rps":           {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_requests_per_instance: -3}\n", "autoscale.target_requests_per_instance"},
 		"cooldown":      {"name: hello\nowner: x\ncapacity: 1\nautoscale: {target_cpu: 50, scale_up_cooldown: 1ms}\n", "autoscale.scale_up_cooldown"},
 	}

@@ -26,6 +26,9 @@ type Config struct {
 	ErrorRate float64
 	// Latency is added to every request; Jitter spreads it uniformly by ±Jitter.
 	Latency, Jitter time.Duration
+	// Burn is CPU time spent on every request, busy (to load an
+	// autoscaler's target_cpu).
+	Burn time.Duration
 	// FailAfter > 0: every request fails with 500 once this long has passed
 	// since start, while /healthz stays green (a bug a short canary misses).
 	FailAfter time.Duration
@@ -64,6 +67,8 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.requests.Add(1)
 	if d := a.delay(); d > 0 {
 		time.Sleep(d)
+	}
+	for start := time.Now(); time.Since(start) < a.cfg.Burn; {
 	}
 	w.Header().Set("X-Version", a.cfg.Version)
 	if a.cfg.FailAfter > 0 && a.now().Sub(a.start) >= a.cfg.FailAfter {

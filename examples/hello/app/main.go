@@ -31,6 +31,7 @@ func Main(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests answered 500, 0..1")
 	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
 	fs.DurationVar(&cfg.Jitter, "jitter", 0, "uniform jitter around --latency")
+	fs.DurationVar(&cfg.Burn, "burn", 0, "CPU time spent busy on every request")
 	fs.DurationVar(&cfg.FailAfter, "fail-after", 0, "after this long, every request fails while /healthz stays green")
 	crashAfter := fs.Duration("crash-after", 0, "exit with status 3 after this long")
 	fs.BoolVar(&cfg.FailHealth, "fail-health", false, "/healthz answers 503")

@@ -49,6 +49,14 @@ type Instance struct {
 	PID int `json:"pid,omitempty"`
 }
 
+// CPUMeter is a provider that can tell the CPU its instances use (the
+// local one, from /proc): the autoscaler's target_cpu reads it.
+type CPUMeter interface {
+	// CPU is the CPU time each live instance of the group has used since
+	// it started, by instance id.
+	CPU(ctx context.Context, group string) (map[string]time.Duration, error)
+}
+
 // Group is a server group as the provider sees it.
 type Group struct {
 	Spec      GroupSpec  `json:"spec"`

@@ -85,7 +85,9 @@ type response struct {
 	Group     *fleet.Group     `json:"group,omitempty"`
 	Groups    []fleet.Group    `json:"groups,omitempty"`
 	Instances []fleet.Instance `json:"instances,omitempty"`
-	Error     string           `json:"error,omitempty"`
+	// CPU is the answer to "cpu": each instance's CPU time, by id.
+	CPU   map[string]time.Duration `json:"cpu,omitempty"`
+	Error string                   `json:"error,omitempty"`
 	Kind      string           `json:"kind,omitempty"` // which fleet error, if one
 }
 
@@ -171,6 +173,8 @@ func serve(ctx context.Context, p fleet.Provider, op string, req request) respon
 		err = p.DestroyGroup(ctx, req.Group)
 	case "terminate":
 		err = p.TerminateInstance(ctx, req.Group, req.Instance)
+	case "cpu":
+		resp.CPU, err = cpuOf(ctx, p, req.Group)
 	default:
 		err = fmt.Errorf("unknown operation %q", op)
 	}
@@ -374,6 +378,32 @@ func (h *Provider) Instances(ctx context.Context, name string) ([]fleet.Instance
 		return nil, err
 	}
 	return resp.Instances, nil
+}
+
+// CPU implements fleet.CPUMeter: it asks the group's host, whose provider
+// reads its instances' /proc.
+func (h *Provider) CPU(ctx context.Context, name string) (map[string]time.Duration, error) {
+	host, err := h.owned(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var resp response
+	if err := h.call(ctx, host, "cpu", request{Group: name}, &resp, func(p fleet.Provider) error {
+		var err error
+		resp.CPU, err = cpuOf(ctx, p, name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return resp.CPU, nil
+}
+
+func cpuOf(ctx context.Context, p fleet.Provider, group string) (map[string]time.Duration, error) {
+	m, ok := p.(fleet.CPUMeter)
+	if !ok {
+		return nil, fmt.Errorf("hosts: this host's provider does not measure CPU")
+	}
+	return m.CPU(ctx, group)
 }
 
 // Resize asks the group's host.

@@ -363,6 +363,30 @@ func (l *Local) DescribeGroup(ctx context.Context, name string) (fleet.Group, er
 	return g.describe(), nil
 }
 
+// CPU implements fleet.CPUMeter: the CPU time each live instance of the
+// group has used since it started, from /proc.
+func (l *Local) CPU(ctx context.Context, name string) (map[string]time.Duration, error) {
+	g, err := l.group(name)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	recs := make([]instanceRecord, 0, len(g.instances))
+	for _, i := range g.instances {
+		if !i.stopping && i.rec.PID > 0 {
+			recs = append(recs, i.rec)
+		}
+	}
+	g.mu.Unlock()
+	out := make(map[string]time.Duration, len(recs))
+	for _, r := range recs {
+		if d, err := procCPU(r.PID, r.StartTicks); err == nil {
+			out[r.ID] = d
+		}
+	}
+	return out, nil
+}
+
 // ListGroups implements fleet.Provider.
 func (l *Local) ListGroups(ctx context.Context, service string) ([]fleet.Group, error) {
 	l.mu.Lock()
