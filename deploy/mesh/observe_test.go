@@ -230,8 +230,18 @@ func TestDashboardMetricsAndTraces(t *testing.T) {
 	if who, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#who"))); err != nil || who != "acting as t.alice" {
 		t.Fatalf("signed in as %q (%v)", who, err)
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(hello+` .actions button[data-verb="abort"]:not([disabled])`))); err != nil {
-		t.Fatal(err)
+	// the page re-renders a service's card on each of its events: a node
+	// found can be replaced before the click reaches it (CDP: "Could not
+	// find node with given id"); the click is tried again on the new one
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(hello+` .actions button[data-verb="abort"]:not([disabled])`)))
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "Could not find node") || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // a pause between tries on a re-rendered page
 	}
 	p.await(v4, 30*time.Second, events.ReleaseAborted)
 	if toast, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#toast"))); err != nil || !strings.Contains(toast, "requested by t/alice") {
