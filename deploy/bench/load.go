@@ -4,15 +4,20 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redblack/redblack/services/router/proxy"
 )
 
 // Load is steady HTTP load through the router: workers send GET requests
 // with a Host header, one after another, until Stop.
 type Load struct {
 	okN, failedN atomic.Int64
+	rescuedN     atomic.Int64 // answered by a fallback group (X-Redblack-Fallback)
+	method       string
 	versions     sync.Map
 	done         chan struct{}
 	wg           sync.WaitGroup
@@ -23,7 +28,13 @@ type Load struct {
 // StartLoad starts workers against http://addr/ with Host host. onOK and
 // onFail may be nil.
 func StartLoad(addr, host string, workers int, onOK func(string, time.Time), onFail func(error, int)) *Load {
-	return start(addr, host, workers, 0, onOK, onFail)
+	return start(addr, host, http.MethodGet, workers, 0, onOK, onFail)
+}
+
+// StartPosts is StartLoad with POST requests (a small body): the
+// non-idempotent traffic a rescue does not retry unless the spec says so.
+func StartPosts(addr, host string, workers int, onFail func(error, int)) *Load {
+	return start(addr, host, http.MethodPost, workers, 0, nil, onFail)
 }
 
 // StartPaced is StartLoad at a fixed rate: each worker sends one request
@@ -32,11 +43,11 @@ func StartLoad(addr, host string, workers int, onOK func(string, time.Time), onF
 // the load's and not the system's. Enough workers keep up with the
 // latency: rate × latency of them are busy at once.
 func StartPaced(addr, host string, rate float64, workers int, onOK func(string, time.Time), onFail func(error, int)) *Load {
-	return start(addr, host, workers, time.Duration(float64(workers)/rate*float64(time.Second)), onOK, onFail)
+	return start(addr, host, http.MethodGet, workers, time.Duration(float64(workers)/rate*float64(time.Second)), onOK, onFail)
 }
 
-func start(addr, host string, workers int, every time.Duration, onOK func(string, time.Time), onFail func(error, int)) *Load {
-	l := &Load{done: make(chan struct{}), onOK: onOK, onFail: onFail}
+func start(addr, host, method string, workers int, every time.Duration, onOK func(string, time.Time), onFail func(error, int)) *Load {
+	l := &Load{done: make(chan struct{}), onOK: onOK, onFail: onFail, method: method}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 10 * time.Second}
 	for i := range workers {
 		l.wg.Add(1)
@@ -76,7 +87,11 @@ func start(addr, host string, workers int, every time.Duration, onOK func(string
 
 // once sends one request and counts its outcome.
 func (l *Load) once(client *http.Client, addr, host string) {
-	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	var body io.Reader
+	if l.method == http.MethodPost {
+		body = strings.NewReader("post")
+	}
+	req, _ := http.NewRequest(l.method, "http://"+addr+"/", body)
 	req.Host = host
 	resp, err := client.Do(req)
 	if err != nil {
@@ -85,6 +100,9 @@ func (l *Load) once(client *http.Client, addr, host string) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if resp.Header.Get(proxy.FallbackHeader) != "" {
+		l.rescuedN.Add(1)
+	}
 	if resp.StatusCode != http.StatusOK {
 		l.fail(nil, resp.StatusCode)
 		return
@@ -120,6 +138,10 @@ func (l *Load) Stop() (ok, failed int64, versions []string) {
 
 // OK is the number of 200 responses so far.
 func (l *Load) OK() int64 { return l.okN.Load() }
+
+// Rescued is the number of answers a fallback group gave so far, after
+// the request had failed on a new or canary group.
+func (l *Load) Rescued() int64 { return l.rescuedN.Load() }
 
 // Failed is the number of failed requests so far.
 func (l *Load) Failed() int64 { return l.failedN.Load() }

@@ -28,10 +28,21 @@ type Rollback struct {
 	// response; Restored the router's announcement that every router has
 	// all traffic back on the old group.
 	FirstBad, Restored time.Time
-	// Failed requests the load saw during this release.
-	Failed int64
-	Reason string
+	// Failed requests the load saw during this release: GETs (rescued by
+	// the old group when rescues are on) and POSTs (never rescued: the
+	// spec does not opt in).
+	Failed, FailedPosts int64
+	// Rescued: the bad group's failed requests the router answered from
+	// the old group (its samples' count).
+	Rescued uint64
+	// Requested is the watchdog's rollback.requested: FirstBad → Requested
+	// is the detection.
+	Requested time.Time
+	Reason    string
 }
+
+// Detect is first bad response → rollback requested.
+func (r Rollback) Detect() time.Duration { return r.Requested.Sub(r.FirstBad) }
 
 // Took is first bad response → traffic restored.
 func (r Rollback) Took() time.Duration { return r.Restored.Sub(r.FirstBad) }
@@ -54,9 +65,18 @@ type RollbackResult struct {
 
 // Percentile of the rollback times (q in 0..1).
 func (r RollbackResult) Percentile(q float64) time.Duration {
+	return r.percentile(q, Rollback.Took)
+}
+
+// DetectPercentile of the detection times (q in 0..1).
+func (r RollbackResult) DetectPercentile(q float64) time.Duration {
+	return r.percentile(q, Rollback.Detect)
+}
+
+func (r RollbackResult) percentile(q float64, of func(Rollback) time.Duration) time.Duration {
 	d := make([]time.Duration, len(r.Rollbacks))
 	for i, rb := range r.Rollbacks {
-		d[i] = rb.Took()
+		d[i] = of(rb)
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	if len(d) == 0 {
@@ -82,9 +102,12 @@ func RollbackSpec(hello string) spec.Service {
 // instances fail every request failAfter after they start (after the
 // switch), each rolled back by the watchdog, and healthy releases with
 // a short bake to measure the control plane's overhead.
-func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log zerolog.Logger, progress func(string)) (RollbackResult, error) {
+//
+// With noRescue the router answers no failed request from the old group:
+// the figures without rescues, beside those with.
+func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, noRescue bool, log zerolog.Logger, progress func(string)) (RollbackResult, error) {
 	var res RollbackResult
-	m, nc, js, err := startLoopback(dir, log)
+	m, nc, js, err := startLoopbackWith(dir, log, func(c *mesh.Config) { c.Router.Proxy.NoRescue = noRescue })
 	if err != nil {
 		return res, err
 	}
@@ -122,6 +145,8 @@ func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log
 	}
 	load := StartLoad(m.HTTP(), "hello", 4, nil, nil)
 	defer load.Stop()
+	posts := StartPosts(m.HTTP(), "hello", 1, nil)
+	defer posts.Stop()
 
 	// the healthy releases, with a 1 s bake so each is short
 	quick := svc
@@ -152,7 +177,7 @@ func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log
 	}
 	for i := range n {
 		version := fmt.Sprintf("bad%d", i+1)
-		failed0 := load.Failed()
+		failed0, posts0 := load.Failed(), posts.Failed()
 		id, err := request(version, "--fail-after", failAfter.String())
 		if err != nil {
 			return res, err
@@ -171,39 +196,44 @@ func RollbackRun(dir, hello string, n, healthy int, failAfter time.Duration, log
 		}
 		var c events.Cluster
 		_ = t.get(id, events.ClusterReady).DecodeData(&c)
-		first, err := firstError(ctx, js, c.Group)
+		restored := t.get(id, events.TrafficRestored).Time
+		first, rescued, err := BadGroup(ctx, js, c.Group, restored)
 		if err != nil {
 			return res, err
 		}
 		var rd events.RollbackDone
 		_ = done.DecodeData(&rd)
-		rb := Rollback{Version: version, FirstBad: first, Restored: t.get(id, events.TrafficRestored).Time, Failed: load.Failed() - failed0, Reason: rd.Reason}
+		rb := Rollback{Version: version, FirstBad: first, Restored: restored, Requested: t.get(id, events.RollbackRequested).Time,
+			Failed: load.Failed() - failed0, FailedPosts: posts.Failed() - posts0, Rescued: rescued, Reason: rd.Reason}
 		res.Rollbacks = append(res.Rollbacks, rb)
-		progress(fmt.Sprintf("%s: first bad response → traffic restored %s, %d failed requests", version, rb.Took().Round(time.Millisecond), rb.Failed))
+		progress(fmt.Sprintf("%s: first bad response → rollback requested %s, → traffic restored %s; %d GETs and %d POSTs failed, %d rescued",
+			version, rb.Detect().Round(time.Millisecond), rb.Took().Round(time.Millisecond), rb.Failed, rb.FailedPosts, rb.Rescued))
 	}
 	return res, nil
 }
 
-// firstError reads the router's timestamp of the group's first bad
-// response from its metrics samples.
-func firstError(ctx context.Context, js jetstream.JetStream, group string) (time.Time, error) {
+// BadGroup reads, from a bad group's metrics samples, the router's
+// timestamp of its first bad response and the requests rescued from it up
+// to until (its samples stop once it is destroyed).
+func BadGroup(ctx context.Context, js jetstream.JetStream, group string, until time.Time) (time.Time, uint64, error) {
 	var first time.Time
+	var rescued uint64
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	err := metrics.Follow(fctx, js, topology.StreamMetrics, "hello", []string{group}, time.Now().Add(-5*time.Minute), nil, func(s metrics.Sample) bool {
-		if !s.FirstError.IsZero() {
+		if first.IsZero() && !s.FirstError.IsZero() {
 			first = s.FirstError
-			return false
 		}
-		return true
+		rescued += s.Rescued
+		return !s.End.After(until.Add(2 * time.Second))
 	})
-	if err != nil {
-		return first, err
+	if err != nil && fctx.Err() == nil {
+		return first, rescued, err
 	}
 	if first.IsZero() {
-		return first, fmt.Errorf("no sample of %s records a bad response", group)
+		return first, rescued, fmt.Errorf("no sample of %s records a bad response", group)
 	}
-	return first, nil
+	return first, rescued, nil
 }
 
 // timeline keeps the first event of each type per release, and the
@@ -287,8 +317,17 @@ func requestHello(ctx context.Context, js jetstream.JetStream, prefix, hello, ve
 // startLoopback starts the mesh in dir on loopback ports with a client
 // connection of its own.
 func startLoopback(dir string, log zerolog.Logger) (*mesh.Mesh, *nats.Conn, jetstream.JetStream, error) {
+	return startLoopbackWith(dir, log, nil)
+}
+
+// startLoopbackWith is startLoopback with the mesh's config changed by
+// tune first.
+func startLoopbackWith(dir string, log zerolog.Logger, tune func(*mesh.Config)) (*mesh.Mesh, *nats.Conn, jetstream.JetStream, error) {
 	cfg := mesh.DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Log = dir, "127.0.0.1:0", "127.0.0.1:0", log
+	if tune != nil {
+		tune(&cfg)
+	}
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
 		return nil, nil, nil, err

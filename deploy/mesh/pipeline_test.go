@@ -324,7 +324,8 @@ func TestHealthyReleaseCompletes(t *testing.T) {
 // TestCanaryFailureLeavesProductionAlone: v2 answers 30 % of requests with
 // 500. The canary fails on the critical error metric, its report says why,
 // baseline and canary are destroyed and v1 keeps all traffic with the same
-// instances; failed requests come only from the canary's share while it ran.
+// instances. The requests the canary failed were answered by production
+// (the router's rescue): no user saw one.
 func TestCanaryFailureLeavesProductionAlone(t *testing.T) {
 	p := newPipeline(t, t.TempDir(), fastSpec())
 	p.deployV1()
@@ -355,21 +356,21 @@ func TestCanaryFailureLeavesProductionAlone(t *testing.T) {
 	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
 		t.Fatalf("groups left: %v", gs)
 	}
-	if failedRequests == 0 {
-		t.Fatal("the canary's errors never reached a user: did it take traffic?")
+	if failedRequests != 0 || p.load.Rescued() == 0 {
+		t.Fatalf("%d requests failed and %d were rescued: want the canary's failures all answered by production (and some: it took traffic)", failedRequests, p.load.Rescued())
 	}
 	// production is whole again: 500 more requests, none fails
 	p.served(500)
-	if n := p.failures(); n != failedRequests {
-		t.Fatalf("%d requests failed after the rollback", n-failedRequests)
+	if n := p.failures(); n != 0 {
+		t.Fatalf("%d requests failed after the rollback", n)
 	}
 }
 
 // TestBakeFailureRollsBackFast: v2 passes its canary, then its new group
 // starts failing every request 5 s after it started, during the bake. The
 // watchdog sees it in the live samples, the router gives all traffic back to
-// v1 first, then v2 is destroyed. The errors users saw are bounded to the
-// detection window.
+// v1 first, then v2 is destroyed. v1 answers the requests v2 failed
+// meanwhile (a rescue): users see none.
 func TestBakeFailureRollsBackFast(t *testing.T) {
 	svc := fastSpec()
 	svc.Strategy.Bake.Duration = spec.Duration(15 * time.Second)
@@ -399,20 +400,22 @@ func TestBakeFailureRollsBackFast(t *testing.T) {
 	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
 		t.Fatalf("groups left: %v", gs)
 	}
-	p.mu.Lock()
-	fails := append([]time.Time(nil), p.fails...)
-	p.mu.Unlock()
-	if len(fails) == 0 {
-		t.Fatal("no request failed: did v2 take the traffic?")
+	// the requests v2 failed were answered by v1 (the router's rescue): no
+	// user saw one; the samples still count every failure of v2, and the
+	// router's timestamp of the first one times the rollback
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, rescued, err := bench.BadGroup(ctx, p.js, "hello-v002", restored.Time)
+	if err != nil {
+		t.Fatal(err)
 	}
-	first, last := fails[0], fails[len(fails)-1]
-	t.Logf("%d failed requests from %s to %s; traffic restored %s after the first",
-		len(fails), first.Format("15:04:05.000"), last.Format("15:04:05.000"), restored.Time.Sub(first).Round(time.Millisecond))
+	t.Logf("v2's samples count %d rescues, the load saw %d answers from v1 (rescued), %d failed for users; traffic restored %s after the first failure",
+		rescued, p.load.Rescued(), p.failures(), restored.Time.Sub(first).Round(time.Millisecond))
+	if n := p.failures(); n != 0 || rescued == 0 || p.load.Rescued() == 0 {
+		t.Errorf("%d requests failed for users, %d rescued in the samples, %d rescued answers; want 0 failed and v2's failures rescued", n, rescued, p.load.Rescued())
+	}
 	if d := restored.Time.Sub(first); d > 2*time.Second {
 		t.Errorf("traffic restored %s after the first failure (want < 2s)", d)
-	}
-	if last.After(restored.Time.Add(500 * time.Millisecond)) {
-		t.Errorf("a request failed at %s, after traffic was restored at %s", last, restored.Time)
 	}
 }
 

@@ -45,6 +45,7 @@ var (
 		{promDesc("responses_5xx_total", "5xx responses."), func(s routing.Snapshot) uint64 { return s.Status5xx }},
 		{promDesc("connection_errors_total", "Requests that got no response."), func(s routing.Snapshot) uint64 { return s.ConnErrors }},
 		{promDesc("retries_total", "Requests retried on another instance after failing on this one."), func(s routing.Snapshot) uint64 { return s.Retries }},
+		{promDesc("rescued_total", "Requests that failed on this instance and were answered from the fallback group."), func(s routing.Snapshot) uint64 { return s.Rescued }},
 	}
 	backendLatency = promDesc("latency_seconds", "Response latency.")
 	backendsDesc   = prometheus.NewDesc(prom.Namespace+"_router_backends", "Instances in the router's registry.", nil, nil)

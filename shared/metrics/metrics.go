@@ -24,6 +24,10 @@ type Sample struct {
 	Status5xx  uint64    `json:"5xx"`
 	ConnErrors uint64    `json:"conn_errors"`
 	Retries    uint64    `json:"retries"`
+	// Rescued: of the requests that failed here (5xx or connection
+	// errors, counted above as they were), those the router answered from
+	// the fallback group instead (X-Redblack-Fallback).
+	Rescued uint64 `json:"rescued,omitempty"`
 	// BucketsMicros are the histogram's upper bounds in µs; Latency has one
 	// more count, for +Inf.
 	BucketsMicros []int64  `json:"buckets_us"`

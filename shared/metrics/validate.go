@@ -51,13 +51,16 @@ func (s Sample) Validate(now time.Time) error {
 		return invalid("window ends %s in the future", s.End.Sub(now).Round(time.Millisecond))
 	}
 	const limit = 1 << 50 // no sum below can overflow
-	for _, c := range []uint64{s.Requests, s.Status2xx, s.Status3xx, s.Status4xx, s.Status5xx, s.ConnErrors, s.Retries} {
+	for _, c := range []uint64{s.Requests, s.Status2xx, s.Status3xx, s.Status4xx, s.Status5xx, s.ConnErrors, s.Retries, s.Rescued} {
 		if c > limit {
 			return invalid("count %d is out of range", c)
 		}
 	}
 	if sum := s.Status2xx + s.Status3xx + s.Status4xx + s.Status5xx + s.ConnErrors; sum != s.Requests {
 		return invalid("status counts add up to %d, not its %d requests", sum, s.Requests)
+	}
+	if s.Rescued > s.Status5xx+s.ConnErrors {
+		return invalid("%d rescued of %d failed requests", s.Rescued, s.Status5xx+s.ConnErrors)
 	}
 	if len(s.BucketsMicros) > MaxBuckets {
 		return invalid("%d histogram buckets (at most %d)", len(s.BucketsMicros), MaxBuckets)

@@ -48,7 +48,8 @@ type Follower struct {
 	changedAt map[string]time.Time // when each service's route last changed
 	hostnames map[string][]string
 	capacity  map[string]int
-	ports     map[string]int // dedicated port by service, from specs
+	ports     map[string]int  // dedicated port by service, from specs
+	anyMethod map[string]bool // traffic.retry_non_idempotent, by service
 }
 
 // Start follows the buckets until ctx ends. It returns once the initial
@@ -65,6 +66,7 @@ func (f *Follower) Start(ctx context.Context) error {
 	}
 	f.routes, f.revisions, f.entries, f.entryRevs = map[string]routes.Route{}, map[string]uint64{}, map[string]discovery.Entry{}, map[string]uint64{}
 	f.changedAt, f.hostnames, f.capacity, f.ports = map[string]time.Time{}, map[string][]string{}, map[string]int{}, map[string]int{}
+	f.anyMethod = map[string]bool{}
 	watches := []bucketWatch{
 		{f.Routes, f.applyRoute, func() []string { return keysOf(f.routes) }},
 		{f.Instances, f.applyInstance, func() []string { return keysOf(f.entries) }},
@@ -353,6 +355,7 @@ func (f *Follower) applySpec(e jetstream.KeyValueEntry) bool {
 		delete(f.hostnames, e.Key())
 		delete(f.capacity, e.Key())
 		delete(f.ports, e.Key())
+		delete(f.anyMethod, e.Key())
 		return true
 	}
 	sp, err := spec.Decode(e.Value())
@@ -364,6 +367,7 @@ func (f *Follower) applySpec(e jetstream.KeyValueEntry) bool {
 		capacity = sp.Autoscale.Min // the serving group's size follows the load
 	}
 	f.hostnames[e.Key()], f.capacity[e.Key()], f.ports[e.Key()] = sp.Hostnames, capacity, sp.Port
+	f.anyMethod[e.Key()] = sp.Traffic.RetryNonIdempotent
 	return true
 }
 
@@ -376,7 +380,7 @@ func (f *Follower) rebuild() {
 			settling[name] = true
 		}
 	}
-	t := f.Registry.Build(Input{Routes: f.routes, Revisions: f.revisions, Instances: f.entries, Hostnames: f.hostnames, Settling: settling})
+	t := f.Registry.Build(Input{Routes: f.routes, Revisions: f.revisions, Instances: f.entries, Hostnames: f.hostnames, Settling: settling, RetryNonIdempotent: f.anyMethod})
 	f.Swap(t)
 	f.mu.Unlock()
 	if f.Rebuilt != nil {

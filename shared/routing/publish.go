@@ -116,7 +116,7 @@ func (p *Publisher) collect(last map[*Backend]Snapshot, bounds []int64, start, e
 		sample := metrics.Sample{
 			Service: k.service, Group: k.group, Router: p.Source, Start: start, End: end,
 			Requests: d.Requests, Status2xx: d.Status2xx, Status3xx: d.Status3xx, Status4xx: d.Status4xx, Status5xx: d.Status5xx,
-			ConnErrors: d.ConnErrors, Retries: d.Retries, BucketsMicros: bounds, Latency: d.Latency[:], LatencySumNs: d.LatencySum,
+			ConnErrors: d.ConnErrors, Retries: d.Retries, Rescued: d.Rescued, BucketsMicros: bounds, Latency: d.Latency[:], LatencySumNs: d.LatencySum,
 		}
 		if d.FirstError != 0 {
 			sample.FirstError = time.Unix(0, d.FirstError).UTC()

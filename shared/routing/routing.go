@@ -73,6 +73,9 @@ type Group struct {
 	// MaxEjected is how many backends may be ejected before panic routing
 	// sends traffic to all of them.
 	MaxEjected int
+	// Budget bounds the requests this group serves as a service's
+	// fallback (see rescue.go); it lives across tables.
+	Budget *Budget
 }
 
 // Pick chooses the backend with the fewest outstanding requests, ties
@@ -122,7 +125,13 @@ type Service struct {
 	// any weighted group has some); All holds every group of the route.
 	Groups []*Group
 	All    map[string]*Group
-	cum    []int
+	// Fallback rescues the requests that fail on the other weighted
+	// groups (nil: none); see rescue.go.
+	Fallback *Group
+	// RetryNonIdempotent: the spec lets a request of any method that got
+	// a 5xx be rescued, not only an idempotent one.
+	RetryNonIdempotent bool
+	cum                []int
 	total  int
 	// Revision is the routes revision this was built from.
 	Revision uint64
@@ -176,10 +185,22 @@ func (t *Table) LookupBytes(host []byte) *Service {
 type Registry struct {
 	mu       sync.Mutex
 	backends map[string]*Backend
+	budgets  map[string]*Budget // by group
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{backends: map[string]*Backend{}} }
+func NewRegistry() *Registry {
+	return &Registry{backends: map[string]*Backend{}, budgets: map[string]*Budget{}}
+}
+
+func (r *Registry) budget(group string) *Budget {
+	b := r.budgets[group]
+	if b == nil {
+		b = NewBudget()
+		r.budgets[group] = b
+	}
+	return b
+}
 
 func (r *Registry) backend(e discovery.Entry) *Backend {
 	key := e.ID + "@" + e.Addr()
@@ -223,6 +244,9 @@ type Input struct {
 	Revisions map[string]uint64
 	Instances map[string]discovery.Entry // by key
 	Hostnames map[string][]string        // spec host names by service
+	// RetryNonIdempotent names the services whose specs let any method be
+	// rescued (traffic.retry_non_idempotent).
+	RetryNonIdempotent map[string]bool
 	// MaxEjectedShare of a group's backends may be ejected (default 0.5).
 	MaxEjectedShare float64
 	// Settling names the services whose route changed a moment ago: while
@@ -253,7 +277,7 @@ func (r *Registry) Build(in Input) *Table {
 	t := &Table{byHost: map[string]*Service{}, Services: map[string]*Service{}}
 	claims := Claims(in.Routes, in.Hostnames)
 	for name, rt := range in.Routes {
-		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name]}
+		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name], RetryNonIdempotent: in.RetryNonIdempotent[name]}
 		// a group with weight but no instance in this table (the instances
 		// not seen yet, or all gone) gives its share to the weighted groups
 		// that have some, rather than failing it. When none has any and the
@@ -273,7 +297,7 @@ func (r *Registry) Build(in Input) *Table {
 		for _, gname := range rt.Groups() {
 			bs := byGroup[gname]
 			sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
-			g := &Group{Name: gname, Weight: rt.Weights[gname], Backends: bs, MaxEjected: int(float64(len(bs)) * share)}
+			g := &Group{Name: gname, Weight: rt.Weights[gname], Backends: bs, MaxEjected: int(float64(len(bs)) * share), Budget: r.budget(gname)}
 			s.All[gname] = g
 			w := g.Weight
 			switch {
@@ -288,6 +312,7 @@ func (r *Registry) Build(in Input) *Table {
 				s.cum = append(s.cum, s.total)
 			}
 		}
+		s.Fallback = fallbackOf(s, rt)
 		t.Services[name] = s
 		for _, h := range hostsOf(name, in.Hostnames[name]) {
 			if len(claims[h]) == 1 {
@@ -296,6 +321,25 @@ func (r *Registry) Build(in Input) *Table {
 		}
 	}
 	return t
+}
+
+// fallbackOf is the group that rescues the service's failed requests (see
+// rescue.go), if it has instances in the table.
+func fallbackOf(s *Service, rt routes.Route) *Group {
+	var f *Group
+	for _, g := range s.Groups {
+		if g.Name != rt.Active {
+			f = s.All[rt.Active] // a canary: production rescues
+			break
+		}
+	}
+	if f == nil && len(s.Groups) == 1 && s.Groups[0].Name == rt.Active && rt.Previous != "" {
+		f = s.All[rt.Previous] // one group takes all: the previous one, while alive
+	}
+	if f == nil || len(f.Backends) == 0 {
+		return nil
+	}
+	return f
 }
 
 func hostsOf(name string, hostnames []string) []string {

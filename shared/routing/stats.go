@@ -30,6 +30,7 @@ type Stats struct {
 	Status5xx  atomic.Uint64
 	ConnErrors atomic.Uint64
 	Retries    atomic.Uint64
+	Rescued    atomic.Uint64 // failed here, answered from the fallback group
 	Latency    [NumBuckets + 1]atomic.Uint64 // the last is +Inf
 	LatencySum atomic.Uint64                 // nanoseconds
 	// FirstError is when this backend first answered 5xx or failed (unix
@@ -72,7 +73,7 @@ func (s *Stats) ConnError() {
 
 // Snapshot is a copy of Stats.
 type Snapshot struct {
-	Requests, Status2xx, Status3xx, Status4xx, Status5xx, ConnErrors, Retries uint64
+	Requests, Status2xx, Status3xx, Status4xx, Status5xx, ConnErrors, Retries, Rescued uint64
 	Latency                                                                   [NumBuckets + 1]uint64
 	LatencySum                                                                uint64
 	// FirstError is the earliest first error (unix ns) of the backends
@@ -85,7 +86,7 @@ func (s *Stats) Snapshot() Snapshot {
 	out := Snapshot{
 		Requests: s.Requests.Load(), Status2xx: s.Status2xx.Load(), Status3xx: s.Status3xx.Load(),
 		Status4xx: s.Status4xx.Load(), Status5xx: s.Status5xx.Load(), ConnErrors: s.ConnErrors.Load(),
-		Retries: s.Retries.Load(), LatencySum: s.LatencySum.Load(), FirstError: s.FirstError.Load(),
+		Retries: s.Retries.Load(), Rescued: s.Rescued.Load(), LatencySum: s.LatencySum.Load(), FirstError: s.FirstError.Load(),
 	}
 	for i := range out.Latency {
 		out.Latency[i] = s.Latency[i].Load()
@@ -98,7 +99,7 @@ func (s Snapshot) Sub(o Snapshot) Snapshot {
 	out := Snapshot{
 		Requests: s.Requests - o.Requests, Status2xx: s.Status2xx - o.Status2xx, Status3xx: s.Status3xx - o.Status3xx,
 		Status4xx: s.Status4xx - o.Status4xx, Status5xx: s.Status5xx - o.Status5xx, ConnErrors: s.ConnErrors - o.ConnErrors,
-		Retries: s.Retries - o.Retries, LatencySum: s.LatencySum - o.LatencySum, FirstError: s.FirstError,
+		Retries: s.Retries - o.Retries, Rescued: s.Rescued - o.Rescued, LatencySum: s.LatencySum - o.LatencySum, FirstError: s.FirstError,
 	}
 	for i := range out.Latency {
 		out.Latency[i] = s.Latency[i] - o.Latency[i]
@@ -111,7 +112,7 @@ func (s Snapshot) Add(o Snapshot) Snapshot {
 	out := Snapshot{
 		Requests: s.Requests + o.Requests, Status2xx: s.Status2xx + o.Status2xx, Status3xx: s.Status3xx + o.Status3xx,
 		Status4xx: s.Status4xx + o.Status4xx, Status5xx: s.Status5xx + o.Status5xx, ConnErrors: s.ConnErrors + o.ConnErrors,
-		Retries: s.Retries + o.Retries, LatencySum: s.LatencySum + o.LatencySum, FirstError: s.FirstError,
+		Retries: s.Retries + o.Retries, Rescued: s.Rescued + o.Rescued, LatencySum: s.LatencySum + o.LatencySum, FirstError: s.FirstError,
 	}
 	if o.FirstError != 0 && (out.FirstError == 0 || o.FirstError < out.FirstError) {
 		out.FirstError = o.FirstError

@@ -129,6 +129,17 @@ type Service struct {
 	// Autoscale, when set, sizes the serving group by its load; a release
 	// launches its new group at the serving group's current size.
 	Autoscale *Autoscale `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
+	// Traffic tunes how the router treats the service's requests.
+	Traffic Traffic `yaml:"traffic,omitempty" json:"traffic,omitempty"`
+}
+
+// Traffic tunes how the router treats a service's requests.
+type Traffic struct {
+	// RetryNonIdempotent lets a request of any method that got a 5xx from
+	// a new or canary group be answered from the fallback group (by
+	// default only GET, HEAD, OPTIONS, TRACE, PUT and DELETE are, and any
+	// request whose connection was never made).
+	RetryNonIdempotent bool `yaml:"retry_non_idempotent,omitempty" json:"retry_non_idempotent,omitempty"`
 }
 
 // FieldError is one invalid field.

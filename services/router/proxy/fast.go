@@ -210,6 +210,16 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 		h.Del(k)
 	}
 	idempotent := h.IsGet() || h.IsHead() || h.IsOptions() || h.IsTrace() || h.IsPut() || h.IsDelete()
+	fb := svc.Fallback
+	if f.cfg.NoRescue {
+		fb = nil
+	}
+	if fb != nil {
+		fb.Budget.Deposit(f.cfg.RescueRatio)
+		if g == fb {
+			fb.Budget.Spend()
+		}
+	}
 	var last *routing.Backend
 	for try := 0; ; try++ {
 		b := g.Pick(last)
@@ -228,15 +238,59 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 				ctx.Response.Reset()
 				continue
 			}
+			if f.rescue(ctx, fb, g, b, idempotent || dialFailed(err) || svc.RetryNonIdempotent) {
+				return
+			}
 			f.fail(ctx, fasthttp.StatusBadGateway, fmt.Sprintf("upstream of %s: %v", g.Name, err))
 			return
 		}
-		f.cfg.Done(b, ctx.Response.StatusCode(), nil, time.Since(start))
+		status := ctx.Response.StatusCode()
+		f.cfg.Done(b, status, nil, time.Since(start))
+		if status >= 500 && f.rescue(ctx, fb, g, b, idempotent || svc.RetryNonIdempotent) {
+			return
+		}
 		for _, k := range hopHeaders {
 			ctx.Response.Header.Del(k)
 		}
 		return
 	}
+}
+
+// rescue answers a request that failed on group g (last on backend failed:
+// a 5xx, or no answer) from the service's fallback group fb, once, if the
+// request may be sent again (allowed) and fb's budget has room. The failed
+// try is already counted on g, as the judges must see it; the rescue is
+// counted on failed's Rescued once fb answered it. It reports whether the
+// response now is fb's.
+func (f *Fast) rescue(ctx *fasthttp.RequestCtx, fb, g *routing.Group, failed *routing.Backend, allowed bool) bool {
+	if fb == nil || fb == g || !allowed || !fb.Budget.TrySpend() {
+		return false
+	}
+	b := fb.Pick(nil)
+	if b == nil {
+		return false
+	}
+	ctx.Response.Reset()
+	b.Inflight.Add(1)
+	start := time.Now()
+	err := f.client(b.Addr).Do(&ctx.Request, &ctx.Response)
+	b.Inflight.Add(-1)
+	if err != nil {
+		f.cfg.Done(b, 0, err, 0)
+		ctx.Response.Reset()
+		f.fail(ctx, fasthttp.StatusBadGateway, fmt.Sprintf("upstream of %s failed, and of its fallback %s: %v", g.Name, fb.Name, err))
+		return true
+	}
+	status := ctx.Response.StatusCode()
+	f.cfg.Done(b, status, nil, time.Since(start))
+	if status < 500 {
+		failed.Stats.Rescued.Add(1)
+	}
+	for _, k := range hopHeaders {
+		ctx.Response.Header.Del(k)
+	}
+	ctx.Response.Header.Set(FallbackHeader, fb.Name)
+	return true
 }
 
 // readBody reads a body longer than the prefetch within the budget: the

@@ -17,6 +17,11 @@ type Config struct {
 	// Rules retry a failed connection on other instances and eject
 	// failing ones, as the discovery client does.
 	routing.Rules
+	// RescueRatio bounds what a service's fallback group serves, its own
+	// requests and the rescues together, as a share of the service's
+	// requests (default routing.RescueRatio); NoRescue turns rescues off.
+	RescueRatio float64
+	NoRescue    bool
 	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout of upstream
 	// connections (defaults 2 s, 30 s, 50 s — shorter than the backends'
 	// keep-alive so the proxy closes idle connections first and never
@@ -47,6 +52,9 @@ func (c *Config) defaults() {
 		c.MaxBodyBytes = 10 << 20
 	}
 	c.Rules = c.Rules.WithDefaults()
+	if c.RescueRatio <= 0 {
+		c.RescueRatio = routing.RescueRatio
+	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 2 * time.Second
 	}
@@ -69,3 +77,6 @@ func (c *Config) defaults() {
 
 // ErrorHeader carries the router's reason for an error it answered itself.
 const ErrorHeader = "X-Redblack-Error"
+
+// FallbackHeader names the group that answered a rescued request.
+const FallbackHeader = routing.FallbackHeader

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -185,7 +186,7 @@ func (c *Client) Close() {
 // allocates nothing. The instance counts the request as in flight until
 // Done reports its outcome.
 func (c *Client) Pick(service string) (*routing.Backend, error) {
-	b, _, err := c.pick(service)
+	b, _, _, err := c.pick(service)
 	if err != nil {
 		return nil, err
 	}
@@ -202,14 +203,14 @@ func (c *Client) Done(b *routing.Backend, status int, err error, took time.Durat
 }
 
 // pick chooses a group of service and an instance in it.
-func (c *Client) pick(service string) (*routing.Backend, *routing.Group, error) {
+func (c *Client) pick(service string) (*routing.Backend, *routing.Group, *routing.Service, error) {
 	s := c.table.Load().Services[service]
 	if s == nil {
-		return nil, nil, ErrNoService
+		return nil, nil, nil, ErrNoService
 	}
 	g := s.PickGroup()
 	if g == nil {
-		return nil, nil, ErrNoGroup
+		return nil, nil, s, ErrNoGroup
 	}
 	if len(c.cfg.Services) == 0 {
 		if _, ok := c.called.Load(service); !ok {
@@ -218,9 +219,9 @@ func (c *Client) pick(service string) (*routing.Backend, *routing.Group, error) 
 	}
 	b := g.Pick(nil)
 	if b == nil {
-		return nil, g, ErrNoInstance
+		return nil, g, s, ErrNoInstance
 	}
-	return b, g, nil
+	return b, g, s, nil
 }
 
 // Do sends req to the service named by its URL's host (http://api/path
@@ -228,34 +229,34 @@ func (c *Client) pick(service string) (*routing.Backend, *routing.Group, error) 
 // the headers, with Host set to the service's name. A connection that
 // fails is tried again on another instance of the same group, as the
 // router does: for an idempotent method whose body can be sent again
-// (GetBody), or for any request whose connection was never made. The
-// latency recorded is the time to the response's headers. A request the
-// caller cancels is not held against the instance.
+// (GetBody), or for any request whose connection was never made. A
+// request that still failed (a 5xx, or no answer) is answered from the
+// service's fallback group when there is one (a rescue, as the router
+// does: production during a canary, the previous group after a switch
+// while it is alive). The latency recorded is the time to the response's
+// headers. A request the caller cancels is not held against the instance.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	service := req.URL.Hostname()
-	_, g, err := c.pick(service)
+	_, g, svc, err := c.pick(service)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, service)
 	}
 	resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	idempotent := resendable && idempotentMethod(req.Method)
+	fb := svc.Fallback
+	if fb != nil {
+		fb.Budget.Deposit(routing.RescueRatio)
+		if g == fb {
+			fb.Budget.Spend()
+		}
+	}
 	var last *routing.Backend
 	for try := 0; ; try++ {
 		b := g.Pick(last)
 		if b == nil {
 			return nil, fmt.Errorf("%w: %s", ErrNoInstance, g.Name)
 		}
-		out := req.Clone(req.Context())
-		out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", b.Addr, service, ""
-		if try > 0 && req.GetBody != nil {
-			if out.Body, err = req.GetBody(); err != nil {
-				return nil, fmt.Errorf("lb: %s: body for a retry: %w", service, err)
-			}
-		}
-		b.Inflight.Add(1)
-		start := time.Now()
-		resp, err := c.cfg.HTTP.Do(out)
-		b.Inflight.Add(-1)
+		resp, took, err := c.send(req, service, b, try > 0)
 		if err != nil {
 			if req.Context().Err() != nil {
 				return nil, err // the caller gave up: no verdict on the instance
@@ -265,11 +266,66 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 				last = b
 				continue
 			}
+			if r, ok := c.rescue(req, service, fb, g, b, resendable && (idempotent || dialFailed(err) || svc.RetryNonIdempotent)); ok {
+				return r, nil
+			}
 			return nil, fmt.Errorf("lb: %s in %s: %w", service, g.Name, err)
 		}
-		c.cfg.Rules.Done(b, resp.StatusCode, nil, time.Since(start))
+		c.cfg.Rules.Done(b, resp.StatusCode, nil, took)
+		if resp.StatusCode >= 500 {
+			if r, ok := c.rescue(req, service, fb, g, b, resendable && (idempotent || svc.RetryNonIdempotent)); ok {
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				return r, nil
+			}
+		}
 		return resp, nil
 	}
+}
+
+// send sends one try of req to b, with the body again for a retry.
+func (c *Client) send(req *http.Request, service string, b *routing.Backend, again bool) (*http.Response, time.Duration, error) {
+	out := req.Clone(req.Context())
+	out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", b.Addr, service, ""
+	if again && req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, 0, fmt.Errorf("lb: %s: body for a retry: %w", service, err)
+		}
+		out.Body = body
+	}
+	b.Inflight.Add(1)
+	start := time.Now()
+	resp, err := c.cfg.HTTP.Do(out)
+	b.Inflight.Add(-1)
+	return resp, time.Since(start), err
+}
+
+// rescue sends a request that failed on group g (last on backend failed)
+// to the service's fallback group fb, once, as the router does (see
+// shared/routing's rescue.go): if it may be sent again (allowed) and fb's
+// budget has room. The failed try is already counted on g; the rescue is
+// counted on failed once fb answered it below 500, and the response says
+// so in routing.FallbackHeader.
+func (c *Client) rescue(req *http.Request, service string, fb, g *routing.Group, failed *routing.Backend, allowed bool) (*http.Response, bool) {
+	if fb == nil || fb == g || !allowed || !fb.Budget.TrySpend() {
+		return nil, false
+	}
+	b := fb.Pick(nil)
+	if b == nil {
+		return nil, false
+	}
+	resp, took, err := c.send(req, service, b, true)
+	if err != nil {
+		c.cfg.Rules.Done(b, 0, err, 0)
+		return nil, false
+	}
+	c.cfg.Rules.Done(b, resp.StatusCode, nil, took)
+	if resp.StatusCode < 500 {
+		failed.Stats.Rescued.Add(1)
+	}
+	resp.Header.Set(routing.FallbackHeader, fb.Name)
+	return resp, true
 }
 
 func idempotentMethod(m string) bool {

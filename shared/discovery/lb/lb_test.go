@@ -18,6 +18,7 @@ import (
 	"github.com/redblack/redblack/shared/discovery/lb"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -328,5 +329,54 @@ func TestCloseFlushesTheLastWindow(t *testing.T) {
 	s, err := metrics.Decode(m.Data)
 	if err != nil || s.Requests != 7 || s.Status2xx != 7 {
 		t.Fatalf("last sample: %+v %v, want the 7 requests", s, err)
+	}
+}
+
+// After a switch to a group that answers 500, while the previous group is
+// alive, the client answers from it as the router does: the caller sees
+// the old group's answer (routing.FallbackHeader says so), the samples
+// count every failure of the new group and each rescue.
+func TestRescueFromThePreviousGroup(t *testing.T) {
+	r := newRig(t)
+	r.instance("api-v001", "a1")
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		http.Error(w, "broken", http.StatusInternalServerError)
+	}))
+	t.Cleanup(broken.Close)
+	r.register("api-v002", "b1", strings.TrimPrefix(broken.URL, "http://"))
+	_, rev, err := routes.Update(r.ctx, r.routes, "api", func(rt *routes.Route) error {
+		rt.Weights, rt.Active, rt.Previous = map[string]int{"api-v001": 0, "api-v002": 1000}, "api-v002", "api-v001"
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.client()
+	r.await("route in the client", func() bool { return c.Revision("api") >= rev })
+	samples, _ := r.s.Conn(t).SubscribeSync(subjects.Metrics("api", "api-v002"))
+	for i := range 50 {
+		req, _ := http.NewRequest("GET", "http://api/", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "api-v001" || resp.Header.Get(routing.FallbackHeader) != "api-v001" {
+			t.Fatalf("call %d: %d %q %q", i, resp.StatusCode, b, resp.Header.Get(routing.FallbackHeader))
+		}
+	}
+	var reqs, failed, rescued uint64
+	deadline := time.Now().Add(3 * time.Second)
+	for reqs < 50 && time.Now().Before(deadline) {
+		m, err := samples.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		s, _ := metrics.Decode(m.Data)
+		reqs, failed, rescued = reqs+s.Requests, failed+s.Errors(), rescued+s.Rescued
+	}
+	if reqs != 50 || failed != 50 || rescued != 50 {
+		t.Fatalf("samples of the broken group: %d requests, %d failed, %d rescued; want 50 each", reqs, failed, rescued)
 	}
 }
