@@ -132,7 +132,7 @@ type Service struct {
 	// a 5xx be rescued, not only an idempotent one.
 	RetryNonIdempotent bool
 	cum                []int
-	total  int
+	total              int
 	// Revision is the routes revision this was built from.
 	Revision uint64
 }

@@ -30,7 +30,7 @@ type Stats struct {
 	Status5xx  atomic.Uint64
 	ConnErrors atomic.Uint64
 	Retries    atomic.Uint64
-	Rescued    atomic.Uint64 // failed here, answered from the fallback group
+	Rescued    atomic.Uint64                 // failed here, answered from the fallback group
 	Latency    [NumBuckets + 1]atomic.Uint64 // the last is +Inf
 	LatencySum atomic.Uint64                 // nanoseconds
 	// FirstError is when this backend first answered 5xx or failed (unix
@@ -74,8 +74,8 @@ func (s *Stats) ConnError() {
 // Snapshot is a copy of Stats.
 type Snapshot struct {
 	Requests, Status2xx, Status3xx, Status4xx, Status5xx, ConnErrors, Retries, Rescued uint64
-	Latency                                                                   [NumBuckets + 1]uint64
-	LatencySum                                                                uint64
+	Latency                                                                            [NumBuckets + 1]uint64
+	LatencySum                                                                         uint64
 	// FirstError is the earliest first error (unix ns) of the backends
 	// summed; it is kept, not subtracted, by Sub.
 	FirstError int64

@@ -88,7 +88,7 @@ type response struct {
 	// CPU is the answer to "cpu": each instance's CPU time, by id.
 	CPU   map[string]time.Duration `json:"cpu,omitempty"`
 	Error string                   `json:"error,omitempty"`
-	Kind      string           `json:"kind,omitempty"` // which fleet error, if one
+	Kind  string                   `json:"kind,omitempty"` // which fleet error, if one
 }
 
 // kinds are the fleet errors that cross the wire as themselves.
