@@ -29,7 +29,7 @@ func TestSwitchWaitsForDiscoveryClients(t *testing.T) {
 	}
 	defer c.Close()
 	r.register("hello-v001", "a", backend(t, "A", nil))
-	out := r.traffic(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	_, out := r.traffic(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
 	sw := out[events.TrafficSwitched.Type()]
 	var tr events.Traffic
 	if err := sw.DecodeData(&tr); err != nil {
@@ -58,7 +58,7 @@ func TestSwitchWaitsForDiscoveryClients(t *testing.T) {
 	stuck.Flush()
 	r.register("hello-v002", "b", backend(t, "B", nil))
 	start := time.Now()
-	out = r.traffic(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"})
+	_, out = r.traffic(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"})
 	took := time.Since(start)
 	lagEv, ok := out[events.TrafficLagging.Type()]
 	if !ok {
@@ -77,8 +77,9 @@ func TestSwitchWaitsForDiscoveryClients(t *testing.T) {
 }
 
 // traffic publishes a command and gathers the router's events caused by
-// it, up to its switched, restored, changed or refused.
-func (r *rig) traffic(k events.Kind, c events.TrafficCommand) map[string]events.Event {
+// it, by type, up to the final one (switched, restored, changed or
+// refused), which it also returns.
+func (r *rig) traffic(k events.Kind, c events.TrafficCommand) (events.Event, map[string]events.Event) {
 	r.t.Helper()
 	c.Service = "hello"
 	ev, _ := events.New("test", k, "hello", "", c)
@@ -94,7 +95,7 @@ func (r *rig) traffic(k events.Kind, c events.TrafficCommand) map[string]events.
 		if e, err := events.Decode(m.Data); err == nil && strings.HasPrefix(e.ID, ev.ID) && e.Type != ev.Type {
 			out[e.Type] = e
 			if final[e.Type] {
-				return out
+				return e, out
 			}
 		}
 	}

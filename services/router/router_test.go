@@ -92,23 +92,12 @@ func (r *rig) register(group, id, addr string) {
 	}
 }
 
-// command publishes a traffic command and returns the router's answer.
+// command publishes a traffic command and returns the router's answer:
+// its changed, switched, restored or refused.
 func (r *rig) command(k events.Kind, c events.TrafficCommand) events.Event {
 	r.t.Helper()
-	c.Service = "hello"
-	ev, _ := events.New("test", k, "hello", "", c)
-	b, _ := ev.Encode()
-	r.nc.Publish(k.Subject("hello"), b)
-	want := map[string]bool{events.TrafficChanged.Type(): true, events.TrafficSwitched.Type(): true, events.TrafficRestored.Type(): true, events.TrafficRefused.Type(): true}
-	for {
-		m, err := r.tap.NextMsg(10 * time.Second)
-		if err != nil {
-			r.t.Fatalf("no answer to %s: %v", k, err)
-		}
-		if out, err := events.Decode(m.Data); err == nil && want[out.Type] && strings.HasPrefix(out.ID, ev.ID) {
-			return out
-		}
-	}
+	final, _ := r.traffic(k, c)
+	return final
 }
 
 func backend(t *testing.T, name string, h http.HandlerFunc) string {

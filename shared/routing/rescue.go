@@ -78,3 +78,28 @@ func (b *Budget) TrySpend() bool {
 		}
 	}
 }
+
+// Admit counts a request to the service that is about to go to group g
+// in its fallback's budget, and returns the fallback (nil: none, or
+// rescues are off): the caller rescues with Rescuer.
+func (s *Service) Admit(g *Group, ratio float64) *Group {
+	fb := s.Fallback
+	if fb == nil {
+		return nil
+	}
+	fb.Budget.Deposit(ratio)
+	if g == fb {
+		fb.Budget.Spend()
+	}
+	return fb
+}
+
+// Rescuer is the instance of fallback fb that answers a request which
+// failed on group g, if it may be sent again (allowed) and fb's budget
+// has room; nil otherwise.
+func Rescuer(fb, g *Group, allowed bool) *Backend {
+	if fb == nil || fb == g || !allowed || !fb.Budget.TrySpend() {
+		return nil
+	}
+	return fb.Pick(nil)
+}

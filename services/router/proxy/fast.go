@@ -210,15 +210,9 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 		h.Del(k)
 	}
 	idempotent := h.IsGet() || h.IsHead() || h.IsOptions() || h.IsTrace() || h.IsPut() || h.IsDelete()
-	fb := svc.Fallback
-	if f.cfg.NoRescue {
-		fb = nil
-	}
-	if fb != nil {
-		fb.Budget.Deposit(f.cfg.RescueRatio)
-		if g == fb {
-			fb.Budget.Spend()
-		}
+	var fb *routing.Group
+	if !f.cfg.NoRescue {
+		fb = svc.Admit(g, f.cfg.RescueRatio)
 	}
 	var last *routing.Backend
 	for try := 0; ; try++ {
@@ -263,10 +257,7 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 // counted on failed's Rescued once fb answered it. It reports whether the
 // response now is fb's.
 func (f *Fast) rescue(ctx *fasthttp.RequestCtx, fb, g *routing.Group, failed *routing.Backend, allowed bool) bool {
-	if fb == nil || fb == g || !allowed || !fb.Budget.TrySpend() {
-		return false
-	}
-	b := fb.Pick(nil)
+	b := routing.Rescuer(fb, g, allowed)
 	if b == nil {
 		return false
 	}

@@ -243,13 +243,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	}
 	resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	idempotent := resendable && idempotentMethod(req.Method)
-	fb := svc.Fallback
-	if fb != nil {
-		fb.Budget.Deposit(routing.RescueRatio)
-		if g == fb {
-			fb.Budget.Spend()
-		}
-	}
+	fb := svc.Admit(g, routing.RescueRatio)
 	var last *routing.Backend
 	for try := 0; ; try++ {
 		b := g.Pick(last)
@@ -308,10 +302,7 @@ func (c *Client) send(req *http.Request, service string, b *routing.Backend, aga
 // counted on failed once fb answered it below 500, and the response says
 // so in routing.FallbackHeader.
 func (c *Client) rescue(req *http.Request, service string, fb, g *routing.Group, failed *routing.Backend, allowed bool) (*http.Response, bool) {
-	if fb == nil || fb == g || !allowed || !fb.Budget.TrySpend() {
-		return nil, false
-	}
-	b := fb.Pick(nil)
+	b := routing.Rescuer(fb, g, allowed)
 	if b == nil {
 		return nil, false
 	}
