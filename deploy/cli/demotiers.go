@@ -30,10 +30,6 @@ const TiersRate = 200
 // are answered by the old group, so they reach store too).
 const TiersMaxDeviation = 0.05
 
-// TiersLatencySlack is the scenario's bake latency slack: a p99 increase
-// below it never fails a bake (the watchdog's default is 5 ms).
-const TiersLatencySlack = 50 * time.Millisecond
-
 // tier is one layer of the tiers demo.
 type tier struct {
 	name       string
@@ -105,14 +101,14 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []check, error) 
 	// bake that compares it with the p99 before its switch rolls healthy
 	// releases back (seen: "p99 latency 9.588ms is 5.0× the old group's
 	// 1.929ms"). The scenario judges its bakes on errors and on p99
-	// increases over TiersLatencySlack.
-	cfg.Watchdog.LatencySlack = TiersLatencySlack
+	// increases over DemoLatencySlack.
+	cfg.Watchdog.LatencySlack = DemoLatencySlack
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer m.Stop()
-	step("mesh up: embedded NATS at %s, router http://%s; bakes fail on errors, and on p99 increases over %s", m.URL(), m.HTTP(), TiersLatencySlack)
+	step("mesh up: embedded NATS at %s, router http://%s; bakes fail on errors, and on p99 increases over %s", m.URL(), m.HTTP(), DemoLatencySlack)
 	a.conn.URL, a.conn.Creds = m.URL(), m.AdminCreds()
 	c, err := a.dial()
 	if err != nil {

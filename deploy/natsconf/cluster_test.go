@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +39,74 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// startCluster starts three nats-server nodes from the files natsconf
+// writes and waits until JetStream answers with a meta leader. The ports
+// are free when picked, but the other packages' tests pick ports too: a
+// node that finds its port taken exits saying so, and the cluster is
+// started again on new ports (3 tries). Any other exit fails the test with
+// every node's log.
+func startCluster(ctx context.Context, t *testing.T, bin, dir, accounts, adminPath string, logs *testkit.SyncBuffer) (natsconf.Plan, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	for try := 1; ; try++ {
+		ports := freePorts(t, 9)
+		p := natsconf.Plan{Cluster: natsconf.DefaultCluster, Host: "127.0.0.1"}
+		for i := range 3 {
+			name := fmt.Sprintf("n%d", i+1)
+			p.Nodes = append(p.Nodes, natsconf.Node{Name: name, Client: ports[i], Route: ports[3+i], Monitor: ports[6+i], Store: filepath.Join(dir, fmt.Sprintf("store%d", try), name)})
+		}
+		paths, err := natsconf.Write(filepath.Join(dir, fmt.Sprintf("nats%d", try)), p, accounts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nodes []*testkit.Process
+		for _, path := range paths {
+			nodes = append(nodes, testkit.StartProcess(t, logs, filepath.Join(bin, "nats-server"), "-c", path))
+		}
+		nc, err := nats.Connect(p.URLs(), nats.UserCredentials(adminPath), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		exited := func() bool {
+			for _, n := range nodes {
+				select {
+				case <-n.Exited:
+					return true
+				default:
+				}
+			}
+			return false
+		}
+		// the cluster is up when JetStream answers with a meta leader; each
+		// ask has its own short deadline: a request sent before any meta
+		// leader gets no answer at all, and once held the whole 2 minutes
+		for {
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := js.AccountInfo(actx)
+			cancel()
+			if err == nil {
+				return p, nc, js
+			}
+			if exited() {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the cluster never formed:\n%s", logs.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		nc.Close()
+		for _, n := range nodes {
+			n.Cmd.Process.Kill()
+			<-n.Exited
+		}
+		if try == 3 || !strings.Contains(logs.String(), "address already in use") {
+			t.Fatalf("a node exited (try %d):\n%s", try, logs.String())
+		}
+		t.Logf("try %d: a port was taken before its node listened; again on new ports", try)
+	}
+}
+
 // TestServicesOnAThreeNodeCluster runs the stock nats-server (built from the
 // module redblack uses) as three processes from the files `redblack nats
 // config` writes, pre-creates the audit log at R3 with a year's retention,
@@ -58,12 +127,6 @@ func TestServicesOnAThreeNodeCluster(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	ports := freePorts(t, 9)
-	p := natsconf.Plan{Cluster: natsconf.DefaultCluster, Host: "127.0.0.1"}
-	for i := range 3 {
-		name := fmt.Sprintf("n%d", i+1)
-		p.Nodes = append(p.Nodes, natsconf.Node{Name: name, Client: ports[i], Route: ports[3+i], Monitor: ports[6+i], Store: filepath.Join(dir, "store", name)})
-	}
 	a, err := auth.Open(filepath.Join(dir, "creds"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,14 +134,6 @@ func TestServicesOnAThreeNodeCluster(t *testing.T) {
 	accounts, err := a.ServerConfig()
 	if err != nil {
 		t.Fatal(err)
-	}
-	paths, err := natsconf.Write(filepath.Join(dir, "nats"), p, accounts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs testkit.SyncBuffer
-	for _, path := range paths {
-		testkit.StartProcess(t, &logs, filepath.Join(bin, "nats-server"), "-c", path)
 	}
 	admin, err := a.Admin("admin")
 	if err != nil {
@@ -88,24 +143,11 @@ func TestServicesOnAThreeNodeCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(p.URLs(), nats.UserCredentials(adminPath), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	var logs testkit.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// the cluster is up when JetStream answers with a meta leader
-	for {
-		if _, err := js.AccountInfo(ctx); err == nil && len(nc.Servers()) == 3 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the cluster never formed:\n%s", logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	p, nc, js := startCluster(ctx, t, bin, dir, accounts, adminPath, &logs)
+	defer nc.Close()
 	if r := topology.ReplicasFor(nc); r != 3 {
 		t.Fatalf("replicas for a 3-node cluster: %d", r)
 	}
