@@ -177,7 +177,7 @@ func awaitPing(nc *nats.Conn, service string) error {
 // Up is the cold start and idle memory of `redblack up`.
 type Up struct {
 	Ready   time.Duration // from exec to the "redblack ready" line
-	IdleRSS int64         // bytes, after idle seconds of idling
+	IdleRSS int64         // bytes, after idle seconds of idling: up and its data plane process
 	Idle    time.Duration
 }
 
@@ -201,26 +201,42 @@ func UpProcess(self, dir string, idle time.Duration) (Up, error) {
 		_ = cmd.Wait()
 		t.Stop()
 	}()
-	ready := make(chan time.Duration, 1)
+	type readyLine struct {
+		at   time.Duration
+		line string
+	}
+	ready := make(chan readyLine, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "redblack ready") {
-				ready <- time.Since(start)
+				ready <- readyLine{time.Since(start), sc.Text()}
 			}
 		}
 	}()
 	var r Up
+	var line readyLine
 	select {
-	case r.Ready = <-ready:
+	case line = <-ready:
+		r.Ready = line.at
 	case <-time.After(30 * time.Second):
 		return r, fmt.Errorf("redblack up not ready in 30s")
 	}
 	time.Sleep(idle) // idle is what is measured
 	r.Idle = idle
 	rss, err := rssOf(cmd.Process.Pid)
+	if err != nil {
+		return r, err
+	}
+	if pid, _, err := dataPlaneOf(line.line); err == nil {
+		plane, err := rssOf(pid)
+		if err != nil {
+			return r, err
+		}
+		rss += plane
+	}
 	r.IdleRSS = rss
-	return r, err
+	return r, nil
 }
 
 // rssOf reads VmRSS of a process from /proc.

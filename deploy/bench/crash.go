@@ -54,8 +54,9 @@ type CrashResult struct {
 	Recoveries []time.Duration
 	// Violations are the invariants broken, one line each.
 	Violations []string
-	// Requests, failed while up ran, and failed while it was down (the
-	// data plane runs inside up: it cannot serve while up is dead).
+	// Requests, failed while up ran, and failed while it was down (and a
+	// second after): the data plane is its own process, which serves on
+	// from its last tables while up is dead.
 	Requests, Failed, FailedWhileDown int64
 	// Unexplained failed while up ran, outside every bad release's window
 	// (each one is also a violation).
@@ -102,6 +103,8 @@ func crashSpec(hello string) spec.Service {
 // up is one `redblack up` process.
 type up struct {
 	cmd *exec.Cmd
+	// ready is its "redblack ready" line
+	ready string
 }
 
 func freePort() (int, error) {
@@ -113,8 +116,10 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startUp(o CrashOptions, natsAddr, httpAddr string, log *os.File) (*up, error) {
-	cmd := exec.Command(o.Redblack, "up", "--data", filepath.Join(o.Dir, "data"), "--nats", natsAddr, "--http", httpAddr, "--admin", "", "--ui", "", "--log-level", "warn")
+// startUp starts `redblack up` on data and the addresses given (more
+// flags in extra), its log into log, and waits for its ready line.
+func startUp(redblack, data, natsAddr, httpAddr string, log *os.File, extra ...string) (*up, error) {
+	cmd := exec.Command(redblack, append([]string{"up", "--data", data, "--nats", natsAddr, "--http", httpAddr, "--admin", "", "--ui", "", "--log-level", "warn"}, extra...)...)
 	cmd.Stderr = log
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -123,20 +128,20 @@ func startUp(o CrashOptions, natsAddr, httpAddr string, log *os.File) (*up, erro
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	ready := make(chan bool, 1)
+	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "redblack ready") {
-				ready <- true
+				ready <- sc.Text()
 			}
 		}
-		ready <- false
+		ready <- ""
 	}()
 	select {
-	case ok := <-ready:
-		if ok {
-			return &up{cmd}, nil
+	case line := <-ready:
+		if line != "" {
+			return &up{cmd: cmd, ready: line}, nil
 		}
 	case <-time.After(60 * time.Second):
 	}
@@ -185,14 +190,19 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 		return res, err
 	}
 	defer logf.Close()
-	u, err := startUp(o, natsAddr, httpAddr, logf)
+	u, err := startUp(o.Redblack, filepath.Join(o.Dir, "data"), natsAddr, httpAddr, logf)
 	if err != nil {
 		return res, err
+	}
+	var planes []int // the data plane's pids, for a run that fails with up dead
+	if pid, _, err := dataPlaneOf(u.ready); err == nil {
+		planes = append(planes, pid)
 	}
 	defer func() {
 		if u != nil {
 			u.stop()
 		}
+		killDataPlanes(o.Redblack, planes)
 		testkit.KillAll(o.Hello)
 	}()
 	// up writes its admin creds into the data directory before it serves
@@ -256,8 +266,9 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	if r, ok := ended(id, 90*time.Second); !ok || r.Phase != release.PhaseCompleted {
 		return res, fmt.Errorf("v1 did not complete: %s", r.Phase)
 	}
-	// failures while up is dead (and a second after: connections reopen)
-	// are the data plane's absence, counted apart
+	// failures while up is dead (and a second after) are counted apart:
+	// the data plane serves on from its last tables, but a bad group's
+	// failures then go on until up is back to roll it back
 	// failures while a bad release is in flight (from its request to a
 	// second after its end) are its group's, inside its detection window;
 	// any other failure while up runs is unexplained: a violation
@@ -340,11 +351,14 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 				isDown.Store(true)
 				u.kill()
 				u = nil
-				nu, err := startUp(o, natsAddr, httpAddr, logf)
+				nu, err := startUp(o.Redblack, filepath.Join(o.Dir, "data"), natsAddr, httpAddr, logf)
 				if err != nil {
 					return res, err
 				}
 				u = nu
+				if pid, _, err := dataPlaneOf(u.ready); err == nil {
+					planes = append(planes, pid)
+				}
 				res.Recoveries = append(res.Recoveries, time.Since(t0))
 				time.AfterFunc(time.Second, func() { isDown.Store(false) })
 				progress("release %d (%s, %s): up killed in %s (aimed at %s), %s after the request; ready again in %s", i+2, sc.name, id, phase, target, killAt.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))

@@ -238,6 +238,9 @@ func TestUpProcess(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	// up's data plane is its own process of bin, which a SIGKILL of up
+	// leaves running: none outlives the test, even a failed one
+	t.Cleanup(func() { testkit.KillAll(bin) })
 	data := t.TempDir()
 	// the CLI finds up's admin creds on its own, through the data directory
 	t.Setenv("REDBLACK_DATA", data)

@@ -25,6 +25,8 @@ func (a *app) upCmd() *cobra.Command {
 	var awsf awsFlags
 	var otlp string
 	var nodes, copies, hostsN int
+	dataPlane := mesh.DataPlane{Admin: "127.0.0.1:9181"}
+	var inProcessRouter bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -37,7 +39,13 @@ default, and anonymous connections are refused. Prints one line starting
 "redblack ready" when every service answers. SIGINT or SIGTERM shuts down gracefully; restarting with the same --data
 keeps every event and key-value entry, and brings every server group back.
 Instances are stopped on exit unless --keep-instances; if up is killed, the
-next up re-adopts the instances still running (or kills those it cannot).`,
+next up re-adopts the instances still running (or kills those it cannot).
+
+The router's data plane runs as its own process (this binary's "run router",
+its log in <data>/logs/router.log, /metrics and /healthz on --router-admin),
+supervised by up: if up is killed it serves on from its last routing tables,
+and the next up with the same --data, --nats and --http adopts it. It stops
+with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -73,14 +81,34 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 				return a.upCluster(ctx, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
 					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
 			}
+			if !inProcessRouter {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				dataPlane.Exe, dataPlane.LogLevel = self, a.logLevel
+				_, dataPlane.Args = awsf.args()
+				if !cmd.Flags().Changed("router-admin") && cfg.Admin == "" {
+					dataPlane.Admin = "" // no admin port asked for: none for the router either
+				}
+				cfg.DataPlane = &dataPlane
+			}
 			m, err := mesh.Start(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			data, _ := filepath.Abs(cfg.DataDir)
-			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s services=%s metrics=%s ui=%s in %s\n",
+			router := "in-process"
+			if pid := m.DataPlanePid(); pid != 0 {
+				how := "started"
+				if m.DataPlaneAdopted() {
+					how = "adopted"
+				}
+				router = fmt.Sprintf("%d/%s/%s", pid, how, httpURL(tcpAddr(m.DataPlaneAdmin()), "/healthz"))
+			}
+			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s services=%s metrics=%s ui=%s router=%s in %s\n",
 				m.URL(), m.HTTP(), data, m.AdminCreds(), strings.Join(mesh.ServiceNames, ","), httpURL(m.AdminAddr(), "/metrics"), httpURL(m.UIAddr(), "/"),
-				time.Since(start).Round(time.Millisecond))
+				router, time.Since(start).Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(a.out, "redblack stopping")
@@ -98,6 +126,8 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
 	cmd.Flags().StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
+	cmd.Flags().StringVar(&dataPlane.Admin, "router-admin", dataPlane.Admin, "address of the router process's /metrics and /healthz (how stale its tables are); empty for none (the default when --admin is empty)")
+	cmd.Flags().BoolVar(&inProcessRouter, "in-process-router", false, "run the router in up's process (it then stops serving when up dies) rather than as its own supervised process")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
 	cmd.Flags().DurationVar(&cfg.Watchdog.LatencySlack, "bake-latency-slack", cfg.Watchdog.LatencySlack, "a p99 increase below this never fails a bake or the watch after completion (the bake's absolute floor beside its ratio)")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
@@ -105,6 +135,18 @@ next up re-adopts the instances still running (or kills those it cannot).`,
 	cmd.Flags().IntVar(&hostsN, "hosts", 1, "with --nodes and the local provider: run this many local provisioners as hosts h1…hN of this machine, each owning its own instances (files under <data>/hosts/hN)")
 	awsf.register(cmd)
 	return cmd
+}
+
+// tcpAddr is addr as a net.Addr (nil for "").
+func tcpAddr(addr string) net.Addr {
+	if addr == "" {
+		return nil
+	}
+	a, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	return a
 }
 
 // httpURL is http://addr+path, or "-" without an address.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -115,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	if c.http, err = freeAddr(cfg.HTTP); err != nil {
+	if c.http, err = mesh.FreeAddr(cfg.HTTP); err != nil {
 		return nil, err
 	}
 	for i, n := range c.plan.Nodes {
@@ -197,7 +198,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		for i := range copies {
 			proc := CopyName(name, i+1)
-			if err := c.sup.Start(supervise.Spec{Name: proc, Path: cfg.Self, Args: append(slices.Clip(args), perCopy(i+1)...), Out: cfg.Out}); err != nil {
+			sp := supervise.Spec{Name: proc, Path: cfg.Self, Args: append(slices.Clip(args), perCopy(i+1)...), Out: cfg.Out}
+			if name == "router" {
+				// the data plane outlives up, as in the one-process up: a
+				// SIGKILLed up's routers serve on from their last tables,
+				// and the next up adopts them
+				file := strings.ReplaceAll(proc, "#", "-")
+				sp.State, sp.Log = filepath.Join(data, "dataplane-"+file+".json"), filepath.Join(data, "logs", file+".log")
+			}
+			if err := c.sup.Start(sp); err != nil {
 				c.Stop()
 				return nil, err
 			}
@@ -224,7 +233,7 @@ func plan(cfg Config, store string) (natsconf.Plan, error) {
 	for i := range cfg.Nodes {
 		var ports [3]int
 		for j := range ports {
-			addr, err := freeAddr(net.JoinHostPort(host, "0"))
+			addr, err := mesh.FreeAddr(net.JoinHostPort(host, "0"))
 			if err != nil {
 				return p, err
 			}
@@ -237,23 +246,6 @@ func plan(cfg Config, store string) (natsconf.Plan, error) {
 	return p, nil
 }
 
-// freeAddr is addr, or with port 0 a port free now.
-func freeAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("cluster: %q: %w", addr, err)
-	}
-	if port != "0" {
-		return addr, nil
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // awaitJetStream waits until every node is routed and JetStream answers,
 // then reconciles the topology at the cluster's replicas.
 func (c *Cluster) awaitJetStream(ctx context.Context, nc *nats.Conn) error {
@@ -263,7 +255,12 @@ func (c *Cluster) awaitJetStream(ctx context.Context, nc *nats.Conn) error {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if _, err := js.AccountInfo(ctx); err == nil && len(nc.Servers()) >= c.cfg.Nodes {
+		// a request sent before the cluster has a meta leader gets no
+		// answer: each ask has its own deadline
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil && len(nc.Servers()) >= c.cfg.Nodes {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -350,7 +347,11 @@ func CopyName(service string, n int) string {
 func (c *Cluster) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c.sup.Stop(ctx, 10*time.Second)
+	if c.cfg.KeepInstances {
+		c.sup.Leave(ctx, 10*time.Second) // the routers serve on, as the instances do
+	} else {
+		c.sup.Stop(ctx, 10*time.Second)
+	}
 	for _, f := range c.logs {
 		f.Close()
 	}

@@ -21,6 +21,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/redblack/redblack/deploy/dashboard"
+	"github.com/redblack/redblack/deploy/supervise"
 	"github.com/redblack/redblack/deploy/tracing"
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/services/chaos"
@@ -66,6 +67,10 @@ type Config struct {
 	UI string
 	// Spans, when set, receives each release as an OpenTelemetry trace.
 	Spans sdktrace.SpanExporter
+	// DataPlane, when set, runs the router as its own process that
+	// outlives this one (see DataPlane); Router.HTTP is its address. Unset,
+	// the router runs in this process.
+	DataPlane *DataPlane
 }
 
 // DefaultConfig returns the defaults of `redblack up`.
@@ -106,6 +111,12 @@ type Mesh struct {
 	adminSrv   *http.Server
 	tracer     *tracing.Tracer
 	dataDir    string
+	// sup supervises the data plane's process (nil: the router runs here);
+	// http is its address, dataPlaneAdmin its admin port's
+	sup            *supervise.Supervisor
+	http           string
+	dataPlaneAdmin string
+	keep           bool // KeepInstances: the data plane is left running too
 	// stopOnce makes Stop idempotent.
 	stopOnce sync.Once
 }
@@ -137,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	authority.Attach(srv.Server())
-	m := &Mesh{srv: srv, auth: authority, admin: admin, log: cfg.Log, failed: make(chan struct{}), dataDir: cfg.DataDir}
+	m := &Mesh{srv: srv, auth: authority, admin: admin, log: cfg.Log, failed: make(chan struct{}), dataDir: cfg.DataDir, keep: cfg.KeepInstances}
 	if err := m.start(ctx, cfg); err != nil {
 		m.Stop()
 		return nil, err
@@ -173,8 +184,15 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("mesh: %w", err)
 		}
 		// the same creds, for running the service as its own process
-		if _, err := m.auth.WriteCreds(name, creds); err != nil {
+		path, err := m.auth.WriteCreds(name, creds)
+		if err != nil {
 			return fmt.Errorf("mesh: %w", err)
+		}
+		if name == "router" && cfg.DataPlane != nil {
+			if err := m.startDataPlane(cfg, path); err != nil {
+				return err
+			}
+			continue
 		}
 		snc, err := m.connect("redblack-"+name, creds)
 		if err != nil {
@@ -391,7 +409,12 @@ func CheckListen(listen string, tls bool) error {
 func (m *Mesh) Router() *router.Service { return m.router }
 
 // HTTP is the address of the router's data plane.
-func (m *Mesh) HTTP() string { return m.router.Addr().String() }
+func (m *Mesh) HTTP() string {
+	if m.sup != nil {
+		return m.http
+	}
+	return m.router.Addr().String()
+}
 
 // URL is the nats:// URL of the embedded server's loopback listener.
 func (m *Mesh) URL() string { return m.srv.ClientURL() }
@@ -421,6 +444,7 @@ func (m *Mesh) stop() {
 		m.cancel()
 	}
 	m.wg.Wait()
+	m.stopDataPlane(m.keep)
 	if m.adminSrv != nil {
 		m.adminSrv.Close()
 	}

@@ -2,6 +2,8 @@ package supervise
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -60,5 +62,77 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	}
 	if took := time.Since(start); took < FirstBackoff*7 { // 250 + 500 + 1000 ms
 		t.Fatalf("3 restarts in %s: no back-off", took)
+	}
+}
+
+// TestStateProgramIsAdopted: a program with a state file outlives its
+// supervisor's Leave; the next supervisor adopts that very run (same pid),
+// restarts it when it dies, and Stop ends it and removes the file. A
+// supervisor given other arguments stops the old run and starts its own.
+func TestStateProgramIsAdopted(t *testing.T) {
+	dir := t.TempDir()
+	spec := Spec{Name: "plane", Path: "/bin/sleep", Args: []string{"60"}, State: filepath.Join(dir, "plane.json"), Log: filepath.Join(dir, "plane.log")}
+	first := New(zerolog.Nop())
+	if err := first.Start(spec); err != nil {
+		t.Fatal(err)
+	}
+	pid := first.Pid("plane")
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if first.Adopted("plane") {
+		t.Fatal("a run it started is reported adopted")
+	}
+	first.Leave(context.Background(), time.Second)
+	if !alive(pid) {
+		t.Fatalf("pid %d ended with its supervisor", pid)
+	}
+
+	second := New(zerolog.Nop())
+	if err := second.Start(spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Stop(context.Background(), time.Second) })
+	if got := second.Pid("plane"); got != pid || !second.Adopted("plane") {
+		t.Fatalf("pid %d adopted %v, want the left run %d adopted", got, second.Adopted("plane"), pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for second.Restarts("plane") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the adopted run's death was not seen in 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	restarted := second.Pid("plane")
+	if restarted == pid || !alive(restarted) || second.Adopted("plane") {
+		t.Fatalf("after the kill: pid %d (was %d), alive %v, adopted %v", restarted, pid, alive(restarted), second.Adopted("plane"))
+	}
+	second.Leave(context.Background(), time.Second)
+
+	// other arguments: the old run is not the program asked for
+	other := spec
+	other.Args = []string{"61"}
+	third := New(zerolog.Nop())
+	if err := third.Start(other); err != nil {
+		t.Fatal(err)
+	}
+	if third.Adopted("plane") || third.Pid("plane") == restarted {
+		t.Fatalf("a run of other arguments was adopted")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for alive(restarted) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(restarted) {
+		t.Fatalf("the run of other arguments (pid %d) still runs", restarted)
+	}
+	last := third.Pid("plane")
+	third.Stop(context.Background(), time.Second)
+	if alive(last) {
+		t.Fatalf("pid %d still running after Stop", last)
+	}
+	if _, err := os.Stat(spec.State); !os.IsNotExist(err) {
+		t.Fatalf("the state file is left after Stop: %v", err)
 	}
 }

@@ -15,13 +15,16 @@ import (
 	"github.com/redblack/redblack/shared/subjects"
 )
 
-// serveAdmin serves the router's own registry on /metrics.
+// serveAdmin serves the router's own registry on /metrics and its Health
+// on /healthz.
 func (s *Service) serveAdmin() (*http.Server, error) {
 	reg, err := prom.NewRegistry(s)
 	if err != nil {
 		return nil, err
 	}
-	srv, _, err := prom.Serve(s.cfg.Admin, reg, nil)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.serveHealth)
+	srv, _, err := prom.Serve(s.cfg.Admin, reg, mux)
 	return srv, err
 }
 

@@ -37,7 +37,8 @@ type Config struct {
 	// ReusePort opens the data plane's ports with SO_REUSEPORT: several
 	// routers (copies of the service) serve one address.
 	ReusePort bool
-	// Admin serves /metrics (Prometheus text format); "" for none.
+	// Admin serves /metrics (Prometheus text format) and /healthz (Health);
+	// "" for none.
 	Admin string
 	// MetricsInterval is how often samples are published (default 1 s,
 	// at least 100 ms).
@@ -94,6 +95,9 @@ type Service struct {
 	callers   map[string]time.Time   // discovery clients by id, likewise
 
 	addr atomic.Pointer[net.Addr]
+	// staleSince is when NATS was lost (unix ns; 0 while connected): the
+	// tables may be behind the buckets since then
+	staleSince atomic.Int64
 }
 
 // New builds the service on a NATS connection it does not own.
@@ -198,6 +202,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer steps.Stop()
 	go (&routing.Publisher{JS: js, Source: s.cfg.ID, Registry: s.reg, Table: s.proxy.Table, Interval: s.cfg.MetricsInterval, Log: s.log}).Run(ctx)
 	go s.trackRouters(ctx)
+	go s.watchStaleness(ctx, 100*time.Millisecond)
 	if s.cfg.CloudWatch != nil {
 		go s.cfg.CloudWatch.Run(ctx, s.routedGroups, s.publishSample)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/procfs"
 )
 
 // instance is one process of a group. Its fields are guarded by the group's
@@ -38,7 +39,7 @@ func (i *instance) watchAdopted(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if !alive(i.rec.PID, i.rec.StartTicks) {
+			if !procfs.Alive(i.rec.PID, i.rec.StartTicks) {
 				i.exitErr = fmt.Errorf("exited (adopted process)")
 				close(i.exited)
 				return

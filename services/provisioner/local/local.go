@@ -26,6 +26,7 @@ import (
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/procfs"
 )
 
 var _ fleet.Provider = (*Local)(nil)
@@ -209,7 +210,7 @@ func (l *Local) reapOrphans(kept map[int]bool) {
 		}
 		for _, kv := range bytes.Split(env, []byte{0}) {
 			if bytes.Equal(kv, want) {
-				_, ticks, _ := procStat(pid)
+				_, ticks, _ := procfs.Stat(pid)
 				stopProcess(pid, ticks, l.cfg.GracePeriod)
 				break
 			}
@@ -276,7 +277,7 @@ func (l *Local) adopt() error {
 			continue
 		}
 		g := l.groups[rec.Group]
-		live := rec.PID > 0 && alive(rec.PID, rec.StartTicks)
+		live := rec.PID > 0 && procfs.Alive(rec.PID, rec.StartTicks)
 		if live && g != nil {
 			kept[rec.PID] = true
 		}
@@ -304,10 +305,10 @@ func (l *Local) adopt() error {
 func stopProcess(pid int, ticks uint64, grace time.Duration) {
 	_ = killGroup(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
-	for alive(pid, ticks) && time.Now().Before(deadline) {
+	for procfs.Alive(pid, ticks) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if alive(pid, ticks) {
+	if procfs.Alive(pid, ticks) {
 		_ = killGroup(pid, syscall.SIGKILL)
 	}
 }
@@ -380,7 +381,7 @@ func (l *Local) CPU(ctx context.Context, name string) (map[string]time.Duration,
 	g.mu.Unlock()
 	out := make(map[string]time.Duration, len(recs))
 	for _, r := range recs {
-		if d, err := procCPU(r.PID, r.StartTicks); err == nil {
+		if d, err := procfs.CPU(r.PID, r.StartTicks); err == nil {
 			out[r.ID] = d
 		}
 	}
@@ -539,7 +540,7 @@ func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	_, ticks, _ := procStat(cmd.Process.Pid)
+	_, ticks, _ := procfs.Stat(cmd.Process.Pid)
 	inst := &instance{
 		rec: instanceRecord{Instance: fleet.Instance{
 			ID: id, Service: s.Service, Group: s.Group, Version: s.Version,

@@ -1,0 +1,73 @@
+// Package procfs reads what redblack needs of a process from Linux's
+// /proc: its state and start time, which tell a live process from a later
+// one that reused its pid, and its CPU time. The local provider's instances
+// and up's supervised data plane are re-adopted across restarts by them.
+package procfs
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// stat is /proc/<pid>/stat's fields after the command name (field 3 on).
+func stat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// the command name (field 2) may hold spaces and parentheses: fields
+	// are counted after its closing parenthesis
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("procfs: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return nil, fmt.Errorf("procfs: short /proc/%d/stat", pid)
+	}
+	return f, nil
+}
+
+// Stat reads a process's state letter and start time (clock ticks since
+// boot) from /proc/<pid>/stat.
+func Stat(pid int) (state byte, startTicks uint64, err error) {
+	f, err := stat(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	startTicks, err = strconv.ParseUint(f[19], 10, 64) // field 22 overall
+	return f[0][0], startTicks, err
+}
+
+// userHZ is the unit of /proc/<pid>/stat's CPU times (USER_HZ: 100 on
+// Linux whatever the kernel's own tick rate).
+const userHZ = 100
+
+// CPU is the CPU time (user and system) pid has used, if it is still the
+// process that started at startTicks.
+func CPU(pid int, startTicks uint64) (time.Duration, error) {
+	f, err := stat(pid)
+	if err != nil {
+		return 0, err
+	}
+	if t, err := strconv.ParseUint(f[19], 10, 64); err != nil || t != startTicks {
+		return 0, fmt.Errorf("procfs: pid %d is another process now", pid)
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14 overall
+	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("procfs: /proc/%d/stat: CPU times", pid)
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}
+
+// Alive reports whether pid is a live (not zombie) process that started at
+// startTicks: the same process, not a later one that reused the pid.
+func Alive(pid int, startTicks uint64) bool {
+	state, ticks, err := Stat(pid)
+	return err == nil && state != 'Z' && state != 'X' && ticks == startTicks
+}
