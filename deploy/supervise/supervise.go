@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -171,6 +172,15 @@ func (s *Supervisor) adopt(p *proc) bool {
 	}
 	var st state
 	if json.Unmarshal(b, &st) != nil || st.Pid <= 0 || !procfs.Alive(st.Pid, st.StartTicks) {
+		return false
+	}
+	// the file is data: a pid in it is never signalled or adopted unless
+	// that process runs the program the file says (a binary replaced on
+	// disk since reads "PATH (deleted)")
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.Pid))
+	want, werr := filepath.EvalSymlinks(st.Path)
+	if err != nil || werr != nil || strings.TrimSuffix(exe, " (deleted)") != want {
+		s.log.Warn().Str("process", p.spec.Name).Int("pid", st.Pid).Str("exe", exe).Msg("the state file names a process of another program: ignored")
 		return false
 	}
 	if st.Path != p.spec.Path || !slices.Equal(st.Args, p.spec.Args) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/redblack/redblack/shared/procfs"
 )
 
 func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
@@ -134,5 +136,39 @@ func TestStateProgramIsAdopted(t *testing.T) {
 	}
 	if _, err := os.Stat(spec.State); !os.IsNotExist(err) {
 		t.Fatalf("the state file is left after Stop: %v", err)
+	}
+}
+
+// TestStateOfAnotherProgramIsIgnored: a state file naming a live process
+// of another program (hostile or stale) neither adopts it nor signals it.
+func TestStateOfAnotherProgramIsIgnored(t *testing.T) {
+	dir := t.TempDir()
+	other := New(zerolog.Nop())
+	if err := other.Start(Spec{Name: "bystander", Path: "/bin/sleep", Args: []string{"60"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Stop(context.Background(), time.Second) })
+	victim := other.Pid("bystander")
+	_, ticks, err := procfs.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Name: "plane", Path: "/bin/sh", Args: []string{"-c", "sleep 60"}, State: filepath.Join(dir, "plane.json"), Log: filepath.Join(dir, "plane.log")}
+	// the file says the victim runs /bin/sh with other arguments
+	if err := writeState(spec.State, state{Pid: victim, StartTicks: ticks, Path: "/bin/sh", Args: []string{"other"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(zerolog.Nop())
+	if err := s.Start(spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background(), time.Second) })
+	if s.Adopted("plane") || s.Pid("plane") == victim {
+		t.Fatal("adopted a process of another program")
+	}
+	// Start stops a run it will not adopt before it returns: the victim
+	// would be gone by now
+	if !procfs.Alive(victim, ticks) {
+		t.Fatal("the process the state file named was signalled")
 	}
 }
