@@ -4,15 +4,12 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -181,54 +178,25 @@ type Up struct {
 	Idle    time.Duration
 }
 
-// UpProcess runs `<self> up` as a child process with a fresh data dir and a
-// free port, times it to "redblack ready", lets it idle, reads its resident
-// memory from /proc, and stops it with SIGTERM.
+// UpProcess runs `<self> up` as a child process with a fresh data dir and
+// free ports, times it to "redblack ready", lets it idle, reads its and its
+// data plane's resident memory from /proc, and stops it with SIGTERM.
 func UpProcess(self, dir string, idle time.Duration) (Up, error) {
-	cmd := exec.Command(self, "up", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return Up{}, err
-	}
-	cmd.Stderr = os.Stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return Up{}, err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		t := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
-		_ = cmd.Wait()
-		t.Stop()
-	}()
-	type readyLine struct {
-		at   time.Duration
-		line string
-	}
-	ready := make(chan readyLine, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "redblack ready") {
-				ready <- readyLine{time.Since(start), sc.Text()}
-			}
-		}
-	}()
 	var r Up
-	var line readyLine
-	select {
-	case line = <-ready:
-		r.Ready = line.at
-	case <-time.After(30 * time.Second):
-		return r, fmt.Errorf("redblack up not ready in 30s")
-	}
-	time.Sleep(idle) // idle is what is measured
-	r.Idle = idle
-	rss, err := rssOf(cmd.Process.Pid)
+	start := time.Now()
+	u, err := startUp(self, dir, "127.0.0.1:0", "127.0.0.1:0", os.Stderr)
 	if err != nil {
 		return r, err
 	}
-	if pid, _, err := dataPlaneOf(line.line); err == nil {
+	defer u.stop()
+	r.Ready = time.Since(start)
+	time.Sleep(idle) // idle is what is measured
+	r.Idle = idle
+	rss, err := rssOf(u.cmd.Process.Pid)
+	if err != nil {
+		return r, err
+	}
+	if pid, _, err := dataPlaneOf(u.ready); err == nil {
 		plane, err := rssOf(pid)
 		if err != nil {
 			return r, err

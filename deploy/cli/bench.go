@@ -226,15 +226,11 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 				return nil
 			}
 			// the same load against `redblack up` as a process, SIGKILLed
-			hdir, hello, done, err := helloDir()
+			hdir, hello, self, done, err := upDir()
 			if err != nil {
 				return err
 			}
 			defer done()
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
 			k, err := bench.UpKills(cmd.Context(), bench.UpKillOptions{Redblack: self, Hello: hello, Dir: hdir, Kills: upKills, Down: upDown, Workers: workers,
 				Progress: func(s string) { fmt.Fprintln(a.err, s) }})
 			if err != nil {
@@ -407,15 +403,11 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "the crash harness: releases of every kind under load, `redblack up` SIGKILLed at a random point of each, invariants after each",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, hello, done, err := helloDir()
+			dir, hello, self, done, err := upDir()
 			if err != nil {
 				return err
 			}
 			defer done()
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
 			r, err := bench.Crash(cmd.Context(), bench.CrashOptions{Redblack: self, Hello: hello, Dir: dir, Kills: crashKills, Seed: crashSeed,
 				Progress: func(s string) { fmt.Fprintln(a.err, s) }})
 			if err != nil {
@@ -479,15 +471,11 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 		Short: "the one-process embedded mesh beside up --nodes 3 --copies 2 (R3, each service its own process): publish→consume, a release, a node's death, a copy's death",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, hello, done, err := helloDir()
+			dir, hello, self, done, err := upDir()
 			if err != nil {
 				return err
 			}
 			defer done()
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
 			r, err := bench.ClusterRun(self, dir, hello, clusterN, func(s string) { fmt.Fprintln(a.err, s) })
 			if err != nil {
 				return err
@@ -611,6 +599,16 @@ func helloDir() (dir, hello string, done func(), err error) {
 		return "", "", nil, err
 	}
 	return dir, hello, done, nil
+}
+
+// upDir is helloDir and this executable, for the benches that run
+// `redblack up` as a process.
+func upDir() (dir, hello, self string, done func(), err error) {
+	if self, err = os.Executable(); err != nil {
+		return "", "", "", nil, err
+	}
+	dir, hello, done, err = helloDir()
+	return dir, hello, self, done, err
 }
 
 // newTable is how the CLI prints a table: text/tabwriter, so that columns

@@ -23,10 +23,7 @@ var crashKills = 12
 // instances up, nothing left over or unowned, one terminal event).
 func TestCrashHarness(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "redblack")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildRedblack(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	res, err := bench.Crash(ctx, bench.CrashOptions{Redblack: bin, Hello: hello, Dir: dir, Kills: crashKills, Seed: 1, Progress: func(s string) { t.Log(s) }})
@@ -44,4 +41,15 @@ func TestCrashHarness(t *testing.T) {
 	for _, v := range res.Violations {
 		t.Error(v)
 	}
+}
+
+// buildRedblack builds the redblack binary into dir: the tests that run
+// `redblack up` as a process.
+func buildRedblack(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -3,7 +3,6 @@ package mesh_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,10 +20,7 @@ func TestDataPlaneOutlivesUp(t *testing.T) {
 		t.Skip("runs redblack up as a process, three times killed")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "redblack")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildRedblack(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := bench.UpKills(ctx, bench.UpKillOptions{Redblack: bin, Hello: hello, Dir: dir, Kills: 3, Down: time.Second, Workers: 4,

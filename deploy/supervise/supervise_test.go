@@ -15,6 +15,17 @@ import (
 
 func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 
+// awaitRestart fails the test unless the program is started again within
+// 5 s.
+func awaitRestart(t *testing.T, s *Supervisor, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); s.Restarts(name) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not restarted in 5 s", name)
+		}
+	}
+}
+
 // TestKilledProcessIsRestarted: a SIGKILLed program runs again under a new
 // pid, and Stop ends it.
 func TestKilledProcessIsRestarted(t *testing.T) {
@@ -30,13 +41,7 @@ func TestKilledProcessIsRestarted(t *testing.T) {
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Restarts("sleeper") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("not restarted in 5 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitRestart(t, s, "sleeper")
 	second := s.Pid("sleeper")
 	if second == first || !alive(second) {
 		t.Fatalf("after the kill: pid %d (was %d), alive %v", second, first, alive(second))
@@ -99,13 +104,7 @@ func TestStateProgramIsAdopted(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for second.Restarts("plane") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the adopted run's death was not seen in 5 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitRestart(t, second, "plane")
 	restarted := second.Pid("plane")
 	if restarted == pid || !alive(restarted) || second.Adopted("plane") {
 		t.Fatalf("after the kill: pid %d (was %d), alive %v, adopted %v", restarted, pid, alive(restarted), second.Adopted("plane"))
@@ -122,7 +121,7 @@ func TestStateProgramIsAdopted(t *testing.T) {
 	if third.Adopted("plane") || third.Pid("plane") == restarted {
 		t.Fatalf("a run of other arguments was adopted")
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for alive(restarted) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
