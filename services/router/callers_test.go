@@ -74,6 +74,23 @@ func TestSwitchWaitsForDiscoveryClients(t *testing.T) {
 	if got := c.Revision("hello"); got < lag.Revision {
 		t.Fatalf("the live client routes by %d, the switch is %d", got, lag.Revision)
 	}
+
+	// the stuck caller goes away, as a destroyed canary's client does: the
+	// next switch waits for the live client only, not for the gone one
+	svc.Stop()
+	sub.Unsubscribe()
+	stuck.Flush()
+	start = time.Now()
+	_, out = r.traffic(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	if took := time.Since(start); took >= wait {
+		t.Fatalf("a switch after a caller left took %s: it waited for the gone caller (%v)", took, out)
+	}
+	if _, ok := out[events.TrafficLagging.Type()]; ok {
+		t.Fatalf("a caller that left is reported lagging: %v", out)
+	}
+	if _, ok := out[events.TrafficSwitched.Type()]; !ok {
+		t.Fatalf("no switch: %v", out)
+	}
 }
 
 // traffic publishes a command and gathers the router's events caused by

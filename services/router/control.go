@@ -84,7 +84,7 @@ func (s *Service) trackRouters(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, k := range []peers{{AppliedSubject, s.routers}, {subjects.CallerApplied, s.callers}} {
+		for _, k := range []peers{s.routerPeers(), s.callerPeers()} {
 			answers, err := scatter(s.nc, k.subject, nil, 200*time.Millisecond, 0)
 			if err != nil {
 				continue
@@ -102,21 +102,37 @@ func (s *Service) trackRouters(ctx context.Context) {
 	}
 }
 
-// peers are the routers or the callers: the subject they answer on, and
-// when each id last answered.
+// peers are the routers or the callers: the subject they answer on, when
+// each id last answered, and how long one that stopped answering is still
+// waited for.
 type peers struct {
 	subject string
 	seen    map[string]time.Time
+	memory  time.Duration
+}
+
+// routerPeers are the routers, remembered for RouterMemory: one whose NATS
+// connection is being re-established serves its last table meanwhile.
+func (s *Service) routerPeers() peers {
+	return peers{AppliedSubject, s.routers, s.cfg.RouterMemory}
+}
+
+// callerPeers are the discovery clients, waited for only while they
+// answer: a caller stops answering when its instance is destroyed (a
+// canary's, an old group's), and remembering it would hold every switch
+// soon after for the whole CallerWait.
+func (s *Service) callerPeers() peers {
+	return peers{subjects.CallerApplied, s.callers, 0}
 }
 
 // applied asks the peers which of them have applied revision rev of the
 // service (with up instances of group routable when group is set). It
 // returns those that have not, among the live ones (answering now, or seen
-// within RouterMemory), and how many have. Called without s.mu.
+// within k.memory), and how many have. Called without s.mu.
 func (s *Service) applied(k peers, service string, rev uint64, group string, up, pinged int) (behind []string, done int, err error) {
 	s.mu.Lock()
 	for id, seen := range k.seen {
-		if time.Since(seen) > s.cfg.RouterMemory {
+		if time.Since(seen) > k.memory {
 			delete(k.seen, id) // gone (a restarted router has a new id)
 		}
 	}
@@ -155,9 +171,9 @@ func (s *Service) applied(k peers, service string, rev uint64, group string, up,
 // waitApplied returns once every live router has a table built from at
 // least revision rev of the service's route and, when group is set, with at
 // least up of its instances routable. Live: answering now, or seen within
-// RouterMemory. Discovery clients are waited for the same way, but for
-// CallerWait at most once the routers are done: it returns the callers
-// still behind then.
+// RouterMemory. Discovery clients that answer are waited for the same way,
+// but for CallerWait at most once the routers are done: it returns the
+// callers still behind then.
 //
 // The routers apply the change as soon as it is in the bucket; only its
 // announcement waits (and what follows it: a group destroyed after a
@@ -178,12 +194,12 @@ func (s *Service) waitApplied(ctx context.Context, service string, rev uint64, g
 	s.mu.Unlock()
 	var routersDone time.Time
 	for {
-		routers, doneRouters, err := s.applied(peers{AppliedSubject, s.routers}, service, rev, group, up, max(len(routerPings), 1))
+		routers, doneRouters, err := s.applied(s.routerPeers(), service, rev, group, up, max(len(routerPings), 1))
 		if err != nil {
 			return nil, err
 		}
 		if len(routers) == 0 && doneRouters >= len(routerPings) {
-			callers, doneCallers, err := s.applied(peers{subjects.CallerApplied, s.callers}, service, rev, group, up, len(callerPings))
+			callers, doneCallers, err := s.applied(s.callerPeers(), service, rev, group, up, len(callerPings))
 			if err != nil {
 				return nil, err
 			}
