@@ -3,15 +3,8 @@ package mesh_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -395,7 +388,8 @@ func TestNATSOffLoopbackNeedsTLS(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "without TLS") {
 		t.Fatalf("refusal: %v", err)
 	}
-	cert, key, pool := selfSigned(t)
+	cert, key := testkit.SelfSigned(t)
+	pool := cert
 	cfg.NATSListen, cfg.TLSCert, cfg.TLSKey = "127.0.0.1:0", cert, key
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
@@ -416,30 +410,4 @@ func TestNATSOffLoopbackNeedsTLS(t *testing.T) {
 		nc.Close()
 		t.Fatal("a plain-text client was served")
 	}
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key; pool is the
-// path of the certificate, the CA to trust.
-func selfSigned(t *testing.T) (cert, key, pool string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redblack test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(k)
-	dir := t.TempDir()
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return cert, key, cert
 }

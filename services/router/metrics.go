@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/prom"
@@ -30,9 +31,26 @@ func (s *Service) serveAdmin() (*http.Server, error) {
 
 // Collectors are the router's metrics: the counts and latency histogram of
 // every instance in the registry, read from its atomic counters when
-// scraped (the hot path takes no lock for them).
+// scraped (the hot path takes no lock for them), and the gRPC answers by
+// status code.
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{backendCollector{s.reg}}
+	return []prometheus.Collector{backendCollector{s.reg}, s.grpc}
+}
+
+// newGRPCCounter counts gRPC answers by service, group and code name.
+func newGRPCCounter() grpcCounter {
+	return grpcCounter{prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: prom.Namespace + "_router_grpc_responses_total",
+		Help: "gRPC answers by status code (the samples count UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS as 5xx).",
+	}, []string{"service", "group", "code"})}
+}
+
+// grpcCounter is proxy.GRPCCounter on a Prometheus counter.
+type grpcCounter struct{ *prometheus.CounterVec }
+
+// Count counts one answer.
+func (c grpcCounter) Count(service, group string, code int) {
+	c.WithLabelValues(service, group, codes.Code(code).String()).Inc()
 }
 
 var (

@@ -14,8 +14,8 @@ import (
 )
 
 // Program is the router as a program of its own: the binary's main and
-// `redblack run router`. It serves HTTP on --http and its metrics on
-// --admin; with --aws-listener it moves the traffic at the ALB too.
+// `redblack run router`. It serves HTTP/1.1 and h2c on --http, TLS with
+// HTTP/2 on --https, and its metrics on --admin; with --aws-listener it moves the traffic at the ALB too.
 func Program() svcmain.Program {
 	cfg := DefaultConfig()
 	var edge alb.Flags
@@ -25,6 +25,9 @@ func Program() svcmain.Program {
 			edge.Bind(fs)
 			af.Bind(fs)
 			fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "address of the HTTP data plane")
+			fs.StringVar(&cfg.HTTPS, "https", "", "TLS address of the data plane (HTTP/2 by ALPN, and HTTP/1.1); needs --tls-cert and --tls-key")
+			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "the data plane's TLS certificate (PEM file)")
+			fs.StringVar(&cfg.TLSKey, "tls-key", "", "the data plane's TLS key (PEM file)")
 			fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "open the data plane's ports with SO_REUSEPORT, so that several routers serve one address")
 			fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port (/metrics); empty for none")
 			fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "how often traffic samples are published (≥ 100ms)")

@@ -7,6 +7,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -34,6 +35,11 @@ type Config struct {
 	Topology topology.Options
 	// HTTP is the data plane's address (default 127.0.0.1:8080).
 	HTTP string
+	// HTTPS, when set, is a TLS address of the data plane, with the
+	// certificate and key in the files TLSCert and TLSKey: HTTP/2 where the
+	// client offers h2 by ALPN, HTTP/1.1 otherwise. (HTTP serves HTTP/1.1
+	// and h2c with prior knowledge.)
+	HTTPS, TLSCert, TLSKey string
 	// ReusePort opens the data plane's ports with SO_REUSEPORT: several
 	// routers (copies of the service) serve one address.
 	ReusePort bool
@@ -80,6 +86,7 @@ type Service struct {
 	log   zerolog.Logger
 	proxy *proxy.Fast
 	reg   *routing.Registry
+	grpc  grpcCounter
 
 	js        jetstream.JetStream
 	routesKV  jetstream.KeyValue
@@ -94,7 +101,8 @@ type Service struct {
 	routers   map[string]time.Time   // routers by id, when last they answered
 	callers   map[string]time.Time   // discovery clients by id, likewise
 
-	addr atomic.Pointer[net.Addr]
+	addr    atomic.Pointer[net.Addr]
+	tlsAddr atomic.Pointer[net.Addr]
 	// staleSince is when NATS was lost (unix ns; 0 while connected): the
 	// tables may be behind the buckets since then
 	staleSince atomic.Int64
@@ -114,10 +122,12 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	if cfg.MetricsInterval < 100*time.Millisecond {
 		cfg.MetricsInterval = 100 * time.Millisecond
 	}
-	return &Service{
-		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(),
+	s := &Service{
+		cfg: cfg, nc: nc, log: log, proxy: proxy.NewFast(cfg.Proxy), reg: routing.NewRegistry(), grpc: newGRPCCounter(),
 		listening: map[string]*portServer{}, routers: map[string]time.Time{}, callers: map[string]time.Time{},
 	}
+	s.proxy.CountGRPC(s.grpc)
+	return s
 }
 
 // Backends is the number of instances the router's registry holds (and
@@ -166,6 +176,18 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Error().Err(err).Msg("data plane")
 		}
 	}()
+	if s.cfg.HTTPS != "" {
+		tl, conf, err := s.listenTLS()
+		if err != nil {
+			_ = l.Close()
+			return fmt.Errorf("router: %w", err)
+		}
+		go func() {
+			if err := s.proxy.ServeTLS(tl, conf); err != nil {
+				s.log.Error().Err(err).Msg("data plane (TLS)")
+			}
+		}()
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -217,6 +239,32 @@ func (s *Service) Run(ctx context.Context) error {
 		},
 		Consumers: func() []*natsx.Consumer { return []*natsx.Consumer{cons, steps} },
 	}, s.log)
+}
+
+// listenTLS opens the TLS address with the certificate.
+func (s *Service) listenTLS() (net.Listener, *tls.Config, error) {
+	if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
+		return nil, nil, fmt.Errorf("--https %s needs --tls-cert and --tls-key", s.cfg.HTTPS)
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	l, err := listen(s.cfg.HTTPS, s.cfg.ReusePort)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", s.cfg.HTTPS, err)
+	}
+	s.tlsAddr.Store(new(l.Addr()))
+	return l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// TLSAddr is the data plane's TLS address once Run has started it (nil
+// without HTTPS).
+func (s *Service) TLSAddr() net.Addr {
+	if a := s.tlsAddr.Load(); a != nil {
+		return *a
+	}
+	return nil
 }
 
 // watch follows the buckets and swaps every table built into the proxy.

@@ -40,12 +40,17 @@ type rig struct {
 }
 
 func newRig(t *testing.T, capacity int) *rig {
+	return newRigSpec(t, spec.Service{Name: "hello", Owner: "t", Capacity: capacity, Hostnames: []string{"hello.example.com"}, Artifact: spec.Artifact{Command: []string{"x"}}})
+}
+
+// newRigSpec is a rig whose hello has the spec sp.
+func newRigSpec(t *testing.T, sp spec.Service) *rig {
 	s := testkit.Start(t)
 	ctx := testkit.Context(t, 60*time.Second)
 	nc := s.Conn(t)
 	js, _ := jetstream.New(nc)
 	kv, _ := js.KeyValue(ctx, topology.BucketServices)
-	if _, err := spec.Apply(ctx, kv, spec.Service{Name: "hello", Owner: "t", Capacity: capacity, Hostnames: []string{"hello.example.com"}, Artifact: spec.Artifact{Command: []string{"x"}}}); err != nil {
+	if _, err := spec.Apply(ctx, kv, sp); err != nil {
 		t.Fatal(err)
 	}
 	inst, _ := js.KeyValue(ctx, topology.BucketInstances)

@@ -50,6 +50,7 @@ type Follower struct {
 	capacity  map[string]int
 	ports     map[string]int  // dedicated port by service, from specs
 	anyMethod map[string]bool // traffic.retry_non_idempotent, by service
+	protocol  map[string]string
 }
 
 // Start follows the buckets until ctx ends. It returns once the initial
@@ -67,6 +68,7 @@ func (f *Follower) Start(ctx context.Context) error {
 	f.routes, f.revisions, f.entries, f.entryRevs = map[string]routes.Route{}, map[string]uint64{}, map[string]discovery.Entry{}, map[string]uint64{}
 	f.changedAt, f.hostnames, f.capacity, f.ports = map[string]time.Time{}, map[string][]string{}, map[string]int{}, map[string]int{}
 	f.anyMethod = map[string]bool{}
+	f.protocol = map[string]string{}
 	watches := []bucketWatch{
 		{f.Routes, f.applyRoute, func() []string { return keysOf(f.routes) }},
 		{f.Instances, f.applyInstance, func() []string { return keysOf(f.entries) }},
@@ -356,6 +358,7 @@ func (f *Follower) applySpec(e jetstream.KeyValueEntry) bool {
 		delete(f.capacity, e.Key())
 		delete(f.ports, e.Key())
 		delete(f.anyMethod, e.Key())
+		delete(f.protocol, e.Key())
 		return true
 	}
 	sp, err := spec.Decode(e.Value())
@@ -368,6 +371,7 @@ func (f *Follower) applySpec(e jetstream.KeyValueEntry) bool {
 	}
 	f.hostnames[e.Key()], f.capacity[e.Key()], f.ports[e.Key()] = sp.Hostnames, capacity, sp.Port
 	f.anyMethod[e.Key()] = sp.Traffic.RetryNonIdempotent
+	f.protocol[e.Key()] = sp.Protocol
 	return true
 }
 
@@ -380,7 +384,7 @@ func (f *Follower) rebuild() {
 			settling[name] = true
 		}
 	}
-	t := f.Registry.Build(Input{Routes: f.routes, Revisions: f.revisions, Instances: f.entries, Hostnames: f.hostnames, Settling: settling, RetryNonIdempotent: f.anyMethod})
+	t := f.Registry.Build(Input{Routes: f.routes, Revisions: f.revisions, Instances: f.entries, Hostnames: f.hostnames, Settling: settling, RetryNonIdempotent: f.anyMethod, Protocols: f.protocol})
 	f.Swap(t)
 	f.mu.Unlock()
 	if f.Rebuilt != nil {

@@ -131,8 +131,11 @@ type Service struct {
 	// RetryNonIdempotent: the spec lets a request of any method that got
 	// a 5xx be rescued, not only an idempotent one.
 	RetryNonIdempotent bool
-	cum                []int
-	total              int
+	// Protocol is what the instances speak (spec.Protocol*; "" is
+	// HTTP/1.1).
+	Protocol string
+	cum      []int
+	total    int
 	// Revision is the routes revision this was built from.
 	Revision uint64
 }
@@ -247,6 +250,9 @@ type Input struct {
 	// RetryNonIdempotent names the services whose specs let any method be
 	// rescued (traffic.retry_non_idempotent).
 	RetryNonIdempotent map[string]bool
+	// Protocols names what each service's instances speak (the spec's
+	// protocol).
+	Protocols map[string]string
 	// MaxEjectedShare of a group's backends may be ejected (default 0.5).
 	MaxEjectedShare float64
 	// Settling names the services whose route changed a moment ago: while
@@ -277,7 +283,7 @@ func (r *Registry) Build(in Input) *Table {
 	t := &Table{byHost: map[string]*Service{}, Services: map[string]*Service{}}
 	claims := Claims(in.Routes, in.Hostnames)
 	for name, rt := range in.Routes {
-		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name], RetryNonIdempotent: in.RetryNonIdempotent[name]}
+		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name], RetryNonIdempotent: in.RetryNonIdempotent[name], Protocol: in.Protocols[name]}
 		// a group with weight but no instance in this table (the instances
 		// not seen yet, or all gone) gives its share to the weighted groups
 		// that have some, rather than failing it. When none has any and the

@@ -28,6 +28,18 @@ const (
 	ProviderAWS   = "aws"
 )
 
+// Protocols the instances of a service can speak.
+const (
+	// ProtocolHTTP: HTTP/1.1 (the default); HTTP/2 clients of the router
+	// are proxied to it as HTTP/1.1.
+	ProtocolHTTP = "http"
+	// ProtocolH2C: HTTP/2 without TLS (and HTTP/1.1, as Go's h2c handler
+	// serves both).
+	ProtocolH2C = "h2c"
+	// ProtocolGRPC: gRPC over h2c; grpc-status counts in the samples.
+	ProtocolGRPC = "grpc"
+)
+
 // GlobalMaxCapacity caps every server group, whatever its spec says.
 const GlobalMaxCapacity = 500
 
@@ -119,7 +131,11 @@ type Service struct {
 	Hostnames   []string `yaml:"hostnames,omitempty" json:"hostnames,omitempty"`
 	// Port, when set, is a router port that serves only this service,
 	// whatever the Host header.
-	Port     int      `yaml:"port,omitempty" json:"port,omitempty"`
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Protocol is what the instances speak (default ProtocolHTTP): with
+	// h2c or grpc, the router sends its HTTP/2 requests to them as HTTP/2
+	// without TLS (h2c), and counts grpc-status in the samples.
+	Protocol string   `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 	Health   Health   `yaml:"health" json:"health"`
 	Artifact Artifact `yaml:"artifact,omitempty" json:"artifact,omitempty"`
 	Strategy Strategy `yaml:"strategy" json:"strategy"`
@@ -185,6 +201,9 @@ func (s *Service) Default() {
 	if s.MaxCapacity == 0 {
 		s.MaxCapacity = max(s.Capacity*2, 10)
 	}
+	if s.Protocol == "" {
+		s.Protocol = ProtocolHTTP
+	}
 	if s.Health.Path == "" {
 		s.Health.Path = "/healthz"
 	}
@@ -229,6 +248,9 @@ func (s Service) Validate() error {
 	}
 	if s.Port != 0 && (s.Port < 1024 || s.Port > 65535) {
 		bad("port", "%d: want 1024..65535 (or none)", s.Port)
+	}
+	if s.Protocol != ProtocolHTTP && s.Protocol != ProtocolH2C && s.Protocol != ProtocolGRPC {
+		bad("protocol", "%q: want %q, %q or %q", s.Protocol, ProtocolHTTP, ProtocolH2C, ProtocolGRPC)
 	}
 	if !strings.HasPrefix(s.Health.Path, "/") {
 		bad("health.path", "%q must start with /", s.Health.Path)

@@ -57,26 +57,16 @@ func New(cfg Config, now func() time.Time) *App {
 // ServeHTTP answers "/" with the version, "/healthz" with the health.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
-		if a.cfg.FailHealth || (a.cfg.FailHealthAfter > 0 && a.now().Sub(a.start) >= a.cfg.FailHealthAfter) {
+		if !a.healthy() {
 			http.Error(w, "unhealthy (--fail-health)", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 		return
 	}
-	a.requests.Add(1)
-	if d := a.delay(); d > 0 {
-		time.Sleep(d)
-	}
-	for start := time.Now(); time.Since(start) < a.cfg.Burn; {
-	}
 	w.Header().Set("X-Version", a.cfg.Version)
-	if a.cfg.FailAfter > 0 && a.now().Sub(a.start) >= a.cfg.FailAfter {
-		http.Error(w, "failing (--fail-after "+a.cfg.FailAfter.String()+")", http.StatusInternalServerError)
-		return
-	}
-	if a.cfg.ErrorRate > 0 && rand.Float64() < a.cfg.ErrorRate {
-		http.Error(w, "injected error (--error-rate)", http.StatusInternalServerError)
+	if f := a.work(); f != nil {
+		http.Error(w, f.reason, http.StatusInternalServerError)
 		return
 	}
 	chain, err := a.callDownstream(r)
@@ -90,6 +80,38 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "hello from %s (%s)\n", a.cfg.Version, a.cfg.Instance)
+}
+
+// failure is a request's injected failure: reason says which flag.
+type failure struct {
+	reason string
+	// broken: --fail-after (the version is broken), not --error-rate
+	broken bool
+}
+
+// work does one request's part common to HTTP and gRPC: it counts it,
+// waits its latency, burns its CPU and returns the failure it must answer
+// with (nil: none).
+func (a *App) work() *failure {
+	a.requests.Add(1)
+	if d := a.delay(); d > 0 {
+		time.Sleep(d)
+	}
+	for start := time.Now(); time.Since(start) < a.cfg.Burn; {
+	}
+	if a.cfg.FailAfter > 0 && a.now().Sub(a.start) >= a.cfg.FailAfter {
+		return &failure{reason: "failing (--fail-after " + a.cfg.FailAfter.String() + ")", broken: true}
+	}
+	if a.cfg.ErrorRate > 0 && rand.Float64() < a.cfg.ErrorRate {
+		return &failure{reason: "injected error (--error-rate)"}
+	}
+	return nil
+}
+
+// healthy reports whether /healthz (and the gRPC health service) say
+// serving.
+func (a *App) healthy() bool {
+	return !a.cfg.FailHealth && (a.cfg.FailHealthAfter <= 0 || a.now().Sub(a.start) < a.cfg.FailHealthAfter)
 }
 
 // delay is the latency of one request: Latency ± Jitter, never negative.

@@ -36,6 +36,7 @@ func Main(args []string, stderr io.Writer) int {
 	crashAfter := fs.Duration("crash-after", 0, "exit with status 3 after this long")
 	fs.BoolVar(&cfg.FailHealth, "fail-health", false, "/healthz answers 503")
 	fs.DurationVar(&cfg.FailHealthAfter, "fail-health-after", 0, "after this long, /healthz answers 503")
+	grpcMode := fs.Bool("grpc", false, "also serve gRPC (grpc.testing.TestService and grpc.health.v1.Health) over h2c on the same port")
 	downstream := fs.String("downstream", "", "SERVICE[,SERVICE]: call these through the discovery client before each answer (NATS from $REDBLACK_SERVER, creds from $REDBLACK_CREDS or $"+lb.CredsEnv+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -71,7 +72,18 @@ func Main(args []string, stderr io.Writer) int {
 		cfg.Caller = caller
 		logger.Printf("hello: calling %s through the discovery client %s", strings.Join(cfg.Downstream, ", "), caller.ID())
 	}
-	srv := &http.Server{Addr: addr, Handler: New(cfg, time.Now), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	app := New(cfg, time.Now)
+	srv := &http.Server{Addr: addr, Handler: app, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	mode := "HTTP/1.1"
+	if *grpcMode {
+		h, stop := app.GRPC()
+		defer stop()
+		srv.Handler = h
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		mode = "HTTP/1.1, h2c and gRPC"
+	}
 	if *crashAfter > 0 {
 		time.AfterFunc(*crashAfter, func() {
 			fmt.Fprintf(stderr, "hello: crashing (--crash-after %s)\n", *crashAfter)
@@ -86,7 +98,7 @@ func Main(args []string, stderr io.Writer) int {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	logger.Printf("hello %s listening on %s", cfg.Version, addr)
+	logger.Printf("hello %s listening on %s (%s)", cfg.Version, addr, mode)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Printf("hello: %v", err)
 		return 1

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 
 	"github.com/redblack/redblack/shared/routing"
 )
@@ -30,6 +32,7 @@ type Fast struct {
 	srv     *fasthttp.Server
 	tunnels chan struct{} // a slot per spliced connection
 	bodies  atomic.Int64  // request body bytes buffered now
+	h2      *h2           // the HTTP/2 side (h2.go)
 }
 
 // NewFast builds the data plane with an empty table.
@@ -38,8 +41,13 @@ func NewFast(cfg Config) *Fast {
 	f := &Fast{cfg: cfg, tunnels: make(chan struct{}, cfg.MaxTunnels)}
 	f.table.Store(&routing.Table{})
 	f.srv = f.server(f.serve)
+	f.h2 = newH2(f)
 	return f
 }
+
+// CountGRPC sets where gRPC answers are counted by code (default nowhere);
+// call it before serving.
+func (f *Fast) CountGRPC(c GRPCCounter) { f.h2.grpc = c }
 
 // server returns a fasthttp server with the data plane's settings.
 func (f *Fast) server(h fasthttp.RequestHandler) *fasthttp.Server {
@@ -63,13 +71,13 @@ func (f *Fast) server(h fasthttp.RequestHandler) *fasthttp.Server {
 }
 
 // ServeService serves connections from l for one service, whatever their
-// Host header (a service's dedicated port), until the returned server is
-// shut down.
+// Host header (a service's dedicated port), HTTP/1.1 and h2c, until the
+// returned server is shut down.
 func (f *Fast) ServeService(l net.Listener, service string) *fasthttp.Server {
 	srv := f.server(func(ctx *fasthttp.RequestCtx) {
 		f.route(ctx, f.table.Load().Services[service], service)
 	})
-	go func() { _ = srv.Serve(l) }()
+	go func() { _ = srv.Serve(f.sniff(l, f.h2.handler(service), nil)) }()
 	return srv
 }
 
@@ -98,11 +106,24 @@ func (f *Fast) Swap(t *routing.Table) { f.table.Store(t) }
 // Table returns the current table.
 func (f *Fast) Table() *routing.Table { return f.table.Load() }
 
-// Serve serves connections from l until Shutdown.
-func (f *Fast) Serve(l net.Listener) error { return f.srv.Serve(l) }
+// Serve serves connections from l until Shutdown: HTTP/1.1, and HTTP/2
+// from clients that open with its preface (h2c with prior knowledge).
+func (f *Fast) Serve(l net.Listener) error { return f.srv.Serve(f.sniff(l, f.h2.handler(""), nil)) }
 
-// Shutdown stops accepting and waits for requests in flight to finish.
-func (f *Fast) Shutdown(ctx context.Context) error { return f.srv.ShutdownWithContext(ctx) }
+// ServeTLS serves TLS connections from l with conf's certificates until
+// Shutdown: HTTP/2 where the client offers h2 by ALPN, HTTP/1.1 otherwise.
+func (f *Fast) ServeTLS(l net.Listener, conf *tls.Config) error {
+	conf = conf.Clone()
+	conf.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+	return f.srv.Serve(f.sniff(l, f.h2.handler(""), conf))
+}
+
+// Shutdown stops accepting and waits for requests in flight to finish,
+// HTTP/2 streams too (their connections are sent GOAWAY).
+func (f *Fast) Shutdown(ctx context.Context) error {
+	err := f.srv.ShutdownWithContext(ctx)
+	return errors.Join(err, f.h2.shutdown(ctx))
+}
 
 // CloseIdle closes idle upstream connections of instances no longer in the
 // table (drained groups keep none open).
@@ -195,7 +216,11 @@ func (f *Fast) route(ctx *fasthttp.RequestCtx, svc *routing.Service, name string
 	} else {
 		h.Set("X-Forwarded-For", ip)
 	}
-	h.Set("X-Forwarded-Proto", "http")
+	if ctx.IsTLS() {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
 	h.SetBytesV("X-Forwarded-Host", ctx.Host())
 	if h.ConnectionUpgrade() {
 		f.upgrade(ctx, g)
