@@ -23,7 +23,7 @@ import (
 )
 
 func (a *app) demoCmd() *cobra.Command {
-	var keep, withChaos, tiers bool
+	var keep, withChaos, tiers, grpcMode bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the mesh in a temp dir and release hello four times under load: two complete, two roll back",
@@ -58,20 +58,28 @@ discovery), api v3 (--fail-after: rolled back in its bake) and edge v2
 each release every second stays within ±5 % of the 10 s before it, and the edge
 fails no request (api v3's failures are answered from api v2).
 
+With --grpc, hello runs in its gRPC mode (protocol grpc: HTTP/1.1, h2c and
+gRPC on one port) and a gRPC load of unary and server-streaming calls runs
+through the router beside the HTTP load; the table adds the calls that
+succeeded and failed per release. A healthy release fails none. gRPC calls
+are POSTs, not rescued: v3's INTERNAL and v4's UNAVAILABLE reach their
+callers, and are counted, until the rollback.
+
 It exits 0 only when every outcome is the expected one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tiers {
-				if withChaos {
-					return fmt.Errorf("demo: --tiers and --chaos are separate scenarios")
+				if withChaos || grpcMode {
+					return fmt.Errorf("demo: --tiers is a scenario of its own, without --chaos or --grpc")
 				}
 				return a.demoTiers(keep)
 			}
-			return a.demo(keep, withChaos)
+			return a.demo(keep, withChaos, grpcMode)
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temp dir (JetStream files) afterwards")
 	cmd.Flags().BoolVar(&tiers, "tiers", false, "the layered scenario instead: edge behind the router, api and store found through discovery, under a paced load; api v2 (healthy), api v3 (bake fails) and edge v2 (healthy), with the store's request rate around each")
+	cmd.Flags().BoolVar(&grpcMode, "grpc", false, "release hello in its gRPC mode (protocol grpc), with a gRPC load of unary and server-streaming calls beside the HTTP load")
 	cmd.Flags().BoolVar(&withChaos, "chaos", false, "let Chaos Monkey loose, unleashed, in its fast mode (a kill every ~2 s) from v1 on, with a 20 s chaos-only span after v2")
 	return cmd
 }
@@ -94,6 +102,7 @@ type demoRow struct {
 	version, outcome, phases, rollback string
 	exposure                           string // first failed request → traffic restored
 	served, failed, rescued            int64  // rescued: answered by the old group after failing on the new one
+	grpcOK, grpcFailed                 int64  // gRPC calls (--grpc)
 }
 
 // DemoLatencySlack is the demos' bake latency slack: a p99 increase below
@@ -118,7 +127,7 @@ func DemoSpec(hello string) spec.Service {
 	}
 }
 
-func (a *app) demo(keep, withChaos bool) error {
+func (a *app) demo(keep, withChaos, grpcMode bool) error {
 	start := time.Now()
 	step := func(format string, args ...any) {
 		fmt.Fprintf(a.out, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -168,6 +177,12 @@ func (a *app) demo(keep, withChaos bool) error {
 	}
 	store := release.Store{KV: rkv}
 	hs := DemoSpec(hello)
+	var mode []string // hello's flags in every release
+	if grpcMode {
+		mode = []string{"--grpc"}
+		hs.Protocol = spec.ProtocolGRPC
+		hs.Artifact.Command = append(hs.Artifact.Command, mode...)
+	}
 	if withChaos {
 		hs.Chaos = spec.Chaos{Enabled: true, MeanTimeBetweenKills: spec.KillInterval{Every: time.Second}, MinTimeBetweenKills: spec.KillInterval{Every: 2 * time.Second}}
 	}
@@ -203,6 +218,14 @@ func (a *app) demo(keep, withChaos bool) error {
 	}
 
 	var load *bench.Load
+	var gload *bench.GRPCLoad
+	grpcCalls := func() (ok, failed int64) {
+		if gload == nil {
+			return 0, 0
+		}
+		u, st := gload.OK()
+		return u + st, gload.Failed()
+	}
 	var checks []check
 	var rows []demoRow
 	runRelease := func(r demoRelease) {
@@ -211,7 +234,9 @@ func (a *app) demo(keep, withChaos bool) error {
 		if load != nil {
 			served0, failed0, rescued0 = load.OK(), load.Failed(), load.Rescued()
 		}
-		id, _, err := c.requestVersion("hello", r.version, events.Artifact{Command: append([]string{hello, "--version", r.version}, r.flags...)})
+		grpcOK0, grpcFailed0 := grpcCalls()
+		args := append(append([]string{hello, "--version", r.version}, mode...), r.flags...)
+		id, _, err := c.requestVersion("hello", r.version, events.Artifact{Command: args})
 		row := demoRow{version: r.version}
 		got := ""
 		if err == nil && r.version == "v2" { // a second request while v2 is in flight
@@ -235,6 +260,8 @@ func (a *app) demo(keep, withChaos bool) error {
 			row.served, row.failed, row.rescued = load.OK()-served0, load.Failed()-failed0, load.Rescued()-rescued0
 			row.exposure = ended.exposure(id, failed0)
 		}
+		ok, failed := grpcCalls()
+		row.grpcOK, row.grpcFailed = ok-grpcOK0, failed-grpcFailed0
 		if rec, _, err := store.Get(ctx, id); err == nil {
 			row.outcome, row.phases, row.rollback = summarise(rec)
 			if rec.Report != nil && r.wantVia == events.CanaryFailed {
@@ -260,6 +287,13 @@ func (a *app) demo(keep, withChaos bool) error {
 	version.Store("")
 	load = bench.StartLoad(m.HTTP(), "hello", 4, func(v string, _ time.Time) { version.Store(v) }, ended.failed)
 	step("steady load through the router: 4 clients, http://%s with Host: hello", m.HTTP())
+	if grpcMode {
+		if gload, err = bench.StartGRPCLoad(m.HTTP(), "hello", 2); err != nil {
+			return err
+		}
+		defer gload.Stop()
+		step("gRPC load through the router: 2 clients over h2c, :authority hello, unary and server-streaming (%d messages) calls", bench.GRPCStreamLen)
+	}
 	stopTicks := make(chan struct{})
 	defer close(stopTicks)
 	go func() { // a pulse while phases run quietly (a bake prints nothing)
@@ -292,10 +326,18 @@ func (a *app) demo(keep, withChaos bool) error {
 	runRelease(demoRelease{version: "v4", note: "--error-rate 0.3: the canary catches it", flags: []string{"--error-rate", "0.3"}, want: release.PhaseRolledBack, wantVia: events.CanaryFailed})
 	served, lost, versions := load.Stop()
 	step("load: %d requests, %d failed, versions seen %v", served+lost, lost, versions)
+	if gload != nil {
+		gload.Stop()
+		ok, failed := grpcCalls()
+		step("gRPC load: %d calls, %d failed (%s); unary calls answered by %s", ok+failed, failed, gload.Codes(), gload.Versions())
+	}
 	for _, r := range rows {
 		switch r.version {
 		case "v2":
 			checks = append(checks, check{"requests failed during the healthy release v2", "0", fmt.Sprint(r.failed)})
+			if gload != nil {
+				checks = append(checks, check{"gRPC calls failed during the healthy release v2", "0", fmt.Sprint(r.grpcFailed)})
+			}
 		case "v3", "v4":
 			// the load's GETs that failed on the bad group were answered
 			// by the old group (a rescue): users saw none
@@ -305,13 +347,21 @@ func (a *app) demo(keep, withChaos bool) error {
 
 	fmt.Fprintln(a.out)
 	tw := newTable(a.out)
-	fmt.Fprintln(tw, "RELEASE\tOUTCOME\tPHASES\tSERVED\tFAILED\tRESCUED\tFIRST FAILURE→RESTORED\tROLLBACK")
+	head := "RELEASE\tOUTCOME\tPHASES\tSERVED\tFAILED\tRESCUED\tFIRST FAILURE→RESTORED\tROLLBACK"
+	if gload != nil {
+		head += "\tGRPC CALLS OK\tGRPC FAILED"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range rows {
 		served := fmt.Sprint(r.served)
 		if r.served < 0 {
 			served = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.version, r.outcome, r.phases, served, r.failed, r.rescued, r.exposure, r.rollback)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s", r.version, r.outcome, r.phases, served, r.failed, r.rescued, r.exposure, r.rollback)
+		if gload != nil {
+			line += fmt.Sprintf("\t%d\t%d", r.grpcOK, r.grpcFailed)
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 	return a.report(checks, start)
