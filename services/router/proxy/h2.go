@@ -71,9 +71,9 @@ func newH2(f *Fast) *h2 {
 		},
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     p,
-		FlushInterval: -1, // streams: every frame as it comes
+		Rewrite:        p.rewrite,
+		Transport:      p,
+		FlushInterval:  -1, // streams: every frame as it comes
 		ModifyResponse: trailersOnly,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.fail(w, http.StatusBadGateway, err.Error())
