@@ -18,6 +18,7 @@ import (
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/procfs"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -40,9 +41,14 @@ type Mesh struct {
 }
 
 // StartMesh starts the mesh in dir with a hello spec of capacity instances
-// and group hello-v001 ready and taking all traffic.
+// and the groups ready.
 func StartMesh(dir, hello string, capacity int, groups ...string) (*Mesh, error) {
-	cfg := mesh.DefaultConfig()
+	return StartMeshWith(mesh.DefaultConfig(), dir, hello, capacity, groups...)
+}
+
+// StartMeshWith is StartMesh from cfg: with cfg.DataPlane, the router runs
+// as its own process, as under `redblack up`.
+func StartMeshWith(cfg mesh.Config, dir, hello string, capacity int, groups ...string) (*Mesh, error) {
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
@@ -173,12 +179,18 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Anchor is a running nginx or haproxy.
+// Anchor is a running nginx, haproxy or Caddy.
 type Anchor struct {
 	Name string
 	Port int
-	cmd  *exec.Cmd
+	// Config is the configuration it runs with, as written.
+	Config string
+	cmd    *exec.Cmd
 }
+
+// Pid is the anchor's process (nginx's master, whose workers are its
+// children).
+func (a *Anchor) Pid() int { return a.cmd.Process.Pid }
 
 // Stop kills it.
 func (a *Anchor) Stop() {
@@ -188,8 +200,9 @@ func (a *Anchor) Stop() {
 	}
 }
 
-// StartNginx runs nginx with 2 workers and upstream keep-alive in front of
-// backends.
+// StartNginx runs nginx with 2 workers, upstream keep-alive and no limit
+// on a connection's requests (nginx closes a client or upstream connection
+// after 1,000 by default) in front of backends.
 func StartNginx(dir string, backends []string) (*Anchor, error) {
 	port, err := FreePort()
 	if err != nil {
@@ -203,12 +216,14 @@ func StartNginx(dir string, backends []string) (*Anchor, error) {
 daemon off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 4096; multi_accept on; }
 http {
   access_log off;
+  keepalive_requests 1000000;
   client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
   upstream hello {
 %[2]s    keepalive 256;
+    keepalive_requests 1000000;
   }
   server {
     listen 127.0.0.1:%[3]d;
@@ -225,7 +240,7 @@ http {
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return startAnchor("nginx", port, exec.Command("nginx", "-c", cfg, "-p", dir))
+	return startAnchor("nginx", port, conf, exec.Command("nginx", "-c", cfg, "-p", dir))
 }
 
 // StartHAProxy runs haproxy with 2 threads and connection reuse.
@@ -257,15 +272,42 @@ backend be
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return startAnchor("haproxy", port, exec.Command("haproxy", "-f", cfg, "-db"))
+	return startAnchor("haproxy", port, conf, exec.Command("haproxy", "-f", cfg, "-db"))
 }
 
-func startAnchor(name string, port int, cmd *exec.Cmd) (*Anchor, error) {
+// StartCaddy runs Caddy, the Go peer, as a reverse proxy in front of
+// backends: least connections, no access log, no admin endpoint, HTTP only.
+func StartCaddy(dir string, backends []string) (*Anchor, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`{
+	admin off
+	auto_https off
+}
+http://:%d {
+	bind 127.0.0.1
+	reverse_proxy %s {
+		lb_policy least_conn
+	}
+}
+`, port, strings.Join(backends, " "))
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("caddy", "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	return startAnchor("caddy", port, conf, cmd)
+}
+
+func startAnchor(name string, port int, conf string, cmd *exec.Cmd) (*Anchor, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: %w (apt-get install nginx haproxy wrk)", name, err)
+		return nil, fmt.Errorf("%s: %w (apt-get install nginx haproxy caddy wrk hey)", name, err)
 	}
-	a := &Anchor{Name: name, Port: port, cmd: cmd}
+	a := &Anchor{Name: name, Port: port, Config: conf, cmd: cmd}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			c.Close()
@@ -274,4 +316,53 @@ func startAnchor(name string, port int, cmd *exec.Cmd) (*Anchor, error) {
 	}
 	a.Stop()
 	return nil, fmt.Errorf("%s did not listen on %d", name, port)
+}
+
+// CPUResult is what a fixed-rate run measured of a proxy's CPU.
+type CPUResult struct {
+	// Requests answered 2xx in the run, and the others.
+	Requests, Errors int64
+	// CPU is the proxy's CPU time (user and system, its process and its
+	// children) over the run; PerRequest is CPU / Requests.
+	CPU, PerRequest time.Duration
+}
+
+var heyStatusRE = regexp.MustCompile(`\[(\d+)\]\s+(\d+) responses`)
+
+// CPUPerRequest sends rate requests/s (below saturation: the proxies' CPU
+// then measures their work per request, not the contention for the cores)
+// for d with hey to url with the Host header, and reads the CPU time of
+// the process pid and its children from /proc before and after.
+func CPUPerRequest(pid int, url, host string, rate, workers int, d time.Duration) (CPUResult, error) {
+	var r CPUResult
+	before, err := procfs.TreeCPU(pid)
+	if err != nil {
+		return r, err
+	}
+	args := []string{"-z", d.String(), "-c", strconv.Itoa(workers), "-q", strconv.Itoa(max(rate/workers, 1)), "-disable-compression"}
+	if host != "" {
+		args = append(args, "-host", host)
+	}
+	out, err := exec.Command("hey", append(args, url)...).CombinedOutput()
+	if err != nil {
+		return r, fmt.Errorf("hey %s: %v\n%s", url, err, out)
+	}
+	after, err := procfs.TreeCPU(pid)
+	if err != nil {
+		return r, err
+	}
+	for _, m := range heyStatusRE.FindAllStringSubmatch(string(out), -1) {
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		if m[1][0] == '2' {
+			r.Requests += n
+		} else {
+			r.Errors += n
+		}
+	}
+	if r.Requests == 0 {
+		return r, fmt.Errorf("hey %s: no 2xx answer\n%s", url, out)
+	}
+	r.CPU = after - before
+	r.PerRequest = r.CPU / time.Duration(r.Requests)
+	return r, nil
 }

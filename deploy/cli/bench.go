@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/logging"
 )
 
@@ -97,21 +97,38 @@ func (a *app) benchCmd() *cobra.Command {
 	}
 	fleetCmd.Flags().IntVar(&kills, "kills", 5, "instances to SIGKILL for the replacement figure")
 	var dur time.Duration
-	var rounds, conns int
-	var cpuprofile string
+	var rounds, conns, rate int
+	var inProcess, showConfigs bool
+	var routerEnv []string
 	routerCmd := &cobra.Command{
 		Use:   "router",
-		Short: "rps, p50, p99 and errors through the router, nginx and haproxy, and straight to a backend, in one run",
-		Long: `Starts the mesh with a 3-instance hello group, then nginx (2 workers, upstream
-keep-alive 256) and haproxy (2 threads, http-reuse always) in front of the same 3
-instances, and drives the same bounded wrk load (2 threads, --connections, --duration)
-through each, interleaved over --rounds. Needs nginx, haproxy and wrk
-(apt-get install nginx haproxy wrk).`,
+		Short: "requests/s, p50, p99 and CPU per request through the router, nginx, haproxy and Caddy, and straight to a backend, in one run",
+		Long: `Starts the mesh with a 3-instance hello group and the router as its own process
+(as under redblack up), then nginx (2 workers, keep-alive 256 to the upstreams,
+no limit on a connection's requests), haproxy (2 threads, http-reuse always) and
+Caddy (the Go peer, least_conn) in front of the same 3 instances, and drives:
+
+  - the same bounded wrk load (2 threads, --connections, --duration) through
+    each, interleaved over --rounds: requests/s, p50, p99;
+  - a fixed rate below saturation (--rate requests/s with hey, for --duration)
+    through each proxy, reading the proxy's CPU time (its process and its
+    children: nginx's workers) from /proc before and after: CPU per request,
+    the figure that holds on a noisy machine.
+
+Every figure is also printed as a ratio to nginx. --configs prints the anchors'
+configurations. Needs nginx, haproxy, caddy, wrk and hey
+(apt-get install nginx haproxy caddy wrk hey).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tab := newTable(a.out)
-			defer tab.Flush()
-			dir, bm, err := benchMesh("hello-v001")
+			cfg := mesh.DefaultConfig()
+			if !inProcess {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				cfg.DataPlane = &mesh.DataPlane{Exe: self, LogLevel: "error", Env: routerEnv}
+			}
+			dir, bm, err := benchMeshWith(cfg, "hello-v001")
 			if err != nil {
 				return err
 			}
@@ -130,38 +147,41 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 			for _, i := range g.Instances {
 				backends = append(backends, i.Address)
 			}
-			for _, d := range []string{"nginx", "haproxy"} {
-				os.MkdirAll(filepath.Join(dir, d), 0o755)
-			}
-			ngx, err := bench.StartNginx(filepath.Join(dir, "nginx"), backends)
-			if err != nil {
-				return err
-			}
-			defer ngx.Stop()
-			hap, err := bench.StartHAProxy(filepath.Join(dir, "haproxy"), backends)
-			if err != nil {
-				return err
-			}
-			defer hap.Stop()
-			targets := []struct{ name, url, host string }{
-				{"direct (one backend)", "http://" + backends[0] + "/", ""},
-				{"nginx", fmt.Sprintf("http://127.0.0.1:%d/", ngx.Port), "hello"},
-				{"haproxy", fmt.Sprintf("http://127.0.0.1:%d/", hap.Port), "hello"},
-				{"redblack router", "http://" + bm.M.HTTP() + "/", "hello"},
-			}
-			sums := map[string]*bench.WrkResult{}
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
+			var anchors []*bench.Anchor
+			defer func() {
+				for _, an := range anchors {
+					an.Stop()
+				}
+			}()
+			for _, start := range []func(string, []string) (*bench.Anchor, error){bench.StartNginx, bench.StartHAProxy, bench.StartCaddy} {
+				d, err := os.MkdirTemp(dir, "anchor-")
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
+				an, err := start(d, backends)
+				if err != nil {
 					return err
 				}
+				anchors = append(anchors, an)
 			}
+			routerPid := bm.M.DataPlanePid()
+			if routerPid == 0 {
+				routerPid = os.Getpid() // in process: the whole mesh's CPU
+			}
+			type target struct {
+				name, url, host string
+				pid             int
+			}
+			targets := []target{{"direct (one backend)", "http://" + backends[0] + "/", "", 0}}
+			for _, an := range anchors {
+				targets = append(targets, target{an.Name, fmt.Sprintf("http://127.0.0.1:%d/", an.Port), "hello", an.Pid()})
+			}
+			targets = append(targets, target{"redblack router", "http://" + bm.M.HTTP() + "/", "hello", routerPid})
+			sums := map[string]*bench.WrkResult{}
+			cpus := map[string]bench.CPUResult{}
 			for r := 0; r < rounds; r++ {
 				for _, t := range targets {
+					fmt.Fprintf(a.err, "round %d of %d: wrk through %s\n", r+1, rounds, t.name)
 					l, err := bench.Wrk(t.name, t.url, t.host, conns, dur)
 					if err != nil {
 						return err
@@ -178,24 +198,65 @@ through each, interleaved over --rounds. Needs nginx, haproxy and wrk
 					s.Errors += l.Errors
 				}
 			}
-			ref := sums["nginx"]
-			if cpuprofile != "" {
-				pprof.StopCPUProfile()
+			for _, t := range targets {
+				if t.pid == 0 {
+					continue
+				}
+				fmt.Fprintf(a.err, "%d requests/s through %s for %s: its CPU\n", rate, t.name, dur)
+				c, err := bench.CPUPerRequest(t.pid, t.url, t.host, rate, 16, dur)
+				if err != nil {
+					return err
+				}
+				cpus[t.name] = c
 			}
-			fmt.Fprintf(a.out, "wrk -t2 -c%d -d%s, %d round(s), 3 hello backends, mean per round\n", conns, dur, rounds)
-			fmt.Fprintf(tab, "%v\t%v\t%v\t%v\t%v\t%v\t%v\n", "target", "rps", "p50", "p99", "errors", "rps/nginx", "p99/nginx")
+			ref, refCPU := sums["nginx"], cpus["nginx"]
+			where := "the router as its own process (as under up)"
+			if len(routerEnv) > 0 {
+				where += " with " + strings.Join(routerEnv, " ")
+			}
+			if inProcess {
+				where = "the router in this process (its CPU is the whole mesh's)"
+			}
+			fmt.Fprintf(a.out, "wrk -t2 -c%d -d%s, %d round(s) interleaved, mean per round; then %d requests/s for %s with hey -c16, CPU from /proc; 3 hello backends; %s\n",
+				conns, dur, rounds, rate, dur, where)
+			tab := newTable(a.out)
+			fmt.Fprintf(tab, "%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\n", "target", "rps", "p50", "p99", "errors", "CPU/request", "rps/nginx", "p99/nginx", "CPU/req/nginx")
 			for _, t := range targets {
 				s := sums[t.name]
-				fmt.Fprintf(tab, "%v\t%.0f\t%v\t%v\t%d\t%.2f\t%.2f\n", t.name, s.RPS, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond),
-					s.Errors, s.RPS/ref.RPS, float64(s.P99)/float64(ref.P99))
+				cpu, cpuRatio := "-", "-"
+				if c, ok := cpus[t.name]; ok {
+					cpu = fmt.Sprintf("%.1fµs", float64(c.PerRequest)/float64(time.Microsecond))
+					cpuRatio = fmt.Sprintf("%.2f", float64(c.PerRequest)/float64(refCPU.PerRequest))
+					s.Errors += c.Errors
+				}
+				fmt.Fprintf(tab, "%v\t%.0f\t%v\t%v\t%d\t%s\t%.2f\t%.2f\t%s\n", t.name, s.RPS, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond),
+					s.Errors, cpu, s.RPS/ref.RPS, float64(s.P99)/float64(ref.P99), cpuRatio)
+			}
+			tab.Flush()
+			best := ref
+			for _, n := range []string{"haproxy"} {
+				if sums[n].RPS > best.RPS {
+					best = sums[n]
+				}
+			}
+			rb := sums["redblack router"]
+			fmt.Fprintf(a.out, "redblack against the best of nginx and haproxy (%s): %.2f× its requests/s, p99 %.2f× its p99; CPU per request %.2f× nginx's\n",
+				best.Target, rb.RPS/best.RPS, float64(rb.P99)/float64(best.P99), float64(cpus["redblack router"].PerRequest)/float64(refCPU.PerRequest))
+			if showConfigs {
+				for _, an := range anchors {
+					fmt.Fprintf(a.out, "\n# %s\n%s", an.Name, an.Config)
+				}
 			}
 			return nil
 		},
 	}
-	routerCmd.Flags().DurationVar(&dur, "duration", 10*time.Second, "wrk duration per target and round")
+	routerCmd.Flags().DurationVar(&dur, "duration", 10*time.Second, "wrk duration per target and round, and the fixed-rate run's")
 	routerCmd.Flags().IntVar(&rounds, "rounds", 2, "interleaved rounds")
 	routerCmd.Flags().IntVar(&conns, "connections", 64, "wrk connections")
-	routerCmd.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write this process's CPU profile (router and mesh) to FILE")
+	routerCmd.Flags().IntVar(&rate, "rate", 5000, "requests/s of the CPU-per-request run (below every proxy's saturation)")
+	routerCmd.Flags().BoolVar(&inProcess, "in-process-router", false, "run the router in this process (the old bench), not as its own process")
+	routerCmd.Flags().BoolVar(&showConfigs, "configs", false, "print the anchors' configurations")
+	routerCmd.Flags().StringArrayVar(&routerEnv, "router-env", nil, "KEY=VALUE in the router process's environment (GOMAXPROCS, GOGC…); repeatable")
 
 	var switches, switchKills, workers, upKills int
 	var every, upDown time.Duration
@@ -569,6 +630,12 @@ func mb(b int64) float64 { return float64(b) / 1e6 }
 // benchMesh makes a temp dir, builds hello into it, starts the mesh with a
 // 3-instance group per name and switches all traffic to the first.
 func benchMesh(groups ...string) (string, *bench.Mesh, error) {
+	return benchMeshWith(mesh.DefaultConfig(), groups...)
+}
+
+// benchMeshWith is benchMesh from cfg (with cfg.DataPlane: the router as
+// its own process).
+func benchMeshWith(cfg mesh.Config, groups ...string) (string, *bench.Mesh, error) {
 	dir, err := os.MkdirTemp("", "redblack-bench-")
 	if err != nil {
 		return "", nil, err
@@ -576,7 +643,7 @@ func benchMesh(groups ...string) (string, *bench.Mesh, error) {
 	hello, err := buildHello(dir)
 	if err == nil {
 		var bm *bench.Mesh
-		if bm, err = bench.StartMesh(filepath.Join(dir, "mesh"), hello, 3, groups...); err == nil {
+		if bm, err = bench.StartMeshWith(cfg, filepath.Join(dir, "mesh"), hello, 3, groups...); err == nil {
 			if err = bm.Switch(groups[0]); err == nil {
 				return dir, bm, nil
 			}

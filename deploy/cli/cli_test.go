@@ -21,6 +21,7 @@ import (
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/svcmain"
 )
 
 // run runs the command line in-process against url.
@@ -480,5 +481,16 @@ func TestTopologyCheck(t *testing.T) {
 	}
 	if code, out, _ = run(t, url, "topology", "check", "--replicas", "3"); code != 0 || !strings.Contains(out, "raise") || !strings.Contains(out, "to change") {
 		t.Fatalf("check at 3 replicas: %d %q", code, out)
+	}
+}
+
+// Every service's program binds its flags beside svcmain's common ones
+// without a clash (a flag defined twice panics when the program starts).
+func TestProgramsFlags(t *testing.T) {
+	for name, p := range programs {
+		var out bytes.Buffer
+		if code := svcmain.Run(p(), []string{"-h"}, &out); code != 2 || !strings.Contains(out.String(), "-server") {
+			t.Errorf("%s -h: exit %d, %q", name, code, out.String())
+		}
 	}
 }

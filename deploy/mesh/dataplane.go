@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -24,6 +25,8 @@ type DataPlane struct {
 	Admin string
 	// Args are more flags for the router (the aws edge's).
 	Args []string
+	// Env adds to the router's environment (GOMAXPROCS=1, say).
+	Env []string
 	// LogLevel is the router's log level (default info); its log goes to
 	// <data>/logs/router.log.
 	LogLevel string
@@ -76,8 +79,12 @@ func (m *Mesh) startDataPlane(cfg Config, creds string) error {
 	args := []string{"run", "router", "--server", m.URL(), "--creds", creds, "--log-level", level,
 		"--http", m.http, "--admin", admin, "--metrics-interval", cfg.Router.MetricsInterval.String()}
 	args = append(args, dp.Args...)
+	var env []string // nil: this process's
+	if len(dp.Env) > 0 {
+		env = append(os.Environ(), dp.Env...)
+	}
 	m.sup = supervise.New(m.log)
-	return m.sup.Start(supervise.Spec{Name: DataPlaneName, Path: dp.Exe, Args: args,
+	return m.sup.Start(supervise.Spec{Name: DataPlaneName, Path: dp.Exe, Args: args, Env: env,
 		State: filepath.Join(data, "dataplane.json"), Log: filepath.Join(data, "logs", "router.log")})
 }
 

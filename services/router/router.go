@@ -244,7 +244,7 @@ func (s *Service) Run(ctx context.Context) error {
 // listenTLS opens the TLS address with the certificate.
 func (s *Service) listenTLS() (net.Listener, *tls.Config, error) {
 	if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
-		return nil, nil, fmt.Errorf("--https %s needs --tls-cert and --tls-key", s.cfg.HTTPS)
+		return nil, nil, fmt.Errorf("--https %s needs --https-cert and --https-key", s.cfg.HTTPS)
 	}
 	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 	if err != nil {

@@ -71,3 +71,46 @@ func Alive(pid int, startTicks uint64) bool {
 	state, ticks, err := Stat(pid)
 	return err == nil && state != 'Z' && state != 'X' && ticks == startTicks
 }
+
+// TreeCPU is the CPU time (user and system) used by pid and by every
+// process descended from it that is alive now: a server's master and its
+// workers (nginx), or a process and its threads (their time is the
+// process's).
+func TreeCPU(pid int) (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	parent := map[int]int{}
+	ticks := map[int]uint64{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := stat(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		ppid, _ := strconv.Atoi(f[1]) // field 4 overall
+		utime, err1 := strconv.ParseUint(f[11], 10, 64)
+		stime, err2 := strconv.ParseUint(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		parent[p], ticks[p] = ppid, utime+stime
+	}
+	if _, ok := ticks[pid]; !ok {
+		return 0, fmt.Errorf("procfs: no process %d", pid)
+	}
+	var sum uint64
+	for p, t := range ticks {
+		for q := p; q > 1; q = parent[q] {
+			if q == pid {
+				sum += t
+				break
+			}
+		}
+	}
+	return time.Duration(sum) * time.Second / userHZ, nil
+}

@@ -1,0 +1,55 @@
+package procfs_test
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redblack/redblack/shared/procfs"
+)
+
+// TreeCPU counts a process's children: a shell that only waits for a busy
+// child of its own uses no CPU itself, its tree does.
+func TestTreeCPUCountsDescendants(t *testing.T) {
+	cmd := exec.Command("sh", "-c", `sh -c 'while :; do :; done' & wait`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}()
+	_, start, err := procfs.Stat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		tree, err := procfs.TreeCPU(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, err := procfs.CPU(cmd.Process.Pid, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tree >= 300*time.Millisecond {
+			if own > 100*time.Millisecond {
+				t.Fatalf("the waiting shell itself used %s", own)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tree used %s in 20 s with a busy child", tree)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestTreeCPUOfNoProcess(t *testing.T) {
+	if _, err := procfs.TreeCPU(1 << 30); err == nil {
+		t.Fatal("no error for a pid that does not exist")
+	}
+}
