@@ -17,6 +17,7 @@ import (
 
 	"github.com/redblack/redblack/deploy/cluster"
 	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/services/router"
 	"github.com/redblack/redblack/shared/logging"
 )
 
@@ -71,6 +72,10 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 			if hostsN != 1 && (nodes == 0 || hostsN < 1 || hostsN > 5 || awsf.provider.Provider == "aws") {
 				return fmt.Errorf("--hosts %d: want 1..5, with --nodes and the local provider", hostsN)
 			}
+			httpsArgs, err := routerTLS(&cfg.Router)
+			if err != nil {
+				return err
+			}
 			if nodes > 0 {
 				for _, f := range []string{"ui", "admin", "otlp"} {
 					if cmd.Flags().Changed(f) {
@@ -78,6 +83,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 					}
 				}
 				provArgs, routerArgs := awsf.args()
+				routerArgs = append(routerArgs, httpsArgs...)
 				return a.upCluster(ctx, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
 					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
 			}
@@ -88,6 +94,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 				}
 				dataPlane.Exe, dataPlane.LogLevel = self, a.logLevel
 				_, dataPlane.Args = awsf.args()
+				dataPlane.Args = append(dataPlane.Args, httpsArgs...)
 				if !cmd.Flags().Changed("router-admin") && cfg.Admin == "" {
 					dataPlane.Admin = "" // no admin port asked for: none for the router either
 				}
@@ -124,6 +131,9 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&cfg.TLSKey, "nats-tls-key", "", "TLS key of the NATS listener")
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
+	cmd.Flags().StringVar(&cfg.Router.HTTPS, "https", "", "TLS address of the router's data plane (HTTP/2 by ALPN, and HTTP/1.1); needs --https-cert and --https-key")
+	cmd.Flags().StringVar(&cfg.Router.TLSCert, "https-cert", "", "the TLS certificate of --https (PEM file)")
+	cmd.Flags().StringVar(&cfg.Router.TLSKey, "https-key", "", "the TLS key of --https (PEM file)")
 	cmd.Flags().StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
 	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&dataPlane.Admin, "router-admin", dataPlane.Admin, "address of the router process's /metrics and /healthz (how stale its tables are); empty for none (the default when --admin is empty)")
@@ -193,4 +203,29 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, cc cluster.Config,
 	fmt.Fprintln(a.out, "redblack stopping")
 	c.Stop()
 	return nil
+}
+
+// routerTLS checks the router's --https flags, makes the files' paths
+// absolute, and returns them as the router process's flags (none without
+// --https).
+func routerTLS(r *router.Config) ([]string, error) {
+	if r.HTTPS == "" {
+		if r.TLSCert != "" || r.TLSKey != "" {
+			return nil, fmt.Errorf("--https-cert and --https-key need --https")
+		}
+		return nil, nil
+	}
+	if r.TLSCert == "" || r.TLSKey == "" {
+		return nil, fmt.Errorf("--https %s needs --https-cert and --https-key", r.HTTPS)
+	}
+	var err error
+	for _, f := range []*string{&r.TLSCert, &r.TLSKey} {
+		if *f, err = filepath.Abs(*f); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(*f); err != nil {
+			return nil, fmt.Errorf("--https: %w", err)
+		}
+	}
+	return []string{"--https", r.HTTPS, "--https-cert", r.TLSCert, "--https-key", r.TLSKey}, nil
 }

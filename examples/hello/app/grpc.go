@@ -12,12 +12,14 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
 
 // GRPC returns hello's handler in its gRPC mode (--grpc): gRPC calls (HTTP/2
 // with a content type of application/grpc) go to a gRPC server with
-// grpc.testing.TestService and grpc.health.v1.Health; everything else, the
+// grpc.testing.TestService, grpc.health.v1.Health and server reflection;
+// everything else, the
 // health check /healthz among it, to the app's HTTP side. Serve it with
 // HTTP/1.1 and unencrypted HTTP/2 both enabled (Protocols).
 //
@@ -32,6 +34,7 @@ func (a *App) GRPC() (http.Handler, func()) {
 	testgrpc.RegisterTestServiceServer(gs, testService{a: a})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs) // grpcurl and the like list and call it without a .proto
 	ctx, cancel := context.WithCancel(context.Background())
 	go a.reportHealth(ctx, hs)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
