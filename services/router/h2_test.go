@@ -69,6 +69,53 @@ func (s *testService) StreamingOutputCall(req *testgrpc.StreamingOutputCallReque
 	return nil
 }
 
+// FullDuplexCall echoes each message as it comes, prefixed with the name.
+func (s *testService) FullDuplexCall(st testgrpc.TestService_FullDuplexCallServer) error {
+	for {
+		req, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		body := append([]byte(s.name+" "), req.GetPayload().GetBody()...)
+		if err := st.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: body}}); err != nil {
+			return err
+		}
+	}
+}
+
+// pingPong makes a bidirectional call of n turns: each message is sent
+// only once the answer to the one before came back, so a proxy that held
+// the request stream until its end would stall it.
+func pingPong(cc *grpc.ClientConn, n int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := testgrpc.NewTestServiceClient(cc).FullDuplexCall(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var got []string
+	for i := range n {
+		if err := st.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: fmt.Appendf(nil, "ping %d", i)}}); err != nil {
+			return got, err
+		}
+		m, err := st.Recv()
+		if err != nil {
+			return got, err
+		}
+		got = append(got, string(m.GetPayload().GetBody()))
+	}
+	if err := st.CloseSend(); err != nil {
+		return got, err
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		return got, fmt.Errorf("after the last turn: %v", err)
+	}
+	return got, nil
+}
+
 // unary makes a unary call and returns the server's id.
 func unary(cc *grpc.ClientConn) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -104,8 +151,8 @@ func stream(cc *grpc.ClientConn, n int) ([]string, error) {
 }
 
 // gRPC through the router, on the shared port with h2c prior knowledge and
-// on the TLS port by ALPN: a unary and a server-streaming call reach the
-// group by the route, statuses in trailers come back to the client, and
+// on the TLS port by ALPN: a unary, a server-streaming and a bidirectional
+// call reach the group by the route, statuses in trailers come back to the client, and
 // the samples count the failing group's UNAVAILABLE as errors.
 func TestGRPCThroughTheRouter(t *testing.T) {
 	r := newRigSpec(t, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Protocol: spec.ProtocolGRPC, Artifact: spec.Artifact{Command: []string{"x"}}})
@@ -137,6 +184,10 @@ func TestGRPCThroughTheRouter(t *testing.T) {
 		msgs, err := stream(cc, 5)
 		if err != nil || len(msgs) != 5 || msgs[4] != "A #4" {
 			t.Fatalf("%s: stream %q, %v", name, msgs, err)
+		}
+		turns, err := pingPong(cc, 3)
+		if err != nil || len(turns) != 3 || turns[2] != "A ping 2" {
+			t.Fatalf("%s: bidirectional stream %q, %v", name, turns, err)
 		}
 	}
 

@@ -21,6 +21,9 @@ type GroupSpec struct {
 	Capacity int             `json:"capacity"`
 	Artifact events.Artifact `json:"artifact"`
 	Health   spec.Health     `json:"health"`
+	// Protocol is the spec's: with grpc, the local provider checks an
+	// instance's health with grpc.health.v1 rather than an HTTP GET.
+	Protocol string `json:"protocol,omitempty"`
 	// Release is the release that made the group ("" for a group made by
 	// hand).
 	Release string `json:"release,omitempty"`

@@ -230,7 +230,7 @@ func (g *group) reconcile(ctx context.Context) {
 		}
 		i.checking, i.nextTick = true, now.Add(every)
 		go func(id, addr string) {
-			err := g.l.check(addr, g.spec.Health.Path)
+			err := g.l.check(addr, g.spec)
 			select {
 			case g.results <- healthResult{id: id, err: err, at: time.Now().UTC()}:
 			case <-ctx.Done():

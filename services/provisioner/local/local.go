@@ -24,9 +24,14 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/procfs"
+	"github.com/redblack/redblack/shared/spec"
 )
 
 var _ fleet.Provider = (*Local)(nil)
@@ -578,7 +583,14 @@ func describeExit(err error) error {
 }
 
 // check runs one health check.
-func (l *Local) check(addr, path string) error {
+// check health checks the instance at addr: an HTTP GET of the health
+// path (2xx or 3xx is healthy), or for a gRPC service grpc.health.v1's
+// Check of the whole server (SERVING is healthy).
+func (l *Local) check(addr string, gs fleet.GroupSpec) error {
+	if gs.Protocol == spec.ProtocolGRPC {
+		return l.checkGRPC(addr)
+	}
+	path := gs.Health.Path
 	resp, err := l.client.Get("http://" + addr + path)
 	if err != nil {
 		return err
@@ -586,6 +598,27 @@ func (l *Local) check(addr, path string) error {
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 399 {
 		return fmt.Errorf("health check %s: %s", path, resp.Status)
+	}
+	return nil
+}
+
+// checkGRPC asks the instance's gRPC health service, on a connection of
+// its own (closed after: a check every interval per instance costs a
+// handshake, and leaves nothing to clean up when the instance goes).
+func (l *Local) checkGRPC(addr string) error {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.CheckTimeout)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return fmt.Errorf("gRPC health check: %w", err)
+	}
+	if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("gRPC health check: %s", st)
 	}
 	return nil
 }

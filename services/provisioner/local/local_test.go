@@ -321,3 +321,21 @@ func liveInGroup(pgid int) int {
 	}
 	return n
 }
+
+// A gRPC service's instances are checked with grpc.health.v1, not an HTTP
+// GET: hello --grpc's health service says SERVING, then NOT_SERVING once
+// --fail-health-after has passed, and the instance goes down for it.
+func TestGRPCHealthCheck(t *testing.T) {
+	l, r := open(t, testConfig(t))
+	s := groupSpec("hello-v001", 1, "--grpc", "--fail-health-after", "2s")
+	s.Protocol = spec.ProtocolGRPC
+	s.Health.Path = "/nothing-here" // not asked: a GET of it would fail
+	if _, err := l.CreateGroup(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, fleet.Up, 1)
+	d := r.waitFor(t, fleet.Down, 1)
+	if !strings.Contains(d.Reason, "gRPC health check: NOT_SERVING") {
+		t.Fatalf("down reason %q", d.Reason)
+	}
+}
