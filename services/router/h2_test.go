@@ -58,7 +58,12 @@ func (s *testService) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*test
 }
 
 func (s *testService) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, st testgrpc.TestService_StreamingOutputCallServer) error {
-	for i := range req.GetResponseParameters() {
+	for i, p := range req.GetResponseParameters() {
+		select {
+		case <-st.Context().Done():
+			return st.Context().Err()
+		case <-time.After(time.Duration(p.GetIntervalUs()) * time.Microsecond):
+		}
 		if err := st.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: fmt.Appendf(nil, "%s #%d", s.name, i)}}); err != nil {
 			return err
 		}
@@ -259,5 +264,43 @@ func TestHTTP2ClientOfAnHTTP1Service(t *testing.T) {
 	// HTTP/1.1 on the same port is unchanged
 	if resp, body := get(t, url, "hello", nil); resp.StatusCode != 200 || body != "A" || resp.ProtoMajor != 1 {
 		t.Fatalf("HTTP/1.1 GET: %d %q proto %d", resp.StatusCode, body, resp.ProtoMajor)
+	}
+}
+
+// A caller that leaves in the middle of a stream (its own deadline or
+// cancel) is not the instance's failure: the samples count the call, not
+// as an error, so a canary is never failed by its callers' cancels.
+func TestGRPCCallerLeavingIsNotAnError(t *testing.T) {
+	r := newRigSpec(t, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Protocol: spec.ProtocolGRPC, Artifact: spec.Artifact{Command: []string{"x"}}})
+	_, url := r.startRouter(router.Config{})
+	samples, _ := r.nc.SubscribeSync(subjects.Metrics("hello", "hello-v001"))
+	r.register("hello-v001", "a", grpcBackend(t, "A", codes.OK))
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch answered %s %s", ev.Type, ev.Data)
+	}
+	cc, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	const calls = 5
+	for range calls {
+		ctx, cancel := context.WithCancel(context.Background())
+		params := []*testgrpc.ResponseParameters{{}, {IntervalUs: 10e6}} // the second message in 10 s
+		st, err := testgrpc.NewTestServiceClient(cc).StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		cancel() // gone before the stream's end
+		if _, err := st.Recv(); status.Code(err) != codes.Canceled {
+			t.Fatalf("after the cancel: %v", err)
+		}
+	}
+	requests, failed, _ := counts(t, r.nc, samples, calls)
+	if requests < calls || failed != 0 {
+		t.Fatalf("samples: %d requests, %d failed; want the %d cancelled calls counted, none failed", requests, failed, calls)
 	}
 }

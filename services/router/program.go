@@ -15,7 +15,8 @@ import (
 
 // Program is the router as a program of its own: the binary's main and
 // `redblack run router`. It serves HTTP/1.1 and h2c on --http, TLS with
-// HTTP/2 on --https, and its metrics on --admin; with --aws-listener it moves the traffic at the ALB too.
+// HTTP/2 on --https, and its metrics on --admin; with --aws-listener it
+// moves the traffic at the ALB too.
 func Program() svcmain.Program {
 	cfg := DefaultConfig()
 	var edge alb.Flags

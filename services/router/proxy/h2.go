@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -78,7 +79,7 @@ func newH2(f *Fast) *h2 {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.fail(w, http.StatusBadGateway, err.Error())
 		},
-		ErrorLog: nil,
+		ErrorLog: log.New(io.Discard, "", 0), // a stream cut midway is counted, not logged
 	}
 	return p
 }
@@ -232,11 +233,22 @@ func (p *h2) send(tr http.RoundTripper, req *http.Request, rt *route, b *routing
 	resp, err := tr.RoundTrip(&out)
 	if err != nil {
 		b.Inflight.Add(-1)
-		p.f.cfg.Done(b, 0, err, 0)
+		p.lost(req.Context(), b, err, time.Since(start))
 		return nil, err
 	}
-	resp.Body = &outcome{ReadCloser: resp.Body, p: p, rt: rt, b: b, resp: resp, took: time.Since(start)}
+	resp.Body = &outcome{ReadCloser: resp.Body, p: p, ctx: req.Context(), rt: rt, b: b, resp: resp, took: time.Since(start)}
 	return resp, nil
+}
+
+// lost counts a try on b that got no answer, or not all of it: the
+// instance's failure, unless the caller left first (its request's context
+// ended: a client's own deadline or cancel), which is a 499, no error.
+func (p *h2) lost(ctx context.Context, b *routing.Backend, err error, took time.Duration) {
+	if ctx.Err() != nil {
+		p.f.cfg.Done(b, 499, nil, took)
+		return
+	}
+	p.f.cfg.Done(b, 0, err, 0)
 }
 
 // outcome is an instance's response body: once it ends (or is closed),
@@ -244,6 +256,7 @@ func (p *h2) send(tr http.RoundTripper, req *http.Request, rt *route, b *routing
 type outcome struct {
 	io.ReadCloser
 	p    *h2
+	ctx  context.Context // the caller's request
 	rt   *route
 	b    *routing.Backend
 	resp *http.Response
@@ -274,7 +287,7 @@ func (o *outcome) done(err error, ended bool) {
 	o.once.Do(func() {
 		o.b.Inflight.Add(-1)
 		if err != nil {
-			o.p.f.cfg.Done(o.b, 0, err, 0)
+			o.p.lost(o.ctx, o.b, err, o.took)
 			return
 		}
 		status := o.resp.StatusCode
