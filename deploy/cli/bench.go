@@ -233,11 +233,9 @@ configurations. Needs nginx, haproxy, caddy, wrk and hey
 					s.Errors, cpu, s.RPS/ref.RPS, float64(s.P99)/float64(ref.P99), cpuRatio)
 			}
 			tab.Flush()
-			best := ref
-			for _, n := range []string{"haproxy"} {
-				if sums[n].RPS > best.RPS {
-					best = sums[n]
-				}
+			best := ref // the best of nginx and haproxy
+			if h := sums["haproxy"]; h.RPS > best.RPS {
+				best = h
 			}
 			rb := sums["redblack router"]
 			fmt.Fprintf(a.out, "redblack against the best of nginx and haproxy (%s): %.2f× its requests/s, p99 %.2f× its p99; CPU per request %.2f× nginx's\n",

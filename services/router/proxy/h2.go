@@ -29,14 +29,16 @@ import (
 // path's: the same table and the same Rules. A service whose spec says
 // protocol h2c or grpc is reached over h2c, any other over HTTP/1.1.
 type h2 struct {
-	f     *Fast
-	srv   *http2.Server
-	base  *http.Server // its Shutdown sends GOAWAY on every connection
-	rp    *httputil.ReverseProxy
-	h1    http.RoundTripper
-	h2c   http.RoundTripper
-	conns sync.WaitGroup
-	open  atomic.Int64 // HTTP/2 connections served now
+	f       *Fast
+	srv     *http2.Server
+	base    *http.Server // its Shutdown sends GOAWAY on every connection
+	rp      *httputil.ReverseProxy
+	h1      http.RoundTripper
+	h2c     http.RoundTripper
+	conns   sync.WaitGroup
+	open    atomic.Int64 // HTTP/2 connections served now
+	mu      sync.Mutex
+	closing bool // shutdown has begun: no connection is served any more
 	// GRPC counts gRPC answers by service, group and code (Prometheus).
 	grpc GRPCCounter
 }
@@ -392,7 +394,15 @@ func (p *h2) serveConn(c net.Conn, h http.Handler) {
 		c.Close()
 		return
 	}
+	p.mu.Lock()
+	if p.closing { // sorted while shutdown began: conns.Wait may be running
+		p.mu.Unlock()
+		p.open.Add(-1)
+		c.Close()
+		return
+	}
 	p.conns.Add(1)
+	p.mu.Unlock()
 	go func() {
 		defer p.conns.Done()
 		defer p.open.Add(-1)
@@ -403,6 +413,9 @@ func (p *h2) serveConn(c net.Conn, h http.Handler) {
 // shutdown sends GOAWAY on every HTTP/2 connection and waits for their
 // streams to end, or for ctx.
 func (p *h2) shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
 	_ = p.base.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { p.conns.Wait(); close(done) }()
