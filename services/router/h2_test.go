@@ -121,6 +121,20 @@ func pingPong(cc *grpc.ClientConn, n int) ([]string, error) {
 	return got, nil
 }
 
+// grpcRig is a rig whose hello speaks gRPC (protocol grpc).
+func grpcRig(t *testing.T) *rig {
+	return newRigSpec(t, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Protocol: spec.ProtocolGRPC, Artifact: spec.Artifact{Command: []string{"x"}}})
+}
+
+// switchTo moves all of hello's traffic to group, and fails the test
+// unless the router announces it.
+func (r *rig) switchTo(group string) {
+	r.t.Helper()
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: group}); ev.Type != events.TrafficSwitched.Type() {
+		r.t.Fatalf("switch to %s answered %s %s", group, ev.Type, ev.Data)
+	}
+}
+
 // unary makes a unary call and returns the server's id.
 func unary(cc *grpc.ClientConn) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -160,13 +174,11 @@ func stream(cc *grpc.ClientConn, n int) ([]string, error) {
 // call reach the group by the route, statuses in trailers come back to the client, and
 // the samples count the failing group's UNAVAILABLE as errors.
 func TestGRPCThroughTheRouter(t *testing.T) {
-	r := newRigSpec(t, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Protocol: spec.ProtocolGRPC, Artifact: spec.Artifact{Command: []string{"x"}}})
+	r := grpcRig(t)
 	cert, key := testkit.SelfSigned(t, "hello")
 	svc, url := r.startRouter(router.Config{HTTPS: "127.0.0.1:0", TLSCert: cert, TLSKey: key})
 	r.register("hello-v001", "a", grpcBackend(t, "A", codes.OK))
-	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
-		t.Fatalf("switch answered %s %s", ev.Type, ev.Data)
-	}
+	r.switchTo("hello-v001")
 
 	h2c, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("hello"))
 	if err != nil {
@@ -200,9 +212,7 @@ func TestGRPCThroughTheRouter(t *testing.T) {
 	// unary call, after the messages for the stream) and counts as 5xx
 	samples, _ := r.nc.SubscribeSync(subjects.Metrics("hello", "hello-v002"))
 	r.register("hello-v002", "b", grpcBackend(t, "B", codes.Unavailable))
-	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"}); ev.Type != events.TrafficSwitched.Type() {
-		t.Fatalf("switch answered %s %s", ev.Type, ev.Data)
-	}
+	r.switchTo("hello-v002")
 	const calls = 20
 	for range calls {
 		if _, err := unary(h2c); status.Code(err) != codes.Unavailable {
@@ -234,9 +244,7 @@ func TestHTTP2ClientOfAnHTTP1Service(t *testing.T) {
 		fmt.Fprint(w, "A")
 		w.Header().Set("X-Sum", "42")
 	}))
-	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
-		t.Fatalf("switch answered %s %s", ev.Type, ev.Data)
-	}
+	r.switchTo("hello-v001")
 	client := &http.Client{Transport: &http2.Transport{AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -271,13 +279,11 @@ func TestHTTP2ClientOfAnHTTP1Service(t *testing.T) {
 // cancel) is not the instance's failure: the samples count the call, not
 // as an error, so a canary is never failed by its callers' cancels.
 func TestGRPCCallerLeavingIsNotAnError(t *testing.T) {
-	r := newRigSpec(t, spec.Service{Name: "hello", Owner: "t", Capacity: 1, Protocol: spec.ProtocolGRPC, Artifact: spec.Artifact{Command: []string{"x"}}})
+	r := grpcRig(t)
 	_, url := r.startRouter(router.Config{})
 	samples, _ := r.nc.SubscribeSync(subjects.Metrics("hello", "hello-v001"))
 	r.register("hello-v001", "a", grpcBackend(t, "A", codes.OK))
-	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
-		t.Fatalf("switch answered %s %s", ev.Type, ev.Data)
-	}
+	r.switchTo("hello-v001")
 	cc, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("hello"))
 	if err != nil {
 		t.Fatal(err)

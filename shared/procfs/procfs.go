@@ -57,12 +57,21 @@ func CPU(pid int, startTicks uint64) (time.Duration, error) {
 	if t, err := strconv.ParseUint(f[19], 10, 64); err != nil || t != startTicks {
 		return 0, fmt.Errorf("procfs: pid %d is another process now", pid)
 	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14 overall
-	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
+	ticks, err := cpuTicks(f)
+	if err != nil {
 		return 0, fmt.Errorf("procfs: /proc/%d/stat: CPU times", pid)
 	}
-	return time.Duration(utime+stime) * time.Second / userHZ, nil
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// cpuTicks is a stat's user and system time, in USER_HZ ticks.
+func cpuTicks(f []string) (uint64, error) {
+	utime, err := strconv.ParseUint(f[11], 10, 64) // field 14 overall
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseUint(f[12], 10, 64) // field 15
+	return utime + stime, err
 }
 
 // Alive reports whether pid is a live (not zombie) process that started at
@@ -93,12 +102,11 @@ func TreeCPU(pid int) (time.Duration, error) {
 			continue // gone meanwhile
 		}
 		ppid, _ := strconv.Atoi(f[1]) // field 4 overall
-		utime, err1 := strconv.ParseUint(f[11], 10, 64)
-		stime, err2 := strconv.ParseUint(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
+		t, err := cpuTicks(f)
+		if err != nil {
 			continue
 		}
-		parent[p], ticks[p] = ppid, utime+stime
+		parent[p], ticks[p] = ppid, t
 	}
 	if _, ok := ticks[pid]; !ok {
 		return 0, fmt.Errorf("procfs: no process %d", pid)

@@ -1,6 +1,9 @@
 package routing
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // Rules are the retry and passive-ejection rules of every caller that
 // routes from a table: the router and the discovery client.
@@ -48,4 +51,15 @@ func (r Rules) Retry(b *Backend, try int, idempotent, unsent bool) bool {
 	}
 	b.Stats.Retries.Add(1)
 	return true
+}
+
+// Idempotent reports whether a request of method may be sent twice: GET
+// (also "", as net/http's client reads it), HEAD, OPTIONS, TRACE, PUT and
+// DELETE.
+func Idempotent(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,9 +99,11 @@ type routeKey struct{}
 func (p *h2) handler(service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := p.f.table.Load()
-		svc := t.Lookup(r.Host)
+		var svc *routing.Service
 		if service != "" {
 			svc = t.Services[service]
+		} else {
+			svc = t.Lookup(r.Host)
 		}
 		if svc == nil {
 			reason := fmt.Sprintf("no service is routed for host %q", r.Host)
@@ -177,7 +180,7 @@ func (p *h2) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = body
 	}
 	resendable := body == nil
-	idempotent := idempotentMethod(req.Method)
+	idempotent := routing.Idempotent(req.Method)
 	allowed := resendable && (idempotent || rt.svc.RetryNonIdempotent)
 	var last *routing.Backend
 	for try := 0; ; try++ {
@@ -337,8 +340,7 @@ func trailersOnly(resp *http.Response) error {
 }
 
 func isGRPC(resp *http.Response) bool {
-	ct := resp.Header.Get("Content-Type")
-	return len(ct) >= 16 && ct[:16] == "application/grpc"
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc")
 }
 
 // GRPCStatus maps a gRPC status code to the HTTP status the samples count,
@@ -376,14 +378,6 @@ type sentBody struct {
 func (s *sentBody) Read(p []byte) (int, error) {
 	s.read.Store(true)
 	return s.ReadCloser.Read(p)
-}
-
-func idempotentMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }
 
 // serveConn serves one HTTP/2 connection until it closes; one over

@@ -242,7 +242,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w: %s", err, service)
 	}
 	resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	idempotent := resendable && idempotentMethod(req.Method)
+	idempotent := resendable && routing.Idempotent(req.Method)
 	fb := svc.Admit(g, routing.RescueRatio)
 	var last *routing.Backend
 	for try := 0; ; try++ {
@@ -317,14 +317,6 @@ func (c *Client) rescue(req *http.Request, service string, fb, g *routing.Group,
 	}
 	resp.Header.Set(routing.FallbackHeader, fb.Name)
 	return resp, true
-}
-
-func idempotentMethod(m string) bool {
-	switch m {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }
 
 // dialFailed reports whether no byte of the request can have reached the
