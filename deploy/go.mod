@@ -80,6 +80,7 @@ require (
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/redblack/redblack/examples/hello v0.0.0
+	github.com/redblack/redblack/examples/store v0.0.0
 	github.com/spf13/pflag v1.0.9 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasthttp v1.78.0 // indirect
@@ -98,3 +99,5 @@ replace (
 )
 
 replace github.com/redblack/redblack/examples/hello => ../examples/hello
+
+replace github.com/redblack/redblack/examples/store => ../examples/store

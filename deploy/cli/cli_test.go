@@ -232,6 +232,41 @@ func TestParseArtifact(t *testing.T) {
 	}
 }
 
+// startUp runs `redblack up` from bin on data as a real process with NATS
+// on natsAddr, waits for its ready line and returns its NATS URL; the
+// process is killed at the test's end if it still runs.
+func startUp(t *testing.T, bin, data, natsAddr string) (string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(bin, "up", "--data", data, "--nats", natsAddr, "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn", "--bake-latency-slack", testkit.LatencySlack.String())
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, "redblack ready nats=nats://127.0.0.1:") || !strings.Contains(l, " creds="+filepath.Join(data, "creds", "admin.creds")+" ") {
+			t.Fatalf("first line %q", l)
+		}
+		go func() {
+			for range lines {
+			}
+		}()
+		return strings.TrimPrefix(strings.Fields(l)[2], "nats="), cmd
+	case <-time.After(20 * time.Second):
+		t.Fatal("no ready line")
+	}
+	return "", nil
+}
+
 // TestUpProcess runs `redblack up` as a real process: it prints the ready
 // line, stops on SIGTERM with status 0, and a restart keeps the data.
 func TestUpProcess(t *testing.T) {
@@ -245,36 +280,7 @@ func TestUpProcess(t *testing.T) {
 	data := t.TempDir()
 	// the CLI finds up's admin creds on its own, through the data directory
 	t.Setenv("REDBLACK_DATA", data)
-	up := func() (string, *exec.Cmd) {
-		cmd := exec.Command(bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn", "--bake-latency-slack", testkit.LatencySlack.String())
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		lines := make(chan string, 4)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		select {
-		case l := <-lines:
-			if !strings.HasPrefix(l, "redblack ready nats=nats://127.0.0.1:") || !strings.Contains(l, " creds="+filepath.Join(data, "creds", "admin.creds")+" ") {
-				t.Fatalf("first line %q", l)
-			}
-			go func() {
-				for range lines {
-				}
-			}()
-			return strings.TrimPrefix(strings.Fields(l)[2], "nats="), cmd
-		case <-time.After(20 * time.Second):
-			t.Fatal("no ready line")
-		}
-		return "", nil
-	}
+	up := func() (string, *exec.Cmd) { return startUp(t, bin, data, "127.0.0.1:0") }
 	stop := func(cmd *exec.Cmd) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		errc := make(chan error, 1)

@@ -37,13 +37,16 @@ type tier struct {
 }
 
 // demoTiers is `redblack demo --tiers`: edge behind the router, api called
-// by edge through the discovery client, store called by api, under a
-// paced load on edge; api v2 (healthy), api v3 (its bake fails) and edge
-// v2 (healthy) are released, and the store's rate is measured in 1 s
-// buckets around each.
+// by edge through the discovery client, store (examples/store, stateful,
+// released by rolling) called by api, under a paced load on edge; api v2
+// (healthy), api v3 (its bake fails) and edge v2 (healthy) are released,
+// and the store's rate is measured in 1 s buckets around each. Then
+// writers put keys through api into the store's slots while the store
+// rolls to v2, and while a v3 whose slot store-1 refuses writes is rolled
+// back; every acknowledged key is read back.
 func (a *app) demoTiers(keep bool) error {
 	start := time.Now()
-	rows, checks, err := a.runTiers(keep, start)
+	rows, rolls, checks, err := a.runTiers(keep, start)
 	if err != nil {
 		return err
 	}
@@ -59,7 +62,22 @@ func (a *app) demoTiers(keep bool) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(a.out, "(api v3's bake failure: edge's discovery clients answered the requests api v3 failed from api v2, which called store: a rescue)")
+	fmt.Fprintln(a.out)
+	tw = newTable(a.out)
+	fmt.Fprintln(tw, "STORE RELEASE\tOUTCOME\tBATCHES\tWRITES ACKNOWLEDGED\tWRITES FAILED\tKEYS LOST")
+	for _, r := range rolls {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", r.what, r.outcome, r.batches, r.acked, r.failed, r.lost)
+	}
+	tw.Flush()
+	fmt.Fprintln(a.out, "(the keys are read back through api after both rolls: KEYS LOST counts every acknowledged write not read back with its last value)")
 	return a.report(checks, start)
+}
+
+// rollRow is what the tiers scenario measured of one rolling release.
+type rollRow struct {
+	what, outcome, batches, lost string
+	acked                        int64
+	failed                       int
 }
 
 // tiersRow is what the tiers scenario measured of one release.
@@ -73,21 +91,25 @@ type tiersRow struct {
 
 // runTiers runs the tiers scenario, printing its timeline, and returns its
 // figures and checks.
-func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []check, error) {
+func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []rollRow, []check, error) {
 	step := func(format string, args ...any) {
 		fmt.Fprintf(a.out, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	dir, err := os.MkdirTemp("", "redblack-demo-")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if !keep {
 		defer os.RemoveAll(dir)
 	}
-	step("preparing examples/hello")
+	step("preparing examples/hello and examples/store")
 	hello, err := buildHello(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	storeBin, err := buildStore(dir)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	cfg := mesh.DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
@@ -105,25 +127,25 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []check, error) 
 	cfg.Watchdog.LatencySlack = DemoLatencySlack
 	m, err := mesh.Start(context.Background(), cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer m.Stop()
 	step("mesh up: embedded NATS at %s, router http://%s; bakes fail on errors, and on p99 increases over %s", m.URL(), m.HTTP(), DemoLatencySlack)
 	a.conn.URL, a.conn.Creds = m.URL(), m.AdminCreds()
 	c, err := a.dial()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer c.close()
 	ctx, cancel := timeout(10 * time.Minute)
 	defer cancel()
 	kv, err := c.kv(ctx, topology.BucketServices)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rkv, err := c.kv(ctx, topology.BucketReleases)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	store := release.Store{KV: rkv}
 
@@ -137,20 +159,30 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []check, error) 
 		if len(l.downstream) > 0 {
 			env, secrets, err := m.Tier(l.name, l.downstream)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			s.Artifact.Env, s.Artifact.EnvSecrets = env, secrets
 			commands[l.name] = []string{hello, "--downstream", strings.Join(l.downstream, ",")}
 		}
+		if l.name == "api" { // api also passes /kv/KEY to the store's slot that holds KEY
+			commands[l.name] = append(commands[l.name], "--store", "store")
+		}
+		if l.name == "store" {
+			commands[l.name] = []string{storeBin}
+			RollingSpec(&s)
+		}
 		s.Artifact.Command = commands[l.name]
 		if _, err := spec.Apply(ctx, kv, s); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		desc := "behind the router"
 		if l.name != "edge" {
 			desc = "found through discovery by " + map[string]string{"store": "api", "api": "edge"}[l.name]
 		}
-		step("service %s: 2 instances, %s", l.name, desc)
+		if l.name == "store" {
+			desc += "; stateful: 3 slots with a volume each, released by rolling"
+		}
+		step("service %s: %d instances, %s", l.name, s.Capacity, desc)
 	}
 
 	ended := &endings{end: map[string]events.Event{}, restored: map[string]time.Time{}}
@@ -166,11 +198,11 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []check, error) 
 		}
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer sub.Unsubscribe()
 	if err := c.nc.Flush(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rates := bench.FollowRates(ctx, c.js, "store")
 
@@ -242,11 +274,72 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []check, error) 
 	measure("api v2", "api", "v2", "healthy: red/black through discovery", true)
 	measure("api v3", "api", "v3", "--fail-after 5s: passes its canary, fails in the bake (edge's clients answer from api v2 meanwhile)", true, "--fail-after", "5s")
 	measure("edge v2", "edge", "v2", "healthy: red/black at the router", true)
+
+	// the store rolls under writes
+	writes := bench.StartWrites(m.HTTP(), "api", TiersWriters, 50)
+	defer writes.Stop()
+	if err := writes.AwaitOK(100, 20*time.Second); err != nil {
+		return nil, nil, nil, err
+	}
+	step("writers: %d, each putting its 50 keys in turn through api into the store's slots", TiersWriters)
+	var rolls []rollRow
+	roll := func(what, version, note string, flags ...string) {
+		step("release store %s: %s", version, note)
+		writes.Stage(what)
+		acked, failed0 := writes.OK(), load.Failed()
+		id, _, _ := release("store", version, flags...)
+		r := rollRow{what: what, acked: writes.OK() - acked, failed: writes.Failed(what)}
+		if rec, _, err := store.Get(ctx, id); err == nil {
+			r.outcome, _, _ = summarise(rec)
+			if ro := rec.Rolling; ro != nil {
+				r.batches = fmt.Sprintf("%d of %d verified", ro.Verified, len(ro.Batches))
+			}
+		}
+		rolls = append(rolls, r)
+		checks = append(checks, check{"failed requests at edge during " + what, "0", fmt.Sprint(load.Failed() - failed0)})
+	}
+	roll("store v2", "v2", "healthy: rolling, one slot at a time (health gate, then verify against the slots not yet replaced)")
+	roll("store v3", "v3", "--fail-slots store-1: slot store-1 refuses writes; its batch fails its verify and the replaced slots go back", "--fail-slots", "store-1")
+	writes.Stop()
+	lostKeys := writes.Lost()
+	step("writes: %s; acknowledged keys lost: %d", writes.Summary(), len(lostKeys))
+	for _, l := range lostKeys {
+		step("  lost: %s", l)
+	}
+	for i := range rolls {
+		rolls[i].lost = "-"
+	}
+	if len(rolls) > 0 {
+		rolls[len(rolls)-1].lost = fmt.Sprint(len(lostKeys))
+	}
+	checks = append(checks,
+		check{"acknowledged keys lost over both rolls", "0", fmt.Sprint(len(lostKeys))},
+		check{"writes failed during the healthy roll", "0", fmt.Sprint(writes.Failed("store v2"))})
+
 	served, lost, _ := load.Stop()
 	step("load: %d requests, %d failed", served+lost, lost)
-	checks = append(checks, check{"the chain of versions at the end", "edge v2 → api v2 → store v1", chain()})
+	checks = append(checks, check{"the chain of versions at the end", "edge v2 → api v2 → store v2", chain()})
 
-	return rows, checks, nil
+	return rows, rolls, checks, nil
+}
+
+// TiersWriters is the number of writers through api during the store's
+// rolls.
+const TiersWriters = 4
+
+// RollingSpec makes a demo service stateful: 3 slots released by rolling,
+// one at a time, a 2 s health gate and a 4 s verify per batch (whose
+// latency metrics ignore shifts under DemoLatencySlack, as the bake does).
+func RollingSpec(s *spec.Service) {
+	s.Capacity = 3
+	s.Strategy.Type = spec.StrategyRolling
+	s.Strategy.Rolling = spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(2 * time.Second), Verify: spec.Verify{Duration: spec.Duration(4 * time.Second)}}
+	s.Strategy.Canary.Metrics = spec.DefaultMetrics()
+	for i := range s.Strategy.Canary.Metrics {
+		if s.Strategy.Canary.Metrics[i].Name != spec.MetricErrorRate {
+			s.Strategy.Canary.Metrics[i].MinShift = spec.Duration(DemoLatencySlack)
+		}
+	}
 }
 
 func yes(b bool) string {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redblack/redblack/shared/events"
 )
@@ -70,6 +71,19 @@ func describe(ev events.Event) string {
 		return strings.TrimSpace(fmt.Sprintf("%s %s %s %s", d.Instance, d.State, d.Address, d.Reason))
 	case *events.Chaos:
 		return strings.TrimSpace(fmt.Sprintf("%s %s %s", d.Group, d.Instance, d.Reason))
+	case *events.RollingBatch:
+		s := fmt.Sprintf("batch %d/%d %s", d.Batch, d.Batches, strings.Join(d.Slots, ","))
+		switch ev.Type {
+		case events.RollingBatchStarted.Type():
+			return s + fmt.Sprintf(": %s → %s", dash(d.Previous), d.Group)
+		case events.RollingBatchHealthy.Type():
+			return s + fmt.Sprintf(" up in %s, held the health gate (%s since its start)", d.Up.Round(time.Millisecond), d.Took.Round(time.Millisecond))
+		case events.RollingBatchDone.Type():
+			if d.Report != nil {
+				return s + " verified: " + d.Report.Reason
+			}
+		}
+		return strings.TrimSpace(s + " " + d.Reason)
 	}
 	return string(ev.Data)
 }

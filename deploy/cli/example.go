@@ -11,15 +11,24 @@ import (
 	"github.com/spf13/cobra"
 
 	hello "github.com/redblack/redblack/examples/hello/app"
+	store "github.com/redblack/redblack/examples/store/server"
 )
 
-// HelloName is the program name under which the redblack binary runs the
-// hello example instead of its command line (a copy or link named so).
-const HelloName = "hello"
+// HelloName and StoreName are the program names under which the redblack
+// binary runs the hello or the store example instead of its command line
+// (a copy or link named so).
+const (
+	HelloName = "hello"
+	StoreName = "store"
+)
 
 // RunHello runs the hello example with args (the hello binary's flags) and
 // returns its exit status.
 func RunHello(args []string, stderr io.Writer) int { return hello.Main(args, stderr) }
+
+// RunStore runs the store example (the stateful service) with args and
+// returns its exit status.
+func RunStore(args []string, stderr io.Writer) int { return store.Main(args, stderr) }
 
 // exampleCmd carries the demo's applications in the binary, so that the demo
 // needs no Go toolchain and no checkout.
@@ -35,40 +44,57 @@ func (a *app) exampleCmd() *cobra.Command {
 			}
 			return nil
 		},
+	}, &cobra.Command{
+		Use:                "store [flags]",
+		Short:              "The demo's stateful store (the flags of examples/store)",
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := RunStore(args, a.err); code != 0 {
+				return exitCode{code: code}
+			}
+			return nil
+		},
 	})
 	return cmd
 }
 
-// helloPackage is the demo application.
-const helloPackage = "github.com/redblack/redblack/examples/hello"
-
-// buildHello puts the hello program into dir. The redblack binary carries
-// it: dir/hello is a link to (or a copy of) the running binary, which runs
-// hello when started under that name, so each demo or bench has its own
-// path to count and kill its instances by. A test binary does not, so under
-// `go test` it is built with the go tool.
+// buildHello puts the hello program into dir (see buildExample).
 func buildHello(dir string) (string, error) {
-	hello := filepath.Join(dir, HelloName)
+	return buildExample(dir, HelloName, "github.com/redblack/redblack/examples/hello")
+}
+
+// buildStore puts the store program into dir (see buildExample).
+func buildStore(dir string) (string, error) {
+	return buildExample(dir, StoreName, "github.com/redblack/redblack/examples/store")
+}
+
+// buildExample puts an example program into dir as name. The redblack
+// binary carries it: dir/name is a link to (or a copy of) the running
+// binary, which runs the example when started under that name, so each
+// demo or bench has its own path to count and kill its instances by. A
+// test binary does not, so under `go test` pkg is built with the go tool.
+func buildExample(dir, name, pkg string) (string, error) {
+	path := filepath.Join(dir, name)
 	if testing.Testing() {
-		if out, err := exec.Command("go", "build", "-o", hello, helloPackage).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s: %v\n%s", helloPackage, err, out)
+		if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 		}
-		return hello, nil
+		return path, nil
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("hello: the running binary: %w", err)
+		return "", fmt.Errorf("%s: the running binary: %w", name, err)
 	}
 	if self, err = filepath.EvalSymlinks(self); err != nil {
-		return "", fmt.Errorf("hello: the running binary: %w", err)
+		return "", fmt.Errorf("%s: the running binary: %w", name, err)
 	}
-	if err := os.Link(self, hello); err == nil {
-		return hello, nil
+	if err := os.Link(self, path); err == nil {
+		return path, nil
 	}
-	if err := copyFile(self, hello); err != nil {
-		return "", fmt.Errorf("hello: copy the running binary: %w", err)
+	if err := copyFile(self, path); err != nil {
+		return "", fmt.Errorf("%s: copy the running binary: %w", name, err)
 	}
-	return hello, nil
+	return path, nil
 }
 
 // copyFile copies an executable.

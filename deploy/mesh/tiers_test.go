@@ -33,6 +33,35 @@ type tiers struct {
 }
 
 func newTiers(t *testing.T) *tiers {
+	tt := connectTiers(t)
+	env, secrets, err := tt.m.Tier("edge", []string{"api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.art["edge"] = events.Artifact{Command: []string{hello, "--downstream", "api"}, Env: env, EnvSecrets: secrets}
+	tt.art["api"] = events.Artifact{Command: []string{hello}}
+	for _, name := range []string{"api", "edge"} {
+		svc := fastSpec()
+		svc.Name = name
+		tt.apply(svc)
+	}
+	return tt
+}
+
+// apply applies a service's spec with its artifact from tt.art.
+func (tt *tiers) apply(svc spec.Service) {
+	tt.t.Helper()
+	a := tt.art[svc.Name]
+	svc.Artifact = spec.Artifact{Command: a.Command, Env: a.Env, EnvSecrets: a.EnvSecrets}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := spec.Apply(ctx, tt.kv, svc); err != nil {
+		tt.t.Fatal(err)
+	}
+}
+
+// connectTiers starts a mesh and taps its release events.
+func connectTiers(t *testing.T) *tiers {
 	tt := &tiers{t: t, m: start(t, t.TempDir()), art: map[string]events.Artifact{}}
 	nc, err := tt.m.Connect("test")
 	if err != nil {
@@ -52,21 +81,6 @@ func newTiers(t *testing.T) *tiers {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	env, secrets, err := tt.m.Tier("edge", []string{"api"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tt.art["edge"] = events.Artifact{Command: []string{hello, "--downstream", "api"}, Env: env, EnvSecrets: secrets}
-	tt.art["api"] = events.Artifact{Command: []string{hello}}
-	for _, name := range []string{"api", "edge"} {
-		svc := fastSpec()
-		svc.Name = name
-		a := tt.art[name]
-		svc.Artifact = spec.Artifact{Command: a.Command, Env: a.Env, EnvSecrets: a.EnvSecrets}
-		if _, err := spec.Apply(ctx, tt.kv, svc); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return tt
 }
 

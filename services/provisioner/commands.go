@@ -149,6 +149,7 @@ func (s *Service) launchGroup(ctx context.Context, cause, releaseID string, c ev
 	_, err = s.provider.CreateGroup(ctx, fleet.GroupSpec{
 		Service: c.Service, Group: c.Group, Version: c.Version, Role: role,
 		Capacity: c.Capacity, Artifact: art, Health: svc.Health, Protocol: svc.Protocol, AWS: svc.AWS, Release: releaseID, Host: c.Host, Autoscale: autoscaleOf(svc, role),
+		Stateful: c.Stateful, Slots: c.Slots, SlotCount: c.SlotCount,
 	})
 	if errors.Is(err, fleet.ErrBadArtifact) || errors.Is(err, fleet.ErrCapacity) {
 		if releaseID != "" {

@@ -85,6 +85,7 @@ type Service struct {
 	pending  map[string]*pendingGroup // the groups this copy tracks, while it tracks the fleet
 	tracking atomic.Bool              // this copy tracks the pending groups
 	retries  sync.WaitGroup           // publishes being retried (they end with Run's context)
+	rolls    release.Runs             // the runs of rolling releases (rolling.go)
 	runCtx   context.Context          // Run's
 
 	fleetEvents *prometheus.CounterVec
@@ -210,6 +211,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	defer steps.Stop()
+	defer s.rolls.Wait() // after Serve: the runs end with ctx
+	if err := s.startRolling(ctx); err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
 
 	started := time.Now().UTC()
 	return natsx.Serve(ctx, s.nc, natsx.MicroConfig{

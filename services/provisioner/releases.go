@@ -19,7 +19,8 @@ import (
 // The provisioner's release steps: the canary groups on accepted, the new
 // group on canary.passed, the old groups on baked, the release's groups on
 // traffic.restored.
-var releaseSteps = []events.Kind{events.ReleaseAccepted, events.CanaryPassed, events.Baked, events.TrafficRestored, events.AbortRequested}
+var releaseSteps = []events.Kind{events.ReleaseAccepted, events.CanaryPassed, events.Baked, events.TrafficRestored, events.AbortRequested,
+	events.RollingRollback, events.RollbackRequested}
 
 // startReleases resumes launches a restart interrupted and starts the
 // consumer of release steps.
@@ -73,6 +74,18 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 			return natsx.Permanent(err)
 		}
 		return s.finishRollback(ctx, ev.ReleaseID, t.Active)
+	case events.RollingRollback:
+		var b events.RollingBatch
+		if err := ev.DecodeData(&b); err != nil {
+			return natsx.Permanent(err)
+		}
+		return s.stepRollback(ctx, k, ev.ReleaseID, b.Reason)
+	case events.RollbackRequested:
+		var r events.Rollback
+		if err := ev.DecodeData(&r); err != nil {
+			return natsx.Permanent(err)
+		}
+		return s.stepRollback(ctx, k, ev.ReleaseID, fmt.Sprintf("%s (by %s)", r.Reason, r.By))
 	}
 	return natsx.Permanent(fmt.Errorf("provisioner: %s is not a release step", ev.Type))
 }
@@ -82,8 +95,8 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 // a service has nothing to compare with: the canary service passes it.
 func (s *Service) startCanary(ctx context.Context, id string) error {
 	rec, _, err := s.releases.Get(ctx, id)
-	if err != nil || rec.Previous == "" {
-		return err
+	if err != nil || rec.Previous == "" || rec.IsRolling() {
+		return err // a rolling release has no canary phase: its run (rolling.go) drives it
 	}
 	svc, err := spec.Get(ctx, s.services, rec.Service)
 	if err != nil {
@@ -326,6 +339,9 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 	}
 	if _, _, ok := release.Next(rec.Phase, events.AbortRequested); !ok {
 		return rec.Step(events.AbortRequested, time.Now()) // stale: it has ended
+	}
+	if rec.IsRolling() {
+		return s.abortRolling(ctx, rec, a)
 	}
 	route, _, err := routes.Get(ctx, s.routes, rec.Service)
 	if err != nil && !errors.Is(err, routes.ErrNotFound) {

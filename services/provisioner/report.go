@@ -95,7 +95,7 @@ func (s *Service) updateDiscovery(c fleet.Change, log zerolog.Logger) {
 }
 
 func entry(i fleet.Instance) discovery.Entry {
-	return discovery.Entry{ID: i.ID, Service: i.Service, Group: i.Group, Version: i.Version, Address: i.Address, State: i.State, Started: i.Started, LastHealth: i.LastHealth}
+	return discovery.Entry{ID: i.ID, Service: i.Service, Group: i.Group, Version: i.Version, Address: i.Address, State: i.State, Started: i.Started, LastHealth: i.LastHealth, Slot: i.Slot, SlotCount: i.SlotCount}
 }
 
 // heartbeat re-puts every live instance so discovery entries outlive the

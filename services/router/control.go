@@ -276,7 +276,11 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 				if err != nil {
 					return err
 				}
-				if err := rec.Expect(release.PhaseSwitching); err != nil {
+				want := release.PhaseSwitching
+				if rec.IsRolling() { // the last batch verified: the new group becomes the active one
+					want = release.PhaseRolling
+				}
+				if err := rec.Expect(want); err != nil {
 					return err
 				}
 			}

@@ -92,6 +92,9 @@ func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reaso
 	if err != nil {
 		return err
 	}
+	if rec.IsRolling() {
+		return nil // the provisioner puts a rolling release's slots back: no traffic to move
+	}
 	route, _, err := routes.Get(ctx, s.routesKV, rec.Service)
 	if err != nil && !errors.Is(err, routes.ErrNotFound) {
 		return err

@@ -27,6 +27,11 @@ func Deadline(r release.Record, st spec.Strategy) (name string, from time.Time, 
 		return "bake", r.EnteredAt(release.PhaseBaking), d.Bake.D(), true
 	case release.PhaseRollingBack:
 		return "rollback", r.EnteredAt(release.PhaseRollingBack), d.Rollback.D(), true
+	case release.PhaseRolling:
+		if r.Rolling == nil {
+			return "batch", r.EnteredAt(release.PhaseRolling), d.Batch.D(), true
+		}
+		return "batch", r.Rolling.BatchStarted, d.Batch.D(), true
 	}
 	return "", time.Time{}, 0, false
 }
@@ -136,7 +141,7 @@ func (s *Service) followed(ctx context.Context, r release.Record, initial bool) 
 	switch {
 	case r.Phase == release.PhaseBaking:
 		s.bakes.Ensure(ctx, r.ID, s.watch)
-	case r.Phase == release.PhaseCompleted && initial:
+	case r.Phase == release.PhaseCompleted && initial && !r.IsRolling():
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if s.stillWatched(cctx, r) {
 			s.bakes.Ensure(ctx, r.ID, s.watch)

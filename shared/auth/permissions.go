@@ -16,7 +16,7 @@ var Publishes = map[string][]events.Kind{
 	"canary": {
 		events.ReleaseRequested, events.ReleaseAccepted, events.ReleaseRejected, events.CanaryStarted,
 		events.CanaryPassed, events.CanaryFailed, events.Calibrated, events.RollbackRequested, events.AbortRequested,
-		events.TrafficSet,
+		events.TrafficSet, events.RollingBatchDone, events.RollingRollback,
 	},
 	"provisioner": {
 		events.ServerGroupCreated, events.ServerGroupReady, events.ServerGroupResized, events.ServerGroupFailed,
@@ -25,6 +25,7 @@ var Publishes = map[string][]events.Kind{
 		events.ServerGroupCreate, events.ServerGroupResize, events.ServerGroupDestroy,
 		events.ClusterReady, events.RolledBack, events.ReleaseCompleted, events.ReleaseAborted,
 		events.RollbackRequested, events.TrafficSet, events.TrafficSwitch, events.TrafficRestore,
+		events.RollingBatchStarted, events.RollingBatchHealthy, events.RollingRollback,
 	},
 	"router": {
 		events.TrafficChanged, events.TrafficRefused, events.TrafficSwitched, events.TrafficRestored,

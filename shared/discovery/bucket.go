@@ -27,3 +27,19 @@ func Up(ctx context.Context, kv jetstream.KeyValue, service, group string) ([]st
 	}
 	return out, nil
 }
+
+// UpBySlot is a stateful group's up instances in discovery, by slot
+// name: the instance id that runs each.
+func UpBySlot(ctx context.Context, kv jetstream.KeyValue, service, group string) (map[string]string, error) {
+	entries, err := natsx.Entries(ctx, kv, Key(service, group, "*"))
+	if err != nil {
+		return nil, fmt.Errorf("discovery unavailable: %w", err)
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		if d, err := Decode(e.Value()); err == nil && d.State == StateUp && d.Slot != "" {
+			out[d.Slot] = d.ID
+		}
+	}
+	return out, nil
+}

@@ -31,6 +31,11 @@ type Entry struct {
 	State      string    `json:"state"`
 	Started    time.Time `json:"started"`
 	LastHealth time.Time `json:"last_health,omitempty"`
+	// Slot is a stateful service's stable slot that the instance runs
+	// ("store-0"), and SlotCount the service's number of slots: callers
+	// hash each key over them and send it to its slot (lb.Client.DoKey).
+	Slot      string `json:"slot,omitempty"`
+	SlotCount int    `json:"slot_count,omitempty"`
 }
 
 // Key is the bucket key of an instance.
@@ -69,6 +74,12 @@ func (e Entry) Validate() error {
 	host, port, err := net.SplitHostPort(e.Address)
 	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("discovery: entry %s: address %q is not host:port", e.ID, e.Address)
+	}
+	if e.Slot != "" {
+		n, ok := strings.CutPrefix(e.Slot, e.Service+"-")
+		if i, err := strconv.Atoi(n); !ok || err != nil || i < 0 || strconv.Itoa(i) != n || i >= e.SlotCount {
+			return fmt.Errorf("discovery: entry %s: slot %q is not %s-<n> with n below its slot count %d", e.ID, e.Slot, e.Service, e.SlotCount)
+		}
 	}
 	switch e.State {
 	case StateStarting, StateUp, StateDown, StateTerminated:

@@ -193,6 +193,26 @@ type RollbackDone struct {
 	Reason   string `json:"reason"`
 }
 
+// RollingBatch is the data of the rolling flow's events: one batch of a
+// rolling release (Batch of Batches, counted from 1), the slots it
+// replaces from the Previous group to the release's Group, how long it took
+// so far, and the verify's report (done, and a rollback on a failed
+// verify). A rollback's Reason says which gate failed. Up, on healthy, is
+// how long the batch's slots took from its start to be up in the new group
+// (their old processes' stop, the new ones' start and health checks).
+type RollingBatch struct {
+	Service  string        `json:"service"`
+	Group    string        `json:"group"`
+	Previous string        `json:"previous,omitempty"`
+	Batch    int           `json:"batch"`
+	Batches  int           `json:"batches"`
+	Slots    []string      `json:"slots"`
+	Took     time.Duration `json:"took_ns,omitempty"`
+	Up       time.Duration `json:"up_ns,omitempty"`
+	Reason   string        `json:"reason,omitempty"`
+	Report   *CanaryResult `json:"report,omitempty"`
+}
+
 // Completion is the data of completed.
 type Completion struct {
 	Service string `json:"service"`
@@ -211,6 +231,11 @@ type ServerGroupCommand struct {
 	// Host is the host to run the group on, for local provisioners on
 	// several hosts; empty, the provisioner places it.
 	Host string `json:"host,omitempty"`
+	// Stateful groups run stable slots (strategy rolling): Slots are
+	// those it starts with, and Capacity is their number.
+	Stateful  bool  `json:"stateful,omitempty"`
+	Slots     []int `json:"slots,omitempty"`
+	SlotCount int   `json:"slot_count,omitempty"`
 }
 
 // InstanceCommand asks the provisioner to terminate one instance.

@@ -95,6 +95,9 @@ func sampleFor(k Kind) any {
 		return RollbackDone{Service: "hello", Group: "g", Restored: "f", Reason: "5xx"}
 	case *Completion:
 		return Completion{Service: "hello", Group: "g", Version: "v2"}
+	case *RollingBatch:
+		return RollingBatch{Service: "store", Group: "store-v002", Previous: "store-v001", Batch: 2, Batches: 3, Slots: []string{"store-1"},
+			Took: time.Second, Reason: "verify failed", Report: &CanaryResult{Service: "store", Score: 0}}
 	case *ServerGroupCommand:
 		return ServerGroupCommand{Service: "hello", Group: "g", Version: "v2", Capacity: 3, Role: "canary"}
 	case *InstanceCommand:

@@ -42,6 +42,18 @@ var (
 	ReleaseCompleted  = Kind{subjects.DomainRelease, "completed"}
 )
 
+// The rolling flow (strategy rolling): each batch starts (the provisioner
+// replaces its slots), turns healthy (its new instances passed the health
+// gate), and is done (the canary service's verify passed); a failed gate is
+// a rolling.rollback, after which the provisioner puts the replaced slots
+// back, batch by batch in reverse, and the release ends rolled_back.
+var (
+	RollingBatchStarted = Kind{subjects.DomainRelease, "rolling.batch.started"}
+	RollingBatchHealthy = Kind{subjects.DomainRelease, "rolling.batch.healthy"}
+	RollingBatchDone    = Kind{subjects.DomainRelease, "rolling.batch.done"}
+	RollingRollback     = Kind{subjects.DomainRelease, "rolling.rollback"}
+)
+
 // Fleet commands (to the provisioner) and events (from it).
 var (
 	ServerGroupCreate    = Kind{subjects.DomainFleet, "servergroup.create"}
@@ -101,6 +113,11 @@ var registry = map[Kind]func() any{
 	RollbackRequested: func() any { return new(Rollback) },
 	RolledBack:        func() any { return new(RollbackDone) },
 	ReleaseCompleted:  func() any { return new(Completion) },
+
+	RollingBatchStarted: func() any { return new(RollingBatch) },
+	RollingBatchHealthy: func() any { return new(RollingBatch) },
+	RollingBatchDone:    func() any { return new(RollingBatch) },
+	RollingRollback:     func() any { return new(RollingBatch) },
 
 	ServerGroupCreate:    func() any { return new(ServerGroupCommand) },
 	ServerGroupResize:    func() any { return new(ServerGroupCommand) },

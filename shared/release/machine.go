@@ -38,6 +38,7 @@ var Phases = []PhaseInfo{
 	{PhaseLaunching, "launch", "destroy the new group (it has no traffic)"},
 	{PhaseSwitching, "switch", "if the new group has the traffic, give it back to the previous group first; destroy the new group"},
 	{PhaseBaking, "bake", "all traffic back to the previous group, then destroy the new group"},
+	{PhaseRolling, "batch", "the replaced slots back to the previous group, batch by batch in reverse, then destroy the new group"},
 	{PhaseCompleted, "", "while the previous group is kept: all traffic back to it, then destroy the new group"},
 	{PhaseRollingBack, "rollback", "(this is the undo) restore, then destroy the release's groups"},
 	{PhaseRolledBack, "", ""},
@@ -59,7 +60,15 @@ var Rules = []Rule{
 	{From: beforeRollback[:2], On: events.CanaryFailed, To: PhaseRollingBack, By: "router"},
 	{From: beforeRollback[:2], On: events.Calibrated, To: PhaseRollingBack, By: "router"},
 	{From: []Phase{PhaseRollingBack}, On: events.TrafficRestored, To: PhaseRolledBack, By: "provisioner"},
-	{From: append(beforeRollback[:5:5], PhaseRollingBack), On: events.AbortRequested, To: PhaseAborted, By: "provisioner"},
+	{From: append(beforeRollback[:5:5], PhaseRollingBack, PhaseRolling), On: events.AbortRequested, To: PhaseAborted, By: "provisioner"},
+	// the rolling flow (strategy rolling): the provisioner drives it, the
+	// canary service's verify of each batch is a rolling.batch.done or a
+	// rolling.rollback
+	{From: []Phase{PhaseAccepted}, On: events.RollingBatchStarted, To: PhaseRolling, By: "provisioner"},
+	{From: []Phase{PhaseRolling}, On: events.RollingRollback, To: PhaseRollingBack, By: "provisioner"},
+	{From: []Phase{PhaseRolling}, On: events.RollbackRequested, To: PhaseRollingBack, By: "provisioner"},
+	{From: []Phase{PhaseRolling}, On: events.ReleaseCompleted, To: PhaseCompleted, By: "provisioner"},
+	{From: []Phase{PhaseRollingBack}, On: events.RolledBack, To: PhaseRolledBack, By: "provisioner"},
 }
 
 // Next is where a release in phase from goes on event on (ok false: the

@@ -19,11 +19,13 @@ type Phase string
 
 // Phases of a release, in order. Completed, RolledBack and Rejected end it.
 const (
-	PhaseAccepted    Phase = "accepted"
-	PhaseCanary      Phase = "canary"
-	PhaseLaunching   Phase = "launching"
-	PhaseSwitching   Phase = "switching"
-	PhaseBaking      Phase = "baking"
+	PhaseAccepted  Phase = "accepted"
+	PhaseCanary    Phase = "canary"
+	PhaseLaunching Phase = "launching"
+	PhaseSwitching Phase = "switching"
+	PhaseBaking    Phase = "baking"
+	// PhaseRolling: a rolling release replaces its slots batch by batch.
+	PhaseRolling     Phase = "rolling"
 	PhaseCompleted   Phase = "completed"
 	PhaseRollingBack Phase = "rolling_back"
 	PhaseRolledBack  Phase = "rolled_back"
@@ -88,6 +90,44 @@ type Record struct {
 	// CanaryDuration overrides the strategy's canary duration (a
 	// calibration's --duration).
 	CanaryDuration time.Duration `json:"canary_duration_ns,omitempty"`
+	// Strategy is the spec's strategy type when the release was accepted;
+	// Rolling is a rolling release's progress.
+	Strategy string   `json:"strategy,omitempty"`
+	Rolling  *Rolling `json:"rolling,omitempty"`
+}
+
+// IsRolling reports whether the release follows the rolling flow.
+func (r Record) IsRolling() bool { return r.Strategy == "rolling" }
+
+// Rolling is the progress of a rolling release. The provisioner plans the
+// batches and moves Current, Healthy and Back; the canary service's verify
+// moves Verified. Batch i (0-based) is done once Verified > i.
+type Rolling struct {
+	// Batches are the slots of each batch, in order.
+	Batches [][]int `json:"batches"`
+	// Current is the batch in hand; BatchStarted when it started (its
+	// deadline runs from then), HealthyAt when it passed the health gate
+	// (its verify runs from then).
+	Current      int       `json:"current"`
+	BatchStarted time.Time `json:"batch_started"`
+	HealthyAt    time.Time `json:"healthy_at,omitempty"`
+	// Healthy and Verified count the batches past the health gate and
+	// past the verify.
+	Healthy  int `json:"healthy"`
+	Verified int `json:"verified"`
+	// Back counts the batches a roll-back has put back on the previous
+	// version.
+	Back int `json:"back"`
+}
+
+// Replaced is the slots that run the new version, or may: those of every
+// batch up to the current one.
+func (r Rolling) Replaced() []int {
+	var out []int
+	for i := 0; i <= r.Current && i < len(r.Batches); i++ {
+		out = append(out, r.Batches[i]...)
+	}
+	return out
 }
 
 // CanaryFor is how long the release's canary is judged: the strategy's

@@ -1,11 +1,11 @@
-// Package rolling plans a rolling release of a stateful service (issue 16,
-// not yet wired into the release flow): its slots are replaced batch by
+// Package rolling plans a rolling release of a stateful service: its slots are replaced batch by
 // batch, at most max_unavailable at a time, and a roll-back replaces the
 // slots already done, batch by batch in reverse.
 package rolling
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 	"strings"
@@ -64,19 +64,23 @@ func (m MaxUnavailable) String() string {
 func Slots(service string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = fmt.Sprintf("%s-%d", service, i)
+		out[i] = SlotName(service, i)
 	}
 	return out
 }
 
+// SlotName is the name of a service's slot i: its instances' identity and
+// its volume's directory.
+func SlotName(service string, i int) string { return fmt.Sprintf("%s-%d", service, i) }
+
 // Plan splits the slots, in their order, into batches of at most k.
-func Plan(slots []string, k int) [][]string {
+func Plan[T any](slots []T, k int) [][]T {
 	if k < 1 {
 		k = 1
 	}
-	var out [][]string
+	var out [][]T
 	for i := 0; i < len(slots); i += k {
-		out = append(out, append([]string(nil), slots[i:min(i+k, len(slots))]...))
+		out = append(out, append([]T(nil), slots[i:min(i+k, len(slots))]...))
 	}
 	return out
 }
@@ -85,15 +89,26 @@ func Plan(slots []string, k int) [][]string {
 // first done batches (the batch that failed counts as done: some of its
 // slots may run the new version): those batches, last first, each in
 // reverse order.
-func Reverse(batches [][]string, done int) [][]string {
+func Reverse[T any](batches [][]T, done int) [][]T {
 	done = min(max(done, 0), len(batches))
-	out := make([][]string, 0, done)
+	out := make([][]T, 0, done)
 	for i := done - 1; i >= 0; i-- {
-		b := make([]string, len(batches[i]))
+		b := make([]T, len(batches[i]))
 		for j, s := range batches[i] {
 			b[len(b)-1-j] = s
 		}
 		out = append(out, b)
 	}
 	return out
+}
+
+// SlotOf is the slot of a key among n slots (FNV-1a, modulo n): every
+// caller sends a key to the same slot while the number of slots stays.
+func SlotOf(key string, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
 }

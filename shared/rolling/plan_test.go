@@ -1,6 +1,7 @@
 package rolling
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -46,7 +47,7 @@ func TestPlanAndReverse(t *testing.T) {
 	if got := Plan(slots, 9); !reflect.DeepEqual(got, [][]string{slots}) {
 		t.Fatalf("a batch larger than the group: %v", got)
 	}
-	if got := Plan(nil, 2); got != nil {
+	if got := Plan[string](nil, 2); got != nil {
 		t.Fatalf("no slots: %v", got)
 	}
 	// the second batch failed: batches 2 and 1 go back, last first
@@ -63,5 +64,26 @@ func TestPlanAndReverse(t *testing.T) {
 	plan[0][0] = "changed" // the plan and its reverse share nothing
 	if back[1][1] != "store-0" {
 		t.Fatal("Reverse shares the plan's slices")
+	}
+}
+
+// SlotOf spreads keys over the slots, each key always to the same slot.
+func TestSlotOf(t *testing.T) {
+	counts := make([]int, 4)
+	for i := range 4000 {
+		k := fmt.Sprintf("key-%d", i)
+		s := SlotOf(k, 4)
+		if s != SlotOf(k, 4) || s < 0 || s >= 4 {
+			t.Fatalf("%q → %d", k, s)
+		}
+		counts[s]++
+	}
+	for i, c := range counts {
+		if c < 800 || c > 1200 { // 1000 expected each; 6 standard deviations is ±165
+			t.Errorf("slot %d got %d of 4000 keys: %v", i, c, counts)
+		}
+	}
+	if SlotOf("x", 0) != 0 || SlotName("store", 2) != "store-2" {
+		t.Error("no slots, or a slot's name")
 	}
 }

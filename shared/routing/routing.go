@@ -25,6 +25,9 @@ import (
 // outstanding counts, ejection and metrics survive a table swap.
 type Backend struct {
 	ID, Service, Group, Addr string
+	// Slot is the stable slot the instance runs (a stateful service's),
+	// or "".
+	Slot string
 
 	Inflight     atomic.Int64
 	fails        atomic.Int32
@@ -138,6 +141,25 @@ type Service struct {
 	total    int
 	// Revision is the routes revision this was built from.
 	Revision uint64
+	// SlotCount is a stateful service's number of slots (0: not
+	// stateful), and bySlot its up instances by slot, in any group of the
+	// route: a slot runs in the old version's group or the new one's.
+	SlotCount int
+	bySlot    map[string][]*Backend
+}
+
+// BySlot returns the up instances of a stateful service's slot that are
+// not ejected, other than exclude (a failed try); usually one, two while
+// discovery catches up with a replacement.
+func (s *Service) BySlot(slot string, exclude *Backend) []*Backend {
+	now := time.Now().UnixNano()
+	var out []*Backend
+	for _, b := range s.bySlot[slot] {
+		if b != exclude && !b.Ejected(now) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // PickGroup chooses a group by weight; nil when no group has weight.
@@ -210,7 +232,7 @@ func (r *Registry) backend(e discovery.Entry) *Backend {
 	if b, ok := r.backends[key]; ok {
 		return b
 	}
-	b := &Backend{ID: e.ID, Service: e.Service, Group: e.Group, Addr: e.Address}
+	b := &Backend{ID: e.ID, Service: e.Service, Group: e.Group, Addr: e.Address, Slot: e.Slot}
 	r.backends[key] = b
 	return b
 }
@@ -271,8 +293,10 @@ func (r *Registry) Build(in Input) *Table {
 	}
 	byGroup := map[string][]*Backend{}
 	listed := make(map[string]bool, len(in.Instances))
+	slotCount := map[string]int{}
 	for _, e := range in.Instances {
 		listed[e.ID+"@"+e.Addr()] = true
+		slotCount[e.Service] = max(slotCount[e.Service], e.SlotCount)
 		if e.State == discovery.StateUp {
 			byGroup[e.Group] = append(byGroup[e.Group], r.backend(e))
 		}
@@ -283,7 +307,8 @@ func (r *Registry) Build(in Input) *Table {
 	t := &Table{byHost: map[string]*Service{}, Services: map[string]*Service{}}
 	claims := Claims(in.Routes, in.Hostnames)
 	for name, rt := range in.Routes {
-		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name], RetryNonIdempotent: in.RetryNonIdempotent[name], Protocol: in.Protocols[name]}
+		s := &Service{Name: name, All: map[string]*Group{}, Revision: in.Revisions[name], RetryNonIdempotent: in.RetryNonIdempotent[name], Protocol: in.Protocols[name],
+			SlotCount: slotCount[name]}
 		// a group with weight but no instance in this table (the instances
 		// not seen yet, or all gone) gives its share to the weighted groups
 		// that have some, rather than failing it. When none has any and the
@@ -305,6 +330,14 @@ func (r *Registry) Build(in Input) *Table {
 			sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
 			g := &Group{Name: gname, Weight: rt.Weights[gname], Backends: bs, MaxEjected: int(float64(len(bs)) * share), Budget: r.budget(gname)}
 			s.All[gname] = g
+			for _, b := range bs {
+				if b.Slot != "" {
+					if s.bySlot == nil {
+						s.bySlot = map[string][]*Backend{}
+					}
+					s.bySlot[b.Slot] = append(s.bySlot[b.Slot], b)
+				}
+			}
 			w := g.Weight
 			switch {
 			case fallback != "" && gname == fallback:

@@ -8,14 +8,56 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/redblack/redblack/shared/rolling"
+)
+
+// Strategy types.
+const (
+	// StrategyRedBlack (the default): canary, a whole new group beside
+	// the old one, all traffic at once, bake, tear the old one down.
+	StrategyRedBlack = "red_black"
+	// StrategyRolling, for stateful services: stable slots with
+	// persistent volumes, replaced batch by batch.
+	StrategyRolling = "rolling"
 )
 
 // Strategy is how a service is released.
 type Strategy struct {
+	// Type is red_black (default) or rolling.
+	Type string `yaml:"type" json:"type"`
+	// Rolling configures the rolling strategy (type rolling). Its verify
+	// judges with the canary's metrics, confidence and min_samples.
+	Rolling      Rolling   `yaml:"rolling" json:"rolling"`
 	Canary       Canary    `yaml:"canary" json:"canary"`
 	Bake         Bake      `yaml:"bake" json:"bake"`
 	KeepPrevious int       `yaml:"keep_previous" json:"keep_previous"`
 	Deadlines    Deadlines `yaml:"deadlines" json:"deadlines"`
+}
+
+// Rolling is the rolling strategy: the service's slots are replaced
+// max_unavailable at a time; each batch's new instances must stay healthy
+// for health_gate, then the canary judge compares the replaced slots with
+// those not yet replaced on live traffic for verify.duration; a failed gate
+// rolls the replaced slots back, batch by batch in reverse.
+type Rolling struct {
+	// MaxUnavailable is a count ("1") or a percentage of the slots
+	// ("25%", rounded down, at least 1); default 1.
+	MaxUnavailable string `yaml:"max_unavailable" json:"max_unavailable"`
+	// BatchPause is the wait between a batch's verify and the next batch.
+	BatchPause Duration `yaml:"batch_pause" json:"batch_pause"`
+	// HealthGate is how long a replaced instance must stay up, without a
+	// failed check or a restart, before its batch is verified (default
+	// 10s).
+	HealthGate Duration `yaml:"health_gate" json:"health_gate"`
+	Verify     Verify   `yaml:"verify" json:"verify"`
+}
+
+// Verify is the judge of each rolling batch.
+type Verify struct {
+	// Duration of each batch's verify (default 1m); the evidence adds up
+	// over the batches, and a batch fails as soon as it is conclusive.
+	Duration Duration `yaml:"duration" json:"duration"`
 }
 
 // Canary is the canary phase: a baseline of the current version and a canary
@@ -60,6 +102,17 @@ type MetricCheck struct {
 	MinShift Duration `yaml:"min_shift" json:"min_shift"`
 }
 
+// DefaultMetrics is the canary's metrics when the spec names none: the
+// error rate (critical, 0.1 points), the p50 (10 %) and the p99 (15 %), each
+// judged for an increase.
+func DefaultMetrics() []MetricCheck {
+	return []MetricCheck{
+		{Name: MetricErrorRate, Direction: "increase", Tolerance: 0.001, Critical: true, Weight: 1},
+		{Name: MetricLatencyP50, Direction: "increase", Tolerance: 0.10, Weight: 1},
+		{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.15, Weight: 1},
+	}
+}
+
 // Bake is the time the new group serves all traffic while the old one
 // waits, and the rules it must keep.
 type Bake struct {
@@ -85,6 +138,9 @@ type Deadlines struct {
 	Launch Duration `yaml:"launch" json:"launch"`
 	Switch Duration `yaml:"switch" json:"switch"`
 	Bake   Duration `yaml:"bake" json:"bake"`
+	// Batch bounds each batch of a rolling release, from its start to its
+	// verify's verdict (default health_gate + verify.duration + 5m).
+	Batch Duration `yaml:"batch" json:"batch"`
 	// Rollback bounds rolling_back: past it the watchdog re-drives the
 	// rollback with backoff and raises release.<svc>.stuck every minute
 	// until it ends (default 2m).
@@ -163,11 +219,7 @@ func (s *Service) defaultStrategy() {
 		c.Confidence = 0.99
 	}
 	if len(c.Metrics) == 0 {
-		c.Metrics = []MetricCheck{
-			{Name: MetricErrorRate, Direction: "increase", Tolerance: 0.001, Critical: true, Weight: 1},
-			{Name: MetricLatencyP50, Direction: "increase", Tolerance: 0.10, Weight: 1},
-			{Name: MetricLatencyP99, Direction: "increase", Tolerance: 0.15, Weight: 1},
-		}
+		c.Metrics = DefaultMetrics()
 	}
 	for i := range c.Metrics {
 		if c.Metrics[i].Direction == "" {
@@ -214,6 +266,22 @@ func (s *Service) defaultStrategy() {
 	}
 	if d.Rollback == 0 {
 		d.Rollback = Duration(2 * time.Minute)
+	}
+	if s.Strategy.Type == "" {
+		s.Strategy.Type = StrategyRedBlack
+	}
+	r := &s.Strategy.Rolling
+	if r.MaxUnavailable == "" {
+		r.MaxUnavailable = "1"
+	}
+	if r.HealthGate == 0 {
+		r.HealthGate = Duration(10 * time.Second)
+	}
+	if r.Verify.Duration == 0 {
+		r.Verify.Duration = Duration(time.Minute)
+	}
+	if d.Batch == 0 {
+		d.Batch = r.HealthGate + r.Verify.Duration + Duration(5*time.Minute)
 	}
 	ch := &s.Chaos
 	if ch.MeanTimeBetweenKills.IsZero() {
@@ -298,7 +366,7 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 		bad("strategy.keep_previous", "%d: want 1..10 (a previous group is what a rollback goes back to)", k)
 	}
 	d := s.Strategy.Deadlines
-	for name, v := range map[string]Duration{"canary": d.Canary, "launch": d.Launch, "switch": d.Switch, "bake": d.Bake, "rollback": d.Rollback} {
+	for name, v := range map[string]Duration{"canary": d.Canary, "launch": d.Launch, "switch": d.Switch, "bake": d.Bake, "rollback": d.Rollback, "batch": d.Batch} {
 		if v.D() < time.Second {
 			bad("strategy.deadlines."+name, "%s: want ≥ 1s", v.D())
 		}
@@ -309,6 +377,7 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 	if d.Bake < b.Duration {
 		bad("strategy.deadlines.bake", "%s is shorter than the bake duration %s", d.Bake.D(), b.Duration.D())
 	}
+	s.validateRolling(bad)
 	ch := s.Chaos
 	for name, k := range map[string]KillInterval{"mean_time_between_kills": ch.MeanTimeBetweenKills, "min_time_between_kills": ch.MinTimeBetweenKills} {
 		if k.WorkDays < 0 || k.Every < 0 || (k.Every > 0 && k.Every < time.Second) {
@@ -322,5 +391,35 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 		if _, err := path.Match(e, ""); err != nil || e == "" {
 			bad(fmt.Sprintf("chaos.exceptions[%d]", i), "%q is not a group name pattern", e)
 		}
+	}
+}
+
+func (s Service) validateRolling(bad func(field, format string, args ...any)) {
+	switch s.Strategy.Type {
+	case StrategyRedBlack:
+		return
+	case StrategyRolling:
+	default:
+		bad("strategy.type", "%q: want %s or %s", s.Strategy.Type, StrategyRedBlack, StrategyRolling)
+		return
+	}
+	r := s.Strategy.Rolling
+	if _, err := rolling.ParseMaxUnavailable(r.MaxUnavailable); err != nil {
+		bad("strategy.rolling.max_unavailable", "%q: want a count ≥ 1 (2) or a percentage of the slots (25%%)", r.MaxUnavailable)
+	}
+	if r.BatchPause < 0 || r.BatchPause.D() > time.Hour {
+		bad("strategy.rolling.batch_pause", "%s: want 0..1h", r.BatchPause.D())
+	}
+	if r.HealthGate < 0 || r.HealthGate.D() > time.Hour {
+		bad("strategy.rolling.health_gate", "%s: want 0..1h", r.HealthGate.D())
+	}
+	if v := r.Verify.Duration.D(); v < time.Second || v > 24*time.Hour {
+		bad("strategy.rolling.verify.duration", "%s: want 1s..24h", v)
+	}
+	if d := s.Strategy.Deadlines.Batch; d < r.HealthGate+r.Verify.Duration {
+		bad("strategy.deadlines.batch", "%s is shorter than health_gate + verify.duration (%s)", d.D(), (r.HealthGate + r.Verify.Duration).D())
+	}
+	if s.Autoscale != nil {
+		bad("autoscale", "a rolling service has a fixed number of slots (its capacity): autoscaling would add and drop volumes")
 	}
 }

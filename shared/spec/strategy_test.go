@@ -79,25 +79,33 @@ func TestDefaultsForAMinimalSpec(t *testing.T) {
 func TestStrategyRejectsEachBadField(t *testing.T) {
 	base := "name: hello\nowner: x\ncapacity: 2\n"
 	cases := map[string]string{
-		"strategy:\n  canary: {weight: 60}\n":                                        "strategy.canary.weight",
-		"strategy:\n  canary: {capacity: 50}\n":                                      "strategy.canary.capacity",
-		"strategy:\n  canary: {duration: 10s, interval: 20s}\n":                      "strategy.canary.interval",
-		"strategy:\n  canary: {pass_score: 101}\n":                                   "strategy.canary.pass_score",
-		"strategy:\n  canary: {marginal_score: 96}\n":                                "strategy.canary.marginal_score",
-		"strategy:\n  canary: {min_samples: 3}\n":                                    "strategy.canary.min_samples",
-		"strategy:\n  canary: {metrics: [{name: cpu}]}\n":                            "strategy.canary.metrics[0].name",
-		"strategy:\n  canary: {metrics: [{name: error_rate, direction: up}]}\n":      "strategy.canary.metrics[0].direction",
-		"strategy:\n  canary: {metrics: [{name: error_rate}, {name: error_rate}]}\n": "strategy.canary.metrics[1].name",
-		"strategy:\n  bake: {max_error_rate: 2}\n":                                   "strategy.bake.max_error_rate",
-		"strategy:\n  bake: {max_latency_ratio: 0.5}\n":                              "strategy.bake.max_latency_ratio",
-		"strategy:\n  bake: {confidence: 1}\n":                                       "strategy.bake.confidence",
-		"strategy:\n  bake: {error_tolerance: -0.1}\n":                               "strategy.bake.error_tolerance",
-		"strategy:\n  canary: {confidence: 0.3}\n":                                   "strategy.canary.confidence",
-		"strategy:\n  keep_previous: 11\n":                                           "strategy.keep_previous",
-		"strategy:\n  bake: {duration: 10m}\n  deadlines: {bake: 1m}\n":              "strategy.deadlines.bake",
-		"chaos: {grouping: cluster}\n":                                               "chaos.grouping",
-		"chaos: {exceptions: [\"[\"]}\n":                                             "chaos.exceptions[0]",
-		"chaos: {mean_time_between_kills: 10ms}\n":                                   "chaos.mean_time_between_kills",
+		"strategy:\n  canary: {weight: 60}\n":                                                         "strategy.canary.weight",
+		"strategy:\n  canary: {capacity: 50}\n":                                                       "strategy.canary.capacity",
+		"strategy:\n  canary: {duration: 10s, interval: 20s}\n":                                       "strategy.canary.interval",
+		"strategy:\n  canary: {pass_score: 101}\n":                                                    "strategy.canary.pass_score",
+		"strategy:\n  canary: {marginal_score: 96}\n":                                                 "strategy.canary.marginal_score",
+		"strategy:\n  canary: {min_samples: 3}\n":                                                     "strategy.canary.min_samples",
+		"strategy:\n  canary: {metrics: [{name: cpu}]}\n":                                             "strategy.canary.metrics[0].name",
+		"strategy:\n  canary: {metrics: [{name: error_rate, direction: up}]}\n":                       "strategy.canary.metrics[0].direction",
+		"strategy:\n  canary: {metrics: [{name: error_rate}, {name: error_rate}]}\n":                  "strategy.canary.metrics[1].name",
+		"strategy:\n  bake: {max_error_rate: 2}\n":                                                    "strategy.bake.max_error_rate",
+		"strategy:\n  bake: {max_latency_ratio: 0.5}\n":                                               "strategy.bake.max_latency_ratio",
+		"strategy:\n  bake: {confidence: 1}\n":                                                        "strategy.bake.confidence",
+		"strategy:\n  bake: {error_tolerance: -0.1}\n":                                                "strategy.bake.error_tolerance",
+		"strategy:\n  canary: {confidence: 0.3}\n":                                                    "strategy.canary.confidence",
+		"strategy:\n  keep_previous: 11\n":                                                            "strategy.keep_previous",
+		"strategy:\n  bake: {duration: 10m}\n  deadlines: {bake: 1m}\n":                               "strategy.deadlines.bake",
+		"chaos: {grouping: cluster}\n":                                                                "chaos.grouping",
+		"chaos: {exceptions: [\"[\"]}\n":                                                              "chaos.exceptions[0]",
+		"chaos: {mean_time_between_kills: 10ms}\n":                                                    "chaos.mean_time_between_kills",
+		"strategy:\n  type: blue_green\n":                                                             "strategy.type",
+		"strategy:\n  type: rolling\n  rolling: {max_unavailable: 0}\n":                               "strategy.rolling.max_unavailable",
+		"strategy:\n  type: rolling\n  rolling: {max_unavailable: 120%}\n":                            "strategy.rolling.max_unavailable",
+		"strategy:\n  type: rolling\n  rolling: {health_gate: -1s}\n":                                 "strategy.rolling.health_gate",
+		"strategy:\n  type: rolling\n  rolling: {batch_pause: 2h}\n":                                  "strategy.rolling.batch_pause",
+		"strategy:\n  type: rolling\n  rolling: {verify: {duration: 10ms}}\n":                         "strategy.rolling.verify.duration",
+		"strategy:\n  type: rolling\n  deadlines: {batch: 5s}\n":                                      "strategy.deadlines.batch",
+		"strategy:\n  type: rolling\nautoscale: {min: 1, max: 4, target_requests_per_instance: 10}\n": "autoscale",
 	}
 	for extra, field := range cases {
 		_, err := Parse(strings.NewReader(base + extra))
@@ -116,5 +124,39 @@ func TestStrategyRejectsEachBadField(t *testing.T) {
 	}
 	if _, err := Parse(strings.NewReader(base + "chaos: {mean_time_between_kills: soon}\n")); err == nil {
 		t.Error("a kill interval of \"soon\" was accepted")
+	}
+}
+
+// TestRollingParse: a rolling spec's fields and defaults, a count or a
+// percentage for max_unavailable, and a round trip.
+func TestRollingParse(t *testing.T) {
+	s, err := Parse(strings.NewReader(`
+name: store
+owner: data
+capacity: 4
+strategy:
+  type: rolling
+  rolling: {max_unavailable: 2, batch_pause: 1s, health_gate: 3s, verify: {duration: 20s}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Strategy.Rolling
+	if s.Strategy.Type != StrategyRolling || r.MaxUnavailable != "2" || r.BatchPause.D() != time.Second || r.HealthGate.D() != 3*time.Second ||
+		r.Verify.Duration.D() != 20*time.Second || s.Strategy.Deadlines.Batch.D() != 23*time.Second+5*time.Minute {
+		t.Fatalf("rolling %+v, deadlines %+v", r, s.Strategy.Deadlines)
+	}
+	p, err := Parse(strings.NewReader("name: store\nowner: data\ncapacity: 4\nstrategy:\n  type: rolling\n  rolling: {max_unavailable: 50%}\n"))
+	if err != nil || p.Strategy.Rolling.MaxUnavailable != "50%" || p.Strategy.Rolling.HealthGate.D() != 10*time.Second || p.Strategy.Rolling.Verify.Duration.D() != time.Minute {
+		t.Fatalf("percentage and defaults: %v %+v", err, p.Strategy.Rolling)
+	}
+	y, _ := yaml.Marshal(s)
+	again, err := Parse(strings.NewReader(string(y)))
+	if err != nil || !reflect.DeepEqual(again, s) {
+		t.Fatalf("YAML round trip: %v\n%s", err, y)
+	}
+	d, err := Parse(strings.NewReader("name: hello\nowner: x\ncapacity: 2\n"))
+	if err != nil || d.Strategy.Type != StrategyRedBlack {
+		t.Fatalf("default type: %v %q", err, d.Strategy.Type)
 	}
 }

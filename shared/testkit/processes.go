@@ -13,12 +13,18 @@ import (
 // HelloPackage is the demo application the tests run as instances.
 const HelloPackage = "github.com/redblack/redblack/examples/hello"
 
+// StorePackage is the example stateful service (strategy rolling).
+const StorePackage = "github.com/redblack/redblack/examples/store"
+
 // BuildHello builds examples/hello into dir (the go tool must be on PATH and
 // the working directory inside the workspace) and returns its path.
-func BuildHello(dir string) (string, error) {
-	p := filepath.Join(dir, "hello")
-	if out, err := exec.Command("go", "build", "-o", p, HelloPackage).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("testkit: build hello: %v\n%s", err, out)
+func BuildHello(dir string) (string, error) { return Build(dir, HelloPackage, "hello") }
+
+// Build builds the package pkg into dir/name and returns its path.
+func Build(dir, pkg, name string) (string, error) {
+	p := filepath.Join(dir, name)
+	if out, err := exec.Command("go", "build", "-o", p, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testkit: build %s: %v\n%s", name, err, out)
 	}
 	return p, nil
 }

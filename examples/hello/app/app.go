@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +23,10 @@ type Config struct {
 	// through Caller (a tier: see tier.go).
 	Downstream []string
 	Caller     Caller
+	// Store is a stateful service whose keys /kv/KEY passes to, each to
+	// its slot through Keys (store.go).
+	Store string
+	Keys  KeyCaller
 	// ErrorRate is the share of requests answered 500, 0..1.
 	ErrorRate float64
 	// Latency is added to every request; Jitter spreads it uniformly by ±Jitter.
@@ -62,6 +67,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+		return
+	}
+	if a.cfg.Store != "" && strings.HasPrefix(r.URL.Path, "/kv/") {
+		a.serveKV(w, r)
 		return
 	}
 	w.Header().Set("X-Version", a.cfg.Version)

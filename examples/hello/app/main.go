@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/redblack/redblack/shared/discovery/lb"
+	"github.com/redblack/redblack/shared/subjects"
 )
 
 // Main runs hello as a program: it listens on $PORT (or --listen), answers
@@ -38,6 +40,7 @@ func Main(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.FailHealthAfter, "fail-health-after", 0, "after this long, /healthz answers 503")
 	grpcMode := fs.Bool("grpc", false, "also serve gRPC (grpc.testing.TestService and grpc.health.v1.Health) over h2c on the same port")
 	downstream := fs.String("downstream", "", "SERVICE[,SERVICE]: call these through the discovery client before each answer (NATS from $REDBLACK_SERVER, creds from $REDBLACK_CREDS or $"+lb.CredsEnv+")")
+	fs.StringVar(&cfg.Store, "store", "", "SERVICE: pass GET and PUT /kv/KEY to this stateful service, each key to its slot, through the discovery client")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -61,16 +64,26 @@ func Main(args []string, stderr io.Writer) int {
 			logger.Printf("hello: --downstream: %v", err)
 			return 2
 		}
+	}
+	called := cfg.Downstream
+	if cfg.Store != "" {
+		if err := subjects.ValidateService(cfg.Store); err != nil {
+			logger.Printf("hello: --store: %v", err)
+			return 2
+		}
+		called = append(slices.Clone(called), cfg.Store)
+	}
+	if len(called) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		caller, stop, err := lb.FromEnv(ctx, os.LookupEnv, lb.Config{Services: cfg.Downstream})
+		caller, stop, err := lb.FromEnv(ctx, os.LookupEnv, lb.Config{Services: called})
 		cancel()
 		if err != nil {
-			logger.Printf("hello: --downstream: %v", err)
+			logger.Printf("hello: --downstream/--store: %v", err)
 			return 1
 		}
 		defer stop()
-		cfg.Caller = caller
-		logger.Printf("hello: calling %s through the discovery client %s", strings.Join(cfg.Downstream, ", "), caller.ID())
+		cfg.Caller, cfg.Keys = caller, caller
+		logger.Printf("hello: calling %s through the discovery client %s", strings.Join(called, ", "), caller.ID())
 	}
 	app := New(cfg, time.Now)
 	srv := &http.Server{Addr: addr, Handler: app, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // FileName is the append-only file in the volume.
@@ -42,9 +43,13 @@ type Store struct {
 	Torn bool
 }
 
+// ErrInUse: another process holds the volume.
+var ErrInUse = errors.New("volume in use")
+
 // Open replays dir's file into memory and opens it for appends, writing
 // records of schema. A last line without its newline is a write that was
-// never acknowledged: it is cut off.
+// never acknowledged: it is cut off. The file is locked (flock): a second
+// Open of the same volume, in any process, fails with ErrInUse.
 func Open(dir string, schema int) (*Store, error) {
 	if schema < 1 {
 		return nil, fmt.Errorf("kv: schema %d: want ≥ 1", schema)
@@ -52,6 +57,12 @@ func Open(dir string, schema int) (*Store, error) {
 	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("kv: %w", err)
+	}
+	// one process per volume: a second store on it (a slot's old
+	// instance not yet gone) would interleave its appends with ours
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("kv: %s is in use by another process: %w", dir, ErrInUse)
 	}
 	s := &Store{f: f, data: map[string]string{}, schema: schema}
 	good, err := s.replay()

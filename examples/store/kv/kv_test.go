@@ -87,7 +87,7 @@ func TestHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	srv := httptest.NewServer(s.Handler("v1"))
+	srv := httptest.NewServer(s.Handler(Options{Service: "store", Version: "v1"}))
 	defer srv.Close()
 	req, _ := http.NewRequest("PUT", srv.URL+"/kv/a", strings.NewReader("hello"))
 	resp, err := http.DefaultClient.Do(req)
@@ -100,6 +100,9 @@ func TestHTTP(t *testing.T) {
 	if resp.StatusCode != 200 || string(b) != "hello" {
 		t.Fatalf("get: %d %q", resp.StatusCode, b)
 	}
+	if resp, _ := http.Get(srv.URL + "/"); resp.StatusCode != 200 || resp.Header.Get(ChainHeader) != "store v1" {
+		t.Fatalf("get /: %d chain %q", resp.StatusCode, resp.Header.Get(ChainHeader))
+	}
 	if resp, _ := http.Get(srv.URL + "/kv/nope"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("get of a missing key: %d", resp.StatusCode)
 	}
@@ -110,4 +113,32 @@ func TestHTTP(t *testing.T) {
 	if _, ok := s.Get("big"); ok {
 		t.Fatal("a value over the limit was stored")
 	}
+	failing := httptest.NewServer(s.Handler(Options{Service: "store", Version: "v3", FailWrites: true}))
+	defer failing.Close()
+	bad, _ := http.NewRequest("PUT", failing.URL+"/kv/a", strings.NewReader("lost"))
+	if resp, _ := http.DefaultClient.Do(bad); resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("put with failWrites: %d", resp.StatusCode)
+	}
+	if v, _ := s.Get("a"); v != "hello" {
+		t.Fatalf("a refused write changed a to %q", v)
+	}
+}
+
+// One process per volume: while a store has it open, a second Open fails
+// with ErrInUse; once it is closed, the volume opens again.
+func TestSecondOpenOfAVolumeIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, 1); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second open: %v; want ErrInUse", err)
+	}
+	s.Close()
+	s2, err := Open(dir, 1)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	s2.Close()
 }

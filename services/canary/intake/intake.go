@@ -254,6 +254,9 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if req.body.Calibrate && active == "" {
 		return reject("calibrate", "nothing of %s runs yet to calibrate the judge against: release it first", req.service), nil
 	}
+	if req.body.Calibrate && svc.Strategy.Type == spec.StrategyRolling {
+		return reject("calibrate", "%s is released by rolling: a calibration runs two groups of the production version, and a stateful service's slots run once each", req.service), nil
+	}
 	lock, rej, err := in.lock(ctx, req, counter.Sequence+1)
 	if rej != nil || err != nil {
 		return rej, err
@@ -267,7 +270,7 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	rec := release.Record{
 		ID: req.releaseID, Service: req.service, Version: req.body.Version, Group: lock.Group,
 		Sequence: lock.sequence, Previous: active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
-		Calibration: req.body.Calibrate, RequestSeq: req.seq,
+		Calibration: req.body.Calibrate, RequestSeq: req.seq, Strategy: svc.Strategy.Type,
 	}
 	if req.body.Duration != "" {
 		rec.CanaryDuration, _ = time.ParseDuration(req.body.Duration) // checked in parse

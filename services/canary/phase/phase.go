@@ -44,6 +44,7 @@ type Phase struct {
 	releases  release.Store
 	log       zerolog.Logger
 	runs      release.Runs
+	verifies  release.Runs // rolling releases' batches (verify.go)
 	// known reports whether a router id is one of the mesh's (nil: any).
 	known func(string) bool
 	// Metrics, when set, count the verdicts.
@@ -64,6 +65,7 @@ func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, l
 	// copies of the canary service share the accepted releases; the lease
 	// keeps each canary to one judge
 	p.runs.Lease = &release.Lease{KV: p.releases.KV, Role: Durable, Owner: release.NewOwner("canary")}
+	p.verifies = release.Runs{Log: log, Lease: &release.Lease{KV: p.releases.KV, Role: Durable + "-verify", Owner: p.runs.Lease.Owner}}
 	return p, nil
 }
 
@@ -73,9 +75,10 @@ func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, l
 // runs stop when ctx ends; Wait waits for them.
 func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
 	if err := release.Watch(ctx, p.releases.KV, func(r release.Record, _ bool) {
-		if r.Previous != "" && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseCanary) {
+		if r.Previous != "" && !r.IsRolling() && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseCanary) {
 			p.runs.Ensure(ctx, r.ID, p.run)
 		}
+		p.ensureVerify(ctx, r)
 	}); err != nil {
 		return nil, err
 	}
@@ -92,7 +95,10 @@ func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
 }
 
 // Wait waits for every run to stop.
-func (p *Phase) Wait() { p.runs.Wait() }
+func (p *Phase) Wait() {
+	p.runs.Wait()
+	p.verifies.Wait()
+}
 
 // accepted passes a first release (nothing runs to compare it with) and
 // starts the run of any other.
@@ -106,6 +112,9 @@ func (p *Phase) accepted(hctx, runCtx context.Context, id string) error {
 	}
 	if rec.Phase != release.PhaseAccepted && rec.Phase != release.PhaseCanary {
 		return nil // already past the canary: a redelivery
+	}
+	if rec.IsRolling() {
+		return nil // no canary phase: each batch is verified (package rolling's Verify)
 	}
 	if rec.Previous == "" {
 		return p.emit(hctx, rec, events.CanaryPassed, events.CanaryResult{
@@ -175,7 +184,8 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	log.Info().Str("baseline", rec.Baseline).Str("canary", rec.Canary).Int("weight_percent", cs.Weight).Msg("canary started")
 
 	// 3. judge every interval
-	verdict, err := p.judge(ctx, rec, svc, deadline)
+	verdict, err := p.judge(ctx, rec, cs, judged{baseline: rec.Baseline, canary: rec.Canary,
+		end: rec.JudgeFrom.Add(cs.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseCanary})
 	if err != nil {
 		return err
 	}
@@ -325,13 +335,21 @@ func (p *Phase) hasWeights(ctx context.Context, service string, w map[string]int
 	return true
 }
 
+// judged is what one judgement compares, and until when: it passes at end
+// unless it failed, and with too little data fails at last; its
+// checkpoints are written while the record is in phase.
+type judged struct {
+	baseline, canary string
+	end, last        time.Time
+	phase            release.Phase
+}
+
 // judge follows the baseline's and canary's samples from where the
 // record's checkpoint left off (or JudgeFrom) and looks at least every
 // second: the confidence sequences hold at any number of looks, so a bad
 // canary fails as soon as the evidence allows. The evidence is checkpointed
 // in the record every interval and at the verdict.
-func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service, deadline time.Time) (verdict, error) {
-	cs := svc.Strategy.Canary
+func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w judged) (verdict, error) {
 	j := NewJudge(cs)
 	cp, err := DecodeCheckpoint(rec.Checkpoint)
 	if err != nil {
@@ -347,18 +365,21 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service,
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- metrics.Follow(fctx, p.js, topology.StreamMetrics, rec.Service, []string{rec.Baseline, rec.Canary}, since, filter, func(s metrics.Sample) bool {
+		errc <- metrics.Follow(fctx, p.js, topology.StreamMetrics, rec.Service, []string{w.baseline, w.canary}, since, filter, func(s metrics.Sample) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			j.Add(s, s.Group == rec.Baseline)
+			j.Add(s, s.Group == w.baseline)
 			return true
 		})
 	}()
 	tick := min(cs.Interval.D(), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	end := rec.JudgeFrom.Add(cs.Duration.D())
-	last := deadline.Add(-cs.Interval.D())
+	end, last := w.end, w.last
+	// a look at the end itself, not at the next tick after it: a rolling
+	// batch's verify ends on time
+	atEnd := time.NewTimer(time.Until(end))
+	defer atEnd.Stop()
 	saved := time.Now()
 	for {
 		select {
@@ -370,6 +391,7 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service,
 			}
 			return verdict{}, err
 		case <-t.C:
+		case <-atEnd.C:
 		}
 		now := time.Now()
 		mu.Lock()
@@ -385,13 +407,13 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, svc spec.Service,
 		if err != nil {
 			return verdict{}, err
 		}
-		result.Service, result.Canary, result.DroppedSamples = rec.Service, rec.Canary, filter.Dropped()
+		result.Service, result.Canary, result.DroppedSamples = rec.Service, w.canary, filter.Dropped()
 		if !save {
 			continue
 		}
 		saved = now
 		if _, err := p.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-			if err := r.Expect(release.PhaseCanary); err != nil {
+			if err := r.Expect(w.phase); err != nil {
 				return err
 			}
 			r.Checkpoint = b

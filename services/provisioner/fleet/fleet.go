@@ -32,6 +32,15 @@ type GroupSpec struct {
 	// Host is the host the group runs on, for local provisioners on
 	// several hosts (package hosts); empty, one is chosen.
 	Host string `json:"host,omitempty"`
+	// Stateful: the group runs stable slots (strategy rolling), each with
+	// its volume, and Slots are the slots it runs (0-based; its capacity
+	// is their number). A slot's volume outlives its instances: a
+	// replacement, a kill and a move to another group keep it.
+	Stateful bool  `json:"stateful,omitempty"`
+	Slots    []int `json:"slots,omitempty"`
+	// SlotCount is the service's number of slots (its capacity): callers
+	// hash keys over that many, whichever are up.
+	SlotCount int `json:"slot_count,omitempty"`
 	// Autoscale, for the production group of an autoscaled service: the
 	// aws provider gives its Auto Scaling group these bounds and a
 	// target-tracking policy (the local provisioner scales by itself).
@@ -50,6 +59,22 @@ type Instance struct {
 	LastHealth time.Time `json:"last_health,omitempty"`
 	// PID is the process id (local provider) or 0.
 	PID int `json:"pid,omitempty"`
+	// Slot is the stable slot a stateful group's instance runs
+	// ("store-0"), "" for an ordinary instance, and SlotCount the
+	// service's number of slots.
+	Slot      string `json:"slot,omitempty"`
+	SlotCount int    `json:"slot_count,omitempty"`
+}
+
+// Slotter is a provider that runs stateful groups in stable slots with a
+// volume each (the local one): a rolling release moves slots from the old
+// version's group to the new one's, and back on a roll-back.
+type Slotter interface {
+	// SetSlots makes the stateful group run exactly these slots: the
+	// instances of other slots stop, and a slot's instance starts once no
+	// other process of the service holds the slot's volume. It returns at
+	// once; the changes report the instances.
+	SetSlots(ctx context.Context, group string, slots []int) error
 }
 
 // CPUMeter is a provider that can tell the CPU its instances use (the

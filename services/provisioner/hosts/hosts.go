@@ -79,6 +79,7 @@ type request struct {
 	Service  string          `json:"service,omitempty"`
 	Capacity int             `json:"capacity,omitempty"`
 	Instance string          `json:"instance,omitempty"`
+	Slots    []int           `json:"slots,omitempty"`
 }
 
 type response struct {
@@ -175,6 +176,8 @@ func serve(ctx context.Context, p fleet.Provider, op string, req request) respon
 		err = p.TerminateInstance(ctx, req.Group, req.Instance)
 	case "cpu":
 		resp.CPU, err = cpuOf(ctx, p, req.Group)
+	case "slots":
+		err = setSlots(ctx, p, req.Group, req.Slots)
 	default:
 		err = fmt.Errorf("unknown operation %q", op)
 	}
@@ -404,6 +407,25 @@ func cpuOf(ctx context.Context, p fleet.Provider, group string) (map[string]time
 		return nil, fmt.Errorf("hosts: this host's provider does not measure CPU")
 	}
 	return m.CPU(ctx, group)
+}
+
+func setSlots(ctx context.Context, p fleet.Provider, group string, slots []int) error {
+	s, ok := p.(fleet.Slotter)
+	if !ok {
+		return fmt.Errorf("hosts: this host's provider has no slots")
+	}
+	return s.SetSlots(ctx, group, slots)
+}
+
+// SetSlots implements fleet.Slotter: it asks the group's host.
+func (h *Provider) SetSlots(ctx context.Context, name string, slots []int) error {
+	host, err := h.owned(ctx, name)
+	if err != nil {
+		return err
+	}
+	return h.call(ctx, host, "slots", request{Group: name, Slots: slots}, nil, func(p fleet.Provider) error {
+		return setSlots(ctx, p, name, slots)
+	})
 }
 
 // Resize asks the group's host.

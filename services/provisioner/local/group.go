@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/procfs"
+	"github.com/redblack/redblack/shared/rolling"
 )
 
 // instance is one process of a group. Its fields are guarded by the group's
@@ -65,6 +67,7 @@ type group struct {
 	mu           sync.Mutex
 	created      time.Time
 	desired      int
+	slots        []int // a stateful group's slots (desired is their number)
 	seq          int
 	instances    map[string]*instance
 	crashes      []time.Time
@@ -81,7 +84,7 @@ type group struct {
 
 func newGroup(l *Local, rec groupRecord) *group {
 	return &group{
-		l: l, spec: rec.Spec, created: rec.Created, desired: rec.Desired, seq: rec.Seq,
+		l: l, spec: rec.Spec, created: rec.Created, desired: rec.Desired, seq: rec.Seq, slots: rec.Slots,
 		instances: map[string]*instance{}, results: make(chan healthResult, 64), wake: make(chan struct{}, 1),
 	}
 }
@@ -112,6 +115,9 @@ func (g *group) describe() fleet.Group {
 	defer g.mu.Unlock()
 	out := fleet.Group{Spec: g.spec, Desired: g.desired, Created: g.created}
 	out.Spec.Capacity = g.desired
+	if g.spec.Stateful {
+		out.Spec.Slots = slices.Clone(g.slots)
+	}
 	for _, i := range g.instances {
 		if !i.stopping {
 			out.Instances = append(out.Instances, i.rec.Instance)
@@ -122,7 +128,7 @@ func (g *group) describe() fleet.Group {
 }
 
 func (g *group) record() groupRecord {
-	return groupRecord{Spec: g.spec, Desired: g.desired, Created: g.created, Seq: g.seq}
+	return groupRecord{Spec: g.spec, Desired: g.desired, Created: g.created, Seq: g.seq, Slots: slices.Clone(g.slots)}
 }
 
 // persist writes the group's record. The snapshot is taken under the file
@@ -139,6 +145,18 @@ func (g *group) persist() error {
 func (g *group) resize(n int) error {
 	g.mu.Lock()
 	g.desired = n
+	g.mu.Unlock()
+	if err := g.persist(); err != nil {
+		return fmt.Errorf("local: record %s: %w", g.spec.Group, err)
+	}
+	g.poke()
+	return nil
+}
+
+// setSlots makes a stateful group run exactly these slots.
+func (g *group) setSlots(slots []int) error {
+	g.mu.Lock()
+	g.slots, g.desired = slices.Clone(slots), len(slots)
 	g.mu.Unlock()
 	if err := g.persist(); err != nil {
 		return fmt.Errorf("local: record %s: %w", g.spec.Group, err)
@@ -202,6 +220,9 @@ func (g *group) reconcile(ctx context.Context) {
 		}
 		delete(g.instances, id)
 		os.Remove(g.l.instanceFile(id))
+		if i.rec.Volume != "" {
+			g.l.releaseVolume(i.rec.Volume, id)
+		}
 		reason := i.exitErr.Error()
 		switch {
 		case i.stopping:
@@ -237,19 +258,46 @@ func (g *group) reconcile(ctx context.Context) {
 			}
 		}(i.rec.ID, i.rec.Address)
 	}
-	// 3. capacity
+	// 3. capacity: a number of instances, or a stateful group's slots
 	live := g.live()
-	for len(live) > g.desired { // newest first
-		i := live[len(live)-1]
-		live = live[:len(live)-1]
-		i.stopping = true
-		go g.stop(i)
+	var toStart []int // slots, or -1 for each ordinary instance missing
+	if g.spec.Stateful {
+		want := map[int]bool{}
+		for _, s := range g.slots {
+			want[s] = true
+		}
+		have := map[int]bool{}
+		for _, i := range live {
+			if !want[i.rec.SlotIndex] || have[i.rec.SlotIndex] {
+				i.stopping = true
+				go g.stop(i)
+				continue
+			}
+			have[i.rec.SlotIndex] = true
+		}
+		for _, s := range g.slots {
+			if !have[s] {
+				toStart = append(toStart, s)
+			}
+		}
+	} else {
+		for len(live) > g.desired { // newest first
+			i := live[len(live)-1]
+			live = live[:len(live)-1]
+			i.stopping = true
+			go g.stop(i)
+		}
+		for range g.desired - len(live) {
+			toStart = append(toStart, -1)
+		}
 	}
-	missing := g.desired - len(live)
 	g.mu.Unlock()
 	g.emit(changes)
 	changes = nil
-	for ; missing > 0 && ctx.Err() == nil; missing-- {
+	for _, slot := range toStart {
+		if ctx.Err() != nil {
+			break
+		}
 		g.mu.Lock()
 		if now.Before(g.nextStart) {
 			g.mu.Unlock()
@@ -258,10 +306,22 @@ func (g *group) reconcile(ctx context.Context) {
 		g.seq++
 		id := fmt.Sprintf("%s-%d", g.spec.Group, g.seq)
 		g.mu.Unlock()
+		volume := ""
+		if slot >= 0 {
+			// one process per volume: the slot's instance in another group
+			// (the version it replaces) must have exited first
+			volume = g.l.VolumeDir(g.spec.Service, rolling.SlotName(g.spec.Service, slot))
+			if !g.l.claimVolume(volume, id) {
+				continue
+			}
+		}
 		_ = g.persist()
-		inst, err := g.l.start(g.spec, id)
+		inst, err := g.l.start(g.spec, id, slot)
 		g.mu.Lock()
 		if err != nil {
+			if volume != "" {
+				g.l.releaseVolume(volume, id)
+			}
 			failed := &instance{rec: instanceRecord{Instance: fleet.Instance{ID: id, Service: g.spec.Service, Group: g.spec.Group, Version: g.spec.Version, State: discovery.StateTerminated}}}
 			changes = append(changes, fleet.Change{Type: fleet.Terminated, Instance: failed.rec.Instance, Reason: "could not start: " + trimReason(err.Error())})
 			changes = append(changes, g.crashed(time.Now(), failed)...)
@@ -377,6 +437,13 @@ func (g *group) stopAll(report bool) {
 			defer wg.Done()
 			g.stop(i)
 			os.Remove(g.l.instanceFile(i.rec.ID))
+			select {
+			case <-i.exited:
+				if i.rec.Volume != "" {
+					g.l.releaseVolume(i.rec.Volume, i.rec.ID)
+				}
+			default: // still alive after SIGKILL: its volume stays held
+			}
 		}()
 	}
 	wg.Wait()

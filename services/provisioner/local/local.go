@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/procfs"
+	"github.com/redblack/redblack/shared/rolling"
 	"github.com/redblack/redblack/shared/spec"
 )
 
@@ -62,6 +64,10 @@ type Config struct {
 	// SecretsDir holds the secrets instances may be given, one directory
 	// per service (default <Dir>/../secrets, i.e. <data>/secrets).
 	SecretsDir string
+	// VolumesDir holds the stateful services' volumes, one directory per
+	// slot: <VolumesDir>/<service>/<slot> (default <Dir>/../volumes, i.e.
+	// <data>/volumes). The provider never deletes one.
+	VolumesDir string
 }
 
 func (c *Config) defaults() {
@@ -107,6 +113,39 @@ type Local struct {
 	pmu   sync.Mutex
 	ports map[int]time.Time   // port → held until (zero: an instance has it)
 	free  func() (int, error) // the kernel's free port (tests: a fixed order)
+
+	vmu     sync.Mutex
+	volumes map[string]string // volume directory → the instance whose process holds it
+}
+
+// claimVolume gives the volume dir to instance id unless another live
+// process holds it: one writer per volume, whichever group runs the slot.
+func (l *Local) claimVolume(dir, id string) bool {
+	l.vmu.Lock()
+	defer l.vmu.Unlock()
+	if holder, ok := l.volumes[dir]; ok && holder != id {
+		return false
+	}
+	l.volumes[dir] = id
+	return true
+}
+
+// releaseVolume frees the volume dir once instance id's process is gone.
+func (l *Local) releaseVolume(dir, id string) {
+	l.vmu.Lock()
+	defer l.vmu.Unlock()
+	if l.volumes[dir] == id {
+		delete(l.volumes, dir)
+	}
+}
+
+// VolumeDir is the directory of a stateful service's slot's volume.
+func (l *Local) VolumeDir(service, slot string) string {
+	root := l.cfg.VolumesDir
+	if root == "" {
+		root = filepath.Join(filepath.Dir(filepath.Clean(l.cfg.Dir)), "volumes")
+	}
+	return filepath.Join(root, service, slot)
 }
 
 // pickPort returns a free loopback port that no instance of this provider
@@ -161,7 +200,7 @@ func Open(cfg Config, observe fleet.Observer) (*Local, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Local{
-		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{}, ports: map[int]time.Time{},
+		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{}, ports: map[int]time.Time{}, volumes: map[string]string{},
 		client: &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 10 * time.Second}},
 	}
 	owner, err := ownerID(filepath.Join(cfg.Dir, "owner"))
@@ -229,12 +268,19 @@ type groupRecord struct {
 	Desired int             `json:"desired"`
 	Created time.Time       `json:"created"`
 	Seq     int             `json:"seq"`
+	// Slots are a stateful group's slots now (its spec's are those it was
+	// created with).
+	Slots []int `json:"slots,omitempty"`
 }
 
 // instanceRecord is what is kept on disk of an instance.
 type instanceRecord struct {
 	fleet.Instance
 	StartTicks uint64 `json:"start_ticks"`
+	// SlotIndex and Volume: a stateful instance's slot and the volume
+	// its process holds.
+	SlotIndex int    `json:"slot_index,omitempty"`
+	Volume    string `json:"volume,omitempty"`
 }
 
 func (l *Local) groupFile(name string) string {
@@ -295,6 +341,9 @@ func (l *Local) adopt() error {
 		default:
 			inst := &instance{rec: rec, exited: make(chan struct{})}
 			inst.rec.State = discovery.StateStarting
+			if rec.Volume != "" {
+				l.claimVolume(rec.Volume, rec.ID)
+			}
 			go inst.watchAdopted(l.ctx, l.cfg.StartupProbe)
 			g.instances[rec.ID] = inst
 		}
@@ -329,12 +378,21 @@ func (l *Local) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Group
 	if s.Capacity < 0 {
 		return fleet.Group{}, fmt.Errorf("local: capacity %d", s.Capacity)
 	}
+	if s.Stateful && s.SlotCount < 1 {
+		return fleet.Group{}, fmt.Errorf("local: stateful group %s: no slot count", s.Group)
+	}
+	if err := validSlots(s.Slots, s.SlotCount); err != nil {
+		return fleet.Group{}, err
+	}
 	l.mu.Lock()
 	if g, ok := l.groups[s.Group]; ok {
 		l.mu.Unlock()
 		return g.describe(), nil
 	}
 	rec := groupRecord{Spec: s, Desired: s.Capacity, Created: time.Now().UTC()}
+	if s.Stateful {
+		rec.Slots, rec.Desired = slices.Clone(s.Slots), len(s.Slots)
+	}
 	if err := writeJSON(l.groupFile(s.Group), rec); err != nil {
 		l.mu.Unlock()
 		return fleet.Group{}, fmt.Errorf("local: record group %s: %w", s.Group, err)
@@ -417,7 +475,8 @@ func (l *Local) Instances(ctx context.Context, name string) ([]fleet.Instance, e
 	return g.Instances, err
 }
 
-// Resize implements fleet.Provider.
+// Resize implements fleet.Provider. A stateful group is sized by its
+// slots (SetSlots).
 func (l *Local) Resize(ctx context.Context, name string, capacity int) error {
 	if capacity < 0 {
 		return fmt.Errorf("local: capacity %d", capacity)
@@ -426,7 +485,37 @@ func (l *Local) Resize(ctx context.Context, name string, capacity int) error {
 	if err != nil {
 		return err
 	}
+	if g.spec.Stateful {
+		return fmt.Errorf("local: %s is stateful: its slots size it, not a capacity", name)
+	}
 	return g.resize(capacity)
+}
+
+// SetSlots implements fleet.Slotter.
+func (l *Local) SetSlots(ctx context.Context, name string, slots []int) error {
+	g, err := l.group(name)
+	if err != nil {
+		return err
+	}
+	if !g.spec.Stateful {
+		return fmt.Errorf("local: %s is not stateful: it has no slots", name)
+	}
+	if err := validSlots(slots, g.spec.SlotCount); err != nil {
+		return err
+	}
+	return g.setSlots(slots)
+}
+
+// validSlots refuses repeated slots and slots outside 0..count-1.
+func validSlots(slots []int, count int) error {
+	seen := map[int]bool{}
+	for _, s := range slots {
+		if s < 0 || s >= count || seen[s] {
+			return fmt.Errorf("local: slots %v: want distinct slots 0..%d", slots, count-1)
+		}
+		seen[s] = true
+	}
+	return nil
 }
 
 // DestroyGroup implements fleet.Provider.
@@ -509,6 +598,13 @@ func (l *Local) environment(s fleet.GroupSpec, id string, port int) ([]string, e
 		"REDBLACK_VERSION="+s.Version, "REDBLACK_INSTANCE="+id), nil
 }
 
+// VolumeEnv and SlotEnv tell a stateful instance its volume's directory
+// and its slot's name.
+const (
+	VolumeEnv = "REDBLACK_VOLUME"
+	SlotEnv   = "REDBLACK_SLOT"
+)
+
 func (l *Local) secretsDir() string {
 	if l.cfg.SecretsDir != "" {
 		return l.cfg.SecretsDir
@@ -516,8 +612,9 @@ func (l *Local) secretsDir() string {
 	return filepath.Join(filepath.Dir(filepath.Clean(l.cfg.Dir)), "secrets")
 }
 
-// start launches one instance process.
-func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
+// start launches one instance process; slot ≥ 0 runs a stateful group's
+// slot with its volume, which the caller has claimed.
+func (l *Local) start(s fleet.GroupSpec, id string, slot int) (*instance, error) {
 	port, err := l.pickPort()
 	if err != nil {
 		return nil, err
@@ -537,6 +634,15 @@ func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	var slotName, volume string
+	if slot >= 0 {
+		slotName = rolling.SlotName(s.Service, slot)
+		volume = l.VolumeDir(s.Service, slotName)
+		if err := os.MkdirAll(volume, 0o700); err != nil {
+			return nil, fmt.Errorf("local: volume of %s: %w", slotName, err)
+		}
+		env = append(env, VolumeEnv+"="+volume, SlotEnv+"="+slotName)
+	}
 	argv := s.Artifact.Command
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
@@ -550,8 +656,8 @@ func (l *Local) start(s fleet.GroupSpec, id string) (*instance, error) {
 		rec: instanceRecord{Instance: fleet.Instance{
 			ID: id, Service: s.Service, Group: s.Group, Version: s.Version,
 			Address: "127.0.0.1:" + strconv.Itoa(port), State: discovery.StateStarting,
-			Started: time.Now().UTC(), PID: cmd.Process.Pid,
-		}, StartTicks: ticks},
+			Started: time.Now().UTC(), PID: cmd.Process.Pid, Slot: slotName, SlotCount: s.SlotCount,
+		}, StartTicks: ticks, SlotIndex: slot, Volume: volume},
 		exited: make(chan struct{}),
 	}
 	started = true

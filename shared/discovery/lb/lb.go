@@ -37,6 +37,7 @@ import (
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/rolling"
 	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
@@ -275,6 +276,112 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	}
+}
+
+// ErrNoSlot: no instance of the key's slot is up (it is being replaced)
+// or the service is not stateful; DoKey waits for one until its deadline.
+var ErrNoSlot = errors.New("lb: no instance of the key's slot is up")
+
+// SlotRetry is how often DoKey tries a slot again while it has no
+// instance up or its instance fails; SlotWait bounds a DoKey whose
+// request has no deadline.
+const (
+	SlotRetry = 25 * time.Millisecond
+	SlotWait  = 30 * time.Second
+)
+
+// DoKey sends req to the instance that holds key in a stateful service
+// (strategy rolling), the service named by req's URL host: the key is
+// hashed over the service's slots (rolling.SlotOf, the count from
+// discovery), and the slot's instance is whichever group runs it, the old
+// version's or the new one's. While the slot has no instance up (a rolling
+// release replaces it: the old process must exit before the new one opens
+// the volume), or its instance fails (no answer, 502, 503 or 504), the
+// request is tried again every SlotRetry until req's context ends, if it
+// can be: an idempotent method (PUT is) with a body it can send again, or
+// a connection never made. The caller's deadline bounds the wait
+// (SlotWait when it has none).
+func (c *Client) DoKey(req *http.Request, key string) (*http.Response, error) {
+	service := req.URL.Hostname()
+	resendable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	idempotent := resendable && routing.Idempotent(req.Method)
+	ctx := req.Context()
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, SlotWait)
+		req = req.WithContext(ctx)
+	}
+	answered := false
+	defer func() {
+		if !answered {
+			cancel()
+		}
+	}()
+	var last *routing.Backend
+	var lastErr error
+	for try := 0; ; try++ {
+		s := c.table.Load().Services[service]
+		var b *routing.Backend
+		switch {
+		case s == nil:
+			return nil, fmt.Errorf("%w: %s", ErrNoService, service)
+		case s.SlotCount == 0:
+			return nil, fmt.Errorf("%w: %s is not stateful (no slots in discovery)", ErrNoSlot, service)
+		default:
+			slot := rolling.SlotName(service, rolling.SlotOf(key, s.SlotCount))
+			bs := s.BySlot(slot, last)
+			if len(bs) == 0 {
+				bs = s.BySlot(slot, nil) // the one that failed, if it is all there is
+			}
+			if len(bs) > 0 {
+				b = bs[0]
+			} else {
+				lastErr = fmt.Errorf("%w: %s", ErrNoSlot, slot)
+			}
+		}
+		if _, ok := c.called.Load(service); !ok && len(c.cfg.Services) == 0 {
+			c.called.Store(service, true)
+		}
+		if b != nil {
+			resp, took, err := c.send(req, service, b, try > 0)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return nil, err // the caller gave up: no verdict on the instance
+			case err != nil:
+				c.cfg.Rules.Done(b, 0, err, 0)
+				if !idempotent && !(resendable && dialFailed(err)) {
+					return nil, fmt.Errorf("lb: %s in %s: %w", service, b.Group, err)
+				}
+				last, lastErr = b, err
+			default:
+				c.cfg.Rules.Done(b, resp.StatusCode, nil, took)
+				if !idempotent || (resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusGatewayTimeout) {
+					answered, resp.Body = true, cancelOnClose{resp.Body, cancel}
+					return resp, nil
+				}
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				last, lastErr = b, fmt.Errorf("lb: %s in %s: %s", service, b.Group, resp.Status)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%v)", lastErr, ctx.Err())
+		case <-time.After(SlotRetry):
+		}
+	}
+}
+
+// cancelOnClose ends a request's own deadline when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // send sends one try of req to b, with the body again for a retry.

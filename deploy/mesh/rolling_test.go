@@ -1,0 +1,217 @@
+package mesh_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redblack/redblack/deploy/bench"
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// storeSpec is examples/store released by rolling: 3 slots, one at a
+// time, a 1 s health gate and a 3 s verify per batch.
+func storeSpec() spec.Service {
+	svc := fastSpec()
+	svc.Name, svc.Capacity = "store", 3
+	svc.Strategy.Type = spec.StrategyRolling
+	svc.Strategy.Rolling = spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(time.Second), Verify: spec.Verify{Duration: spec.Duration(3 * time.Second)}}
+	return svc
+}
+
+// newStoreTiers is a mesh of api (hello --store store, behind the router)
+// and store (stateful, rolling), each released once.
+func newStoreTiers(t *testing.T) *tiers {
+	store, err := testkit.Build(t.TempDir(), testkit.StorePackage, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testkit.KillAll(store) })
+	tt := connectTiers(t)
+	env, secrets, err := tt.m.Tier("api", []string{"store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.art["api"] = events.Artifact{Command: []string{hello, "--store", "store"}, Env: env, EnvSecrets: secrets}
+	tt.art["store"] = events.Artifact{Command: []string{store}}
+	api := fastSpec()
+	api.Name = "api"
+	tt.apply(api)
+	tt.apply(storeSpec())
+	tt.await(tt.release("store", "v1"), 60*time.Second, events.ReleaseCompleted)
+	tt.await(tt.release("api", "v1"), 60*time.Second, events.ReleaseCompleted)
+	return tt
+}
+
+// startWriters starts n writers through the router and api, each over
+// its 50 keys, stopped at the test's end at the latest.
+func startWriters(t *testing.T, tt *tiers, n int) *bench.Writes {
+	w := bench.StartWrites(tt.m.HTTP(), "api", n, 50)
+	t.Cleanup(w.Stop)
+	if err := w.AwaitOK(100, 20*time.Second); err != nil { // the writers are going
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestRollingStoreUnderWrites: 4 writers put keys through api (which sends
+// each to its store slot with the discovery client) while store rolls
+// v1 → v2 one slot at a time, then while a v3 whose slot store-1 refuses
+// writes rolls: its first batch passes its verify, its second fails it,
+// and the replaced slots go back to v2 in reverse. Every write
+// acknowledged at any time reads back with its last value, and none failed
+// during the healthy roll.
+func TestRollingStoreUnderWrites(t *testing.T) {
+	tt := newStoreTiers(t)
+	w := startWriters(t, tt, 4)
+	w.Stage("v1→v2")
+	v2 := tt.release("store", "v2")
+	tt.await(v2, 90*time.Second, events.ReleaseCompleted)
+	for b := 1; b <= 3; b++ {
+		done := tt.batch(v2, events.RollingBatchDone, b)
+		if len(done.Slots) != 1 || done.Slots[0] != fmt.Sprintf("store-%d", b-1) || done.Report == nil || done.Batches != 3 {
+			t.Fatalf("v2 batch %d done: %+v", b, done)
+		}
+	}
+	if err := w.AwaitOK(100, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.Stage("v2→v3")
+	v3 := tt.release("store", "v3", "--fail-slots", "store-1")
+	ev := tt.await(v3, 90*time.Second, events.RolledBack)
+	first := tt.batch(v3, events.RollingBatchDone, 1)
+	rb := tt.batch(v3, events.RollingRollback, 2)
+	if first.Slots[0] != "store-0" || rb.Slots[0] != "store-1" || !strings.Contains(rb.Reason, "verify of batch 2 failed") || !strings.Contains(rb.Reason, "error_rate") {
+		t.Fatalf("v3: batch 1 %+v; rollback %+v", first, rb)
+	}
+	if !strings.Contains(string(ev.Data), "verify of batch 2 failed") {
+		t.Fatalf("rolled_back: %s", ev.Data)
+	}
+	if err := w.AwaitOK(100, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+
+	// every slot runs v2 again, each once
+	ctx := testkit.Context(t, 10*time.Second)
+	kv, err := tt.js.KeyValue(ctx, topology.BucketInstances)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := natsx.Entries(ctx, kv, discovery.ServiceFilter("store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := map[string]string{}
+	for _, e := range entries {
+		d, err := discovery.Decode(e.Value())
+		if err != nil || d.State != discovery.StateUp {
+			continue
+		}
+		if d.Group != "store-v002" || slots[d.Slot] != "" {
+			t.Fatalf("after v3's rollback: %s runs %s in %s (slots so far %v)", d.ID, d.Slot, d.Group, slots)
+		}
+		slots[d.Slot] = d.ID
+	}
+	if len(slots) != 3 {
+		t.Fatalf("after v3's rollback, slots up: %v", slots)
+	}
+	lost := w.Lost()
+	t.Logf("%s; lost: %d", w.Summary(), len(lost))
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged writes lost: %v", len(lost), lost)
+	}
+	if n := w.Failed("v1→v2"); n > 0 {
+		t.Fatalf("%d writes failed during the healthy roll", n)
+	}
+}
+
+// batch is the data of release id's event k for batch b.
+func (tt *tiers) batch(id string, k events.Kind, b int) events.RollingBatch {
+	tt.t.Helper()
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	for _, ev := range tt.seen {
+		var d events.RollingBatch
+		if ev.ReleaseID == id && ev.Type == k.Type() && ev.DecodeData(&d) == nil && d.Batch == b {
+			return d
+		}
+	}
+	tt.t.Fatalf("release %s: no %s of batch %d", id, k.Name, b)
+	return events.RollingBatch{}
+}
+
+// slotInstance is the instance of group that runs slot, as the
+// provisioner lists it ("" if none).
+func (tt *tiers) slotInstance(group, slot string) fleet.Instance {
+	tt.t.Helper()
+	nc, err := tt.m.Connect("test")
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	defer nc.Close()
+	resp, err := nc.Request(natsx.EndpointSubject("provisioner", "list"), []byte("store"), 5*time.Second)
+	if err != nil {
+		tt.t.Fatal(err)
+	}
+	var groups []fleet.Group
+	if err := json.Unmarshal(resp.Data, &groups); err != nil {
+		tt.t.Fatal(err)
+	}
+	for _, g := range groups {
+		for _, i := range g.Instances {
+			if g.Spec.Group == group && i.Slot == slot {
+				return i
+			}
+		}
+	}
+	return fleet.Instance{}
+}
+
+// TestRollingSurvivesAKilledSlot: while store rolls v1 → v2 under writes,
+// the instance of a slot not yet replaced is SIGKILLed: it is replaced in
+// its slot with its volume (the same data), the roll goes on and
+// completes, and no acknowledged write is lost.
+func TestRollingSurvivesAKilledSlot(t *testing.T) {
+	tt := newStoreTiers(t)
+	w := startWriters(t, tt, 4)
+	w.Stage("v1→v2")
+	v2 := tt.release("store", "v2")
+	tt.await(v2, 30*time.Second, events.RollingBatchStarted)
+	victim := tt.slotInstance("store-v001", "store-2")
+	if victim.PID == 0 {
+		t.Fatal("store-2 runs nowhere in store-v001")
+	}
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if i := tt.slotInstance("store-v001", "store-2"); i.ID != "" && i.ID != victim.ID && i.State == discovery.StateUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store-2's instance %s was not replaced in store-v001", victim.ID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tt.await(v2, 90*time.Second, events.ReleaseCompleted)
+	if err := w.AwaitOK(100, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	lost := w.Lost()
+	t.Logf("%s; lost: %d", w.Summary(), len(lost))
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged writes lost: %v", len(lost), lost)
+	}
+}

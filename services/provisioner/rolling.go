@@ -1,0 +1,612 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/rolling"
+	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
+)
+
+// The rolling flow (strategy rolling). One run per rolling release, in the
+// copy that holds its lease, drives it from its record, so a restart (or
+// another copy) resumes where the record says:
+//
+//	accepted     plan the batches, start the first            → rolling.batch.started
+//	rolling      a batch: its slots leave the previous group
+//	             and start in the new one (each slot's volume
+//	             goes with it), all up, the traffic shares set,
+//	             the health gate held                          → rolling.batch.healthy
+//	             the canary service verifies it                → rolling.batch.done (or rolling.rollback)
+//	             the next batch after batch_pause, or the new
+//	             group becomes the route's active one, the
+//	             empty previous group goes                     → completed
+//	rolling_back the replaced slots go back, batch by batch
+//	             in reverse, then the new group goes           → rolled_back
+//
+// The volume of a slot is held by one process at a time (the local
+// provider starts a slot's instance only once the one it replaces has
+// exited), so a batch costs each of its slots an outage of a stop and a
+// start: callers retry the slot until its deadline (lb.Client.DoKey).
+
+// rollingRole is the lease role of the runs: one copy drives a release.
+const rollingRole = "provisioner-rolling"
+
+// pollEvery is how often a run looks at discovery and the record while it
+// waits on them.
+const pollEvery = 50 * time.Millisecond
+
+// startRolling follows the releases bucket and keeps a run for every
+// rolling release in flight (those a restart interrupted resume).
+func (s *Service) startRolling(ctx context.Context) error {
+	s.rolls.Log = s.log
+	s.rolls.Lease = &release.Lease{KV: s.releases.KV, Role: rollingRole, Owner: release.NewOwner("provisioner")}
+	return release.Watch(ctx, s.releases.KV, func(r release.Record, _ bool) {
+		if r.IsRolling() && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseRolling || r.Phase == release.PhaseRollingBack) {
+			s.rolls.Ensure(ctx, r.ID, s.roll)
+		}
+	})
+}
+
+// roll drives one rolling release until it ends.
+func (s *Service) roll(ctx context.Context, id string) error {
+	for {
+		rec, _, err := s.releases.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !rec.IsRolling() {
+			return release.ErrStale
+		}
+		svc, err := spec.Get(ctx, s.services, rec.Service)
+		if err != nil {
+			return err
+		}
+		switch rec.Phase {
+		case release.PhaseAccepted:
+			err = s.rollStart(ctx, rec, svc)
+		case release.PhaseRolling:
+			err = s.rollBatch(ctx, rec, svc)
+		case release.PhaseRollingBack:
+			return s.rollBack(ctx, rec, svc)
+		default:
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// allSlots is 0 … n-1.
+func allSlots(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// slotNames names slots of service.
+func slotNames(service string, slots []int) []string {
+	out := make([]string, len(slots))
+	for i, s := range slots {
+		out[i] = rolling.SlotName(service, s)
+	}
+	return out
+}
+
+// rollStart plans the batches and starts the first. A release that cannot
+// roll (no slots on this provider, a previous group that is not stateful
+// or has another number of slots) is rolled back with the reason, before
+// anything moved.
+func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Service) error {
+	n := svc.Capacity
+	if _, ok := s.provider.(fleet.Slotter); !ok {
+		return s.rollFail(ctx, rec, fmt.Sprintf("provider %s runs no stateful groups: strategy rolling is not built on it", s.providerName()))
+	}
+	if rec.Previous != "" {
+		prev, err := s.provider.DescribeGroup(ctx, rec.Previous)
+		if errors.Is(err, fleet.ErrGroupNotFound) {
+			return s.rollFail(ctx, rec, "the previous group "+rec.Previous+" is gone: nothing to roll from")
+		}
+		if err != nil {
+			return err
+		}
+		if !prev.Spec.Stateful {
+			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s is not stateful (it was released red/black): a rolling release moves slots between stateful groups", rec.Previous))
+		}
+		if got := prev.Spec.Slots; len(got) != n || !slices.Equal(sortedCopy(got), allSlots(n)) {
+			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s runs slots %v and the spec's capacity is %d: changing a stateful service's number of slots is not built", rec.Previous, got, n))
+		}
+	}
+	mu, err := rolling.ParseMaxUnavailable(svc.Strategy.Rolling.MaxUnavailable)
+	if err != nil {
+		return s.rollFail(ctx, rec, err.Error())
+	}
+	batches := rolling.Plan(allSlots(n), mu.Of(n))
+	now := time.Now().UTC()
+	rec, err = s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if err := r.Step(events.RollingBatchStarted, now); err != nil {
+			return err
+		}
+		if r.Rolling == nil {
+			r.Rolling = &release.Rolling{Batches: batches, BatchStarted: now}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("slots", n).Int("batches", len(batches)).Msg("rolling release started")
+	return s.emitBatch(ctx, rec, events.RollingBatchStarted, 0, "", 0)
+}
+
+func sortedCopy(s []int) []int {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// emitBatch announces an event of batch b (0-based) of a rolling release;
+// up is how long its slots took to be up (healthy only).
+func (s *Service) emitBatch(ctx context.Context, rec release.Record, k events.Kind, b int, reason string, up time.Duration) error {
+	ro := rec.Rolling
+	data := events.RollingBatch{Service: rec.Service, Group: rec.Group, Previous: rec.Previous, Batch: b + 1, Batches: len(ro.Batches),
+		Slots: slotNames(rec.Service, ro.Batches[b]), Took: time.Since(ro.BatchStarted), Up: up, Reason: reason}
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, k, b), k, rec.Service, rec.ID, data)
+}
+
+// rollBatch moves the release on by one step of its current batch.
+func (s *Service) rollBatch(ctx context.Context, rec release.Record, svc spec.Service) error {
+	ro := rec.Rolling
+	if ro == nil || ro.Current >= len(ro.Batches) {
+		return s.rollFail(ctx, rec, "the record's rolling plan is missing or past its end")
+	}
+	b := ro.Current
+	switch {
+	case ro.Verified > b && b+1 == len(ro.Batches):
+		return s.rollComplete(ctx, rec)
+	case ro.Verified > b:
+		return s.nextBatch(ctx, rec, svc.Strategy.Rolling.BatchPause.D())
+	case ro.Healthy > b:
+		// the canary service verifies the batch: its verdict moves the record
+		_, err := s.awaitRecord(ctx, rec.ID, func(r release.Record) bool {
+			return r.Phase != release.PhaseRolling || r.Rolling == nil || r.Rolling.Verified > b
+		})
+		return err
+	}
+	return s.replaceBatch(ctx, rec, svc)
+}
+
+// replaceBatch moves the current batch's slots to the new group, waits
+// until they are up, gives the new group its share of the calls, holds the
+// health gate and announces the batch healthy.
+func (s *Service) replaceBatch(ctx context.Context, rec release.Record, svc spec.Service) error {
+	ro := rec.Rolling
+	b, n := ro.Current, svc.Capacity
+	replaced := ro.Replaced()
+	if err := s.placeSlots(ctx, rec, replaced, n); err != nil {
+		return err
+	}
+	ids, err := s.awaitSlots(ctx, rec, rec.Group, replaced)
+	if err != nil || ids == nil {
+		return err // nil ids: the release moved on
+	}
+	up := time.Since(ro.BatchStarted)
+	if err := s.shareCalls(ctx, rec, len(replaced), n); err != nil {
+		return err
+	}
+	// the health gate: the same instances, up, for its whole length
+	gate := svc.Strategy.Rolling.HealthGate.D()
+	end := time.Now().Add(gate)
+	for {
+		up, err := discovery.UpBySlot(ctx, s.instances, rec.Service, rec.Group)
+		if err == nil {
+			for _, slot := range slotNames(rec.Service, replaced) {
+				if up[slot] != ids[slot] {
+					what := "is down"
+					if up[slot] != "" {
+						what = "was replaced by " + up[slot]
+					}
+					return s.rollFail(ctx, rec, fmt.Sprintf("health gate of batch %d: %s's instance %s %s within the gate (%s)", b+1, slot, ids[slot], what, gate))
+				}
+			}
+		}
+		if !time.Now().Before(end) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(pollEvery, time.Until(end))):
+		}
+	}
+	now := time.Now().UTC()
+	rec, err = s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if err := r.Expect(release.PhaseRolling); err != nil {
+			return err
+		}
+		if r.Rolling.Current != b {
+			return fmt.Errorf("%w: batch %d is no longer current", release.ErrStale, b+1)
+		}
+		r.Rolling.Healthy, r.Rolling.HealthyAt = b+1, now
+		if r.JudgeFrom.IsZero() {
+			r.JudgeFrom = now
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("batch", b+1).Strs("slots", slotNames(rec.Service, ro.Batches[b])).Msg("rolling batch healthy")
+	return s.emitBatch(ctx, rec, events.RollingBatchHealthy, b, "", up)
+}
+
+// placeSlots gives the new group the replaced slots and the previous
+// group the others (the one per volume rule orders the moves).
+func (s *Service) placeSlots(ctx context.Context, rec release.Record, replaced []int, n int) error {
+	slotter, ok := s.provider.(fleet.Slotter)
+	if !ok {
+		return s.rollFail(ctx, rec, "this provider runs no stateful groups")
+	}
+	if rec.Previous != "" {
+		var rest []int
+		for _, i := range allSlots(n) {
+			if !slices.Contains(replaced, i) {
+				rest = append(rest, i)
+			}
+		}
+		if err := slotter.SetSlots(ctx, rec.Previous, rest); err != nil {
+			return err
+		}
+	}
+	if _, err := s.provider.DescribeGroup(ctx, rec.Group); errors.Is(err, fleet.ErrGroupNotFound) {
+		return s.launchGroup(ctx, events.DerivedID(rec.ID, events.RollingBatchStarted, 0)+":create", rec.ID, events.ServerGroupCommand{
+			Service: rec.Service, Group: rec.Group, Version: rec.Version, Capacity: len(replaced), Artifact: rec.Artifact,
+			Role: release.RoleProduction, Stateful: true, Slots: replaced, SlotCount: n,
+		})
+	} else if err != nil {
+		return err
+	}
+	return slotter.SetSlots(ctx, rec.Group, replaced)
+}
+
+// awaitSlots waits until every slot of group is up in discovery and
+// returns their instances by slot name; nil (and no error) if the release
+// left the phase it was in meanwhile.
+func (s *Service) awaitSlots(ctx context.Context, rec release.Record, group string, slots []int) (map[string]string, error) {
+	names := slotNames(rec.Service, slots)
+	for {
+		cur, _, err := s.releases.Get(ctx, rec.ID)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Phase != rec.Phase {
+			return nil, nil
+		}
+		up, err := discovery.UpBySlot(ctx, s.instances, rec.Service, group)
+		if err == nil {
+			all := true
+			for _, n := range names {
+				all = all && up[n] != ""
+			}
+			if all {
+				return up, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// shareCalls sets the route's weights to each group's share of the slots
+// (the calls not sent to a slot by key balance by them) and waits until
+// the router has applied them. Without a previous group there is nothing
+// to share: the new group becomes active at completion.
+func (s *Service) shareCalls(ctx context.Context, rec release.Record, replaced, n int) error {
+	if rec.Previous == "" {
+		return nil
+	}
+	w := map[string]int{rec.Group: routes.MaxWeight * replaced / n, rec.Previous: routes.MaxWeight - routes.MaxWeight*replaced/n}
+	return s.setWeights(ctx, rec, w)
+}
+
+// setWeights asks the router for weights and waits until the routes bucket
+// holds them (30 s).
+func (s *Service) setWeights(ctx context.Context, rec release.Record, w map[string]int) error {
+	has := func(ctx context.Context) bool {
+		r, _, err := routes.Get(ctx, s.routes, rec.Service)
+		if err != nil {
+			return false
+		}
+		for g, v := range w {
+			if r.Weights[g] != v {
+				return false
+			}
+		}
+		return true
+	}
+	if has(ctx) {
+		return nil
+	}
+	cause := fmt.Sprintf("%s:weights:%s", events.DerivedID(rec.ID, events.RollingBatchStarted, 0), events.NewID())
+	if err := natsx.Emit(ctx, s.js, Source, cause, events.TrafficSet, rec.Service, rec.ID, events.TrafficCommand{Service: rec.Service, Weights: w}); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for !has(wctx) {
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("rolling: the router did not apply weights %v to %s within 30s", w, rec.Service)
+		case <-time.After(pollEvery):
+		}
+	}
+	return nil
+}
+
+// nextBatch starts the batch after the current one, batch_pause after the
+// current one's verify.
+func (s *Service) nextBatch(ctx context.Context, rec release.Record, pause time.Duration) error {
+	if pause > 0 {
+		select { // the spec's pause between batches
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+	b := rec.Rolling.Current
+	now := time.Now().UTC()
+	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if err := r.Expect(release.PhaseRolling); err != nil {
+			return err
+		}
+		if r.Rolling.Current == b {
+			r.Rolling.Current, r.Rolling.BatchStarted, r.Rolling.HealthyAt = b+1, now, time.Time{}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.emitBatch(ctx, rec, events.RollingBatchStarted, rec.Rolling.Current, "", 0)
+}
+
+// rollComplete ends a rolling release whose last batch is verified: the new
+// group becomes the route's active one (the router's switch, guarded: all
+// its slots up), the previous group (it runs no slot now) is destroyed,
+// and the lock released.
+func (s *Service) rollComplete(ctx context.Context, rec release.Record) error {
+	r, _, err := routes.Get(ctx, s.routes, rec.Service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return err
+	}
+	if r.Active != rec.Group {
+		if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, events.ReleaseCompleted, 0)+":switch", events.TrafficSwitch, rec.Service, rec.ID,
+			events.TrafficCommand{Service: rec.Service, Group: rec.Group}); err != nil {
+			return err
+		}
+		if _, err := s.awaitRoute(ctx, rec.Service, func(r routes.Route) bool { return r.Active == rec.Group }); err != nil {
+			return err
+		}
+	}
+	if rec.Previous != "" {
+		if err := s.destroyGroup(ctx, events.DerivedID(rec.ID, events.ReleaseCompleted, 0)+":"+rec.Previous, rec.Service, rec.Previous); err != nil {
+			return err
+		}
+	}
+	rec, err = s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		return r.Step(events.ReleaseCompleted, time.Now())
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.releases.Unlock(ctx, rec.Service, rec.ID); err != nil {
+		return err
+	}
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Str(logging.FieldServerGroup, rec.Group).Msg("rolling release completed")
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, events.ReleaseCompleted, 0), events.ReleaseCompleted, rec.Service, rec.ID,
+		events.Completion{Service: rec.Service, Group: rec.Group, Version: rec.Version})
+}
+
+// awaitRoute waits (30 s) until the service's route satisfies ok.
+func (s *Service) awaitRoute(ctx context.Context, service string, ok func(routes.Route) bool) (routes.Route, error) {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		r, _, err := routes.Get(wctx, s.routes, service)
+		if err == nil && ok(r) {
+			return r, nil
+		}
+		select {
+		case <-wctx.Done():
+			return r, fmt.Errorf("rolling: the route of %s did not change within 30s (refused? see traffic.refused)", service)
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// awaitRecord waits until the release's record satisfies ok.
+func (s *Service) awaitRecord(ctx context.Context, id string, ok func(release.Record) bool) (release.Record, error) {
+	for {
+		r, _, err := s.releases.Get(ctx, id)
+		if err != nil {
+			return r, err
+		}
+		if ok(r) {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// rollFail rolls a rolling release back with the reason: the record moves
+// to rolling_back (then this run puts the slots back), and the rollback is
+// announced: rolling.rollback from a batch, rollback.requested before the
+// first.
+func (s *Service) rollFail(ctx context.Context, rec release.Record, reason string) error {
+	k := events.RollingRollback
+	if rec.Phase == release.PhaseAccepted {
+		k = events.RollbackRequested
+	}
+	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if r.Reason == "" {
+			r.Reason = reason
+		}
+		return r.Step(k, time.Now())
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Str("reason", reason).Msg("rolling release fails")
+	if k == events.RollbackRequested {
+		return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, k, 0)+":rolling", k, rec.Service, rec.ID,
+			events.Rollback{Service: rec.Service, Group: rec.Group, Reason: reason, By: "provisioner"})
+	}
+	return s.emitBatch(ctx, rec, k, rec.Rolling.Current, reason, 0)
+}
+
+// stepRollback moves a rolling release to rolling_back on a rollback asked
+// by someone else (the canary service's failed verify, the watchdog's
+// deadline, a user); the run puts the slots back. Other releases' rollbacks
+// are the router's.
+func (s *Service) stepRollback(ctx context.Context, k events.Kind, id, reason string) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil || !rec.IsRolling() {
+		return err
+	}
+	if rec.Phase == release.PhaseCompleted {
+		return fmt.Errorf("%w: %s completed: a rolling release's previous group is gone; release the old version again (rolling)", release.ErrStale, id)
+	}
+	_, err = s.releases.Update(ctx, id, func(r *release.Record) error {
+		if r.Reason == "" {
+			r.Reason = reason
+		}
+		if r.Phase == release.PhaseAccepted && k == events.RollingRollback {
+			k = events.RollbackRequested // nothing rolled yet
+		}
+		return r.Step(k, time.Now())
+	})
+	return err
+}
+
+// rollBack puts a rolling release's replaced slots back on the previous
+// group, batch by batch in reverse (the batch in hand first), destroys the
+// new group and ends the release rolled_back. It resumes from the record's
+// count of batches put back.
+func (s *Service) rollBack(ctx context.Context, rec release.Record, svc spec.Service) error {
+	n := svc.Capacity
+	if ro := rec.Rolling; ro != nil && rec.Previous != "" {
+		back := rolling.Reverse(ro.Batches, ro.Current+1)
+		slotter, ok := s.provider.(fleet.Slotter)
+		if !ok {
+			return fmt.Errorf("rolling: provider %s runs no stateful groups", s.providerName())
+		}
+		for i := ro.Back; i < len(back); i++ {
+			// the new group keeps the slots of the batches not yet put back
+			var keep []int
+			for _, b := range back[i+1:] {
+				keep = append(keep, b...)
+			}
+			var restore []int
+			for _, slot := range allSlots(n) {
+				if !slices.Contains(keep, slot) {
+					restore = append(restore, slot)
+				}
+			}
+			if err := slotter.SetSlots(ctx, rec.Group, keep); err != nil && !errors.Is(err, fleet.ErrGroupNotFound) {
+				return err
+			}
+			if err := slotter.SetSlots(ctx, rec.Previous, restore); err != nil {
+				return err
+			}
+			if _, err := s.awaitSlots(ctx, rec, rec.Previous, restore); err != nil {
+				return err
+			}
+			if err := s.shareCalls(ctx, rec, len(keep), n); err != nil {
+				return err
+			}
+			var err error
+			if rec, err = s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+				if err := r.Expect(release.PhaseRollingBack); err != nil {
+					return err
+				}
+				r.Rolling.Back = max(r.Rolling.Back, i+1)
+				return nil
+			}); err != nil {
+				return err
+			}
+			s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Strs("slots", slotNames(rec.Service, back[i])).Msg("rolling back: slots restored")
+		}
+	}
+	if err := s.destroyGroup(ctx, events.DerivedID(rec.ID, events.RolledBack, 0)+":"+rec.Group, rec.Service, rec.Group); err != nil {
+		return err
+	}
+	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		r.Restored = r.Previous
+		return r.Step(events.RolledBack, time.Now())
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.releases.Unlock(ctx, rec.Service, rec.ID); err != nil {
+		return err
+	}
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Str("reason", rec.Reason).Msg("rolling release rolled back")
+	return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, events.RolledBack, 0), events.RolledBack, rec.Service, rec.ID,
+		events.RollbackDone{Service: rec.Service, Group: rec.Group, Restored: rec.Previous, Reason: rec.Reason})
+}
+
+// abortRolling ends a rolling release by hand, whatever is stuck: its run
+// stops (the record is final), and the slots stay where they are, each
+// with its volume: no group is destroyed, since each may run slots that
+// hold data. The record says which group runs which slots.
+func (s *Service) abortRolling(ctx context.Context, rec release.Record, a events.Rollback) error {
+	where := []string{}
+	for _, g := range []string{rec.Previous, rec.Group} {
+		if g == "" {
+			continue
+		}
+		if grp, err := s.provider.DescribeGroup(ctx, g); err == nil {
+			where = append(where, fmt.Sprintf("%s runs %v", g, slotNames(rec.Service, grp.Spec.Slots)))
+		}
+	}
+	by := a.By
+	if by == "" {
+		by = "someone"
+	}
+	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
+		if err := r.Step(events.AbortRequested, time.Now()); err != nil {
+			return err
+		}
+		why := fmt.Sprintf("aborted by %s: %s; the slots stay where they are (%s)", by, a.Reason, strings.Join(where, "; "))
+		if r.Reason != "" {
+			why += " (it was: " + r.Reason + ")"
+		}
+		r.Reason = why
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.aborted(ctx, rec)
+}
