@@ -19,12 +19,12 @@ import (
 )
 
 // storeSpec is examples/store released by rolling: 3 slots, one at a
-// time, a 1 s health gate and a 3 s verify per batch.
+// time, a 0.5 s health gate and a 2 s verify per batch.
 func storeSpec() spec.Service {
 	svc := fastSpec()
 	svc.Name, svc.Capacity = "store", 3
 	svc.Strategy.Type = spec.StrategyRolling
-	svc.Strategy.Rolling = spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(time.Second), Verify: spec.Verify{Duration: spec.Duration(3 * time.Second)}}
+	svc.Strategy.Rolling = spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(500 * time.Millisecond), Verify: spec.Verify{Duration: spec.Duration(2 * time.Second)}}
 	return svc
 }
 
@@ -65,16 +65,33 @@ func startWriters(t *testing.T, tt *tiers, n int) *bench.Writes {
 
 // TestRollingStoreUnderWrites: 4 writers put keys through api (which sends
 // each to its store slot with the discovery client) while store rolls
-// v1 → v2 one slot at a time, then while a v3 whose slot store-1 refuses
-// writes rolls: its first batch passes its verify, its second fails it,
-// and the replaced slots go back to v2 in reverse. Every write
-// acknowledged at any time reads back with its last value, and none failed
-// during the healthy roll.
+// v1 → v2 one slot at a time, and the instance of a slot not yet replaced
+// is SIGKILLed mid-roll: it is replaced in its slot with its volume, and
+// the roll goes on. Then a v3 whose slot store-1 refuses writes rolls: its
+// first batch passes its verify, its second fails it, and the replaced
+// slots go back to v2 in reverse. Every write acknowledged at any time
+// reads back with its last value, and none failed during the healthy roll.
 func TestRollingStoreUnderWrites(t *testing.T) {
 	tt := newStoreTiers(t)
 	w := startWriters(t, tt, 4)
 	w.Stage("v1→v2")
 	v2 := tt.release("store", "v2")
+	tt.await(v2, 30*time.Second, events.RollingBatchStarted)
+	victim := tt.slotInstance("store-v001", "store-2")
+	if victim.PID == 0 {
+		t.Fatal("store-2 runs nowhere in store-v001")
+	}
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if i := tt.slotInstance("store-v001", "store-2"); i.ID != "" && i.ID != victim.ID && i.State == discovery.StateUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store-2's instance %s was not replaced in store-v001", victim.ID)
+		}
+	}
 	tt.await(v2, 90*time.Second, events.ReleaseCompleted)
 	for b := 1; b <= 3; b++ {
 		done := tt.batch(v2, events.RollingBatchDone, b)
@@ -135,6 +152,50 @@ func TestRollingStoreUnderWrites(t *testing.T) {
 	}
 }
 
+// TestRollingHealthGate: a rolling batch whose new instance dies during
+// its health gate fails the gate; the release rolls back with the reason
+// and its slot runs the previous version again, with its data.
+func TestRollingHealthGate(t *testing.T) {
+	tt := newStoreTiers(t)
+	st := storeSpec()
+	st.Strategy.Rolling.HealthGate = spec.Duration(5 * time.Second)
+	tt.apply(st)
+	w := startWriters(t, tt, 2)
+	v2 := tt.release("store", "v2")
+	tt.await(v2, 30*time.Second, events.RollingBatchStarted)
+	var victim fleet.Instance
+	for deadline := time.Now().Add(30 * time.Second); victim.State != discovery.StateUp; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("store-0 never came up in store-v002")
+		}
+		victim = tt.slotInstance("store-v002", "store-0")
+	}
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	tt.await(v2, 30*time.Second, events.RolledBack)
+	rb := tt.batch(v2, events.RollingRollback, 1)
+	if !strings.Contains(rb.Reason, "health gate of batch 1: store-0's instance "+victim.ID) {
+		t.Fatalf("rollback: %+v", rb)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if i := tt.slotInstance("store-v001", "store-0"); i.State == discovery.StateUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("store-0 is not back in store-v001")
+		}
+	}
+	if err := w.AwaitOK(100, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	if lost := w.Lost(); len(lost) > 0 {
+		t.Fatalf("%d acknowledged writes lost: %v", len(lost), lost)
+	}
+	t.Log(w.Summary())
+}
+
 // batch is the data of release id's event k for batch b.
 func (tt *tiers) batch(id string, k events.Kind, b int) events.RollingBatch {
 	tt.t.Helper()
@@ -146,7 +207,13 @@ func (tt *tiers) batch(id string, k events.Kind, b int) events.RollingBatch {
 			return d
 		}
 	}
-	tt.t.Fatalf("release %s: no %s of batch %d", id, k.Name, b)
+	var story strings.Builder
+	for _, ev := range tt.seen {
+		if ev.ReleaseID == id {
+			story.WriteString("\n  " + ev.Type + " " + string(ev.Data))
+		}
+	}
+	tt.t.Fatalf("release %s: no %s of batch %d; events:%s", id, k.Name, b, story.String())
 	return events.RollingBatch{}
 }
 
@@ -175,43 +242,4 @@ func (tt *tiers) slotInstance(group, slot string) fleet.Instance {
 		}
 	}
 	return fleet.Instance{}
-}
-
-// TestRollingSurvivesAKilledSlot: while store rolls v1 → v2 under writes,
-// the instance of a slot not yet replaced is SIGKILLed: it is replaced in
-// its slot with its volume (the same data), the roll goes on and
-// completes, and no acknowledged write is lost.
-func TestRollingSurvivesAKilledSlot(t *testing.T) {
-	tt := newStoreTiers(t)
-	w := startWriters(t, tt, 4)
-	w.Stage("v1→v2")
-	v2 := tt.release("store", "v2")
-	tt.await(v2, 30*time.Second, events.RollingBatchStarted)
-	victim := tt.slotInstance("store-v001", "store-2")
-	if victim.PID == 0 {
-		t.Fatal("store-2 runs nowhere in store-v001")
-	}
-	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if i := tt.slotInstance("store-v001", "store-2"); i.ID != "" && i.ID != victim.ID && i.State == discovery.StateUp {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store-2's instance %s was not replaced in store-v001", victim.ID)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tt.await(v2, 90*time.Second, events.ReleaseCompleted)
-	if err := w.AwaitOK(100, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	w.Stop()
-	lost := w.Lost()
-	t.Logf("%s; lost: %d", w.Summary(), len(lost))
-	if len(lost) > 0 {
-		t.Fatalf("%d acknowledged writes lost: %v", len(lost), lost)
-	}
 }

@@ -148,18 +148,25 @@ type Service struct {
 	bySlot    map[string][]*Backend
 }
 
-// BySlot returns the up instances of a stateful service's slot that are
-// not ejected, other than exclude (a failed try); usually one, two while
-// discovery catches up with a replacement.
+// BySlot returns the up instances of a stateful service's slot other than
+// exclude (a failed try), those not ejected first: usually one, two while
+// discovery catches up with a replacement. An ejected one is still
+// returned, last: a slot has no other instance to send its keys to, and
+// the caller's request must reach it (and its failures the samples) rather
+// than wait out the ejection.
 func (s *Service) BySlot(slot string, exclude *Backend) []*Backend {
 	now := time.Now().UnixNano()
-	var out []*Backend
+	var out, ejected []*Backend
 	for _, b := range s.bySlot[slot] {
-		if b != exclude && !b.Ejected(now) {
+		switch {
+		case b == exclude:
+		case b.Ejected(now):
+			ejected = append(ejected, b)
+		default:
 			out = append(out, b)
 		}
 	}
-	return out
+	return append(out, ejected...)
 }
 
 // PickGroup chooses a group by weight; nil when no group has weight.

@@ -105,6 +105,49 @@ func TestKeysGoToTheirSlot(t *testing.T) {
 		t.Fatalf("answered after %s, before the replacement registered", waited)
 	}
 
+	// a slot whose only instance fails is still sent its keys (its
+	// failures reach the caller and the samples), ejected or not: the
+	// calls do not wait out an ejection
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		http.Error(w, "refused", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	r.instances.Delete(r.ctx, discovery.Key("api", "api-v001", "a2"))
+	e := discovery.Entry{ID: "b2", Service: "api", Group: "api-v002", Address: strings.TrimPrefix(failing.URL, "http://"), State: discovery.StateUp, Started: time.Now(), Slot: "api-2", SlotCount: 3}
+	r.instances.Put(r.ctx, discovery.Key("api", "api-v002", "b2"), e.Encode())
+	var key2 string
+	for i := 0; key2 == ""; i++ {
+		if k := fmt.Sprintf("key-%d", i); rolling.SlotOf(k, 3) == 2 {
+			key2 = k
+		}
+	}
+	r.await("slot 2 on the failing instance", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api/kv/"+key2, nil)
+		resp, err := c.DoKey(req, key2)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusInternalServerError
+	})
+	start = time.Now()
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api/kv/"+key2, nil)
+		resp, err := c.DoKey(req, key2)
+		cancel()
+		if err != nil || resp.StatusCode != http.StatusInternalServerError {
+			t.Fatalf("a call to the failing slot: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("20 calls to a failing slot took %s: they waited out its ejection", took)
+	}
+
 	// a service with no route is refused at once
 	start = time.Now()
 	req, _ := http.NewRequest(http.MethodGet, "http://nothere/kv/x", nil)
