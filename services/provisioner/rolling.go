@@ -331,15 +331,7 @@ func (s *Service) shareCalls(ctx context.Context, rec release.Record, replaced, 
 func (s *Service) setWeights(ctx context.Context, rec release.Record, w map[string]int) error {
 	has := func(ctx context.Context) bool {
 		r, _, err := routes.Get(ctx, s.routes, rec.Service)
-		if err != nil {
-			return false
-		}
-		for g, v := range w {
-			if r.Weights[g] != v {
-				return false
-			}
-		}
-		return true
+		return err == nil && r.Has(w)
 	}
 	if has(ctx) {
 		return nil

@@ -99,6 +99,17 @@ func (r Route) Groups() []string {
 	return out
 }
 
+// Has reports whether the route gives each group in w exactly its weight
+// there (other groups aside).
+func (r Route) Has(w map[string]int) bool {
+	for g, v := range w {
+		if r.Weights[g] != v {
+			return false
+		}
+	}
+	return true
+}
+
 // Decode reads a stored route.
 func Decode(b []byte) (Route, error) {
 	var r Route

@@ -35,3 +35,13 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("a first release restored to nothing: %v %+v", err, first)
 	}
 }
+
+func TestHas(t *testing.T) {
+	r := Route{Weights: map[string]int{"a": 700, "b": 300, "c": 0}}
+	if !r.Has(map[string]int{"a": 700, "b": 300}) || !r.Has(map[string]int{"c": 0, "d": 0}) || !r.Has(nil) {
+		t.Fatal("weights it has were not found")
+	}
+	if r.Has(map[string]int{"a": 700, "b": 0}) || r.Has(map[string]int{"d": 1}) {
+		t.Fatal("weights it has not were found")
+	}
+}

@@ -324,15 +324,7 @@ func (p *Phase) setWeights(ctx context.Context, rec release.Record, w map[string
 
 func (p *Phase) hasWeights(ctx context.Context, service string, w map[string]int) bool {
 	r, _, err := routes.Get(ctx, p.routes, service)
-	if err != nil {
-		return false
-	}
-	for g, v := range w {
-		if r.Weights[g] != v {
-			return false
-		}
-	}
-	return true
+	return err == nil && r.Has(w)
 }
 
 // judged is what one judgement compares, and until when: it passes at end
