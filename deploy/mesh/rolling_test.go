@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/redblack/redblack/deploy/bench"
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/discovery"
@@ -242,4 +244,63 @@ func (tt *tiers) slotInstance(group, slot string) fleet.Instance {
 		}
 	}
 	return fleet.Instance{}
+}
+
+// TestRollbackCannotUnwriteASchema: a v2 that writes schema 2 records
+// fails its second batch's verify; the roll-back puts store-1 back on v1,
+// but v1 cannot read the schema 2 records v2 wrote in store-0's volume: it
+// exits at start, the roll-back waits at that slot, and the watchdog raises
+// release.store.stuck past the rollback deadline. A roll-back puts code
+// back; it never un-writes data (hence expand/contract, in the README).
+func TestRollbackCannotUnwriteASchema(t *testing.T) {
+	tt := newStoreTiers(t)
+	st := storeSpec()
+	st.Strategy.Deadlines.Rollback = spec.Duration(time.Second)
+	tt.apply(st)
+	w := startWriters(t, tt, 2)
+	stuck := make(chan events.Stuck, 1)
+	nc, err := tt.m.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe(events.ReleaseStuck.Subject("store"), func(m *nats.Msg) {
+		var s events.Stuck
+		if ev, err := events.Decode(m.Data); err == nil && ev.DecodeData(&s) == nil {
+			select {
+			case stuck <- s:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+	v2 := tt.release("store", "v2", "--schema", "2", "--fail-slots", "store-1")
+	tt.await(v2, 60*time.Second, events.RollingRollback)
+	var s events.Stuck
+	select {
+	case s = <-stuck:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no release.store.stuck")
+	}
+	if s.Phase != "rolling_back" || !strings.Contains(s.Reason, "verify of batch 2 failed") {
+		t.Fatalf("stuck: %+v", s)
+	}
+	w.Stop()
+	if i := tt.slotInstance("store-v001", "store-1"); i.State != discovery.StateUp {
+		t.Fatalf("store-1 is not back on v1: %+v", i)
+	}
+	if i := tt.slotInstance("store-v001", "store-0"); i.State == discovery.StateUp {
+		t.Fatalf("v1 runs store-0 on a volume holding schema 2 records: %+v", i)
+	}
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	for _, ev := range tt.seen {
+		if ev.ReleaseID == v2 && ev.Type == events.RolledBack.Type() {
+			t.Fatalf("rolled back although v1 cannot read store-0's volume: %s", ev.Data)
+		}
+	}
 }
