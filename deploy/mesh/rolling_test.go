@@ -160,7 +160,7 @@ func TestRollingStoreUnderWrites(t *testing.T) {
 func TestRollingHealthGate(t *testing.T) {
 	tt := newStoreTiers(t)
 	st := storeSpec()
-	st.Strategy.Rolling.HealthGate = spec.Duration(5 * time.Second)
+	st.Strategy.Rolling.HealthGate = spec.Duration(2 * time.Second)
 	tt.apply(st)
 	w := startWriters(t, tt, 2)
 	v2 := tt.release("store", "v2")
@@ -280,6 +280,7 @@ func TestRollbackCannotUnwriteASchema(t *testing.T) {
 	nc.Flush()
 	v2 := tt.release("store", "v2", "--schema", "2", "--fail-slots", "store-1")
 	tt.await(v2, 60*time.Second, events.RollingRollback)
+	w.Stop() // before store-0 leaves v2 for a v1 that cannot start: its writes would wait out their deadline
 	var s events.Stuck
 	select {
 	case s = <-stuck:
@@ -289,7 +290,6 @@ func TestRollbackCannotUnwriteASchema(t *testing.T) {
 	if s.Phase != "rolling_back" || !strings.Contains(s.Reason, "verify of batch 2 failed") {
 		t.Fatalf("stuck: %+v", s)
 	}
-	w.Stop()
 	if i := tt.slotInstance("store-v001", "store-1"); i.State != discovery.StateUp {
 		t.Fatalf("store-1 is not back on v1: %+v", i)
 	}
