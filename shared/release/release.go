@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/spec"
 )
 
 // Phase is where a release is.
@@ -97,7 +98,7 @@ type Record struct {
 }
 
 // IsRolling reports whether the release follows the rolling flow.
-func (r Record) IsRolling() bool { return r.Strategy == "rolling" }
+func (r Record) IsRolling() bool { return r.Strategy == spec.StrategyRolling }
 
 // Rolling is the progress of a rolling release. The provisioner plans the
 // batches and moves Current, Healthy and Back; the canary service's verify

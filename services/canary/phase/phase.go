@@ -114,7 +114,7 @@ func (p *Phase) accepted(hctx, runCtx context.Context, id string) error {
 		return nil // already past the canary: a redelivery
 	}
 	if rec.IsRolling() {
-		return nil // no canary phase: each batch is verified (package rolling's Verify)
+		return nil // no canary phase: each batch is verified (verify.go)
 	}
 	if rec.Previous == "" {
 		return p.emit(hctx, rec, events.CanaryPassed, events.CanaryResult{

@@ -44,6 +44,9 @@ func (p *Phase) verify(ctx context.Context, id string) error {
 		return nil
 	}
 	b := ro.Verified
+	if b >= len(ro.Batches) {
+		return fmt.Errorf("%w: %s's record verifies batch %d of %d", release.ErrStale, id, b+1, len(ro.Batches))
+	}
 	svc, err := spec.Get(ctx, p.services, rec.Service)
 	if err != nil {
 		return err

@@ -366,7 +366,7 @@ func (c *Client) DoKey(req *http.Request, key string) (*http.Response, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (%v)", lastErr, ctx.Err())
+			return nil, fmt.Errorf("%w (%w)", lastErr, ctx.Err())
 		case <-time.After(SlotRetry):
 		}
 	}
