@@ -160,7 +160,7 @@ func TestRollingStoreUnderWrites(t *testing.T) {
 func TestRollingHealthGate(t *testing.T) {
 	tt := newStoreTiers(t)
 	st := storeSpec()
-	st.Strategy.Rolling.HealthGate = spec.Duration(2 * time.Second)
+	st.Strategy.Rolling.HealthGate = spec.Duration(5 * time.Second) // room to find and kill its instance within it, on a loaded machine
 	tt.apply(st)
 	w := startWriters(t, tt, 2)
 	v2 := tt.release("store", "v2")
