@@ -303,14 +303,18 @@ func (t *timeline) wait(id string, limit time.Duration, kinds ...events.Kind) (e
 // artifact: hello --version V and flags) as the admin, with the id
 // <prefix>-<version>-<random>, and returns the id.
 func requestHello(ctx context.Context, js jetstream.JetStream, prefix, hello, version string, flags ...string) (string, error) {
+	return requestRelease(ctx, js, prefix, "hello", version, events.Artifact{Command: append([]string{hello, "--version", version}, flags...)})
+}
+
+// requestRelease publishes a release request of service's version with
+// art and returns its id (prefix-version-random).
+func requestRelease(ctx context.Context, js jetstream.JetStream, prefix, service, version string, art events.Artifact) (string, error) {
 	id := prefix + "-" + version + "-" + events.NewID()[:6]
-	ev, err := events.NewWithID(id, prefix, events.ReleaseRequested, "hello", id, events.Requested{
-		Version: version, Artifact: events.Artifact{Command: append([]string{hello, "--version", version}, flags...)},
-	})
+	ev, err := events.NewWithID(id, prefix, events.ReleaseRequested, service, id, events.Requested{Version: version, Artifact: art})
 	if err != nil {
 		return "", err
 	}
-	_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev)
+	_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject(service), ev)
 	return id, err
 }
 

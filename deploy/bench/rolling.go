@@ -10,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -155,13 +154,7 @@ func RollingRun(dir, hello, store string, slots int, gate, verify time.Duration,
 		return res, err
 	}
 	request := func(service string, art events.Artifact, version string) (string, error) {
-		id := "bench-" + service + "-" + version + "-" + events.NewID()[:6]
-		ev, err := events.NewWithID(id, "bench", events.ReleaseRequested, service, id, events.Requested{Version: version, Artifact: art})
-		if err != nil {
-			return "", err
-		}
-		_, err = natsx.Publish(ctx, js, events.ReleaseRequested.Subject(service), ev)
-		return id, err
+		return requestRelease(ctx, js, "bench-"+service, service, version, art)
 	}
 	storeArt := func(version string, flags ...string) events.Artifact {
 		return events.Artifact{Command: append([]string{store, "--version", version}, flags...)}

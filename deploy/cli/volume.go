@@ -17,7 +17,7 @@ import (
 func (a *app) volumeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "volume", Short: "A stateful service's volumes (strategy rolling): list, destroy"}
 	var data string
-	dirOf := func() local.Config { return local.Config{Dir: filepath.Join(data, "local")} }
+	localConfig := func() local.Config { return local.Config{Dir: filepath.Join(data, "local")} }
 	ls := &cobra.Command{
 		Use:   "ls SERVICE [--data DIR]",
 		Short: "List a stateful service's volumes, one per slot, with their size",
@@ -26,7 +26,7 @@ func (a *app) volumeCmd() *cobra.Command {
 			if err := subjects.ValidateService(args[0]); err != nil {
 				return err
 			}
-			vols, err := local.Volumes(dirOf(), args[0])
+			vols, err := local.Volumes(localConfig(), args[0])
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ func (a *app) volumeCmd() *cobra.Command {
 			if confirm != service {
 				return fmt.Errorf("this deletes every slot's data of %s for good: repeat its name with --confirm %s", service, service)
 			}
-			gone, err := local.DestroyVolumes(dirOf(), service)
+			gone, err := local.DestroyVolumes(localConfig(), service)
 			if err != nil {
 				return err
 			}

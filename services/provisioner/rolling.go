@@ -98,6 +98,17 @@ func allSlots(n int) []int {
 	return out
 }
 
+// complement is the slots of 0 … n-1 not in slots.
+func complement(n int, slots []int) []int {
+	var out []int
+	for _, i := range allSlots(n) {
+		if !slices.Contains(slots, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // slotNames names slots of service.
 func slotNames(service string, slots []int) []string {
 	out := make([]string, len(slots))
@@ -127,7 +138,7 @@ func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Se
 		if !prev.Spec.Stateful {
 			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s is not stateful (it was released red/black): a rolling release moves slots between stateful groups", rec.Previous))
 		}
-		if got := prev.Spec.Slots; len(got) != n || !slices.Equal(sortedCopy(got), allSlots(n)) {
+		if got := prev.Spec.Slots; !slices.Equal(slices.Sorted(slices.Values(got)), allSlots(n)) {
 			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s runs slots %v and the spec's capacity is %d: changing a stateful service's number of slots is not built", rec.Previous, got, n))
 		}
 	}
@@ -151,12 +162,6 @@ func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Se
 	}
 	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("slots", n).Int("batches", len(batches)).Msg("rolling release started")
 	return s.emitBatch(ctx, rec, events.RollingBatchStarted, 0, "", 0)
-}
-
-func sortedCopy(s []int) []int {
-	out := slices.Clone(s)
-	slices.Sort(out)
-	return out
 }
 
 // emitBatch announces an event of batch b (0-based) of a rolling release;
@@ -212,13 +217,13 @@ func (s *Service) replaceBatch(ctx context.Context, rec release.Record, svc spec
 	gate := svc.Strategy.Rolling.HealthGate.D()
 	end := time.Now().Add(gate)
 	for {
-		up, err := discovery.UpBySlot(ctx, s.instances, rec.Service, rec.Group)
+		running, err := discovery.UpBySlot(ctx, s.instances, rec.Service, rec.Group)
 		if err == nil {
 			for _, slot := range slotNames(rec.Service, replaced) {
-				if up[slot] != ids[slot] {
+				if running[slot] != ids[slot] {
 					what := "is down"
-					if up[slot] != "" {
-						what = "was replaced by " + up[slot]
+					if running[slot] != "" {
+						what = "was replaced by " + running[slot]
 					}
 					return s.rollFail(ctx, rec, fmt.Sprintf("health gate of batch %d: %s's instance %s %s within the gate (%s)", b+1, slot, ids[slot], what, gate))
 				}
@@ -262,13 +267,7 @@ func (s *Service) placeSlots(ctx context.Context, rec release.Record, replaced [
 		return s.rollFail(ctx, rec, "this provider runs no stateful groups")
 	}
 	if rec.Previous != "" {
-		var rest []int
-		for _, i := range allSlots(n) {
-			if !slices.Contains(replaced, i) {
-				rest = append(rest, i)
-			}
-		}
-		if err := slotter.SetSlots(ctx, rec.Previous, rest); err != nil {
+		if err := slotter.SetSlots(ctx, rec.Previous, complement(n, replaced)); err != nil {
 			return err
 		}
 	}
@@ -454,11 +453,11 @@ func (s *Service) awaitRecord(ctx context.Context, id string, ok func(release.Re
 // rollFail rolls a rolling release back with the reason: the record moves
 // to rolling_back (then this run puts the slots back), and the rollback is
 // announced: rolling.rollback from a batch, rollback.requested before the
-// first.
+// first (or when the record's plan names no batch in hand).
 func (s *Service) rollFail(ctx context.Context, rec release.Record, reason string) error {
 	k := events.RollingRollback
-	if rec.Phase == release.PhaseAccepted {
-		k = events.RollbackRequested
+	if ro := rec.Rolling; rec.Phase == release.PhaseAccepted || ro == nil || ro.Current < 0 || ro.Current >= len(ro.Batches) {
+		k = events.RollbackRequested // before the first batch, or no batch to name
 	}
 	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
 		if r.Reason == "" {
@@ -519,12 +518,7 @@ func (s *Service) rollBack(ctx context.Context, rec release.Record, svc spec.Ser
 			for _, b := range back[i+1:] {
 				keep = append(keep, b...)
 			}
-			var restore []int
-			for _, slot := range allSlots(n) {
-				if !slices.Contains(keep, slot) {
-					restore = append(restore, slot)
-				}
-			}
+			restore := complement(n, keep)
 			if err := slotter.SetSlots(ctx, rec.Group, keep); err != nil && !errors.Is(err, fleet.ErrGroupNotFound) {
 				return err
 			}

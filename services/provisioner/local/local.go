@@ -141,11 +141,15 @@ func (l *Local) releaseVolume(dir, id string) {
 
 // VolumeDir is the directory of a stateful service's slot's volume.
 func (l *Local) VolumeDir(service, slot string) string {
-	root := l.cfg.VolumesDir
-	if root == "" {
-		root = filepath.Join(filepath.Dir(filepath.Clean(l.cfg.Dir)), "volumes")
+	return filepath.Join(l.cfg.volumesRoot(), service, slot)
+}
+
+// volumesRoot is VolumesDir, or <Dir>/../volumes.
+func (c Config) volumesRoot() string {
+	if c.VolumesDir != "" {
+		return c.VolumesDir
 	}
-	return filepath.Join(root, service, slot)
+	return filepath.Join(filepath.Dir(filepath.Clean(c.Dir)), "volumes")
 }
 
 // pickPort returns a free loopback port that no instance of this provider

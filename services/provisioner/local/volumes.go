@@ -25,8 +25,7 @@ var ErrVolumesInUse = errors.New("volumes in use")
 // Volumes lists a stateful service's volumes under cfg (its VolumesDir,
 // or <Dir>/../volumes), by slot.
 func Volumes(cfg Config, service string) ([]Volume, error) {
-	l := &Local{cfg: cfg}
-	root := filepath.Dir(l.VolumeDir(service, "x"))
+	root := filepath.Join(cfg.volumesRoot(), service)
 	dirs, err := os.ReadDir(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
