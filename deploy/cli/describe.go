@@ -72,7 +72,11 @@ func describe(ev events.Event) string {
 	case *events.Chaos:
 		return strings.TrimSpace(fmt.Sprintf("%s %s %s", d.Group, d.Instance, d.Reason))
 	case *events.RollingBatch:
-		s := fmt.Sprintf("batch %d/%d %s", d.Batch, d.Batches, strings.Join(d.Slots, ","))
+		what := strings.Join(d.Slots, ",")
+		if len(d.Slots) == 0 {
+			what = fmt.Sprintf("%d instance(s)", d.Count)
+		}
+		s := fmt.Sprintf("batch %d/%d %s", d.Batch, d.Batches, what)
 		switch ev.Type {
 		case events.RollingBatchStarted.Type():
 			return s + fmt.Sprintf(": %s → %s", dash(d.Previous), d.Group)

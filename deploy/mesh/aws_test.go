@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
@@ -29,73 +31,14 @@ import (
 // and v2 complete; v3's new group answers 40 % 5xx once it has the traffic,
 // so its bake fails and the ALB goes back to v2 before v3 is destroyed.
 func TestPipelineOnMoto(t *testing.T) {
-	srv := moto.Start(t)
-	ac := srv.Config(t)
 	ctx := context.Background()
-	me := moto.NewEdge(t, ac)
-	ami, vpc := me.AMI, me.VPC
-	lbc := elb.NewFromConfig(ac)
-	edge := alb.New(lbc, vpc, 8080, map[string]string{"hello": me.Listener})
-	edge.DeregistrationDelay = 0
-	provider := aws.FromConfig(aws.Config{Subnets: me.Subnets[:1], ConsistencyWait: 5 * time.Second,
-		TargetGroup: edge.TargetGroup, ReleaseTargetGroup: edge.DeleteTargetGroup}, ac)
-	cwc := cw.NewFromConfig(ac, cloudwatch.QueryProtocol)
-	src := cloudwatch.New(cwc, "")
-	src.Period = 1
-
-	cfg := testConfig()
-	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Provisioner.Provider = provider
-	cfg.Router.Edge = edge
-	cfg.Router.CloudWatch = &cloudwatch.Bridge{Source: src, Dimension: edge.TargetGroupDimension, Every: 500 * time.Millisecond, Lag: 2 * time.Second}
-	m, err := mesh.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Stop() })
-	p := &pipeline{t: t, m: m}
-	p.attach(spec.Service{Name: "hello", Owner: "t", Provider: "aws", Capacity: 2, Artifact: spec.Artifact{AMI: ami},
+	r := startMoto(t, spec.Service{Name: "hello", Owner: "t", Provider: "aws", Capacity: 2,
 		Strategy: spec.Strategy{
 			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(3 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
 			Bake:   spec.Bake{Duration: spec.Duration(6 * time.Second)},
 		}})
-
-	// the ALB's traffic, as CloudWatch will have it: 100 requests a second
-	// for every group with weight, 10 ms each; the bad group answers 40 % 5xx
-	var mu sync.Mutex
-	bad := ""
-	dctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		moto.FeedALB(dctx, cwc, func(context.Context) map[string]int { return p.route().Weights }, edge.TargetGroupDimension, func(g string) moto.Traffic {
-			mu.Lock()
-			defer mu.Unlock()
-			tr := moto.Traffic{Requests: 100, Latency: 10 * time.Millisecond}
-			if g == bad {
-				tr.Errors = 40
-			}
-			return tr
-		})
-	}()
-	t.Cleanup(func() { stop(); wg.Wait() })
-
-	weights := func() map[string]int32 {
-		got, err := edge.GroupWeights(ctx, "hello")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	asg := autoscaling.NewFromConfig(ac)
-	attached := func(group string) []string {
-		out, err := asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
-		if err != nil || len(out.AutoScalingGroups) == 0 {
-			return nil
-		}
-		return out.AutoScalingGroups[0].TargetGroupARNs
-	}
+	p, ami, lbc := r.p, r.ami, r.lbc
+	weights, attached := r.weights, func(group string) []string { return r.group(group).TargetGroupARNs }
 
 	v1 := p.releaseArtifact("v1", events.Artifact{AMI: ami})
 	p.await(v1, 60*time.Second, events.ReleaseCompleted)
@@ -121,15 +64,12 @@ func TestPipelineOnMoto(t *testing.T) {
 		t.Fatalf("ALB after v2: %v", w)
 	}
 
-	mu.Lock()
-	bad = "hello-v003"
-	mu.Unlock()
+	r.setBad("hello-v003")
 	v3 := p.releaseArtifact("v3", events.Artifact{AMI: ami})
 	p.await(v3, 60*time.Second, events.TrafficSwitched)
 	p.await(v3, 60*time.Second, events.RolledBack)
-	r := p.record(v3)
-	if r.Phase != release.PhaseRolledBack || !strings.Contains(r.Reason, "bake: error rate") {
-		t.Fatalf("v3: %s %q", r.Phase, r.Reason)
+	if rec := p.record(v3); rec.Phase != release.PhaseRolledBack || !strings.Contains(rec.Reason, "bake: error rate") {
+		t.Fatalf("v3: %s %q", rec.Phase, rec.Reason)
 	}
 	if w := weights(); w["hello-v002"] != alb.MaxWeight || w["hello-v003"] != 0 {
 		t.Fatalf("ALB after v3's rollback: %v", w)
@@ -140,4 +80,211 @@ func TestPipelineOnMoto(t *testing.T) {
 	if out, err := lbc.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"hello-v003"}}); err == nil && len(out.TargetGroups) > 0 {
 		t.Fatal("hello-v003's target group is left")
 	}
+}
+
+// TestRollingOnMoto rolls a stateless service on the AWS APIs (moto) by
+// count: each batch shrinks the previous version's Auto Scaling group by
+// one and grows the new one's by one, the ALB's weights follow the share
+// of instances, and the verify judges the two target groups' CloudWatch
+// metrics apart. v1 and v2 complete, never with more than max_unavailable
+// (1) of the 3 instances missing; v3 answers 40 % 5xx, fails its first
+// batch's verify and is rolled back: v2 runs 3 instances and has all the
+// traffic, and v3's group and target group are gone.
+func TestRollingOnMoto(t *testing.T) {
+	r := startMoto(t, spec.Service{Name: "hello", Owner: "t", Provider: "aws", Capacity: 3,
+		Strategy: spec.Strategy{Type: spec.StrategyRolling,
+			Rolling: spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(time.Second), Verify: spec.Verify{Duration: spec.Duration(3 * time.Second)}},
+			Canary:  spec.Canary{MinSamples: 50},
+		}})
+	p := r.p
+	desired := func(g string) int { return int(sdkaws.ToInt32(r.group(g).DesiredCapacity)) }
+
+	v1 := p.releaseArtifact("v1", events.Artifact{AMI: r.ami})
+	p.await(v1, 60*time.Second, events.ReleaseCompleted, events.RolledBack)
+	if rec := p.record(v1); rec.Phase != release.PhaseCompleted || rec.Rolling == nil || !rec.Rolling.ByCount {
+		t.Fatalf("v1: %s %q %+v%s", rec.Phase, rec.Reason, rec.Rolling, p.story(v1))
+	}
+	if w, n := r.weights(), desired("hello-v001"); w["hello-v001"] != alb.MaxWeight || n != 3 {
+		t.Fatalf("after v1: ALB %v, hello-v001 runs %d", w, n)
+	}
+
+	// v2, watched: the two groups' desired capacities and the ALB's weights
+	ctx, stop := context.WithCancel(context.Background())
+	var (
+		wg      sync.WaitGroup
+		fewest  = 3
+		shares  = map[int32]bool{}
+		watchMu sync.Mutex
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			n := desired("hello-v001") + desired("hello-v002")
+			w, err := r.edge.GroupWeights(ctx, "hello")
+			watchMu.Lock()
+			fewest = min(fewest, n)
+			if err == nil {
+				shares[w["hello-v002"]] = true
+			}
+			watchMu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	v2 := p.releaseArtifact("v2", events.Artifact{AMI: r.ami})
+	p.await(v2, 90*time.Second, events.ReleaseCompleted, events.RolledBack)
+	stop()
+	wg.Wait()
+	if rec := p.record(v2); rec.Phase != release.PhaseCompleted {
+		t.Fatalf("v2: %s %q%s", rec.Phase, rec.Reason, p.story(v2))
+	}
+	done := p.batches(v2, events.RollingBatchDone)
+	if len(done) != 3 {
+		t.Fatalf("v2's batches verified: %+v", done)
+	}
+	for _, b := range done[:2] { // the last batch's previous group has no traffic left
+		m := b.Report.Metrics[0]
+		if b.Count != 1 || b.Slots != nil || m.CanarySamples == 0 || m.BaselineSamples == 0 {
+			t.Fatalf("batch %d: count %d, slots %v, judged on %+v", b.Batch, b.Count, b.Slots, m)
+		}
+	}
+	watchMu.Lock()
+	t.Logf("v2: fewest instances wanted %d; hello-v002's ALB weights seen %v", fewest, shares)
+	if fewest < 2 {
+		t.Errorf("the groups wanted %d instances in all during the roll: more than max_unavailable (1) of 3 missing", fewest)
+	}
+	third := int32(alb.MaxWeight / 3) // the route's share, scaled to the ALB's weights: ±1
+	if !shares[third-1] && !shares[third] && !shares[third+1] {
+		t.Errorf("the ALB never gave hello-v002 a third of the traffic: %v", shares)
+	}
+	watchMu.Unlock()
+	if w, n := r.weights(), desired("hello-v002"); w["hello-v002"] != alb.MaxWeight || n != 3 {
+		t.Fatalf("after v2: ALB %v, hello-v002 runs %d", w, n)
+	}
+	if g := r.group("hello-v001"); g.AutoScalingGroupName != nil {
+		t.Fatalf("hello-v001 is left after v2 completed: desired %d", sdkaws.ToInt32(g.DesiredCapacity))
+	}
+
+	r.setBad("hello-v003")
+	v3 := p.releaseArtifact("v3", events.Artifact{AMI: r.ami})
+	p.await(v3, 60*time.Second, events.RollingRollback)
+	p.await(v3, 60*time.Second, events.RolledBack)
+	if rec := p.record(v3); rec.Phase != release.PhaseRolledBack || !strings.Contains(rec.Reason, "verify of batch 1 failed") {
+		t.Fatalf("v3: %s %q%s", rec.Phase, rec.Reason, p.story(v3))
+	}
+	if w, n := r.weights(), desired("hello-v002"); w["hello-v002"] != alb.MaxWeight || w["hello-v003"] != 0 || n != 3 {
+		t.Fatalf("after v3's rollback: ALB %v, hello-v002 runs %d", w, n)
+	}
+	if g := r.group("hello-v003"); g.AutoScalingGroupName != nil {
+		t.Fatal("hello-v003's group is left")
+	}
+	if out, err := r.lbc.DescribeTargetGroups(context.Background(), &elb.DescribeTargetGroupsInput{Names: []string{"hello-v003"}}); err == nil && len(out.TargetGroups) > 0 {
+		t.Fatal("hello-v003's target group is left")
+	}
+}
+
+// batches is the data of release id's events of kind k, a rolling flow's.
+func (p *pipeline) batches(id string, k events.Kind) []events.RollingBatch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []events.RollingBatch
+	for _, ev := range p.events {
+		var b events.RollingBatch
+		if ev.ReleaseID == id && ev.Type == k.Type() && ev.DecodeData(&b) == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// motoRig is a mesh on moto's AWS APIs: the aws provider, the ALB edge,
+// and the ALB's CloudWatch metrics fed for every group with weight, 100
+// requests a second at 10 ms each; the bad group answers 40 % 5xx.
+type motoRig struct {
+	p    *pipeline
+	edge *alb.Edge
+	lbc  *elb.Client
+	ac   sdkaws.Config
+	ami  string
+
+	mu  sync.Mutex
+	bad string
+}
+
+// startMoto starts moto and the mesh on it, and applies svc (its AMI
+// filled in).
+func startMoto(t *testing.T, svc spec.Service) *motoRig {
+	srv := moto.Start(t)
+	ac := srv.Config(t)
+	ctx := context.Background()
+	me := moto.NewEdge(t, ac)
+	lbc := elb.NewFromConfig(ac)
+	edge := alb.New(lbc, me.VPC, 8080, map[string]string{"hello": me.Listener})
+	edge.DeregistrationDelay = 0
+	provider := aws.FromConfig(aws.Config{Subnets: me.Subnets[:1], ConsistencyWait: 5 * time.Second,
+		TargetGroup: edge.TargetGroup, ReleaseTargetGroup: edge.DeleteTargetGroup}, ac)
+	cwc := cw.NewFromConfig(ac, cloudwatch.QueryProtocol)
+	src := cloudwatch.New(cwc, "")
+	src.Period = 1
+
+	cfg := testConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Provisioner.Provider = provider
+	cfg.Router.Edge = edge
+	cfg.Router.CloudWatch = &cloudwatch.Bridge{Source: src, Dimension: edge.TargetGroupDimension, Every: 500 * time.Millisecond, Lag: 2 * time.Second}
+	m, err := mesh.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	r := &motoRig{p: &pipeline{t: t, m: m}, edge: edge, lbc: lbc, ac: ac, ami: me.AMI}
+	svc.Artifact = spec.Artifact{AMI: me.AMI}
+	r.p.attach(svc)
+
+	dctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		moto.FeedALB(dctx, cwc, func(context.Context) map[string]int { return r.p.route().Weights }, edge.TargetGroupDimension, func(g string) moto.Traffic {
+			tr := moto.Traffic{Requests: 100, Latency: 10 * time.Millisecond}
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if g == r.bad {
+				tr.Errors = 40
+			}
+			return tr
+		})
+	}()
+	t.Cleanup(func() { stop(); wg.Wait() })
+	return r
+}
+
+// weights reads the ALB listener's weights of hello's target groups.
+func (r *motoRig) weights() map[string]int32 {
+	r.p.t.Helper()
+	got, err := r.edge.GroupWeights(context.Background(), "hello")
+	if err != nil {
+		r.p.t.Fatal(err)
+	}
+	return got
+}
+
+// group describes an Auto Scaling group (zero if there is none).
+func (r *motoRig) group(name string) astypes.AutoScalingGroup {
+	out, err := autoscaling.NewFromConfig(r.ac).DescribeAutoScalingGroups(context.Background(), &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
+	if err != nil || len(out.AutoScalingGroups) == 0 {
+		return astypes.AutoScalingGroup{}
+	}
+	return out.AutoScalingGroups[0]
+}
+
+// setBad makes group answer 40 % 5xx from now on.
+func (r *motoRig) setBad(group string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bad = group
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +40,12 @@ import (
 // provider starts a slot's instance only once the one it replaces has
 // exited), so a batch costs each of its slots an outage of a stop and a
 // start: callers retry the slot until its deadline (lb.Client.DoKey).
+//
+// A provider without slots (aws) rolls a stateless service by count
+// (Rolling.ByCount): a batch shrinks the previous group and grows the new
+// one by its size, each a group of its own behind its own target group, so
+// the verify judges the two versions apart and the traffic shares are the
+// ALB's weights.
 
 // rollingRole is the lease role of the runs: one copy drives a release.
 const rollingRole = "provisioner-rolling"
@@ -109,24 +116,13 @@ func complement(n int, slots []int) []int {
 	return out
 }
 
-// slotNames names slots of service.
-func slotNames(service string, slots []int) []string {
-	out := make([]string, len(slots))
-	for i, s := range slots {
-		out[i] = rolling.SlotName(service, s)
-	}
-	return out
-}
-
 // rollStart plans the batches and starts the first. A release that cannot
-// roll (no slots on this provider, a previous group that is not stateful
-// or has another number of slots) is rolled back with the reason, before
-// anything moved.
+// roll (a previous group that is not stateful or has another number of
+// slots, on a provider with slots; one with another number of instances,
+// on one without) is rolled back with the reason, before anything moved.
 func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Service) error {
 	n := svc.Capacity
-	if _, ok := s.provider.(fleet.Slotter); !ok {
-		return s.rollFail(ctx, rec, fmt.Sprintf("provider %s runs no stateful groups: strategy rolling is not built on it", s.providerName()))
-	}
+	_, slotted := s.provider.(fleet.Slotter)
 	if rec.Previous != "" {
 		prev, err := s.provider.DescribeGroup(ctx, rec.Previous)
 		if errors.Is(err, fleet.ErrGroupNotFound) {
@@ -135,11 +131,13 @@ func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Se
 		if err != nil {
 			return err
 		}
-		if !prev.Spec.Stateful {
+		switch got := prev.Spec.Slots; {
+		case slotted && !prev.Spec.Stateful:
 			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s is not stateful (it was released red/black): a rolling release moves slots between stateful groups", rec.Previous))
-		}
-		if got := prev.Spec.Slots; !slices.Equal(slices.Sorted(slices.Values(got)), allSlots(n)) {
+		case slotted && !slices.Equal(slices.Sorted(slices.Values(got)), allSlots(n)):
 			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s runs slots %v and the spec's capacity is %d: changing a stateful service's number of slots is not built", rec.Previous, got, n))
+		case !slotted && prev.Spec.Capacity != n:
+			return s.rollFail(ctx, rec, fmt.Sprintf("the previous group %s runs %d instances and the spec's capacity is %d: a rolling release keeps the number of instances (resize the group first)", rec.Previous, prev.Spec.Capacity, n))
 		}
 	}
 	mu, err := rolling.ParseMaxUnavailable(svc.Strategy.Rolling.MaxUnavailable)
@@ -153,14 +151,14 @@ func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Se
 			return err
 		}
 		if r.Rolling == nil {
-			r.Rolling = &release.Rolling{Batches: batches, BatchStarted: now}
+			r.Rolling = &release.Rolling{Batches: batches, BatchStarted: now, ByCount: !slotted}
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("slots", n).Int("batches", len(batches)).Msg("rolling release started")
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("slots", n).Int("batches", len(batches)).Bool("by_count", !slotted).Msg("rolling release started")
 	return s.emitBatch(ctx, rec, events.RollingBatchStarted, 0, "", 0)
 }
 
@@ -169,7 +167,7 @@ func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Se
 func (s *Service) emitBatch(ctx context.Context, rec release.Record, k events.Kind, b int, reason string, up time.Duration) error {
 	ro := rec.Rolling
 	data := events.RollingBatch{Service: rec.Service, Group: rec.Group, Previous: rec.Previous, Batch: b + 1, Batches: len(ro.Batches),
-		Slots: slotNames(rec.Service, ro.Batches[b]), Took: time.Since(ro.BatchStarted), Up: up, Reason: reason}
+		Slots: ro.SlotNames(rec.Service, b), Count: len(ro.Batches[b]), Took: time.Since(ro.BatchStarted), Up: up, Reason: reason}
 	return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, k, b), k, rec.Service, rec.ID, data)
 }
 
@@ -202,10 +200,10 @@ func (s *Service) replaceBatch(ctx context.Context, rec release.Record, svc spec
 	ro := rec.Rolling
 	b, n := ro.Current, svc.Capacity
 	replaced := ro.Replaced()
-	if err := s.placeSlots(ctx, rec, replaced, n); err != nil {
+	if err := s.placeBatch(ctx, rec, replaced, n); err != nil {
 		return err
 	}
-	ids, err := s.awaitSlots(ctx, rec, rec.Group, replaced)
+	ids, err := s.awaitUp(ctx, rec, rec.Group, replaced)
 	if err != nil || ids == nil {
 		return err // nil ids: the release moved on
 	}
@@ -217,15 +215,19 @@ func (s *Service) replaceBatch(ctx context.Context, rec release.Record, svc spec
 	gate := svc.Strategy.Rolling.HealthGate.D()
 	end := time.Now().Add(gate)
 	for {
-		running, err := discovery.UpBySlot(ctx, s.instances, rec.Service, rec.Group)
+		running, err := s.upIn(ctx, rec, rec.Group)
 		if err == nil {
-			for _, slot := range slotNames(rec.Service, replaced) {
-				if running[slot] != ids[slot] {
+			for _, key := range slices.Sorted(maps.Keys(ids)) {
+				if running[key] != ids[key] {
 					what := "is down"
-					if running[slot] != "" {
-						what = "was replaced by " + running[slot]
+					if running[key] != "" {
+						what = "was replaced by " + running[key]
 					}
-					return s.rollFail(ctx, rec, fmt.Sprintf("health gate of batch %d: %s's instance %s %s within the gate (%s)", b+1, slot, ids[slot], what, gate))
+					who := "instance " + ids[key]
+					if key != ids[key] {
+						who = key + "'s " + who
+					}
+					return s.rollFail(ctx, rec, fmt.Sprintf("health gate of batch %d: %s %s within the gate (%s)", b+1, who, what, gate))
 				}
 			}
 		}
@@ -255,38 +257,69 @@ func (s *Service) replaceBatch(ctx context.Context, rec release.Record, svc spec
 	if err != nil {
 		return err
 	}
-	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("batch", b+1).Strs("slots", slotNames(rec.Service, ro.Batches[b])).Msg("rolling batch healthy")
+	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Int("batch", b+1).Strs("instances", slices.Sorted(maps.Values(ids))).Msg("rolling batch healthy")
 	return s.emitBatch(ctx, rec, events.RollingBatchHealthy, b, "", up)
 }
 
-// placeSlots gives the new group the replaced slots and the previous
-// group the others (the one per volume rule orders the moves).
-func (s *Service) placeSlots(ctx context.Context, rec release.Record, replaced []int, n int) error {
-	slotter, ok := s.provider.(fleet.Slotter)
-	if !ok {
-		return s.rollFail(ctx, rec, "this provider runs no stateful groups")
-	}
+// placeBatch gives the new group the replaced slots and the previous
+// group the others (the one per volume rule orders the moves); by count,
+// the previous group shrinks first, so no more than the batch is ever
+// missing.
+func (s *Service) placeBatch(ctx context.Context, rec release.Record, replaced []int, n int) error {
 	if rec.Previous != "" {
-		if err := slotter.SetSlots(ctx, rec.Previous, complement(n, replaced)); err != nil {
+		if err := s.place(ctx, rec, rec.Previous, complement(n, replaced)); err != nil {
 			return err
 		}
 	}
 	if _, err := s.provider.DescribeGroup(ctx, rec.Group); errors.Is(err, fleet.ErrGroupNotFound) {
-		return s.launchGroup(ctx, events.DerivedID(rec.ID, events.RollingBatchStarted, 0)+":create", rec.ID, events.ServerGroupCommand{
-			Service: rec.Service, Group: rec.Group, Version: rec.Version, Capacity: len(replaced), Artifact: rec.Artifact,
-			Role: release.RoleProduction, Stateful: true, Slots: replaced, SlotCount: n,
-		})
+		cmd := events.ServerGroupCommand{Service: rec.Service, Group: rec.Group, Version: rec.Version, Capacity: len(replaced), Artifact: rec.Artifact,
+			Role: release.RoleProduction}
+		if !rec.Rolling.ByCount {
+			cmd.Stateful, cmd.Slots, cmd.SlotCount = true, replaced, n
+		}
+		return s.launchGroup(ctx, events.DerivedID(rec.ID, events.RollingBatchStarted, 0)+":create", rec.ID, cmd)
 	} else if err != nil {
 		return err
 	}
-	return slotter.SetSlots(ctx, rec.Group, replaced)
+	return s.place(ctx, rec, rec.Group, replaced)
 }
 
-// awaitSlots waits until every slot of group is up in discovery and
-// returns their instances by slot name; nil (and no error) if the release
-// left the phase it was in meanwhile.
-func (s *Service) awaitSlots(ctx context.Context, rec release.Record, group string, slots []int) (map[string]string, error) {
-	names := slotNames(rec.Service, slots)
+// place makes group run these slots, or, by count, that many instances.
+// A group already gone runs none, as asked.
+func (s *Service) place(ctx context.Context, rec release.Record, group string, slots []int) error {
+	var err error
+	if rec.Rolling.ByCount {
+		err = s.provider.Resize(ctx, group, len(slots))
+	} else if slotter, ok := s.provider.(fleet.Slotter); ok {
+		err = slotter.SetSlots(ctx, group, slots)
+	} else {
+		return fmt.Errorf("rolling: provider %s runs no slots, and the release rolls by slot", s.providerName())
+	}
+	if len(slots) == 0 && errors.Is(err, fleet.ErrGroupNotFound) {
+		return nil
+	}
+	return err
+}
+
+// upIn is group's up instances in discovery: by slot name, or, by count,
+// by their own id.
+func (s *Service) upIn(ctx context.Context, rec release.Record, group string) (map[string]string, error) {
+	if !rec.Rolling.ByCount {
+		return discovery.UpBySlot(ctx, s.instances, rec.Service, group)
+	}
+	ids, err := discovery.Up(ctx, s.instances, rec.Service, group)
+	out := make(map[string]string, len(ids))
+	for _, id := range ids {
+		out[id] = id
+	}
+	return out, err
+}
+
+// awaitUp waits until every slot of group is up in discovery (by count:
+// as many instances as slots) and returns group's up instances (upIn); nil
+// (and no error) if the release left the phase it was in meanwhile.
+func (s *Service) awaitUp(ctx context.Context, rec release.Record, group string, slots []int) (map[string]string, error) {
+	names := rolling.SlotNames(rec.Service, slots)
 	for {
 		cur, _, err := s.releases.Get(ctx, rec.ID)
 		if err != nil {
@@ -295,11 +328,11 @@ func (s *Service) awaitSlots(ctx context.Context, rec release.Record, group stri
 		if cur.Phase != rec.Phase {
 			return nil, nil
 		}
-		up, err := discovery.UpBySlot(ctx, s.instances, rec.Service, group)
+		up, err := s.upIn(ctx, rec, group)
 		if err == nil {
-			all := true
+			all := len(up) >= len(slots)
 			for _, n := range names {
-				all = all && up[n] != ""
+				all = all && (rec.Rolling.ByCount || up[n] != "")
 			}
 			if all {
 				return up, nil
@@ -508,10 +541,6 @@ func (s *Service) rollBack(ctx context.Context, rec release.Record, svc spec.Ser
 	n := svc.Capacity
 	if ro := rec.Rolling; ro != nil && rec.Previous != "" {
 		back := rolling.Reverse(ro.Batches, ro.Current+1)
-		slotter, ok := s.provider.(fleet.Slotter)
-		if !ok {
-			return fmt.Errorf("rolling: provider %s runs no stateful groups", s.providerName())
-		}
 		for i := ro.Back; i < len(back); i++ {
 			// the new group keeps the slots of the batches not yet put back
 			var keep []int
@@ -519,13 +548,13 @@ func (s *Service) rollBack(ctx context.Context, rec release.Record, svc spec.Ser
 				keep = append(keep, b...)
 			}
 			restore := complement(n, keep)
-			if err := slotter.SetSlots(ctx, rec.Group, keep); err != nil && !errors.Is(err, fleet.ErrGroupNotFound) {
+			if err := s.place(ctx, rec, rec.Group, keep); err != nil && !errors.Is(err, fleet.ErrGroupNotFound) {
 				return err
 			}
-			if err := slotter.SetSlots(ctx, rec.Previous, restore); err != nil {
+			if err := s.place(ctx, rec, rec.Previous, restore); err != nil {
 				return err
 			}
-			if _, err := s.awaitSlots(ctx, rec, rec.Previous, restore); err != nil {
+			if _, err := s.awaitUp(ctx, rec, rec.Previous, restore); err != nil {
 				return err
 			}
 			if err := s.shareCalls(ctx, rec, len(keep), n); err != nil {
@@ -541,7 +570,7 @@ func (s *Service) rollBack(ctx context.Context, rec release.Record, svc spec.Ser
 			}); err != nil {
 				return err
 			}
-			s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Strs("slots", slotNames(rec.Service, back[i])).Msg("rolling back: slots restored")
+			s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Ints("positions", back[i]).Bool("by_count", ro.ByCount).Msg("rolling back: batch restored")
 		}
 	}
 	if err := s.destroyGroup(ctx, events.DerivedID(rec.ID, events.RolledBack, 0)+":"+rec.Group, rec.Service, rec.Group); err != nil {
@@ -572,8 +601,13 @@ func (s *Service) abortRolling(ctx context.Context, rec release.Record, a events
 		if g == "" {
 			continue
 		}
-		if grp, err := s.provider.DescribeGroup(ctx, g); err == nil {
-			where = append(where, fmt.Sprintf("%s runs %v", g, slotNames(rec.Service, grp.Spec.Slots)))
+		grp, err := s.provider.DescribeGroup(ctx, g)
+		switch {
+		case err != nil:
+		case rec.Rolling != nil && rec.Rolling.ByCount:
+			where = append(where, fmt.Sprintf("%s runs %d instances", g, grp.Spec.Capacity))
+		default:
+			where = append(where, fmt.Sprintf("%s runs %v", g, rolling.SlotNames(rec.Service, grp.Spec.Slots)))
 		}
 	}
 	by := a.By

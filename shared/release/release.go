@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/rolling"
 	"github.com/redblack/redblack/shared/spec"
 )
 
@@ -119,6 +120,20 @@ type Rolling struct {
 	// Back counts the batches a roll-back has put back on the previous
 	// version.
 	Back int `json:"back"`
+	// ByCount: the provider runs no slots (aws), so the release is a
+	// stateless one's: a batch shrinks the previous group and grows the
+	// new one by its size, and the numbers in Batches are positions, not
+	// slots with volumes.
+	ByCount bool `json:"by_count,omitempty"`
+}
+
+// SlotNames names the slots of batch b ("store-0"), nil for a release by
+// count, whose batches replace instances, not slots.
+func (r Rolling) SlotNames(service string, b int) []string {
+	if r.ByCount || b < 0 || b >= len(r.Batches) {
+		return nil
+	}
+	return rolling.SlotNames(service, r.Batches[b])
 }
 
 // Replaced is the slots that run the new version, or may: those of every

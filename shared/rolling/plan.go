@@ -69,6 +69,15 @@ func Slots(service string, n int) []string {
 	return out
 }
 
+// SlotNames names the given slots of a service.
+func SlotNames(service string, slots []int) []string {
+	out := make([]string, len(slots))
+	for i, s := range slots {
+		out[i] = SlotName(service, s)
+	}
+	return out
+}
+
 // SlotName is the name of a service's slot i: its instances' identity and
 // its volume's directory.
 func SlotName(service string, i int) string { return fmt.Sprintf("%s-%d", service, i) }

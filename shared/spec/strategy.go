@@ -18,7 +18,8 @@ const (
 	// the old one, all traffic at once, bake, tear the old one down.
 	StrategyRedBlack = "red_black"
 	// StrategyRolling, for stateful services: stable slots with
-	// persistent volumes, replaced batch by batch.
+	// persistent volumes, replaced batch by batch (on a provider without
+	// slots, aws, instances of a stateless service, by count).
 	StrategyRolling = "rolling"
 )
 

@@ -9,7 +9,6 @@ import (
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
-	"github.com/redblack/redblack/shared/rolling"
 	"github.com/redblack/redblack/shared/spec"
 )
 
@@ -86,12 +85,8 @@ func (p *Phase) verified(ctx context.Context, rec release.Record, b int, result 
 		return err
 	}
 	ro := rec.Rolling
-	var slots []string
-	for _, s := range ro.Batches[b] {
-		slots = append(slots, rolling.SlotName(rec.Service, s))
-	}
 	data := events.RollingBatch{Service: rec.Service, Group: rec.Group, Previous: rec.Previous, Batch: b + 1, Batches: len(ro.Batches),
-		Slots: slots, Took: time.Since(ro.BatchStarted), Report: &result}
+		Slots: ro.SlotNames(rec.Service, b), Count: len(ro.Batches[b]), Took: time.Since(ro.BatchStarted), Report: &result}
 	kind := events.RollingBatchDone
 	if !pass {
 		kind, data.Reason = events.RollingRollback, fmt.Sprintf("verify of batch %d failed: %s", b+1, result.Reason)
