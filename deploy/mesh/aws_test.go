@@ -93,7 +93,7 @@ func TestPipelineOnMoto(t *testing.T) {
 func TestRollingOnMoto(t *testing.T) {
 	r := startMoto(t, spec.Service{Name: "hello", Owner: "t", Provider: "aws", Capacity: 3,
 		Strategy: spec.Strategy{Type: spec.StrategyRolling,
-			Rolling: spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(time.Second), Verify: spec.Verify{Duration: spec.Duration(3 * time.Second)}},
+			Rolling: spec.Rolling{Stateless: true, MaxUnavailable: "1", HealthGate: spec.Duration(time.Second), Verify: spec.Verify{Duration: spec.Duration(3 * time.Second)}},
 			Canary:  spec.Canary{MinSamples: 50},
 		}})
 	p := r.p

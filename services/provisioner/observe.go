@@ -40,10 +40,37 @@ func (s *Service) observe(ctx context.Context) {
 		wg.Add(2)
 		go func() { defer wg.Done(); s.trackPending(ctx) }()
 		go func() { defer wg.Done(); s.heartbeat(ctx) }()
+		if k, ok := s.own.(fleet.Keeper); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.keep(ctx, k) }()
+		}
 		fleet.Poll(ctx, s.own, time.Second, known, func(c fleet.Change) { s.changes <- c })
 		wg.Wait()
 		return nil
 	})
+}
+
+// keep keeps a Keeper's groups every second (their slots and volumes, on
+// aws) until ctx ends, logging what it could not do (a new error once).
+func (s *Service) keep(ctx context.Context, k fleet.Keeper) {
+	last := ""
+	for {
+		kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := k.Keep(kctx)
+		cancel()
+		if err != nil && err.Error() != last && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("keeping the stateful groups; trying again")
+		}
+		last = ""
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // lead runs task in this copy whenever it holds the lease of role (on

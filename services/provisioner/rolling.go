@@ -41,11 +41,11 @@ import (
 // exited), so a batch costs each of its slots an outage of a stop and a
 // start: callers retry the slot until its deadline (lb.Client.DoKey).
 //
-// A provider without slots (aws) rolls a stateless service by count
+// A stateless service (strategy.rolling.stateless) rolls by count
 // (Rolling.ByCount): a batch shrinks the previous group and grows the new
-// one by its size, each a group of its own behind its own target group, so
-// the verify judges the two versions apart and the traffic shares are the
-// ALB's weights.
+// one by its size, each a group of its own (on aws behind its own target
+// group, so the verify judges the two versions apart and the traffic
+// shares are the ALB's weights).
 
 // rollingRole is the lease role of the runs: one copy drives a release.
 const rollingRole = "provisioner-rolling"
@@ -117,12 +117,16 @@ func complement(n int, slots []int) []int {
 }
 
 // rollStart plans the batches and starts the first. A release that cannot
-// roll (a previous group that is not stateful or has another number of
-// slots, on a provider with slots; one with another number of instances,
-// on one without) is rolled back with the reason, before anything moved.
+// roll (slots on a provider without them, a previous group that is not
+// stateful or has another number of slots; stateless, one with another
+// number of instances) is rolled back with the reason, before anything
+// moved.
 func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Service) error {
 	n := svc.Capacity
-	_, slotted := s.provider.(fleet.Slotter)
+	slotted := !svc.Strategy.Rolling.Stateless
+	if _, ok := s.provider.(fleet.Slotter); slotted && !ok {
+		return s.rollFail(ctx, rec, fmt.Sprintf("provider %s runs no slots: roll a stateless service with strategy.rolling.stateless", s.providerName()))
+	}
 	if rec.Previous != "" {
 		prev, err := s.provider.DescribeGroup(ctx, rec.Previous)
 		if errors.Is(err, fleet.ErrGroupNotFound) {

@@ -120,10 +120,9 @@ type Rolling struct {
 	// Back counts the batches a roll-back has put back on the previous
 	// version.
 	Back int `json:"back"`
-	// ByCount: the provider runs no slots (aws), so the release is a
-	// stateless one's: a batch shrinks the previous group and grows the
-	// new one by its size, and the numbers in Batches are positions, not
-	// slots with volumes.
+	// ByCount: the service is stateless (strategy.rolling.stateless): a
+	// batch shrinks the previous group and grows the new one by its size,
+	// and the numbers in Batches are positions, not slots with volumes.
 	ByCount bool `json:"by_count,omitempty"`
 }
 

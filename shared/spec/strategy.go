@@ -18,8 +18,8 @@ const (
 	// the old one, all traffic at once, bake, tear the old one down.
 	StrategyRedBlack = "red_black"
 	// StrategyRolling, for stateful services: stable slots with
-	// persistent volumes, replaced batch by batch (on a provider without
-	// slots, aws, instances of a stateless service, by count).
+	// persistent volumes, replaced batch by batch (or, with
+	// rolling.stateless, instances by count).
 	StrategyRolling = "rolling"
 )
 
@@ -52,6 +52,10 @@ type Rolling struct {
 	// 10s).
 	HealthGate Duration `yaml:"health_gate" json:"health_gate"`
 	Verify     Verify   `yaml:"verify" json:"verify"`
+	// Stateless rolls instances by count, with no slots and no volumes:
+	// a batch shrinks the previous group and grows the new one by its
+	// size (default false: stable slots, each with its volume).
+	Stateless bool `yaml:"stateless" json:"stateless,omitempty"`
 }
 
 // Verify is the judge of each rolling batch.

@@ -69,6 +69,11 @@ type Config struct {
 	// finish its requests before it is deleted (the target groups'
 	// deregistration delay; 0: none).
 	Drain time.Duration
+	// VolumeSize is the size in GiB of the EBS volume the provider makes
+	// for a stateful group's slot (default 10), and VolumeDevice where it
+	// attaches it (default /dev/xvdf).
+	VolumeSize   int
+	VolumeDevice string
 }
 
 func (c *Config) defaults() {
@@ -83,6 +88,12 @@ func (c *Config) defaults() {
 	}
 	if c.ConsistencyWait == 0 {
 		c.ConsistencyWait = 30 * time.Second
+	}
+	if c.VolumeSize == 0 {
+		c.VolumeSize = 10
+	}
+	if c.VolumeDevice == "" {
+		c.VolumeDevice = "/dev/xvdf"
 	}
 }
 
@@ -220,13 +231,21 @@ func (p *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 	tag := func(k, v string) astypes.Tag {
 		return astypes.Tag{Key: sdkaws.String(k), Value: sdkaws.String(v), PropagateAtLaunch: sdkaws.Bool(true)}
 	}
+	tags := []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role), tag(TagRelease, s.Release)}
+	if s.Stateful {
+		// its slots' volumes are in one zone: one subnet; it shrinks only by
+		// the termination of a chosen slot's instance (min 0)
+		subnets = subnets[:min(1, len(subnets))]
+		n, lo, hi = int32(len(s.Slots)), 0, int32(max(s.SlotCount, len(s.Slots)))
+		tags = append(tags, groupTag(s.Group, TagSlots, formatSlots(s.Slots)), groupTag(s.Group, TagSlotCount, strconv.Itoa(s.SlotCount)))
+	}
 	_, err := p.as.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: sdkaws.String(s.Group),
 		LaunchTemplate:       lt,
 		MinSize:              sdkaws.Int32(lo), MaxSize: sdkaws.Int32(hi), DesiredCapacity: sdkaws.Int32(n),
 		VPCZoneIdentifier: sdkaws.String(strings.Join(subnets, ",")),
 		TargetGroupARNs:   tgs,
-		Tags:              []astypes.Tag{tag(TagService, s.Service), tag(TagGroup, s.Group), tag(TagVersion, s.Version), tag(TagRole, s.Role), tag(TagRelease, s.Release)},
+		Tags:              tags,
 	})
 	if err != nil && !isCode(err, "AlreadyExists") {
 		if created != "" { // leave nothing half-made
@@ -382,11 +401,14 @@ func (p *Provider) group(ctx context.Context, g astypes.AutoScalingGroup) (fleet
 		Spec:    fleet.GroupSpec{Service: svc, Group: name, Version: version, Role: role, Capacity: int(sdkaws.ToInt32(g.DesiredCapacity))},
 		Desired: int(sdkaws.ToInt32(g.DesiredCapacity)), Created: sdkaws.ToTime(g.CreatedTime),
 	}
-	var ids []string
-	for _, i := range g.Instances {
-		ids = append(ids, sdkaws.ToString(i.InstanceId))
+	slots, stateful := tagOf(g.Tags, TagSlots)
+	if stateful {
+		count, _ := tagOf(g.Tags, TagSlotCount)
+		fg.Spec.Stateful, fg.Spec.Slots = true, parseSlots(slots)
+		fg.Spec.SlotCount, _ = strconv.Atoi(count)
+		fg.Spec.Capacity = len(fg.Spec.Slots)
 	}
-	addrs, launched, err := p.addresses(ctx, ids)
+	infos, err := p.describeInstances(ctx, instanceIDs(g))
 	if err != nil {
 		return fg, err
 	}
@@ -397,9 +419,16 @@ func (p *Provider) group(ctx context.Context, g astypes.AutoScalingGroup) (fleet
 		if state == discovery.StateTerminated {
 			continue
 		}
-		fg.Instances = append(fg.Instances, fleet.Instance{
-			ID: id, Service: svc, Group: name, Version: version, Address: addrs[id], State: state, Started: launched[id],
-		})
+		in := infos[id]
+		fi := fleet.Instance{ID: id, Service: svc, Group: name, Version: version, Address: in.addr, State: state, Started: in.launched}
+		if stateful {
+			// up only with its slot and the slot's volume
+			fi.Slot, fi.SlotCount = in.slot, fg.Spec.SlotCount
+			if state == discovery.StateUp && (in.slot == "" || in.volume == "") {
+				fi.State = discovery.StateStarting
+			}
+		}
+		fg.Instances = append(fg.Instances, fi)
 	}
 	return fg, nil
 }
@@ -458,29 +487,47 @@ func withTarget(state, target string) string {
 	return state
 }
 
-// addresses reads the instances' private IPs (host:port) and launch times.
-func (p *Provider) addresses(ctx context.Context, ids []string) (map[string]string, map[string]time.Time, error) {
-	addrs, launched := map[string]string{}, map[string]time.Time{}
+// ec2Instance is what EC2 tells of an instance of a group.
+type ec2Instance struct {
+	id, addr string // addr: the private IP's host:port
+	launched time.Time
+	zone     string
+	slot     string // its redblack:slot tag
+	volume   string // the volume attached at Config.VolumeDevice
+}
+
+// describeInstances reads the instances from EC2, by id.
+func (p *Provider) describeInstances(ctx context.Context, ids []string) (map[string]ec2Instance, error) {
+	infos := map[string]ec2Instance{}
 	if len(ids) == 0 {
-		return addrs, launched, nil
+		return infos, nil
 	}
 	out, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
 	if err != nil && !isCode(err, "InvalidInstanceID.NotFound") { // terminated meanwhile
-		return nil, nil, fmt.Errorf("aws: describe instances: %w", classify(err))
+		return nil, fmt.Errorf("aws: describe instances: %w", classify(err))
 	}
 	if out == nil {
-		return addrs, launched, nil
+		return infos, nil
 	}
 	for _, r := range out.Reservations {
 		for _, i := range r.Instances {
-			id := sdkaws.ToString(i.InstanceId)
+			in := ec2Instance{id: sdkaws.ToString(i.InstanceId), launched: sdkaws.ToTime(i.LaunchTime)}
 			if ip := sdkaws.ToString(i.PrivateIpAddress); ip != "" {
-				addrs[id] = net.JoinHostPort(ip, strconv.Itoa(p.cfg.Port))
+				in.addr = net.JoinHostPort(ip, strconv.Itoa(p.cfg.Port))
 			}
-			launched[id] = sdkaws.ToTime(i.LaunchTime)
+			if i.Placement != nil {
+				in.zone = sdkaws.ToString(i.Placement.AvailabilityZone)
+			}
+			in.slot, _ = ec2TagOf(i.Tags, TagSlot)
+			for _, b := range i.BlockDeviceMappings {
+				if sdkaws.ToString(b.DeviceName) == p.cfg.VolumeDevice && b.Ebs != nil {
+					in.volume = sdkaws.ToString(b.Ebs.VolumeId)
+				}
+			}
+			infos[in.id] = in
 		}
 	}
-	return addrs, launched, nil
+	return infos, nil
 }
 
 // Instances lists the group's instances.

@@ -67,7 +67,7 @@ type Instance struct {
 }
 
 // Slotter is a provider that runs stateful groups in stable slots with a
-// volume each (the local one): a rolling release moves slots from the old
+// volume each (the local one, a directory; the aws one, an EBS volume): a rolling release moves slots from the old
 // version's group to the new one's, and back on a roll-back.
 type Slotter interface {
 	// SetSlots makes the stateful group run exactly these slots: the
@@ -75,6 +75,13 @@ type Slotter interface {
 	// other process of the service holds the slot's volume. It returns at
 	// once; the changes report the instances.
 	SetSlots(ctx context.Context, group string, slots []int) error
+}
+
+// Keeper is a provider whose groups need keeping between calls (the aws
+// one gives a stateful group's new instances their slots and volumes):
+// the observer calls Keep before each listing, from one copy at a time.
+type Keeper interface {
+	Keep(ctx context.Context) error
 }
 
 // CPUMeter is a provider that can tell the CPU its instances use (the
