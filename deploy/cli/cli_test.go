@@ -434,6 +434,7 @@ func TestUpProviderAWSFlags(t *testing.T) {
 	}{
 		{[]string{"--provider", "gcp"}, "want local or aws"},
 		{[]string{"--provider", "aws"}, "needs --aws-subnets"},
+		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-volume-size", "0"}, "want 1..16384 GiB"},
 		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-listener", "hello"}, "want SERVICE=arn"},
 		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-listener", "hello=arn:x"}, "needs --aws-vpc"},
 		{[]string{"--provider", "aws", "--aws-subnets", "subnet-1", "--aws-vpc", "vpc-1", "--aws-listener", "hello=arn:x", "--aws-metrics-period", "7"}, "want 1, 5, 10, 30"},

@@ -186,6 +186,101 @@ func TestRollingOnMoto(t *testing.T) {
 	}
 }
 
+// TestStatefulRollingOnMoto rolls a stateful service on the AWS APIs
+// (moto): each slot is an EBS volume, attached to the instance that runs
+// the slot. v1 and v2 of a 2-slot service complete, and after v2 each
+// slot's volume (the same one) is attached to v2's instance of that slot;
+// v3 answers 40 % 5xx, fails its first batch's verify and is rolled back,
+// and each volume is on a v2 instance again, with v3's group gone.
+func TestStatefulRollingOnMoto(t *testing.T) {
+	r := startMoto(t, spec.Service{Name: "hello", Owner: "t", Provider: "aws", Capacity: 2,
+		Strategy: spec.Strategy{Type: spec.StrategyRolling,
+			Rolling: spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(time.Second), Verify: spec.Verify{Duration: spec.Duration(3 * time.Second)}},
+			Canary:  spec.Canary{MinSamples: 50},
+		}})
+	p := r.p
+	ctx := context.Background()
+	// where each slot's volume is: its id and the group of its instance
+	where := func() map[string][2]string {
+		vols, err := r.provider.Volumes(ctx, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][2]string{}
+		for _, v := range vols {
+			g := ""
+			for _, name := range []string{"hello-v001", "hello-v002", "hello-v003"} {
+				if grp, err := r.provider.DescribeGroup(ctx, name); err == nil {
+					for _, i := range grp.Instances {
+						if i.ID == v.Instance && i.Slot == v.Slot {
+							g = name
+						}
+					}
+				}
+			}
+			out[v.Slot] = [2]string{v.ID, g}
+		}
+		return out
+	}
+
+	v1 := p.releaseArtifact("v1", events.Artifact{AMI: r.ami})
+	p.await(v1, 60*time.Second, events.ReleaseCompleted, events.RolledBack)
+	if rec := p.record(v1); rec.Phase != release.PhaseCompleted || rec.Rolling.ByCount {
+		t.Fatalf("v1: %s %q%s", rec.Phase, rec.Reason, p.story(v1))
+	}
+	first := where()
+	if len(first) != 2 || first["hello-0"][1] != "hello-v001" || first["hello-1"][1] != "hello-v001" {
+		t.Fatalf("after v1, the volumes: %v", first)
+	}
+
+	v2 := p.releaseArtifact("v2", events.Artifact{AMI: r.ami})
+	p.await(v2, 90*time.Second, events.ReleaseCompleted, events.RolledBack)
+	if rec := p.record(v2); rec.Phase != release.PhaseCompleted {
+		t.Fatalf("v2: %s %q%s", rec.Phase, rec.Reason, p.story(v2))
+	}
+	for _, b := range p.batches(v2, events.RollingBatchDone) {
+		if len(b.Slots) != 1 || b.Count != 1 {
+			t.Fatalf("v2's batch %d: slots %v, count %d", b.Batch, b.Slots, b.Count)
+		}
+	}
+	for slot, w := range where() {
+		if w[0] != first[slot][0] || w[1] != "hello-v002" {
+			t.Fatalf("after v2, %s's volume is %s on %q; it was %s", slot, w[0], w[1], first[slot][0])
+		}
+	}
+	if w := r.weights(); w["hello-v002"] != alb.MaxWeight {
+		t.Fatalf("ALB after v2: %v", w)
+	}
+
+	r.setBad("hello-v003")
+	v3 := p.releaseArtifact("v3", events.Artifact{AMI: r.ami})
+	p.await(v3, 60*time.Second, events.RolledBack)
+	if rec := p.record(v3); rec.Phase != release.PhaseRolledBack || !strings.Contains(rec.Reason, "verify of batch 1 failed") {
+		t.Fatalf("v3: %s %q%s", rec.Phase, rec.Reason, p.story(v3))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		back := where()
+		ok := len(back) == 2
+		for slot, w := range back {
+			ok = ok && w[0] == first[slot][0] && w[1] == "hello-v002"
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after v3's rollback, the volumes: %v (first %v)", back, first)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if g := r.group("hello-v003"); g.AutoScalingGroupName != nil {
+		t.Fatal("hello-v003's group is left")
+	}
+	if w := r.weights(); w["hello-v002"] != alb.MaxWeight || w["hello-v003"] != 0 {
+		t.Fatalf("ALB after v3's rollback: %v", w)
+	}
+}
+
 // batches is the data of release id's events of kind k, a rolling flow's.
 func (p *pipeline) batches(id string, k events.Kind) []events.RollingBatch {
 	p.mu.Lock()
@@ -204,11 +299,12 @@ func (p *pipeline) batches(id string, k events.Kind) []events.RollingBatch {
 // and the ALB's CloudWatch metrics fed for every group with weight, 100
 // requests a second at 10 ms each; the bad group answers 40 % 5xx.
 type motoRig struct {
-	p    *pipeline
-	edge *alb.Edge
-	lbc  *elb.Client
-	ac   sdkaws.Config
-	ami  string
+	p        *pipeline
+	provider *aws.Provider
+	edge     *alb.Edge
+	lbc      *elb.Client
+	ac       sdkaws.Config
+	ami      string
 
 	mu  sync.Mutex
 	bad string
@@ -240,7 +336,7 @@ func startMoto(t *testing.T, svc spec.Service) *motoRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Stop() })
-	r := &motoRig{p: &pipeline{t: t, m: m}, edge: edge, lbc: lbc, ac: ac, ami: me.AMI}
+	r := &motoRig{p: &pipeline{t: t, m: m}, provider: provider, edge: edge, lbc: lbc, ac: ac, ami: me.AMI}
 	svc.Artifact = spec.Artifact{AMI: me.AMI}
 	r.p.attach(svc)
 

@@ -22,6 +22,10 @@ type ProviderFlags struct {
 	Subnets        svcmain.List
 	SecurityGroups svcmain.List
 	InstanceType   string
+	// VolumeSize (GiB) and VolumeDevice are a stateful group's slot
+	// volumes'.
+	VolumeSize   int
+	VolumeDevice string
 }
 
 // Bind registers the flags on fs.
@@ -33,6 +37,8 @@ func (f *ProviderFlags) Bind(fs *flag.FlagSet) {
 	fs.Var(&f.Subnets, "aws-subnets", "aws: the groups' VPC subnets (comma-separated)")
 	fs.Var(&f.SecurityGroups, "aws-security-groups", "aws: security groups of the launch templates (comma-separated)")
 	fs.StringVar(&f.InstanceType, "aws-instance-type", f.InstanceType, "aws: instance type when the artifact names none")
+	fs.IntVar(&f.VolumeSize, "aws-volume-size", 10, "aws: GiB of the EBS volume made for each slot of a stateful service (strategy rolling)")
+	fs.StringVar(&f.VolumeDevice, "aws-volume-device", "/dev/xvdf", "aws: the device a slot's volume is attached at (the instance's boot mounts it)")
 }
 
 // Build makes the provider the flags choose: nil for local (the
@@ -53,7 +59,11 @@ func (f *ProviderFlags) Build(ctx context.Context, edge *alb.Flags) (fleet.Provi
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
-	pc := aws.Config{Subnets: f.Subnets, SecurityGroups: f.SecurityGroups, InstanceType: f.InstanceType, Port: edge.Port}
+	if f.VolumeSize < 1 || f.VolumeSize > 16384 {
+		return nil, fmt.Errorf("--aws-volume-size %d: want 1..16384 GiB", f.VolumeSize)
+	}
+	pc := aws.Config{Subnets: f.Subnets, SecurityGroups: f.SecurityGroups, InstanceType: f.InstanceType, Port: edge.Port,
+		VolumeSize: f.VolumeSize, VolumeDevice: f.VolumeDevice}
 	e, err := edge.Edge(ac)
 	if err != nil {
 		return nil, err

@@ -361,7 +361,9 @@ func groupTag(group, k, v string) astypes.Tag {
 	return astypes.Tag{ResourceId: sdkaws.String(group), ResourceType: sdkaws.String("auto-scaling-group"), Key: sdkaws.String(k), Value: sdkaws.String(v), PropagateAtLaunch: sdkaws.Bool(false)}
 }
 
-func ec2Tag(k, v string) ec2types.Tag { return ec2types.Tag{Key: sdkaws.String(k), Value: sdkaws.String(v)} }
+func ec2Tag(k, v string) ec2types.Tag {
+	return ec2types.Tag{Key: sdkaws.String(k), Value: sdkaws.String(v)}
+}
 
 func ec2TagOf(tags []ec2types.Tag, key string) (string, bool) {
 	for _, t := range tags {

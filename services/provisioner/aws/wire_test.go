@@ -3,6 +3,7 @@ package aws_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -247,5 +248,59 @@ func TestSpecAWSBlock(t *testing.T) {
 	lt := w.call("CreateLaunchTemplate")
 	if lt.Get("LaunchTemplateData.SecurityGroupId.1") != "sg-9" || lt.Get("LaunchTemplateData.InstanceType") != "m7g.medium" {
 		t.Errorf("launch template %v", lt)
+	}
+}
+
+var (
+	statefulGroup = `<DescribeAutoScalingGroupsResponse ` + asNS + `><DescribeAutoScalingGroupsResult><AutoScalingGroups><member><AutoScalingGroupName>store-v002</AutoScalingGroupName><DesiredCapacity>1</DesiredCapacity><MinSize>0</MinSize><MaxSize>3</MaxSize><CreatedTime>2026-11-26T10:00:00Z</CreatedTime><Instances><member><InstanceId>i-0a</InstanceId><LifecycleState>InService</LifecycleState><HealthStatus>Healthy</HealthStatus></member></Instances><Tags><member><Key>redblack:service</Key><Value>store</Value></member><member><Key>redblack:slots</Key><Value>1</Value></member><member><Key>redblack:slot-count</Key><Value>3</Value></member></Tags></member></AutoScalingGroups></DescribeAutoScalingGroupsResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>`
+	slotInstance  = `<DescribeInstancesResponse ` + ec2NS + `><requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet><item><instanceId>i-0a</instanceId><privateIpAddress>10.0.1.5</privateIpAddress><placement><availabilityZone>us-east-1a</availabilityZone></placement><tagSet><item><key>redblack:slot</key><value>store-1</value></item></tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>`
+)
+
+func slotVolume(state string) string {
+	return `<DescribeVolumesResponse ` + ec2NS + `><requestId>r</requestId><volumeSet><item><volumeId>vol-1</volumeId><availabilityZone>us-east-1a</availabilityZone><status>` + state + `</status><attachmentSet/></item></volumeSet></DescribeVolumesResponse>`
+}
+
+// TestKeepWaitsForTheVolume: what moto does not do. A slot's volume still
+// being made is not attached; AWS's VolumeInUse (another instance attached
+// it first) is a wait, not an error; the instance is not up meanwhile; and
+// the attach is serialized with the slot's volume, the instance and the
+// device.
+func TestKeepWaitsForTheVolume(t *testing.T) {
+	volumeState := "creating"
+	w, p := newWire(t, map[string]func(int) (int, string){
+		"DescribeAutoScalingGroups": ok(statefulGroup),
+		"DescribeInstances":         ok(slotInstance),
+		"DescribeVolumes":           func(int) (int, string) { return 200, slotVolume(volumeState) },
+		"AttachVolume": func(int) (int, string) {
+			return ec2Error(400, "VolumeInUse", "vol-1 is already attached to an instance")
+		},
+	})
+	ctx := context.Background()
+	if err := p.Keep(ctx); err != nil {
+		t.Fatalf("keep while the volume is made: %v", err)
+	}
+	if w.call("AttachVolume") != nil {
+		t.Fatal("attached a volume still being made")
+	}
+	volumeState = "available"
+	if err := p.Keep(ctx); err != nil {
+		t.Fatalf("keep on VolumeInUse: %v", err)
+	}
+	at := w.call("AttachVolume")
+	for k, v := range map[string]string{"VolumeId": "vol-1", "InstanceId": "i-0a", "Device": "/dev/xvdf"} {
+		if got := at.Get(k); got != v {
+			t.Errorf("AttachVolume %s = %q, want %q", k, got, v)
+		}
+	}
+	vols := w.call("DescribeVolumes")
+	if vols.Get("Filter.1.Name") != "tag:redblack:service" || vols.Get("Filter.1.Value.1") != "store" || vols.Get("Filter.2.Name") != "tag:redblack:slot" || vols.Get("Filter.2.Value.1") != "store-1" {
+		t.Errorf("DescribeVolumes filters: %v", vols)
+	}
+	g, err := p.DescribeGroup(ctx, "store-v002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := g.Instances[0]; i.Slot != "store-1" || i.SlotCount != 3 || i.State != "starting" || !g.Spec.Stateful || fmt.Sprint(g.Spec.Slots) != "[1]" {
+		t.Fatalf("the group without its volume: %+v %+v", g.Spec, i)
 	}
 }
