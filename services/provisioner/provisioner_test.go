@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
@@ -338,6 +340,41 @@ func TestPendingGroupsOfAnotherCopy(t *testing.T) {
 	}
 }
 
+// startHosts runs a local provisioner for each host on s, each with its
+// own data directory, until they have all said they are alive; it returns
+// each one's stop.
+func startHosts(t *testing.T, s *testkit.Server, names ...string) map[string]func() {
+	t.Helper()
+	ctx := testkit.Context(t, 30*time.Second)
+	js, _ := jetstream.New(s.Conn(t))
+	releases, _ := js.KeyValue(ctx, topology.BucketReleases)
+	stops := map[string]func(){}
+	for _, host := range names {
+		cfg := provisioner.DefaultConfig()
+		cfg.DataDir, cfg.Host, cfg.StopInstancesOnExit = t.TempDir(), host, true
+		cfg.Local = local.Config{StartupProbe: 50 * time.Millisecond, GracePeriod: time.Second, BackoffBase: 50 * time.Millisecond}
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- provisioner.New(cfg, s.Conn(t), logging.Nop()).Run(runCtx) }()
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		stops[host] = stop
+	}
+	for _, host := range names {
+		for { // alive
+			if _, err := releases.Get(ctx, hosts.HostKey(host)); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("host %s never said it is alive", host)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return stops
+}
+
 // TestTwoHosts: two local provisioners, hosts a and b, share the commands.
 // A group created for b runs on b whichever of them takes the command,
 // and is announced ready (by the one tracking); once b stops, a command
@@ -352,33 +389,10 @@ func TestTwoHosts(t *testing.T) {
 		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2},
 		Artifact: spec.Artifact{Command: []string{hello}}})
 	tap, _ := nc.SubscribeSync("fleet.>")
-	start := func(host string) func() {
-		cfg := provisioner.DefaultConfig()
-		cfg.DataDir, cfg.Host, cfg.StopInstancesOnExit = t.TempDir(), host, true
-		cfg.Local = local.Config{StartupProbe: 50 * time.Millisecond, GracePeriod: time.Second, BackoffBase: 50 * time.Millisecond}
-		runCtx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- provisioner.New(cfg, s.Conn(t), logging.Nop()).Run(runCtx) }()
-		var once sync.Once
-		stop := func() { once.Do(func() { cancel(); <-done }) }
-		t.Cleanup(stop)
-		return stop
-	}
-	start("a")
-	stopB := start("b")
+	stops := startHosts(t, s, "a", "b")
+	stopB := stops["b"]
 	r := &rig{t: t, ctx: ctx, nc: nc, js: js, tap: tap}
 	releases, _ := js.KeyValue(ctx, topology.BucketReleases)
-	for { // both hosts alive
-		_, errA := releases.Get(ctx, hosts.HostKey("a"))
-		_, errB := releases.Get(ctx, hosts.HostKey("b"))
-		if errA == nil && errB == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the hosts never said they are alive")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	r.command(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 1, Host: "b"})
 	var d events.ServerGroup
 	r.await(events.ServerGroupReady).DecodeData(&d)
@@ -400,5 +414,61 @@ func TestTwoHosts(t *testing.T) {
 	}
 	if !strings.Contains(d.Reason, "host b") || strings.Contains(d.Reason, "no such group") {
 		t.Fatalf("a command for the stopped host's group failed with %q", d.Reason)
+	}
+}
+
+// TestStatefulRollStaysOnItsHost: a rolling release's new group runs on
+// the host of the previous one, where the slots' volumes are, even when
+// hosts.Place would put a group of its name on the other host. (Placed
+// there, a moved slot would start on an empty volume.)
+func TestStatefulRollStaysOnItsHost(t *testing.T) {
+	s := testkit.Start(t)
+	ctx := testkit.Context(t, 60*time.Second)
+	nc := s.Conn(t)
+	js, _ := jetstream.New(nc)
+	services, _ := js.KeyValue(ctx, topology.BucketServices)
+	store := spec.Service{Name: "store", Owner: "t", Capacity: 2,
+		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Artifact: spec.Artifact{Command: []string{hello}},
+		Strategy: spec.Strategy{Type: spec.StrategyRolling, Rolling: spec.Rolling{MaxUnavailable: "1"}}}
+	if _, err := spec.Apply(ctx, services, store); err != nil {
+		t.Fatal(err)
+	}
+	tap, _ := nc.SubscribeSync("fleet.>")
+	startHosts(t, s, "a", "b")
+	r := &rig{t: t, ctx: ctx, nc: nc, js: js, tap: tap}
+	ev, _ := events.New("test", events.ServerGroupCreate, "store", "", events.ServerGroupCommand{Service: "store", Group: "store-v001", Version: "v1",
+		Capacity: 2, Host: "b", Stateful: true, Slots: []int{0, 1}, SlotCount: 2})
+	cmd, _ := ev.Encode()
+	if err := nc.Publish(events.ServerGroupCreate.Subject("store"), cmd); err != nil {
+		t.Fatal(err)
+	}
+	r.await(events.ServerGroupReady)
+
+	group := ""
+	for i := 2; group == ""; i++ {
+		if name := fmt.Sprintf("store-v%03d", i); hosts.Place(name, []string{"a", "b"}) == "a" {
+			group = name
+		}
+	}
+	releases, _ := js.KeyValue(ctx, topology.BucketReleases)
+	rec := release.Record{ID: "r-store-2", Service: "store", Version: "v2", Group: group, Previous: "store-v001", Phase: release.PhaseAccepted,
+		Strategy: spec.StrategyRolling, Artifact: events.Artifact{Command: []string{hello}}}
+	b, _ := json.Marshal(rec)
+	if _, err := releases.Create(ctx, release.RecordKey(rec.ID), b); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := releases.Get(ctx, hosts.OwnerKey(group))
+		if err == nil {
+			if !strings.Contains(string(e.Value()), `"host":"b"`) {
+				t.Fatalf("%s runs on another host than store-v001's (b): %s", group, e.Value())
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s was never made: %v", group, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -280,12 +280,25 @@ func (s *Service) placeBatch(ctx context.Context, rec release.Record, replaced [
 			Role: release.RoleProduction}
 		if !rec.Rolling.ByCount {
 			cmd.Stateful, cmd.Slots, cmd.SlotCount = true, replaced, n
+			if ho, ok := s.provider.(hostOwner); ok && rec.Previous != "" {
+				// the slots' volumes are directories on the previous
+				// group's host: the new group runs there too
+				if cmd.Host, err = ho.OwnerOf(ctx, rec.Previous); err != nil {
+					return err
+				}
+			}
 		}
 		return s.launchGroup(ctx, events.DerivedID(rec.ID, events.RollingBatchStarted, 0)+":create", rec.ID, cmd)
 	} else if err != nil {
 		return err
 	}
 	return s.place(ctx, rec, rec.Group, replaced)
+}
+
+// hostOwner is a provider of groups on several hosts (package hosts): it
+// tells which host runs a group ("" if none is recorded).
+type hostOwner interface {
+	OwnerOf(ctx context.Context, group string) (string, error)
 }
 
 // place makes group run these slots, or, by count, that many instances.
