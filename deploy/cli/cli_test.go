@@ -413,10 +413,7 @@ func TestChaosConfigPauseAndDays(t *testing.T) {
 // (here moto, through AWS_ENDPOINT_URL); bad flags are named.
 func TestUpProviderAWSFlags(t *testing.T) {
 	srv := moto.Start(t)
-	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_REGION", "us-east-1")
+	motoEnv(t, srv)
 	ctx := context.Background()
 	parse := func(args ...string) *awsFlags {
 		t.Helper()

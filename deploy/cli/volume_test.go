@@ -17,10 +17,7 @@ import (
 // deletes them only with --confirm, leaving other services' volumes.
 func TestVolumeOnAWS(t *testing.T) {
 	srv := moto.Start(t)
-	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_REGION", "us-east-1")
+	motoEnv(t, srv)
 	e2 := ec2.NewFromConfig(srv.Config(t))
 	for _, v := range []struct{ service, slot string }{{"store", "store-0"}, {"store", "store-1"}, {"other", "other-0"}} {
 		if _, err := e2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: sdkaws.String("us-east-1a"), Size: sdkaws.Int32(10),
@@ -46,4 +43,13 @@ func TestVolumeOnAWS(t *testing.T) {
 	if _, out, _ := run(t, "", "volume", "ls", "other", "--provider", "aws"); !strings.Contains(out, "other-0") {
 		t.Fatalf("other's volume went too: %q", out)
 	}
+}
+
+// motoEnv points the standard AWS configuration (AWS_ENDPOINT_URL, test
+// credentials, us-east-1) at srv for the test.
+func motoEnv(t *testing.T, srv *moto.Server) {
+	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
 }

@@ -344,16 +344,11 @@ func isCode(err error, code string) bool {
 
 // DescribeGroup describes the Auto Scaling group and its instances.
 func (p *Provider) DescribeGroup(ctx context.Context, name string) (fleet.Group, error) {
-	out, err := p.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
+	g, err := p.asg(ctx, name)
 	if err != nil {
-		return fleet.Group{}, fmt.Errorf("aws: describe %s: %w", name, classify(err))
+		return fleet.Group{}, err
 	}
-	for _, g := range out.AutoScalingGroups {
-		if sdkaws.ToString(g.AutoScalingGroupName) == name && sdkaws.ToString(g.Status) != "Delete in progress" {
-			return p.group(ctx, g)
-		}
-	}
-	return fleet.Group{}, fmt.Errorf("aws: %s: %w", name, fleet.ErrGroupNotFound)
+	return p.group(ctx, g)
 }
 
 // ListGroups lists the groups tagged with the service ("" for every

@@ -326,7 +326,8 @@ func (p *Provider) raiseDesired(ctx context.Context, group string, n int) error 
 	return nil
 }
 
-// asg describes one Auto Scaling group.
+// asg describes one Auto Scaling group (ErrGroupNotFound if it is gone or
+// being deleted).
 func (p *Provider) asg(ctx context.Context, name string) (astypes.AutoScalingGroup, error) {
 	out, err := p.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
 	if err != nil {
