@@ -30,7 +30,7 @@ func (a *app) volumeCmd() *cobra.Command {
 		return nil, fmt.Errorf("--provider %q: want local or aws", provider)
 	}
 	ls := &cobra.Command{
-		Use:   "ls SERVICE [--data DIR]",
+		Use:   "ls SERVICE [--data DIR | --provider aws]",
 		Short: "List a stateful service's volumes, one per slot, with their size",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,7 +61,7 @@ func (a *app) volumeCmd() *cobra.Command {
 	}
 	var confirm string
 	destroy := &cobra.Command{
-		Use:   "destroy SERVICE --confirm SERVICE [--data DIR]",
+		Use:   "destroy SERVICE --confirm SERVICE [--data DIR | --provider aws]",
 		Short: "Delete every volume of a stateful service for good (its groups must be destroyed first)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -200,9 +200,9 @@ type RollbackDone struct {
 // verify). A rollback's Reason says which gate failed. Up, on healthy, is
 // how long the batch's slots took from its start to be up in the new group
 // (their old processes' stop, the new ones' start and health checks).
-// Count is how many instances the batch replaces; Slots names them when
-// the provider runs slots (none on aws, where a stateless service rolls by
-// count).
+// Count is how many instances the batch replaces; Slots names them for a
+// release with slots (none for a stateless one, strategy.rolling.stateless,
+// which rolls by count).
 type RollingBatch struct {
 	Service  string        `json:"service"`
 	Group    string        `json:"group"`

@@ -66,3 +66,22 @@ func TestParseGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestRollingSlotNames: a batch names its slots; a release by count, a
+// batch past the plan and one before it name none.
+func TestRollingSlotNames(t *testing.T) {
+	r := Rolling{Batches: [][]int{{0, 1}, {2}}}
+	if got := r.SlotNames("store", 0); len(got) != 2 || got[0] != "store-0" || got[1] != "store-1" {
+		t.Fatalf("batch 0: %v", got)
+	}
+	if got := r.SlotNames("store", 2); got != nil {
+		t.Fatalf("past the plan: %v", got)
+	}
+	if got := r.SlotNames("store", -1); got != nil {
+		t.Fatalf("before the plan: %v", got)
+	}
+	r.ByCount = true
+	if got := r.SlotNames("store", 0); got != nil {
+		t.Fatalf("by count: %v", got)
+	}
+}

@@ -67,8 +67,9 @@ type Instance struct {
 }
 
 // Slotter is a provider that runs stateful groups in stable slots with a
-// volume each (the local one, a directory; the aws one, an EBS volume): a rolling release moves slots from the old
-// version's group to the new one's, and back on a roll-back.
+// volume each (the local one, a directory; the aws one, an EBS volume): a
+// rolling release moves slots from the old version's group to the new
+// one's, and back on a roll-back.
 type Slotter interface {
 	// SetSlots makes the stateful group run exactly these slots: the
 	// instances of other slots stop, and a slot's instance starts once no
@@ -79,7 +80,7 @@ type Slotter interface {
 
 // Keeper is a provider whose groups need keeping between calls (the aws
 // one gives a stateful group's new instances their slots and volumes):
-// the observer calls Keep before each listing, from one copy at a time.
+// the observer calls Keep every second, from one copy at a time.
 type Keeper interface {
 	Keep(ctx context.Context) error
 }
