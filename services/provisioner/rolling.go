@@ -375,30 +375,47 @@ func (s *Service) shareCalls(ctx context.Context, rec release.Record, replaced, 
 	return s.setWeights(ctx, rec, w)
 }
 
-// setWeights asks the router for weights and waits until the routes bucket
-// holds them (30 s).
+// setWeights asks the router for weights and waits (30 s) until it has
+// applied them everywhere, the edge's load balancer included.
 func (s *Service) setWeights(ctx context.Context, rec release.Record, w map[string]int) error {
-	has := func(ctx context.Context) bool {
-		r, _, err := routes.Get(ctx, s.routes, rec.Service)
-		return err == nil && r.Has(w)
-	}
-	if has(ctx) {
+	if r, _, err := routes.Get(ctx, s.routes, rec.Service); err == nil && r.Has(w) {
 		return nil
 	}
 	cause := fmt.Sprintf("%s:weights:%s", events.DerivedID(rec.ID, events.RollingBatchStarted, 0), events.NewID())
-	if err := natsx.Emit(ctx, s.js, Source, cause, events.TrafficSet, rec.Service, rec.ID, events.TrafficCommand{Service: rec.Service, Weights: w}); err != nil {
+	if err := s.traffic(ctx, rec, cause, events.TrafficSet, events.TrafficCommand{Service: rec.Service, Weights: w}, events.TrafficChanged); err != nil {
+		return fmt.Errorf("rolling: weights %v for %s: %w", w, rec.Service, err)
+	}
+	return nil
+}
+
+// traffic sends the router a traffic command and waits (30 s) for its
+// answer out, which the router announces once every router and the edge
+// (the ALB, on aws) have applied the change; the routes bucket alone
+// holds a change before the edge does.
+func (s *Service) traffic(ctx context.Context, rec release.Record, cause string, k events.Kind, c events.TrafficCommand, out events.Kind) error {
+	sub, err := s.nc.SubscribeSync(out.Subject(rec.Service))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := natsx.Emit(ctx, s.js, Source, cause, k, rec.Service, rec.ID, c); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for !has(wctx) {
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("rolling: the router did not apply weights %v to %s within 30s", w, rec.Service)
-		case <-time.After(pollEvery):
+	want := cause + ":" + out.Name
+	for {
+		m, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("the router did not apply it within 30s (refused? see traffic.refused): %w", err)
+		}
+		if ev, err := events.Decode(m.Data); err == nil && ev.ID == want {
+			return nil
 		}
 	}
-	return nil
 }
 
 // nextBatch starts the batch after the current one, batch_pause after the
@@ -438,12 +455,9 @@ func (s *Service) rollComplete(ctx context.Context, rec release.Record) error {
 		return err
 	}
 	if r.Active != rec.Group {
-		if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, events.ReleaseCompleted, 0)+":switch", events.TrafficSwitch, rec.Service, rec.ID,
-			events.TrafficCommand{Service: rec.Service, Group: rec.Group}); err != nil {
-			return err
-		}
-		if _, err := s.awaitRoute(ctx, rec.Service, func(r routes.Route) bool { return r.Active == rec.Group }); err != nil {
-			return err
+		if err := s.traffic(ctx, rec, events.DerivedID(rec.ID, events.ReleaseCompleted, 0)+":switch:"+events.NewID(), events.TrafficSwitch,
+			events.TrafficCommand{Service: rec.Service, Group: rec.Group}, events.TrafficSwitched); err != nil {
+			return fmt.Errorf("rolling: the switch of %s to %s: %w", rec.Service, rec.Group, err)
 		}
 	}
 	if rec.Previous != "" {
@@ -463,23 +477,6 @@ func (s *Service) rollComplete(ctx context.Context, rec release.Record) error {
 	s.log.Info().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Str(logging.FieldServerGroup, rec.Group).Msg("rolling release completed")
 	return natsx.Emit(ctx, s.js, Source, events.DerivedID(rec.ID, events.ReleaseCompleted, 0), events.ReleaseCompleted, rec.Service, rec.ID,
 		events.Completion{Service: rec.Service, Group: rec.Group, Version: rec.Version})
-}
-
-// awaitRoute waits (30 s) until the service's route satisfies ok.
-func (s *Service) awaitRoute(ctx context.Context, service string, ok func(routes.Route) bool) (routes.Route, error) {
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		r, _, err := routes.Get(wctx, s.routes, service)
-		if err == nil && ok(r) {
-			return r, nil
-		}
-		select {
-		case <-wctx.Done():
-			return r, fmt.Errorf("rolling: the route of %s did not change within 30s (refused? see traffic.refused)", service)
-		case <-time.After(pollEvery):
-		}
-	}
 }
 
 // awaitRecord waits until the release's record satisfies ok.

@@ -53,6 +53,9 @@ var Writes = map[string][]string{
 // through a stream consumer).
 var Subscribes = map[string][]events.Kind{
 	"chaos": {events.InstanceTerminated},
+	// a rolling release's weights and switch: the router's answer, once
+	// the edge has them too
+	"provisioner": {events.TrafficChanged, events.TrafficSwitched},
 }
 
 // metricsPublishers may publish samples on metrics.>.
