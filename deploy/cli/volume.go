@@ -20,14 +20,11 @@ func (a *app) volumeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "volume", Short: "A stateful service's volumes (strategy rolling): list, destroy"}
 	var data, provider string
 	localConfig := func() local.Config { return local.Config{Dir: filepath.Join(data, "local")} }
-	onAWS := func(cmd *cobra.Command) (*aws.Provider, error) {
-		switch provider {
-		case "aws":
-			return aws.New(cmd.Context(), aws.Config{})
-		case "local":
-			return nil, nil
+	useAWS := func() (bool, error) {
+		if provider != "local" && provider != "aws" {
+			return false, fmt.Errorf("--provider %q: want local or aws", provider)
 		}
-		return nil, fmt.Errorf("--provider %q: want local or aws", provider)
+		return provider == "aws", nil
 	}
 	ls := &cobra.Command{
 		Use:   "ls SERVICE [--data DIR | --provider aws]",
@@ -37,11 +34,12 @@ func (a *app) volumeCmd() *cobra.Command {
 			if err := subjects.ValidateService(args[0]); err != nil {
 				return err
 			}
-			if p, err := onAWS(cmd); err != nil || p != nil {
-				if err != nil {
-					return err
-				}
-				return a.lsAWS(cmd, p, args[0])
+			onAWS, err := useAWS()
+			if err != nil {
+				return err
+			}
+			if onAWS {
+				return a.lsAWS(cmd, args[0])
 			}
 			vols, err := local.Volumes(localConfig(), args[0])
 			if err != nil {
@@ -72,11 +70,12 @@ func (a *app) volumeCmd() *cobra.Command {
 			if confirm != service {
 				return fmt.Errorf("this deletes every slot's data of %s for good: repeat its name with --confirm %s", service, service)
 			}
-			if p, err := onAWS(cmd); err != nil || p != nil {
-				if err != nil {
-					return err
-				}
-				return a.destroyAWS(cmd, p, service)
+			onAWS, err := useAWS()
+			if err != nil {
+				return err
+			}
+			if onAWS {
+				return a.destroyAWS(cmd, service)
 			}
 			gone, err := local.DestroyVolumes(localConfig(), service)
 			if err != nil {
@@ -99,7 +98,11 @@ func (a *app) volumeCmd() *cobra.Command {
 }
 
 // lsAWS lists the service's EBS slot volumes.
-func (a *app) lsAWS(cmd *cobra.Command, p *aws.Provider, service string) error {
+func (a *app) lsAWS(cmd *cobra.Command, service string) error {
+	p, err := aws.New(cmd.Context(), aws.Config{})
+	if err != nil {
+		return err
+	}
 	vols, err := p.Volumes(cmd.Context(), service)
 	if err != nil {
 		return err
@@ -118,7 +121,11 @@ func (a *app) lsAWS(cmd *cobra.Command, p *aws.Provider, service string) error {
 
 // destroyAWS deletes the service's EBS slot volumes (refused while a group
 // of it exists).
-func (a *app) destroyAWS(cmd *cobra.Command, p *aws.Provider, service string) error {
+func (a *app) destroyAWS(cmd *cobra.Command, service string) error {
+	p, err := aws.New(cmd.Context(), aws.Config{})
+	if err != nil {
+		return err
+	}
 	vols, err := p.Volumes(cmd.Context(), service)
 	if err != nil {
 		return err

@@ -355,25 +355,44 @@ func (p *Provider) DescribeGroup(ctx context.Context, name string) (fleet.Group,
 // redblack group).
 func (p *Provider) ListGroups(ctx context.Context, service string) ([]fleet.Group, error) {
 	var out []fleet.Group
+	err := p.eachGroup(ctx, func(g astypes.AutoScalingGroup) error {
+		if svc, _ := tagOf(g.Tags, TagService); service != "" && svc != service {
+			return nil
+		}
+		fg, err := p.group(ctx, g)
+		out = append(out, fg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachGroup calls f with every redblack Auto Scaling group (tagged with a
+// service) that is not being deleted, until f fails.
+func (p *Provider) eachGroup(ctx context.Context, f func(astypes.AutoScalingGroup) error) error {
 	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(p.as, &autoscaling.DescribeAutoScalingGroupsInput{})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("aws: list groups: %w", classify(err))
+			return fmt.Errorf("aws: list groups: %w", classify(err))
 		}
 		for _, g := range page.AutoScalingGroups {
-			svc, ok := tagOf(g.Tags, TagService)
-			if !ok || (service != "" && svc != service) || sdkaws.ToString(g.Status) == "Delete in progress" {
+			if _, ok := tagOf(g.Tags, TagService); !ok || deleting(g) {
 				continue
 			}
-			fg, err := p.group(ctx, g)
-			if err != nil {
-				return nil, err
+			if err := f(g); err != nil {
+				return err
 			}
-			out = append(out, fg)
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// deleting: the group is being deleted (it is gone for the seam).
+func deleting(g astypes.AutoScalingGroup) bool {
+	return sdkaws.ToString(g.Status) == "Delete in progress"
 }
 
 func tagOf(tags []astypes.TagDescription, key string) (string, bool) {

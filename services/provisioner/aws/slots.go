@@ -104,20 +104,14 @@ func (p *Provider) SetSlots(ctx context.Context, group string, slots []int) erro
 // is terminated), and each instance with a slot gets the slot's volume
 // (made in its zone the first time) once no other instance holds it.
 func (p *Provider) Keep(ctx context.Context) error {
-	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(p.as, &autoscaling.DescribeAutoScalingGroupsInput{})
 	var errs []error
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("aws: list groups: %w", classify(err))
+	err := p.eachGroup(ctx, func(g astypes.AutoScalingGroup) error {
+		if _, ok := tagOf(g.Tags, TagSlots); ok {
+			errs = append(errs, p.keepGroup(ctx, g))
 		}
-		for _, g := range page.AutoScalingGroups {
-			if _, ok := tagOf(g.Tags, TagSlots); ok && sdkaws.ToString(g.Status) != "Delete in progress" {
-				errs = append(errs, p.keepGroup(ctx, g))
-			}
-		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 // keepGroup keeps one stateful group.
@@ -334,7 +328,7 @@ func (p *Provider) asg(ctx context.Context, name string) (astypes.AutoScalingGro
 		return astypes.AutoScalingGroup{}, fmt.Errorf("aws: describe %s: %w", name, classify(err))
 	}
 	for _, g := range out.AutoScalingGroups {
-		if sdkaws.ToString(g.AutoScalingGroupName) == name && sdkaws.ToString(g.Status) != "Delete in progress" {
+		if sdkaws.ToString(g.AutoScalingGroupName) == name && !deleting(g) {
 			return g, nil
 		}
 	}
