@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,7 +107,9 @@ func (a *app) benchCmd() *cobra.Command {
 		Long: `Starts the mesh with a 3-instance hello group and the router as its own process
 (as under redblack up), then nginx (2 workers, keep-alive 256 to the upstreams,
 no limit on a connection's requests), haproxy (2 threads, http-reuse always) and
-Caddy (the Go peer, least_conn) in front of the same 3 instances, and drives:
+Caddy (the Go peer, least_conn) and a Go forwarder (a goroutine per connection
+copying bytes, no HTTP: the floor of any Go proxy built that way) in front of
+the same 3 instances, and drives:
 
   - the same bounded wrk load (2 threads, --connections, --duration) through
     each, interleaved over --rounds: requests/s, p50, p99;
@@ -153,7 +156,12 @@ configurations. Needs nginx, haproxy, caddy, wrk and hey
 					an.Stop()
 				}
 			}()
-			for _, start := range []func(string, []string) (*bench.Anchor, error){bench.StartNginx, bench.StartHAProxy, bench.StartCaddy} {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			forwarder := func(string, []string) (*bench.Anchor, error) { return bench.StartForwarder(self, backends) }
+			for _, start := range []func(string, []string) (*bench.Anchor, error){bench.StartNginx, bench.StartHAProxy, bench.StartCaddy, forwarder} {
 				d, err := os.MkdirTemp(dir, "anchor-")
 				if err != nil {
 					return err
@@ -240,6 +248,9 @@ configurations. Needs nginx, haproxy, caddy, wrk and hey
 			rb := sums["redblack router"]
 			fmt.Fprintf(a.out, "redblack against the best of nginx and haproxy (%s): %.2f× its requests/s, p99 %.2f× its p99; CPU per request %.2f× nginx's\n",
 				best.Target, rb.RPS/best.RPS, float64(rb.P99)/float64(best.P99), float64(cpus["redblack router"].PerRequest)/float64(refCPU.PerRequest))
+			floor := anchors[len(anchors)-1]
+			fmt.Fprintf(a.out, "the Go floor (%s, a goroutine per connection copying bytes): CPU per request %.2f× nginx's; redblack's is %.2f× the floor's\n",
+				floor.Name, float64(cpus[floor.Name].PerRequest)/float64(refCPU.PerRequest), float64(cpus["redblack router"].PerRequest)/float64(cpus[floor.Name].PerRequest))
 			if showConfigs {
 				for _, an := range anchors {
 					fmt.Fprintf(a.out, "\n# %s\n%s", an.Name, an.Config)
@@ -666,7 +677,22 @@ that failed at the edge during the healthy releases.`,
 	}
 	tiersCmd.Flags().IntVar(&changes, "changes", 500, "route changes to time")
 	tiersCmd.Flags().IntVar(&clients, "clients", 10, "discovery clients that must each see every change")
-	cmd.AddCommand(tiersCmd, backbone, fleetCmd, routerCmd, switchCmd, judgeCmd, rollbackCmd, rollingCmd, chaosCmd, crashCmd, ghostsCmd, clusterCmd)
+	var listen string
+	forwarderCmd := &cobra.Command{
+		Use:    "forwarder BACKEND...",
+		Short:  "copy bytes between each connection on --listen and one of BACKEND (host:port), round robin: bench router's Go floor",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, backends []string) error {
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			return bench.Forward(l, backends)
+		},
+	}
+	forwarderCmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address to listen on")
+	cmd.AddCommand(tiersCmd, backbone, fleetCmd, routerCmd, forwarderCmd, switchCmd, judgeCmd, rollbackCmd, rollingCmd, chaosCmd, crashCmd, ghostsCmd, clusterCmd)
 	return cmd
 }
 
