@@ -126,17 +126,14 @@ func (a *app) destroyAWS(cmd *cobra.Command, service string) error {
 	if err != nil {
 		return err
 	}
-	vols, err := p.Volumes(cmd.Context(), service)
+	gone, err := p.DestroyVolumes(cmd.Context(), service)
+	for _, v := range gone {
+		fmt.Fprintf(a.out, "destroyed %s: %s\n", v.Slot, v.ID)
+	}
 	if err != nil {
 		return err
 	}
-	if err := p.DestroyVolumes(cmd.Context(), service); err != nil {
-		return err
-	}
-	for _, v := range vols {
-		fmt.Fprintf(a.out, "destroyed %s: %s\n", v.Slot, v.ID)
-	}
-	if len(vols) == 0 {
+	if len(gone) == 0 {
 		fmt.Fprintf(a.out, "%s has no EBS volume\n", service)
 	}
 	return nil

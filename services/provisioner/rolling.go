@@ -336,7 +336,6 @@ func (s *Service) upIn(ctx context.Context, rec release.Record, group string) (m
 // as many instances as slots) and returns group's up instances (upIn); nil
 // (and no error) if the release left the phase it was in meanwhile.
 func (s *Service) awaitUp(ctx context.Context, rec release.Record, group string, slots []int) (map[string]string, error) {
-	names := rolling.SlotNames(rec.Service, slots)
 	for {
 		cur, _, err := s.releases.Get(ctx, rec.ID)
 		if err != nil {
@@ -347,9 +346,11 @@ func (s *Service) awaitUp(ctx context.Context, rec release.Record, group string,
 		}
 		up, err := s.upIn(ctx, rec, group)
 		if err == nil {
-			all := len(up) >= len(slots)
-			for _, n := range names {
-				all = all && (rec.Rolling.ByCount || up[n] != "")
+			all := len(up) >= len(slots) // by count, enough instances
+			if !rec.Rolling.ByCount {
+				for _, n := range rolling.SlotNames(rec.Service, slots) {
+					all = all && up[n] != ""
+				}
 			}
 			if all {
 				return up, nil

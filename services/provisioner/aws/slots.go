@@ -232,6 +232,9 @@ type Volume struct {
 // Volumes lists the service's slot volumes.
 func (p *Provider) Volumes(ctx context.Context, service string) ([]Volume, error) {
 	vols, err := p.volumes(ctx, service, "")
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Volume, 0, len(vols))
 	for _, v := range vols {
 		slot, _ := ec2TagOf(v.Tags, TagSlot)
@@ -242,29 +245,30 @@ func (p *Provider) Volumes(ctx context.Context, service string) ([]Volume, error
 		out = append(out, vol)
 	}
 	slices.SortFunc(out, func(a, b Volume) int { return strings.Compare(a.Slot, b.Slot) })
-	return out, err
+	return out, nil
 }
 
-// DestroyVolumes deletes the service's slot volumes: refused while any
-// group of the service exists (its instances may hold them).
-func (p *Provider) DestroyVolumes(ctx context.Context, service string) error {
+// DestroyVolumes deletes the service's slot volumes and returns those it
+// deleted: refused while any group of the service exists (its instances
+// may hold them).
+func (p *Provider) DestroyVolumes(ctx context.Context, service string) ([]Volume, error) {
 	groups, err := p.ListGroups(ctx, service)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(groups) > 0 {
-		return fmt.Errorf("aws: %s still has %d group(s) (%s): destroy them first", service, len(groups), groups[0].Spec.Group)
+		return nil, fmt.Errorf("aws: %s still has %d group(s) (%s): destroy them first", service, len(groups), groups[0].Spec.Group)
 	}
-	vols, err := p.volumes(ctx, service, "")
+	vols, err := p.Volumes(ctx, service)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, v := range vols {
-		if _, err := p.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: v.VolumeId}); err != nil && !isCode(err, "InvalidVolume.NotFound") {
-			return fmt.Errorf("aws: delete volume %s: %w", sdkaws.ToString(v.VolumeId), classify(err))
+	for i, v := range vols {
+		if _, err := p.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: sdkaws.String(v.ID)}); err != nil && !isCode(err, "InvalidVolume.NotFound") {
+			return vols[:i], fmt.Errorf("aws: delete volume %s: %w", v.ID, classify(err))
 		}
 	}
-	return nil
+	return vols, nil
 }
 
 // volumes finds the service's volumes by their tags (one slot's, or all).

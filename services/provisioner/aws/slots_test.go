@@ -128,7 +128,7 @@ func TestStatefulSlotsOnMoto(t *testing.T) {
 		t.Fatalf("store-v001 after the move: %v", s)
 	}
 
-	if err := p.DestroyVolumes(ctx, "store"); err == nil {
+	if _, err := p.DestroyVolumes(ctx, "store"); err == nil {
 		t.Fatal("volumes destroyed while groups exist")
 	}
 	for _, g := range []string{"store-v001", "store-v002"} {
@@ -142,8 +142,8 @@ func TestStatefulSlotsOnMoto(t *testing.T) {
 			t.Fatalf("after the groups: %s's volume %+v, was %s", slot, left[slot], v.ID)
 		}
 	}
-	if err := p.DestroyVolumes(ctx, "store"); err != nil {
-		t.Fatal(err)
+	if gone, err := p.DestroyVolumes(ctx, "store"); err != nil || len(gone) != len(vols) {
+		t.Fatalf("destroyed %v: %v", gone, err)
 	}
 	if left := volumeBySlot(t, p, "store"); len(left) != 0 {
 		t.Fatalf("volumes left after destroy: %v", left)
