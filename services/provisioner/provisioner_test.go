@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -260,20 +261,34 @@ func (r *rig) awaitAny(k events.Kind) events.Event {
 
 // TestDiscoveryExpiresWhenTheProvisionerDies: the heartbeat keeps entries
 // alive past the bucket's TTL; once the provisioner is gone they expire.
+// The TTL is 4 s, so the heartbeat (every TTL/3) must stall for over 2.6 s
+// to lose an entry: a loaded CI machine once stalled a 1.5 s TTL's puts.
 func TestDiscoveryExpiresWhenTheProvisionerDies(t *testing.T) {
 	topo := topology.DefaultOptions()
-	topo.InstanceTTL = 1500 * time.Millisecond
+	topo.InstanceTTL = 4 * time.Second
 	r := newRigWith(t, topo, false) // its instances outlive it, as after a crash
 	r.command(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 2})
 	r.await(events.ServerGroupReady)
-	for until := time.Now().Add(3 * topo.InstanceTTL); time.Now().Before(until); time.Sleep(100 * time.Millisecond) {
-		if n := len(r.discovered("hello-v001")); n != 2 {
-			t.Fatalf("%d entries while the provisioner lives, want 2", n)
+	ids := func() []string {
+		var out []string
+		for _, e := range r.discovered("hello-v001") {
+			out = append(out, e.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	first := ids()
+	if len(first) != 2 {
+		t.Fatalf("entries %v when the group is ready, want 2", first)
+	}
+	for until := time.Now().Add(2 * topo.InstanceTTL); time.Now().Before(until); time.Sleep(100 * time.Millisecond) {
+		if now := ids(); !slices.Equal(now, first) {
+			t.Fatalf("entries %v while the provisioner lives, want %v", now, first)
 		}
 	}
 	r.stop()
 	t.Cleanup(func() { testkit.KillAll(hello) })
-	deadline := time.Now().Add(10 * topo.InstanceTTL)
+	deadline := time.Now().Add(5 * topo.InstanceTTL)
 	for len(r.discovered("hello-v001")) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("entries of a dead provisioner never expired: %v", r.discovered("hello-v001"))
