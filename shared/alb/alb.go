@@ -178,11 +178,10 @@ var ErrHasWeight = errors.New("target group has weight")
 // DeleteTargetGroup deletes the group's target group unless it has weight
 // on the service's listener (the traffic guard).
 func (e *Edge) DeleteTargetGroup(ctx context.Context, service, group string) error {
-	out, err := e.client.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{group}})
-	if err != nil || len(out.TargetGroups) == 0 {
-		return nil // none
+	arn, err := e.existing(ctx, group)
+	if err != nil || arn == "" {
+		return err // an error to try again on, or none
 	}
-	arn := sdkaws.ToString(out.TargetGroups[0].TargetGroupArn)
 	if _, ok := e.Listeners[service]; ok {
 		got, err := e.Weights(ctx, service)
 		if err != nil {

@@ -23,7 +23,8 @@ import (
 
 // TestSwitchOnMoto: an ALB with a listener forwarding to hello-v001; the
 // canary weights, the switch and the restore are set and read back; a target
-// group with weight is not deleted, one without is.
+// group with weight is not deleted, one without is, and a failure to look
+// one up is reported.
 func TestSwitchOnMoto(t *testing.T) {
 	srv := moto.Start(t)
 	ac := srv.Config(t)
@@ -85,6 +86,16 @@ func TestSwitchOnMoto(t *testing.T) {
 	}
 	if got, _ := edge.Weights(ctx, "hello"); len(got) != 1 { // only v001: the action holds the groups of the last Apply
 		t.Fatalf("listener after delete: %v", got)
+	}
+	// a group without a target group has nothing to delete; a failure to
+	// look is an error (to try again on), not "none"
+	if err := edge.DeleteTargetGroup(ctx, "hello", "hello-v009"); err != nil {
+		t.Fatalf("deleting a target group that is not there: %v", err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := edge.DeleteTargetGroup(gone, "hello", "hello-v009"); err == nil {
+		t.Fatal("a describe that failed was taken for a target group that is not there")
 	}
 }
 

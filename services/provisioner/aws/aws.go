@@ -565,17 +565,30 @@ func (p *Provider) Resize(ctx context.Context, name string, capacity int) error 
 	return nil
 }
 
-// DestroyGroup force-deletes the group, then the launch template the
-// provider created for it. A group that does not exist is not an error.
+// DestroyGroup drains the group and releases its target group, then
+// force-deletes it and the launch template the provider created for it. A
+// group that does not exist is not an error. The target group goes first:
+// when its release fails (the ALB still weighting it, a moment after the
+// route moved), the Auto Scaling group is left for the retried command to
+// find, rather than a target group nothing would release.
 func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 	service := ""
-	if g, err := p.DescribeGroup(ctx, name); err == nil {
-		service = g.Spec.Service
+	g, err := p.asg(ctx, name)
+	switch {
+	case err == nil:
+		service, _ = tagOf(g.Tags, TagService)
+	case !errors.Is(err, fleet.ErrGroupNotFound):
+		return err
 	}
 	if err := p.drain(ctx, name); err != nil {
 		return err
 	}
-	_, err := p.as.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: sdkaws.String(name), ForceDelete: sdkaws.Bool(true)})
+	if p.cfg.ReleaseTargetGroup != nil && service != "" {
+		if err := p.cfg.ReleaseTargetGroup(ctx, service, name); err != nil {
+			return fmt.Errorf("aws: release the target group of %s: %w", name, err)
+		}
+	}
+	_, err = p.as.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: sdkaws.String(name), ForceDelete: sdkaws.Bool(true)})
 	if err != nil && !isCode(err, "ValidationError") { // ValidationError: no such group
 		return fmt.Errorf("aws: delete %s: %w", name, classify(err))
 	}
@@ -592,9 +605,6 @@ func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 		if err != nil && !strings.HasPrefix(errorCode(err), "InvalidLaunchTemplate") {
 			return fmt.Errorf("aws: delete launch template of %s: %w", name, classify(err))
 		}
-	}
-	if p.cfg.ReleaseTargetGroup != nil && service != "" {
-		return p.cfg.ReleaseTargetGroup(ctx, service, name)
 	}
 	return nil
 }

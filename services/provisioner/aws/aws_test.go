@@ -52,7 +52,9 @@ func TestBehaviourOnMoto(t *testing.T) {
 }
 
 // TestDrainBeforeDestroyOnMoto: a group attached to its target group is
-// detached, left to drain, then deleted with its target group.
+// detached, left to drain, then deleted with its target group. A release
+// of the target group that fails (the ALB still weighting it) leaves the
+// Auto Scaling group, so the retry finds it and releases the target group.
 func TestDrainBeforeDestroyOnMoto(t *testing.T) {
 	srv := moto.Start(t)
 	_, art := onMoto(t, srv)
@@ -60,7 +62,8 @@ func TestDrainBeforeDestroyOnMoto(t *testing.T) {
 	ctx := context.Background()
 	subnets, _ := ec2.NewFromConfig(ac).DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
 	lbc := elb.NewFromConfig(ac)
-	released := ""
+	released, refuse := "", true
+	errWeighted := errors.New("target group has weight")
 	p := aws.FromConfig(aws.Config{
 		Subnets: []string{sdkaws.ToString(subnets.Subnets[0].SubnetId)}, Drain: 300 * time.Millisecond,
 		TargetGroup: func(ctx context.Context, group string) (string, error) {
@@ -71,18 +74,31 @@ func TestDrainBeforeDestroyOnMoto(t *testing.T) {
 			}
 			return sdkaws.ToString(out.TargetGroups[0].TargetGroupArn), nil
 		},
-		ReleaseTargetGroup: func(_ context.Context, service, group string) error { released = service + "/" + group; return nil },
+		ReleaseTargetGroup: func(_ context.Context, service, group string) error {
+			if refuse {
+				refuse = false
+				return errWeighted
+			}
+			released = service + "/" + group
+			return nil
+		},
 	}, ac)
 	if _, err := p.CreateGroup(ctx, fleet.GroupSpec{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 2, Artifact: art}); err != nil {
 		t.Fatal(err)
 	}
 	fleettest.WaitUp(t, p, "hello-v001", 2, 20*time.Second)
 	start := time.Now()
-	if err := p.DestroyGroup(ctx, "hello-v001"); err != nil {
-		t.Fatal(err)
+	if err := p.DestroyGroup(ctx, "hello-v001"); !errors.Is(err, errWeighted) {
+		t.Fatalf("destroy with the target group's release failing: %v", err)
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Fatalf("destroyed in %s: no drain", d)
+		t.Fatalf("released in %s: no drain", d)
+	}
+	if _, err := p.DescribeGroup(ctx, "hello-v001"); err != nil {
+		t.Fatalf("the group is gone though its target group was not released: %v", err)
+	}
+	if err := p.DestroyGroup(ctx, "hello-v001"); err != nil {
+		t.Fatal(err)
 	}
 	if released != "hello/hello-v001" {
 		t.Fatalf("target group released: %q", released)
