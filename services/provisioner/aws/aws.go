@@ -613,7 +613,10 @@ func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 // for the requests in flight to finish, before the force delete.
 func (p *Provider) drain(ctx context.Context, name string) error {
 	out, err := p.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
-	if err != nil || len(out.AutoScalingGroups) == 0 || len(out.AutoScalingGroups[0].TargetGroupARNs) == 0 {
+	if err != nil {
+		return fmt.Errorf("aws: describe %s to drain it: %w", name, classify(err))
+	}
+	if len(out.AutoScalingGroups) == 0 || len(out.AutoScalingGroups[0].TargetGroupARNs) == 0 {
 		return nil // nothing attached: nothing to drain
 	}
 	if _, err := p.as.DetachLoadBalancerTargetGroups(ctx, &autoscaling.DetachLoadBalancerTargetGroupsInput{
