@@ -107,6 +107,7 @@ type Local struct {
 
 	mu     sync.Mutex
 	groups map[string]*group
+	closed bool // Close has begun: no group is created after it
 
 	owner string // in every instance's environment: REDBLACK_OWNER
 
@@ -393,6 +394,10 @@ func (l *Local) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Group
 		l.mu.Unlock()
 		return g.describe(), nil
 	}
+	if l.closed {
+		l.mu.Unlock()
+		return fleet.Group{}, fmt.Errorf("local: create %s: %w", s.Group, errClosed)
+	}
 	rec := groupRecord{Spec: s, Desired: s.Capacity, Created: time.Now().UTC()}
 	if s.Stateful {
 		rec.Slots, rec.Desired = slices.Clone(s.Slots), len(s.Slots)
@@ -407,10 +412,13 @@ func (l *Local) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Group
 	}
 	g := newGroup(l, rec)
 	l.groups[s.Group] = g
+	g.start() // before Close can see the group: it halts what start set
 	l.mu.Unlock()
-	g.start()
 	return g.describe(), nil
 }
+
+// errClosed: the provider is closing, and creates no group.
+var errClosed = errors.New("the provider is closed")
 
 func (l *Local) group(name string) (*group, error) {
 	l.mu.Lock()
@@ -555,6 +563,7 @@ func (l *Local) TerminateInstance(ctx context.Context, groupName, id string) err
 // instances keep running for the next Open to re-adopt.
 func (l *Local) Close(stopInstances bool) {
 	l.mu.Lock()
+	l.closed = true
 	gs := make([]*group, 0, len(l.groups))
 	for _, g := range l.groups {
 		gs = append(gs, g)

@@ -339,3 +339,34 @@ func TestGRPCHealthCheck(t *testing.T) {
 		t.Fatalf("down reason %q", d.Reason)
 	}
 }
+
+// TestCloseDuringCreate: a group created while the provider closes (a
+// create command in flight at shutdown) is either refused or halted and
+// stopped with the rest: its supervisor is set up before Close can see the
+// group (the race detector, which ./scripts/test runs this package under,
+// reports the old order), and no instance of it outlives Close(true).
+func TestCloseDuringCreate(t *testing.T) {
+	for round := range 30 {
+		l, err := Open(testConfig(t), func(fleet.Change) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created := make(chan error, 1)
+		go func() {
+			_, err := l.CreateGroup(context.Background(), groupSpec(fmt.Sprintf("hello-v%03d", round+1), 1))
+			created <- err
+		}()
+		if round%2 == 1 {
+			time.Sleep(time.Duration(round) * time.Millisecond) // spread Close over the create
+		}
+		l.Close(true)
+		if err := <-created; err != nil && !errors.Is(err, errClosed) {
+			t.Fatal(err)
+		}
+		// the package's tests run one at a time: any hello is this round's
+		if n := testkit.CountProcesses(hello); n != 0 {
+			testkit.KillAll(hello)
+			t.Fatalf("round %d: %d instances outlived Close(true)", round, n)
+		}
+	}
+}
