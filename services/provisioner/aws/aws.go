@@ -577,10 +577,10 @@ func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 	switch {
 	case err == nil:
 		service, _ = tagOf(g.Tags, TagService)
+		if err := p.drain(ctx, g); err != nil {
+			return err
+		}
 	case !errors.Is(err, fleet.ErrGroupNotFound):
-		return err
-	}
-	if err := p.drain(ctx, name); err != nil {
 		return err
 	}
 	if p.cfg.ReleaseTargetGroup != nil && service != "" {
@@ -609,20 +609,17 @@ func (p *Provider) DestroyGroup(ctx context.Context, name string) error {
 	return nil
 }
 
-// drain detaches the group from its target groups and waits the drain time
-// for the requests in flight to finish, before the force delete.
-func (p *Provider) drain(ctx context.Context, name string) error {
-	out, err := p.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{name}})
-	if err != nil {
-		return fmt.Errorf("aws: describe %s to drain it: %w", name, classify(err))
-	}
-	if len(out.AutoScalingGroups) == 0 || len(out.AutoScalingGroups[0].TargetGroupARNs) == 0 {
+// drain detaches the group (as just described) from its target groups and
+// waits the drain time for the requests in flight to finish, before the
+// force delete.
+func (p *Provider) drain(ctx context.Context, g astypes.AutoScalingGroup) error {
+	if len(g.TargetGroupARNs) == 0 {
 		return nil // nothing attached: nothing to drain
 	}
 	if _, err := p.as.DetachLoadBalancerTargetGroups(ctx, &autoscaling.DetachLoadBalancerTargetGroupsInput{
-		AutoScalingGroupName: sdkaws.String(name), TargetGroupARNs: out.AutoScalingGroups[0].TargetGroupARNs,
+		AutoScalingGroupName: g.AutoScalingGroupName, TargetGroupARNs: g.TargetGroupARNs,
 	}); err != nil {
-		return fmt.Errorf("aws: detach %s from its target groups: %w", name, classify(err))
+		return fmt.Errorf("aws: detach %s from its target groups: %w", sdkaws.ToString(g.AutoScalingGroupName), classify(err))
 	}
 	select {
 	case <-ctx.Done():
