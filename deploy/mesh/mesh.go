@@ -20,9 +20,9 @@ import (
 	"github.com/rs/zerolog"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/redblack/redblack/deploy/dashboard"
+	"github.com/redblack/redblack/dashboard"
 	"github.com/redblack/redblack/deploy/supervise"
-	"github.com/redblack/redblack/deploy/tracing"
+	"github.com/redblack/redblack/tracing"
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/services/chaos"
 	"github.com/redblack/redblack/services/provisioner"

@@ -1,0 +1,364 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/cli"
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/services/canary/phase"
+	"github.com/redblack/redblack/services/watchdog"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
+)
+
+// canaryResult waits for the canary's verdict and decodes it.
+func (p *pipeline) canaryResult(id string) (bool, events.CanaryResult) {
+	p.t.Helper()
+	ev := p.await(id, 90*time.Second, events.CanaryPassed, events.CanaryFailed)
+	var res events.CanaryResult
+	if err := ev.DecodeData(&res); err != nil {
+		p.t.Fatal(err)
+	}
+	return ev.Type == events.CanaryPassed.Type(), res
+}
+
+// TestCanaryWithBackgroundErrors: a service that always answers 0.5 % of
+// requests with 500 (both groups alike, through the real router) passes its
+// canary; the same with 2 % on the canary fails it on error_rate.
+func TestCanaryWithBackgroundErrors(t *testing.T) {
+	if raceBuild {
+		// its point is the judge's power on the requests of an 8 s canary;
+		// under the race detector the mesh serves a fraction of them, and a
+		// 2 % canary can pass for want of evidence (a CI run did). It runs
+		// in the plain test run; the race run looks for races elsewhere.
+		t.Skip("a statistical test: under -race too few requests for its power")
+	}
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(8 * time.Second)
+	svc.Strategy.Bake.Duration = spec.Duration(time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	v1 := p.release("v1", "--error-rate", "0.005")
+	p.await(v1, 60*time.Second, events.ReleaseCompleted)
+	p.startLoad()
+	p.served(2000)
+
+	v2 := p.release("v2", "--error-rate", "0.005")
+	ok, res := p.canaryResult(v2)
+	if !ok {
+		t.Fatalf("a canary with the same 0.5%% errors as production failed: %s", res.Reason)
+	}
+	errRate := res.Metrics[0]
+	if errRate.Name != spec.MetricErrorRate || errRate.BaselineSamples < 2000 || errRate.CanaryMedian == 0 {
+		t.Fatalf("error_rate judged on %d requests, canary rate %g: %+v", errRate.BaselineSamples, errRate.CanaryMedian, errRate)
+	}
+	t.Logf("v2 passed: %d/%d requests, errors %.2f%% vs %.2f%%, peak evidence %.2f, %d looks",
+		errRate.BaselineSamples, errRate.CanarySamples, 100*errRate.BaselineMedian, 100*errRate.CanaryMedian, errRate.Peak, res.Looks)
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+
+	v3 := p.release("v3", "--error-rate", "0.02")
+	ok, res = p.canaryResult(v3)
+	if ok || !strings.Contains(res.Reason, "error_rate High") {
+		t.Fatalf("a canary with 2%% errors against 0.5%%: passed %v, %s", ok, res.Reason)
+	}
+	t.Logf("v3 failed after %d looks: %s", res.Looks, res.Reason)
+	p.await(v3, 30*time.Second, events.RolledBack)
+}
+
+// junk is every kind of sample a judge must refuse, for a group.
+func junk(group, router string) [][]byte {
+	at := time.Now().UTC()
+	base := fmt.Sprintf(`"service":"hello","group":%q,"router":%q,"start":%q,"end":%q`, group, router,
+		at.Add(-time.Second).Format(time.RFC3339Nano), at.Format(time.RFC3339Nano))
+	future := fmt.Sprintf(`"service":"hello","group":%q,"router":%q,"start":%q,"end":%q`, group, router,
+		at.Add(time.Hour).Format(time.RFC3339Nano), at.Add(time.Hour+time.Second).Format(time.RFC3339Nano))
+	return [][]byte{
+		[]byte(`{` + base + `,"requests":10,"2xx":10,"buckets_us":[100],"latency":[5,5]}`),         // panicked FromHistogram and Totals.Quantile
+		[]byte(`{` + base + `,"requests":1000000,"2xx":1000000}`),                                  // counts without a histogram
+		[]byte(`{` + base + `,"requests":3,"2xx":3,"buckets_us":[100,200],"latency":[1,1,1,0,0]}`), // arrays disagree
+		[]byte(`{` + future + `,"requests":1,"2xx":1,"buckets_us":[100,200],"latency":[1,0,0]}`),   // window in the future
+		[]byte(`{"service":"hello","group":"` + group + `","router":"forged","start":"2026-01-01T00:00:00Z","end":"2026-01-01T00:00:01Z","requests":0,"buckets_us":[100,200],"latency":[0,0,0]}`),
+		[]byte(`not json at all`),
+		[]byte(`{` + base + `,"requests":5,"2xx":5,"buckets_us":[100,200],"latency":[5,0,0],"extra":true}`),
+	}
+}
+
+// routerID is the id the mesh's router puts in its samples.
+func (p *pipeline) routerID(group string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := p.js.Stream(ctx, topology.StreamMetrics)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		if m, err := st.GetLastMsgForSubject(ctx, "metrics.hello."+group); err == nil {
+			s, err := metrics.Decode(m.Data)
+			if err == nil && s.Router != "" {
+				return s.Router
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("no sample of %s", group)
+	return ""
+}
+
+// publishJunk publishes every kind of junk sample on the group's subject.
+func (p *pipeline) publishJunk(group, router string) {
+	p.t.Helper()
+	for _, b := range junk(group, router) {
+		if _, err := p.js.Publish(context.Background(), "metrics.hello."+group, b); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+// TestMalformedSamplesChangeNothing: samples that cannot be real, published
+// as the admin would on the canary's, the baseline's and then the new
+// group's subjects during the canary and the bake, are dropped and counted:
+// the release completes and the mesh stays up. Then a release that answers
+// half its requests with 500 is not saved by forged "all good" samples
+// without a histogram: its canary fails.
+func TestMalformedSamplesChangeNothing(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(4 * time.Second)
+	svc.Strategy.Bake.Duration = spec.Duration(4 * time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	rid := p.routerID("hello-v001")
+
+	v2 := p.release("v2")
+	p.await(v2, 30*time.Second, events.CanaryStarted)
+	for _, g := range []string{"hello-v002-canary", "hello-v002-baseline"} {
+		p.publishJunk(g, rid)
+	}
+	ok, res := p.canaryResult(v2)
+	if !ok || res.DroppedSamples < 10 {
+		t.Fatalf("canary of a healthy v2 with junk samples: passed %v, %d dropped: %s", ok, res.DroppedSamples, res.Reason)
+	}
+	p.await(v2, 30*time.Second, events.TrafficSwitched)
+	p.publishJunk("hello-v002", rid)
+	p.publishJunk("hello-v001", rid) // the bake's reference group too
+	p.await(v2, 30*time.Second, events.ReleaseCompleted)
+	for _, name := range mesh.ServiceNames {
+		if _, err := p.nc.Request(natsx.StatusSubject(name), nil, 2*time.Second); err != nil {
+			t.Fatalf("%s does not answer after the junk: %v", name, err)
+		}
+	}
+
+	v3 := p.release("v3", "--error-rate", "0.5")
+	p.await(v3, 30*time.Second, events.CanaryStarted)
+	for range 5 {
+		p.publishJunk("hello-v003-canary", rid)
+	}
+	ok, res = p.canaryResult(v3)
+	if ok || !strings.Contains(res.Reason, "error_rate High") {
+		t.Fatalf("a canary with 50%% errors and forged samples: passed %v: %s", ok, res.Reason)
+	}
+	p.await(v3, 30*time.Second, events.RolledBack)
+}
+
+// TestLongCanaryAndBakeSurviveRestarts: METRICS keeps only 3 s of samples
+// here, but the canary lasts 12 s and the bake 10 s. The mesh is stopped
+// in the middle of each and started again: the judge resumes from the
+// checkpoint in the record (not from what the stream still holds), so the
+// final report counts more requests than METRICS could hold at any time,
+// and the bake keeps the reference it took before the switch.
+func TestLongCanaryAndBakeSurviveRestarts(t *testing.T) {
+	dir := t.TempDir()
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(12 * time.Second)
+	svc.Strategy.Bake.Duration = spec.Duration(10 * time.Second)
+	cfg := testConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.KeepInstances = dir, "127.0.0.1:0", "127.0.0.1:0", true
+	cfg.Topology.MetricsMaxAge = 3 * time.Second
+	restart := func(p *pipeline) {
+		p.load.Stop()
+		p.m.Stop()
+		m, err := mesh.Start(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Stop() })
+		p.m = m
+		p.attach(spec.Service{})
+		p.startLoad()
+	}
+	m1, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m1.Stop(); testkit.KillAll(hello) })
+	p := &pipeline{t: t, m: m1}
+	p.attach(svc)
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 30*time.Second, events.CanaryStarted)
+	// half the canary, then the evidence so far is in the record
+	deadline := time.Now().Add(20 * time.Second)
+	var before phase.Checkpoint
+	for time.Now().Before(deadline) {
+		if r := p.record(v2); len(r.Checkpoint) > 0 {
+			before, _ = phase.DecodeCheckpoint(r.Checkpoint)
+			if before.Looks > 0 && time.Since(r.JudgeFrom) > 6*time.Second {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if before.State.BaseRequests == 0 {
+		t.Fatal("no checkpoint of the canary's evidence in the record")
+	}
+	restart(p)
+	ok, res := p.canaryResult(v2)
+	if !ok {
+		t.Fatalf("canary after a restart: %s", res.Reason)
+	}
+	after := p.record(v2)
+	cp, err := phase.DecodeCheckpoint(after.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := p.metricsHeld("hello-v002-baseline")
+	t.Logf("baseline requests: %d at the restart, %d judged in all; METRICS holds %d of the baseline's now", before.State.BaseRequests, cp.State.BaseRequests, held)
+	if cp.State.BaseRequests <= before.State.BaseRequests || cp.State.BaseRequests <= held || cp.Looks <= before.Looks {
+		t.Fatalf("the judge did not resume from its evidence: %d requests at the restart, %d at the end, %d held by METRICS", before.State.BaseRequests, cp.State.BaseRequests, held)
+	}
+
+	p.await(v2, 30*time.Second, events.TrafficSwitched)
+	var ref watchdog.Bake
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ref.Reference.Requests == 0; time.Sleep(100 * time.Millisecond) {
+		if r := p.record(v2); len(r.BakeCheckpoint) > 0 {
+			ref, _ = watchdog.DecodeBake(r.BakeCheckpoint)
+		}
+	}
+	if ref.Reference.Requests == 0 {
+		t.Fatal("no bake reference in the record")
+	}
+	// wait until the old group's samples from before the switch have aged
+	// out of METRICS: the bake's reference can only come from the record
+	switched := p.record(v2).EnteredAt(release.PhaseSwitching)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := p.js.Stream(ctx, topology.StreamMetrics)
+		var first time.Time
+		if err == nil {
+			if info, err := st.Info(ctx); err == nil {
+				first = info.State.FirstTime
+			}
+		}
+		cancel()
+		if first.After(switched) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("METRICS still holds samples from %s, before the switch at %s", first, switched)
+		}
+	}
+	restart(p)
+	p.await(v2, 60*time.Second, events.ReleaseCompleted)
+	var end watchdog.Bake
+	if r := p.record(v2); len(r.BakeCheckpoint) > 0 {
+		end, _ = watchdog.DecodeBake(r.BakeCheckpoint)
+	}
+	if end.Reference.Requests != ref.Reference.Requests || end.All.Requests == 0 {
+		t.Fatalf("bake after a restart: reference %d requests (was %d), %d judged", end.Reference.Requests, ref.Reference.Requests, end.All.Requests)
+	}
+	if r := p.record(v2); r.Phase != release.PhaseCompleted {
+		t.Fatalf("phase %s", r.Phase)
+	}
+}
+
+// metricsHeld counts the requests of a group's samples METRICS still holds.
+func (p *pipeline) metricsHeld(group string) uint64 {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var n uint64
+	if err := natsx.ReadAll(ctx, p.js, topology.StreamMetrics, []string{"metrics.hello." + group}, func(m jetstream.Msg) {
+		var s metrics.Sample
+		if json.Unmarshal(m.Data(), &s) == nil {
+			n += s.Requests
+		}
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+// TestCalibrate: `redblack canary calibrate` on a service that runs v1
+// with a 0.5 % background error rate launches two groups of v1, judges them
+// with the service's strategy on real traffic, reports a pass and how close
+// it came, emits calibrated, and leaves v1 alone with all the traffic, the
+// lock free and nothing else running. Before anything runs it is rejected.
+func TestCalibrate(t *testing.T) {
+	svc := fastSpec()
+	p := newPipeline(t, t.TempDir(), svc)
+	var out, errb strings.Builder
+	if code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "canary", "calibrate", "hello", "--timeout", "30s"}, &out, &errb); code != 1 || !strings.Contains(out.String()+errb.String(), "nothing of hello runs yet") {
+		t.Fatalf("calibrate before a release: %d %s %s", code, out.String(), errb.String())
+	}
+	v1 := p.release("v1", "--error-rate", "0.005")
+	p.await(v1, 60*time.Second, events.ReleaseCompleted)
+	p.startLoad()
+	p.served(2000)
+	before := p.route()
+
+	out.Reset()
+	errb.Reset()
+	code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "canary", "calibrate", "hello", "--duration", "4s", "--timeout", "60s"}, &out, &errb)
+	t.Log(out.String())
+	if code != 0 || !strings.Contains(out.String(), "A/A calibration of hello: passed") || !strings.Contains(out.String(), "closest approach") {
+		t.Fatalf("calibrate: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	// the CLI saw calibrated on its own subscription: the test's tap may
+	// get it a moment later
+	var id string
+	for deadline := time.Now().Add(10 * time.Second); id == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no calibrated event")
+		}
+		p.mu.Lock()
+		for _, ev := range p.events {
+			if ev.Type == events.Calibrated.Type() {
+				id = ev.ReleaseID
+			}
+		}
+		p.mu.Unlock()
+	}
+	var cal events.Calibration
+	_ = p.await(id, time.Second, events.Calibrated).DecodeData(&cal)
+	if !cal.Passed || cal.Duration != 4*time.Second || cal.Report.Metrics[0].BaselineSamples < 500 || cal.ClosestMetric == "" {
+		t.Fatalf("calibration: %+v", cal)
+	}
+	p.await(id, 30*time.Second, events.RolledBack)
+	r := p.record(id)
+	if !r.Calibration || r.Outcome != "calibrated" {
+		t.Fatalf("record: %+v", r)
+	}
+	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
+		t.Fatalf("groups after the calibration: %v", gs)
+	}
+	if after := p.route(); after.Active != before.Active || after.Weights["hello-v001"] != before.Weights["hello-v001"] {
+		t.Fatalf("route: %+v, before %+v", after, before)
+	}
+	if _, _, err := p.releases.Lock(context.Background(), "hello"); err == nil {
+		t.Fatal("lock held after the calibration")
+	}
+	if n := p.failures(); n > 0 {
+		t.Logf("%d failed requests: the service's own 0.5%% (load counts 500s)", n)
+	}
+}
