@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -110,10 +109,12 @@ func ChaosRun(dir, hello string, d, mean, minGap time.Duration) (ChaosResult, er
 		return res, err
 	}
 	setChaos := func(enabled bool) error {
-		c := monkey.DefaultConfig()
+		c, rev, err := monkey.GetConfig(ctx, chaosKV)
+		if err != nil {
+			return err
+		}
 		c.Enabled, c.Leashed = enabled, false
-		b, _ := json.Marshal(c)
-		_, err := chaosKV.Put(ctx, monkey.ConfigKey, b)
+		_, err = monkey.PutConfig(ctx, chaosKV, c, rev)
 		return err
 	}
 	if err := setChaos(true); err != nil {

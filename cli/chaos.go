@@ -144,16 +144,8 @@ func (a *app) updateChaos(change func(*monkey.Config) error) error {
 		if err := change(&c); err != nil {
 			return err
 		}
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("chaos config: %w (nothing stored)", err)
-		}
-		b, _ := json.MarshalIndent(c, "", "  ")
-		if rev == 0 {
-			_, err = kv.Create(ctx, monkey.ConfigKey, b)
-		} else {
-			_, err = kv.Update(ctx, monkey.ConfigKey, b, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		b, err := monkey.PutConfig(ctx, kv, c, rev)
+		if errors.Is(err, monkey.ErrConfigChanged) {
 			return fmt.Errorf("chaos config changed meanwhile; run it again")
 		}
 		if err != nil {

@@ -146,7 +146,7 @@ func TestUpNodesTwoCopies(t *testing.T) {
 	}
 	// v3's canary groups lived on h2, and are gone with their owners
 	for _, g := range onH2 {
-		hist, err := kv.History(ctx, hosts.OwnerKey(g))
+		hist, err := kv.History(ctx, release.OwnerKey(g))
 		if err != nil || len(hist) < 2 || !strings.Contains(string(hist[0].Value()), `"host":"h2"`) || hist[len(hist)-1].Operation() != jetstream.KeyValueDelete {
 			t.Errorf("%s's owner: %v, want made on h2 and deleted", g, err)
 		}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/redblack/redblack/dashboard"
 	"github.com/redblack/redblack/deploy/supervise"
-	"github.com/redblack/redblack/tracing"
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/services/chaos"
 	"github.com/redblack/redblack/services/provisioner"
@@ -33,6 +32,7 @@ import (
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/topology"
+	"github.com/redblack/redblack/tracing"
 )
 
 // Config configures the mesh.

@@ -17,9 +17,6 @@ import (
 	"github.com/redblack/redblack/shared/release"
 )
 
-// pendingKey is a pending group's key in the releases bucket.
-func pendingKey(group string) string { return "pending." + group }
-
 const (
 	// pendingCheck is how often the tracker counts each pending group's
 	// instances in discovery and looks at its deadline.
@@ -37,7 +34,7 @@ func (s *Service) track(ctx context.Context, group, service string, desired int,
 	p := &pendingGroup{Service: service, Group: group, Deadline: time.Now().Add(s.cfg.StartupTimeout), Desired: desired,
 		Created: created, Cause: cause, Release: releaseID}
 	b, _ := json.Marshal(p)
-	rev, err := s.releases.KV.Put(ctx, pendingKey(group), b)
+	rev, err := s.releases.PutPending(ctx, group, b)
 	if err != nil {
 		return fmt.Errorf("provisioner: track %s: %w", group, err)
 	}
@@ -79,11 +76,7 @@ func (s *Service) untrack(ctx context.Context, group string) {
 // a failure is read again and settled again, announcing nothing new (the
 // announcements' ids are derived).
 func (s *Service) dropPending(ctx context.Context, p *pendingGroup) {
-	var opts []jetstream.KVDeleteOpt
-	if p.rev > 0 {
-		opts = append(opts, jetstream.LastRevision(p.rev))
-	}
-	err := s.releases.KV.Delete(ctx, pendingKey(p.Group), opts...)
+	err := s.releases.DeletePending(ctx, p.Group, p.rev)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) { // a newer entry
 		s.log.Warn().Err(err).Str(logging.FieldServerGroup, p.Group).Msg("delete a pending group's entry")
 	}
@@ -196,7 +189,7 @@ func (s *Service) trackPending(ctx context.Context) {
 // or destroyed by another copy) unless adopted here after the read began.
 func (s *Service) loadPending(ctx context.Context) error {
 	began := time.Now()
-	entries, err := natsx.Entries(ctx, s.releases.KV, pendingKey("*"))
+	entries, err := natsx.Entries(ctx, s.releases.KV, release.PendingKey("*"))
 	if err != nil {
 		return err
 	}
@@ -233,7 +226,7 @@ func (s *Service) loadPending(ctx context.Context) error {
 // validate checks an entry read from the bucket: its key's group, a group
 // of its service, at least one instance wanted.
 func (p *pendingGroup) validate(key string) error {
-	if svc, _, _, err := release.ParseGroup(p.Group); err != nil || svc != p.Service || key != pendingKey(p.Group) || p.Desired < 1 {
+	if svc, _, _, err := release.ParseGroup(p.Group); err != nil || svc != p.Service || key != release.PendingKey(p.Group) || p.Desired < 1 {
 		return fmt.Errorf("pending entry %s: group %q of %q, %d wanted", key, p.Group, p.Service, p.Desired)
 	}
 	return nil

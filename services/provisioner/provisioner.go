@@ -93,7 +93,7 @@ type Service struct {
 }
 
 // pendingGroup is a group created or grown and not yet all up. It is
-// kept in the releases bucket (pendingKey), so the copy that tracks the
+// kept in the releases bucket (release.PendingKey), so the copy that tracks the
 // fleet tracks it whichever copy created it, and a copy that takes over
 // from a dead one picks it up.
 type pendingGroup struct {

@@ -378,7 +378,7 @@ func startHosts(t *testing.T, s *testkit.Server, names ...string) map[string]fun
 	}
 	for _, host := range names {
 		for { // alive
-			if _, err := releases.Get(ctx, hosts.HostKey(host)); err == nil {
+			if _, err := releases.Get(ctx, release.HostKey(host)); err == nil {
 				break
 			}
 			if ctx.Err() != nil {
@@ -414,7 +414,7 @@ func TestTwoHosts(t *testing.T) {
 	if d.Group != "hello-v001" || d.Up != 1 {
 		t.Fatalf("ready %+v", d)
 	}
-	e, err := releases.Get(ctx, hosts.OwnerKey("hello-v001"))
+	e, err := releases.Get(ctx, release.OwnerKey("hello-v001"))
 	if err != nil || !strings.Contains(string(e.Value()), `"host":"b"`) {
 		t.Fatalf("owner of hello-v001: %v", err)
 	}
@@ -474,7 +474,7 @@ func TestStatefulRollStaysOnItsHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		e, err := releases.Get(ctx, hosts.OwnerKey(group))
+		e, err := releases.Get(ctx, release.OwnerKey(group))
 		if err == nil {
 			if !strings.Contains(string(e.Value()), `"host":"b"`) {
 				t.Fatalf("%s runs on another host than store-v001's (b): %s", group, e.Value())

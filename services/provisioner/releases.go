@@ -113,7 +113,7 @@ func (s *Service) startCanary(ctx context.Context, id string) error {
 	canary := release.RoleGroupName(rec.Service, rec.Sequence, release.RoleCanary)
 	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
 		r.Canary, r.Baseline = canary, baseline
-		return r.Step(events.ReleaseAccepted, time.Now())
+		return r.Step(release.ByProvisioner, events.ReleaseAccepted, time.Now())
 	}); err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (s *Service) startCanary(ctx context.Context, id string) error {
 // it is up.
 func (s *Service) launch(ctx context.Context, id string) error {
 	rec, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		return r.Step(events.CanaryPassed, time.Now())
+		return r.Step(release.ByProvisioner, events.CanaryPassed, time.Now())
 	})
 	if err != nil {
 		return err
@@ -264,7 +264,7 @@ func (s *Service) complete(ctx context.Context, id string) error {
 		return err
 	}
 	if _, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		return r.Step(events.Baked, time.Now())
+		return r.Step(release.ByProvisioner, events.Baked, time.Now())
 	}); err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 		return s.aborted(ctx, rec) // a redelivery: the lock and the event may not have followed
 	}
 	if _, _, ok := release.Next(rec.Phase, events.AbortRequested); !ok {
-		return rec.Step(events.AbortRequested, time.Now()) // stale: it has ended
+		return rec.Step(release.ByProvisioner, events.AbortRequested, time.Now()) // stale: it has ended
 	}
 	if rec.IsRolling() {
 		return s.abortRolling(ctx, rec, a)
@@ -395,7 +395,7 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 		}
 	}
 	rec, err = s.releases.Update(ctx, id, func(r2 *release.Record) error {
-		if err := r2.Step(events.AbortRequested, time.Now()); err != nil {
+		if err := r2.Step(release.ByProvisioner, events.AbortRequested, time.Now()); err != nil {
 			return err
 		}
 		why := fmt.Sprintf("aborted by %s: %s", by, a.Reason)
@@ -446,7 +446,7 @@ func (s *Service) finishRollback(ctx context.Context, id, active string) error {
 	}
 	rec, err = s.releases.Update(ctx, id, func(r *release.Record) error {
 		r.Restored = active
-		if err := r.Step(events.TrafficRestored, time.Now()); err != nil {
+		if err := r.Step(release.ByProvisioner, events.TrafficRestored, time.Now()); err != nil {
 			return err
 		}
 		if r.Calibration {

@@ -151,7 +151,7 @@ func (s *Service) rollStart(ctx context.Context, rec release.Record, svc spec.Se
 	batches := rolling.Plan(allSlots(n), mu.Of(n))
 	now := time.Now().UTC()
 	rec, err = s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-		if err := r.Step(events.RollingBatchStarted, now); err != nil {
+		if err := r.Step(release.ByProvisioner, events.RollingBatchStarted, now); err != nil {
 			return err
 		}
 		if r.Rolling == nil {
@@ -467,7 +467,7 @@ func (s *Service) rollComplete(ctx context.Context, rec release.Record) error {
 		}
 	}
 	rec, err = s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-		return r.Step(events.ReleaseCompleted, time.Now())
+		return r.Step(release.ByProvisioner, events.ReleaseCompleted, time.Now())
 	})
 	if err != nil {
 		return err
@@ -511,7 +511,9 @@ func (s *Service) rollFail(ctx context.Context, rec release.Record, reason strin
 		if r.Reason == "" {
 			r.Reason = reason
 		}
-		return r.Step(k, time.Now())
+		// the step is rolling.rollback whatever is announced: a rolling
+		// release's rollback is the provisioner's from accepted too
+		return r.Step(release.ByProvisioner, events.RollingRollback, time.Now())
 	})
 	if err != nil {
 		return err
@@ -540,10 +542,13 @@ func (s *Service) stepRollback(ctx context.Context, k events.Kind, id, reason st
 		if r.Reason == "" {
 			r.Reason = reason
 		}
-		if r.Phase == release.PhaseAccepted && k == events.RollingRollback {
-			k = events.RollbackRequested // nothing rolled yet
+		if r.Phase == release.PhaseAccepted {
+			// nothing rolled yet: the table gives a red/black release's
+			// rollback from accepted to the router, a rolling one's to the
+			// provisioner as rolling.rollback
+			k = events.RollingRollback
 		}
-		return r.Step(k, time.Now())
+		return r.Step(release.ByProvisioner, k, time.Now())
 	})
 	return err
 }
@@ -593,7 +598,7 @@ func (s *Service) rollBack(ctx context.Context, rec release.Record, svc spec.Ser
 	}
 	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
 		r.Restored = r.Previous
-		return r.Step(events.RolledBack, time.Now())
+		return r.Step(release.ByProvisioner, events.RolledBack, time.Now())
 	})
 	if err != nil {
 		return err
@@ -630,7 +635,7 @@ func (s *Service) abortRolling(ctx context.Context, rec release.Record, a events
 		by = "someone"
 	}
 	rec, err := s.releases.Update(ctx, rec.ID, func(r *release.Record) error {
-		if err := r.Step(events.AbortRequested, time.Now()); err != nil {
+		if err := r.Step(release.ByProvisioner, events.AbortRequested, time.Now()); err != nil {
 			return err
 		}
 		why := fmt.Sprintf("aborted by %s: %s; the slots stay where they are (%s)", by, a.Reason, strings.Join(where, "; "))

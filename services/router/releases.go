@@ -65,7 +65,7 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 // refusal becomes a rollback with the guard's reason.
 func (s *Service) switchRelease(ctx context.Context, cause, id, group string) error {
 	rec, err := s.releases.Update(ctx, id, func(r *release.Record) error {
-		return r.Step(events.ClusterReady, time.Now())
+		return r.Step(release.ByRouter, events.ClusterReady, time.Now())
 	})
 	if err != nil {
 		return err
@@ -124,7 +124,7 @@ func (s *Service) rollback(ctx context.Context, on events.Kind, cause, id, reaso
 				r.Reason += "; nothing to go back to: " + r.Group + " keeps the traffic"
 			}
 		}
-		return r.Step(on, time.Now())
+		return r.Step(release.ByRouter, on, time.Now())
 	})
 	if err != nil {
 		if locked && errors.Is(err, release.ErrStale) {

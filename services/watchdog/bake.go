@@ -197,7 +197,7 @@ func (s *Service) switched(ctx context.Context, msg jetstream.Msg) error {
 		return nil // a switch by hand, outside any release
 	}
 	_, err = s.releases.Update(ctx, ev.ReleaseID, func(r *release.Record) error {
-		return r.Step(events.TrafficSwitched, time.Now())
+		return r.Step(release.ByWatchdog, events.TrafficSwitched, time.Now())
 	})
 	if errors.Is(err, release.ErrStale) || errors.Is(err, release.ErrNotFound) {
 		return nil

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,13 +14,33 @@ import (
 // a record does it through Record.Step with the event it acts on; nothing
 // else lists which phases a step applies from.
 
+// Actor is a service that steps releases: the table names one for each
+// rule, and Record.Step refuses a step by any other.
+type Actor string
+
+// The services that step releases (the intake's acceptance is not a step:
+// it creates the record, Store.Accept).
+const (
+	ByCanary      Actor = "canary"
+	ByProvisioner Actor = "provisioner"
+	ByRouter      Actor = "router"
+	ByWatchdog    Actor = "watchdog"
+)
+
+// Actors lists every Actor.
+var Actors = []Actor{ByCanary, ByProvisioner, ByRouter, ByWatchdog}
+
+// ErrNotOwner: a service stepped a phase the table gives to another. It is
+// a bug in the caller, never a race: the step changes nothing.
+var ErrNotOwner = errors.New("not the owner of this step")
+
 // Rule is one transition: on event On, a release in one of From moves to
 // To; it is By's step.
 type Rule struct {
 	From []Phase
 	On   events.Kind
 	To   Phase
-	By   string
+	By   Actor
 }
 
 // PhaseInfo describes a phase: the deadline that bounds it (the name of a
@@ -51,24 +72,24 @@ var beforeRollback = []Phase{PhaseAccepted, PhaseCanary, PhaseLaunching, PhaseSw
 
 // Rules is the table: phase × event → next phase, and whose step it is.
 var Rules = []Rule{
-	{From: []Phase{PhaseAccepted}, On: events.ReleaseAccepted, To: PhaseCanary, By: "provisioner"},
-	{From: []Phase{PhaseAccepted, PhaseCanary}, On: events.CanaryPassed, To: PhaseLaunching, By: "provisioner"},
-	{From: []Phase{PhaseLaunching}, On: events.ClusterReady, To: PhaseSwitching, By: "router"},
-	{From: []Phase{PhaseSwitching}, On: events.TrafficSwitched, To: PhaseBaking, By: "watchdog"},
-	{From: []Phase{PhaseBaking}, On: events.Baked, To: PhaseCompleted, By: "provisioner"},
-	{From: beforeRollback, On: events.RollbackRequested, To: PhaseRollingBack, By: "router"},
-	{From: beforeRollback[:2], On: events.CanaryFailed, To: PhaseRollingBack, By: "router"},
-	{From: beforeRollback[:2], On: events.Calibrated, To: PhaseRollingBack, By: "router"},
-	{From: []Phase{PhaseRollingBack}, On: events.TrafficRestored, To: PhaseRolledBack, By: "provisioner"},
-	{From: append(beforeRollback[:5:5], PhaseRollingBack, PhaseRolling), On: events.AbortRequested, To: PhaseAborted, By: "provisioner"},
+	{From: []Phase{PhaseAccepted}, On: events.ReleaseAccepted, To: PhaseCanary, By: ByProvisioner},
+	{From: []Phase{PhaseAccepted, PhaseCanary}, On: events.CanaryPassed, To: PhaseLaunching, By: ByProvisioner},
+	{From: []Phase{PhaseLaunching}, On: events.ClusterReady, To: PhaseSwitching, By: ByRouter},
+	{From: []Phase{PhaseSwitching}, On: events.TrafficSwitched, To: PhaseBaking, By: ByWatchdog},
+	{From: []Phase{PhaseBaking}, On: events.Baked, To: PhaseCompleted, By: ByProvisioner},
+	{From: beforeRollback, On: events.RollbackRequested, To: PhaseRollingBack, By: ByRouter},
+	{From: beforeRollback[:2], On: events.CanaryFailed, To: PhaseRollingBack, By: ByRouter},
+	{From: beforeRollback[:2], On: events.Calibrated, To: PhaseRollingBack, By: ByRouter},
+	{From: []Phase{PhaseRollingBack}, On: events.TrafficRestored, To: PhaseRolledBack, By: ByProvisioner},
+	{From: append(beforeRollback[:5:5], PhaseRollingBack, PhaseRolling), On: events.AbortRequested, To: PhaseAborted, By: ByProvisioner},
 	// the rolling flow (strategy rolling): the provisioner drives it, the
 	// canary service's verify of each batch is a rolling.batch.done or a
 	// rolling.rollback
-	{From: []Phase{PhaseAccepted}, On: events.RollingBatchStarted, To: PhaseRolling, By: "provisioner"},
-	{From: []Phase{PhaseRolling}, On: events.RollingRollback, To: PhaseRollingBack, By: "provisioner"},
-	{From: []Phase{PhaseRolling}, On: events.RollbackRequested, To: PhaseRollingBack, By: "provisioner"},
-	{From: []Phase{PhaseRolling}, On: events.ReleaseCompleted, To: PhaseCompleted, By: "provisioner"},
-	{From: []Phase{PhaseRollingBack}, On: events.RolledBack, To: PhaseRolledBack, By: "provisioner"},
+	{From: []Phase{PhaseAccepted}, On: events.RollingBatchStarted, To: PhaseRolling, By: ByProvisioner},
+	{From: []Phase{PhaseAccepted, PhaseRolling}, On: events.RollingRollback, To: PhaseRollingBack, By: ByProvisioner},
+	{From: []Phase{PhaseRolling}, On: events.RollbackRequested, To: PhaseRollingBack, By: ByProvisioner},
+	{From: []Phase{PhaseRolling}, On: events.ReleaseCompleted, To: PhaseCompleted, By: ByProvisioner},
+	{From: []Phase{PhaseRollingBack}, On: events.RolledBack, To: PhaseRolledBack, By: ByProvisioner},
 }
 
 // Next is where a release in phase from goes on event on (ok false: the
@@ -92,21 +113,37 @@ func Info(p Phase) PhaseInfo {
 	return PhaseInfo{Phase: p}
 }
 
-// Step moves the record on event on, as the table says. An event that
-// already brought it where it is (a redelivery) is a no-op; one that does
-// not apply in its phase returns ErrStale and changes nothing.
-func (r *Record) Step(on events.Kind, at time.Time) error {
-	to, _, ok := Next(r.Phase, on)
+// Step moves the record on event on, as the table says, for the service
+// by. An event that already brought it where it is (a redelivery) is a
+// no-op; one that does not apply in its phase returns ErrStale and changes
+// nothing; a step the table gives to another service returns ErrNotOwner
+// and changes nothing.
+func (r *Record) Step(by Actor, on events.Kind, at time.Time) error {
+	to, rule, ok := Next(r.Phase, on)
 	if !ok {
-		for _, rule := range Rules {
+		var taken *Rule
+		for i, rule := range Rules {
 			if rule.On == on && rule.To == r.Phase {
-				return nil // already taken
+				if rule.By == by {
+					return nil // already taken
+				}
+				taken = &Rules[i]
 			}
+		}
+		if taken != nil {
+			return notOwner(r, by, *taken)
 		}
 		return fmt.Errorf("%w: %s is %s; %s applies only from %s", ErrStale, r.ID, r.Phase, on.Type(), fromOf(on))
 	}
+	if rule.By != by {
+		return notOwner(r, by, rule)
+	}
 	r.Enter(to, at)
 	return nil
+}
+
+func notOwner(r *Record, by Actor, rule Rule) error {
+	return fmt.Errorf("release: %w: %s stepped %s (%s) on %s, which is %s's step", ErrNotOwner, by, r.ID, r.Phase, rule.On.Type(), rule.By)
 }
 
 func fromOf(on events.Kind) string {

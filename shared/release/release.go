@@ -205,6 +205,9 @@ type Lock struct {
 	Release string    `json:"release"`
 	Group   string    `json:"group"`
 	Since   time.Time `json:"since"`
+	// Sequence is the number of Group, taken by Store.Accept (0 for a
+	// lock a rollback after completion took on a group numbered before).
+	Sequence int `json:"sequence,omitempty"`
 }
 
 // Counter numbers a service's server groups and names its last release.

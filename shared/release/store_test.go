@@ -28,17 +28,17 @@ func TestStepRefusesStaleSteps(t *testing.T) {
 	var r release.Record
 	now := time.Now()
 	r.Enter(release.PhaseAccepted, now)
-	if err := r.Step(events.ReleaseAccepted, now); err != nil || r.Phase != release.PhaseCanary {
+	if err := r.Step(release.ByProvisioner, events.ReleaseAccepted, now); err != nil || r.Phase != release.PhaseCanary {
 		t.Fatal(err, r.Phase)
 	}
-	if err := r.Step(events.ReleaseAccepted, now); err != nil || len(r.History) != 2 {
+	if err := r.Step(release.ByProvisioner, events.ReleaseAccepted, now); err != nil || len(r.History) != 2 {
 		t.Fatalf("a repeated step: %v, %d transitions", err, len(r.History))
 	}
-	if err := r.Step(events.RollbackRequested, now); err != nil || r.Phase != release.PhaseRollingBack {
+	if err := r.Step(release.ByRouter, events.RollbackRequested, now); err != nil || r.Phase != release.PhaseRollingBack {
 		t.Fatal(err, r.Phase)
 	}
 	// a late canary.passed after a rollback began must not launch anything
-	if err := r.Step(events.CanaryPassed, now); !errors.Is(err, release.ErrStale) {
+	if err := r.Step(release.ByProvisioner, events.CanaryPassed, now); !errors.Is(err, release.ErrStale) {
 		t.Fatalf("launching from rolling_back: %v", err)
 	}
 	if r.Phase != release.PhaseRollingBack {

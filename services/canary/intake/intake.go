@@ -47,7 +47,7 @@ var versionRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 type Intake struct {
 	js       jetstream.JetStream
 	services jetstream.KeyValue
-	releases jetstream.KeyValue
+	releases release.Store
 	routes   jetstream.KeyValue
 	log      zerolog.Logger
 	now      func() time.Time
@@ -67,7 +67,7 @@ func New(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, now fu
 	if err != nil {
 		return nil, fmt.Errorf("intake: bucket %s: %w", topology.BucketRoutes, err)
 	}
-	return &Intake{js: js, services: services, releases: releases, routes: rts, log: log, now: now}, nil
+	return &Intake{js: js, services: services, releases: release.Store{KV: releases}, routes: rts, log: log, now: now}, nil
 }
 
 // Start runs the intake's durable consumer until the returned consumer is stopped.
@@ -240,10 +240,6 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if rej, err := in.replayed(ctx, req); rej != nil || err != nil {
 		return rej, err
 	}
-	counter, counterRev, err := in.counter(ctx, req.service)
-	if err != nil {
-		return nil, err
-	}
 	// the group with the traffic is the release's previous one: the route's
 	// Active, whoever put it there (a release, or a switch by hand)
 	route, _, err := routes.Get(ctx, in.routes, req.service)
@@ -257,31 +253,31 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if req.body.Calibrate && svc.Strategy.Type == spec.StrategyRolling {
 		return reject("calibrate", "%s is released by rolling: a calibration runs two groups of the production version, and a stateful service's slots run once each", req.service), nil
 	}
-	lock, rej, err := in.lock(ctx, req, counter.Sequence+1)
-	if rej != nil || err != nil {
-		return rej, err
-	}
-	if counter.LastRelease != req.releaseID {
-		next := release.Counter{Sequence: lock.sequence, LastRelease: req.releaseID}
-		if err := in.putCounter(ctx, req.service, next, counterRev); err != nil {
-			return nil, err
-		}
-	}
 	rec := release.Record{
-		ID: req.releaseID, Service: req.service, Version: req.body.Version, Group: lock.Group,
-		Sequence: lock.sequence, Previous: active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
+		ID: req.releaseID, Service: req.service, Version: req.body.Version,
+		Previous: active, Artifact: artifact, RequestedBy: req.body.RequestedBy,
 		Calibration: req.body.Calibrate, RequestSeq: req.seq, Strategy: svc.Strategy.Type,
 	}
 	if req.body.Duration != "" {
 		rec.CanaryDuration, _ = time.ParseDuration(req.body.Duration) // checked in parse
 	}
-	rec.Enter(release.PhaseAccepted, in.now())
-	if err := in.putRecord(ctx, rec); err != nil {
+	acc, err := in.releases.Accept(ctx, rec, in.now())
+	if acc.Freed != nil {
+		in.log.Warn().Str(logging.FieldService, req.service).Str(logging.FieldRelease, acc.Freed.Release).Time("since", acc.Freed.Since).Msg("freed a lock whose release has no record")
+	}
+	var busy *release.Busy
+	if errors.As(err, &busy) {
+		r := reject("service", "%s", busy.Error())
+		r.inProgress = busy.Lock.Release
+		return r, nil
+	}
+	if err != nil {
 		return nil, err
 	}
+	rec = acc.Record
 	ev, err := events.NewWithID(events.DerivedID(req.releaseID, events.ReleaseAccepted, 0), Source,
 		events.ReleaseAccepted, req.service, req.releaseID, events.Accepted{
-			Service: req.service, Version: req.body.Version, Group: lock.Group, Sequence: lock.sequence,
+			Service: req.service, Version: req.body.Version, Group: rec.Group, Sequence: rec.Sequence,
 			Artifact: artifact, Previous: active,
 		})
 	if err != nil {
@@ -290,131 +286,25 @@ func (in *Intake) decide(ctx context.Context, req *request) (*rejection, error) 
 	if _, err := natsx.Publish(ctx, in.js, events.ReleaseAccepted.Subject(req.service), ev); err != nil {
 		return nil, err
 	}
-	log.Info().Str(logging.FieldServerGroup, lock.Group).Str("version", req.body.Version).Msg("release accepted")
+	log.Info().Str(logging.FieldServerGroup, rec.Group).Str("version", req.body.Version).Msg("release accepted")
 	return nil, nil
-}
-
-func (in *Intake) counter(ctx context.Context, service string) (release.Counter, uint64, error) {
-	var c release.Counter
-	e, err := in.releases.Get(ctx, release.CounterKey(service))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return c, 0, nil
-	}
-	if err != nil {
-		return c, 0, fmt.Errorf("intake: read counter of %s: %w", service, err)
-	}
-	if err := json.Unmarshal(e.Value(), &c); err != nil {
-		return c, 0, natsx.Permanent(fmt.Errorf("intake: counter of %s is corrupt: %w", service, err))
-	}
-	return c, e.Revision(), nil
-}
-
-// putCounter writes the counter with compare-and-set on the revision read.
-// Only the lock holder writes it, so a conflict means a redelivery of this
-// same request got there first: fine if it recorded this release.
-func (in *Intake) putCounter(ctx context.Context, service string, c release.Counter, rev uint64) error {
-	b, _ := json.Marshal(c)
-	var err error
-	if rev == 0 {
-		_, err = in.releases.Create(ctx, release.CounterKey(service), b)
-	} else {
-		_, err = in.releases.Update(ctx, release.CounterKey(service), b, rev)
-	}
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		cur, _, rerr := in.counter(ctx, service)
-		if rerr == nil && cur.LastRelease == c.LastRelease {
-			return nil
-		}
-	}
-	return fmt.Errorf("intake: write counter of %s: %w", service, err)
-}
-
-// OrphanLockAge is how old a lock whose release has no record must be
-// before intake frees it: the record is written milliseconds after the lock,
-// and a redelivered request takes its own lock back within its ack wait.
-const OrphanLockAge = 30 * time.Second
-
-// orphaned reports whether a lock belongs to no release: old enough, and its
-// release has no record.
-func (in *Intake) orphaned(ctx context.Context, l release.Lock) bool {
-	if in.now().Sub(l.Since) < OrphanLockAge {
-		return false
-	}
-	_, err := in.releases.Get(ctx, release.RecordKey(l.Release))
-	return errors.Is(err, jetstream.ErrKeyNotFound)
-}
-
-type heldLock struct {
-	release.Lock
-	sequence int
-}
-
-// lock takes the service's lock with a KV Create. If it is held by this same
-// release (a redelivery), the request goes on with the group it already got.
-func (in *Intake) lock(ctx context.Context, req *request, seq int) (heldLock, *rejection, error) {
-	l := release.Lock{Release: req.releaseID, Group: release.GroupName(req.service, seq), Since: in.now().UTC()}
-	b, _ := json.Marshal(struct {
-		release.Lock
-		Sequence int `json:"sequence"`
-	}{l, seq})
-	_, err := in.releases.Create(ctx, release.LockKey(req.service), b)
-	if err == nil {
-		return heldLock{l, seq}, nil, nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return heldLock{}, nil, fmt.Errorf("intake: take lock of %s: %w", req.service, err)
-	}
-	e, err := in.releases.Get(ctx, release.LockKey(req.service))
-	if err != nil {
-		return heldLock{}, nil, fmt.Errorf("intake: read lock of %s: %w", req.service, err)
-	}
-	var held struct {
-		release.Lock
-		Sequence int `json:"sequence"`
-	}
-	if err := json.Unmarshal(e.Value(), &held); err != nil {
-		return heldLock{}, nil, natsx.Permanent(fmt.Errorf("intake: lock of %s is corrupt: %w", req.service, err))
-	}
-	if held.Release == req.releaseID {
-		return heldLock{held.Lock, held.Sequence}, nil, nil
-	}
-	if in.orphaned(ctx, held.Lock) {
-		// a lock whose release never got its record (its request gave up
-		// between the two writes) would hold the service forever: free it,
-		// with compare-and-set so a live taker is never robbed, and try again
-		if err := in.releases.Delete(ctx, release.LockKey(req.service), jetstream.LastRevision(e.Revision())); err == nil {
-			in.log.Warn().Str(logging.FieldService, req.service).Str(logging.FieldRelease, held.Release).Time("since", held.Since).Msg("freed a lock whose release has no record")
-			return in.lock(ctx, req, seq)
-		}
-	}
-	r := reject("service", "release %s of %s is in progress (since %s); one release per service at a time",
-		held.Release, req.service, held.Since.Format(time.RFC3339))
-	r.inProgress = held.Release
-	return heldLock{}, r, nil
 }
 
 // replayed refuses a release id that already has a record, unless this
 // release holds the lock (then it is a redelivery of a request in progress).
 func (in *Intake) replayed(ctx context.Context, req *request) (*rejection, error) {
-	e, err := in.releases.Get(ctx, release.RecordKey(req.releaseID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	rec, _, err := in.releases.Get(ctx, req.releaseID)
+	if errors.Is(err, release.ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, release.ErrCorrupt) {
 		return nil, fmt.Errorf("intake: read record %s: %w", req.releaseID, err)
 	}
-	var rec release.Record
-	_ = json.Unmarshal(e.Value(), &rec)
-	l, err := in.releases.Get(ctx, release.LockKey(req.service))
-	if err == nil {
-		var lk release.Lock
-		if json.Unmarshal(l.Value(), &lk) == nil && lk.Release == req.releaseID {
-			return nil, nil // in flight: go on, idempotently
-		}
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+	lk, _, err := in.releases.Lock(ctx, req.service)
+	switch {
+	case err == nil && lk.Release == req.releaseID:
+		return nil, nil // in flight: go on, idempotently
+	case err != nil && !errors.Is(err, release.ErrNotFound) && !errors.Is(err, release.ErrCorrupt):
 		return nil, fmt.Errorf("intake: read lock of %s: %w", req.service, err)
 	}
 	if rec.RequestSeq != 0 && rec.RequestSeq == req.seq {
@@ -427,15 +317,6 @@ func (in *Intake) replayed(ctx context.Context, req *request) (*rejection, error
 
 // errDecided: a redelivered request that was decided already.
 var errDecided = errors.New("intake: request decided already")
-
-func (in *Intake) putRecord(ctx context.Context, rec release.Record) error {
-	b, _ := json.Marshal(rec)
-	_, err := in.releases.Create(ctx, release.RecordKey(rec.ID), b)
-	if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
-		return nil // a redelivery: the record was written the first time
-	}
-	return fmt.Errorf("intake: write record %s: %w", rec.ID, err)
-}
 
 func (in *Intake) publishRejection(ctx context.Context, req request, r *rejection) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -231,7 +231,7 @@ func TestOrphanLockFreed(t *testing.T) {
 	if d := r.expectRejected("service", "in progress"); d.InProgress != "ghost" {
 		t.Fatalf("in_progress = %q", d.InProgress)
 	}
-	put(time.Now().Add(-intake.OrphanLockAge - time.Second))
+	put(time.Now().Add(-release.OrphanLockAge - time.Second))
 	r.publish("release.hello.requested", []byte(`{"version":"v1"}`))
 	_, acc := r.expectAccepted()
 	if acc.Group != "hello-v001" {

@@ -98,6 +98,33 @@ func GetConfig(ctx context.Context, kv jetstream.KeyValue) (Config, uint64, erro
 	return c, e.Revision(), nil
 }
 
+// ErrConfigChanged: the stored config is not the revision PutConfig was
+// given; read it again and decide again.
+var ErrConfigChanged = errors.New("monkey: chaos config changed meanwhile")
+
+// PutConfig validates c and stores it as the global config, with
+// compare-and-set on rev (GetConfig's; 0: none is stored). It is the one
+// writer of the config; the encoded config is returned.
+func PutConfig(ctx context.Context, kv jetstream.KeyValue, c Config, rev uint64) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("chaos config: %w (nothing stored)", err)
+	}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	var err error
+	if rev == 0 {
+		_, err = kv.Create(ctx, ConfigKey, b)
+	} else {
+		_, err = kv.Update(ctx, ConfigKey, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil, ErrConfigChanged
+	}
+	if err != nil {
+		return nil, fmt.Errorf("monkey: store the chaos config: %w", err)
+	}
+	return b, nil
+}
+
 // Attempt tries to kill an instance of service (of group when given; it
 // must be the group that takes traffic). Checks, in order: enabled
 // (globally and for the service) and not paused; the outage check; the

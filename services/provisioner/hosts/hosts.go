@@ -29,6 +29,7 @@ import (
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 )
 
 // Errors a caller branches on.
@@ -53,12 +54,6 @@ const (
 
 // Subject is the subject of op on host.
 func Subject(host, op string) string { return "redblack.provisioner.host." + host + "." + op }
-
-// HostKey is a host's liveness entry in the releases bucket.
-func HostKey(host string) string { return "host." + host }
-
-// OwnerKey is a group's owner entry in the releases bucket.
-func OwnerKey(group string) string { return "owner." + group }
 
 // Alive is a host's liveness entry.
 type Alive struct {
@@ -137,7 +132,7 @@ func Serve(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, host strin
 	defer t.Stop()
 	for {
 		b, _ := json.Marshal(Alive{Host: host, At: time.Now().UTC()})
-		if _, err := kv.Put(ctx, HostKey(host), b); err != nil && ctx.Err() == nil {
+		if err := (release.Store{KV: kv}).PutHost(ctx, host, b); err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("say this host is alive")
 		}
 		select {
@@ -200,14 +195,14 @@ type Provider struct {
 
 // Alive lists the hosts alive now, by name.
 func (h *Provider) Alive(ctx context.Context) ([]string, error) {
-	entries, err := natsx.Entries(ctx, h.KV, HostKey("*"))
+	entries, err := natsx.Entries(ctx, h.KV, release.HostKey("*"))
 	if err != nil {
 		return nil, fmt.Errorf("hosts: %w", err)
 	}
 	out := []string{h.Self} // alive, as it asks
 	for _, e := range entries {
 		var a Alive
-		if json.Unmarshal(e.Value(), &a) == nil && ValidateName(a.Host) == nil && e.Key() == HostKey(a.Host) && a.Host != h.Self && time.Since(a.At) < AliveFor {
+		if json.Unmarshal(e.Value(), &a) == nil && ValidateName(a.Host) == nil && e.Key() == release.HostKey(a.Host) && a.Host != h.Self && time.Since(a.At) < AliveFor {
 			out = append(out, a.Host)
 		}
 	}
@@ -217,7 +212,7 @@ func (h *Provider) Alive(ctx context.Context) ([]string, error) {
 
 // alive reports whether host is alive, and since when it was last seen.
 func (h *Provider) alive(ctx context.Context, host string) (bool, time.Time, error) {
-	e, err := h.KV.Get(ctx, HostKey(host))
+	e, err := h.KV.Get(ctx, release.HostKey(host))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false, time.Time{}, nil
 	}
@@ -247,7 +242,7 @@ func Place(group string, alive []string) string {
 
 // OwnerOf is the host that owns group ("" if no host does).
 func (h *Provider) OwnerOf(ctx context.Context, group string) (string, error) {
-	e, err := h.KV.Get(ctx, OwnerKey(group))
+	e, err := h.KV.Get(ctx, release.OwnerKey(group))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", nil
 	}
@@ -291,7 +286,7 @@ func (h *Provider) CreateGroup(ctx context.Context, s fleet.GroupSpec) (fleet.Gr
 			host = Place(s.Group, alive)
 		}
 		b, _ := json.Marshal(Owner{Host: host, Service: s.Service})
-		if _, err := h.KV.Create(ctx, OwnerKey(s.Group), b); errors.Is(err, jetstream.ErrKeyExists) {
+		if err := (release.Store{KV: h.KV}).CreateOwner(ctx, s.Group, b); errors.Is(err, jetstream.ErrKeyExists) {
 			if host, err = h.OwnerOf(ctx, s.Group); err != nil {
 				return fleet.Group{}, err
 			}
@@ -347,7 +342,7 @@ func (h *Provider) ListGroups(ctx context.Context, service string) ([]fleet.Grou
 		}
 		out = append(out, resp.Groups...)
 	}
-	owners, err := natsx.Entries(ctx, h.KV, OwnerKey("*"))
+	owners, err := natsx.Entries(ctx, h.KV, release.OwnerKey("*"))
 	if err != nil {
 		return nil, fmt.Errorf("hosts: %w", err)
 	}
@@ -357,7 +352,7 @@ func (h *Provider) ListGroups(ctx context.Context, service string) ([]fleet.Grou
 	}
 	for _, e := range owners {
 		var o Owner
-		group := strings.TrimPrefix(e.Key(), OwnerKey(""))
+		group := strings.TrimPrefix(e.Key(), release.OwnerKey(""))
 		if json.Unmarshal(e.Value(), &o) == nil && !listed[group] && !slices.Contains(alive, o.Host) &&
 			(service == "" || o.Service == service) {
 			return nil, fmt.Errorf("%w: %s, which owns %s", ErrHostDown, o.Host, group)
@@ -454,7 +449,7 @@ func (h *Provider) DestroyGroup(ctx context.Context, name string) error {
 	}); err != nil {
 		return err
 	}
-	if err := h.KV.Delete(ctx, OwnerKey(name)); err != nil {
+	if err := (release.Store{KV: h.KV}).DeleteOwner(ctx, name); err != nil {
 		return fmt.Errorf("hosts: forget the owner of %s: %w", name, err)
 	}
 	return nil
