@@ -16,7 +16,7 @@ import (
 )
 
 func (a *app) dashboardCmd() *cobra.Command {
-	addr := "127.0.0.1:8090"
+	addr := dashboard.DefaultAddr
 	cmd := &cobra.Command{
 		Use:   "dashboard [--ui ADDR]",
 		Short: "Serve the dashboard against any NATS (the one `redblack up` serves on --ui)",

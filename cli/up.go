@@ -15,10 +15,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 
+	"github.com/redblack/redblack/dashboard"
 	"github.com/redblack/redblack/deploy/cluster"
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/router"
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/prom"
 )
 
 func (a *app) upCmd() *cobra.Command {
@@ -134,8 +136,8 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&cfg.Router.HTTPS, "https", "", "TLS address of the router's data plane (HTTP/2 by ALPN, and HTTP/1.1); needs --https-cert and --https-key")
 	cmd.Flags().StringVar(&cfg.Router.TLSCert, "https-cert", "", "the TLS certificate of --https (PEM file)")
 	cmd.Flags().StringVar(&cfg.Router.TLSKey, "https-key", "", "the TLS key of --https (PEM file)")
-	cmd.Flags().StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
-	cmd.Flags().StringVar(&cfg.UI, "ui", "127.0.0.1:8090", "address of the dashboard; empty for none")
+	cmd.Flags().StringVar(&cfg.Admin, "admin", prom.DefaultAdmin, "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
+	cmd.Flags().StringVar(&cfg.UI, "ui", dashboard.DefaultAddr, "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&dataPlane.Admin, "router-admin", dataPlane.Admin, "address of the router process's /metrics and /healthz (how stale its tables are); empty for none (the default when --admin is empty)")
 	cmd.Flags().BoolVar(&inProcessRouter, "in-process-router", false, "run the router in up's process (it then stops serving when up dies) rather than as its own supervised process")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")

@@ -26,9 +26,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/topology"
 )
+
+// DefaultAddr is the default address of the dashboard: `up --ui`'s and
+// `redblack dashboard`'s.
+const DefaultAddr = "127.0.0.1:8090"
 
 //go:embed assets
 var assets embed.FS
@@ -103,22 +108,9 @@ func (s *Server) watch(ctx context.Context, bucket string, kv jetstream.KeyValue
 	if err != nil {
 		return fmt.Errorf("dashboard: watch %s: %w", bucket, err)
 	}
-	go func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					natsx.Guard(s.cfg.Log, "dashboard "+bucket, func() { s.model.entry(bucket, e) })
-				}
-			}
-		}
-	}()
+	natsx.Updates(ctx, w, func(e jetstream.KeyValueEntry, _ bool) {
+		natsx.Guard(s.cfg.Log, "dashboard "+bucket, func() { s.model.entry(bucket, e) })
+	})
 	return nil
 }
 
@@ -141,21 +133,14 @@ func (s *Server) follow(ctx context.Context, stream string, filter []string, sin
 
 // push sends the state to every page when it changed, at most every Push.
 func (s *Server) push(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Push)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, s.cfg.Push, func() {
 		if !s.model.takeDirty() {
-			continue
+			return
 		}
 		b, err := json.Marshal(s.model.snapshot(time.Now()))
 		if err != nil {
 			s.cfg.Log.Warn().Err(err).Msg("dashboard: state")
-			continue
+			return
 		}
 		s.mu.Lock()
 		for c := range s.clients {
@@ -165,7 +150,7 @@ func (s *Server) push(ctx context.Context) {
 			}
 		}
 		s.mu.Unlock()
-	}
+	})
 }
 
 // Handler serves the page, its assets and the API.

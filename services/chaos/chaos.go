@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/chaos/monkey"
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/routes"
@@ -175,15 +176,8 @@ func (s *Service) plan(cfg monkey.Config, u unit, from, to time.Time) []monkey.K
 
 // loop carries out the kills that come due.
 func (s *Service) loop(ctx context.Context, wg *sync.WaitGroup) {
-	t := time.NewTicker(s.cfg.Tick)
-	defer t.Stop()
 	last := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, s.cfg.Tick, func() {
 		now := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		cfg, _, err := monkey.GetConfig(cctx, s.m.Chaos)
@@ -194,7 +188,7 @@ func (s *Service) loop(ctx context.Context, wg *sync.WaitGroup) {
 		cancel()
 		if err != nil {
 			s.log.Warn().Err(err).Msg("chaos: read config and specs")
-			continue
+			return
 		}
 		for _, u := range us {
 			for _, k := range s.plan(cfg, u, last, now) {
@@ -231,7 +225,7 @@ func (s *Service) loop(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 		s.mu.Unlock()
-	}
+	})
 }
 
 // Planned is one line of the schedule.

@@ -9,6 +9,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/routes"
@@ -37,16 +38,10 @@ func (s *Service) autoscale(ctx context.Context) {
 		a := &autoscaler{s: s, loads: map[string]*load{}, cpu: map[string]*load{}, cpuSeen: map[string]cpuReading{}, changed: map[string]time.Time{}, serving: map[string]string{}, following: map[string]context.CancelFunc{},
 			started: time.Now(), sources: &metrics.Directory{NC: s.nc}}
 		defer a.stopAll()
-		t := time.NewTicker(AutoscaleEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
+		loop.Every(ctx, AutoscaleEvery, func() {
 			natsx.Guard(s.log, "autoscale", func() { a.tick(ctx) })
-		}
+		})
+		return nil
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
@@ -76,14 +77,7 @@ const CallerWait = 5 * time.Second
 // trackRouters keeps s.routers and s.callers fresh between commits: every
 // 2 s it asks every router and discovery client for its id.
 func (s *Service) trackRouters(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, 2*time.Second, func() {
 		for _, k := range []peers{s.routerPeers(), s.callerPeers()} {
 			answers, err := scatter(s.nc, k.subject, nil, 200*time.Millisecond, 0)
 			if err != nil {
@@ -99,7 +93,7 @@ func (s *Service) trackRouters(ctx context.Context) {
 			}
 			s.mu.Unlock()
 		}
-	}
+	})
 }
 
 // peers are the routers or the callers: the subject they answer on, when

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/alb"
+	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/svcmain"
 )
 
@@ -30,7 +31,7 @@ func Program() svcmain.Program {
 			fs.StringVar(&cfg.TLSCert, "https-cert", "", "the TLS certificate of --https (PEM file)")
 			fs.StringVar(&cfg.TLSKey, "https-key", "", "the TLS key of --https (PEM file)")
 			fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "open the data plane's ports with SO_REUSEPORT, so that several routers serve one address")
-			fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9180", "address of the admin port (/metrics); empty for none")
+			fs.StringVar(&cfg.Admin, "admin", prom.DefaultAdmin, "address of the admin port (/metrics); empty for none")
 			fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "how often traffic samples are published (≥ 100ms)")
 		},
 		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
@@ -39,18 +40,11 @@ func Deadline(r release.Record, st spec.Strategy) (name string, from time.Time, 
 // enforceDeadlines turns every missed phase deadline into a rollback whose
 // reason names it, so no release stays stuck.
 func (s *Service) enforceDeadlines(ctx context.Context) {
-	t := time.NewTicker(s.cfg.DeadlineCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, s.cfg.DeadlineCheck, func() {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		s.checkDeadlines(cctx, time.Now())
 		cancel()
-	}
+	})
 }
 
 func (s *Service) checkDeadlines(ctx context.Context, now time.Time) {

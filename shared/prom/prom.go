@@ -17,6 +17,10 @@ import (
 // Namespace prefixes every redblack metric.
 const Namespace = "redblack"
 
+// DefaultAdmin is the default address of an admin port (/metrics): `up`'s
+// and each service binary's.
+const DefaultAdmin = "127.0.0.1:9180"
+
 // Exporter is a service with metrics of its own.
 type Exporter interface {
 	// Collectors are the service's metrics, registered once.

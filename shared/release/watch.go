@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/natsx"
 )
 
 // Watch calls fn with every release record in the bucket, first the ones
@@ -17,33 +19,13 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, fn func(r Record, replay 
 	if err != nil {
 		return fmt.Errorf("release: watch: %w", err)
 	}
-	ready := make(chan struct{})
-	go func() {
-		defer w.Stop()
-		replay := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if replay {
-						replay = false
-						close(ready)
-					}
-					continue
-				}
-				var r Record
-				if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &r) != nil || RecordKey(r.ID) != e.Key() {
-					continue
-				}
-				fn(r, replay)
-			}
+	ready := natsx.Updates(ctx, w, func(e jetstream.KeyValueEntry, replay bool) {
+		var r Record
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &r) != nil || RecordKey(r.ID) != e.Key() {
+			return
 		}
-	}()
+		fn(r, replay)
+	})
 	select {
 	case <-ready:
 		return nil

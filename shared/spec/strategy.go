@@ -197,6 +197,11 @@ func (k KillInterval) MarshalYAML() (any, error) {
 	return k.WorkDays, nil
 }
 
+// DefaultMinSamples is strategy.canary.min_samples's default: the requests
+// per group and metric below which the judge has no data. The judge's own
+// default is this one.
+const DefaultMinSamples = 50
+
 func (s *Service) defaultStrategy() {
 	c := &s.Strategy.Canary
 	if c.Capacity == 0 {
@@ -218,7 +223,7 @@ func (s *Service) defaultStrategy() {
 		c.MarginalScore = 75
 	}
 	if c.MinSamples == 0 {
-		c.MinSamples = 50
+		c.MinSamples = DefaultMinSamples
 	}
 	if c.Confidence == 0 {
 		c.Confidence = 0.99

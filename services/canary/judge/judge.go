@@ -11,6 +11,8 @@ package judge
 import (
 	"math"
 	"sort"
+
+	"github.com/redblack/redblack/shared/spec"
 )
 
 // Classification of one metric, as Kayenta's.
@@ -48,7 +50,8 @@ type Config struct {
 	// for a critical metric a false alarm costs a rejected canary, a miss an
 	// outage).
 	ErrorAlpha float64
-	// MinSamples per group below which a metric is NoData (default 50).
+	// MinSamples per group below which a metric is NoData (default
+	// spec.DefaultMinSamples).
 	MinSamples int
 	// MinShiftMs: a latency shift (difference of medians) smaller than
 	// this passes whatever its significance (default 0: none). With
@@ -72,7 +75,7 @@ func (c Config) Defaults() Config {
 		c.ErrorAlpha = 0.15
 	}
 	if c.MinSamples == 0 {
-		c.MinSamples = 50
+		c.MinSamples = spec.DefaultMinSamples
 	}
 	return c
 }

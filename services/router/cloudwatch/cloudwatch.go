@@ -17,6 +17,7 @@ import (
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/routing"
 )
@@ -137,18 +138,11 @@ func (b *Bridge) Run(ctx context.Context, groups func(ctx context.Context) (map[
 		lag = 2 * period
 	}
 	last := map[string]time.Time{}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, every, func() {
 		end := time.Now().Add(-lag).Truncate(period)
 		gs, err := groups(ctx)
 		if err != nil {
-			continue
+			return
 		}
 		for service, names := range gs {
 			for _, g := range names {
@@ -172,5 +166,5 @@ func (b *Bridge) Run(ctx context.Context, groups func(ctx context.Context) (map[
 				}
 			}
 		}
-	}
+	})
 }
