@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/shared/logging"
@@ -220,4 +222,52 @@ func rssOf(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// backboneBench is `bench backbone`.
+func backboneBench() Entry {
+	var n int
+	var idle time.Duration
+	return Entry{
+		Name:  "backbone",
+		Short: "publish→consume latency, intake decisions/s, `redblack up` cold start and idle RSS",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&n, "n", 2000, "messages and requests per measurement")
+			f.DurationVar(&idle, "idle", 5*time.Second, "how long `redblack up` idles before its RSS is read")
+		},
+		Run: func(_ context.Context, env Env, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			sub := func(name string) string { return filepath.Join(dir, name) }
+			tab := table(env.Out)
+			defer tab.Flush()
+			row(tab, "figure", "measured", "target")
+			lat, err := PublishConsume(sub("latency"), n)
+			if err != nil {
+				return fmt.Errorf("publish→consume: %w", err)
+			}
+			row(tab, fmt.Sprintf("publish→consume p50 / p99 (n=%d)", lat.N),
+				fmt.Sprintf("%s / %s", lat.P50.Round(time.Microsecond), lat.P99.Round(time.Microsecond)), "p99 < 5ms")
+			for _, c := range []struct {
+				label    string
+				services int
+			}{{"intake, all accepted (n services)", n}, {"intake, one service (1 accepted, rest busy)", 1}} {
+				r, err := IntakeRate(sub(fmt.Sprintf("intake%d", c.services)), n, c.services)
+				if err != nil {
+					return fmt.Errorf("intake: %w", err)
+				}
+				row(tab, fmt.Sprintf("%s, n=%d", c.label, n), fmt.Sprintf("%.0f decisions/s", r.PerSecond()), "≥ 2,000/s")
+			}
+			up, err := UpProcess(env.Self, sub("up"), idle)
+			if err != nil {
+				return fmt.Errorf("up: %w", err)
+			}
+			row(tab, "redblack up: exec to ready", up.Ready.Round(time.Millisecond), "< 2s")
+			row(tab, fmt.Sprintf("redblack up: RSS after %s idle (with its data plane process)", up.Idle), fmt.Sprintf("%.1f MB", float64(up.IdleRSS)/1e6), "< 150 MB")
+			return nil
+		},
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/services/chaos/monkey"
 	"github.com/redblack/redblack/shared/events"
@@ -45,12 +46,7 @@ func (r ChaosResult) ReplacementPercentile(q float64) time.Duration {
 
 // ChaosSpec is hello with 3 instances and Chaos Monkey in its fast mode.
 func ChaosSpec(hello string, mean, minGap time.Duration) spec.Service {
-	return spec.Service{Name: "hello", Owner: "bench", Capacity: 3,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{hello}},
-		Strategy: spec.Strategy{Bake: spec.Bake{Duration: spec.Duration(time.Second)}},
-		Chaos:    spec.Chaos{Enabled: true, MeanTimeBetweenKills: spec.KillInterval{Every: mean}, MinTimeBetweenKills: spec.KillInterval{Every: minGap}},
-	}
+	return NewSpec("hello", "bench", hello).Capacity(3).Bake(time.Second).Chaos(mean, minGap).Build()
 }
 
 // ChaosRun releases hello (3 instances) in a mesh in dir, puts steady load
@@ -211,4 +207,39 @@ func (r ChaosResult) String() string {
 	return fmt.Sprintf("%d kills in %s (%.1f/min), %d skipped, %d requests %d failed, replacement p50 %s max %s, %d in the audit trail",
 		r.Kills, r.Duration, r.KillsPerMinute(), r.Skipped, r.Served+r.Failed, r.Failed,
 		r.ReplacementPercentile(0.5).Round(time.Millisecond), r.ReplacementPercentile(1).Round(time.Millisecond), r.AuditTerminated)
+}
+
+// chaosBench is `bench chaos`.
+func chaosBench() Entry {
+	var d, mean, minGap time.Duration
+	return Entry{
+		Name:  "chaos",
+		Short: "Chaos Monkey unleashed in fast mode on hello (3 instances) under load: kills/min, failed requests, kill → replacement up",
+		Flags: func(f *pflag.FlagSet) {
+			f.DurationVar(&d, "for", 30*time.Second, "how long the monkey kills")
+			f.DurationVar(&mean, "mean", time.Second, "mean time between kills (fast mode)")
+			f.DurationVar(&minGap, "min", 2*time.Second, "min time between kills")
+		},
+		Run: func(_ context.Context, env Env, _ []string) error {
+			w, err := NewWorkdir(false)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			r, err := ChaosRun(w.Path("mesh"), w.Hello, d, mean, minGap)
+			if err != nil {
+				return err
+			}
+			tab := table(env.Out)
+			defer tab.Flush()
+			row(tab, "figure", "measured", "target")
+			row(tab, fmt.Sprintf("kills in %s (mean %s, min %s between)", d, mean, minGap), fmt.Sprintf("%d (%.1f/min)", r.Kills, r.KillsPerMinute()), "—")
+			row(tab, "kills skipped by the checks (group not whole yet, …)", r.Skipped, "—")
+			row(tab, "requests through the router / failed", fmt.Sprintf("%d / %d", r.Served+r.Failed, r.Failed), "0 failed")
+			row(tab, "kill → replacement up, p50 / max", fmt.Sprintf("%s / %s", r.ReplacementPercentile(0.5).Round(time.Millisecond), r.ReplacementPercentile(1).Round(time.Millisecond)), "—")
+			row(tab, "victims not replaced", len(r.Unreplaced), "0")
+			row(tab, "kills in the audit trail (FLEET stream)", r.AuditTerminated, r.Kills)
+			return nil
+		},
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
@@ -89,15 +91,7 @@ var scenarios = []scenario{
 
 // crashSpec is hello with short phases, so a kill can land in each.
 func crashSpec(hello string) spec.Service {
-	return spec.Service{Name: "hello", Owner: "crash", Capacity: 2,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{hello}},
-		Strategy: spec.Strategy{
-			Canary:    spec.Canary{Weight: 20, Duration: spec.Duration(2 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
-			Bake:      spec.Bake{Duration: spec.Duration(5 * time.Second)},
-			Deadlines: spec.Deadlines{Rollback: spec.Duration(20 * time.Second)},
-		},
-	}
+	return NewSpec("hello", "crash", hello).Bake(5 * time.Second).RollbackDeadline(20 * time.Second).Build()
 }
 
 // up is one `redblack up` process.
@@ -552,4 +546,61 @@ func terminalEvents(ctx context.Context, js jetstream.JetStream, id string) int 
 		return -1
 	}
 	return n
+}
+
+// crashBench is `bench crash`.
+func crashBench() Entry {
+	var kills int
+	var seed uint64
+	return Entry{
+		Name:  "crash",
+		Short: "the crash harness: releases of every kind under load, `redblack up` SIGKILLed at a random point of each, invariants after each",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&kills, "kills", 60, "releases, each with one SIGKILL of redblack up")
+			f.Uint64Var(&seed, "seed", 1, "seed of the kill points")
+		},
+		Run: func(ctx context.Context, env Env, _ []string) error {
+			w, err := NewWorkdir(false)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			r, err := Crash(ctx, CrashOptions{Redblack: env.Self, Hello: w.Hello, Dir: w.Dir, Kills: kills, Seed: seed, Progress: env.Progress})
+			if err != nil {
+				return err
+			}
+			return printCrash(env, r)
+		},
+	}
+}
+
+// printCrash prints the harness's figures and every violation; violations
+// are an error.
+func printCrash(env Env, r CrashResult) error {
+	sort.Slice(r.Recoveries, func(i, j int) bool { return r.Recoveries[i] < r.Recoveries[j] })
+	p := func(q float64) time.Duration {
+		if len(r.Recoveries) == 0 {
+			return 0
+		}
+		return r.Recoveries[min(len(r.Recoveries)-1, int(q*float64(len(r.Recoveries))))].Round(time.Millisecond)
+	}
+	tw := table(env.Out)
+	row(tw, "figure", "measured", "target")
+	row(tw, "kills of redblack up (SIGKILL), by the phase of the release", fmt.Sprintf("%d: %v", r.Kills, r.KilledIn), "≥ 50, every phase")
+	row(tw, "releases by outcome", fmt.Sprint(r.Outcomes), "all terminal")
+	row(tw, "kill → redblack up ready again, p50 / max", fmt.Sprintf("%s / %s", p(0.5), p(1)), "-")
+	row(tw, "invariant checks / violations", fmt.Sprintf("%d / %d", r.Checks, len(r.Violations)), "0 violations")
+	row(tw, "requests; failed while up ran / while it was down", fmt.Sprintf("%d; %d / %d", r.Requests, r.Failed, r.FailedWhileDown),
+		"- (bad releases fail requests beyond the rescue budget; the data plane serves while up is dead)")
+	row(tw, "failed while up ran, outside every bad release's window", r.Unexplained, "0")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintln(env.Out, "VIOLATION:", v)
+	}
+	if len(r.Violations) > 0 {
+		return fmt.Errorf("%d invariant violations", len(r.Violations))
+	}
+	return nil
 }

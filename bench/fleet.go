@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/provisioner/fleet"
@@ -170,4 +171,38 @@ func List(nc *nats.Conn, group string) (fleet.Group, error) {
 		}
 	}
 	return fleet.Group{}, fmt.Errorf("group %s not listed", group)
+}
+
+// fleetBench is `bench fleet`.
+func fleetBench() Entry {
+	var kills int
+	return Entry{
+		Name:  "fleet",
+		Short: "groups of 10 and 100 instances to all up, SIGKILL to replacement up, memory per instance",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&kills, "kills", 5, "instances to SIGKILL for the replacement figure")
+		},
+		Run: func(_ context.Context, env Env, _ []string) error {
+			w, err := NewWorkdir(false)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			r, err := FleetRun(w.Path("mesh"), w.Hello, []int{10, 100}, kills)
+			if err != nil {
+				return err
+			}
+			mb := func(b int64) float64 { return float64(b) / 1e6 }
+			tab := table(env.Out)
+			defer tab.Flush()
+			row(tab, "figure (examples/hello, local provider)", "measured", "target")
+			for _, n := range []int{10, 100} {
+				row(tab, fmt.Sprintf("%d-instance group: create → all up (ready)", n), r.ToReady[n].Round(time.Millisecond), "< 10s")
+			}
+			row(tab, fmt.Sprintf("SIGKILL → replacement up, p50 / max (n=%d)", r.Replace.N),
+				fmt.Sprintf("%s / %s", r.Replace.P50.Round(time.Millisecond), r.Replace.Max.Round(time.Millisecond)), "< 2s")
+			row(tab, "memory per instance (RSS) min / avg / max", fmt.Sprintf("%.1f / %.1f / %.1f MB", mb(r.RSSMin), mb(r.RSSAvg), mb(r.RSSMax)), "-")
+			return nil
+		},
+	}
 }

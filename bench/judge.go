@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/services/canary/phase"
 	"github.com/redblack/redblack/services/watchdog"
@@ -131,4 +134,68 @@ func JudgeBakes(o JudgeOptions) []BakeRow {
 		}
 	}
 	return rows
+}
+
+// judgeBench is `bench judge`.
+func judgeBench() Entry {
+	var o JudgeOptions
+	return Entry{
+		Name:  "judge",
+		Short: "whole canaries and bakes, seeded: healthy failure rates and detection, the sequential judge beside the fixed-horizon one",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&o.Trials, "trials", 1000, "whole canaries per row (sequential judge)")
+			f.IntVar(&o.FixedTrials, "fixed-trials", 300, "whole canaries per row through the fixed-horizon judge (0: skip it)")
+			f.IntVar(&o.BakeTrials, "bake-trials", 1000, "whole bakes per row")
+		},
+		Run: func(_ context.Context, env Env, _ []string) error {
+			o.Progress = env.Progress
+			printCanaries(env, o)
+			return printBakes(env, o)
+		},
+	}
+}
+
+// printCanaries runs and prints the whole canaries.
+func printCanaries(env Env, o JudgeOptions) {
+	cs := DefaultSpec().Strategy
+	fmt.Fprintf(env.Out, "Whole canaries with the default strategy (%s, a look every %s, confidence %g), log-normal latency (median 20 ms, σ 0.5) on the router's buckets.\n",
+		cs.Canary.Duration.D(), cs.Canary.Interval.D(), cs.Canary.Confidence)
+	fmt.Fprintf(env.Out, "Sequential judge: %d trials a row; fixed-horizon judge (the one it replaced): %d trials a row.\n\n", o.Trials, o.FixedTrials)
+	tw := table(env.Out)
+	row(tw, "scenario", "requests/group/look", "sequential: failed", "median time to fail", "fixed horizon: failed", "median time to fail", "target")
+	for _, r := range JudgeCanaries(o) {
+		target := fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Canary.Confidence))
+		if !r.Healthy {
+			target = "≥ 95%"
+		}
+		at := func(looks float64) string {
+			if looks == 0 {
+				return "-"
+			}
+			return (time.Duration(looks) * r.Interval).String()
+		}
+		old, oldAt := "-", "-"
+		if r.OldTrials > 0 {
+			old, oldAt = fmt.Sprintf("%.1f%%", 100*r.Old.FixedFailed), at(r.Old.FixedMedianLooks)
+		}
+		row(tw, r.Name, r.PerLook, fmt.Sprintf("%.1f%%", 100*r.New.Failed), at(r.New.MedianLooks), old, oldAt, target)
+	}
+	tw.Flush()
+}
+
+// printBakes runs and prints the whole bakes.
+func printBakes(env Env, o JudgeOptions) error {
+	cs := DefaultSpec().Strategy
+	fmt.Fprintf(env.Out, "\nWhole bakes with the default bake strategy (%s, confidence %g, error tolerance %g, ceiling %g, p99 ratio %g), one sample a second, %d trials a row.\n\n",
+		cs.Bake.Duration.D(), cs.Bake.Confidence, cs.Bake.ErrorTolerance, cs.Bake.MaxErrorRate, cs.Bake.MaxLatencyRatio, o.BakeTrials)
+	tw := table(env.Out)
+	row(tw, "bake", "requests/s", "degrades after", "rolled back", "median time to detect", "target")
+	for _, r := range JudgeBakes(o) {
+		onset, target, took := r.Onset.String(), "≥ 95%, seconds", r.Figures.MedianDetect.String()
+		if r.Healthy {
+			onset, target, took = "-", fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Bake.Confidence)), "-"
+		}
+		row(tw, r.Name, r.RatePerSecond, onset, fmt.Sprintf("%.1f%%", 100*r.Figures.RolledBack), took, target)
+	}
+	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/shared/events"
@@ -88,14 +89,7 @@ func (r RollbackResult) percentile(q float64, of func(Rollback) time.Duration) t
 // RollbackSpec is hello with a 1 s canary and a bake long enough for the
 // failure to come inside it.
 func RollbackSpec(hello string) spec.Service {
-	return spec.Service{Name: "hello", Owner: "bench", Capacity: 2,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{hello}},
-		Strategy: spec.Strategy{
-			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(time.Second), Interval: spec.Duration(250 * time.Millisecond), MinSamples: 50},
-			Bake:   spec.Bake{Duration: spec.Duration(20 * time.Second)},
-		},
-	}
+	return NewSpec("hello", "bench", hello).Canary(time.Second, 250*time.Millisecond).Bake(20 * time.Second).Build()
 }
 
 // RollbackRun releases v1, then under steady load n releases whose
@@ -347,4 +341,73 @@ func startLoopbackWith(dir string, log zerolog.Logger, tune func(*mesh.Config)) 
 		return nil, nil, nil, err
 	}
 	return m, nc, js, nil
+}
+
+// rollbackBench is `bench rollback`.
+func rollbackBench() Entry {
+	var bad, healthy int
+	var failAfter time.Duration
+	return Entry{
+		Name:  "rollback",
+		Short: "releases that go bad after the switch, with the router's rescues on and off: detection, first bad response → all traffic back on the old group, failed and rescued requests; control-plane overhead of healthy releases",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&bad, "n", 10, "releases that fail after the switch")
+			f.IntVar(&healthy, "healthy", 3, "healthy releases to measure the overhead on")
+			f.DurationVar(&failAfter, "fail-after", 3*time.Second, "how long after its start a bad instance begins to fail")
+		},
+		Run: func(_ context.Context, env Env, _ []string) error {
+			w, err := NewWorkdir(false)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			r, err := RollbackRun(w.Path("mesh"), w.Hello, bad, healthy, failAfter, false, env.Log(), env.Progress)
+			if err != nil {
+				return err
+			}
+			env.Progress("the same bad releases with the router's rescues off:")
+			off, err := RollbackRun(w.Path("mesh-norescue"), w.Hello, bad, 0, failAfter, true, env.Log(), env.Progress)
+			if err != nil {
+				return err
+			}
+			printRollbacks(env, r, off)
+			return nil
+		},
+	}
+}
+
+// printRollbacks prints each bad release with rescues on and off, then the
+// figures beside their targets and anchors.
+func printRollbacks(env Env, r, off RollbackResult) {
+	tab := table(env.Out)
+	row(tab, "release", "rescues", "first bad → rollback requested", "→ restored", "failed GETs", "failed POSTs", "rescued")
+	var failedOn, failedOff, postsOn int64
+	var rescued uint64
+	for _, run := range []struct {
+		name string
+		r    RollbackResult
+	}{{"on", r}, {"off", off}} {
+		for _, rb := range run.r.Rollbacks {
+			row(tab, rb.Version, run.name, rb.Detect().Round(time.Millisecond), rb.Took().Round(time.Millisecond), rb.Failed, rb.FailedPosts, rb.Rescued)
+			if run.name == "on" {
+				failedOn, postsOn, rescued = failedOn+rb.Failed, postsOn+rb.FailedPosts, rescued+rb.Rescued
+			} else {
+				failedOff += rb.Failed
+			}
+		}
+	}
+	tab.Flush()
+	fmt.Fprintln(env.Out)
+	row(tab, "figure", "measured", "target", "anchor")
+	row(tab, fmt.Sprintf("first bad response → 100%% on old group, p50 (n=%d)", len(r.Rollbacks)), r.Percentile(0.5).Round(time.Millisecond), "< 1s", "Flagger interval×threshold: 1–10 min")
+	row(tab, "first bad response → 100% on old group, p95", r.Percentile(0.95).Round(time.Millisecond), "< 2s", "CodeDeploy alarms: ≥ 1 min")
+	row(tab, "first bad response → rollback requested, p50: rescues on / off", fmt.Sprintf("%s / %s", r.DetectPercentile(0.5).Round(time.Millisecond), off.DetectPercentile(0.5).Round(time.Millisecond)), "the same", "-")
+	row(tab, "failed GETs (idempotent) in all bad releases: rescues on / off", fmt.Sprintf("%d / %d", failedOn, failedOff), "0 with rescues", "every rollback above: users see the bad group until restored")
+	row(tab, "rescued requests (the bad groups' samples), rescues on", rescued, "-", "-")
+	row(tab, "failed POSTs (not rescued: the spec does not opt in), rescues on", postsOn, "> 0, counted", "-")
+	for i, o := range r.Healthy {
+		row(tab, fmt.Sprintf("healthy release %d: control-plane overhead", i+1), o.ControlPlane().Round(time.Millisecond), "< 1s",
+			fmt.Sprintf("(%s in all − %s canary+bake − %s boot)", o.Total.Round(time.Millisecond), o.Configured, o.Boot.Round(time.Millisecond)))
+	}
+	tab.Flush()
 }

@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/spec"
@@ -54,21 +56,8 @@ type RollingResult struct {
 // metrics ignore shifts under 50 ms: this bench times batches, on a machine
 // whose writers, store and api share two cores.
 func RollingSpec(store string, slots int, gate, verify time.Duration) spec.Service {
-	metrics := spec.DefaultMetrics()
-	for i := range metrics {
-		if metrics[i].Name != spec.MetricErrorRate {
-			metrics[i].MinShift = spec.Duration(50 * time.Millisecond)
-		}
-	}
-	s := spec.Service{Name: "store", Owner: "team-store", Capacity: slots,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(250 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{store}},
-		Strategy: spec.Strategy{Type: spec.StrategyRolling,
-			Rolling: spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(gate), Verify: spec.Verify{Duration: spec.Duration(verify)}},
-			Canary:  spec.Canary{Duration: spec.Duration(verify), Interval: spec.Duration(time.Second), MinSamples: 50, Metrics: metrics},
-		},
-	}
-	return s
+	return NewSpec("store", "team-store", store).Capacity(slots).HealthEvery(250*time.Millisecond).Weight(0).
+		Canary(verify, time.Second).LatencySlack(50*time.Millisecond).Rolling(gate, verify).Build()
 }
 
 // rollingEvents keeps a service's release events in order.
@@ -231,4 +220,47 @@ func RollingRun(dir, hello, store string, slots int, gate, verify time.Duration,
 	w.Stop()
 	res.Lost = w.Lost()
 	return res, nil
+}
+
+// rollingBench is `bench rolling`.
+func rollingBench() Entry {
+	var slots int
+	var gate, verify time.Duration
+	return Entry{
+		Name:  "rolling",
+		Short: "a stateful store rolled one slot at a time under writes: time per batch, the control plane's overhead per batch, failed writes and lost keys; then a bad roll rolled back",
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&slots, "slots", 3, "the store's slots (one batch each)")
+			f.DurationVar(&gate, "health-gate", 2*time.Second, "the health gate of each batch")
+			f.DurationVar(&verify, "verify", 4*time.Second, "the verify of each batch")
+		},
+		Run: func(_ context.Context, env Env, _ []string) error {
+			w, err := NewWorkdir(true)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			r, err := RollingRun(w.Path("mesh"), w.Hello, w.Store, slots, gate, verify, env.Log(), env.Progress)
+			if err != nil {
+				return err
+			}
+			tab := table(env.Out)
+			defer tab.Flush()
+			row(tab, "batch", "slots", "in all", "slots down→up", "gate + verify", "control plane")
+			var worst time.Duration
+			for _, b := range r.Batches {
+				worst = max(worst, b.Overhead)
+				row(tab, b.Batch, strings.Join(b.Slots, ","), b.Total.Round(time.Millisecond), b.Up.Round(time.Millisecond), (b.Gate + b.Verify).Round(time.Millisecond), b.Overhead.Round(time.Millisecond))
+			}
+			tab.Flush()
+			fmt.Fprintln(env.Out)
+			row(tab, "figure", "measured", "target")
+			row(tab, fmt.Sprintf("control-plane overhead per batch, worst of %d", len(r.Batches)), worst.Round(time.Millisecond), "< 200ms beyond the health gate and verify")
+			row(tab, "writes during the healthy roll: acknowledged / failed", fmt.Sprintf("%d / %d", r.Acked, r.Failed), "failed 0")
+			row(tab, "bad roll (slot store-1 refuses writes)", fmt.Sprintf("%s at batch %d, every slot back in %s", r.BadOutcome, r.BadBatch, r.BadBack.Round(time.Millisecond)), "rolled_back at batch 2")
+			row(tab, "writes failed during the bad roll (store-1's refusals until it went back)", r.BadFailed, "counted")
+			row(tab, "acknowledged keys lost over both rolls", len(r.Lost), "0")
+			return nil
+		},
+	}
 }

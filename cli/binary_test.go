@@ -20,14 +20,10 @@ func TestDemoFromTheBinaryAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole demo (about 45 s)")
 	}
-	build := filepath.Join(t.TempDir(), "redblack")
-	if out, err := exec.Command("go", "build", "-o", build, "../cmd/redblack").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	empty := t.TempDir()
 	bin := filepath.Join(empty, "redblack")
-	if err := copyFile(build, bin); err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { testkit.KillAll(bin) })
 	// `hello` is a link to the binary in the demo's temp dir, under tmp:

@@ -117,14 +117,8 @@ const DemoLatencySlack = 50 * time.Millisecond
 // DemoSpec is the hello spec of the demo: short phases so four releases fit
 // in about a minute and a half.
 func DemoSpec(hello string) spec.Service {
-	return spec.Service{Name: "hello", Owner: "team-hello", Capacity: 3,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(250 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{hello}},
-		Strategy: spec.Strategy{
-			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(5 * time.Second), Interval: spec.Duration(time.Second), MinSamples: 50},
-			Bake:   spec.Bake{Duration: spec.Duration(12 * time.Second)},
-		},
-	}
+	return bench.NewSpec("hello", "team-hello", hello).Capacity(3).HealthEvery(250*time.Millisecond).
+		Canary(5*time.Second, time.Second).Bake(12 * time.Second).Build()
 }
 
 func (a *app) demo(keep, withChaos, grpcMode bool) error {
@@ -140,7 +134,7 @@ func (a *app) demo(keep, withChaos, grpcMode bool) error {
 		defer os.RemoveAll(dir)
 	}
 	step("preparing examples/hello")
-	hello, err := buildHello(dir)
+	hello, err := bench.BuildHello(dir)
 	if err != nil {
 		return err
 	}

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/pflag"
 
 	"github.com/redblack/redblack/bench"
 	"github.com/redblack/redblack/deploy/mesh"
@@ -103,11 +105,11 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []rollRow, []che
 		defer os.RemoveAll(dir)
 	}
 	step("preparing examples/hello and examples/store")
-	hello, err := buildHello(dir)
+	hello, err := bench.BuildHello(dir)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	storeBin, err := buildStore(dir)
+	storeBin, err := bench.BuildStore(dir)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -152,9 +154,14 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []rollRow, []che
 	layers := []tier{{"store", nil}, {"api", []string{"store"}}, {"edge", []string{"api"}}}
 	commands := map[string][]string{}
 	for _, l := range layers {
-		s := DemoSpec(hello)
-		s.Name, s.Owner, s.Capacity = l.name, "team-"+l.name, 2
-		s.Strategy.Canary.Duration, s.Strategy.Bake.Duration = spec.Duration(4*time.Second), spec.Duration(6*time.Second)
+		b := bench.NewSpec(l.name, "team-"+l.name, hello).HealthEvery(250*time.Millisecond).Canary(4*time.Second, time.Second).Bake(6 * time.Second)
+		if l.name == "store" {
+			// stateful: 3 slots released by rolling, one at a time, a 2 s
+			// health gate and a 4 s verify per batch (whose latency metrics
+			// ignore shifts under DemoLatencySlack, as the bake does)
+			b.Capacity(3).Rolling(2*time.Second, 4*time.Second).LatencySlack(DemoLatencySlack)
+		}
+		s := b.Build()
 		commands[l.name] = []string{hello}
 		if len(l.downstream) > 0 {
 			env, secrets, err := m.Tier(l.name, l.downstream)
@@ -169,7 +176,6 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []rollRow, []che
 		}
 		if l.name == "store" {
 			commands[l.name] = []string{storeBin}
-			RollingSpec(&s)
 		}
 		s.Artifact.Command = commands[l.name]
 		if _, err := spec.Apply(ctx, kv, s); err != nil {
@@ -327,21 +333,6 @@ func (a *app) runTiers(keep bool, start time.Time) ([]tiersRow, []rollRow, []che
 // rolls.
 const TiersWriters = 4
 
-// RollingSpec makes a demo service stateful: 3 slots released by rolling,
-// one at a time, a 2 s health gate and a 4 s verify per batch (whose
-// latency metrics ignore shifts under DemoLatencySlack, as the bake does).
-func RollingSpec(s *spec.Service) {
-	s.Capacity = 3
-	s.Strategy.Type = spec.StrategyRolling
-	s.Strategy.Rolling = spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(2 * time.Second), Verify: spec.Verify{Duration: spec.Duration(4 * time.Second)}}
-	s.Strategy.Canary.Metrics = spec.DefaultMetrics()
-	for i := range s.Strategy.Canary.Metrics {
-		if s.Strategy.Canary.Metrics[i].Name != spec.MetricErrorRate {
-			s.Strategy.Canary.Metrics[i].MinShift = spec.Duration(DemoLatencySlack)
-		}
-	}
-}
-
 func yes(b bool) string {
 	if b {
 		return "yes"
@@ -368,4 +359,66 @@ func (a *app) report(checks []check, start time.Time) error {
 	}
 	fmt.Fprintf(a.out, "demo: all %d outcomes as expected in %.1fs\n", len(checks), time.Since(start).Seconds())
 	return nil
+}
+
+// tiersBench is `bench tiers`: the discovery client measured alone, then
+// the tiers demo's scenario with the figures beside their targets. It is
+// the CLI's, not bench's, because its scenario is the demo's.
+func (a *app) tiersBench() bench.Entry {
+	var changes, clients int
+	return bench.Entry{
+		Name:  "tiers",
+		Short: "discovery client: route change → client routes by it, pick cost; the tiers scenario's store rate and failures",
+		Long: `Measures the discovery client of inner tiers (shared/discovery/lb):
+  - --changes route changes, each timed from its write until each of --clients
+    clients (each on its own loopback connection) routes by it;
+  - the cost of a pick (Pick and Done), ns and allocations;
+then runs the scenario of 'redblack demo --tiers' (about 100 s) and prints the
+store's worst second against its rate before each switch, and the requests
+that failed at the edge during the healthy releases.`,
+		Flags: func(f *pflag.FlagSet) {
+			f.IntVar(&changes, "changes", 500, "route changes to time")
+			f.IntVar(&clients, "clients", 10, "discovery clients that must each see every change")
+		},
+		Run: func(_ context.Context, env bench.Env, _ []string) error {
+			dir, err := os.MkdirTemp("", "redblack-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			prop, err := bench.Propagation(filepath.Join(dir, "propagation"), changes, clients)
+			if err != nil {
+				return fmt.Errorf("propagation: %w", err)
+			}
+			ns, allocs, err := bench.PickCost(filepath.Join(dir, "pick"))
+			if err != nil {
+				return fmt.Errorf("pick: %w", err)
+			}
+			rows, _, checks, err := a.runTiers(false, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(env.Out)
+			tab := newTable(env.Out)
+			defer tab.Flush()
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "figure", "measured", "target")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("routes change → client routes by it, p50 / p99 / max (%d changes × %d clients)", changes, clients),
+				fmt.Sprintf("%s / %s / %s", prop.P50.Round(time.Microsecond), prop.P99.Round(time.Microsecond), prop.Max.Round(time.Microsecond)), "p99 < 50ms (as the router)")
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "pick (Pick + Done, 2 groups × 10 instances)", fmt.Sprintf("%.0f ns, %d allocs", ns, allocs), "0 allocs")
+			var failed int64
+			for _, r := range rows {
+				failed += r.failed
+				fmt.Fprintf(tab, "%v\t%v\t%v\n", fmt.Sprintf("store's rate, worst second against the 10 s before: %s (%s)", r.what, r.outcome), fmt.Sprintf("%+.1f%% of %.1f/s", 100*r.worst, r.base), "≤ 5%")
+			}
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "failed requests at edge during the three releases (api v3's answered by api v2)", failed, "0")
+			bad := 0
+			for _, c := range checks {
+				if c.got != c.want {
+					bad++
+				}
+			}
+			fmt.Fprintf(tab, "%v\t%v\t%v\n", "scenario checks as expected", fmt.Sprintf("%d of %d", len(checks)-bad, len(checks)), "all")
+			return nil
+		},
+	}
 }

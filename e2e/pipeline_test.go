@@ -53,20 +53,7 @@ type pipeline struct {
 // beside its twin (seen: a healthy v2 failed on "latency_p99 High: canary
 // 4.46ms vs baseline 2.46ms" after a restart).
 func fastSpec() spec.Service {
-	metrics := spec.DefaultMetrics()
-	for i := range metrics {
-		if metrics[i].Name != spec.MetricErrorRate {
-			metrics[i].MinShift = spec.Duration(testkit.LatencySlack)
-		}
-	}
-	return spec.Service{Name: "hello", Owner: "t", Capacity: 2,
-		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
-		Artifact: spec.Artifact{Command: []string{hello}},
-		Strategy: spec.Strategy{
-			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(2 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50, Metrics: metrics},
-			Bake:   spec.Bake{Duration: spec.Duration(2 * time.Second)},
-		},
-	}
+	return bench.NewSpec("hello", "t", hello).LatencySlack(testkit.LatencySlack).Build()
 }
 
 func newPipeline(t *testing.T, dir string, svc spec.Service) *pipeline {

@@ -23,11 +23,8 @@ import (
 // storeSpec is examples/store released by rolling: 3 slots, one at a
 // time, a 0.5 s health gate and a 2 s verify per batch.
 func storeSpec() spec.Service {
-	svc := fastSpec()
-	svc.Name, svc.Capacity = "store", 3
-	svc.Strategy.Type = spec.StrategyRolling
-	svc.Strategy.Rolling = spec.Rolling{MaxUnavailable: "1", HealthGate: spec.Duration(500 * time.Millisecond), Verify: spec.Verify{Duration: spec.Duration(2 * time.Second)}}
-	return svc
+	return bench.NewSpec("store", "t", hello).Capacity(3).LatencySlack(testkit.LatencySlack).
+		Rolling(500*time.Millisecond, 2*time.Second).Build()
 }
 
 // newStoreTiers is a mesh of api (hello --store store, behind the router)
