@@ -164,101 +164,10 @@ func (u *up) stop() {
 // canary or baseline group, no group beyond the kept one, no instance
 // process nobody owns; one terminal event in the audit trail.
 func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
-	res := CrashResult{KilledIn: map[string]int{}, Outcomes: map[string]int{}}
-	progress := func(f string, a ...any) {
-		if o.Progress != nil {
-			o.Progress(fmt.Sprintf(f, a...))
-		}
-	}
-	np, err := freePort()
-	if err != nil {
-		return res, err
-	}
-	hp, err := freePort()
-	if err != nil {
-		return res, err
-	}
-	natsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", np), fmt.Sprintf("127.0.0.1:%d", hp)
-	logf, err := os.Create(filepath.Join(o.Dir, "up.log"))
-	if err != nil {
-		return res, err
-	}
-	defer logf.Close()
-	u, err := startUp(o.Redblack, filepath.Join(o.Dir, "data"), natsAddr, httpAddr, logf)
-	if err != nil {
-		return res, err
-	}
-	var planes []int // the data plane's pids, for a run that fails with up dead
-	if pid, _, err := dataPlaneOf(u.ready); err == nil {
-		planes = append(planes, pid)
-	}
-	defer func() {
-		if u != nil {
-			u.stop()
-		}
-		killDataPlanes(o.Redblack, planes)
-		testkit.KillAll(o.Hello)
-	}()
-	// up writes its admin creds into the data directory before it serves
-	nc, err := nats.Connect("nats://"+natsAddr, nats.UserCredentials(filepath.Join(o.Dir, "data", "creds", "admin.creds")), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		return res, err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kvOf := func(name string) (jetstream.KeyValue, error) {
-		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return js.KeyValue(c, name)
-	}
-	services, err := kvOf(topology.BucketServices)
-	if err != nil {
-		return res, err
-	}
-	relKV, err := kvOf(topology.BucketReleases)
-	if err != nil {
-		return res, err
-	}
-	routesKV, err := kvOf(topology.BucketRoutes)
-	if err != nil {
-		return res, err
-	}
-	instances, err := kvOf(topology.BucketInstances)
-	if err != nil {
-		return res, err
-	}
-	releases := release.Store{KV: relKV}
-	svc := crashSpec(o.Hello)
-	if _, err := spec.Apply(ctx, services, svc); err != nil {
-		return res, err
-	}
-	svc.Default()
-	request := func(version string, flags []string) (string, error) {
-		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return requestHello(c, js, "crash", o.Hello, version, flags...)
-	}
-	// ended waits until the release's record is terminal (a rollback after
-	// completion is not part of any scenario: completed is the end here).
-	ended := func(id string, limit time.Duration) (release.Record, bool) {
-		deadline := time.Now().Add(limit)
-		for time.Now().Before(deadline) && ctx.Err() == nil {
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
-			r, _, err := releases.Get(c, id)
-			cancel()
-			if err == nil && r.Phase.Final() {
-				return r, true
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return release.Record{}, false
-	}
-	id, err := request("v1", nil)
-	if err != nil {
-		return res, err
-	}
-	if r, ok := ended(id, 90*time.Second); !ok || r.Phase != release.PhaseCompleted {
-		return res, fmt.Errorf("v1 did not complete: %s", r.Phase)
+	h := &crashRun{ctx: ctx, o: o, res: CrashResult{KilledIn: map[string]int{}, Outcomes: map[string]int{}}}
+	defer h.close()
+	if err := h.start(); err != nil {
+		return h.res, err
 	}
 	// failures while up is dead (and a second after) are counted apart:
 	// the data plane serves on from its last tables, but a bad group's
@@ -266,140 +175,299 @@ func Crash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	// failures while a bad release is in flight (from its request to a
 	// second after its end) are its group's, inside its detection window;
 	// any other failure while up runs is unexplained: a violation
-	var isDown, inBad atomic.Bool
-	var whileDown, outside, unexplained atomic.Int64
-	load := StartLoad(httpAddr, "hello", 2, nil, func(error, int) {
+	load := StartLoad(h.httpAddr, "hello", 2, nil, func(error, int) {
 		switch {
-		case isDown.Load():
-			whileDown.Add(1)
+		case h.isDown.Load():
+			h.whileDown.Add(1)
 			time.Sleep(5 * time.Millisecond) // no spinning on a refused port
-		case inBad.Load():
-			outside.Add(1)
+		case h.inBad.Load():
+			h.outside.Add(1)
 		default:
-			outside.Add(1)
-			unexplained.Add(1)
+			h.outside.Add(1)
+			h.unexplained.Add(1)
 		}
 	})
 	r := rand.New(rand.NewPCG(o.Seed, 7))
-	violate := func(f string, a ...any) {
-		res.Violations = append(res.Violations, fmt.Sprintf(f, a...))
-		progress("  VIOLATION: "+f, a...)
-	}
 	for i := range o.Kills {
-		sc := scenarios[i%len(scenarios)]
-		version := fmt.Sprintf("v%d", i+2)
-		unexplainedBefore := unexplained.Load()
-		inBad.Store(len(sc.flags) > 0)
-		id, err := request(version, sc.flags)
-		if err != nil {
-			return res, err
-		}
-		// the act at a random point of the release, the kill as it enters a
-		// random one of the scenario's phases
-		actAt := time.Duration(r.IntN(6000)) * time.Millisecond
-		target := sc.phases[r.IntN(len(sc.phases))]
-		extra := time.Duration(r.IntN(150)) * time.Millisecond
-		var entered time.Time
-		start := time.Now()
-		acted, killed := sc.act == "" || sc.act == "switch", false
-		for !(acted && killed) && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
-			if entered.IsZero() {
-				c, cancel := context.WithTimeout(ctx, 2*time.Second)
-				rec, _, _ := releases.Get(c, id)
-				cancel()
-				if rec.Phase == target || rec.Phase.Final() || time.Since(start) > 30*time.Second {
-					entered = time.Now()
-				}
-			}
-			killAt := time.Since(start) // logged
-			if !killed && !entered.IsZero() && time.Since(entered) < extra {
-				continue
-			}
-			if !acted && time.Since(start) >= actAt {
-				acted = true
-				c, cancel := context.WithTimeout(ctx, 10*time.Second)
-				k := events.RollbackRequested
-				if sc.act == "abort" {
-					k = events.AbortRequested
-				}
-				err := natsx.Emit(c, js, "crash", id+":"+sc.act, k, "hello", id, events.Rollback{Service: "hello", Reason: "crash harness: " + sc.name, By: "crash"})
-				cancel()
-				if err != nil {
-					progress("  %s: %v (up is down: retried)", sc.act, err)
-					acted = false
-				}
-			}
-			if !killed && !entered.IsZero() {
-				killed = true
-				c, cancel := context.WithTimeout(ctx, 2*time.Second)
-				rec, _, _ := releases.Get(c, id)
-				cancel()
-				phase := string(rec.Phase)
-				if phase == "" {
-					phase = "requested"
-				}
-				res.KilledIn[phase]++
-				res.Kills++
-				t0 := time.Now()
-				isDown.Store(true)
-				u.kill()
-				u = nil
-				nu, err := startUp(o.Redblack, filepath.Join(o.Dir, "data"), natsAddr, httpAddr, logf)
-				if err != nil {
-					return res, err
-				}
-				u = nu
-				if pid, _, err := dataPlaneOf(u.ready); err == nil {
-					planes = append(planes, pid)
-				}
-				res.Recoveries = append(res.Recoveries, time.Since(t0))
-				time.AfterFunc(time.Second, func() { isDown.Store(false) })
-				progress("release %d (%s, %s): up killed in %s (aimed at %s), %s after the request; ready again in %s", i+2, sc.name, id, phase, target, killAt.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
-			}
-		}
-		rec, ok := ended(id, 120*time.Second)
-		if !ok {
-			violate("release %s (%s) did not end within 120s", id, sc.name)
-			continue
-		}
-		if inBad.Load() { // the restore is done: a second for connections to the bad group to drain
-			time.Sleep(time.Second)
-			inBad.Store(false)
-		}
-		res.Outcomes[string(rec.Phase)]++
-		if sc.act == "switch" && rec.Phase == release.PhaseCompleted {
-			c, cancel := context.WithTimeout(ctx, 10*time.Second)
-			rt, _, _ := routes.Get(c, routesKV, "hello")
-			if rt.Previous != "" {
-				_ = natsx.Emit(c, js, "crash", id+":switch", events.TrafficSwitch, "hello", "", events.TrafficCommand{Service: "hello", Group: rt.Previous})
-			}
-			cancel()
-			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				c, cancel := context.WithTimeout(ctx, 5*time.Second)
-				now, _, _ := routes.Get(c, routesKV, "hello")
-				cancel()
-				if now.Active == rt.Previous {
-					break
-				}
-			}
-		}
-		if n := unexplained.Load() - unexplainedBefore; n > 0 {
-			violate("after %s (%s, %s): %d requests failed outside a bad group's window while up ran", id, sc.name, rec.Phase, n)
-		}
-		res.Checks++
-		for _, v := range checkInvariants(ctx, nc, releases, routesKV, instances, js, o.Hello, id, svc) {
-			violate("after %s (%s, %s): %s", id, sc.name, rec.Phase, v)
+		if err := h.release(i, r); err != nil {
+			return h.res, err
 		}
 	}
 	ok, failed, _ := load.Stop()
-	res.Requests, res.Failed, res.FailedWhileDown, res.Unexplained = ok+failed, outside.Load(), whileDown.Load(), unexplained.Load()
-	u.stop()
-	u = nil
+	h.res.Requests, h.res.Failed, h.res.FailedWhileDown, h.res.Unexplained = ok+failed, h.outside.Load(), h.whileDown.Load(), h.unexplained.Load()
+	h.u.stop()
+	h.u = nil
 	if n := testkit.CountProcesses(o.Hello); n != 0 {
-		violate("%d hello processes left after up stopped", n)
+		h.violate("%d hello processes left after up stopped", n)
 	}
-	return res, nil
+	return h.res, nil
+}
+
+// crashRun is one run of the crash harness.
+type crashRun struct {
+	ctx                context.Context
+	o                  CrashOptions
+	res                CrashResult
+	natsAddr, httpAddr string
+	logf               *os.File
+	u                  *up
+	planes             []int // the data plane's pids, for a run that fails with up dead
+	nc                 *nats.Conn
+	js                 jetstream.JetStream
+	releases           release.Store
+	routesKV           jetstream.KeyValue
+	instances          jetstream.KeyValue
+	svc                spec.Service
+
+	isDown, inBad                   atomic.Bool
+	whileDown, outside, unexplained atomic.Int64
+}
+
+func (h *crashRun) progress(f string, a ...any) {
+	if h.o.Progress != nil {
+		h.o.Progress(fmt.Sprintf(f, a...))
+	}
+}
+
+func (h *crashRun) violate(f string, a ...any) {
+	h.res.Violations = append(h.res.Violations, fmt.Sprintf(f, a...))
+	h.progress("  VIOLATION: "+f, a...)
+}
+
+// start starts `redblack up`, connects to it as its admin, applies hello
+// and releases its v1.
+func (h *crashRun) start() error {
+	np, err := freePort()
+	if err != nil {
+		return err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return err
+	}
+	h.natsAddr, h.httpAddr = fmt.Sprintf("127.0.0.1:%d", np), fmt.Sprintf("127.0.0.1:%d", hp)
+	if h.logf, err = os.Create(filepath.Join(h.o.Dir, "up.log")); err != nil {
+		return err
+	}
+	if err := h.startUp(); err != nil {
+		return err
+	}
+	// up writes its admin creds into the data directory before it serves
+	h.nc, err = nats.Connect("nats://"+h.natsAddr, nats.UserCredentials(filepath.Join(h.o.Dir, "data", "creds", "admin.creds")), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	h.js, _ = jetstream.New(h.nc)
+	kvOf := func(name string) (jetstream.KeyValue, error) {
+		c, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+		defer cancel()
+		return h.js.KeyValue(c, name)
+	}
+	services, err := kvOf(topology.BucketServices)
+	if err != nil {
+		return err
+	}
+	relKV, err := kvOf(topology.BucketReleases)
+	if err != nil {
+		return err
+	}
+	if h.routesKV, err = kvOf(topology.BucketRoutes); err != nil {
+		return err
+	}
+	if h.instances, err = kvOf(topology.BucketInstances); err != nil {
+		return err
+	}
+	h.releases = release.Store{KV: relKV}
+	h.svc = crashSpec(h.o.Hello)
+	if _, err := spec.Apply(h.ctx, services, h.svc); err != nil {
+		return err
+	}
+	h.svc.Default()
+	id, err := h.request("v1", nil)
+	if err != nil {
+		return err
+	}
+	if r, ok := h.ended(id, 90*time.Second); !ok || r.Phase != release.PhaseCompleted {
+		return fmt.Errorf("v1 did not complete: %s", r.Phase)
+	}
+	return nil
+}
+
+// startUp starts `redblack up` on the run's data and notes its data plane.
+func (h *crashRun) startUp() error {
+	u, err := startUp(h.o.Redblack, filepath.Join(h.o.Dir, "data"), h.natsAddr, h.httpAddr, h.logf)
+	if err != nil {
+		return err
+	}
+	h.u = u
+	if pid, _, err := dataPlaneOf(u.ready); err == nil {
+		h.planes = append(h.planes, pid)
+	}
+	return nil
+}
+
+// close stops everything the run started.
+func (h *crashRun) close() {
+	if h.nc != nil {
+		h.nc.Close()
+	}
+	if h.u != nil {
+		h.u.stop()
+	}
+	killDataPlanes(h.o.Redblack, h.planes)
+	testkit.KillAll(h.o.Hello)
+	if h.logf != nil {
+		h.logf.Close()
+	}
+}
+
+func (h *crashRun) request(version string, flags []string) (string, error) {
+	c, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	return requestHello(c, h.js, "crash", h.o.Hello, version, flags...)
+}
+
+// ended waits until the release's record is terminal (a rollback after
+// completion is not part of any scenario: completed is the end here).
+func (h *crashRun) ended(id string, limit time.Duration) (release.Record, bool) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && h.ctx.Err() == nil {
+		c, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+		r, _, err := h.releases.Get(c, id)
+		cancel()
+		if err == nil && r.Phase.Final() {
+			return r, true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return release.Record{}, false
+}
+
+// phaseOf is release id's phase ("" when it cannot be read now).
+func (h *crashRun) phaseOf(id string, limit time.Duration) release.Phase {
+	c, cancel := context.WithTimeout(h.ctx, limit)
+	defer cancel()
+	rec, _, _ := h.releases.Get(c, id)
+	return rec.Phase
+}
+
+// release runs the i-th release of the harness: the scenario's act at a
+// random point of it, up killed as it enters a random one of the
+// scenario's phases, then the invariants once it has ended.
+func (h *crashRun) release(i int, r *rand.Rand) error {
+	sc := scenarios[i%len(scenarios)]
+	version := fmt.Sprintf("v%d", i+2)
+	unexplainedBefore := h.unexplained.Load()
+	h.inBad.Store(len(sc.flags) > 0)
+	id, err := h.request(version, sc.flags)
+	if err != nil {
+		return err
+	}
+	actAt := time.Duration(r.IntN(6000)) * time.Millisecond
+	target := sc.phases[r.IntN(len(sc.phases))]
+	extra := time.Duration(r.IntN(150)) * time.Millisecond
+	var entered time.Time
+	start := time.Now()
+	acted, killed := sc.act == "" || sc.act == "switch", false
+	for !(acted && killed) && h.ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+		if entered.IsZero() {
+			if p := h.phaseOf(id, 2*time.Second); p == target || p.Final() || time.Since(start) > 30*time.Second {
+				entered = time.Now()
+			}
+		}
+		killAt := time.Since(start) // logged
+		if !killed && !entered.IsZero() && time.Since(entered) < extra {
+			continue
+		}
+		if !acted && time.Since(start) >= actAt {
+			acted = h.act(sc, id)
+		}
+		if !killed && !entered.IsZero() {
+			killed = true
+			if err := h.kill(i, sc, id, target, killAt); err != nil {
+				return err
+			}
+		}
+	}
+	rec, ok := h.ended(id, 120*time.Second)
+	if !ok {
+		h.violate("release %s (%s) did not end within 120s", id, sc.name)
+		return nil
+	}
+	if h.inBad.Load() { // the restore is done: a second for connections to the bad group to drain
+		time.Sleep(time.Second)
+		h.inBad.Store(false)
+	}
+	h.res.Outcomes[string(rec.Phase)]++
+	if sc.act == "switch" && rec.Phase == release.PhaseCompleted {
+		h.switchBack(id)
+	}
+	if n := h.unexplained.Load() - unexplainedBefore; n > 0 {
+		h.violate("after %s (%s, %s): %d requests failed outside a bad group's window while up ran", id, sc.name, rec.Phase, n)
+	}
+	h.res.Checks++
+	for _, v := range checkInvariants(h.ctx, h.nc, h.releases, h.routesKV, h.instances, h.js, h.o.Hello, id, h.svc) {
+		h.violate("after %s (%s, %s): %s", id, sc.name, rec.Phase, v)
+	}
+	return nil
+}
+
+// act asks for the scenario's rollback or abort of release id; false when
+// it could not be asked (up is down: it is asked again).
+func (h *crashRun) act(sc scenario, id string) bool {
+	c, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	k := events.RollbackRequested
+	if sc.act == "abort" {
+		k = events.AbortRequested
+	}
+	err := natsx.Emit(c, h.js, "crash", id+":"+sc.act, k, "hello", id, events.Rollback{Service: "hello", Reason: "crash harness: " + sc.name, By: "crash"})
+	if err != nil {
+		h.progress("  %s: %v (up is down: retried)", sc.act, err)
+		return false
+	}
+	return true
+}
+
+// kill SIGKILLs `redblack up` and starts it again on the same data.
+func (h *crashRun) kill(i int, sc scenario, id string, target release.Phase, killAt time.Duration) error {
+	phase := string(h.phaseOf(id, 2*time.Second))
+	if phase == "" {
+		phase = "requested"
+	}
+	h.res.KilledIn[phase]++
+	h.res.Kills++
+	t0 := time.Now()
+	h.isDown.Store(true)
+	h.u.kill()
+	h.u = nil
+	if err := h.startUp(); err != nil {
+		return err
+	}
+	h.res.Recoveries = append(h.res.Recoveries, time.Since(t0))
+	time.AfterFunc(time.Second, func() { h.isDown.Store(false) })
+	h.progress("release %d (%s, %s): up killed in %s (aimed at %s), %s after the request; ready again in %s", i+2, sc.name, id, phase, target, killAt.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// switchBack moves the traffic back to the group a completed release
+// replaced, by hand (the "manual switch after" scenario), and waits for it.
+func (h *crashRun) switchBack(id string) {
+	c, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	rt, _, _ := routes.Get(c, h.routesKV, "hello")
+	if rt.Previous != "" {
+		_ = natsx.Emit(c, h.js, "crash", id+":switch", events.TrafficSwitch, "hello", "", events.TrafficCommand{Service: "hello", Group: rt.Previous})
+	}
+	cancel()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+		now, _, _ := routes.Get(c, h.routesKV, "hello")
+		cancel()
+		if now.Active == rt.Previous {
+			break
+		}
+	}
 }
 
 // checkInvariants returns what is wrong after a release ended.

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,13 +12,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/bench"
-	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/chaos/monkey"
 	"github.com/redblack/redblack/shared/events"
-	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
-	"github.com/redblack/redblack/shared/topology"
 )
 
 func (a *app) demoCmd() *cobra.Command {
@@ -121,244 +118,214 @@ func DemoSpec(hello string) spec.Service {
 		Canary(5*time.Second, time.Second).Bake(12 * time.Second).Build()
 }
 
+// helloDemo is one run of the demo: the mesh, the hello program and its
+// mode's flags, the loads, and what each release showed.
+type helloDemo struct {
+	*demoMesh
+	hello  string
+	mode   []string // hello's flags in every release
+	load   *bench.Load
+	gload  *bench.GRPCLoad
+	checks []check
+	rows   []demoRow
+}
+
 func (a *app) demo(keep, withChaos, grpcMode bool) error {
-	start := time.Now()
-	step := func(format string, args ...any) {
-		fmt.Fprintf(a.out, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-	dir, err := os.MkdirTemp("", "redblack-demo-")
-	if err != nil {
+	var hello string
+	dm, err := a.startDemo(keep, 5*time.Minute, "examples/hello", func(dir string) (err error) {
+		hello, err = bench.BuildHello(dir)
 		return err
-	}
-	if !keep {
-		defer os.RemoveAll(dir)
-	}
-	step("preparing examples/hello")
-	hello, err := bench.BuildHello(dir)
-	if err != nil {
-		return err
-	}
-	cfg := mesh.DefaultConfig()
-	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Watchdog.LatencySlack = DemoLatencySlack
-	level := os.Getenv("REDBLACK_DEMO_LOG") // the services' own log: errors only unless asked
-	if level == "" {
-		level = "error"
-	}
-	cfg.Log = logging.New(a.err, "", level)
-	m, err := mesh.Start(context.Background(), cfg)
-	if err != nil {
-		return err
-	}
-	defer m.Stop()
-	step("mesh up: embedded NATS with JetStream at %s, services %s, router http://%s; bakes fail on errors, and on p99 increases over %s", m.URL(), strings.Join(mesh.ServiceNames, ", "), m.HTTP(), DemoLatencySlack)
-	a.conn.URL, a.conn.Creds = m.URL(), m.AdminCreds() // the demo's own mesh, as its admin
-	c, err := a.dial()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-
-	ctx, cancel := timeout(5 * time.Minute)
-	defer cancel()
-	kv, err := c.kv(ctx, topology.BucketServices)
-	if err != nil {
-		return err
-	}
-	rkv, err := c.kv(ctx, topology.BucketReleases)
-	if err != nil {
-		return err
-	}
-	store := release.Store{KV: rkv}
-	hs := DemoSpec(hello)
-	var mode []string // hello's flags in every release
-	if grpcMode {
-		mode = []string{"--grpc"}
-		hs.Protocol = spec.ProtocolGRPC
-		hs.Artifact.Command = append(hs.Artifact.Command, mode...)
-	}
-	if withChaos {
-		hs.Chaos = spec.Chaos{Enabled: true, MeanTimeBetweenKills: spec.KillInterval{Every: time.Second}, MinTimeBetweenKills: spec.KillInterval{Every: 2 * time.Second}}
-	}
-	res, err := spec.Apply(ctx, kv, hs)
-	if err != nil {
-		return err
-	}
-	step("service hello %s: capacity 3, canary 5s at 20%%+20%%, bake 12s", res)
-
-	// the live timeline: every release event as it comes
-	ended := &endings{end: map[string]events.Event{}, restored: map[string]time.Time{}}
-	sub, err := c.nc.Subscribe("release.hello.>", func(msg *nats.Msg) {
-		ev, err := events.Decode(msg.Data)
-		if err != nil || ev.Type == events.ReleaseRequested.Type() {
-			return
-		}
-		step("  %-9s %-22s %s", ev.ReleaseID[:min(8, len(ev.ReleaseID))], shortType(ev.Type), describe(ev))
-		switch ev.Type {
-		case events.ReleaseCompleted.Type(), events.RolledBack.Type(), events.ReleaseRejected.Type():
-			ended.add(ev)
-		case events.TrafficRestored.Type():
-			ended.mu.Lock()
-			ended.restored[ev.ReleaseID] = ev.Time
-			ended.mu.Unlock()
-		}
 	})
 	if err != nil {
 		return err
 	}
-	defer sub.Unsubscribe()
-	if err := c.nc.Flush(); err != nil {
+	defer dm.Close()
+	d := &helloDemo{demoMesh: dm, hello: hello}
+	hs := DemoSpec(hello)
+	if grpcMode {
+		d.mode = []string{"--grpc"}
+		hs.Protocol = spec.ProtocolGRPC
+		hs.Artifact.Command = append(hs.Artifact.Command, d.mode...)
+	}
+	if withChaos {
+		hs.Chaos = spec.Chaos{Enabled: true, MeanTimeBetweenKills: spec.KillInterval{Every: time.Second}, MinTimeBetweenKills: spec.KillInterval{Every: 2 * time.Second}}
+	}
+	res, err := spec.Apply(d.ctx, d.services, hs)
+	if err != nil {
+		return err
+	}
+	d.step("service hello %s: capacity 3, canary 5s at 20%%+20%%, bake 12s", res)
+	if err := d.follow("release.hello.>", false); err != nil {
 		return err
 	}
 
-	var load *bench.Load
-	var gload *bench.GRPCLoad
-	grpcCalls := func() (ok, failed int64) {
-		if gload == nil {
-			return 0, 0
-		}
-		u, st := gload.OK()
-		return u + st, gload.Failed()
-	}
-	var checks []check
-	var rows []demoRow
-	runRelease := func(r demoRelease) {
-		step("release hello %s: %s", r.version, r.note)
-		var served0, failed0, rescued0 int64
-		if load != nil {
-			served0, failed0, rescued0 = load.OK(), load.Failed(), load.Rescued()
-		}
-		grpcOK0, grpcFailed0 := grpcCalls()
-		args := append(append([]string{hello, "--version", r.version}, mode...), r.flags...)
-		id, _, err := c.requestVersion("hello", r.version, events.Artifact{Command: args})
-		row := demoRow{version: r.version}
-		got := ""
-		if err == nil && r.version == "v2" { // a second request while v2 is in flight
-			rid, _, err := c.requestVersion("hello", "v2b", events.Artifact{})
-			out := ""
-			if err == nil {
-				out, err = ended.wait(rid, "v2b", 10*time.Second)
-			}
-			if err != nil {
-				out = err.Error()
-			}
-			checks = append(checks, check{"a second release while v2 is in flight", "rejected", out})
-		}
-		if err == nil {
-			got, err = ended.wait(id, r.version, 2*time.Minute)
-		}
-		if err != nil {
-			got = err.Error()
-		}
-		if load != nil {
-			row.served, row.failed, row.rescued = load.OK()-served0, load.Failed()-failed0, load.Rescued()-rescued0
-			row.exposure = ended.exposure(id, failed0)
-		}
-		ok, failed := grpcCalls()
-		row.grpcOK, row.grpcFailed = ok-grpcOK0, failed-grpcFailed0
-		if rec, _, err := store.Get(ctx, id); err == nil {
-			row.outcome, row.phases, row.rollback = summarise(rec)
-			if rec.Report != nil && r.wantVia == events.CanaryFailed {
-				got += " (" + strings.SplitN(rec.Reason, ":", 2)[0] + ")"
-			}
-		}
-		want := string(r.want)
-		if r.wantVia == events.CanaryFailed {
-			want += " (canary failed)"
-		}
-		checks = append(checks, check{"release " + r.version, want, got})
-		rows = append(rows, row)
-	}
-
-	runRelease(demoRelease{version: "v1", note: "the first release: nothing runs yet, so the canary is skipped", want: release.PhaseCompleted})
+	d.release(demoRelease{version: "v1", note: "the first release: nothing runs yet, so the canary is skipped", want: release.PhaseCompleted})
 	if withChaos {
 		if err := a.updateChaos(func(c *monkey.Config) error { c.Enabled, c.Leashed = true, false; return nil }); err != nil {
 			return err
 		}
-		step("Chaos Monkey unleashed: fast mode, mean 1s, at least 2s between kills")
+		d.step("Chaos Monkey unleashed: fast mode, mean 1s, at least 2s between kills")
 	}
+	if err := d.startLoads(grpcMode); err != nil {
+		return err
+	}
+	d.release(demoRelease{version: "v2", note: "healthy", want: release.PhaseCompleted})
+	if withChaos {
+		if err := d.chaos(20 * time.Second); err != nil {
+			return err
+		}
+	}
+	d.release(demoRelease{version: "v3", note: "--fail-after 9s: passes its canary, fails during the bake", flags: []string{"--fail-after", "9s"}, want: release.PhaseRolledBack, wantVia: events.RollbackRequested})
+	d.release(demoRelease{version: "v4", note: "--error-rate 0.3: the canary catches it", flags: []string{"--error-rate", "0.3"}, want: release.PhaseRolledBack, wantVia: events.CanaryFailed})
+	d.stopLoads()
+	d.printTable()
+	return a.report(d.checks, d.start)
+}
+
+// startLoads puts the steady HTTP load (and the gRPC load, with grpcMode)
+// through the router, with a pulse on the timeline every 4 s while phases
+// run quietly (a bake prints nothing).
+func (d *helloDemo) startLoads(grpcMode bool) error {
 	var version atomic.Value
 	version.Store("")
-	load = bench.StartLoad(m.HTTP(), "hello", 4, func(v string, _ time.Time) { version.Store(v) }, ended.failed)
-	step("steady load through the router: 4 clients, http://%s with Host: hello", m.HTTP())
+	d.load = bench.StartLoad(d.m.HTTP(), "hello", 4, func(v string, _ time.Time) { version.Store(v) }, d.ended.failed)
+	d.step("steady load through the router: 4 clients, http://%s with Host: hello", d.m.HTTP())
 	if grpcMode {
-		if gload, err = bench.StartGRPCLoad(m.HTTP(), "hello", 2); err != nil {
+		var err error
+		if d.gload, err = bench.StartGRPCLoad(d.m.HTTP(), "hello", 2); err != nil {
 			return err
 		}
-		defer gload.Stop()
-		step("gRPC load through the router: 2 clients over h2c, :authority hello, unary and server-streaming (%d messages) calls", bench.GRPCStreamLen)
+		d.defer_(func() { d.gload.Stop() })
+		d.step("gRPC load through the router: 2 clients over h2c, :authority hello, unary and server-streaming (%d messages) calls", bench.GRPCStreamLen)
 	}
-	stopTicks := make(chan struct{})
-	defer close(stopTicks)
-	go func() { // a pulse while phases run quietly (a bake prints nothing)
-		t := time.NewTicker(4 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopTicks:
-				return
-			case <-t.C:
-				step("  · load: %d served, %d failed; answering now: %s", load.OK(), load.Failed(), version.Load())
-			}
+	ctx, stop := context.WithCancel(d.ctx)
+	d.defer_(stop)
+	go loop.Every(ctx, 4*time.Second, func() {
+		d.step("  · load: %d served, %d failed; answering now: %s", d.load.OK(), d.load.Failed(), version.Load())
+	})
+	return nil
+}
+
+// grpcCalls counts the gRPC load's calls (none without it).
+func (d *helloDemo) grpcCalls() (ok, failed int64) {
+	if d.gload == nil {
+		return 0, 0
+	}
+	u, st := d.gload.OK()
+	return u + st, d.gload.Failed()
+}
+
+// release releases hello r.version, waits for its end and records its row
+// and its check (and, for v2, a second request made while it is in flight).
+func (d *helloDemo) release(r demoRelease) {
+	d.step("release hello %s: %s", r.version, r.note)
+	var served0, failed0, rescued0 int64
+	if d.load != nil {
+		served0, failed0, rescued0 = d.load.OK(), d.load.Failed(), d.load.Rescued()
+	}
+	grpcOK0, grpcFailed0 := d.grpcCalls()
+	args := append(append([]string{d.hello, "--version", r.version}, d.mode...), r.flags...)
+	id, _, err := d.c.requestVersion("hello", r.version, events.Artifact{Command: args})
+	row := demoRow{version: r.version}
+	got := ""
+	if err == nil && r.version == "v2" { // a second request while v2 is in flight
+		rid, _, err := d.c.requestVersion("hello", "v2b", events.Artifact{})
+		out := ""
+		if err == nil {
+			out, err = d.ended.wait(rid, "v2b", 10*time.Second)
 		}
-	}()
-	runRelease(demoRelease{version: "v2", note: "healthy", want: release.PhaseCompleted})
-	if withChaos {
-		kills, skipped, failed, err := a.chaosSpan(ctx, c, load, step, 20*time.Second)
 		if err != nil {
-			return err
+			out = err.Error()
 		}
-		got := "at least 5"
-		if kills < 5 {
-			got = fmt.Sprint(kills)
+		d.checks = append(d.checks, check{"a second release while v2 is in flight", "rejected", out})
+	}
+	if err == nil {
+		got, err = d.ended.wait(id, r.version, 2*time.Minute)
+	}
+	if err != nil {
+		got = err.Error()
+	}
+	if d.load != nil {
+		row.served, row.failed, row.rescued = d.load.OK()-served0, d.load.Failed()-failed0, d.load.Rescued()-rescued0
+		row.exposure = d.ended.exposure(id, failed0)
+	}
+	ok, failed := d.grpcCalls()
+	row.grpcOK, row.grpcFailed = ok-grpcOK0, failed-grpcFailed0
+	if rec, _, err := d.store.Get(d.ctx, id); err == nil {
+		row.outcome, row.phases, row.rollback = summarise(rec)
+		if rec.Report != nil && r.wantVia == events.CanaryFailed {
+			got += " (" + strings.SplitN(rec.Reason, ":", 2)[0] + ")"
 		}
-		checks = append(checks, check{fmt.Sprintf("Chaos Monkey kills in 20 s outside releases (%d)", kills), "at least 5", got},
-			check{"requests failed during the chaos span", "0", fmt.Sprint(failed)})
-		rows = append(rows, demoRow{version: "chaos", outcome: fmt.Sprintf("%d kills, %d skipped by the checks", kills, skipped), phases: "20s of kills", served: -1, failed: failed, exposure: "-", rollback: "-"})
 	}
-	runRelease(demoRelease{version: "v3", note: "--fail-after 9s: passes its canary, fails during the bake", flags: []string{"--fail-after", "9s"}, want: release.PhaseRolledBack, wantVia: events.RollbackRequested})
-	runRelease(demoRelease{version: "v4", note: "--error-rate 0.3: the canary catches it", flags: []string{"--error-rate", "0.3"}, want: release.PhaseRolledBack, wantVia: events.CanaryFailed})
-	served, lost, versions := load.Stop()
-	step("load: %d requests, %d failed, versions seen %v", served+lost, lost, versions)
-	if gload != nil {
-		gload.Stop()
-		ok, failed := grpcCalls()
-		step("gRPC load: %d calls, %d failed (%s); unary calls answered by %s", ok+failed, failed, gload.Codes(), gload.Versions())
+	want := string(r.want)
+	if r.wantVia == events.CanaryFailed {
+		want += " (canary failed)"
 	}
-	for _, r := range rows {
+	d.checks = append(d.checks, check{"release " + r.version, want, got})
+	d.rows = append(d.rows, row)
+}
+
+// chaos is the span of chaos alone after v2, with its checks and row.
+func (d *helloDemo) chaos(span time.Duration) error {
+	kills, skipped, failed, err := d.a.chaosSpan(d.ctx, d.c, d.load, d.step, span)
+	if err != nil {
+		return err
+	}
+	got := "at least 5"
+	if kills < 5 {
+		got = fmt.Sprint(kills)
+	}
+	d.checks = append(d.checks, check{fmt.Sprintf("Chaos Monkey kills in %.0f s outside releases (%d)", span.Seconds(), kills), "at least 5", got},
+		check{"requests failed during the chaos span", "0", fmt.Sprint(failed)})
+	d.rows = append(d.rows, demoRow{version: "chaos", outcome: fmt.Sprintf("%d kills, %d skipped by the checks", kills, skipped), phases: span.String() + " of kills", served: -1, failed: failed, exposure: "-", rollback: "-"})
+	return nil
+}
+
+// stopLoads stops the loads and checks what they saw during each release.
+func (d *helloDemo) stopLoads() {
+	served, lost, versions := d.load.Stop()
+	d.step("load: %d requests, %d failed, versions seen %v", served+lost, lost, versions)
+	if d.gload != nil {
+		d.gload.Stop()
+		ok, failed := d.grpcCalls()
+		d.step("gRPC load: %d calls, %d failed (%s); unary calls answered by %s", ok+failed, failed, d.gload.Codes(), d.gload.Versions())
+	}
+	for _, r := range d.rows {
 		switch r.version {
 		case "v2":
-			checks = append(checks, check{"requests failed during the healthy release v2", "0", fmt.Sprint(r.failed)})
-			if gload != nil {
-				checks = append(checks, check{"gRPC calls failed during the healthy release v2", "0", fmt.Sprint(r.grpcFailed)})
+			d.checks = append(d.checks, check{"requests failed during the healthy release v2", "0", fmt.Sprint(r.failed)})
+			if d.gload != nil {
+				d.checks = append(d.checks, check{"gRPC calls failed during the healthy release v2", "0", fmt.Sprint(r.grpcFailed)})
 			}
 		case "v3", "v4":
 			// the load's GETs that failed on the bad group were answered
 			// by the old group (a rescue): users saw none
-			checks = append(checks, check{fmt.Sprintf("requests failed during the bad release %s (%d rescued)", r.version, r.rescued), "0", fmt.Sprint(r.failed)})
+			d.checks = append(d.checks, check{fmt.Sprintf("requests failed during the bad release %s (%d rescued)", r.version, r.rescued), "0", fmt.Sprint(r.failed)})
 		}
 	}
+}
 
-	fmt.Fprintln(a.out)
-	tw := newTable(a.out)
+// printTable prints a row per release.
+func (d *helloDemo) printTable() {
+	fmt.Fprintln(d.a.out)
+	tw := newTable(d.a.out)
 	head := "RELEASE\tOUTCOME\tPHASES\tSERVED\tFAILED\tRESCUED\tFIRST FAILURE→RESTORED\tROLLBACK"
-	if gload != nil {
+	if d.gload != nil {
 		head += "\tGRPC CALLS OK\tGRPC FAILED"
 	}
 	fmt.Fprintln(tw, head)
-	for _, r := range rows {
+	for _, r := range d.rows {
 		served := fmt.Sprint(r.served)
 		if r.served < 0 {
 			served = "-"
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s", r.version, r.outcome, r.phases, served, r.failed, r.rescued, r.exposure, r.rollback)
-		if gload != nil {
+		if d.gload != nil {
 			line += fmt.Sprintf("\t%d\t%d", r.grpcOK, r.grpcFailed)
 		}
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	return a.report(checks, start)
 }
 
 // chaosSpan lets the monkey kill for d with no release in flight and
