@@ -81,7 +81,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/redblack/redblack/examples/hello v0.0.0
 	github.com/redblack/redblack/examples/store v0.0.0
-	github.com/spf13/pflag v1.0.9 // indirect
+	github.com/spf13/pflag v1.0.9
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasthttp v1.78.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
