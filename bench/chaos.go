@@ -220,12 +220,9 @@ func chaosBench() Entry {
 			f.DurationVar(&mean, "mean", time.Second, "mean time between kills (fast mode)")
 			f.DurationVar(&minGap, "min", 2*time.Second, "min time between kills")
 		},
+		Examples: Hello,
 		Run: func(_ context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			r, err := ChaosRun(w.Path("mesh"), w.Hello, d, mean, minGap)
 			if err != nil {
 				return err

@@ -334,15 +334,12 @@ func publishConsume(ctx context.Context, js, cjs jetstream.JetStream, n int) (La
 func clusterBench() Entry {
 	var n int
 	return Entry{
-		Name:  "cluster",
-		Short: "the one-process embedded mesh beside up --nodes 3 --copies 2 (R3, each service its own process): publish→consume, a release, a node's death, a copy's death",
-		Flags: func(f *pflag.FlagSet) { f.IntVar(&n, "n", 1000, "publish→consume round trips per shape") },
+		Name:     "cluster",
+		Short:    "the one-process embedded mesh beside up --nodes 3 --copies 2 (R3, each service its own process): publish→consume, a release, a node's death, a copy's death",
+		Flags:    func(f *pflag.FlagSet) { f.IntVar(&n, "n", 1000, "publish→consume round trips per shape") },
+		Examples: Hello,
 		Run: func(_ context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			r, err := ClusterRun(env.Self, w.Dir, w.Hello, n, env.Progress)
 			if err != nil {
 				return err

@@ -627,12 +627,9 @@ func crashBench() Entry {
 			f.IntVar(&kills, "kills", 60, "releases, each with one SIGKILL of redblack up")
 			f.Uint64Var(&seed, "seed", 1, "seed of the kill points")
 		},
+		Examples: Hello,
 		Run: func(ctx context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			r, err := Crash(ctx, CrashOptions{Redblack: env.Self, Hello: w.Hello, Dir: w.Dir, Kills: kills, Seed: seed, Progress: env.Progress})
 			if err != nil {
 				return err

@@ -26,6 +26,8 @@ type Entry struct {
 	MinArgs int
 	// Flags declares its flags (nil: none).
 	Flags func(*pflag.FlagSet)
+	// Examples it needs built into a temp dir (Env.Work) before it runs.
+	Examples Examples
 	// Run measures and prints the figures beside their targets.
 	Run func(ctx context.Context, env Env, args []string) error
 }
@@ -36,6 +38,16 @@ func Entries() []Entry {
 		rollbackBench(), rollingBench(), chaosBench(), crashBench(), ghostsBench(), clusterBench()}
 }
 
+// Examples are the example programs a bench needs.
+type Examples int
+
+// The example programs a bench can ask for.
+const (
+	NoExamples Examples = iota
+	Hello
+	HelloAndStore
+)
+
 // Env is what a bench runs with.
 type Env struct {
 	// Out takes the figures, Err the progress.
@@ -43,6 +55,23 @@ type Env struct {
 	// Self is this executable: the benches that run `redblack up` (or the
 	// router) as a process start it.
 	Self string
+	// Work is the temp dir with the examples the entry asked for (nil
+	// when it asked for none).
+	Work *Workdir
+}
+
+// Execute runs the entry with its setup: the examples it needs built into
+// a temp dir, removed when it returns.
+func (e Entry) Execute(ctx context.Context, env Env, args []string) error {
+	if e.Examples != NoExamples {
+		w, err := NewWorkdir(e.Examples == HelloAndStore)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		env.Work = w
+	}
+	return e.Run(ctx, env, args)
 }
 
 // Progress prints a line of progress.

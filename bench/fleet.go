@@ -182,12 +182,9 @@ func fleetBench() Entry {
 		Flags: func(f *pflag.FlagSet) {
 			f.IntVar(&kills, "kills", 5, "instances to SIGKILL for the replacement figure")
 		},
+		Examples: Hello,
 		Run: func(_ context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			r, err := FleetRun(w.Path("mesh"), w.Hello, []int{10, 100}, kills)
 			if err != nil {
 				return err

@@ -159,15 +159,12 @@ func ghostsBench() Entry {
 			f.IntVar(&releases, "releases", 200, "releases in a row")
 			f.IntVar(&every, "every", 25, "measure after every this many")
 		},
+		Examples: Hello,
 		Run: func(_ context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			tw := table(env.Out)
 			row(tw, "RELEASES", "ROUTE GROUPS", "ROUTE BYTES", "INSTANCE ENTRIES", "REGISTRY", "PROCESSES", "METRICS MSGS", "METRICS BYTES", "SAMPLES/S")
-			_, err = GhostsRun(w.Path("mesh"), w.Hello, releases, every, logging.New(env.Err, "", "error"), func(g Ghosts) {
+			_, err := GhostsRun(w.Path("mesh"), w.Hello, releases, every, logging.New(env.Err, "", "error"), func(g Ghosts) {
 				row(tw, g.Releases, g.RouteGroups, g.RouteBytes, g.Instances, g.Backends, g.Processes, g.MetricsMsgs, g.MetricsBytes, fmt.Sprintf("%.0f", g.SamplesPerSec))
 				tw.Flush()
 			})

@@ -355,12 +355,9 @@ func rollbackBench() Entry {
 			f.IntVar(&healthy, "healthy", 3, "healthy releases to measure the overhead on")
 			f.DurationVar(&failAfter, "fail-after", 3*time.Second, "how long after its start a bad instance begins to fail")
 		},
+		Examples: Hello,
 		Run: func(_ context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			r, err := RollbackRun(w.Path("mesh"), w.Hello, bad, healthy, failAfter, false, env.Log(), env.Progress)
 			if err != nil {
 				return err

@@ -234,12 +234,9 @@ func rollingBench() Entry {
 			f.DurationVar(&gate, "health-gate", 2*time.Second, "the health gate of each batch")
 			f.DurationVar(&verify, "verify", 4*time.Second, "the verify of each batch")
 		},
+		Examples: HelloAndStore,
 		Run: func(_ context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(true)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			r, err := RollingRun(w.Path("mesh"), w.Hello, w.Store, slots, gate, verify, env.Log(), env.Progress)
 			if err != nil {
 				return err

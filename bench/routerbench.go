@@ -60,7 +60,8 @@ configurations. Needs nginx, haproxy, caddy, wrk and hey
 			f.BoolVar(&o.configs, "configs", false, "print the anchors' configurations")
 			f.StringArrayVar(&o.routerEnv, "router-env", nil, "KEY=VALUE in the router process's environment (GOMAXPROCS, GOGC…); repeatable")
 		},
-		Run: func(_ context.Context, env Env, _ []string) error { return runRouterBench(env, o) },
+		Examples: Hello,
+		Run:      func(_ context.Context, env Env, _ []string) error { return runRouterBench(env, o) },
 	}
 }
 
@@ -69,11 +70,7 @@ func runRouterBench(env Env, o routerOptions) error {
 	if !o.inProcess {
 		cfg.DataPlane = &mesh.DataPlane{Exe: env.Self, LogLevel: "error", Env: o.routerEnv}
 	}
-	w, err := NewWorkdir(false)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
+	w := env.Work
 	bm, err := w.Mesh(cfg, "hello-v001")
 	if err != nil {
 		return err

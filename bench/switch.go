@@ -116,12 +116,9 @@ func switchBench() Entry {
 			f.IntVar(&workers, "workers", 8, "concurrent load workers")
 			f.DurationVar(&every, "every", 1100*time.Millisecond, "time between switches")
 		},
+		Examples: Hello,
 		Run: func(ctx context.Context, env Env, _ []string) error {
-			w, err := NewWorkdir(false)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
+			w := env.Work
 			bm, err := w.Mesh(mesh.DefaultConfig(), "hello-v001", "hello-v002")
 			if err != nil {
 				return err

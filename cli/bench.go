@@ -22,13 +22,12 @@ func (a *app) benchCmd() *cobra.Command {
 		if e.Flags != nil {
 			e.Flags(sub.Flags())
 		}
-		run := e.Run
 		sub.RunE = func(cmd *cobra.Command, args []string) error {
 			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			return run(cmd.Context(), bench.Env{Out: a.out, Err: a.err, Self: self}, args)
+			return e.Execute(cmd.Context(), bench.Env{Out: a.out, Err: a.err, Self: self}, args)
 		}
 		cmd.AddCommand(sub)
 	}
