@@ -238,9 +238,20 @@ func Dimension(arn string) string {
 	return arn
 }
 
-// TargetGroupDimension is the group's CloudWatch TargetGroup dimension.
+// ErrNoTargetGroup: the group has no target group (not made yet, or
+// released with the group).
+var ErrNoTargetGroup = errors.New("no target group")
+
+// TargetGroupDimension gives a group's TargetGroup dimension for CloudWatch.
+// It never makes a target group: one is made with its group and released
+// with it, and a look-up that made one for a group just destroyed (whose
+// samples the router still reads for a moment) would leave it behind. A
+// group without one is ErrNoTargetGroup.
 func (e *Edge) TargetGroupDimension(ctx context.Context, group string) (string, error) {
-	arn, err := e.TargetGroup(ctx, group)
+	arn, err := e.existing(ctx, group)
+	if err == nil && arn == "" {
+		err = fmt.Errorf("alb: %s: %w", group, ErrNoTargetGroup)
+	}
 	return Dimension(arn), err
 }
 

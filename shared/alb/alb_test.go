@@ -87,6 +87,17 @@ func TestSwitchOnMoto(t *testing.T) {
 	if got, _ := edge.Weights(ctx, "hello"); len(got) != 1 { // only v001: the action holds the groups of the last Apply
 		t.Fatalf("listener after delete: %v", got)
 	}
+	// the CloudWatch dimension of a group whose target group was released
+	// is an error, and makes none (the router's bridge once made it again)
+	if _, err := edge.TargetGroupDimension(ctx, "hello-v002"); !errors.Is(err, alb.ErrNoTargetGroup) {
+		t.Fatalf("the dimension of a released target group: %v", err)
+	}
+	if out, err := client.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"hello-v002"}}); err == nil && len(out.TargetGroups) > 0 {
+		t.Fatal("looking up hello-v002's dimension made its target group again")
+	}
+	if d, err := edge.TargetGroupDimension(ctx, "hello-v001"); err != nil || !strings.HasPrefix(d, "targetgroup/hello-v001/") {
+		t.Fatalf("the dimension of hello-v001: %q, %v", d, err)
+	}
 	// a group without a target group has nothing to delete; a failure to
 	// look is an error (to try again on), not "none"
 	if err := edge.DeleteTargetGroup(ctx, "hello", "hello-v009"); err != nil {

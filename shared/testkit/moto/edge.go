@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/redblack/redblack/shared/loop"
 )
 
 // Edge is what a release behind an ALB needs on moto: two subnets of the
@@ -69,17 +71,13 @@ type Traffic struct {
 // TargetGroup dimension, traffic what it served. It returns when ctx ends.
 func FeedALB(ctx context.Context, c *cw.Client, weights func(context.Context) map[string]int,
 	dimension func(context.Context, string) (string, error), traffic func(group string) Traffic) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	loop.Every(ctx, time.Second, func() {
 		for g, w := range weights(ctx) {
+			if w == 0 {
+				continue // a group without traffic serves none (and may be gone)
+			}
 			dim, err := dimension(ctx, g)
-			if w == 0 || err != nil {
+			if err != nil {
 				continue
 			}
 			tr := traffic(g)
@@ -92,5 +90,5 @@ func FeedALB(ctx context.Context, c *cw.Client, weights func(context.Context) ma
 				datum("RequestCount", tr.Requests), datum("HTTPCode_Target_5XX_Count", tr.Errors), datum("TargetResponseTime", tr.Latency.Seconds()),
 			}})
 		}
-	}
+	})
 }
