@@ -11,12 +11,12 @@ import (
 	"net"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/hostname"
 	"github.com/redblack/redblack/shared/routes"
 )
 
@@ -190,7 +190,9 @@ type Table struct {
 }
 
 // Lookup finds the service of a Host header: the service name,
-// <service>.localhost, or a host name from its spec; any port is ignored.
+// <service>.localhost, or a host name from its spec, in any spelling that
+// normalizes to it (hostname.Normalize: case, a port, a trailing dot,
+// Unicode look-alikes), as the spec's claim was checked.
 func (t *Table) Lookup(host string) *Service {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -198,7 +200,7 @@ func (t *Table) Lookup(host string) *Service {
 	if s := t.byHost[host]; s != nil {
 		return s
 	}
-	return t.byHost[strings.ToLower(host)]
+	return t.normalized(host)
 }
 
 // LookupBytes is Lookup for a Host header in bytes; it allocates nothing
@@ -210,7 +212,16 @@ func (t *Table) LookupBytes(host []byte) *Service {
 	if s := t.byHost[string(host)]; s != nil {
 		return s
 	}
-	return t.byHost[strings.ToLower(string(host))]
+	return t.normalized(string(host))
+}
+
+// normalized looks host up in its one form (nil when it is no host name).
+func (t *Table) normalized(host string) *Service {
+	n, err := hostname.Normalize(host)
+	if err != nil {
+		return nil
+	}
+	return t.byHost[n]
 }
 
 // Registry keeps Backends across tables.
@@ -388,10 +399,15 @@ func fallbackOf(s *Service, rt routes.Route) *Group {
 	return f
 }
 
+// hostsOf is every name a service is routed by, each in the one form
+// Lookup finds it in (hostname.Normalize); a spec host name that does not
+// normalize names nothing.
 func hostsOf(name string, hostnames []string) []string {
 	hs := []string{name, name + ".localhost"}
 	for _, h := range hostnames {
-		hs = append(hs, strings.ToLower(h))
+		if n, err := hostname.Normalize(h); err == nil {
+			hs = append(hs, n)
+		}
 	}
 	return hs
 }

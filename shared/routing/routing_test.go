@@ -60,6 +60,33 @@ func TestLookupHosts(t *testing.T) {
 	}
 }
 
+// TestLookupLookAlikes: every spelling a client can send of a name routes
+// to the service that claims it, and only there (issue 28: "Host: other."
+// reached another team's service, which claimed "other." beside "other").
+func TestLookupLookAlikes(t *testing.T) {
+	in := input(map[string]int{"a": 1000}, 1)
+	in.Routes["other"] = routes.Route{Service: "other", Weights: map[string]int{"o": 1000}}
+	in.Instances[discovery.Key("other", "o", "o-1")] = discovery.Entry{ID: "o-1", Service: "other", Group: "o", Address: "127.0.0.1:2001", State: discovery.StateUp}
+	tbl := NewRegistry().Build(in)
+	for host, want := range map[string]string{
+		"other.": "other", "other.localhost.": "other", "OTHER": "other", "other.:8080": "other", "ｏｔｈｅｒ": "other",
+		"hello.example.com.": "hello", "Hello.Example.Com.:443": "hello", "ｈｅｌｌｏ.example.com": "hello",
+	} {
+		s := tbl.Lookup(host)
+		if s == nil || s.Name != want {
+			t.Errorf("Lookup(%q) = %v, want %s", host, s, want)
+		}
+		if b := tbl.LookupBytes([]byte(host)); b != s {
+			t.Errorf("LookupBytes(%q) = %v, Lookup %v", host, b, s)
+		}
+	}
+	for _, host := range []string{"other..", "", ".", "nobody."} {
+		if s := tbl.Lookup(host); s != nil {
+			t.Errorf("Lookup(%q) routed to %s", host, s.Name)
+		}
+	}
+}
+
 func TestOnlyUpInstancesAndIdentityAcrossTables(t *testing.T) {
 	reg := NewRegistry()
 	in := input(map[string]int{"a": 1000}, 3)

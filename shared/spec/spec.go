@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/hostname"
 	"github.com/redblack/redblack/shared/subjects"
 )
 
@@ -242,7 +243,7 @@ func (s Service) Validate() error {
 		bad("max_capacity", "%d: want capacity (%d)..%d", s.MaxCapacity, s.Capacity, GlobalMaxCapacity)
 	}
 	for i, h := range s.Hostnames {
-		if h == "" || strings.ContainsAny(h, " /:") {
+		if _, err := hostname.Normalize(h); err != nil || strings.ContainsAny(h, " /:") {
 			bad(fmt.Sprintf("hostnames[%d]", i), "%q is not a host name", h)
 		}
 	}

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/redblack/redblack/shared/hostname"
 	"github.com/redblack/redblack/shared/natsx"
 )
 
@@ -88,7 +89,9 @@ func unclaimed(ctx context.Context, kv jetstream.KeyValue, s Service) error {
 	hosts := func(x Service) []string {
 		hs := []string{x.Name, x.Name + ".localhost"}
 		for _, h := range x.Hostnames {
-			hs = append(hs, strings.ToLower(h))
+			if n, err := hostname.Normalize(h); err == nil { // as the router routes it
+				hs = append(hs, n)
+			}
 		}
 		return hs
 	}

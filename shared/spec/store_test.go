@@ -44,3 +44,35 @@ func TestApplyCreatedUpdatedUnchanged(t *testing.T) {
 		t.Fatalf("list = %+v, %v", all, err)
 	}
 }
+
+// TestClaimsAreNormalized: a name another service has is refused in every
+// spelling the router would route to it (issue 28: "other." and
+// "other.localhost." were accepted beside a service named other), and a
+// name that is no host name is refused as such.
+func TestClaimsAreNormalized(t *testing.T) {
+	s := testkit.Start(t)
+	ctx := testkit.Context(t, 10*time.Second)
+	kv, err := s.JS(t).KeyValue(ctx, topology.BucketServices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := spec.Service{Name: "other", Owner: "beta", Capacity: 1, Artifact: spec.Artifact{Command: []string{"hello"}}, Hostnames: []string{"api.example.com"}}
+	if _, err := spec.Apply(ctx, kv, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"other.", "other.localhost.", "OTHER", "ｏｔｈｅｒ", "api.example.com.", "API.Example.com"} {
+		alpha := spec.Service{Name: "alpha", Owner: "alpha", Capacity: 1, Artifact: spec.Artifact{Command: []string{"hello"}}, Hostnames: []string{h}}
+		if _, err := spec.Apply(ctx, kv, alpha); !errors.Is(err, spec.ErrClaimed) {
+			t.Errorf("alpha claiming %q beside other: %v, want ErrClaimed", h, err)
+		}
+	}
+	for _, h := range []string{"other..", "a_b.example.com", "."} {
+		alpha := spec.Service{Name: "alpha", Owner: "alpha", Capacity: 1, Artifact: spec.Artifact{Command: []string{"hello"}}, Hostnames: []string{h}}
+		if _, err := spec.Apply(ctx, kv, alpha); err == nil || errors.Is(err, spec.ErrClaimed) {
+			t.Errorf("alpha claiming %q: %v, want it refused as no host name", h, err)
+		}
+	}
+	if _, err := spec.Get(ctx, kv, "alpha"); !errors.Is(err, spec.ErrNotFound) {
+		t.Errorf("a refused spec was stored: %v", err)
+	}
+}
