@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -400,6 +401,15 @@ func (h *crashRun) release(i int, r *rand.Rand) error {
 		h.inBad.Store(false)
 	}
 	h.res.Outcomes[string(rec.Phase)]++
+	if rec.Phase == release.PhaseCompleted {
+		// a completed release's group is the one users are served by
+		c, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+		rt, _, err := routes.Get(c, h.routesKV, "hello")
+		cancel()
+		if err == nil && rt.Active != rec.Group {
+			h.violate("after %s (%s): completed on %s, but the route's active group is %s", id, sc.name, rec.Group, rt.Active)
+		}
+	}
 	if sc.act == "switch" && rec.Phase == release.PhaseCompleted {
 		h.switchBack(id)
 	}
@@ -454,6 +464,16 @@ func (h *crashRun) kill(i int, sc scenario, id string, target release.Phase, kil
 // switchBack moves the traffic back to the group a completed release
 // replaced, by hand (the "manual switch after" scenario), and waits for it.
 func (h *crashRun) switchBack(id string) {
+	// the record is completed a moment before the lock is freed, and a
+	// switch by hand under a release's lock is refused
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		c, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+		_, _, err := h.releases.Lock(c, "hello")
+		cancel()
+		if errors.Is(err, release.ErrNotFound) {
+			break
+		}
+	}
 	c, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 	rt, _, _ := routes.Get(c, h.routesKV, "hello")
 	if rt.Previous != "" {

@@ -12,15 +12,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
 )
 
 func (a *app) trafficCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "traffic", Short: "The router's weights: get, set, switch"}
+	cmd := &cobra.Command{Use: "traffic", Short: "The router's weights: get, set, switch",
+		Long: `Shows or changes the router's weights by hand. While a release of the
+service is in flight the router refuses a change by hand (it would leave the
+release to complete, or roll back, on a group it no longer describes);
+--abort-release aborts that release first, through the state machine, and
+then makes the change.`}
+	var abort bool
+	cmd.PersistentFlags().BoolVar(&abort, "abort-release", false, "abort the service's release in flight first, then change the weights")
 	var getJSON bool
 	get := &cobra.Command{
 		Use:   "get SERVICE [--json]",
@@ -74,7 +83,7 @@ func (a *app) trafficCmd() *cobra.Command {
 				}
 				w[g] = n
 			}
-			return a.trafficCommand(events.TrafficSet, events.TrafficCommand{Service: args[0], Weights: w})
+			return a.trafficCommand(events.TrafficSet, events.TrafficCommand{Service: args[0], Weights: w}, abort)
 		},
 	}
 	sw := &cobra.Command{
@@ -82,7 +91,7 @@ func (a *app) trafficCmd() *cobra.Command {
 		Short: "Move all traffic to GROUP at once (the others keep running at weight 0)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.trafficCommand(events.TrafficSwitch, events.TrafficCommand{Service: args[0], Group: args[1]})
+			return a.trafficCommand(events.TrafficSwitch, events.TrafficCommand{Service: args[0], Group: args[1]}, abort)
 		},
 	}
 	restore := &cobra.Command{
@@ -90,7 +99,7 @@ func (a *app) trafficCmd() *cobra.Command {
 		Short: "Move all traffic back to the previous group at once (a rollback of the last switch)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.trafficCommand(events.TrafficRestore, events.TrafficCommand{Service: args[0]})
+			return a.trafficCommand(events.TrafficRestore, events.TrafficCommand{Service: args[0]}, abort)
 		},
 	}
 	cmd.AddCommand(get, set, sw, restore)
@@ -98,8 +107,9 @@ func (a *app) trafficCmd() *cobra.Command {
 }
 
 // trafficCommand publishes a traffic command and waits for the router's
-// answer: applied by every router, or refused.
-func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand) error {
+// answer: applied by every router, or refused. With abort, the service's
+// release in flight is aborted first.
+func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand, abort bool) error {
 	if err := subjects.ValidateService(tc.Service); err != nil {
 		return err
 	}
@@ -108,6 +118,11 @@ func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand) error {
 		return err
 	}
 	defer c.close()
+	if abort {
+		if err := a.abortInFlight(c, tc.Service, "traffic "+strings.TrimPrefix(shortType(k.Type()), "fleet.traffic.")+" by hand"); err != nil {
+			return err
+		}
+	}
 	ev, err := events.New("redblack/cli", k, tc.Service, "", tc)
 	if err != nil {
 		return err
@@ -156,4 +171,48 @@ func (a *app) trafficCommand(k events.Kind, tc events.TrafficCommand) error {
 		}
 	}
 	return errors.New("no answer from the router in 20s (is it running?)")
+}
+
+// abortInFlight aborts the release of service in flight, if any, and waits
+// until its lock is free.
+func (a *app) abortInFlight(c *client, service, why string) error {
+	ctx, cancel := timeout(10 * time.Second)
+	kv, err := c.kv(ctx, topology.BucketReleases)
+	cancel()
+	if err != nil {
+		return err
+	}
+	store := release.Store{KV: kv}
+	ctx, cancel = timeout(10 * time.Second)
+	l, _, err := store.Lock(ctx, service)
+	cancel()
+	if errors.Is(err, release.ErrNotFound) {
+		return nil // none in flight
+	}
+	if err != nil {
+		return err
+	}
+	asked := time.Now()
+	var ans api.Answer
+	if err := c.call(api.VerbAbort, service, api.AbortRequest{Release: l.Release, Reason: why + " (--abort-release)"}, &ans); err != nil {
+		return fmt.Errorf("abort %s first: %w", l.Release, err)
+	}
+	fmt.Fprintf(a.out, "abort of %s (%s, %s) requested first\n", l.Release, service, ans.Phase)
+	if err := a.follow(c, service, l.Release, ans.Seq, asked, 2*time.Minute, events.ReleaseAborted); err != nil {
+		var code exitCode
+		if !errors.As(err, &code) || code.code != 1 { // 1: it ended otherwise first, which frees it too
+			return err
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := timeout(5 * time.Second)
+		_, _, err := store.Lock(ctx, service)
+		cancel()
+		if errors.Is(err, release.ErrNotFound) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s ended, but the lock of %s is still held after 20s", l.Release, service)
+		}
+	}
 }

@@ -779,6 +779,51 @@ func TestOneActiveGroup(t *testing.T) {
 	p.await(v3, 60*time.Second, events.ReleaseCompleted)
 }
 
+// TestSwitchByHandDuringABake: the attack of issue 28 (4). A switch by hand
+// back to v1 while v2 bakes is refused, naming v2, and v2 still completes
+// on the group that serves; with --abort-release v2 is aborted through the
+// state machine first, then the switch applies, and the record says
+// aborted, never "completed" on a group users are not served by.
+func TestSwitchByHandDuringABake(t *testing.T) {
+	svc := fastSpec()
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	svc.Strategy.Bake.Duration = spec.Duration(60 * time.Second) // v2 bakes while the test acts
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		t.Fatal(err)
+	}
+	v2 := p.release("v2")
+	p.await(v2, 60*time.Second, events.TrafficSwitched)
+	switchTo := func(extra ...string) (int, string) {
+		var out, errb strings.Builder
+		args := append([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "traffic", "switch", "hello", "hello-v001"}, extra...)
+		code := cli.Main(args, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	code, out := switchTo()
+	if code == 0 || !strings.Contains(out, v2) || !strings.Contains(out, "in flight") {
+		t.Fatalf("switch by hand during v2's bake: exit %d: %s", code, out)
+	}
+	if rt := p.route(); rt.Active != "hello-v002" {
+		t.Fatalf("a refused switch moved the traffic: %+v", rt)
+	}
+	if r := p.record(v2); r.Phase != release.PhaseBaking {
+		t.Fatalf("v2 is %s after a refused switch", r.Phase)
+	}
+	code, out = switchTo("--abort-release")
+	if code != 0 {
+		t.Fatalf("switch --abort-release: exit %d: %s", code, out)
+	}
+	if r := p.record(v2); r.Phase != release.PhaseAborted || !strings.Contains(r.Reason, "--abort-release") {
+		t.Fatalf("v2 after switch --abort-release: %s %q", r.Phase, r.Reason)
+	}
+	if rt := p.route(); rt.Active != "hello-v001" {
+		t.Fatalf("route after switch --abort-release: %+v", rt)
+	}
+}
+
 // TestRollbackAfterCompletionTakesTheLock: a rollback of a completed
 // release takes the service's lock, so none can start on the group being
 // destroyed; when another release holds the lock it is refused and nothing

@@ -242,6 +242,22 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) error {
 	return err
 }
 
+// releaseInFlight is why a traffic command by hand is refused now: a
+// release of service holds its lock ("" when none does). A switch by hand
+// in a bake would leave the release to complete on a group users are not
+// served by; the caller aborts the release first (`traffic … --abort-release`).
+func (s *Service) releaseInFlight(ctx context.Context, service string) (string, error) {
+	l, _, err := s.releases.Lock(ctx, service)
+	if errors.Is(err, release.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil && !errors.Is(err, release.ErrCorrupt) {
+		return "", err
+	}
+	return fmt.Sprintf("release %s of %s is in flight (since %s): a change by hand would leave its record false; abort it first (redblack traffic … --abort-release, or redblack abort %s)",
+		l.Release, service, l.Since.Format(time.RFC3339), l.Release), nil
+}
+
 // command applies a traffic command; cause derives the ids of the events it
 // publishes. It returns the reason of a refusal ("" if applied); a refusal
 // is published as traffic.refused.
@@ -254,6 +270,15 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 		log.Warn().Str(logging.FieldServerGroup, c.Group).Str("reason", why).Msg("traffic command refused")
 		c.Reason = why
 		return why, s.publish(ctx, cause+":refused", events.TrafficRefused, c.Service, releaseID, c)
+	}
+	if releaseID == "" { // by hand: never under a release in flight, whose record it would make false
+		why, err := s.releaseInFlight(ctx, c.Service)
+		if err != nil {
+			return "", err
+		}
+		if why != "" {
+			return refuse(why)
+		}
 	}
 	switch k {
 	case events.TrafficSwitch.Type():

@@ -24,6 +24,7 @@ import (
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/prom"
+	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routing"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/testkit"
@@ -646,5 +647,56 @@ func TestSwitchWaitsForARouterSeenLately(t *testing.T) {
 	start := time.Now()
 	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() || time.Since(start) > time.Second {
 		t.Fatalf("a third switch: %s after %s", ev.Type, time.Since(start))
+	}
+}
+
+// TestNoChangeByHandUnderARelease: while a release holds the service's
+// lock, a switch, a set or a restore by hand is refused with the release's
+// id and changes nothing; once the lock is free the same switch applies
+// (issue 28: a switch by hand during a bake let the release complete on a
+// group users were not served by).
+func TestNoChangeByHandUnderARelease(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{})
+	r.register("hello-v001", "a", backend(t, "A", nil))
+	r.register("hello-v002", "b", backend(t, "B", nil))
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"}); ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch with no release in flight answered %s %s", ev.Type, ev.Data)
+	}
+	js, _ := jetstream.New(r.nc)
+	kv, err := js.KeyValue(r.ctx, topology.BucketReleases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := release.Store{KV: kv}
+	acc, err := store.Accept(r.ctx, release.Record{ID: "rel-9", Service: "hello", Version: "v9"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		k  events.Kind
+		tc events.TrafficCommand
+	}{
+		{events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"}},
+		{events.TrafficSet, events.TrafficCommand{Weights: map[string]int{"hello-v001": 500, "hello-v002": 500}}},
+		{events.TrafficRestore, events.TrafficCommand{}},
+	} {
+		ev := r.command(c.k, c.tc)
+		var tc events.TrafficCommand
+		_ = ev.DecodeData(&tc)
+		if ev.Type != events.TrafficRefused.Type() || !strings.Contains(tc.Reason, "rel-9") {
+			t.Fatalf("%s by hand under release rel-9 answered %s %q", c.k.Type(), ev.Type, tc.Reason)
+		}
+	}
+	for range 20 {
+		if _, body := get(t, url, "hello", nil); body != "A" {
+			t.Fatalf("a refused change moved the traffic: %q", body)
+		}
+	}
+	if err := store.Unlock(r.ctx, "hello", acc.Record.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v002"}); ev.Type != events.TrafficSwitched.Type() {
+		t.Fatalf("switch once the lock is free answered %s %s", ev.Type, ev.Data)
 	}
 }
