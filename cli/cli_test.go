@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/redblack/redblack/shared/procfs"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/testkit/moto"
 
@@ -235,9 +236,10 @@ func TestParseArtifact(t *testing.T) {
 // startUp runs `redblack up` from bin on data as a real process with NATS
 // on natsAddr, waits for its ready line and returns its NATS URL; the
 // process is killed at the test's end if it still runs.
-func startUp(t *testing.T, bin, data, natsAddr string) (string, *exec.Cmd) {
+func startUp(t *testing.T, bin, data, natsAddr string, inherit ...*os.File) (string, *exec.Cmd) {
 	t.Helper()
 	cmd := exec.Command(bin, "up", "--data", data, "--nats", natsAddr, "--http", "127.0.0.1:0", "--admin", "", "--ui", "", "--log-level", "warn", "--bake-latency-slack", testkit.LatencySlack.String())
+	cmd.ExtraFiles = inherit // as a shell leaves them: open, and not close-on-exec
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -265,6 +267,68 @@ func startUp(t *testing.T, bin, data, natsAddr string) (string, *exec.Cmd) {
 		t.Fatal("no ready line")
 	}
 	return "", nil
+}
+
+// TestUpPassesNoInheritedFD: `up` started holding a descriptor its parent
+// left open (here a file, as a shell's lock would be) passes it to no
+// child: neither its data plane nor an instance holds it (issue 28: a data
+// plane kept a shell's lock for 35 minutes after its up was gone).
+func TestUpPassesNoInheritedFD(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { testkit.KillAll(bin) })
+	hello, err := testkit.BuildHello(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testkit.KillAll(hello) })
+	held, err := os.Create(filepath.Join(t.TempDir(), "held-by-the-shell"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	data := t.TempDir()
+	t.Setenv("REDBLACK_DATA", data)
+	url, up := startUp(t, bin, data, "127.0.0.1:0", held)
+	holds := func(pid int) bool {
+		fds, err := procfs.FDTargets(pid)
+		if err != nil {
+			return false // gone
+		}
+		for _, target := range fds {
+			if target == held.Name() {
+				return true
+			}
+		}
+		return false
+	}
+	if !holds(up.Process.Pid) {
+		t.Fatal("up does not hold the descriptor it was started with: the test proves nothing")
+	}
+	run(t, url, "service", "apply", "-f", writeFile(t, strings.Replace(helloSpec, "[hello]", "["+hello+"]", 1)))
+	if code, out, errs := run(t, url, "release", "hello", "--version", "v1"); code != 0 {
+		t.Fatalf("release: %q %q", out, errs)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(testkit.Pids(hello)) < 3; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d hello instances, want 3", len(testkit.Pids(hello)))
+		}
+	}
+	children := 0
+	for _, pid := range append(testkit.Pids(bin), testkit.Pids(hello)...) {
+		if pid == up.Process.Pid {
+			continue
+		}
+		children++
+		if holds(pid) {
+			t.Errorf("child %d holds the descriptor up inherited", pid)
+		}
+	}
+	if children < 4 { // the data plane and three instances
+		t.Fatalf("%d children of up found, want the data plane and 3 instances", children)
+	}
 }
 
 // TestUpProcess runs `redblack up` as a real process: it prints the ready

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 
 	"github.com/redblack/redblack/cli"
+	"github.com/redblack/redblack/shared/procfs"
 )
 
 func main() {
+	_ = procfs.CloseOnExecInherited() // children get only what is meant for them
 	switch filepath.Base(os.Args[0]) {
 	case cli.HelloName:
 		os.Exit(cli.RunHello(os.Args[1:], os.Stderr))

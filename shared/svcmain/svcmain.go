@@ -19,6 +19,7 @@ import (
 
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/procfs"
 	"github.com/redblack/redblack/shared/prom"
 )
 
@@ -39,7 +40,10 @@ type Program struct {
 
 // Main runs the program with the process's arguments and exits with its
 // status.
-func Main(p Program) { os.Exit(Run(p, os.Args[1:], os.Stderr)) }
+func Main(p Program) {
+	_ = procfs.CloseOnExecInherited() // children get only what is meant for them
+	os.Exit(Run(p, os.Args[1:], os.Stderr))
+}
 
 // Run runs the program with args, logging to stderr, and returns the exit
 // status: 0 after a clean stop on SIGINT or SIGTERM, 2 for bad flags, 1 for

@@ -59,6 +59,9 @@ func KillUnder(dir string) {
 	}
 }
 
+// Pids lists the processes running the program at path.
+func Pids(path string) []int { return pidsOf(path) }
+
 func pidsOf(path string) []int { return pids(func(exe string) bool { return exe == path }) }
 
 func pids(match func(exe string) bool) []int {
