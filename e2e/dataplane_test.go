@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/redblack/redblack/bench"
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/shared/procfs"
+	"github.com/redblack/redblack/shared/svcmain"
+	"github.com/redblack/redblack/shared/testkit"
 )
 
 // TestDataPlaneOutlivesUp: `redblack up` runs its router as its own
@@ -54,5 +58,45 @@ func TestDataPlaneOutlivesUp(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "dataplane.json")); !os.IsNotExist(err) {
 		t.Errorf("up stopped gracefully but left the data plane's state: %v", err)
+	}
+}
+
+// TestDataPlaneExitsWithoutItsDataDir: a data plane left running by its up
+// (as after a SIGKILL) whose data directory is then deleted stops on its
+// own, draining, instead of serving stale tables with its ports open for
+// ever (issue 28, item 6).
+func TestDataPlaneExitsWithoutItsDataDir(t *testing.T) {
+	dir := t.TempDir()
+	bin := buildRedblack(t, dir)
+	t.Cleanup(func() { testkit.KillAll(bin) })
+	data := filepath.Join(dir, "data")
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = data, "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataPlane = &mesh.DataPlane{Exe: bin, LogLevel: "error"}
+	cfg.KeepInstances = true // the data plane is left running, as a killed up leaves it
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := m.DataPlanePid()
+	if pid == 0 {
+		t.Fatal("no data plane process")
+	}
+	m.Stop()
+	alive := func() bool { _, err := procfs.FDTargets(pid); return err == nil }
+	// left running: it must not stop while its data directory is there
+	time.Sleep(2 * svcmain.OwnerCheck) // a span the data plane must live through, not a condition
+	if !alive() {
+		t.Fatal("the data plane stopped while its data directory was still there")
+	}
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	defer func() { t.Logf("the data plane stopped %s after its data directory was deleted", time.Since(deleted).Round(time.Millisecond)) }()
+	for deadline := time.Now().Add(10*svcmain.OwnerCheck + 10*time.Second); alive(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the data plane (pid %d) still runs %s after its data directory was deleted", pid, 10*svcmain.OwnerCheck+10*time.Second)
+		}
 	}
 }

@@ -76,8 +76,10 @@ func (m *Mesh) startDataPlane(cfg Config, creds string) error {
 	if level == "" {
 		level = "info"
 	}
+	// --exit-without: a data plane whose up and data directory are gone
+	// stops (draining) instead of serving stale tables for ever
 	args := []string{"run", "router", "--server", m.URL(), "--creds", creds, "--log-level", level,
-		"--http", m.http, "--admin", admin, "--metrics-interval", cfg.Router.MetricsInterval.String()}
+		"--http", m.http, "--admin", admin, "--metrics-interval", cfg.Router.MetricsInterval.String(), "--exit-without", data}
 	args = append(args, dp.Args...)
 	var env []string // nil: this process's
 	if len(dp.Env) > 0 {

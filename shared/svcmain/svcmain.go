@@ -13,15 +13,21 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/logging"
+	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/procfs"
 	"github.com/redblack/redblack/shared/prom"
 )
+
+// OwnerCheck is how often a program started with --exit-without looks for
+// its path.
+const OwnerCheck = 2 * time.Second
 
 // Runner is a service.
 type Runner interface {
@@ -57,6 +63,7 @@ func Run(p Program, args []string, stderr io.Writer) int {
 	conn.BindFlags(fs)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	metricsAddr := fs.String("metrics", "", "address to serve the service's Prometheus metrics on (/metrics); empty for none")
+	exitWithout := fs.String("exit-without", "", "a path (the data directory of the up that started it): once it is gone, stop as on SIGTERM")
 	if p.Bind != nil {
 		p.Bind(fs)
 	}
@@ -94,6 +101,17 @@ func Run(p Program, args []string, stderr io.Writer) int {
 		}
 		defer srv.Close()
 		log.Info().Str("metrics", "http://"+addr.String()+"/metrics").Msg("serving metrics")
+	}
+	if *exitWithout != "" {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go loop.Every(ctx, OwnerCheck, func() {
+			if _, err := os.Stat(*exitWithout); os.IsNotExist(err) {
+				log.Warn().Str("path", *exitWithout).Msg("what this process belongs to is gone: stopping")
+				cancel()
+			}
+		})
 	}
 	if err := svc.Run(ctx); err != nil {
 		log.Error().Err(err).Send()
