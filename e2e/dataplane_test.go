@@ -93,7 +93,9 @@ func TestDataPlaneExitsWithoutItsDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
-	defer func() { t.Logf("the data plane stopped %s after its data directory was deleted", time.Since(deleted).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("the data plane stopped %s after its data directory was deleted", time.Since(deleted).Round(time.Millisecond))
+	}()
 	for deadline := time.Now().Add(10*svcmain.OwnerCheck + 10*time.Second); alive(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the data plane (pid %d) still runs %s after its data directory was deleted", pid, 10*svcmain.OwnerCheck+10*time.Second)
