@@ -195,11 +195,11 @@ func (d *helloDemo) startLoads(grpcMode bool) error {
 		if d.gload, err = bench.StartGRPCLoad(d.m.HTTP(), "hello", 2); err != nil {
 			return err
 		}
-		d.defer_(func() { d.gload.Stop() })
+		d.onClose(func() { d.gload.Stop() })
 		d.step("gRPC load through the router: 2 clients over h2c, :authority hello, unary and server-streaming (%d messages) calls", bench.GRPCStreamLen)
 	}
 	ctx, stop := context.WithCancel(d.ctx)
-	d.defer_(stop)
+	d.onClose(stop)
 	go loop.Every(ctx, 4*time.Second, func() {
 		d.step("  · load: %d served, %d failed; answering now: %s", d.load.OK(), d.load.Failed(), version.Load())
 	})

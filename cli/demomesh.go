@@ -47,7 +47,7 @@ func (a *app) startDemo(keep bool, limit time.Duration, what string, build func(
 		return d, err
 	}
 	if !keep {
-		d.defer_(func() { os.RemoveAll(d.dir) })
+		d.onClose(func() { os.RemoveAll(d.dir) })
 	}
 	d.step("preparing %s", what)
 	if err := build(d.dir); err != nil {
@@ -66,17 +66,17 @@ func (a *app) startDemo(keep bool, limit time.Duration, what string, build func(
 	if d.m, err = mesh.Start(context.Background(), cfg); err != nil {
 		return d, err
 	}
-	d.defer_(func() { d.m.Stop() })
+	d.onClose(func() { d.m.Stop() })
 	d.step("mesh up: embedded NATS with JetStream at %s, services %s, router http://%s; bakes fail on errors, and on p99 increases over %s",
 		d.m.URL(), strings.Join(mesh.ServiceNames, ", "), d.m.HTTP(), DemoLatencySlack)
 	a.conn.URL, a.conn.Creds = d.m.URL(), d.m.AdminCreds() // the demo's own mesh, as its admin
 	if d.c, err = a.dial(); err != nil {
 		return d, err
 	}
-	d.defer_(d.c.close)
+	d.onClose(d.c.close)
 	ctx, cancel := timeout(limit)
 	d.ctx = ctx
-	d.defer_(cancel)
+	d.onClose(cancel)
 	if d.services, err = d.c.kv(ctx, topology.BucketServices); err != nil {
 		return d, err
 	}
@@ -88,8 +88,8 @@ func (a *app) startDemo(keep bool, limit time.Duration, what string, build func(
 	return d, nil
 }
 
-// defer_ runs fn at Close, the last deferred first.
-func (d *demoMesh) defer_(fn func()) { d.closers = append(d.closers, fn) }
+// onClose runs fn at Close, the last added first.
+func (d *demoMesh) onClose(fn func()) { d.closers = append(d.closers, fn) }
 
 // Close stops what the demo started, the last started first.
 func (d *demoMesh) Close() {
@@ -130,6 +130,6 @@ func (d *demoMesh) follow(subject string, withSubject bool) error {
 	if err != nil {
 		return err
 	}
-	d.defer_(func() { sub.Unsubscribe() })
+	d.onClose(func() { sub.Unsubscribe() })
 	return d.c.nc.Flush()
 }

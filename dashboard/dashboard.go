@@ -108,8 +108,8 @@ func (s *Server) watch(ctx context.Context, bucket string, kv jetstream.KeyValue
 	if err != nil {
 		return fmt.Errorf("dashboard: watch %s: %w", bucket, err)
 	}
-	natsx.Updates(ctx, w, func(e jetstream.KeyValueEntry, _ bool) {
-		natsx.Guard(s.cfg.Log, "dashboard "+bucket, func() { s.model.entry(bucket, e) })
+	natsx.Updates(ctx, w, s.cfg.Log, "dashboard "+bucket, func(e jetstream.KeyValueEntry, _ bool) {
+		s.model.entry(bucket, e)
 	})
 	return nil
 }

@@ -17,7 +17,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 )
 
@@ -53,7 +52,7 @@ func (t *Tracer) Flush(ctx context.Context) error { return t.provider.ForceFlush
 // release that reaches a final phase from now on (the records already final
 // when it starts were traced by an earlier run, or predate tracing).
 func (t *Tracer) Follow(ctx context.Context, releases jetstream.KeyValue) error {
-	err := release.Watch(ctx, releases, func(r release.Record, replay bool) {
+	err := release.Watch(ctx, releases, t.log, func(r release.Record, replay bool) {
 		if !r.Phase.Final() {
 			return
 		}
@@ -65,7 +64,7 @@ func (t *Tracer) Follow(ctx context.Context, releases jetstream.KeyValue) error 
 		t.emitted[r.ID] = r.Phase
 		t.mu.Unlock()
 		if !replay && !done {
-			natsx.Guard(t.log, "release trace", func() { t.Emit(ctx, r) })
+			t.Emit(ctx, r)
 		}
 	})
 	if err != nil {

@@ -59,7 +59,7 @@ const pollEvery = 50 * time.Millisecond
 func (s *Service) startRolling(ctx context.Context) error {
 	s.rolls.Log = s.log
 	s.rolls.Lease = &release.Lease{KV: s.releases.KV, Role: rollingRole, Owner: release.NewOwner("provisioner")}
-	return release.Watch(ctx, s.releases.KV, func(r release.Record, _ bool) {
+	return release.Watch(ctx, s.releases.KV, s.log, func(r release.Record, _ bool) {
 		if r.IsRolling() && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseRolling || r.Phase == release.PhaseRollingBack) {
 			s.rolls.Ensure(ctx, r.ID, s.roll)
 		}

@@ -117,8 +117,8 @@ func (s *Service) unstick(ctx context.Context, r release.Record, over, limit tim
 // starts the health watch of every release that bakes, or that completed
 // and is still watched, including those a restart interrupted.
 func (s *Service) followReleases(ctx context.Context) error {
-	return release.Watch(ctx, s.releases.KV, func(r release.Record, initial bool) {
-		natsx.Guard(s.log, "release watch", func() { s.followed(ctx, r, initial) })
+	return release.Watch(ctx, s.releases.KV, s.log, func(r release.Record, initial bool) {
+		s.followed(ctx, r, initial)
 	})
 }
 

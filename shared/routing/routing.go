@@ -216,12 +216,28 @@ func (t *Table) LookupBytes(host []byte) *Service {
 }
 
 // normalized looks host up in its one form (nil when it is no host name).
+// A host already in that form (lower-case ASCII, no trailing dot: IDNA
+// leaves it as it is, or refuses it) missed already: no second look, and
+// no IDNA work on the request path for an unknown host.
 func (t *Table) normalized(host string) *Service {
+	if inOneForm(host) {
+		return nil
+	}
 	n, err := hostname.Normalize(host)
 	if err != nil {
 		return nil
 	}
 	return t.byHost[n]
+}
+
+// inOneForm reports whether host is lower-case ASCII without a trailing dot.
+func inOneForm(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return len(host) == 0 || host[len(host)-1] != '.'
 }
 
 // Registry keeps Backends across tables.

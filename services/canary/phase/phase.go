@@ -74,7 +74,7 @@ func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, l
 // those a restart interrupted resume), and consumes accepted releases. The
 // runs stop when ctx ends; Wait waits for them.
 func (p *Phase) Start(ctx context.Context) (*natsx.Consumer, error) {
-	if err := release.Watch(ctx, p.releases.KV, func(r release.Record, _ bool) {
+	if err := release.Watch(ctx, p.releases.KV, p.log, func(r release.Record, _ bool) {
 		if r.Previous != "" && !r.IsRolling() && (r.Phase == release.PhaseAccepted || r.Phase == release.PhaseCanary) {
 			p.runs.Ensure(ctx, r.ID, p.run)
 		}
