@@ -18,6 +18,8 @@ type routerOptions struct {
 	dur                 time.Duration
 	rounds, conns, rate int
 	inProcess, configs  bool
+	abuse               bool
+	abuseConns          int
 	routerEnv           []string
 }
 
@@ -48,6 +50,11 @@ the same 3 instances, and drives:
     children: nginx's workers) from /proc before and after: CPU per request,
     the figure that holds on a noisy machine.
 
+With --abuse, instead of the load, one address opens --abuse-conns connections
+to each proxy in turn, sends one byte on each and holds them (slowloris), while
+16 other clients send requests for --duration: how many of theirs succeed, and
+the proxy's resident memory before and at its peak.
+
 Every figure is also printed as a ratio to nginx. --configs prints the anchors'
 configurations. Needs nginx, haproxy, caddy, wrk and hey
 (apt-get install nginx haproxy caddy wrk hey).`,
@@ -58,6 +65,8 @@ configurations. Needs nginx, haproxy, caddy, wrk and hey
 			f.IntVar(&o.rate, "rate", 5000, "requests/s of the CPU-per-request run (below every proxy's saturation)")
 			f.BoolVar(&o.inProcess, "in-process-router", false, "run the router in this process (the old bench), not as its own process")
 			f.BoolVar(&o.configs, "configs", false, "print the anchors' configurations")
+			f.BoolVar(&o.abuse, "abuse", false, "instead of the load: one address holds --abuse-conns connections with one byte sent on each, while other clients send requests for --duration; each proxy's ok % and memory")
+			f.IntVar(&o.abuseConns, "abuse-conns", 10050, "the held connections of --abuse")
 			f.StringArrayVar(&o.routerEnv, "router-env", nil, "KEY=VALUE in the router process's environment (GOMAXPROCS, GOGC…); repeatable")
 		},
 		Examples: Hello,
@@ -107,6 +116,14 @@ func runRouterBench(env Env, o routerOptions) error {
 		targets = append(targets, routerTarget{an.Name, fmt.Sprintf("http://127.0.0.1:%d/", an.Port), "hello", an.Pid()})
 	}
 	targets = append(targets, routerTarget{"redblack router", "http://" + bm.M.HTTP() + "/", "hello", routerPid})
+	if o.abuse {
+		rs, err := runAbuse(env, o, targets)
+		if err != nil {
+			return err
+		}
+		printAbuse(env, o, rs)
+		return nil
+	}
 	sums, cpus, err := driveTargets(env, o, targets)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/redblack/redblack/deploy/cluster"
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/router"
+	"github.com/redblack/redblack/services/router/proxy"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/prom"
 )
@@ -133,6 +134,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&cfg.TLSKey, "nats-tls-key", "", "TLS key of the NATS listener")
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
+	cmd.Flags().IntVar(&cfg.Router.Proxy.MaxConnsPerClient, "max-conns-per-client", 0, fmt.Sprintf("connections one client address may hold open at the data plane (0: %d; -1: no cap, behind a proxy)", proxy.DefaultMaxConnsPerClient))
 	cmd.Flags().StringVar(&cfg.Router.HTTPS, "https", "", "TLS address of the router's data plane (HTTP/2 by ALPN, and HTTP/1.1); needs --https-cert and --https-key")
 	cmd.Flags().StringVar(&cfg.Router.TLSCert, "https-cert", "", "the TLS certificate of --https (PEM file)")
 	cmd.Flags().StringVar(&cfg.Router.TLSKey, "https-key", "", "the TLS key of --https (PEM file)")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/redblack/redblack/deploy/supervise"
@@ -80,6 +81,9 @@ func (m *Mesh) startDataPlane(cfg Config, creds string) error {
 	// stops (draining) instead of serving stale tables for ever
 	args := []string{"run", "router", "--server", m.URL(), "--creds", creds, "--log-level", level,
 		"--http", m.http, "--admin", admin, "--metrics-interval", cfg.Router.MetricsInterval.String(), "--exit-without", data}
+	if n := cfg.Router.Proxy.MaxConnsPerClient; n != 0 {
+		args = append(args, "--max-conns-per-client", strconv.Itoa(n))
+	}
 	args = append(args, dp.Args...)
 	var env []string // nil: this process's
 	if len(dp.Env) > 0 {

@@ -252,3 +252,109 @@ func TestStreamIdleTimeout(t *testing.T) {
 		t.Fatal("a stream quiet for 1.5 s passed a 500 ms idle timeout")
 	}
 }
+
+// dialFrom opens a connection to addr from the loopback address local
+// (127.0.0.0/8 is all loopback on Linux), closed when the test ends.
+func dialFrom(t *testing.T, local, addr string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+// TestOneClientCannotTakeTheEdge: one address (127.0.0.2) opens 3× the
+// router's MaxConns, each connection sending one byte and holding it (the
+// issue's slowloris). Its connections past MaxConnsPerClient are closed at
+// once, and every request from other addresses is served: without the per-
+// client cap the held connections spend MaxConns and they are answered 503.
+func TestOneClientCannotTakeTheEdge(t *testing.T) {
+	r := newRig(t, 1)
+	const maxConns, perClient = 60, 20
+	svc, url := r.startRouter(router.Config{Proxy: proxy.Config{MaxConns: maxConns, MaxConnsPerClient: perClient, HeaderTimeout: time.Minute}})
+	r.register("hello-v001", "a", backend(t, "a", nil))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	addr := strings.TrimPrefix(url, "http://")
+	held := 0
+	for range 3 * maxConns {
+		c, err := dialFrom(t, "127.0.0.2", addr)
+		if err != nil {
+			continue // the backlog is full: refused by the kernel
+		}
+		if _, err := c.Write([]byte("G")); err == nil {
+			held++
+		}
+	}
+	// the router has accepted the attacker's connections (its count of
+	// refusals reaches what was over the cap) before the others come
+	over := uint64(held - perClient)
+	deadline := time.Now().Add(10 * time.Second)
+	for svc.Refused()[proxy.RefusedPerClient] < over {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused %d of the attacker's connections, want %d", svc.Refused()[proxy.RefusedPerClient], over)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	served := 0
+	for i := range 40 {
+		local := fmt.Sprintf("127.0.0.%d", 10+i%20) // 20 other clients, 2 connections each
+		c, err := dialFrom(t, local, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: hello\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil && resp.StatusCode == 200 {
+			served++
+		}
+	}
+	if served != 40 {
+		t.Fatalf("other clients served %d of 40 while one address held %d connections", served, held)
+	}
+}
+
+// TestHeaderDeadline: a connection whose headers do not end within
+// HeaderTimeout is closed (slowloris with partial headers), while a body
+// that keeps coming after its headers has RequestTimeout.
+func TestHeaderDeadline(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{Proxy: proxy.Config{HeaderTimeout: 300 * time.Millisecond, RequestTimeout: 20 * time.Second}})
+	r.register("hello-v001", "a", backend(t, "a", func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(w, "%d", len(b))
+	}))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	addr := strings.TrimPrefix(url, "http://")
+	slow, err := dialFrom(t, "127.0.0.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	fmt.Fprint(slow, "GET / HTTP/1.1\r\nHost: hel")
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(slow); err != nil {
+		t.Fatalf("partial headers: the router kept the connection for %s (%v)", time.Since(start), err)
+	}
+	body, err := dialFrom(t, "127.0.0.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprint(body, "POST / HTTP/1.1\r\nHost: hello\r\nContent-Length: 8\r\n\r\n")
+	for range 8 { // 1.6 s of body: past HeaderTimeout, within RequestTimeout
+		time.Sleep(200 * time.Millisecond)
+		if _, err := body.Write([]byte("x")); err != nil {
+			t.Fatalf("the body's connection was closed: %v", err)
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(body), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(got) != "8" {
+		t.Fatalf("a slow body: %d %q", resp.StatusCode, got)
+	}
+}

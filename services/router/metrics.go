@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
+	"github.com/redblack/redblack/services/router/proxy"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/routing"
@@ -34,7 +35,15 @@ func (s *Service) serveAdmin() (*http.Server, error) {
 // scraped (the hot path takes no lock for them), and the gRPC answers by
 // status code.
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{backendCollector{s.reg}, s.grpc}
+	cs := []prometheus.Collector{backendCollector{s.reg}, s.grpc}
+	for _, reason := range []string{proxy.RefusedPerClient, proxy.RefusedPressure} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        prom.Namespace + "_router_connections_refused_total",
+			Help:        "Client connections closed before a byte was read: per_client, over --max-conns-per-client from one address; pressure, near the connection cap from an address that held several.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(s.proxy.Refused()[reason]) }))
+	}
+	return cs
 }
 
 // newGRPCCounter counts gRPC answers by service, group and code name.

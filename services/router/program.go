@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/services/router/proxy"
 	"github.com/redblack/redblack/shared/alb"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/svcmain"
@@ -32,6 +33,7 @@ func Program() svcmain.Program {
 			fs.StringVar(&cfg.TLSKey, "https-key", "", "the TLS key of --https (PEM file)")
 			fs.BoolVar(&cfg.ReusePort, "reuse-port", false, "open the data plane's ports with SO_REUSEPORT, so that several routers serve one address")
 			fs.StringVar(&cfg.Admin, "admin", prom.DefaultAdmin, "address of the admin port (/metrics); empty for none")
+			fs.IntVar(&cfg.Proxy.MaxConnsPerClient, "max-conns-per-client", proxy.DefaultMaxConnsPerClient, "connections one client address may hold open (an IPv6 client's /64); -1 for no cap, behind a proxy that is every client's address")
 			fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", cfg.MetricsInterval, "how often traffic samples are published (≥ 100ms)")
 		},
 		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {

@@ -134,6 +134,10 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 // /metrics reports).
 func (s *Service) Backends() int { return len(s.reg.Backends()) }
 
+// Refused returns how many client connections the data plane closed
+// unread, by reason (proxy.RefusedPerClient, proxy.RefusedPressure).
+func (s *Service) Refused() map[string]uint64 { return s.proxy.Refused() }
+
 // Addr is the data plane's listening address once Run has started it.
 func (s *Service) Addr() net.Addr {
 	if a := s.addr.Load(); a != nil {

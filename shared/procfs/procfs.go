@@ -86,12 +86,43 @@ func Alive(pid int, startTicks uint64) bool {
 // workers (nginx), or a process and its threads (their time is the
 // process's).
 func TreeCPU(pid int) (time.Duration, error) {
+	procs, err := tree(pid)
+	var sum uint64
+	for _, f := range procs {
+		if t, err := cpuTicks(f); err == nil {
+			sum += t
+		}
+	}
+	return time.Duration(sum) * time.Second / userHZ, err
+}
+
+// TreeRSS is the resident memory of pid and of every process descended
+// from it that is alive now, in bytes.
+func TreeRSS(pid int) (uint64, error) {
+	procs, err := tree(pid)
+	var pages uint64
+	for p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", p))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			pages += n
+		}
+	}
+	return pages * uint64(os.Getpagesize()), err
+}
+
+// tree is the stat fields of pid and of every process descended from it,
+// by pid.
+func tree(pid int) (map[int][]string, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	parent := map[int]int{}
-	ticks := map[int]uint64{}
+	fields := map[int][]string{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -102,23 +133,19 @@ func TreeCPU(pid int) (time.Duration, error) {
 			continue // gone meanwhile
 		}
 		ppid, _ := strconv.Atoi(f[1]) // field 4 overall
-		t, err := cpuTicks(f)
-		if err != nil {
-			continue
-		}
-		parent[p], ticks[p] = ppid, t
+		parent[p], fields[p] = ppid, f
 	}
-	if _, ok := ticks[pid]; !ok {
-		return 0, fmt.Errorf("procfs: no process %d", pid)
+	if _, ok := fields[pid]; !ok {
+		return nil, fmt.Errorf("procfs: no process %d", pid)
 	}
-	var sum uint64
-	for p, t := range ticks {
+	in := map[int][]string{}
+	for p, f := range fields {
 		for q := p; q > 1; q = parent[q] {
 			if q == pid {
-				sum += t
+				in[p] = f
 				break
 			}
 		}
 	}
-	return time.Duration(sum) * time.Second / userHZ, nil
+	return in, nil
 }

@@ -1,7 +1,9 @@
 package procfs_test
 
 import (
+	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -52,4 +54,25 @@ func TestTreeCPUOfNoProcess(t *testing.T) {
 	if _, err := procfs.TreeCPU(1 << 30); err == nil {
 		t.Fatal("no error for a pid that does not exist")
 	}
+}
+
+// TreeRSS sees memory as it is touched: 64 MiB written by this process
+// raise its tree's resident size by at least 60 MiB.
+func TestTreeRSSSeesTouchedMemory(t *testing.T) {
+	before, err := procfs.TreeRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 64<<20)
+	for i := range b {
+		b[i] = 1
+	}
+	after, err := procfs.TreeRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after < before+60<<20 {
+		t.Fatalf("resident %d MiB before, %d MiB after touching 64 MiB", before>>20, after>>20)
+	}
+	runtime.KeepAlive(b)
 }

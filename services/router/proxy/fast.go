@@ -31,6 +31,7 @@ type Fast struct {
 	clients sync.Map // instance address → *fasthttp.HostClient
 	srv     *fasthttp.Server
 	tunnels chan struct{} // a slot per spliced connection
+	gate    *clientGate   // connections per client address
 	bodies  atomic.Int64  // request body bytes buffered now
 	h2      *h2           // the HTTP/2 side (h2.go)
 }
@@ -38,7 +39,7 @@ type Fast struct {
 // NewFast builds the data plane with an empty table.
 func NewFast(cfg Config) *Fast {
 	cfg.defaults()
-	f := &Fast{cfg: cfg, tunnels: make(chan struct{}, cfg.MaxTunnels)}
+	f := &Fast{cfg: cfg, tunnels: make(chan struct{}, cfg.MaxTunnels), gate: newClientGate(cfg.MaxConnsPerClient, cfg.MaxConns)}
 	f.table.Store(&routing.Table{})
 	f.srv = f.server(f.serve)
 	f.h2 = newH2(f)
@@ -58,7 +59,8 @@ func (f *Fast) server(h fasthttp.RequestHandler) *fasthttp.Server {
 		MaxRequestBodySize:            prefetchBody, // longer bodies stream to the handler, which reads them within the budget
 		StreamRequestBody:             true,
 		Concurrency:                   f.cfg.MaxConns,
-		ReadTimeout:                   30 * time.Second, // a request (headers and body) must arrive within it: slowloris
+		ReadTimeout:                   f.cfg.HeaderTimeout, // from the first byte to the headers' end: slowloris
+		HeaderReceived:                f.headerReceived,
 		IdleTimeout:                   90 * time.Second,
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultServerHeader:         true,
@@ -79,6 +81,21 @@ func (f *Fast) ServeService(l net.Listener, service string) *fasthttp.Server {
 	})
 	go func() { _ = srv.Serve(f.sniff(l, f.h2.handler(service), nil)) }()
 	return srv
+}
+
+// headerReceived gives a request whose headers arrived RequestTimeout for
+// its body.
+func (f *Fast) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{ReadTimeout: f.cfg.RequestTimeout}
+}
+
+// Refused returns how many client connections were closed unread, by
+// reason (RefusedPerClient, RefusedPressure).
+func (f *Fast) Refused() map[string]uint64 {
+	return map[string]uint64{
+		RefusedPerClient: f.gate.refusedPerClient.Load(),
+		RefusedPressure:  f.gate.refusedPressure.Load(),
+	}
 }
 
 // requestError answers a request that could not be read: 431 for headers

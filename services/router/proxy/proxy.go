@@ -33,6 +33,16 @@ type Config struct {
 	// MaxConns bounds the client connections served at once (default
 	// 10000); one more is answered 503 and closed.
 	MaxConns int
+	// MaxConnsPerClient bounds the connections one client address (an
+	// IPv6 client's /64) holds open (default DefaultMaxConnsPerClient;
+	// negative for none, behind a proxy that is every client's address);
+	// one more is closed before a byte is read. Above 90 % of MaxConns an
+	// address that holds 8 gets no more, so the rest go to new clients.
+	MaxConnsPerClient int
+	// HeaderTimeout bounds the time from a request's first byte (a new
+	// connection's opening) to the end of its headers (default 10 s);
+	// RequestTimeout, from then to the end of its body (default 30 s).
+	HeaderTimeout, RequestTimeout time.Duration
 	// MaxTunnels bounds the upgraded connections (WebSockets) spliced at
 	// once (default 1024); one more is answered 503.
 	MaxTunnels int
@@ -42,6 +52,12 @@ type Config struct {
 	// with the headers and count against MaxConns instead.
 	BodyBudget int64
 }
+
+// DefaultMaxConnsPerClient is MaxConnsPerClient's default: far above what
+// a browser (6) or a load test opens, and at the 64 KiB read buffer of a
+// connection that sent a partial request, 32 MiB for an address holding
+// them all.
+const DefaultMaxConnsPerClient = 512
 
 // prefetchBody is the part of a body read with the headers; a longer body
 // is read by the handler, within the budget.
@@ -66,6 +82,15 @@ func (c *Config) defaults() {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 10000
+	}
+	if c.MaxConnsPerClient == 0 {
+		c.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
 	}
 	if c.MaxTunnels == 0 {
 		c.MaxTunnels = 1024

@@ -26,6 +26,7 @@ const handshakeTimeout = 10 * time.Second
 type sniffer struct {
 	net.Listener
 	tlsConf *tls.Config
+	gate    *clientGate
 	h2      func(net.Conn)
 	conns   chan net.Conn
 	closed  chan struct{}
@@ -33,7 +34,7 @@ type sniffer struct {
 }
 
 func (f *Fast) sniff(l net.Listener, h http.Handler, tlsConf *tls.Config) *sniffer {
-	s := &sniffer{Listener: l, tlsConf: tlsConf, conns: make(chan net.Conn), closed: make(chan struct{}),
+	s := &sniffer{Listener: l, tlsConf: tlsConf, gate: f.gate, conns: make(chan net.Conn), closed: make(chan struct{}),
 		h2: func(c net.Conn) { f.h2.serveConn(c, h) }}
 	go s.accept()
 	return s
@@ -58,7 +59,12 @@ func (s *sniffer) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		go s.sort(c)
+		gc, ok := s.gate.admit(c)
+		if !ok {
+			c.Close()
+			continue
+		}
+		go s.sort(gc)
 	}
 }
 
@@ -133,7 +139,7 @@ func sniffPreface(c net.Conn) (bool, net.Conn, error) {
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false, nil, err
+		return readPreface(c)
 	}
 	var buf [24]byte
 	var n int
