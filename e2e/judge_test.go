@@ -19,6 +19,7 @@ import (
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -104,7 +105,7 @@ func (p *pipeline) routerID(group string) string {
 		p.t.Fatal(err)
 	}
 	for ctx.Err() == nil {
-		if m, err := st.GetLastMsgForSubject(ctx, "metrics.hello."+group); err == nil {
+		if m, err := st.GetLastMsgForSubject(ctx, subjects.Sample("hello", group, subjects.PublisherRouter, "*")); err == nil {
 			s, err := metrics.Decode(m.Data)
 			if err == nil && s.Router != "" {
 				return s.Router
@@ -116,18 +117,29 @@ func (p *pipeline) routerID(group string) string {
 	return ""
 }
 
-// publishJunk publishes every kind of junk sample on the group's subject.
+// publishJunk publishes every kind of junk sample on the group's subject
+// of the router router, as the router's user (the only one that may).
 func (p *pipeline) publishJunk(group, router string) {
 	p.t.Helper()
+	creds, err := p.m.Authority().Service("router")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	nc, err := p.m.ConnectCreds("junk", creds)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer nc.Close()
 	for _, b := range junk(group, router) {
-		if _, err := p.js.Publish(context.Background(), "metrics.hello."+group, b); err != nil {
-			p.t.Fatal(err)
-		}
+		nc.Publish(subjects.Sample("hello", group, subjects.PublisherRouter, router), b)
+	}
+	if err := nc.Flush(); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
 // TestMalformedSamplesChangeNothing: samples that cannot be real, published
-// as the admin would on the canary's, the baseline's and then the new
+// as the router's user on the canary's, the baseline's and then the new
 // group's subjects during the canary and the bake, are dropped and counted:
 // the release completes and the mesh stays up. Then a release that answers
 // half its requests with 500 is not saved by forged "all good" samples
@@ -288,7 +300,7 @@ func (p *pipeline) metricsHeld(group string) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var n uint64
-	if err := natsx.ReadAll(ctx, p.js, topology.StreamMetrics, []string{"metrics.hello." + group}, func(m jetstream.Msg) {
+	if err := natsx.ReadAll(ctx, p.js, topology.StreamMetrics, []string{subjects.GroupSamples("hello", group)}, func(m jetstream.Msg) {
 		var s metrics.Sample
 		if json.Unmarshal(m.Data(), &s) == nil {
 			n += s.Requests

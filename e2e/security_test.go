@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/services/provisioner/fleet"
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/spec"
@@ -32,8 +35,9 @@ import (
 )
 
 // TestHostileMessagesChangeNothing publishes, as the admin (who may write
-// anything), malformed events and commands of every kind, garbage in every
-// bucket and garbage API calls. redblack up stays up, every service
+// anything but samples), malformed events and commands of every kind,
+// garbage in every bucket and garbage API calls, and garbage samples as
+// the router's user. redblack up stays up, every service
 // answers, and a release started afterwards completes.
 func TestHostileMessagesChangeNothing(t *testing.T) {
 	p := newPipeline(t, t.TempDir(), fastSpec())
@@ -68,9 +72,17 @@ func TestHostileMessagesChangeNothing(t *testing.T) {
 			}
 		}
 	}
+	rcreds, err := p.m.Authority().Service("router")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnc, err := p.m.ConnectCreds("junk-router", rcreds) // samples: the admin may publish none
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, g := range []string{"hello-v001", "hello-v999", "x"} {
 		for _, b := range junk {
-			p.nc.Publish(subjects.Metrics("hello", g), b)
+			rnc.Publish(subjects.Sample("hello", g, subjects.PublisherRouter, "junk"), b)
 		}
 	}
 	for _, bucket := range []string{topology.BucketRoutes, topology.BucketInstances, topology.BucketServices, topology.BucketReleases, topology.BucketChaos} {
@@ -246,7 +258,7 @@ func TestTeamsAndPermissions(t *testing.T) {
 	for _, subj := range []string{
 		events.ServerGroupCreate.Subject("hello"), events.InstanceTerminate.Subject("hello"),
 		events.TrafficSet.Subject("hello"), events.TrafficSwitch.Subject("hello"),
-		"$KV.instances.hello.hello-v001.hello-v001-9", subjects.Metrics("hello", "hello-v001"),
+		"$KV.instances.hello.hello-v001.hello-v001-9", subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r"),
 		events.ReleaseRequested.Subject("hello"), subjects.API("billing", "billing", "release", "world"),
 	} {
 		tnc.Publish(subj, []byte(`{"service":"hello","group":"hello-v001","capacity":1,"artifact":{"command":["/bin/sh","-c","touch /tmp/pwned"]},"weights":{"hello-v999":1000}}`))
@@ -410,4 +422,127 @@ func TestNATSOffLoopbackNeedsTLS(t *testing.T) {
 		nc.Close()
 		t.Fatal("a plain-text client was served")
 	}
+}
+
+// forger publishes the issue's forged samples: every 100 ms, for each of
+// its groups, 1,000 requests all answered 200 fast, with the router's real
+// id in the body, in windows that follow each other and end as far ahead
+// as a sample may (overlapping the router's own).
+// A team's instance (the discovery client's user of a service that calls
+// hello) publishes them as itself and as the router, the admin as the
+// router.
+type forger struct {
+	inst, admin  *nats.Conn
+	router       string
+	own, refused atomic.Int64 // published as itself; refused by the server
+}
+
+func newForger(t *testing.T, p *pipeline, router string) *forger {
+	f := &forger{router: router}
+	onErr := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if strings.Contains(err.Error(), "Permissions Violation") {
+			f.refused.Add(1)
+		}
+	})
+	icreds, err := p.m.Authority().Caller("evil", []string{"hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acreds, err := p.m.Authority().Admin("forger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.inst, err = p.m.ConnectCreds("evil", icreds, onErr); err != nil {
+		t.Fatal(err)
+	}
+	if f.admin, err = p.m.ConnectCreds("forger", acreds, onErr); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// start forges samples of groups until the returned stop is called.
+func (f *forger) start(groups ...string) (stop func()) {
+	gen := metrics.Synthetic{MedianMs: 1, Sigma: 0.2}.Generator()
+	r := rand.New(rand.NewPCG(7, 7))
+	quit, done := make(chan struct{}), make(chan struct{})
+	last := map[string]time.Time{}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			now := time.Now().UTC()
+			for _, g := range groups {
+				// each window starts where its last ended and ends as far
+				// ahead as a sample may: every window of the router's
+				// until then overlaps one already counted
+				from, ok := last[g]
+				if !ok {
+					from = now.Add(-time.Second)
+				}
+				last[g] = now.Add(metrics.ClockSkew - time.Second)
+				s := gen.Sample(r, 1000, "hello", g, from, last[g])
+				s.Router = f.router
+				b := s.Encode()
+				if f.inst.Publish(subjects.Sample("hello", g, subjects.CallerPublisher("evil"), f.router), b) == nil {
+					f.own.Add(1)
+				}
+				f.inst.Publish(subjects.Sample("hello", g, subjects.PublisherRouter, f.router), b)
+				f.admin.Publish(subjects.Sample("hello", g, subjects.PublisherRouter, f.router), b)
+			}
+			f.inst.Flush()
+			f.admin.Flush()
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// TestForgedSamplesDecideNothing is the issue's attack on the judge,
+// forged as a team's instance and as the admin: a release answering half
+// its requests with 500 still fails its canary, and a healthy one still
+// completes. The instance's and the admin's samples posing as the router
+// are refused by the server (permission violations); the instance's own
+// samples naming the router are dropped and counted in dropped_samples.
+// Before samples were bound to their sender, the forged windows made the
+// judge discard the router's own, and the bad release completed.
+func TestForgedSamplesDecideNothing(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(4 * time.Second)
+	svc.Strategy.Bake.Duration = spec.Duration(4 * time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	p.deployV1()
+	f := newForger(t, p, p.routerID("hello-v001"))
+
+	// the groups' names are known before they exist: forging starts first
+	stop := f.start("hello-v002-canary", "hello-v002-baseline")
+	bad := p.release("v2", "--error-rate", "0.5")
+	ok, res := p.canaryResult(bad)
+	stop()
+	if ok || !strings.Contains(res.Reason, "error_rate High") {
+		t.Fatalf("a canary with 50%% errors under forged samples: passed %v: %s", ok, res.Reason)
+	}
+	if res.DroppedSamples == 0 {
+		t.Fatalf("the forged samples were not dropped: %d dropped of %d forged", res.DroppedSamples, f.own.Load())
+	}
+	p.await(bad, 30*time.Second, events.RolledBack)
+
+	stop = f.start("hello-v003-canary", "hello-v003-baseline", "hello-v003", "hello-v001")
+	good := p.release("v3")
+	ok, res = p.canaryResult(good)
+	if !ok || res.DroppedSamples < 10 {
+		stop()
+		t.Fatalf("a healthy canary under forged samples: passed %v, %d dropped: %s", ok, res.DroppedSamples, res.Reason)
+	}
+	p.await(good, 60*time.Second, events.ReleaseCompleted)
+	stop()
+	if n := f.refused.Load(); n < 20 {
+		t.Fatalf("only %d samples posing as the router were refused by the server", n)
+	}
+	t.Logf("forged %d samples as the instance itself (dropped), %d refused posing as the router", f.own.Load(), f.refused.Load())
 }

@@ -210,7 +210,7 @@ func TestGRPCThroughTheRouter(t *testing.T) {
 
 	// a group that fails: UNAVAILABLE comes back (trailers-only for the
 	// unary call, after the messages for the stream) and counts as 5xx
-	samples, _ := r.nc.SubscribeSync(subjects.Metrics("hello", "hello-v002"))
+	samples, _ := r.nc.SubscribeSync(subjects.GroupSamples("hello", "hello-v002"))
 	r.register("hello-v002", "b", grpcBackend(t, "B", codes.Unavailable))
 	r.switchTo("hello-v002")
 	const calls = 20
@@ -281,7 +281,7 @@ func TestHTTP2ClientOfAnHTTP1Service(t *testing.T) {
 func TestGRPCCallerLeavingIsNotAnError(t *testing.T) {
 	r := grpcRig(t)
 	_, url := r.startRouter(router.Config{})
-	samples, _ := r.nc.SubscribeSync(subjects.Metrics("hello", "hello-v001"))
+	samples, _ := r.nc.SubscribeSync(subjects.GroupSamples("hello", "hello-v001"))
 	r.register("hello-v001", "a", grpcBackend(t, "A", codes.OK))
 	r.switchTo("hello-v001")
 	cc, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("hello"))

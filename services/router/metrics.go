@@ -130,7 +130,7 @@ func (s *Service) publishSample(ctx context.Context, smp metrics.Sample) error {
 	smp.Router = s.cfg.ID + "/" + smp.Router
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err := s.js.Publish(pctx, subjects.Metrics(smp.Service, smp.Group), smp.Encode(),
+	_, err := s.js.Publish(pctx, subjects.Sample(smp.Service, smp.Group, subjects.PublisherRouter, smp.Router), smp.Encode(),
 		jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", smp.Router, smp.Group, smp.End.UnixNano())))
 	return err
 }

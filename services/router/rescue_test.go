@@ -84,7 +84,7 @@ func TestRescueFromTheFallback(t *testing.T) {
 	r.register("hello-v001", "a", backend(t, "A", nil))
 	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
 	r.register("hello-v002", "b", failing(t))
-	samples, _ := r.nc.SubscribeSync(subjects.Metrics("hello", "hello-v002"))
+	samples, _ := r.nc.SubscribeSync(subjects.GroupSamples("hello", "hello-v002"))
 	r.nc.Flush()
 
 	// the canary: half the traffic on the broken group

@@ -24,6 +24,7 @@ import (
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routing"
+	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -226,7 +227,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("router: %w", err)
 	}
 	defer steps.Stop()
-	go (&routing.Publisher{JS: js, Source: s.cfg.ID, Registry: s.reg, Table: s.proxy.Table, Interval: s.cfg.MetricsInterval, Log: s.log}).Run(ctx)
+	go (&routing.Publisher{JS: js, Source: s.cfg.ID, Kind: subjects.PublisherRouter, Registry: s.reg, Table: s.proxy.Table, Interval: s.cfg.MetricsInterval, Log: s.log}).Run(ctx)
 	go s.trackRouters(ctx)
 	go s.watchStaleness(ctx, 100*time.Millisecond)
 	if s.cfg.CloudWatch != nil {

@@ -241,7 +241,7 @@ func (r *rig) sampled(field func(metrics.Sample) uint64) uint64 {
 		if err != nil {
 			break
 		}
-		if m.Subject == "metrics.hello.hello-v001" {
+		if strings.HasPrefix(m.Subject, "metrics.hello.hello-v001.router.") {
 			s, _ := metrics.Decode(m.Data)
 			if sum += field(s); sum > 0 {
 				return sum
@@ -420,7 +420,7 @@ func TestMetricsSamplesAndPrometheus(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for total.Requests < 11 && time.Now().Before(deadline) {
 		m, err := r.tap.NextMsg(time.Second)
-		if err != nil || m.Subject != "metrics.hello.hello-v001" {
+		if err != nil || !strings.HasPrefix(m.Subject, "metrics.hello.hello-v001.router.") {
 			continue
 		}
 		s, _ := metrics.Decode(m.Data)

@@ -81,8 +81,8 @@ type Service struct {
 
 	mu       sync.Mutex
 	inflight map[string]release.Record
-	// known reports whether a router id is one of the mesh's.
-	known func(string) bool
+	// known reports whether a sample publisher's id is one of the mesh's.
+	known func(publisher, id string) bool
 	prom  *promMetrics
 }
 

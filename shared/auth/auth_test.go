@@ -252,7 +252,7 @@ func TestTeamUser(t *testing.T) {
 		events.ServerGroupCreate.Subject("hello"), events.InstanceTerminate.Subject("hello"),
 		events.ReleaseRequested.Subject("hello"), events.RollbackRequested.Subject("hello"),
 		"$KV.instances.hello.hello-v001.x", "$KV.services.hello", "$KV.releases.lock.hello", "$KV.routes.hello",
-		subjects.Metrics("hello", "hello-v001"),
+		subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r1"),
 		subjects.API("payments", "bob", "release", "hello"),
 		subjects.API("billing", "carol", "release", "billing"),
 		subjects.API("payments", "alice", "release", "billing"),
@@ -416,7 +416,7 @@ func TestServicePermissions(t *testing.T) {
 		{chaos, events.TrafficSwitch.Subject("hello")},
 		{chaos, events.TrafficSet.Subject("hello")},
 		{chaos, "$KV.routes.hello"},
-		{chaos, subjects.Metrics("hello", "hello-v001")},
+		{chaos, subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r1")},
 		{watchdog, events.ServerGroupDestroy.Subject("hello")},
 		{watchdog, "$KV.services.hello"},
 		{router, "$JS.API.STREAM.UPDATE." + topology.StreamReleases},
@@ -437,6 +437,68 @@ func TestServicePermissions(t *testing.T) {
 	}
 	if _, err := auth.ServicePermissions("nobody"); err == nil {
 		t.Fatal("permissions for an unknown service")
+	}
+}
+
+// TestSamplesBoundToPublisher: a sample's subject names its publisher,
+// and each user may publish only as itself: the router as the router, the
+// discovery client in api's instances as caller-api and only for the
+// services api calls, the admin not at all. Exactly the two allowed
+// samples reach METRICS.
+func TestSamplesBoundToPublisher(t *testing.T) {
+	s := start(t)
+	rc, err := s.a.Service("router")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := s.a.Caller("api", []string{"hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := s.a.Admin("admin2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, caller, admin := s.connect("router", rc), s.connect("caller", cc), s.connect("admin2", ac)
+	before := s.counts()
+	allowed := []struct {
+		who     *client
+		subject string
+	}{
+		{router, subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r1")},
+		{caller, subjects.Sample("hello", "hello-v001", subjects.CallerPublisher("api"), "c1")},
+	}
+	for _, c := range allowed {
+		if err := c.who.nc.Publish(c.subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		c.who.nc.Flush()
+	}
+	for _, c := range []struct {
+		who     *client
+		subject string
+	}{
+		{router, subjects.Sample("hello", "hello-v001", subjects.CallerPublisher("api"), "r1")},
+		{caller, subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r1")},
+		{caller, subjects.Sample("hello", "hello-v001", subjects.CallerPublisher("web"), "c1")},
+		{caller, subjects.Sample("billing", "billing-v001", subjects.CallerPublisher("api"), "c1")},
+		{caller, "metrics.hello.hello-v001"},
+		{admin, subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r1")},
+		{admin, subjects.Sample("hello", "hello-v001", subjects.CallerPublisher("api"), "c1")},
+		{admin, "metrics.hello.hello-v001"},
+	} {
+		if err := c.who.nc.Publish(c.subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		c.who.nc.Flush()
+		c.who.refused("publish", c.subject)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.counts()[topology.StreamMetrics] != before[topology.StreamMetrics]+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.counts()[topology.StreamMetrics]; got != before[topology.StreamMetrics]+2 {
+		t.Fatalf("METRICS holds %d samples, %d before: want the 2 allowed", got, before[topology.StreamMetrics])
 	}
 }
 

@@ -259,9 +259,10 @@ func (a *Authority) issue(id Identity, perms jwt.Permissions) (creds []byte, key
 	return creds, key, nil
 }
 
-// Admin issues the admin user: every subject of the account.
+// Admin issues the admin user: every subject of the account but the
+// samples' (AdminPermissions).
 func (a *Authority) Admin(user string) ([]byte, error) {
-	c, _, err := a.issue(Identity{TeamAdmin, user}, jwt.Permissions{})
+	c, _, err := a.issue(Identity{TeamAdmin, user}, AdminPermissions())
 	return c, err
 }
 
@@ -285,7 +286,7 @@ func (a *Authority) Caller(service string, downstream []string) ([]byte, error) 
 			return nil, fmt.Errorf("auth: caller: %w", err)
 		}
 	}
-	id := Identity{TeamRedblack, "caller-" + service}
+	id := Identity{TeamRedblack, subjects.CallerPublisher(service)}
 	c, _, err := a.issue(id, CallerPermissions(id, downstream))
 	return c, err
 }

@@ -58,8 +58,9 @@ var Subscribes = map[string][]events.Kind{
 	"provisioner": {events.TrafficChanged, events.TrafficSwitched},
 }
 
-// metricsPublishers may publish samples on metrics.>.
-var metricsPublishers = map[string]bool{"router": true}
+// metricsPublishers may publish samples, each as its own publisher
+// (subjects.Sample).
+var metricsPublishers = map[string]string{"router": subjects.PublisherRouter}
 
 // jsRead is the JetStream API a reader needs: stream and consumer info,
 // consumers of its own, their messages, direct gets of KV entries.
@@ -92,8 +93,8 @@ func ServicePermissions(name string) (jwt.Permissions, error) {
 	for _, b := range Writes[name] {
 		p.Pub.Allow.Add("$KV." + b + ".>")
 	}
-	if metricsPublishers[name] {
-		p.Pub.Allow.Add(subjects.DomainMetrics + ".>")
+	if publisher, ok := metricsPublishers[name]; ok {
+		p.Pub.Allow.Add(subjects.Sample("*", "*", publisher, "*"))
 	}
 	p.Pub.Allow.Add(jsRead...)
 	p.Pub.Allow.Add(
@@ -158,7 +159,8 @@ func TeamPermissions(id Identity, services []string) jwt.Permissions {
 // CallerPermissions are the subjects of the discovery client
 // (shared/discovery/lb) embedded in an instance of one service that calls
 // the downstream services:
-//   - publish: metrics samples of the downstream services only; the
+//   - publish: metrics samples of the downstream services only, as its
+//     own publisher (subjects.CallerPublisher, its user's name); the
 //     JetStream API to read the routes and instances buckets (their
 //     streams' info, direct gets, its own ordered consumers); answers to
 //     the routers' CallerApplied ping and to micro requests;
@@ -172,7 +174,7 @@ func TeamPermissions(id Identity, services []string) jwt.Permissions {
 func CallerPermissions(id Identity, downstream []string) jwt.Permissions {
 	var p jwt.Permissions
 	for _, s := range downstream {
-		p.Pub.Allow.Add(subjects.DomainMetrics + "." + s + ".>")
+		p.Pub.Allow.Add(subjects.Sample(s, "*", id.User, "*"))
 	}
 	p.Pub.Allow.Add("$JS.API.INFO", "$JS.FC.>")
 	for _, b := range []string{topology.BucketRoutes, topology.BucketInstances} {
@@ -192,6 +194,16 @@ func CallerPermissions(id Identity, downstream []string) jwt.Permissions {
 	p.Pub.Allow.Add("$SRV.>")
 	p.Sub.Allow.Add(id.InboxPrefix()+".>", subjects.CallerApplied, "$SRV.*", "$SRV.*."+name, "$SRV.*."+name+".*", "redblack.caller.>")
 	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
+	return p
+}
+
+// AdminPermissions are every subject of the account but the samples': no
+// one can pose as a router or a discovery client with the admin's creds
+// (the samples decide releases, and only their publishers' users may
+// publish them).
+func AdminPermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Deny.Add(subjects.DomainMetrics + ".>")
 	return p
 }
 

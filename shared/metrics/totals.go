@@ -101,7 +101,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream, service string,
 	}
 	filters := make([]string, len(groups))
 	for i, g := range groups {
-		filters[i] = subjects.Metrics(service, g)
+		filters[i] = subjects.GroupSamples(service, g)
 	}
 	var last uint64 // the stream sequence of the last message read
 	for {

@@ -26,6 +26,11 @@ const (
 	// ClockSkew is how far in the future a window may end (another host's
 	// clock).
 	ClockSkew = 5 * time.Second
+	// MaxRate bounds what one publisher can have served: a sample claims
+	// at most MaxRate requests per second of its window (a window under a
+	// second counts as one). Ten times what a router measures on a
+	// 2-core machine (bench router), and far past a discovery client's.
+	MaxRate = 1_000_000
 )
 
 // ErrInvalid is wrapped by every reason a sample is refused.
@@ -55,6 +60,9 @@ func (s Sample) Validate(now time.Time) error {
 		if c > limit {
 			return invalid("count %d is out of range", c)
 		}
+	}
+	if secs := max(s.End.Sub(s.Start).Seconds(), 1); float64(s.Requests) > MaxRate*secs {
+		return invalid("%d requests in %s: more than one publisher can serve (%d/s)", s.Requests, s.End.Sub(s.Start), MaxRate)
 	}
 	if sum := s.Status2xx + s.Status3xx + s.Status4xx + s.Status5xx + s.ConnErrors; sum != s.Requests {
 		return invalid("status counts add up to %d, not its %d requests", sum, s.Requests)
@@ -90,7 +98,12 @@ func (s Sample) Validate(now time.Time) error {
 }
 
 // DecodeStrict reads a sample, refusing unknown fields, a size past
-// MaxSampleBytes, and a sample that does not belong on its subject.
+// MaxSampleBytes, and a sample that does not belong on its subject: the
+// subject names the sample's service, group and publisher
+// (subjects.Sample), and the body's router field must be the subject's
+// publisher id. The subject, which the server's permissions bind to the
+// publisher's creds, is the publisher's identity; the body cannot claim
+// another's.
 func DecodeStrict(subject string, b []byte) (Sample, error) {
 	var s Sample
 	if len(b) > MaxSampleBytes {
@@ -104,8 +117,17 @@ func DecodeStrict(subject string, b []byte) (Sample, error) {
 	if d.More() {
 		return s, invalid("trailing data")
 	}
-	if subject != "" && subject != subjects.Metrics(s.Service, s.Group) {
+	if subject == "" {
+		return s, nil
+	}
+	service, group, _, id, ok := subjects.ParseSample(subject)
+	switch {
+	case !ok:
+		return s, invalid("subject %s is not metrics.<service>.<group>.<publisher>.<id>", subject)
+	case service != s.Service || group != s.Group:
 		return s, invalid("names %s/%s but came on %s", s.Service, s.Group, subject)
+	case s.Router != id:
+		return s, invalid("claims router %q but came on %s: a publisher's id is its subject's", s.Router, subject)
 	}
 	return s, nil
 }
@@ -113,10 +135,13 @@ func DecodeStrict(subject string, b []byte) (Sample, error) {
 // Filter admits the samples a judge may count and drops the rest, each
 // counted and logged with its subject: undecodable or invalid samples,
 // samples from a router the mesh does not know, and windows that repeat or
-// overlap one already counted from the same router for the same group.
+// overlap one already counted from the same publisher (its subject's
+// publisher and id) for the same group. A sample is only ever compared
+// with its own publisher's: no sample can make another's be dropped.
 type Filter struct {
-	// Known reports whether a router id belongs to the mesh (nil: any).
-	Known func(router string) bool
+	// Known reports whether a publisher's id (its subject's) belongs to
+	// the mesh (nil: any).
+	Known func(publisher, id string) bool
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 	Log zerolog.Logger
@@ -129,7 +154,7 @@ type Filter struct {
 // Dropped is how many samples the filter refused.
 func (f *Filter) Dropped() uint64 { return f.dropped.Load() }
 
-// Seen is the end of the last window counted per router and group, to
+// Seen is the end of the last window counted per publisher and group, to
 // resume after a restart.
 func (f *Filter) Seen() map[string]time.Time {
 	f.mu.Lock()
@@ -196,24 +221,35 @@ func (f *Filter) admit(subject string, data []byte) (Sample, error) {
 	if err := s.Validate(now); err != nil {
 		return s, err
 	}
-	if f.Known != nil && !f.Known(s.Router) {
-		return s, invalid("router %q is not one of the mesh's", s.Router)
+	if f.Known != nil {
+		if _, _, publisher, id, ok := subjects.ParseSample(subject); !ok || !f.Known(publisher, id) {
+			return s, invalid("publisher %s is not one of the mesh's", strings.TrimPrefix(subject, subjects.GroupSamples(s.Service, s.Group)))
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.last == nil {
 		f.last = map[string]time.Time{}
 	}
-	k := s.Router + "|" + s.Group
+	k := publisherKey(subject, s) + "|" + s.Group
 	if last, ok := f.last[k]; ok && !s.End.After(last) {
 		return s, errCounted // not counted again
 	}
 	if last, ok := f.last[k]; ok && s.Start.Before(last) {
-		return s, invalid("window %s..%s overlaps one already counted from router %s (ending %s)",
-			s.Start.Format(time.RFC3339Nano), s.End.Format(time.RFC3339Nano), s.Router, last.Format(time.RFC3339Nano))
+		return s, invalid("window %s..%s overlaps one already counted from the same publisher %s (ending %s)",
+			s.Start.Format(time.RFC3339Nano), s.End.Format(time.RFC3339Nano), k, last.Format(time.RFC3339Nano))
 	}
 	f.last[k] = s.End
 	return s, nil
+}
+
+// publisherKey is who published s: its subject's publisher and id (the
+// body's router alone for a sample read without its subject).
+func publisherKey(subject string, s Sample) string {
+	if _, _, publisher, id, ok := subjects.ParseSample(subject); ok {
+		return publisher + "/" + id
+	}
+	return s.Router
 }
 
 // deliver hands an admitted sample to fn; a panic in fn drops the sample
@@ -231,24 +267,35 @@ func (f *Filter) deliver(subject string, s Sample, fn func(Sample) bool) (more b
 
 // Directory knows the mesh's routers and discovery clients: every router
 // answers a request on subjects.RouterApplied with its id, every client on
-// subjects.CallerApplied. The answers are cached; an unknown id
-// refreshes them at most once per Refresh.
+// subjects.CallerApplied. The two are asked on inboxes of their own, so a
+// client (which may answer only the requests it received) can never be
+// known as a router. The answers are cached; an unknown id refreshes them
+// at most once per Refresh.
 type Directory struct {
 	NC      *nats.Conn
 	Refresh time.Duration
 
-	mu    sync.Mutex
-	known map[string]bool
-	asked time.Time
+	mu      sync.Mutex
+	routers map[string]bool
+	callers map[string]bool
+	asked   time.Time
 }
 
-// Known reports whether id is a live router's, or a source of one (the
-// CloudWatch bridge inside a router publishes as "<router>/cloudwatch").
-func (d *Directory) Known(id string) bool {
-	base, _, _ := strings.Cut(id, "/")
+// Known reports whether id is a live publisher of its kind: a router's id,
+// or a source of one (the CloudWatch bridge inside a router publishes as
+// "<router>/cloudwatch"), for subjects.PublisherRouter; a discovery
+// client's id for any other publisher (subjects.CallerPublisher).
+func (d *Directory) Known(publisher, id string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.known[base] {
+	known := func() bool {
+		if publisher == subjects.PublisherRouter {
+			base, _, _ := strings.Cut(id, "/")
+			return d.routers[base]
+		}
+		return d.callers[id]
+	}
+	if known() {
 		return true
 	}
 	every := d.Refresh
@@ -259,49 +306,40 @@ func (d *Directory) Known(id string) bool {
 		return false
 	}
 	d.asked = time.Now()
-	if d.known == nil {
-		d.known = map[string]bool{}
-	}
-	for _, id := range askRouters(d.NC) {
-		d.known[id] = true
-	}
-	return d.known[base]
+	d.routers = ask(d.NC, subjects.RouterApplied, d.routers)
+	d.callers = ask(d.NC, subjects.CallerApplied, d.callers)
+	return known()
 }
 
-// askRouters gathers the ids of the routers (subjects.RouterApplied) and
-// discovery clients (subjects.CallerApplied) that answer within 200 ms.
-func askRouters(nc *nats.Conn) []string {
+// ask adds to known the ids that answer a request on subject within 200
+// ms, on an inbox of its own.
+func ask(nc *nats.Conn, subject string, known map[string]bool) map[string]bool {
+	if known == nil {
+		known = map[string]bool{}
+	}
 	if nc == nil {
-		return nil
+		return known
 	}
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil
+		return known
 	}
 	defer sub.Unsubscribe()
-	for _, subject := range []string{subjects.RouterApplied, subjects.CallerApplied} {
-		if err := nc.PublishRequest(subject, inbox, nil); err != nil {
-			return nil
-		}
+	if err := nc.PublishRequest(subject, inbox, nil); err != nil {
+		return known
 	}
-	var ids []string
 	deadline := time.Now().Add(200 * time.Millisecond)
-	for silent := 0; silent < 2; {
+	for {
 		m, err := sub.NextMsg(time.Until(deadline))
-		if errors.Is(err, nats.ErrNoResponders) {
-			silent++ // the server says one of the subjects has none
-			continue
-		}
-		if err != nil {
-			return ids
+		if err != nil { // the deadline, or no responders
+			return known
 		}
 		var a struct {
 			Router string `json:"router"`
 		}
 		if json.Unmarshal(m.Data, &a) == nil && a.Router != "" {
-			ids = append(ids, a.Router)
+			known[a.Router] = true
 		}
 	}
-	return ids
 }

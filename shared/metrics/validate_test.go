@@ -37,6 +37,17 @@ func TestValidate(t *testing.T) {
 			clear(s.Latency)
 		},
 		"overflowing counts": func(s *Sample) { s.Requests, s.Status2xx = 1<<63, 1<<63 },
+		"2⁴⁹ 2xx in a second (the issue's)": func(s *Sample) {
+			s.Requests, s.Status2xx, s.Status5xx, s.ConnErrors = 1<<49, 1<<49, 0, 0
+			clear(s.Latency)
+			s.Latency[0] = 1 << 49
+		},
+		"past MaxRate in 10 s": func(s *Sample) {
+			s.Start = s.End.Add(-10 * time.Second)
+			s.Requests, s.Status2xx, s.Status5xx, s.ConnErrors = 10*MaxRate+1, 10*MaxRate+1, 0, 0
+			clear(s.Latency)
+			s.Latency[0] = 10*MaxRate + 1
+		},
 	}
 	for name, mut := range cases {
 		s := good()
@@ -49,11 +60,19 @@ func TestValidate(t *testing.T) {
 
 func TestDecodeStrict(t *testing.T) {
 	s := good()
-	if _, err := DecodeStrict("metrics.hello.hello-v002", s.Encode()); err != nil {
+	if _, err := DecodeStrict("metrics.hello.hello-v002.router.sim", s.Encode()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := DecodeStrict("metrics.hello.hello-v003", s.Encode()); err == nil || !strings.Contains(err.Error(), "came on") {
-		t.Fatalf("a sample for another group's subject: %v", err)
+	for subject, want := range map[string]string{
+		"metrics.hello.hello-v003.router.sim":      "came on",        // another group's subject
+		"metrics.hello.hello-v002.router.other":    "claims router",  // the body claims another publisher's id
+		"metrics.hello.hello-v002.caller-api.fake": "claims router",  // a caller posing as the router "sim"
+		"metrics.hello.hello-v002":                 "is not metrics", // no publisher (the old subject)
+		"metrics.hello.hello-v002.router.sim.x":    "is not metrics",
+	} {
+		if _, err := DecodeStrict(subject, s.Encode()); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", subject, err, want)
+		}
 	}
 	for _, bad := range []string{`{"service":"hello","bogus":1}`, `[`, `{} {}`, strings.Repeat("x", MaxSampleBytes+1)} {
 		if _, err := DecodeStrict("", []byte(bad)); !errors.Is(err, ErrInvalid) {
@@ -63,8 +82,8 @@ func TestDecodeStrict(t *testing.T) {
 }
 
 func TestFilter(t *testing.T) {
-	f := &Filter{Now: func() time.Time { return now }, Log: zerolog.Nop(), Known: func(id string) bool { return id == "sim" }}
-	subj := "metrics.hello.hello-v002"
+	f := &Filter{Now: func() time.Time { return now }, Log: zerolog.Nop(), Known: func(_, id string) bool { return id == "sim" }}
+	subj := "metrics.hello.hello-v002.router.sim"
 	s := good()
 	if _, ok := f.Admit(subj, s.Encode()); !ok {
 		t.Fatal("a good sample was dropped")
@@ -83,11 +102,18 @@ func TestFilter(t *testing.T) {
 	other := good()
 	other.Router = "intruder"
 	other.Start, other.End = now, now.Add(time.Second)
-	if _, ok := f.Admit(subj, other.Encode()); ok || f.Dropped() != 2 {
+	if _, ok := f.Admit("metrics.hello.hello-v002.router.intruder", other.Encode()); ok || f.Dropped() != 2 {
 		t.Fatalf("an unknown router: dropped %d", f.Dropped())
 	}
+	// another publisher's sample of the same window, ahead of the router's
+	// next one and even with the router's id in its body: it is that
+	// publisher's (here a discovery client's, its id "sim" too), and the
+	// router's own sample is still counted
 	next := good()
 	next.Start, next.End = now, now.Add(time.Second)
+	if _, ok := f.Admit("metrics.hello.hello-v002.caller-api.sim", next.Encode()); !ok {
+		t.Fatal("a caller's own sample was dropped")
+	}
 	if _, ok := f.Admit(subj, next.Encode()); !ok {
 		t.Fatal("the next window was dropped")
 	}

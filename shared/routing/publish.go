@@ -14,15 +14,20 @@ import (
 
 // Publisher publishes one sample per routed group every Interval (each
 // window ending on a multiple of it) on
-// metrics.<service>.<group>: the counts since the last one, summed over the
+// metrics.<service>.<group>.<publisher>.<source> (subjects.Sample): the counts since the last one, summed over the
 // group's backends in Registry. Groups without traffic get zero samples, so
 // "no data" is visible. The router and the discovery client publish the
 // same samples; the canary judge and the watchdog read them alike.
 type Publisher struct {
 	JS jetstream.JetStream
-	// Source is the samples' router field: the id the judges know the
-	// publisher by (it answers subjects.RouterApplied with it).
-	Source   string
+	// Source is the samples' router field and their subject's id: the id
+	// the judges know the publisher by (it answers subjects.RouterApplied
+	// or subjects.CallerApplied with it).
+	Source string
+	// Kind is the samples' publisher token, the one its NATS user may
+	// publish as: subjects.PublisherRouter, or subjects.CallerPublisher of
+	// the calling service.
+	Kind     string
 	Registry *Registry
 	// Table is the table now routed from.
 	Table    func() *Table
@@ -121,7 +126,7 @@ func (p *Publisher) collect(last map[*Backend]Snapshot, bounds []int64, start, e
 		if d.FirstError != 0 {
 			sample.FirstError = time.Unix(0, d.FirstError).UTC()
 		}
-		out = append(out, queued{subjects.Metrics(k.service, k.group), sample.Encode(), fmt.Sprintf("%s:%s:%d", p.Source, k.group, end.UnixNano())})
+		out = append(out, queued{subjects.Sample(k.service, k.group, p.Kind, p.Source), sample.Encode(), fmt.Sprintf("%s:%s:%d", p.Source, k.group, end.UnixNano())})
 	}
 	for _, b := range gone {
 		if p.Registry.Forget(b) {

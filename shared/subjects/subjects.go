@@ -57,8 +57,42 @@ func Fleet(service, event string) string { return DomainFleet + "." + service + 
 // Chaos is the subject of a chaos event: chaos.<service>.<event>.
 func Chaos(service, event string) string { return DomainChaos + "." + service + "." + event }
 
-// Metrics is the subject of a metrics sample: metrics.<service>.<group>.
-func Metrics(service, group string) string { return DomainMetrics + "." + service + "." + group }
+// Sample is the subject of a metrics sample:
+// metrics.<service>.<group>.<publisher>.<id>. The publisher token is the
+// kind of user that may publish it (PublisherRouter, or CallerPublisher of
+// the calling service), which the server's permissions bind to the
+// publisher's creds; id names one publisher of that kind (a router's id, a
+// discovery client's), and the sample's body must carry the same.
+func Sample(service, group, publisher, id string) string {
+	return DomainMetrics + "." + service + "." + group + "." + publisher + "." + id
+}
+
+// GroupSamples filters every sample of one group, from every publisher.
+func GroupSamples(service, group string) string {
+	return DomainMetrics + "." + service + "." + group + ".>"
+}
+
+// PublisherRouter is the publisher token of the routers' samples.
+const PublisherRouter = "router"
+
+// CallerPublisher is the publisher token of the samples that the discovery
+// clients in service's instances publish of the services they call.
+func CallerPublisher(service string) string { return "caller-" + service }
+
+// ParseSample splits a sample's subject (Sample); ok is false for any
+// other shape.
+func ParseSample(subject string) (service, group, publisher, id string, ok bool) {
+	t := strings.Split(subject, ".")
+	if len(t) != 5 || t[0] != DomainMetrics {
+		return "", "", "", "", false
+	}
+	for _, tok := range t[1:] {
+		if tok == "" || tok == "*" || tok == ">" {
+			return "", "", "", "", false
+		}
+	}
+	return t[1], t[2], t[3], t[4], true
+}
 
 // AllReleases filters every release event of one service, or of all
 // services when service is "".

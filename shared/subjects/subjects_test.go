@@ -22,15 +22,24 @@ func TestValidateService(t *testing.T) {
 
 func TestBuildersAndParse(t *testing.T) {
 	cases := map[string]Parsed{
-		Release("hello", "canary.passed"):    {"release", "hello", "canary.passed"},
-		Fleet("hello", "servergroup.create"): {"fleet", "hello", "servergroup.create"},
-		Chaos("hello", "terminated"):         {"chaos", "hello", "terminated"},
-		Metrics("hello", "hello-v007"):       {"metrics", "hello", "hello-v007"},
+		Release("hello", "canary.passed"):                    {"release", "hello", "canary.passed"},
+		Fleet("hello", "servergroup.create"):                 {"fleet", "hello", "servergroup.create"},
+		Chaos("hello", "terminated"):                         {"chaos", "hello", "terminated"},
+		Sample("hello", "hello-v007", PublisherRouter, "r1"): {"metrics", "hello", "hello-v007.router.r1"},
 	}
 	for subj, want := range cases {
 		got, err := Parse(subj)
 		if err != nil || got != want {
 			t.Errorf("Parse(%q) = %+v, %v; want %+v", subj, got, err, want)
+		}
+	}
+	svc, group, pub, id, ok := ParseSample(Sample("hello", "hello-v007", CallerPublisher("api"), "c1/x"))
+	if !ok || svc != "hello" || group != "hello-v007" || pub != "caller-api" || id != "c1/x" {
+		t.Errorf("ParseSample: %q %q %q %q %v", svc, group, pub, id, ok)
+	}
+	for _, bad := range []string{"metrics.hello.g", "metrics.hello.g.router", "metrics.hello.g.router.*", "metrics.hello.g.router.a.b", "release.hello.g.router.a", "metrics..g.router.a"} {
+		if _, _, _, _, ok := ParseSample(bad); ok {
+			t.Errorf("ParseSample(%q) succeeded", bad)
 		}
 	}
 	for _, bad := range []string{"", "release", "release.hello", "release..x", ".a.b"} {

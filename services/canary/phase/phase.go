@@ -45,8 +45,8 @@ type Phase struct {
 	log       zerolog.Logger
 	runs      release.Runs
 	verifies  release.Runs // rolling releases' batches (verify.go)
-	// known reports whether a router id is one of the mesh's (nil: any).
-	known func(string) bool
+	// known reports whether a sample publisher's id is one of the mesh's (nil: any).
+	known func(publisher, id string) bool
 	// Metrics, when set, count the verdicts.
 	Metrics *Metrics
 }
@@ -54,7 +54,7 @@ type Phase struct {
 // New binds the phase to the buckets it reads. known reports whether a
 // router id belongs to the mesh: samples from any other are dropped (nil:
 // any router).
-func New(ctx context.Context, js jetstream.JetStream, known func(string) bool, log zerolog.Logger) (*Phase, error) {
+func New(ctx context.Context, js jetstream.JetStream, known func(publisher, id string) bool, log zerolog.Logger) (*Phase, error) {
 	p := &Phase{js: js, log: log, runs: release.Runs{Log: log}, known: known}
 	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV} {
 		var err error

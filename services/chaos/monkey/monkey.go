@@ -294,7 +294,7 @@ func (m *Monkey) errorRate(ctx context.Context, service, group string) (float64,
 	if err != nil {
 		return 0, 0
 	}
-	raw, err := st.GetLastMsgForSubject(ctx, subjects.Metrics(service, group))
+	raw, err := st.GetLastMsgForSubject(ctx, subjects.GroupSamples(service, group))
 	if err != nil {
 		return 0, 0
 	}

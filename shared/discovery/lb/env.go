@@ -20,7 +20,8 @@ const SecretName = "nats-caller"
 
 // FromEnv connects to NATS as the environment says (REDBLACK_SERVER, and
 // REDBLACK_CREDS as a path or CredsEnv as content) and starts a client on
-// that connection; Close on the client returned does not close it, the
+// that connection, as the caller $REDBLACK_SERVICE unless cfg.Caller
+// says; Close on the client returned does not close it, the
 // stop function closes both. lookup is os.LookupEnv in a main.
 func FromEnv(ctx context.Context, lookup func(string) (string, bool), cfg Config) (*Client, func(), error) {
 	c := natsx.Config{URL: nats.DefaultURL, Name: "redblack-caller"}
@@ -36,6 +37,9 @@ func FromEnv(ctx context.Context, lookup func(string) (string, bool), cfg Config
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lb: connect %s: %w", c.URL, err)
+	}
+	if cfg.Caller == "" {
+		cfg.Caller, _ = lookup("REDBLACK_SERVICE")
 	}
 	client, err := Start(ctx, nc, cfg)
 	if err != nil {

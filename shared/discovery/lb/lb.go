@@ -51,6 +51,11 @@ type Config struct {
 	// ID names this caller in its samples and its answers to the routers
 	// (default "caller-" and 8 random characters).
 	ID string
+	// Caller is the service whose instances this client runs in: its
+	// samples are published as subjects.CallerPublisher(Caller), the only
+	// publisher its NATS user may publish as (FromEnv's default:
+	// $REDBLACK_SERVICE, which the provisioner sets).
+	Caller string
 	// Rules retry and eject as the router does (its defaults).
 	Rules routing.Rules
 	// Services this client calls: samples are published for these only,
@@ -142,7 +147,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 		stop()
 		return nil, fmt.Errorf("lb: %w", err)
 	}
-	pub := &routing.Publisher{JS: js, Source: cfg.ID, Registry: c.reg, Table: c.table.Load, Interval: cfg.MetricsInterval, Only: c.publishes, Log: cfg.Log}
+	pub := &routing.Publisher{JS: js, Source: cfg.ID, Kind: subjects.CallerPublisher(cfg.Caller), Registry: c.reg, Table: c.table.Load, Interval: cfg.MetricsInterval, Only: c.publishes, Log: cfg.Log}
 	go func() {
 		defer close(c.done)
 		pub.Run(run)

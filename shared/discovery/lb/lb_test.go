@@ -183,7 +183,7 @@ func TestRetriesOnADeadInstance(t *testing.T) {
 	r.route(map[string]int{"api-v001": 1000})
 	c := r.client()
 	r.await("route in the client", func() bool { return c.Revision("api") > 0 })
-	samples, _ := r.s.Conn(t).SubscribeSync(subjects.Metrics("api", "api-v001"))
+	samples, _ := r.s.Conn(t).SubscribeSync(subjects.GroupSamples("api", "api-v001"))
 	for i := range 100 {
 		method, body := "GET", ""
 		if i%2 == 1 {
@@ -235,18 +235,22 @@ func TestNowhereToGo(t *testing.T) {
 	}
 }
 
-// The judges count a client's samples: it answers the routers' applied
-// ping, which is how metrics.Directory knows the mesh's sources.
+// The judges count a client's samples: it answers the callers' applied
+// ping, which is how metrics.Directory knows the mesh's sources; as a
+// discovery client, never as a router.
 func TestJudgesKnowTheClient(t *testing.T) {
 	r := newRig(t)
 	r.instance("api-v001", "a1")
 	r.route(map[string]int{"api-v001": 1000})
 	c := r.client()
 	d := metrics.Directory{NC: r.s.Conn(t)}
-	if !d.Known(c.ID()) {
+	if !d.Known(subjects.CallerPublisher("web"), c.ID()) {
 		t.Fatalf("the directory does not know the client %s", c.ID())
 	}
-	if d.Known("caller-forged") {
+	if d.Known(subjects.PublisherRouter, c.ID()) {
+		t.Fatal("the directory knows a discovery client as a router")
+	}
+	if d.Known(subjects.CallerPublisher("web"), "caller-forged") {
 		t.Fatal("the directory knows an id nobody answers for")
 	}
 }
@@ -318,7 +322,7 @@ func TestCloseFlushesTheLastWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.await("route in the client", func() bool { return c.Revision("api") > 0 })
-	samples, _ := r.s.Conn(t).SubscribeSync(subjects.Metrics("api", "api-v001"))
+	samples, _ := r.s.Conn(t).SubscribeSync(subjects.GroupSamples("api", "api-v001"))
 	for range 7 {
 		if code, _, err := call(t, c, "GET", ""); err != nil || code != 200 {
 			t.Fatalf("call: %d %v", code, err)
@@ -356,7 +360,7 @@ func TestRescueFromThePreviousGroup(t *testing.T) {
 	}
 	c := r.client()
 	r.await("route in the client", func() bool { return c.Revision("api") >= rev })
-	samples, _ := r.s.Conn(t).SubscribeSync(subjects.Metrics("api", "api-v002"))
+	samples, _ := r.s.Conn(t).SubscribeSync(subjects.GroupSamples("api", "api-v002"))
 	for i := range 50 {
 		req, _ := http.NewRequest("GET", "http://api/", nil)
 		resp, err := c.Do(req)
