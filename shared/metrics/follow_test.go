@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/testkit"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -18,13 +19,13 @@ func TestBehindAsksTheLeader(t *testing.T) {
 	ctx := testkit.Context(t, 10*time.Second)
 	var seqs []uint64
 	for range 2 {
-		ack, err := js.Publish(ctx, "metrics.hello.hello-v001", []byte(`{}`))
+		ack, err := js.Publish(ctx, subjects.Sample("hello", "hello-v001", subjects.PublisherRouter, "r1"), []byte(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	subj := []string{"metrics.hello.hello-v001"}
+	subj := []string{subjects.GroupSamples("hello", "hello-v001")} // a wildcard, as Follow's
 	nc := js.Conn()
 	for _, c := range []struct {
 		what  string
@@ -38,8 +39,8 @@ func TestBehindAsksTheLeader(t *testing.T) {
 		{"nothing read, from a minute ago", subj, 0, time.Now().Add(-time.Minute), true},
 		{"nothing read, from a minute on", subj, 0, time.Now().Add(time.Minute), false},
 		{"nothing read, only new ones", subj, 0, time.Time{}, false},
-		{"a subject with no message", []string{"metrics.hello.hello-v002"}, 0, time.Now().Add(-time.Minute), false},
-		{"one of two subjects ahead", []string{"metrics.hello.hello-v002", "metrics.hello.hello-v001"}, seqs[0], time.Time{}, true},
+		{"a subject with no message", []string{subjects.GroupSamples("hello", "hello-v002")}, 0, time.Now().Add(-time.Minute), false},
+		{"one of two subjects ahead", []string{subjects.GroupSamples("hello", "hello-v002"), subjects.GroupSamples("hello", "hello-v001")}, seqs[0], time.Time{}, true},
 	} {
 		if got := behind(ctx, nc, topology.StreamMetrics, c.subj, c.read, c.since); got != c.want {
 			t.Errorf("%s: behind %v, want %v", c.what, got, c.want)
