@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/redblack/redblack/services/canary/api"
+	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/events"
 )
 
@@ -31,7 +34,8 @@ type seen struct {
 var errStop = errors.New("stop")
 
 // tail reads a stream through an ordered consumer (no server state left
-// behind) and calls fn for each message. With follow it waits for new ones
+// behind; for a team user, a pull consumer the team API makes, gone a
+// minute after its last pull) and calls fn for each message. With follow it waits for new ones
 // until ctx ends, and rides out the loss of a cluster node: a consumer that
 // cannot be made or read is made again from the message after the last one
 // seen, logged once. Without follow it returns once it has caught up.
@@ -61,6 +65,31 @@ func (c *client) tail(ctx context.Context, stream string, filters []string, star
 	}
 }
 
+// isTeam reports whether the creds are a team user's, who creates no
+// consumer itself (auth.TeamPermissions).
+func (c *client) isTeam() bool {
+	switch c.id.Team {
+	case "", auth.TeamAdmin, auth.TeamAudit, auth.TeamRedblack:
+		return false
+	}
+	return true
+}
+
+// teamConsumer has the team API make a pull consumer of one service's
+// events (the one filter's) and returns it.
+func (c *client) teamConsumer(ctx context.Context, stream string, filters []string, start from) (jetstream.Consumer, error) {
+	parts := strings.Split(filters[0], ".")
+	if len(filters) != 1 || len(parts) != 3 || parts[2] != ">" {
+		return nil, fmt.Errorf("a team reads one service's events: name it with --service")
+	}
+	req := api.ConsumerRequest{Stream: stream, Filter: filters[0], StartSeq: start.seq, StartTime: start.time}
+	var made api.Consumer
+	if err := c.call(api.VerbConsumer, parts[1], req, &made); err != nil {
+		return nil, err
+	}
+	return c.js.Consumer(ctx, stream, made.Name)
+}
+
 // callbackError is an error of tail's callback: returned as is, never
 // retried.
 type callbackError struct{ err error }
@@ -80,7 +109,13 @@ func (c *client) tailOnce(ctx context.Context, stream string, filters []string, 
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	cons, err := c.js.OrderedConsumer(cctx, stream, cfg)
+	var cons jetstream.Consumer
+	var err error
+	if c.isTeam() {
+		cons, err = c.teamConsumer(cctx, stream, filters, start)
+	} else {
+		cons, err = c.js.OrderedConsumer(cctx, stream, cfg)
+	}
 	if err != nil {
 		cancel()
 		return last, fmt.Errorf("read %s: %w", stream, err)

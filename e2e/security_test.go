@@ -24,6 +24,7 @@ import (
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/services/provisioner/fleet"
+	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
@@ -545,4 +546,104 @@ func TestForgedSamplesDecideNothing(t *testing.T) {
 		t.Fatalf("only %d samples posing as the router were refused by the server", n)
 	}
 	t.Logf("forged %d samples as the instance itself (dropped), %d refused posing as the router", f.own.Load(), f.refused.Load())
+}
+
+// TestTeamConsumersDeliverOnlyToTheirOwnInbox: a team creates no consumer
+// itself (the server cannot check a push consumer's deliver subject); the
+// team API makes them: a pull consumer of its service's events it reads,
+// and a push consumer only under its own inbox prefix. One that would
+// deliver to another team's inbox or to the JetStream API, or read
+// another service's events, is refused with the reason, and no such
+// consumer exists afterwards.
+func TestTeamConsumersDeliverOnlyToTheirOwnInbox(t *testing.T) {
+	svc := fastSpec()
+	svc.Owner = "payments"
+	p := newPipeline(t, t.TempDir(), svc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ev, _ := events.New("test", events.ReleaseAccepted, "hello", "r1", events.Accepted{Service: "hello", Version: "v1", Group: "hello-v001"})
+	if _, err := natsx.Publish(ctx, p.js, events.ReleaseAccepted.Subject("hello"), ev); err != nil {
+		t.Fatal(err)
+	}
+	alice := auth.Identity{Team: "payments", User: "alice"}
+	nc := p.teamUser(alice.Team, alice.User, "hello")
+	p.teamUser("billing", "bob", "world")
+	tjs, _ := jetstream.New(nc)
+	octx, ocancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := tjs.OrderedConsumer(octx, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases("hello")}})
+	ocancel()
+	if err == nil {
+		t.Fatal("a team created a consumer itself")
+	}
+	releases := api.ConsumerRequest{Stream: topology.StreamReleases, Filter: subjects.AllReleases("hello")}
+
+	var pull api.Consumer
+	if err := api.Call(nc, alice, api.VerbConsumer, "hello", releases, &pull); err != nil {
+		t.Fatalf("a pull consumer of its own events: %v", err)
+	}
+	cons, err := tjs.Consumer(ctx, topology.StreamReleases, pull.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil || m.Subject() != events.ReleaseAccepted.Subject("hello") {
+		t.Fatalf("pulling its own events: %v", err)
+	}
+
+	feed, err := nc.SubscribeSync(alice.InboxPrefix() + ".feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := releases
+	push.DeliverSubject = alice.InboxPrefix() + ".feed"
+	var own api.Consumer
+	if err := api.Call(nc, alice, api.VerbConsumer, "hello", push, &own); err != nil {
+		t.Fatalf("a push consumer to its own inbox: %v", err)
+	}
+	if m, err := feed.NextMsg(5 * time.Second); err != nil || !strings.Contains(string(m.Data), `"hello-v001"`) {
+		t.Fatalf("the push consumer delivered nothing to its own inbox: %v", err)
+	}
+
+	for deliver, want := range map[string]string{
+		"_INBOX.billing.bob.x":                             "deliver_subject",
+		"$JS.API.STREAM.DELETE." + topology.StreamReleases: "deliver_subject",
+		alice.InboxPrefix():                                "deliver_subject", // the prefix itself, no token under it
+		alice.InboxPrefix() + "x.y":                        "deliver_subject", // _INBOX.payments.alicex: another user's
+		alice.InboxPrefix() + ".*":                         "deliver_subject",
+	} {
+		bad := releases
+		bad.DeliverSubject = deliver
+		if err := api.Call(nc, alice, api.VerbConsumer, "hello", bad, &api.Consumer{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("push to %s: %v, want refused on %s", deliver, err, want)
+		}
+	}
+	for _, bad := range []api.ConsumerRequest{
+		{Stream: topology.StreamReleases, Filter: subjects.AllReleases("world")},
+		{Stream: topology.StreamReleases, Filter: "release.>"},
+		{Stream: topology.StreamFleet, Filter: subjects.AllReleases("hello")},
+		{Stream: topology.StreamMetrics, Filter: "metrics.hello.>"},
+	} {
+		if err := api.Call(nc, alice, api.VerbConsumer, "hello", bad, &api.Consumer{}); err == nil {
+			t.Errorf("%+v: made", bad)
+		}
+	}
+	if err := api.Call(nc, alice, api.VerbConsumer, "world", api.ConsumerRequest{Stream: topology.StreamReleases, Filter: subjects.AllReleases("world")}, &api.Consumer{}); err == nil {
+		t.Error("a consumer of another team's service was made")
+	}
+	// every push consumer on the streams delivers under alice's inbox
+	for _, stream := range []string{topology.StreamReleases, topology.StreamFleet} {
+		st, err := p.js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for info := range st.ListConsumers(ctx).Info() {
+			raw, _ := json.Marshal(info.Config)
+			var c struct {
+				Deliver string `json:"deliver_subject"`
+			}
+			_ = json.Unmarshal(raw, &c)
+			if c.Deliver != "" && !strings.HasPrefix(c.Deliver, alice.InboxPrefix()+".") {
+				t.Errorf("consumer %s/%s delivers to %s", stream, info.Name, c.Deliver)
+			}
+		}
+	}
 }

@@ -234,10 +234,16 @@ func TestTeamUser(t *testing.T) {
 	if _, err := natsx.Publish(ctx, s.js, events.ReleaseAccepted.Subject("billing"), other); err != nil {
 		t.Fatal(err)
 	}
-	tjs, _ := jetstream.New(c.nc)
-	cons, err := tjs.OrderedConsumer(ctx, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases("hello")}})
+	// a consumer made for it (by the team API's consumer verb; here the
+	// admin), it pulls from
+	made, err := s.js.CreateConsumer(ctx, topology.StreamReleases, jetstream.ConsumerConfig{FilterSubject: subjects.AllReleases("hello"), AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
-		t.Fatalf("ordered consumer on its own events: %v", err)
+		t.Fatal(err)
+	}
+	tjs, _ := jetstream.New(c.nc)
+	cons, err := tjs.Consumer(ctx, topology.StreamReleases, made.CachedInfo().Name)
+	if err != nil {
+		t.Fatalf("the consumer made for it: %v", err)
 	}
 	msg, err := cons.Next(jetstream.FetchMaxWait(3 * time.Second))
 	if err != nil || msg.Subject() != events.ReleaseAccepted.Subject("hello") {
@@ -263,6 +269,9 @@ func TestTeamUser(t *testing.T) {
 		"$JS.API.CONSUMER.CREATE." + topology.StreamReleases + "." + topology.DurableCanaryIntake + ".release.hello.>",
 		"$JS.API.CONSUMER.CREATE." + topology.StreamReleases + ".x.release.billing.>",
 		"$JS.API.CONSUMER.CREATE." + topology.StreamReleases + ".x",
+		// even on its own events: a create request's body may name any
+		// deliver subject (another team's inbox, the JetStream API)
+		"$JS.API.CONSUMER.CREATE." + topology.StreamReleases + ".x.release.hello.>",
 		"redblack.admin.team-add",
 	} {
 		if err := c.nc.Publish(subj, []byte(`{"version":"v9"}`)); err != nil {
@@ -281,9 +290,13 @@ func TestTeamUser(t *testing.T) {
 		c.refused("subscribe", subj)
 		sub.Unsubscribe()
 	}
-	// a consumer for another service's events is refused
-	if _, err := tjs.OrderedConsumer(ctx, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases("billing")}}); err == nil {
-		t.Error("ordered consumer on billing's events was created")
+	// no consumer of its own, pull, ordered or push
+	if _, err := tjs.OrderedConsumer(ctx, topology.StreamReleases, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllReleases("hello")}}); err == nil {
+		t.Error("an ordered consumer of its own was created")
+	}
+	push := `{"stream_name":"RELEASES","config":{"name":"evil","filter_subject":"release.hello.>","deliver_subject":"_INBOX.billing.carol.x","ack_policy":"none"},"action":"create"}`
+	if m, err := c.nc.Request("$JS.API.CONSUMER.CREATE.RELEASES.evil.release.hello.>", []byte(push), time.Second); err == nil {
+		t.Errorf("a push consumer delivering to another team's inbox: %s", m.Data)
 	}
 	s.unchanged(before)
 	// and the services' durables are as they were

@@ -129,21 +129,20 @@ func ServicePermissions(name string) (jwt.Permissions, error) {
 
 // TeamPermissions are a team user's subjects:
 //   - publish: its own API subjects (redblack.api.<team>.<user>.*.<svc>)
-//     for each of its services, and the creation of consumers filtered to
-//     its services' events on RELEASES and FLEET, and pulling from them;
+//     for each of its services, and pulling from consumers on RELEASES
+//     and FLEET;
 //   - subscribe: its own inbox prefix.
 //
+// It creates no consumer itself: the server cannot check a push
+// consumer's deliver subject (it is in the create request's body), so a
+// team's consumers are made for it by the team API's consumer verb, which
+// filters them to its services and delivers only under its inbox prefix.
 // The services' durables are denied by name: pulling from one would take
-// its deliveries, creating one would change its filter.
+// its deliveries.
 func TeamPermissions(id Identity, services []string) jwt.Permissions {
 	var p jwt.Permissions
 	for _, s := range services {
 		p.Pub.Allow.Add(subjects.API(id.Team, id.User, "*", s))
-		p.Pub.Allow.Add(
-			"$JS.API.CONSUMER.CREATE."+topology.StreamReleases+".*."+subjects.AllReleases(s),
-			"$JS.API.CONSUMER.CREATE."+topology.StreamFleet+".*."+subjects.AllFleet(s),
-			"$JS.API.CONSUMER.CREATE."+topology.StreamFleet+".*."+subjects.AllChaos(s),
-		)
 	}
 	for _, stream := range []string{topology.StreamReleases, topology.StreamFleet} {
 		p.Pub.Allow.Add(

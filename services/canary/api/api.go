@@ -1,5 +1,6 @@
 // Package api is the team API of the canary service: release, rollback,
-// abort, calibrate and the service specs, as NATS requests on
+// abort, calibrate, the service specs and consumers of a service's events,
+// as NATS requests on
 // redblack.api.<team>.<user>.<verb>.<service>. A team user may publish only
 // under its own team and user and its own services (shared/auth), so the
 // subject is the caller's authenticated identity: requested_by in every
@@ -234,8 +235,17 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 			return nil, err
 		}
 		return a.apply(ctx, id, c.Service, s)
+	case VerbConsumer:
+		var req ConsumerRequest
+		if err := DecodeBody(m.Data, &req); err != nil {
+			return nil, err
+		}
+		if _, err := a.owned(ctx, id, c.Service); err != nil {
+			return nil, err
+		}
+		return a.consumer(ctx, id, c.Service, req)
 	}
-	return nil, fmt.Errorf("unknown verb %q: want release, rollback, abort, spec-get or spec-apply", c.Verb)
+	return nil, fmt.Errorf("unknown verb %q: want release, rollback, abort, spec-get, spec-apply or consumer", c.Verb)
 }
 
 // DecodeBody decodes a call's JSON body into v, refusing unknown fields; an
