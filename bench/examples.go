@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/redblack/redblack/shared/artifact"
 )
 
 // HelloName and StoreName are the program names under which the redblack
@@ -32,8 +34,13 @@ func BuildStore(dir string) (string, error) {
 // binary, which runs the example when started under that name, so each
 // demo or bench has its own path to count and kill its instances by. A
 // test binary does not, so under `go test` pkg is built with the go tool.
-func buildExample(dir, name, pkg string) (string, error) {
-	path := filepath.Join(dir, name)
+func buildExample(dir, name, pkg string) (path string, err error) {
+	path = filepath.Join(dir, name)
+	defer func() {
+		if err == nil {
+			err = artifact.Share(path) // the instances' users run it
+		}
+	}()
 	if testing.Testing() {
 		if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
 			return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)

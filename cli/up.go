@@ -86,6 +86,9 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 					}
 				}
 				provArgs, routerArgs := awsf.args()
+				if cfg.Provisioner.Local.Sandbox.Off {
+					provArgs = append(provArgs, "--no-sandbox")
+				}
 				routerArgs = append(routerArgs, httpsArgs...)
 				return a.upCluster(ctx, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
 					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
@@ -134,6 +137,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&cfg.TLSKey, "nats-tls-key", "", "TLS key of the NATS listener")
 	cmd.Flags().BoolVar(&cfg.KeepInstances, "keep-instances", false, "leave instances running on exit; the next `up` with the same --data re-adopts them")
 	cmd.Flags().StringVar(&cfg.Router.HTTP, "http", cfg.Router.HTTP, "address of the router's HTTP data plane (port 0: any free port)")
+	cmd.Flags().BoolVar(&cfg.Provisioner.Local.Sandbox.Off, "no-sandbox", false, "run instances as up's own user (default, as root: each as its service's own unprivileged user, in a PID namespace of its own; see README, Security)")
 	cmd.Flags().IntVar(&cfg.Router.Proxy.MaxConnsPerClient, "max-conns-per-client", 0, fmt.Sprintf("connections one client address may hold open at the data plane (0: %d; -1: no cap, behind a proxy)", proxy.DefaultMaxConnsPerClient))
 	cmd.Flags().StringVar(&cfg.Router.HTTPS, "https", "", "TLS address of the router's data plane (HTTP/2 by ALPN, and HTTP/1.1); needs --https-cert and --https-key")
 	cmd.Flags().StringVar(&cfg.Router.TLSCert, "https-cert", "", "the TLS certificate of --https (PEM file)")

@@ -24,6 +24,7 @@ func Program() svcmain.Program {
 		Bind: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for the local provider's records and instance logs")
 			fs.BoolVar(&cfg.StopInstancesOnExit, "stop-instances", false, "stop every instance on exit (default: leave them for the next start to re-adopt)")
+			fs.BoolVar(&cfg.Local.Sandbox.Off, "no-sandbox", false, "local: run instances as this process's user (default, as root: each as its service's own unprivileged user, in a PID namespace of its own)")
 			fs.StringVar(&cfg.Host, "host", "", "local: this host's name among provisioners on several hosts, each owning its host's instances (default: the hostname)")
 			pf.Bind(fs)
 			edge.Bind(fs)

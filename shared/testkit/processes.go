@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/redblack/redblack/shared/artifact"
 )
 
 // HelloPackage is the demo application the tests run as instances.
@@ -20,13 +22,15 @@ const StorePackage = "github.com/redblack/redblack/examples/store"
 // the working directory inside the workspace) and returns its path.
 func BuildHello(dir string) (string, error) { return Build(dir, HelloPackage, "hello") }
 
-// Build builds the package pkg into dir/name and returns its path.
+// Build builds the package pkg into dir/name and returns its path, which
+// the local provider's unprivileged instance users can run
+// (artifact.Share).
 func Build(dir, pkg, name string) (string, error) {
 	p := filepath.Join(dir, name)
 	if out, err := exec.Command("go", "build", "-o", p, pkg).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("testkit: build %s: %v\n%s", name, err, out)
 	}
-	return p, nil
+	return p, artifact.Share(p)
 }
 
 // CountProcesses counts the live (not zombie) processes running the binary

@@ -68,9 +68,14 @@ type Config struct {
 	// slot: <VolumesDir>/<service>/<slot> (default <Dir>/../volumes, i.e.
 	// <data>/volumes). The provider never deletes one.
 	VolumesDir string
+	// Sandbox says how instances run (default: each as its service's own
+	// unprivileged user, in a PID namespace of its own, when the provider
+	// runs as root).
+	Sandbox Sandbox
 }
 
 func (c *Config) defaults() {
+	c.Sandbox.defaults()
 	if c.GracePeriod == 0 {
 		c.GracePeriod = 5 * time.Second
 	}
@@ -110,6 +115,7 @@ type Local struct {
 	closed bool // Close has begun: no group is created after it
 
 	owner string // in every instance's environment: REDBLACK_OWNER
+	uids  *uids  // the services' sandbox users
 
 	pmu   sync.Mutex
 	ports map[int]time.Time   // port → held until (zero: an instance has it)
@@ -208,6 +214,7 @@ func Open(cfg Config, observe fleet.Observer) (*Local, error) {
 		cfg: cfg, observe: observe, ctx: ctx, cancel: cancel, groups: map[string]*group{}, ports: map[int]time.Time{}, volumes: map[string]string{},
 		client: &http.Client{Timeout: cfg.CheckTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 10 * time.Second}},
 	}
+	l.uids = &uids{path: filepath.Join(cfg.Dir, "uids.json"), base: cfg.Sandbox.UIDBase}
 	owner, err := ownerID(filepath.Join(cfg.Dir, "owner"))
 	if err != nil {
 		cancel()
@@ -657,10 +664,21 @@ func (l *Local) start(s fleet.GroupSpec, id string, slot int) (*instance, error)
 		env = append(env, VolumeEnv+"="+volume, SlotEnv+"="+slotName)
 	}
 	argv := s.Artifact.Command
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
+	var cmd *exec.Cmd
+	if l.sandboxing() {
+		var vf *os.File
+		if cmd, vf, err = l.sandboxed(argv, env, s.Service, volume); err != nil {
+			return nil, err
+		}
+		if vf != nil {
+			defer vf.Close() // the child has its own once started
+		}
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redblack/redblack/shared/artifact"
 	"github.com/redblack/redblack/shared/testkit"
 
 	"github.com/redblack/redblack/services/provisioner/fleet"
@@ -25,7 +26,12 @@ import (
 // hello is the examples/hello binary, built once for the package.
 var hello string
 
-func TestMain(m *testing.M) { testkit.MainWithHello(m, &hello) }
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(probeBindEnv); addr != "" {
+		os.Exit(probeBind(addr)) // started as an instance by TestSandboxHoldsTheAttacks
+	}
+	testkit.MainWithHello(m, &hello)
+}
 
 var fast = spec.Health{Path: "/healthz", Interval: spec.Duration(100 * time.Millisecond), HealthyThreshold: 2, UnhealthyThreshold: 2}
 
@@ -209,6 +215,9 @@ func TestStopUsesSIGTERMThenSIGKILL(t *testing.T) {
 	// a shell that ignores SIGTERM, with a child in its process group
 	script := filepath.Join(t.TempDir(), "stubborn.sh")
 	os.WriteFile(script, []byte("#!/bin/sh\ntrap '' TERM\nsleep 300 &\nwhile true; do sleep 1; done\n"), 0o755)
+	if err := artifact.Share(script); err != nil {
+		t.Fatal(err)
+	}
 	s := groupSpec("hello-v001", 1)
 	s.Artifact.Command = []string{script}
 	l.CreateGroup(context.Background(), s)

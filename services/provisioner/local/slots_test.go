@@ -92,7 +92,14 @@ func TestStatefulSlotsKeepTheirVolumes(t *testing.T) {
 	bySlot(t, l, "store-v001", "store-1")
 	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", s0.PID))
 	volume := filepath.Join(filepath.Dir(cfg.Dir), "volumes", "store", "store-0")
-	for _, kv := range []string{VolumeEnv + "=" + volume, SlotEnv + "=store-0"} {
+	want := VolumeEnv + "=" + volume
+	if os.Geteuid() == 0 { // sandboxed: the volume is handed open, as fd 3
+		want = VolumeEnv + "=/proc/self/fd/3"
+		if fd3, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", s0.PID)); err != nil || fd3 != volume {
+			t.Fatalf("fd 3 of the instance is %q (%v), want its volume %s", fd3, err, volume)
+		}
+	}
+	for _, kv := range []string{want, SlotEnv + "=store-0"} {
 		if !strings.Contains(string(env), kv) {
 			t.Fatalf("environment lacks %s", kv)
 		}
