@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,7 +65,7 @@ func checkConsumer(id auth.Identity, service string, req ConsumerRequest) error 
 	if !ok {
 		return fmt.Errorf("stream %q: want %s or %s", req.Stream, topology.StreamReleases, topology.StreamFleet)
 	}
-	if !contains(filters, req.Filter) {
+	if !slices.Contains(filters, req.Filter) {
 		return fmt.Errorf("filter %q: want one of %s on %s", req.Filter, strings.Join(filters, ", "), req.Stream)
 	}
 	if d := req.DeliverSubject; d != "" {
@@ -74,15 +75,6 @@ func checkConsumer(id auth.Identity, service string, req ConsumerRequest) error 
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // consumer makes the consumer asked for: ephemeral, in memory, without

@@ -25,16 +25,18 @@ import (
 // router's port) and exit 0 on success, 3 on failure.
 const probeBindEnv = "REDBLACK_TEST_PROBE_BIND"
 
+// reusePort listens with SO_REUSEPORT.
+var reusePort = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+		return err
+	}
+	return serr
+}}
+
 // probeBind is the test binary's life as that instance (see TestMain).
 func probeBind(addr string) int {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-	l, err := lc.Listen(context.Background(), "tcp", addr)
+	l, err := reusePort.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		fmt.Println("bind:", err)
 		return 3
@@ -86,10 +88,7 @@ func TestSandboxHoldsTheAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { router.Process.Kill(); router.Wait() })
-	reuse := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
-	}}
-	held, err := reuse.Listen(ctx, "tcp", "127.0.0.1:0")
+	held, err := reusePort.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +99,9 @@ func TestSandboxHoldsTheAttacks(t *testing.T) {
 			l.Close()
 			low = p
 		}
+	}
+	if low == 0 {
+		t.Fatal("no free privileged port to try")
 	}
 	loot := t.TempDir()
 	if err := os.Chmod(loot, 0o777); err != nil {
