@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redblack/redblack/shared/artifact"
 	"github.com/redblack/redblack/shared/testkit"
 )
 
@@ -30,6 +31,11 @@ func TestDemoFromTheBinaryAlone(t *testing.T) {
 	// whatever the demo leaves behind is killed by that prefix
 	tmp := t.TempDir()
 	t.Cleanup(func() { testkit.KillUnder(tmp) })
+	// as root the demo's instances run as unprivileged users, who must
+	// reach that link: the test's own temp dir above TMPDIR is 0700
+	if err := artifact.Share(filepath.Join(tmp, "x")); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "demo")

@@ -13,8 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/redblack/redblack/bench"
+	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/discovery/lb"
 	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/testkit"
 )
 
@@ -63,13 +65,28 @@ func TestUpKilledMidRoll(t *testing.T) {
 		t.Fatalf("release v1: %d %q %q", code, out, errs)
 	}
 
-	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(data, "creds", "admin.creds")), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	// the writes come through a discovery client with the creds of an
+	// instance of a service "writer" that calls store (its samples gate
+	// the batches; the admin may publish none)
+	authority, err := auth.Open(filepath.Join(data, "creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := authority.Caller("writer", []string{"store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copts, err := natsx.CredsOptions(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append(copts, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	ctx := testkit.Context(t, 3*time.Minute)
-	client, err := lb.Start(ctx, nc, lb.Config{Services: []string{"store"}})
+	client, err := lb.Start(ctx, nc, lb.Config{Caller: "writer", Services: []string{"store"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +96,14 @@ func TestUpKilledMidRoll(t *testing.T) {
 	if err := w.AwaitOK(100, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	admin, err := nats.Connect(url, nats.UserCredentials(filepath.Join(data, "creds", "admin.creds")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
 	second := make(chan struct{})
 	var once sync.Once
-	sub, err := nc.Subscribe(events.RollingBatchStarted.Subject("store"), func(m *nats.Msg) {
+	sub, err := admin.Subscribe(events.RollingBatchStarted.Subject("store"), func(m *nats.Msg) {
 		var b events.RollingBatch
 		if ev, err := events.Decode(m.Data); err == nil && ev.DecodeData(&b) == nil && b.Batch == 2 && b.Previous == "store-v001" {
 			once.Do(func() { close(second) })
@@ -91,7 +113,7 @@ func TestUpKilledMidRoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	nc.Flush()
+	admin.Flush()
 	if code, out, errs := run(t, url, "release", "store", "--version", "v2"); code != 0 {
 		t.Fatalf("release v2: %d %q %q", code, out, errs)
 	}

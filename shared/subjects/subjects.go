@@ -67,8 +67,12 @@ func Sample(service, group, publisher, id string) string {
 	return DomainMetrics + "." + service + "." + group + "." + publisher + "." + id
 }
 
-// GroupSamples filters every sample of one group, from every publisher.
+// GroupSamples filters every sample of one group, from every publisher;
+// group ">" filters every group's.
 func GroupSamples(service, group string) string {
+	if group == ">" {
+		return DomainMetrics + "." + service + ".>"
+	}
 	return DomainMetrics + "." + service + "." + group + ".>"
 }
 

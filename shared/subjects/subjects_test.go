@@ -33,6 +33,9 @@ func TestBuildersAndParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v; want %+v", subj, got, err, want)
 		}
 	}
+	if got := GroupSamples("hello", ">"); got != "metrics.hello.>" {
+		t.Errorf("every group's samples: %s", got)
+	}
 	svc, group, pub, id, ok := ParseSample(Sample("hello", "hello-v007", CallerPublisher("api"), "c1/x"))
 	if !ok || svc != "hello" || group != "hello-v007" || pub != "caller-api" || id != "c1/x" {
 		t.Errorf("ParseSample: %q %q %q %q %v", svc, group, pub, id, ok)

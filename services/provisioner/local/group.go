@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -322,8 +323,9 @@ func (g *group) reconcile(ctx context.Context) {
 			if volume != "" {
 				g.l.releaseVolume(volume, id)
 			}
-			failed := &instance{rec: instanceRecord{Instance: fleet.Instance{ID: id, Service: g.spec.Service, Group: g.spec.Group, Version: g.spec.Version, State: discovery.StateTerminated}}}
-			changes = append(changes, fleet.Change{Type: fleet.Terminated, Instance: failed.rec.Instance, Reason: "could not start: " + trimReason(err.Error())})
+			failed := &instance{rec: instanceRecord{Instance: fleet.Instance{ID: id, Service: g.spec.Service, Group: g.spec.Group, Version: g.spec.Version, State: discovery.StateTerminated}},
+				exitErr: errors.New("could not start: " + trimReason(err.Error()))} // the crash loop's "last"
+			changes = append(changes, fleet.Change{Type: fleet.Terminated, Instance: failed.rec.Instance, Reason: failed.exitErr.Error()})
 			changes = append(changes, g.crashed(time.Now(), failed)...)
 			g.mu.Unlock()
 			break

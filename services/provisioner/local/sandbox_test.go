@@ -156,3 +156,29 @@ exec %[7]s --version v2
 		t.Errorf("the attacker runs as root")
 	}
 }
+
+// TestUnrunnableArtifactIsNamed: an artifact the instance's user cannot
+// reach is not started, and the crash loop names the directory to fix.
+func TestUnrunnableArtifactIsNamed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	private := filepath.Join(t.TempDir(), "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(private, "hello")
+	if err := os.Link(hello, bin); err != nil {
+		t.Fatal(err)
+	}
+	l, r := open(t, testConfig(t))
+	s := groupSpec("hello-v001", 1)
+	s.Artifact.Command = []string{bin}
+	if _, err := l.CreateGroup(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	c := r.waitFor(t, fleet.CrashLoop, 1)
+	if !strings.Contains(c.Reason, "could not start") || !strings.Contains(c.Reason, private+" is not searchable") {
+		t.Fatalf("crash loop reason %q does not name %s", c.Reason, private)
+	}
+}
