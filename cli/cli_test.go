@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -561,4 +562,36 @@ func TestProgramsFlags(t *testing.T) {
 			t.Errorf("%s -h: exit %d, %q", name, code, out.String())
 		}
 	}
+}
+
+// TestSecondUpOnTheSameDataIsRefused: a second up on a data directory in
+// use is refused at once, naming the first's pid, and the first goes on
+// serving (issue 29: a second up replaced the first's data plane and
+// instances); once the first is gone, an up on it starts.
+func TestSecondUpOnTheSameDataIsRefused(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { testkit.KillAll(bin) })
+	data := t.TempDir()
+	t.Setenv("REDBLACK_DATA", data)
+	url, first := startUp(t, bin, data, "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	started := time.Now()
+	out, err := exec.CommandContext(ctx, bin, "up", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "").CombinedOutput()
+	took := time.Since(started)
+	if err == nil || !strings.Contains(string(out), fmt.Sprintf("in use by redblack up (pid %d)", first.Process.Pid)) {
+		t.Fatalf("a second up on the same data: %v after %s:\n%s", err, took, out)
+	}
+	if took > 5*time.Second {
+		t.Errorf("refused after %s, not at once", took)
+	}
+	if code, out, errs := run(t, url, "service", "list"); code != 0 {
+		t.Fatalf("the first up after the second was refused: %d %s %s", code, out, errs)
+	}
+	first.Process.Signal(syscall.SIGTERM)
+	first.Wait()
+	startUp(t, bin, data, "127.0.0.1:0")
 }

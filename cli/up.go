@@ -75,6 +75,11 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 			if hostsN != 1 && (nodes == 0 || hostsN < 1 || hostsN > 5 || awsf.provider.Provider == "aws") {
 				return fmt.Errorf("--hosts %d: want 1..5, with --nodes and the local provider", hostsN)
 			}
+			unlock, err := lockData(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			httpsArgs, err := routerTLS(&cfg.Router)
 			if err != nil {
 				return err
