@@ -130,6 +130,10 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	if _, out, _ = run(t, url, "events", "--service", "hello", "--since", "1ns"); strings.Contains(out, "release.") {
 		t.Fatalf("--since 1ns showed old events: %q", out)
 	}
+	// a misspelt service is an error, not an empty table (issue 29)
+	if code, out, errs := run(t, url, "events", "--service", "helo"); code == 0 || !strings.Contains(errs, `no service "helo"`) {
+		t.Fatalf("events of an unknown service: %d %q %q", code, out, errs)
+	}
 
 	_, out, _ = run(t, url, "status", "--json")
 	var states []serviceState
@@ -567,7 +571,8 @@ func TestProgramsFlags(t *testing.T) {
 // TestSecondUpOnTheSameDataIsRefused: a second up on a data directory in
 // use is refused at once, naming the first's pid, and the first goes on
 // serving (issue 29: a second up replaced the first's data plane and
-// instances); once the first is gone, an up on it starts.
+// instances); once the first is gone, an up on it starts, and its ready
+// line gives absolute paths even for a relative --data.
 func TestSecondUpOnTheSameDataIsRefused(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "redblack")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
@@ -593,5 +598,17 @@ func TestSecondUpOnTheSameDataIsRefused(t *testing.T) {
 	}
 	first.Process.Signal(syscall.SIGTERM)
 	first.Wait()
-	startUp(t, bin, data, "127.0.0.1:0")
+	// free again; and given as a relative path, the ready line names it,
+	// and the creds, absolute
+	again := exec.Command(bin, "up", "--data", filepath.Base(data), "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "")
+	again.Dir = filepath.Dir(data)
+	stdout, _ := again.StdoutPipe()
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Process.Kill(); again.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, " data="+data+" ") || !strings.Contains(line, " creds="+filepath.Join(data, "creds", "admin.creds")+" ") {
+		t.Fatalf("ready line of an up on a relative --data: %q (%v)", line, err)
+	}
 }

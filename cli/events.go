@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/topology"
 )
@@ -38,6 +40,11 @@ func (a *app) eventsCmd() *cobra.Command {
 				return err
 			}
 			defer c.close()
+			if service != "" && !c.isTeam() { // a team's calls say it themselves
+				if err := c.serviceExists(service); err != nil {
+					return err
+				}
+			}
 			start := from{}
 			if since > 0 {
 				start.time = time.Now().Add(-since)
@@ -80,6 +87,23 @@ func (a *app) eventsCmd() *cobra.Command {
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing new events until interrupted")
 	f.BoolVar(&asJSON, "json", false, "print raw CloudEvents, one per line")
 	return cmd
+}
+
+// serviceExists refuses a service that has no spec: its events would be
+// an empty table that looks like a quiet service (a misspelt name).
+func (c *client) serviceExists(service string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := c.kv(ctx, topology.BucketServices)
+	if err != nil {
+		return err
+	}
+	if _, err := spec.Get(ctx, kv, service); errors.Is(err, spec.ErrNotFound) {
+		return fmt.Errorf("no service %q: `redblack service list` names them", service)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // eventPrinter prints events as a table (sorted by time when not following)

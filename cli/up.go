@@ -116,6 +116,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 				return err
 			}
 			data, _ := filepath.Abs(cfg.DataDir)
+			creds, _ := filepath.Abs(m.AdminCreds()) // the ready line's paths are absolute
 			router := "in-process"
 			if pid := m.DataPlanePid(); pid != 0 {
 				how := "started"
@@ -125,7 +126,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 				router = fmt.Sprintf("%d/%s/%s", pid, how, httpURL(tcpAddr(m.DataPlaneAdmin()), "/healthz"))
 			}
 			fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s services=%s metrics=%s ui=%s router=%s in %s\n",
-				m.URL(), m.HTTP(), data, m.AdminCreds(), strings.Join(mesh.ServiceNames, ","), httpURL(m.AdminAddr(), "/metrics"), httpURL(m.UIAddr(), "/"),
+				m.URL(), m.HTTP(), data, creds, strings.Join(mesh.ServiceNames, ","), httpURL(m.AdminAddr(), "/metrics"), httpURL(m.UIAddr(), "/"),
 				router, time.Since(start).Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
@@ -210,8 +211,9 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, cc cluster.Config,
 	for _, s := range c.Services() {
 		ss = append(ss, fmt.Sprintf("%s/%d", s.Name, s.Pid))
 	}
+	creds, _ := filepath.Abs(c.AdminCreds())
 	fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s nodes=%s monitor=%s services=%s in %s\n",
-		c.URLs(), c.HTTP(), data, c.AdminCreds(), strings.Join(ns, ","), strings.Join(ms, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
+		c.URLs(), c.HTTP(), data, creds, strings.Join(ns, ","), strings.Join(ms, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
 	fmt.Fprintln(a.out, "redblack stopping")
 	c.Stop()

@@ -188,7 +188,7 @@ func Parse(r io.Reader) (Service, error) {
 		if errors.Is(err, io.EOF) {
 			return s, errors.New("invalid service spec: the file is empty")
 		}
-		return s, fmt.Errorf("invalid service spec: %w", err)
+		return s, fmt.Errorf("invalid service spec: %s", spellUnknown(err.Error()))
 	}
 	s.Default()
 	return s, s.Validate()

@@ -109,6 +109,26 @@ func TestParseRejectsUnknownFieldsAndBadYAML(t *testing.T) {
 	}
 }
 
+// An unknown field is named in the spec's own words, with the field meant
+// when one is near (issue 29: "field capacty not found in type
+// spec.Service"), at any depth of the spec.
+func TestUnknownFieldsAreSpelledOut(t *testing.T) {
+	for in, want := range map[string]string{
+		"name: hello\nowner: x\ncapacty: 1\n":                            "line 3: capacty: unknown field; did you mean capacity?",
+		"name: hello\nowner: x\ncapacity: 1\nhealth:\n  pth: /h\n":       "line 5: pth: unknown field; did you mean path?",
+		"name: hello\nowner: x\nstrategy:\n  canary:\n    duraton: 1s\n": "duraton: unknown field; did you mean duration?",
+		"name: hello\nowner: x\ncolour: red\n":                           "line 3: colour: unknown field",
+	} {
+		_, err := Parse(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "not found in type") {
+			t.Errorf("Parse(%q): %v, want %q", in, err, want)
+		}
+	}
+	if _, err := Parse(strings.NewReader("name: hello\nowner: x\ncolour: red\n")); strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("a field near none suggested one: %v", err)
+	}
+}
+
 func TestCheckArtifact(t *testing.T) {
 	local := Service{Provider: ProviderLocal}
 	aws := Service{Provider: ProviderAWS}
