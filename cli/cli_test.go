@@ -93,7 +93,7 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	url := startMesh(t)
 	run(t, url, "service", "apply", "-f", writeFile(t, neverUp))
 	code, out, _ := run(t, url, "release", "hello", "--version", "v1")
-	if code != 0 || !strings.HasPrefix(out, "release ") {
+	if code != 0 || !strings.HasPrefix(out, "release ") || !strings.Contains(out, "release.accepted") {
 		t.Fatalf("release = %d %q", code, out)
 	}
 	first := strings.Fields(out)[1]
@@ -109,6 +109,12 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	code, out, _ = run(t, url, "release", "other", "--version", "v1", "--wait", "--timeout", "1s")
 	if code != 2 || !strings.Contains(out, "release.accepted") {
 		t.Fatalf("release --wait timeout = %d %q", code, out)
+	}
+	// without --wait, a rejection exits 1 with its reason (issue 29: it
+	// exited 0, the rejection only in events)
+	code, out, errs = run(t, url, "release", "other", "--version", "v2")
+	if code != 1 || !strings.Contains(out, "release.rejected") || !strings.Contains(out, "in progress") || !strings.Contains(errs, "rejected") {
+		t.Fatalf("a rejected release without --wait = %d %q %q", code, out, errs)
 	}
 
 	_, out, _ = run(t, url, "events", "--service", "hello")

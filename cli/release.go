@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,9 +32,11 @@ requested_by set to the caller's authenticated team/user. Prints the id.
 ('{"command":["./hello","--version","v 2"]}'); for aws an AMI id (ami-…).
 Without it the spec's default artifact is used.
 
-With --wait, follows the release live, one line per phase with the time since
-the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
---timeout passes first.`,
+Without --wait, waits for the intake's answer (at most a minute) and prints
+it: exits 0 when the release is accepted, 1 when it is rejected (with the
+reason), 2 when no answer comes. With --wait, follows the release live, one
+line per phase with the time since the request, and exits 0 on completed, 1
+on rolled_back or rejected, 2 when --timeout passes first.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			service := args[0]
@@ -59,7 +62,7 @@ the request, and exits 0 on completed, 1 on rolled_back or rejected, 2 when
 			}
 			fmt.Fprintf(a.out, "release %s requested: %s %s (by %s)\n", ans.Release, service, version, ans.By)
 			if !wait {
-				return nil
+				return a.followIntake(c, service, ans.Release, ans.Seq, asked)
 			}
 			return a.follow(c, service, ans.Release, ans.Seq, asked, waitFor, events.ReleaseCompleted)
 		},
@@ -155,6 +158,29 @@ func parseArtifact(s string) (events.Artifact, error) {
 		a.Command = strings.Fields(s)
 	}
 	return a, nil
+}
+
+// intakeWait bounds release's wait for the intake's answer without --wait:
+// longer than a leader election, which can hold the intake up.
+const intakeWait = time.Minute
+
+// followIntake prints the intake's answer to the release asked for: exit 0
+// if it is accepted, 1 if rejected, 2 if no answer comes within intakeWait.
+func (a *app) followIntake(c *client, service, id string, seq uint64, requested time.Time) error {
+	err := a.followUntil(c, service, id, seq, requested, intakeWait, func(ev events.Event) (bool, error) {
+		switch ev.Type {
+		case events.ReleaseAccepted.Type():
+			return true, nil
+		case events.ReleaseRejected.Type():
+			return true, exitCode{code: 1, msg: "release " + id + " rejected"}
+		}
+		return false, nil
+	})
+	var ec exitCode
+	if errors.As(err, &ec) && ec.code == 2 {
+		return exitCode{code: 2, msg: fmt.Sprintf("release %s: no answer from the intake within %s (redblack events --release %s)", id, intakeWait, id)}
+	}
+	return err
 }
 
 // follow prints the release's events from seq on until it ends: exit 0 if
