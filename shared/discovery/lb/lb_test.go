@@ -183,7 +183,9 @@ func TestRetriesOnADeadInstance(t *testing.T) {
 	r.route(map[string]int{"api-v001": 1000})
 	c := r.client()
 	r.await("route in the client", func() bool { return c.Revision("api") > 0 })
-	samples, _ := r.s.Conn(t).SubscribeSync(subjects.GroupSamples("api", "api-v001"))
+	sc := r.s.Conn(t)
+	samples, _ := sc.SubscribeSync(subjects.GroupSamples("api", "api-v001"))
+	sc.Flush() // the server has the subscription before any sample
 	for i := range 100 {
 		method, body := "GET", ""
 		if i%2 == 1 {
@@ -322,7 +324,9 @@ func TestCloseFlushesTheLastWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.await("route in the client", func() bool { return c.Revision("api") > 0 })
-	samples, _ := r.s.Conn(t).SubscribeSync(subjects.GroupSamples("api", "api-v001"))
+	sc := r.s.Conn(t)
+	samples, _ := sc.SubscribeSync(subjects.GroupSamples("api", "api-v001"))
+	sc.Flush() // the server has the subscription before any sample
 	for range 7 {
 		if code, _, err := call(t, c, "GET", ""); err != nil || code != 200 {
 			t.Fatalf("call: %d %v", code, err)
@@ -360,7 +364,9 @@ func TestRescueFromThePreviousGroup(t *testing.T) {
 	}
 	c := r.client()
 	r.await("route in the client", func() bool { return c.Revision("api") >= rev })
-	samples, _ := r.s.Conn(t).SubscribeSync(subjects.GroupSamples("api", "api-v002"))
+	sc := r.s.Conn(t)
+	samples, _ := sc.SubscribeSync(subjects.GroupSamples("api", "api-v002"))
+	sc.Flush() // the server has the subscription before any sample
 	for i := range 50 {
 		req, _ := http.NewRequest("GET", "http://api/", nil)
 		resp, err := c.Do(req)
