@@ -342,6 +342,19 @@ func TestUpPassesNoInheritedFD(t *testing.T) {
 	}
 }
 
+// buildRedblack builds the redblack binary into a temp dir; every process
+// of it (up, its data plane) is killed when the test ends, even a failed
+// one.
+func buildRedblack(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "redblack")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { testkit.KillAll(bin) })
+	return bin
+}
+
 // TestUpProcess runs `redblack up` as a real process: it prints the ready
 // line, stops on SIGTERM with status 0, and a restart keeps the data.
 func TestUpProcess(t *testing.T) {
@@ -580,11 +593,7 @@ func TestProgramsFlags(t *testing.T) {
 // instances); once the first is gone, an up on it starts, and its ready
 // line gives absolute paths even for a relative --data.
 func TestSecondUpOnTheSameDataIsRefused(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "redblack")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/redblack").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { testkit.KillAll(bin) })
+	bin := buildRedblack(t)
 	data := t.TempDir()
 	t.Setenv("REDBLACK_DATA", data)
 	url, first := startUp(t, bin, data, "127.0.0.1:0")
