@@ -26,6 +26,7 @@ import (
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/testkit"
 )
 
 // screenshots is where the dashboard test saves what the page showed.
@@ -301,6 +302,7 @@ func checkMetrics(t *testing.T, url string) {
 		{"canary", "redblack_canary_score", hello, 0, 100},
 		{"canary", "redblack_canary_verdicts_total", map[string]string{"service": "hello", "verdict": "passed"}, 2, 2},
 		{"watchdog", "redblack_releases_total", map[string]string{"outcome": "completed"}, 2, 2},
+		{"router", "redblack_router_responses_total", map[string]string{"service": "hello", "code": "2xx"}, 100, -1},
 		{"watchdog", "redblack_releases_total", map[string]string{"outcome": "rolled_back"}, 1, 1},
 		{"watchdog", "redblack_releases_total", map[string]string{"outcome": "aborted"}, 1, 1},
 		{"watchdog", "redblack_release_phase_seconds", map[string]string{"phase": "canary"}, 3, 4},
@@ -317,6 +319,7 @@ func checkMetrics(t *testing.T, url string) {
 			t.Errorf("%s: %s%v = %v (present %v), want %v..%v", c.who, c.name, c.labels, v, ok, c.min, c.max)
 		}
 	}
+	testkit.Promtool(t, url)
 }
 
 // checkTraces reads the release traces: one per release, a span per phase

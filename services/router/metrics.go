@@ -63,19 +63,31 @@ func (c grpcCounter) Count(service, group string, code int) {
 }
 
 var (
-	backendLabels = []string{"service", "group", "instance"}
+	// backendLabels: backend_instance, not instance, which Prometheus
+	// sets on every series to the scraped target (a series' own instance
+	// would be renamed exported_instance)
+	backendLabels = []string{"service", "group", "backend_instance"}
 	backendCounts = []struct {
 		desc *prometheus.Desc
 		get  func(routing.Snapshot) uint64
 	}{
 		{promDesc("requests_total", "Requests sent to an instance."), func(s routing.Snapshot) uint64 { return s.Requests }},
-		{promDesc("responses_2xx_total", "2xx responses."), func(s routing.Snapshot) uint64 { return s.Status2xx }},
-		{promDesc("responses_3xx_total", "3xx responses."), func(s routing.Snapshot) uint64 { return s.Status3xx }},
-		{promDesc("responses_4xx_total", "4xx responses."), func(s routing.Snapshot) uint64 { return s.Status4xx }},
-		{promDesc("responses_5xx_total", "5xx responses."), func(s routing.Snapshot) uint64 { return s.Status5xx }},
 		{promDesc("connection_errors_total", "Requests that got no response."), func(s routing.Snapshot) uint64 { return s.ConnErrors }},
 		{promDesc("retries_total", "Requests retried on another instance after failing on this one."), func(s routing.Snapshot) uint64 { return s.Retries }},
 		{promDesc("rescued_total", "Requests that failed on this instance and were answered from the fallback group."), func(s routing.Snapshot) uint64 { return s.Rescued }},
+	}
+	// backendResponses is one metric with the status class as its code
+	// label (2xx, 3xx, 4xx, 5xx), so that a ratio is one query
+	backendResponses = prometheus.NewDesc(prom.Namespace+"_router_responses_total", "Responses by status class (code: 2xx, 3xx, 4xx, 5xx).",
+		append(append([]string{}, backendLabels...), "code"), nil)
+	responseClasses = []struct {
+		code string
+		get  func(routing.Snapshot) uint64
+	}{
+		{"2xx", func(s routing.Snapshot) uint64 { return s.Status2xx }},
+		{"3xx", func(s routing.Snapshot) uint64 { return s.Status3xx }},
+		{"4xx", func(s routing.Snapshot) uint64 { return s.Status4xx }},
+		{"5xx", func(s routing.Snapshot) uint64 { return s.Status5xx }},
 	}
 	backendLatency = promDesc("latency_seconds", "Response latency.")
 	backendsDesc   = prometheus.NewDesc(prom.Namespace+"_router_backends", "Instances in the router's registry.", nil, nil)
@@ -93,6 +105,7 @@ func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range backendCounts {
 		ch <- m.desc
 	}
+	ch <- backendResponses
 	ch <- backendLatency
 	ch <- backendsDesc
 }
@@ -105,6 +118,9 @@ func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
 		snap := b.Stats.Snapshot()
 		for _, m := range backendCounts {
 			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.get(snap)), b.Service, b.Group, b.ID)
+		}
+		for _, c := range responseClasses {
+			ch <- prometheus.MustNewConstMetric(backendResponses, prometheus.CounterValue, float64(c.get(snap)), b.Service, b.Group, b.ID, c.code)
 		}
 		buckets := make(map[float64]uint64, len(routing.Buckets))
 		var cum uint64

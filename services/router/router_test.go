@@ -441,15 +441,38 @@ func TestMetricsSamplesAndPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := map[string]string{"service": "hello", "group": "hello-v001", "instance": "a"}
-	for name, want := range map[string]float64{"redblack_router_requests_total": 11, "redblack_router_responses_5xx_total": 1,
-		"redblack_router_latency_seconds": 11, "redblack_router_backends": 1} {
-		labels := a
-		if name == "redblack_router_backends" {
-			labels = nil
+	// backend_instance, not instance (Prometheus's own target label);
+	// the status class is the code label of one metric
+	a := map[string]string{"service": "hello", "group": "hello-v001", "backend_instance": "a"}
+	with := func(k, v string) map[string]string {
+		l := map[string]string{k: v}
+		for k, v := range a {
+			l[k] = v
 		}
-		if got, ok := fams.Value(name, labels); !ok || got != want {
-			t.Errorf("%s%v = %v (present %v), want %v", name, labels, got, ok, want)
+		return l
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"redblack_router_requests_total", a, 11},
+		{"redblack_router_responses_total", with("code", "5xx"), 1},
+		{"redblack_router_responses_total", with("code", "2xx"), 10},
+		{"redblack_router_latency_seconds", a, 11},
+		{"redblack_router_backends", nil, 1},
+	} {
+		if got, ok := fams.Value(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	for name, fam := range fams {
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "instance" {
+					t.Errorf("%s has an instance label: Prometheus would rename it exported_instance", name)
+				}
+			}
 		}
 	}
 	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines"} {
@@ -457,6 +480,7 @@ func TestMetricsSamplesAndPrometheus(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	testkit.Promtool(t, "http://"+adminAddr+"/metrics")
 }
 
 func TestRestoreGoesBackToThePreviousGroup(t *testing.T) {
