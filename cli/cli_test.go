@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -141,13 +143,24 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 		t.Fatalf("events of an unknown service: %d %q %q", code, out, errs)
 	}
 
+	// status --json is the documented schema: snake_case keys only, no
+	// internal evidence (issue 29: 800 lines of checkpoint histograms, with
+	// Bounds beside snake_case); --debug keeps the records whole
 	_, out, _ = run(t, url, "status", "--json")
-	var states []serviceState
-	if err := json.Unmarshal([]byte(out), &states); err != nil || len(states) != 2 {
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Schema != StatusSchema || len(doc.Services) != 2 {
 		t.Fatalf("status json %q: %v", out, err)
 	}
-	if states[0].Service != "hello" || states[0].InFlight != first || states[0].Last.Group != "hello-v001" || states[0].Last.Phase != "launching" {
-		t.Fatalf("status %+v", states[0])
+	if st := doc.Services[0]; st.Service != "hello" || st.InFlight != first || st.LastRelease.Group != "hello-v001" || st.LastRelease.Phase != "launching" ||
+		len(st.LastRelease.Phases) != 2 || st.LastRelease.Phases[0].Phase != "accepted" || st.LastRelease.Final {
+		t.Fatalf("status %+v %+v", st, st.LastRelease)
+	}
+	checkSnakeCase(t, out)
+	if n := strings.Count(out, "\n"); n > 150 {
+		t.Errorf("status --json of two services is %d lines", n)
+	}
+	if _, out, _ = run(t, url, "status", "--debug"); !strings.Contains(out, `"artifact"`) {
+		t.Errorf("status --debug lacks the raw record: %q", out)
 	}
 	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, first) || !strings.Contains(out, "phases:   accepted ") || !strings.Contains(out, " · launching ") || !strings.Contains(out, "so far") {
 		t.Fatalf("status table %q", out)
@@ -158,7 +171,10 @@ func TestReleaseWaitEventsStatusRollback(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "release.rolled_back") || !strings.Contains(out, "stuck (by admin/admin)") {
 		t.Fatalf("rollback --wait = %d %q %q", code, out, errs)
 	}
-	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, "rolled_back (stuck (by admin/admin)") {
+	// the reason printed once, on its own line (issue 29: "rolled_back
+	// (stuck (by admin/admin))" above it as well)
+	if _, out, _ = run(t, url, "status", "hello"); !strings.Contains(out, "): rolled_back\n") || strings.Count(out, "stuck") != 1 ||
+		!strings.Contains(out, "reason:   stuck (by admin/admin)\n") {
 		t.Fatalf("status after the rollback %q", out)
 	}
 	// its path through the state machine, step by step, with whose step it was
@@ -454,6 +470,34 @@ func TestUpProcess(t *testing.T) {
 	}
 }
 
+// checkSnakeCase fails the test for a JSON object key that is not
+// snake_case anywhere in doc.
+func checkSnakeCase(t *testing.T, doc string) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatal(err)
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if !snake.MatchString(k) {
+					t.Errorf("%s.%s: not a snake_case key", path, k)
+				}
+				walk(path+"."+k, e)
+			}
+		case []any:
+			for i, e := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		}
+	}
+	walk("", v)
+}
+
 // addrs picks the instance addresses out of `fleet ls`.
 func addrs(ls string) string {
 	var out []string
@@ -611,8 +655,40 @@ func TestSecondUpOnTheSameDataIsRefused(t *testing.T) {
 	if code, out, errs := run(t, url, "service", "list"); code != 0 {
 		t.Fatalf("the first up after the second was refused: %d %s %s", code, out, errs)
 	}
-	first.Process.Signal(syscall.SIGTERM)
-	first.Wait()
+	// in the background too, before it starts anything
+	if out, err := exec.CommandContext(ctx, bin, "up", "--background", "--data", data).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), fmt.Sprintf("in use by redblack up (pid %d)", first.Process.Pid)) {
+		t.Fatalf("up --background on the same data: %v\n%s", err, out)
+	}
+	// a port in use is named with its holder (issue 29: "embedded server …
+	// not ready in 10s"): the first up's NATS port, and an admin port
+	natsPort := url[strings.LastIndex(url, ":")+1:]
+	held := fmt.Sprintf("is held by pid %d (", first.Process.Pid)
+	started = time.Now()
+	if out, err := exec.CommandContext(ctx, bin, "up", "--data", t.TempDir(), "--nats", "127.0.0.1:"+natsPort, "--http", "127.0.0.1:0", "--admin", "", "--ui", "").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "127.0.0.1:"+natsPort+": address in use: port "+natsPort+" "+held) || time.Since(started) > 5*time.Second {
+		t.Fatalf("an up on a NATS port in use: %v after %s:\n%s", err, time.Since(started), out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if out, err := exec.CommandContext(ctx, bin, "up", "--data", t.TempDir(), "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", ln.Addr().String(), "--ui", "").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), fmt.Sprintf("address in use: port %d is held by pid %d (", ln.Addr().(*net.TCPAddr).Port, os.Getpid())) {
+		t.Fatalf("an up on an admin port in use: %v\n%s", err, out)
+	}
+	// down stops it, and says so; a second down finds nothing to stop
+	if out, err := exec.CommandContext(ctx, bin, "down", "--data", data).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), fmt.Sprintf("redblack up (pid %d) stopped in", first.Process.Pid)) {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("up stopped by down: %v", err)
+	}
+	if out, err := exec.CommandContext(ctx, bin, "down", "--data", data).CombinedOutput(); err != nil || !strings.Contains(string(out), "no redblack up runs on") {
+		t.Fatalf("a second down: %v\n%s", err, out)
+	}
 	// free again; and given as a relative path, the ready line names it,
 	// and the creds, absolute
 	again := exec.Command(bin, "up", "--data", filepath.Base(data), "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "", "--ui", "")

@@ -34,7 +34,7 @@ func lockData(dir string) (release func(), err error) {
 			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
 				holder = fmt.Sprintf("redblack up (pid %d)", pid)
 			}
-			return nil, fmt.Errorf("--data %s is in use by %s: stop it first, or give this up another --data", dir, holder)
+			return nil, dataInUse(dir, holder)
 		}
 		return nil, fmt.Errorf("--data %s: lock: %w", dir, err)
 	}
@@ -42,4 +42,9 @@ func lockData(dir string) (release func(), err error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// dataInUse is the refusal of an up on a data directory another holds.
+func dataInUse(dir, holder string) error {
+	return fmt.Errorf("--data %s is in use by %s: stop it first (redblack down --data %s), or give this up another --data", dir, holder, dir)
 }

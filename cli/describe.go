@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -47,10 +48,29 @@ func describe(ev events.Event) string {
 	case *events.Cluster:
 		return fmt.Sprintf("%s: %d instances", d.Group, d.Instances)
 	case *events.Traffic:
-		if ev.Type == events.TrafficRestored.Type() {
+		switch ev.Type {
+		case events.TrafficRestored.Type():
 			return fmt.Sprintf("all traffic back on %s", d.Active)
+		case events.TrafficSwitched.Type():
+			return fmt.Sprintf("active %s (was %s)", d.Active, dash(d.Previous))
 		}
-		return fmt.Sprintf("active %s (was %s)", d.Active, dash(d.Previous))
+		// a change of weights (a canary's share, a change by hand): the
+		// weights, not an "active" change that did not happen
+		return "weights " + weights(d.Weights)
+	case *events.TrafficCommand:
+		var s string
+		switch {
+		case d.Group != "":
+			s = "switch to " + d.Group
+		case len(d.Weights) > 0:
+			s = "set " + setWeights(d.Weights)
+		default:
+			s = "restore the previous group"
+		}
+		if d.Reason != "" {
+			s += ": " + d.Reason
+		}
+		return s
 	case *events.Rollback:
 		return fmt.Sprintf("by %s: %s", d.By, d.Reason)
 	case *events.RollbackDone:
@@ -90,4 +110,42 @@ func describe(ev events.Event) string {
 		return strings.TrimSpace(s + " " + d.Reason)
 	}
 	return string(ev.Data)
+}
+
+// weights lists the groups with traffic, heaviest first, in ‰ of 1000
+// ("hello-v002 900, hello-v003-canary 50, …"), or "all 0".
+func weights(w map[string]int) string {
+	var gs []string
+	for g, n := range w {
+		if n > 0 {
+			gs = append(gs, g)
+		}
+	}
+	sort.Slice(gs, func(i, j int) bool {
+		if w[gs[i]] != w[gs[j]] {
+			return w[gs[i]] > w[gs[j]]
+		}
+		return gs[i] < gs[j]
+	})
+	if len(gs) == 0 {
+		return "all 0"
+	}
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		parts[i] = fmt.Sprintf("%s %d", g, w[g])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// setWeights lists the weights a command sets, zeros too, by group name.
+func setWeights(w map[string]int) string {
+	gs := make([]string, 0, len(w))
+	for g := range w {
+		gs = append(gs, g)
+	}
+	sort.Strings(gs)
+	for i, g := range gs {
+		gs[i] = fmt.Sprintf("%s %d", g, w[g])
+	}
+	return strings.Join(gs, ", ")
 }

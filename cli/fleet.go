@@ -44,13 +44,23 @@ func (a *app) fleetCmd() *cobra.Command {
 			if err := json.Unmarshal(resp.Data, &groups); err != nil {
 				return fmt.Errorf("provisioner answered %q: %w", resp.Data, err)
 			}
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			roles, err := fleetRoles(ctx, c, groups)
+			if err != nil {
+				return err
+			}
 			if lsJSON {
-				return printJSON(a.out, groups)
+				out := make([]groupWithRole, len(groups))
+				for i, g := range groups {
+					out[i] = groupWithRole{g, roles[i]}
+				}
+				return printJSON(a.out, out)
 			}
 			tw := newTable(a.out)
 			fmt.Fprintln(tw, "GROUP\tVERSION\tROLE\tUP/DESIRED\tINSTANCE\tSTATE\tADDRESS\tAGE")
-			for _, g := range groups {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t\t\t\t%s\n", g.Spec.Group, g.Spec.Version, g.Spec.Role, g.Up(), g.Desired, age(g.Created))
+			for gi, g := range groups {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t\t\t\t%s\n", g.Spec.Group, g.Spec.Version, roles[gi], g.Up(), g.Desired, age(g.Created))
 				for _, i := range g.Instances {
 					fmt.Fprintf(tw, "\t\t\t\t%s\t%s\t%s\t%s\n", i.ID, i.State, i.Address, age(i.Started))
 				}
@@ -58,7 +68,7 @@ func (a *app) fleetCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON (the provisioner's groups with their instances)")
+	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON (the provisioner's groups with their instances, and each group's role)")
 	var version, artifact string
 	create := &cobra.Command{
 		Use:   "create GROUP N [--version V] [--artifact …]",

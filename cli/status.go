@@ -43,7 +43,8 @@ func (a *app) explain(ctx context.Context, c *client, id string) error {
 	return nil
 }
 
-// serviceState is what status shows of one service.
+// serviceState is what status shows of one service (--debug prints it
+// as it is, the release record whole).
 type serviceState struct {
 	Service  string          `json:"service"`
 	Active   string          `json:"active,omitempty"`
@@ -52,7 +53,7 @@ type serviceState struct {
 }
 
 func (a *app) statusCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, debug bool
 	var explain string
 	cmd := &cobra.Command{
 		Use:   "status [SERVICE] [--explain RELEASE]",
@@ -104,8 +105,15 @@ func (a *app) statusCmd() *cobra.Command {
 				}
 				states = append(states, st)
 			}
-			if asJSON {
+			if debug {
 				return printJSON(a.out, states)
+			}
+			if asJSON {
+				doc := statusDoc{Schema: StatusSchema, Services: []serviceStatus{}}
+				for _, s := range states {
+					doc.Services = append(doc.Services, statusOf(s))
+				}
+				return printJSON(a.out, doc)
 			}
 			tw := newTable(a.out)
 			fmt.Fprintln(tw, "SERVICE\tACTIVE\tIN FLIGHT\tLAST RELEASE\tVERSION\tGROUP\tPHASE\tSINCE")
@@ -131,7 +139,8 @@ func (a *app) statusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&explain, "explain", "", "a release id: print its path through the state machine")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON in the schema "+StatusSchema+" (see the README)")
+	cmd.Flags().BoolVar(&debug, "debug", false, "print the release records whole, as stored, with the judge's and the bake's evidence (not a stable schema)")
 	return cmd
 }
 
@@ -167,8 +176,9 @@ func readState(ctx context.Context, kv, rts jetstream.KeyValue, service string) 
 
 // printRecord prints a release's phases, reason and canary report.
 func (a *app) printRecord(r release.Record) {
-	outcome, phases, rollback := summarise(r)
-	fmt.Fprintf(a.out, "\n%s %s (%s): %s\n", r.Service, r.Version, r.ID, outcome)
+	_, phases, rollback := summarise(r)
+	// the phase alone here: the reason has its own line, printed once
+	fmt.Fprintf(a.out, "\n%s %s (%s): %s\n", r.Service, r.Version, r.ID, r.Phase)
 	fmt.Fprintf(a.out, "  phases:   %s\n", phases)
 	if r.Reason != "" {
 		fmt.Fprintf(a.out, "  reason:   %s\n", r.Reason)

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/redblack/redblack/services/canary/api"
+	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
@@ -36,12 +36,14 @@ then makes the change.`}
 		Short: "Show a service's weights per server group",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r routes.Route
-			var rev uint64
-			err := a.withBucket(topology.BucketRoutes, func(ctx context.Context, kv jetstream.KeyValue) (err error) {
-				r, rev, err = routes.Get(ctx, kv, args[0])
+			c, err := a.dial()
+			if err != nil {
 				return err
-			})
+			}
+			defer c.close()
+			ctx, cancel := timeout(10 * time.Second)
+			defer cancel()
+			r, rev, gone, err := liveRoute(ctx, c, args[0])
 			if err != nil {
 				return err
 			}
@@ -65,10 +67,13 @@ then makes the change.`}
 			}
 			tw.Flush()
 			fmt.Fprintf(a.out, "revision %d, changed %s ago: %s\n", rev, time.Since(r.Changed).Round(time.Second), r.Reason)
+			if len(gone) > 0 {
+				fmt.Fprintf(a.out, "not shown: %s, destroyed (weight 0, no instances; the router drops them at its next change)\n", strings.Join(gone, ", "))
+			}
 			return nil
 		},
 	}
-	get.Flags().BoolVar(&getJSON, "json", false, "print JSON (the route: weights per group, active, previous, revision)")
+	get.Flags().BoolVar(&getJSON, "json", false, "print JSON (the route's live groups: weights per group, active, previous, revision)")
 	set := &cobra.Command{
 		Use:   "set SERVICE GROUP=W …",
 		Short: "Set weights (0..1000) of groups; the others keep theirs",
@@ -104,6 +109,46 @@ then makes the change.`}
 	}
 	cmd.AddCommand(get, set, sw, restore)
 	return cmd
+}
+
+// liveRoute is a service's route without the groups that are gone: weight
+// 0 and no instance left in discovery (the router prunes them only at its
+// next change of the route). gone names them.
+func liveRoute(ctx context.Context, c *client, service string) (r routes.Route, rev uint64, gone []string, err error) {
+	if err := subjects.ValidateService(service); err != nil {
+		return r, 0, nil, err
+	}
+	rts, err := c.kv(ctx, topology.BucketRoutes)
+	if err != nil {
+		return r, 0, nil, err
+	}
+	if r, rev, err = routes.Get(ctx, rts, service); err != nil {
+		return r, 0, nil, err
+	}
+	inst, err := c.kv(ctx, topology.BucketInstances)
+	if err != nil {
+		return r, 0, nil, err
+	}
+	keys, err := natsx.Keys(ctx, inst, discovery.Key(service, "*", "*"))
+	if err != nil {
+		return r, 0, nil, err
+	}
+	live := map[string]bool{}
+	for _, k := range keys {
+		if parts := strings.Split(k, "."); len(parts) == 3 {
+			live[parts[1]] = true
+		}
+	}
+	for _, g := range r.Groups() {
+		if r.Weights[g] == 0 && !live[g] {
+			delete(r.Weights, g)
+			gone = append(gone, g)
+			if r.Previous == g {
+				r.Previous = ""
+			}
+		}
+	}
+	return r, rev, gone, nil
 }
 
 // trafficCommand publishes a traffic command and waits for the router's

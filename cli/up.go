@@ -30,7 +30,9 @@ func (a *app) upCmd() *cobra.Command {
 	var otlp string
 	var nodes, copies, hostsN int
 	dataPlane := mesh.DataPlane{Admin: "127.0.0.1:9181"}
-	var inProcessRouter bool
+	var inProcessRouter, background bool
+	stopTimeout := DefaultStopTimeout
+	cfg.DataDir = dataDir()
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run NATS (embedded, with JetStream) and the five services on this machine",
@@ -52,6 +54,14 @@ and the next up with the same --data, --nats and --http adopts it. It stops
 with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if background {
+				if pid, held, err := dataHolder(cfg.DataDir); err != nil {
+					return err
+				} else if held {
+					return dataInUse(cfg.DataDir, fmt.Sprintf("redblack up (pid %d)", pid))
+				}
+				return a.upBackground(cfg.DataDir, a.args, 2*time.Minute)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			start := time.Now()
@@ -95,7 +105,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 					provArgs = append(provArgs, "--no-sandbox")
 				}
 				routerArgs = append(routerArgs, httpsArgs...)
-				return a.upCluster(ctx, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
+				return a.upCluster(ctx, stopTimeout, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
 					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
 			}
 			if !inProcessRouter {
@@ -134,10 +144,12 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 			case <-m.Failed():
 				fmt.Fprintln(a.out, "redblack stopping: a service failed")
 			}
-			return m.Stop()
+			return a.boundedStop(m.Stop, stopTimeout)
 		},
 	}
-	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for JetStream files and instance logs")
+	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for JetStream files and instance logs (env REDBLACK_DATA)")
+	cmd.Flags().BoolVar(&background, "background", false, "run in the background, its output in <data>/"+UpLog+": returns once it is ready, printing its ready line (stop it with redblack down)")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", stopTimeout, "after SIGINT or SIGTERM, exit within this long even if the shutdown is stuck (a second signal exits at once)")
 	cmd.Flags().StringVar(&cfg.NATSListen, "nats", cfg.NATSListen, "address of the embedded NATS server (port 0: any free port); off loopback it needs --nats-tls-cert and --nats-tls-key")
 	cmd.Flags().StringVar(&cfg.TLSCert, "nats-tls-cert", "", "TLS certificate of the NATS listener")
 	cmd.Flags().StringVar(&cfg.TLSKey, "nats-tls-key", "", "TLS key of the NATS listener")
@@ -182,7 +194,7 @@ func httpURL(addr net.Addr, path string) string {
 }
 
 // upCluster is `up --nodes N`: the production shape on this machine.
-func (a *app) upCluster(ctx context.Context, cfg mesh.Config, cc cluster.Config, start time.Time) error {
+func (a *app) upCluster(ctx context.Context, stopTimeout time.Duration, cfg mesh.Config, cc cluster.Config, start time.Time) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -216,8 +228,7 @@ func (a *app) upCluster(ctx context.Context, cfg mesh.Config, cc cluster.Config,
 		c.URLs(), c.HTTP(), data, creds, strings.Join(ns, ","), strings.Join(ms, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
 	fmt.Fprintln(a.out, "redblack stopping")
-	c.Stop()
-	return nil
+	return a.boundedStop(func() error { c.Stop(); return nil }, stopTimeout)
 }
 
 // routerTLS checks the router's --https flags, makes the files' paths

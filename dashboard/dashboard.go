@@ -28,6 +28,7 @@ import (
 
 	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/procfs"
 	"github.com/redblack/redblack/shared/topology"
 )
 
@@ -222,7 +223,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 func Serve(ctx context.Context, addr string, s *Server) (net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("dashboard: listen %s: %w", addr, err)
+		return nil, fmt.Errorf("dashboard (--ui): %w", procfs.ExplainInUse(addr, err))
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

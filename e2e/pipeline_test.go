@@ -503,8 +503,28 @@ func TestSecondReleaseRejectedAndManualRollbacks(t *testing.T) {
 	if gs := p.groups(); len(gs) != 1 || gs[0] != "hello-v001" {
 		t.Fatalf("groups left: %v", gs)
 	}
-	if _, err := api.RollbackTarget(ctx, p.js, "hello"); err == nil || !strings.Contains(err.Error(), "nothing to roll back") {
+	if _, err := api.RollbackTarget(ctx, p.js, "hello"); err == nil || !strings.Contains(err.Error(), "nothing to roll back") ||
+		!strings.Contains(err.Error(), "hello-v001 (active, 2 up)") || !strings.Contains(err.Error(), "redblack release hello --version") {
 		t.Fatalf("a third rollback: %v", err)
+	}
+
+	// after a release that failed its canary, a rollback goes back past
+	// it: to the group the last completed release replaced (issue 29: "no
+	// kept previous group" while it ran)
+	v4 := p.release("v4")
+	p.await(v4, 60*time.Second, events.ReleaseCompleted)
+	v5 := p.release("v5", "--error-rate", "0.5")
+	p.await(v5, 60*time.Second, events.RolledBack)
+	if rt := p.route(); rt.Active != "hello-v004" || rt.Previous != "hello-v001" {
+		t.Fatalf("route after v5's canary failed: %+v", rt)
+	}
+	err = api.Call(team, auth.Identity{Team: "t", User: "alice"}, api.VerbRollback, "hello", api.Reason{Reason: "test: past a failed release"}, &target)
+	if err != nil || target.Release != v4 {
+		t.Fatalf("rollback target after a failed release %+v: %v (want %s)", target, err, v4)
+	}
+	p.await(v4, 30*time.Second, events.RolledBack)
+	if rt := p.route(); rt.Active != "hello-v001" || rt.Weights["hello-v001"] != routes.MaxWeight {
+		t.Fatalf("route after v4 rollback: %+v", rt)
 	}
 	p.served(300)
 	if n := p.failures(); n != 0 {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/redblack/redblack/shared/procfs"
 )
 
 // EmbeddedConfig configures the embedded NATS server.
@@ -77,6 +79,16 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 			return nil, fmt.Errorf("natsx: tls: %w", err)
 		}
 		opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, false
+	}
+	if port != server.RANDOM_PORT {
+		// the server only logs a port it cannot take, and is then never
+		// ready: the port and its holder are said at once instead
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("natsx: embedded server: %w", procfs.ExplainInUse(addr, err))
+		}
+		l.Close()
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

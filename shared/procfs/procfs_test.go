@@ -1,6 +1,7 @@
 package procfs_test
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -75,4 +76,22 @@ func TestTreeRSSSeesTouchedMemory(t *testing.T) {
 		t.Fatalf("resident %d MiB before, %d MiB after touching 64 MiB", before>>20, after>>20)
 	}
 	runtime.KeepAlive(b)
+}
+
+// TestListenerOf finds this test's own listener by its port, and nothing
+// on a port no one listens on.
+func TestListenerOf(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	l, ok := procfs.ListenerOf(port)
+	if !ok || l.Pid != os.Getpid() || l.Command == "" {
+		t.Fatalf("the listener of %d: %+v %v, want pid %d", port, l, ok, os.Getpid())
+	}
+	ln.Close()
+	if l, ok := procfs.ListenerOf(port); ok {
+		t.Fatalf("after the close, %d is still listened on by %v", port, l)
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/redblack/redblack/shared/procfs"
 )
 
 // Namespace prefixes every redblack metric.
@@ -65,7 +67,7 @@ func Handler(g prometheus.Gatherer) http.Handler {
 func Serve(addr string, g prometheus.Gatherer, mux *http.ServeMux) (*http.Server, net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("admin listen %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("admin port: %w", procfs.ExplainInUse(addr, err))
 	}
 	if mux == nil {
 		mux = http.NewServeMux()

@@ -223,6 +223,9 @@ func LockKey(service string) string    { return "lock." + service }
 func CounterKey(service string) string { return "seq." + service }
 func RecordKey(id string) string       { return "release." + id }
 
+// GroupKey is the entry naming the release that made a group.
+func GroupKey(group string) string { return "group." + group }
+
 // GroupName is the server group of a service's n-th release: hello-v007.
 func GroupName(service string, n int) string { return fmt.Sprintf("%s-v%03d", service, n) }
 

@@ -190,8 +190,31 @@ func (s Store) Accept(ctx context.Context, rec Record, now time.Time) (Accepted,
 	if _, err := s.KV.Create(ctx, RecordKey(rec.ID), b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return out, fmt.Errorf("release: create record %s: %w", rec.ID, err)
 	}
+	// the group's release, for a rollback of the release whose group has
+	// the traffic when it is no longer the last (a put: a redelivery of
+	// the same request writes the same)
+	if _, err := s.KV.Put(ctx, GroupKey(rec.Group), []byte(rec.ID)); err != nil {
+		return out, fmt.Errorf("release: index %s: %w", rec.Group, err)
+	}
 	out.Record = rec
 	return out, nil
+}
+
+// ReleaseOf is the id of the release that made group (ErrNotFound for a
+// group made by hand, or before releases were indexed by group).
+func (s Store) ReleaseOf(ctx context.Context, group string) (string, error) {
+	e, err := s.KV.Get(ctx, GroupKey(group))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("release: no release made %s: %w", group, ErrNotFound)
+	}
+	if err != nil {
+		return "", err
+	}
+	id := string(e.Value())
+	if err := ValidateID(id); err != nil {
+		return "", fmt.Errorf("release: group %s's entry: %w", group, ErrCorrupt)
+	}
+	return id, nil
 }
 
 // lockFor takes service's lock for release id as group number seq; held by

@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
@@ -375,8 +376,10 @@ func (a *API) apply(ctx context.Context, id auth.Identity, service string, s spe
 }
 
 // RollbackTarget finds what a rollback of service applies to: the release
-// holding its lock, or else its last release if that completed, still has
-// the traffic and the group it replaced is kept.
+// holding its lock, or else the last completed release, the one whose
+// group has the traffic, if the group it replaced is kept with instances
+// up (the last release may be a later one that failed or was aborted).
+// When there is none, the error says which groups exist and what to do.
 func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string) (release.Record, error) {
 	kv, err := natsx.Bucket(ctx, js, topology.BucketReleases)
 	if err != nil {
@@ -396,22 +399,84 @@ func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string)
 	if c.LastRelease == "" {
 		return release.Record{}, fmt.Errorf("%s has no release to roll back", service)
 	}
-	rec, _, err := store.Get(ctx, c.LastRelease)
-	if err != nil {
-		return rec, err
-	}
 	rkv, err := natsx.Bucket(ctx, js, topology.BucketRoutes)
 	if err != nil {
-		return rec, err
+		return release.Record{}, err
 	}
 	rt, _, err := routes.Get(ctx, rkv, service)
 	if err != nil {
+		return release.Record{}, err
+	}
+	ikv, err := natsx.Bucket(ctx, js, topology.BucketInstances)
+	if err != nil {
+		return release.Record{}, err
+	}
+	// the release whose group has the traffic: the last one, or, after a
+	// later release that did not complete, the one that made the group
+	id := c.LastRelease
+	if last, _, err := store.Get(ctx, id); err == nil && last.Group != rt.Active {
+		if byGroup, err := store.ReleaseOf(ctx, rt.Active); err == nil {
+			id = byGroup
+		} else if !errors.Is(err, release.ErrNotFound) {
+			return release.Record{}, err
+		}
+	}
+	rec, _, err := store.Get(ctx, id)
+	if err != nil {
 		return rec, err
 	}
-	if rec.Phase != release.PhaseCompleted || rt.Active != rec.Group || rt.Previous == "" {
-		return rec, fmt.Errorf("nothing to roll back: no release of %s is in flight, and the last one (%s, %s) has no kept previous group with the traffic on %s", service, rec.ID, rec.Phase, rt.Active)
+	var kept []string
+	if rt.Previous != "" {
+		if kept, err = discovery.Up(ctx, ikv, service, rt.Previous); err != nil {
+			return rec, err
+		}
 	}
-	return rec, nil
+	if rec.Phase == release.PhaseCompleted && rec.Group == rt.Active && len(kept) > 0 {
+		return rec, nil
+	}
+	return rec, noRollback(ctx, ikv, service, rt, rec, len(kept))
+}
+
+// noRollback explains why there is nothing to roll back, with the groups
+// that exist and what to do instead.
+func noRollback(ctx context.Context, ikv jetstream.KeyValue, service string, rt routes.Route, rec release.Record, keptUp int) error {
+	why := fmt.Sprintf("the release with the traffic (%s, %s of %s) is %s", rec.ID, rec.Version, rec.Group, rec.Phase)
+	switch {
+	case rec.Group != rt.Active:
+		why = fmt.Sprintf("no release made %s, which has the traffic", dashed(rt.Active))
+	case rec.Phase != release.PhaseCompleted:
+	case rt.Previous == "":
+		why = fmt.Sprintf("%s replaced no group that is kept (the first release, or strategy.keep_previous is off)", rec.Group)
+	case keptUp == 0:
+		why = fmt.Sprintf("%s, the group it replaced, has no instance up", rt.Previous)
+	}
+	var groups []string
+	for _, g := range rt.Groups() {
+		up, err := discovery.Up(ctx, ikv, service, g)
+		if err != nil {
+			return err
+		}
+		if len(up) == 0 && g != rt.Active {
+			continue
+		}
+		role := ""
+		switch g {
+		case rt.Active:
+			role = "active, "
+		case rt.Previous:
+			role = "kept, "
+		}
+		groups = append(groups, fmt.Sprintf("%s (%s%d up)", g, role, len(up)))
+	}
+	return fmt.Errorf("nothing to roll back: no release of %s is in flight, and %s. Groups: %s. To go back to an older version, release it again (redblack release %s --version V --artifact …), or move the traffic by hand (redblack traffic switch %s GROUP)",
+		service, why, strings.Join(groups, ", "), service, service)
+}
+
+func dashed(s string) string {
+	if s == "" {
+		return "no group"
+	}
+	return s
 }
 
 // CallPatience is how long Call waits for an answer, asking again every
