@@ -203,6 +203,9 @@ func (s Store) Accept(ctx context.Context, rec Record, now time.Time) (Accepted,
 // ReleaseOf is the id of the release that made group (ErrNotFound for a
 // group made by hand, or before releases were indexed by group).
 func (s Store) ReleaseOf(ctx context.Context, group string) (string, error) {
+	if ValidateID(group) != nil { // "" or not a key token: no group's name
+		return "", fmt.Errorf("release: no release made %q: %w", group, ErrNotFound)
+	}
 	e, err := s.KV.Get(ctx, GroupKey(group))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", fmt.Errorf("release: no release made %s: %w", group, ErrNotFound)

@@ -414,7 +414,7 @@ func RollbackTarget(ctx context.Context, js jetstream.JetStream, service string)
 	// the release whose group has the traffic: the last one, or, after a
 	// later release that did not complete, the one that made the group
 	id := c.LastRelease
-	if last, _, err := store.Get(ctx, id); err == nil && last.Group != rt.Active {
+	if last, _, err := store.Get(ctx, id); err == nil && rt.Active != "" && last.Group != rt.Active {
 		if byGroup, err := store.ReleaseOf(ctx, rt.Active); err == nil {
 			id = byGroup
 		} else if !errors.Is(err, release.ErrNotFound) {
