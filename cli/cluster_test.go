@@ -170,8 +170,10 @@ func launchUp(t *testing.T, nodes int, env []string, extra ...string) *upNodes {
 	}
 	t.Cleanup(func() { testkit.KillAll(hello); testkit.KillAll(bin) })
 	data := t.TempDir()
+	// the admin port and the dashboard on free ports: every cluster test
+	// runs them, as the one-process up does
 	up := exec.Command(bin, append([]string{"up", "--nodes", strconv.Itoa(nodes), "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn",
-		"--bake-latency-slack", testkit.LatencySlack.String()}, extra...)...)
+		"--admin", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--bake-latency-slack", testkit.LatencySlack.String()}, extra...)...)
 	logs := &testkit.SyncBuffer{}
 	up.Stderr = logs
 	up.Env = append(os.Environ(), env...)

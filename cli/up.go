@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 
 	"github.com/redblack/redblack/dashboard"
@@ -70,9 +72,9 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 				return err
 			}
 			if otlp != "" {
-				exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(otlp))
+				exp, err := otlpExporter(ctx, otlp)
 				if err != nil {
-					return fmt.Errorf("--otlp %s: %w", otlp, err)
+					return err
 				}
 				cfg.Spans = exp
 			}
@@ -95,17 +97,13 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 				return err
 			}
 			if nodes > 0 {
-				for _, f := range []string{"ui", "admin", "otlp"} {
-					if cmd.Flags().Changed(f) {
-						return fmt.Errorf("--%s: runs only in the one-process up for now, not with --nodes", f)
-					}
-				}
 				provArgs, routerArgs := awsf.args()
 				if cfg.Provisioner.Local.Sandbox.Off {
 					provArgs = append(provArgs, "--no-sandbox")
 				}
 				routerArgs = append(routerArgs, httpsArgs...)
 				return a.upCluster(ctx, stopTimeout, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
+					Admin: cfg.Admin, UI: cfg.UI, Spans: cfg.Spans,
 					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
 			}
 			if !inProcessRouter {
@@ -173,6 +171,26 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	return cmd
 }
 
+// otlpExporter exports to --otlp: an OTLP/HTTP collector's base URL
+// (http://collector:4318), to which the traces' path /v1/traces is added
+// as OTEL_EXPORTER_OTLP_ENDPOINT's is (the SDK's WithEndpointURL would post
+// to "/", which a collector answers 404), or a URL with its own path, used
+// as it is.
+func otlpExporter(ctx context.Context, endpoint string) (*otlptrace.Exporter, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--otlp %q: want the collector's URL, http://HOST:4318", endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/traces"
+	}
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u.String()))
+	if err != nil {
+		return nil, fmt.Errorf("--otlp %s: %w", endpoint, err)
+	}
+	return exp, nil
+}
+
 // tcpAddr is addr as a net.Addr (nil for "").
 func tcpAddr(addr string) net.Addr {
 	if addr == "" {
@@ -224,8 +242,9 @@ func (a *app) upCluster(ctx context.Context, stopTimeout time.Duration, cfg mesh
 		ss = append(ss, fmt.Sprintf("%s/%d", s.Name, s.Pid))
 	}
 	creds, _ := filepath.Abs(c.AdminCreds())
-	fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s nodes=%s monitor=%s services=%s in %s\n",
-		c.URLs(), c.HTTP(), data, creds, strings.Join(ns, ","), strings.Join(ms, ","), strings.Join(ss, ","), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(a.out, "redblack ready nats=%s http=%s data=%s creds=%s nodes=%s monitor=%s services=%s metrics=%s ui=%s in %s\n",
+		c.URLs(), c.HTTP(), data, creds, strings.Join(ns, ","), strings.Join(ms, ","), strings.Join(ss, ","),
+		httpURL(c.AdminAddr(), "/metrics"), httpURL(c.UIAddr(), "/"), time.Since(start).Round(time.Millisecond))
 	<-ctx.Done()
 	fmt.Fprintln(a.out, "redblack stopping")
 	return a.boundedStop(func() error { c.Stop(); return nil }, stopTimeout)

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/deploy/natsconf"
@@ -67,6 +68,12 @@ type Config struct {
 	Out      io.Writer
 	Log      zerolog.Logger
 	LogLevel string
+	// Admin serves every process's metrics on one /metrics, each series
+	// labelled with its process ("" for none); UI serves the dashboard;
+	// Spans receives each release as a trace: as in the one-process up.
+	Admin string
+	UI    string
+	Spans sdktrace.SpanExporter
 }
 
 // Process is one supervised process.
@@ -87,6 +94,17 @@ type Cluster struct {
 	logs  []*os.File
 	// services are the service processes' names, in start order
 	services []string
+	// auth issues and revokes the teams' users; nc is up's own admin
+	// connection (the admin endpoints, the observers)
+	auth      *auth.Authority
+	nc        *nats.Conn
+	cancel    context.CancelFunc
+	observers *mesh.Observers
+	// metrics are the /metrics URLs of the service processes, by name
+	metrics map[string]string
+	// confDir and nodeConfs: the nodes' configuration, written again
+	// after a revocation so that a node restarted keeps it
+	confDir string
 }
 
 // Start writes the nodes' configuration, starts and supervises the nodes,
@@ -100,11 +118,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, sup: supervise.New(cfg.Log)}
+	c := &Cluster{cfg: cfg, sup: supervise.New(cfg.Log), metrics: map[string]string{}}
 	authority, err := auth.Open(filepath.Join(data, "creds"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	c.auth = authority
 	accounts, err := authority.ServerConfig()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -112,7 +131,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c.plan, err = plan(cfg, filepath.Join(data, "nodes")); err != nil {
 		return nil, err
 	}
-	paths, err := natsconf.Write(filepath.Join(data, "nodes", "conf"), c.plan, accounts)
+	c.confDir = filepath.Join(data, "nodes", "conf")
+	paths, err := natsconf.Write(c.confDir, c.plan, accounts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -144,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.Stop()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	defer nc.Close()
+	c.nc = nc
 	if err := c.awaitJetStream(ctx, nc); err != nil {
 		c.Stop()
 		return nil, err
@@ -198,7 +218,23 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		for i := range copies {
 			proc := CopyName(name, i+1)
-			sp := supervise.Spec{Name: proc, Path: cfg.Self, Args: append(slices.Clip(args), perCopy(i+1)...), Out: cfg.Out}
+			more := perCopy(i + 1)
+			if cfg.Admin != "" {
+				// each process serves its own metrics, which up's admin
+				// port gathers
+				addr, err := mesh.FreeAddr("127.0.0.1:0")
+				if err != nil {
+					c.Stop()
+					return nil, err
+				}
+				flag := "--metrics"
+				if name == "router" {
+					flag = "--admin"
+				}
+				more = append(more, flag, addr)
+				c.metrics[proc] = "http://" + addr + "/metrics"
+			}
+			sp := supervise.Spec{Name: proc, Path: cfg.Self, Args: append(slices.Clip(args), more...), Out: cfg.Out}
 			if name == "router" {
 				// the data plane outlives up, as in the one-process up: a
 				// SIGKILLed up's routers serve on from their last tables,
@@ -214,6 +250,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 	}
 	if err := awaitServices(ctx, nc); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	if err := c.serve(cfg); err != nil {
 		c.Stop()
 		return nil, err
 	}
@@ -345,6 +385,13 @@ func CopyName(service string, n int) string {
 
 // Stop stops the services, then the nodes.
 func (c *Cluster) Stop() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.observers.Close()
+	if c.nc != nil {
+		c.nc.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if c.cfg.KeepInstances {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,10 +16,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/redblack/redblack/dashboard"
 	"github.com/redblack/redblack/deploy/supervise"
 	"github.com/redblack/redblack/services/canary"
 	"github.com/redblack/redblack/services/chaos"
@@ -32,7 +31,6 @@ import (
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/topology"
-	"github.com/redblack/redblack/tracing"
 )
 
 // Config configures the mesh.
@@ -106,10 +104,7 @@ type Mesh struct {
 	once       sync.Once
 	router     *router.Service
 	exporters  []prom.Exporter
-	adminAddr  net.Addr
-	uiAddr     net.Addr
-	adminSrv   *http.Server
-	tracer     *tracing.Tracer
+	observers  *Observers
 	dataDir    string
 	// sup supervises the data plane's process (nil: the router runs here);
 	// http is its address, dataPlaneAdmin its admin port's
@@ -239,7 +234,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
-	if err := m.serveTeams(runCtx, nc); err != nil {
+	if err := ServeTeams(runCtx, nc, m.auth, m.log, nil); err != nil {
 		return err
 	}
 	if err := m.awaitServices(ctx, nc); err != nil {
@@ -251,54 +246,29 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 // observe starts what watches the mesh from outside the services: the
 // admin port with every service's metrics, the dashboard and the release
 // traces.
-func (m *Mesh) observe(ctx context.Context, cfg Config, nc *nats.Conn, js jetstream.JetStream) error {
+func (m *Mesh) observe(ctx context.Context, cfg Config, nc *nats.Conn, _ jetstream.JetStream) error {
+	var g prometheus.Gatherer
 	if cfg.Admin != "" {
 		reg, err := prom.NewRegistry(m.exporters...)
 		if err != nil {
 			return fmt.Errorf("mesh: %w", err)
 		}
-		if m.adminSrv, m.adminAddr, err = prom.Serve(cfg.Admin, reg, nil); err != nil {
-			return fmt.Errorf("mesh: %w", err)
-		}
+		g = reg
 	}
-	if cfg.UI != "" {
-		d := dashboard.New(dashboard.Config{NC: nc, Log: cfg.Log.With().Str("component", "dashboard").Logger(),
-			Dial: func(creds []byte) (*nats.Conn, error) { return m.srv.Connect("redblack-dashboard-viewer", creds) }})
-		if err := d.Run(ctx); err != nil {
-			return fmt.Errorf("mesh: %w", err)
-		}
-		addr, err := dashboard.Serve(ctx, cfg.UI, d)
-		if err != nil {
-			return fmt.Errorf("mesh: %w", err)
-		}
-		m.uiAddr = addr
-	}
-	if cfg.Spans != nil {
-		m.tracer = tracing.New(cfg.Spans, cfg.Log.With().Str("component", "tracing").Logger())
-		kv, err := js.KeyValue(ctx, topology.BucketReleases)
-		if err != nil {
-			return fmt.Errorf("mesh: %w", err)
-		}
-		if err := m.tracer.Follow(ctx, kv); err != nil {
-			return fmt.Errorf("mesh: %w", err)
-		}
-	}
-	return nil
+	var err error
+	m.observers, err = Observe(ctx, ObserveConfig{Admin: cfg.Admin, Gatherer: g, UI: cfg.UI, Spans: cfg.Spans, NC: nc, Log: cfg.Log,
+		Dial: func(creds []byte) (*nats.Conn, error) { return m.srv.Connect("redblack-dashboard-viewer", creds) }})
+	return err
 }
 
 // AdminAddr is the admin port's address (nil without one).
-func (m *Mesh) AdminAddr() net.Addr { return m.adminAddr }
+func (m *Mesh) AdminAddr() net.Addr { return m.observers.AdminAddr() }
 
 // UIAddr is the dashboard's address (nil without one).
-func (m *Mesh) UIAddr() net.Addr { return m.uiAddr }
+func (m *Mesh) UIAddr() net.Addr { return m.observers.UIAddr() }
 
 // FlushTraces exports the release traces ended so far.
-func (m *Mesh) FlushTraces(ctx context.Context) error {
-	if m.tracer == nil {
-		return nil
-	}
-	return m.tracer.Flush(ctx)
-}
+func (m *Mesh) FlushTraces(ctx context.Context) error { return m.observers.FlushTraces(ctx) }
 
 // awaitServices pings each service's micro registration until all answer,
 // or one has failed, or 15 s pass.
@@ -445,14 +415,7 @@ func (m *Mesh) stop() {
 	}
 	m.wg.Wait()
 	m.stopDataPlane(m.keep)
-	if m.adminSrv != nil {
-		m.adminSrv.Close()
-	}
-	if m.tracer != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = m.tracer.Shutdown(sctx)
-		cancel()
-	}
+	m.observers.Close()
 	closed := make([]chan struct{}, 0, len(m.conns))
 	for _, nc := range m.conns {
 		ch := make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/auth"
@@ -37,13 +38,24 @@ type Revoked struct {
 	Users int    `json:"users"`
 }
 
-// serveTeams serves the admin endpoints (redblack.admin.team-add, team-ls,
+// Teams is the authority the admin endpoints issue and revoke users with
+// (*auth.Authority).
+type Teams interface {
+	AddTeam(team, user string, services []string) ([]byte, error)
+	Auditor(user string) ([]byte, error)
+	Teams() []auth.Team
+	RevokeTeam(team string) (int, error)
+}
+
+// ServeTeams serves the admin endpoints (redblack.admin.team-add, team-ls,
 // team-revoke) on up's own connection: only the admin may publish there,
-// and only this process holds the account key.
-func (m *Mesh) serveTeams(ctx context.Context, nc *nats.Conn) error {
+// and only up's process holds the account key. revoked, if set, is called
+// after a revocation, to take it to servers the authority does not hold
+// (up --nodes: every node); its error is the endpoint's.
+func ServeTeams(ctx context.Context, nc *nats.Conn, teams Teams, log zerolog.Logger, revoked func() error) error {
 	decode := api.DecodeBody
 	svc, err := natsx.AddMicro(nc, natsx.MicroConfig{
-		Name: "admin", Version: "0.1.0", Description: "teams and their credentials", Log: m.log,
+		Name: "admin", Version: "0.1.0", Description: "teams and their credentials", Log: log,
 		Status: func() any { return natsx.Status{Service: "admin", Parts: map[string]string{"teams": "running"}} },
 		Endpoints: map[string]natsx.Endpoint{
 			"team-add": func(b []byte) (any, error) {
@@ -56,27 +68,32 @@ func (m *Mesh) serveTeams(ctx context.Context, nc *nats.Conn) error {
 				id := auth.Identity{Team: req.Team, User: req.User}
 				if req.Audit {
 					id.Team = auth.TeamAudit
-					creds, err = m.auth.Auditor(req.User)
+					creds, err = teams.Auditor(req.User)
 				} else {
-					creds, err = m.auth.AddTeam(req.Team, req.User, req.Services)
+					creds, err = teams.AddTeam(req.Team, req.User, req.Services)
 				}
 				if err != nil {
 					return nil, err
 				}
-				m.log.Info().Str("identity", id.String()).Strs("services", req.Services).Msg("user issued")
+				log.Info().Str("identity", id.String()).Strs("services", req.Services).Msg("user issued")
 				return Creds{Identity: id.String(), Creds: string(creds)}, nil
 			},
-			"team-ls": func([]byte) (any, error) { return m.auth.Teams(), nil },
+			"team-ls": func([]byte) (any, error) { return teams.Teams(), nil },
 			"team-revoke": func(b []byte) (any, error) {
 				var req TeamName
 				if err := decode(b, &req); err != nil {
 					return nil, err
 				}
-				n, err := m.auth.RevokeTeam(req.Team)
+				n, err := teams.RevokeTeam(req.Team)
 				if err != nil {
 					return nil, err
 				}
-				m.log.Info().Str("team", req.Team).Int("users", n).Msg("team revoked")
+				if revoked != nil {
+					if err := revoked(); err != nil {
+						return nil, fmt.Errorf("team %s revoked in the registry, but not yet on every server: %w (revoke it again)", req.Team, err)
+					}
+				}
+				log.Info().Str("team", req.Team).Int("users", n).Msg("team revoked")
 				return Revoked{Team: req.Team, Users: n}, nil
 			},
 		},

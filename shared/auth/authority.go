@@ -415,6 +415,40 @@ func (a *Authority) RevokeTeam(team string) (int, error) {
 	return n, a.pushLocked()
 }
 
+// AccountUpdate is the account's JWT as it is now (with every revocation)
+// and the subject on which the servers of a cluster take it from a system
+// user ($SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE): the way a revocation
+// reaches servers this authority does not run (up --nodes).
+func (a *Authority) AccountUpdate() (subject, token string, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	token, err = a.accountJWT()
+	if err != nil {
+		return "", "", fmt.Errorf("auth: account: %w", err)
+	}
+	return "$SYS.REQ.ACCOUNT." + a.accPub + ".CLAIMS.UPDATE", token, nil
+}
+
+// SystemUser issues a user of the system account that may only send
+// account updates (AccountUpdate's subject) and read their answers.
+func (a *Authority) SystemUser(name string) ([]byte, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	key, _ := kp.PublicKey()
+	uc := jwt.NewUserClaims(key)
+	uc.Name = "system." + name
+	uc.Permissions.Pub.Allow.Add("$SYS.REQ.ACCOUNT." + a.accPub + ".CLAIMS.UPDATE")
+	uc.Permissions.Sub.Allow.Add("_INBOX.system." + name + ".>")
+	token, err := uc.Encode(a.system)
+	if err != nil {
+		return nil, fmt.Errorf("auth: sign system user %s: %w", name, err)
+	}
+	seed, _ := kp.Seed()
+	return jwt.FormatUserConfig(token, seed)
+}
+
 // pushLocked hands the running server the new account claims.
 func (a *Authority) pushLocked() error {
 	token, err := a.accountJWT()
