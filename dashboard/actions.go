@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -111,7 +112,7 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
-// maxAudit is the most events one audit answer lists.
+// maxAudit is the most events the audit view reads: a service's last.
 const maxAudit = 1000
 
 // audit lists a service's release events from the stream, newest last,
@@ -123,9 +124,17 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	limit := maxAudit
-	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 && n < limit {
-		limit = n
+	per := AuditPage
+	if n, err := strconv.Atoi(q.Get("per_page")); err == nil && n > 0 && n < per {
+		per = n
+	}
+	page, err := strconv.Atoi(q.Get("page"))
+	if q.Get("page") == "" {
+		page, err = 1, nil
+	}
+	if err != nil || page < 1 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "page: want 1, 2, …"})
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
@@ -144,8 +153,24 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
-	if len(out) > limit {
-		out = out[len(out)-limit:]
+	if len(out) > maxAudit {
+		out = out[len(out)-maxAudit:]
 	}
-	writeJSON(w, http.StatusOK, out)
+	// newest first, a page at a time
+	slices.Reverse(out)
+	pages := max(1, (len(out)+per-1)/per)
+	lo := min((page-1)*per, len(out))
+	writeJSON(w, http.StatusOK, AuditPageOf{Events: out[lo:min(lo+per, len(out))], Total: len(out), Page: page, Pages: pages})
+}
+
+// AuditPage is how many events a page of the audit view lists.
+const AuditPage = 50
+
+// AuditPageOf is one page of /api/audit: the matching events, newest
+// first, of the last maxAudit.
+type AuditPageOf struct {
+	Events []EventView `json:"events"`
+	Total  int         `json:"total"`
+	Page   int         `json:"page"`
+	Pages  int         `json:"pages"`
 }

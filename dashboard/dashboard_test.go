@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/natsx"
+	"github.com/redblack/redblack/shared/testkit"
 )
 
 // TestActionRefusals: the buttons' endpoint refuses, with a clear error and
@@ -71,5 +74,85 @@ func TestModelIgnoresWhatDoesNotDecode(t *testing.T) {
 	f := m.groups["hello/hello-v001"].live()
 	if f.Requests != 10 || f.Errors != 1 || f.P99Ms <= 0.2 {
 		t.Fatalf("live figures %+v", f)
+	}
+}
+
+// TestAuditPages: the audit view's answer is paged, newest first, a page
+// of AuditPage events at a time, with the count of pages; a page past the
+// last is empty, a page that is not a number is refused.
+func TestAuditPages(t *testing.T) {
+	srv := testkit.Start(t)
+	nc := srv.Conn(t)
+	ctx := testkit.Context(t, 30*time.Second)
+	s := New(Config{NC: nc})
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	js := srv.JS(t)
+	const n = 2*AuditPage + 20
+	for i := range n {
+		ev, err := events.New("test", events.ReleaseRequested, "hello", fmt.Sprintf("r-%03d", i), events.Requested{Version: fmt.Sprintf("v%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := natsx.Publish(ctx, js, events.ReleaseRequested.Subject("hello"), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := s.Handler()
+	get := func(query string) (int, AuditPageOf) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "http://127.0.0.1:8090/api/audit?"+query, nil))
+		var p AuditPageOf
+		_ = json.Unmarshal(w.Body.Bytes(), &p)
+		return w.Code, p
+	}
+	seen := map[string]bool{}
+	for page, want := range map[int]int{1: AuditPage, 2: AuditPage, 3: 20, 4: 0} {
+		code, p := get(fmt.Sprintf("service=hello&page=%d", page))
+		if code != http.StatusOK || len(p.Events) != want || p.Total != n || p.Pages != 3 || p.Page != page {
+			t.Fatalf("page %d: %d, %d events of %d, page %d of %d; want %d", page, code, len(p.Events), p.Total, p.Page, p.Pages, want)
+		}
+		for i, e := range p.Events {
+			if seen[e.Release] {
+				t.Fatalf("%s on two pages", e.Release)
+			}
+			seen[e.Release] = true
+			// newest first: the first page starts with the last release
+			if wantRel := fmt.Sprintf("r-%03d", n-1-(page-1)*AuditPage-i); e.Release != wantRel {
+				t.Fatalf("page %d row %d: %s, want %s", page, i, e.Release, wantRel)
+			}
+		}
+	}
+	if code, _ := get("service=hello&page=0"); code != http.StatusBadRequest {
+		t.Fatalf("page 0: %d", code)
+	}
+	if code, _ := get("service=hello&page=x"); code != http.StatusBadRequest {
+		t.Fatalf("page x: %d", code)
+	}
+}
+
+// TestSparkline: a service's traffic per step, every group together,
+// each complete step's requests per second and error rate, the steps with
+// no sample at 0; the step in progress is left out.
+func TestSparkline(t *testing.T) {
+	m := newModel()
+	now := time.Unix(1_000_000, 0) // a step's start: steps are 10 s
+	sample := func(group string, end time.Time, requests, errors uint64) {
+		s := metrics.Sample{Service: "hello", Group: group, Start: end.Add(-time.Second), End: end, Requests: requests, Status5xx: errors,
+			BucketsMicros: []int64{100, 200}, Latency: []uint64{requests, 0, 0}}
+		m.sample("", s.Encode())
+	}
+	sample("hello-v001", now.Add(-5*time.Second), 300, 3) // the last complete step
+	sample("hello-v002-canary", now.Add(-8*time.Second), 100, 1)
+	sample("hello-v001", now.Add(-25*time.Second), 50, 0) // two steps back
+	sample("hello-v001", now.Add(time.Second), 999, 0)    // the step in progress
+	pts := m.sparkOf("hello", now)
+	if len(pts) != sparkSteps {
+		t.Fatalf("%d points", len(pts))
+	}
+	last, back1, back2 := pts[len(pts)-1], pts[len(pts)-2], pts[len(pts)-3]
+	if last.Rate != 40 || last.ErrorRate != 0.01 || back1.Rate != 0 || back2.Rate != 5 || back2.ErrorRate != 0 {
+		t.Fatalf("last %+v, one back %+v, two back %+v", last, back1, back2)
 	}
 }

@@ -24,6 +24,10 @@ const (
 	maxReleases = 20               // releases shown per service
 	maxKills    = 20               // kills shown per service
 	window      = 10 * time.Second // the live figures' window
+	// the overview's sparklines: request rate and error rate per step, the
+	// last sparkSteps steps
+	sparkStep  = 10 * time.Second
+	sparkSteps = 30
 )
 
 // model is the mesh as the page sees it, fed by the watchers.
@@ -36,12 +40,16 @@ type model struct {
 	releases  map[string]release.Record
 	events    []EventView
 	kills     map[string][]EventView
-	groups    map[string]*groupStats // "service/group"
+	groups    map[string]*groupStats            // "service/group"
+	spark     map[string]map[int64]*sparkBucket // service → step (unix / sparkStep) → counts
 }
+
+// sparkBucket is one step of a service's traffic, every group together.
+type sparkBucket struct{ requests, errors uint64 }
 
 func newModel() *model {
 	return &model{dirty: true, specs: map[string]spec.Service{}, routes: map[string]routes.Route{}, instances: map[string]discovery.Entry{},
-		releases: map[string]release.Record{}, kills: map[string][]EventView{}, groups: map[string]*groupStats{}}
+		releases: map[string]release.Record{}, kills: map[string][]EventView{}, groups: map[string]*groupStats{}, spark: map[string]map[int64]*sparkBucket{}}
 }
 
 func (m *model) takeDirty() bool {
@@ -152,6 +160,26 @@ func (m *model) sample(_ string, data []byte) {
 		m.groups[k] = g
 	}
 	g.add(s)
+	if len(s.BucketsMicros) > 0 && len(s.Latency) == len(s.BucketsMicros)+1 {
+		sp := m.spark[s.Service]
+		if sp == nil {
+			sp = map[int64]*sparkBucket{}
+			m.spark[s.Service] = sp
+		}
+		step := s.End.Unix() / int64(sparkStep/time.Second)
+		b := sp[step]
+		if b == nil {
+			b = &sparkBucket{}
+			sp[step] = b
+			for k := range sp { // bounded: only the steps drawn
+				if k <= step-sparkSteps {
+					delete(sp, k)
+				}
+			}
+		}
+		b.requests += s.Requests
+		b.errors += s.Errors()
+	}
 	m.dirty = true
 }
 
@@ -257,14 +285,26 @@ type State struct {
 
 // ServiceState is one service.
 type ServiceState struct {
-	Name     string         `json:"name"`
-	Owner    string         `json:"owner"`
-	Capacity int            `json:"capacity"`
-	Active   string         `json:"active"`
+	Name     string `json:"name"`
+	Owner    string `json:"owner"`
+	Capacity int    `json:"capacity"`
+	Active   string `json:"active"`
+	// Previous is the group kept for a rollback ("" for none).
+	Previous string         `json:"previous,omitempty"`
 	Groups   []GroupState   `json:"groups"`
 	Current  *ReleaseState  `json:"current,omitempty"` // in flight, or the last
 	Releases []ReleaseState `json:"releases"`
 	Kills    []EventView    `json:"kills"`
+	// Spark is the service's traffic, oldest first: one point per
+	// sparkStep, every group together (a step with no sample is 0).
+	Spark []SparkPoint `json:"spark"`
+}
+
+// SparkPoint is one step of a service's traffic.
+type SparkPoint struct {
+	At        time.Time `json:"at"`
+	Rate      float64   `json:"rate"` // requests per second
+	ErrorRate float64   `json:"error_rate"`
 }
 
 // GroupState is one server group.
@@ -300,6 +340,9 @@ type ReleaseState struct {
 	// traffic, with their latency distributions.
 	Baseline *Figures `json:"baseline,omitempty"`
 	Canary   *Figures `json:"canary,omitempty"`
+	// MinSamples is the requests per group the judge needs before it
+	// judges a metric: below it, the canary is warming up.
+	MinSamples int `json:"min_samples,omitempty"`
 	// Bake: the new group's figures of the last window against the limits.
 	Bake *BakeState `json:"bake,omitempty"`
 }
@@ -324,7 +367,7 @@ func (m *model) snapshot(now time.Time) State {
 	for _, name := range sortedKeys(m.specs) {
 		sp := m.specs[name]
 		rt := m.routes[name]
-		ss := ServiceState{Name: name, Owner: sp.Owner, Capacity: sp.Capacity, Active: rt.Active, Kills: append([]EventView{}, m.kills[name]...),
+		ss := ServiceState{Name: name, Owner: sp.Owner, Capacity: sp.Capacity, Active: rt.Active, Previous: rt.Previous, Kills: append([]EventView{}, m.kills[name]...),
 			Groups: []GroupState{}, Releases: []ReleaseState{}}
 		groups := map[string]*GroupState{}
 		for g, w := range rt.Weights {
@@ -344,6 +387,9 @@ func (m *model) snapshot(now time.Time) State {
 		}
 		for _, gname := range sortedKeys(groups) {
 			g := groups[gname]
+			if len(g.Instances) == 0 && g.Weight == 0 {
+				continue // destroyed: the route keeps it until its next change
+			}
 			sort.Slice(g.Instances, func(i, j int) bool { return g.Instances[i].ID < g.Instances[j].ID })
 			if gs := m.groups[name+"/"+gname]; gs != nil && now.Sub(gs.lastSeen) < window {
 				f := gs.live()
@@ -364,14 +410,32 @@ func (m *model) snapshot(now time.Time) State {
 			}
 			ss.Releases = append(ss.Releases, rs)
 		}
+		ss.Spark = m.sparkOf(name, now)
 		st.Services = append(st.Services, ss)
 	}
 	return st
 }
 
+// sparkOf is a service's traffic over the last sparkSteps steps before
+// now's (the step in progress is left out: it is not complete).
+func (m *model) sparkOf(service string, now time.Time) []SparkPoint {
+	per := int64(sparkStep / time.Second)
+	last := now.Unix()/per - 1
+	out := make([]SparkPoint, 0, sparkSteps)
+	for step := last - sparkSteps + 1; step <= last; step++ {
+		p := SparkPoint{At: time.Unix(step*per, 0).UTC()}
+		if b := m.spark[service][step]; b != nil && b.requests > 0 {
+			p.Rate = float64(b.requests) / sparkStep.Seconds()
+			p.ErrorRate = float64(b.errors) / float64(b.requests)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 func (m *model) release(r release.Record, sp spec.Service) ReleaseState {
 	rs := ReleaseState{ID: r.ID, Version: r.Version, Group: r.Group, Previous: r.Previous, Phase: string(r.Phase), Final: r.Phase.Final(),
-		Reason: r.Reason, By: r.RequestedBy, History: r.History, Report: r.Report}
+		Reason: r.Reason, By: r.RequestedBy, History: r.History, Report: r.Report, MinSamples: sp.Strategy.Canary.MinSamples}
 	if r.Baseline != "" {
 		if g := m.groups[r.Service+"/"+r.Baseline]; g != nil {
 			f := figures(g.bounds, g.total, true)
