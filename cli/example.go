@@ -29,7 +29,12 @@ func RunStore(args []string, stderr io.Writer) int { return store.Main(args, std
 // exampleCmd carries the demo's applications in the binary, so that the demo
 // needs no Go toolchain and no checkout.
 func (a *app) exampleCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "example", Short: "Run an example application the demo releases", Hidden: true}
+	cmd := &cobra.Command{Use: "example", Short: "Run an example application: hello (the demo's and the README walk-through's service) or store",
+		Long: `The binary carries the example applications, so that a release needs no other
+program: a spec's artifact.command may be [redblack, example, hello, --version,
+"{version}"] (examples/hello/hello.yaml). hello answers on $PORT with its
+version; --error-rate, --fail-after, --latency and the other flags of
+examples/hello make a bad release of it on purpose.`}
 	cmd.AddCommand(&cobra.Command{
 		Use:                "hello [flags]",
 		Short:              "The demo's hello application (the flags of examples/hello)",
