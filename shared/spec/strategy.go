@@ -86,6 +86,17 @@ type Canary struct {
 	// confidence, to be within its tolerance (default false: it runs its
 	// whole duration unless it fails).
 	EarlyPass bool `yaml:"early_pass" json:"early_pass"`
+	// AllowNoTraffic lets a canary whose metrics still have too few
+	// requests at the end of its duration and grace (NoDataGrace) pass;
+	// by default it fails then, as inconclusive: no data is never a pass.
+	AllowNoTraffic bool `yaml:"allow_no_traffic" json:"allow_no_traffic"`
+}
+
+// NoDataGrace is how long past its duration a judgement waits for
+// min_samples requests per group before it ends without them: half the
+// duration, at most a minute, at least two intervals.
+func NoDataGrace(duration, interval time.Duration) time.Duration {
+	return max(2*interval, min(duration/2, time.Minute))
 }
 
 // Metric names the judge knows.

@@ -90,8 +90,10 @@ const (
 )
 
 // Look judges the evidence so far. end says the canary's duration is over
-// (a metric that has not failed by then passes); last says its deadline is
-// near (no data by then fails it, never a silent pass).
+// (a metric that has not failed by then passes); last says its duration and
+// grace are over, or its deadline is near: a metric still without data
+// then fails it as inconclusive (unless allow_no_traffic), never a silent
+// pass.
 func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 	j.Checkpoint.Looks++
 	vs := j.Checkpoint.State.Look(j.cfg)
@@ -129,9 +131,13 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 	case len(bad) > 0 && result.Score <= j.cs.MarginalScore:
 		result.Reason = fmt.Sprintf("score %.0f is at or below the marginal score %.0f: %s", result.Score, j.cs.MarginalScore, result.Reason)
 		return result, Failed
+	case !enough && last && j.cs.AllowNoTraffic:
+		result.Reason = "passed without the data to judge (allow_no_traffic): " + result.Reason
+		return result, Passed
 	case !enough && last:
+		// no data is never a pass: inconclusive, with the counts
 		result.Score = 0
-		result.Reason = "insufficient data by the canary deadline: " + result.Reason
+		result.Reason = "inconclusive: too little traffic to judge by the end of the canary and its grace: " + result.Reason
 		return result, Failed
 	case !enough:
 		return result, Undecided

@@ -43,7 +43,7 @@ func TestJudgeLook(t *testing.T) {
 		{"0 against 30 errors a look: fails at once", func(r *rand.Rand) metrics.Totals { return group(r, 500, 10, 0) }, func(r *rand.Rand) metrics.Totals { return group(r, 500, 10, 30) }, Failed, 1, "error_rate High"},
 		{"twice as slow: fails early", func(r *rand.Rand) metrics.Totals { return group(r, 500, 10, 0) }, func(r *rand.Rand) metrics.Totals { return group(r, 500, 20, 0) }, Failed, 3, "latency_p50 High"},
 		{"50% slower at 0.2 ms: under the 1 ms floor", func(r *rand.Rand) metrics.Totals { return group(r, 500, 0.2, 0) }, func(r *rand.Rand) metrics.Totals { return group(r, 500, 0.3, 0) }, Passed, 10, ""},
-		{"too few requests: fails at the deadline", func(r *rand.Rand) metrics.Totals { return group(r, 2, 10, 0) }, func(r *rand.Rand) metrics.Totals { return group(r, 2, 10, 0) }, Failed, 10, "insufficient data by the canary deadline"},
+		{"too few requests: fails at the deadline", func(r *rand.Rand) metrics.Totals { return group(r, 2, 10, 0) }, func(r *rand.Rand) metrics.Totals { return group(r, 2, 10, 0) }, Failed, 10, "inconclusive: too little traffic"},
 	}
 	for _, c := range cases {
 		r := rand.New(rand.NewPCG(1, 2))
@@ -51,6 +51,24 @@ func TestJudgeLook(t *testing.T) {
 		if out != c.want || at > c.maxLooks || !strings.Contains(reason, c.reason) {
 			t.Errorf("%s: outcome %v at look %d, reason %q", c.name, out, at, reason)
 		}
+	}
+}
+
+// TestNoTraffic: a canary that never gets min_samples requests is never
+// passed silently: inconclusive, with the counts, unless the spec allows
+// no traffic.
+func TestNoTraffic(t *testing.T) {
+	cs := canarySpec()
+	none := func(int) (metrics.Totals, metrics.Totals) {
+		r := rand.New(rand.NewPCG(5, 6))
+		return group(r, 0, 10, 0), group(r, 0, 10, 0)
+	}
+	if out, _, reason := feed(NewJudge(cs), 10, none); out != Failed || !strings.Contains(reason, "inconclusive") || !strings.Contains(reason, "0 baseline and 0 canary requests") {
+		t.Fatalf("no traffic: %v %q", out, reason)
+	}
+	cs.AllowNoTraffic = true
+	if out, _, reason := feed(NewJudge(cs), 10, none); out != Passed || !strings.Contains(reason, "allow_no_traffic") {
+		t.Fatalf("no traffic, allowed: %v %q", out, reason)
 	}
 }
 

@@ -185,7 +185,7 @@ func (p *Phase) run(ctx context.Context, id string) error {
 
 	// 3. judge every interval
 	verdict, err := p.judge(ctx, rec, cs, judged{baseline: rec.Baseline, canary: rec.Canary,
-		end: rec.JudgeFrom.Add(cs.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseCanary})
+		start: rec.JudgeFrom, end: rec.JudgeFrom.Add(cs.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseCanary})
 	if err != nil {
 		return err
 	}
@@ -332,7 +332,7 @@ func (p *Phase) hasWeights(ctx context.Context, service string, w map[string]int
 // checkpoints are written while the record is in phase.
 type judged struct {
 	baseline, canary string
-	end, last        time.Time
+	start, end, last time.Time
 	phase            release.Phase
 }
 
@@ -367,7 +367,12 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w
 	tick := min(cs.Interval.D(), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	// no data is never a pass, and is not waited for until the deadline
+	// either: the judgement ends at its duration and grace
 	end, last := w.end, w.last
+	if grace := w.end.Add(spec.NoDataGrace(w.end.Sub(w.start), cs.Interval.D())); !w.start.IsZero() && grace.Before(last) {
+		last = grace
+	}
 	// a look at the end itself, not at the next tick after it: a rolling
 	// batch's verify ends on time
 	atEnd := time.NewTimer(time.Until(end))
