@@ -23,9 +23,12 @@ release.<SERVICE>.rollback.requested, with the caller's identity, for the releas
 whatever phase it is: a canary is stopped, a new group is destroyed, and after
 the switch all traffic goes back to the previous group first.
 
-With no release in flight, rolls back the last completed release if the group
-it replaced is still kept (strategy.keep_previous): traffic switches back to it
-at once and the newer group is destroyed.
+With no release in flight, rolls back the last completed release (the one
+whose group has the traffic, also after later releases failed or were
+aborted) if the group it replaced is still kept with instances up
+(strategy.keep_previous): traffic switches back to it at once and the newer
+group is destroyed. When there is nothing to go back to, it says which groups
+exist and what to do instead.
 
 With --wait, follows the rollback to rolled_back.`,
 		Args: cobra.ExactArgs(1),
