@@ -94,10 +94,17 @@ type Canary struct {
 
 // NoDataGrace is how long past its duration a judgement waits for
 // min_samples requests per group before it ends without them: half the
-// duration, at most a minute, at least two intervals.
+// duration, at most a minute; and at least MinNoDataGrace and two
+// intervals.
 func NoDataGrace(duration, interval time.Duration) time.Duration {
-	return max(2*interval, min(duration/2, time.Minute))
+	return max(MinNoDataGrace, 2*interval, min(duration/2, time.Minute))
 }
+
+// MinNoDataGrace is the shortest grace: samples can be late by that much
+// for reasons that are not the release's (a NATS node lost and its
+// streams' leaders elected again; CloudWatch's delivery on aws), and a
+// short canary must not be failed for them.
+const MinNoDataGrace = 30 * time.Second
 
 // Metric names the judge knows.
 const (
