@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,16 +48,14 @@ func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Write(b)
 }
 
-func (r *otlpReceiver) has(name string) bool {
+// names are the span names received so far.
+func (r *otlpReceiver) names() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, s := range r.spans {
-		if s == name {
-			return true
-		}
-	}
-	return false
+	return append([]string(nil), r.spans...)
 }
+
+func (r *otlpReceiver) has(name string) bool { return slices.Contains(r.names(), name) }
 
 // TestUpNodesIsOneProduct: what the one-process up does, up --nodes does
 // (issue 29: team add answered "no responders", --admin, --ui and --otlp
@@ -162,7 +161,7 @@ func TestUpNodesIsOneProduct(t *testing.T) {
 	// the release's trace, exported once it ended
 	for deadline := time.Now().Add(20 * time.Second); !recv.has("release hello v1"); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no trace of the release under --nodes; spans: %v", recv.spans)
+			t.Fatalf("no trace of the release under --nodes; spans: %v", recv.names())
 		}
 	}
 }

@@ -129,14 +129,14 @@ func liveRoute(ctx context.Context, c *client, service string) (r routes.Route, 
 	if err != nil {
 		return r, 0, nil, err
 	}
-	keys, err := natsx.Keys(ctx, inst, discovery.Key(service, "*", "*"))
+	keys, err := natsx.Keys(ctx, inst, discovery.ServiceFilter(service))
 	if err != nil {
 		return r, 0, nil, err
 	}
 	live := map[string]bool{}
 	for _, k := range keys {
-		if parts := strings.Split(k, "."); len(parts) == 3 {
-			live[parts[1]] = true
+		if _, group, _, err := discovery.ParseKey(k); err == nil {
+			live[group] = true
 		}
 	}
 	for _, g := range r.Groups() {

@@ -159,8 +159,7 @@ func (m *model) sample(_ string, data []byte) {
 		g = &groupStats{}
 		m.groups[k] = g
 	}
-	g.add(s)
-	if len(s.BucketsMicros) > 0 && len(s.Latency) == len(s.BucketsMicros)+1 {
+	if g.add(s) {
 		sp := m.spark[s.Service]
 		if sp == nil {
 			sp = map[int64]*sparkBucket{}
@@ -208,9 +207,11 @@ func (t *totals) add(s metrics.Sample) {
 	}
 }
 
-func (g *groupStats) add(s metrics.Sample) {
+// add takes a sample into the group's figures; false: its histogram does
+// not match its bounds, and it was left out.
+func (g *groupStats) add(s metrics.Sample) bool {
 	if len(s.BucketsMicros) == 0 || len(s.Latency) != len(s.BucketsMicros)+1 {
-		return
+		return false
 	}
 	if len(g.bounds) != len(s.BucketsMicros) {
 		g.bounds, g.total = s.BucketsMicros, totals{}
@@ -226,6 +227,7 @@ func (g *groupStats) add(s metrics.Sample) {
 	if s.End.After(g.lastSeen) {
 		g.lastSeen = s.End
 	}
+	return true
 }
 
 // Figures are a group's request count, errors, error rate and latency.
