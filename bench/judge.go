@@ -107,30 +107,36 @@ func JudgeCanaries(o JudgeOptions) []CanaryRow {
 	return rows
 }
 
-// JudgeBakes runs whole 5-minute bakes with the default bake strategy, one
-// sample a second: healthy ones, and +1 point of errors and +50 % p99 from
-// the switch and from 60 s after it, at 200 and 2,000 requests a second.
+// JudgeBakes runs whole 5-minute bakes with the default bake strategy,
+// one sample a second, through the same-time rules and the past ones on
+// the same draws: healthy ones, a neighbour that makes both groups slower
+// for a while 10 s after the switch (×2 for 5 s and 20 s, ×1.5 for 20 s),
+// and +1 point of errors and +50 % p99 on the new group alone from the
+// switch and from 60 s after it, at 200 and 2,000 requests a second.
 func JudgeBakes(o JudgeOptions) []BakeRow {
 	b := DefaultSpec().Strategy.Bake
-	cfg := watchdog.DefaultConfig()
-	rules := watchdog.RulesFor(b.Confidence, b.MaxErrorRate, b.ErrorTolerance, b.MaxLatencyRatio, cfg)
+	rules := watchdog.RulesOf(b, watchdog.DefaultConfig())
 	old := with(typical, 0.005)
 	var rows []BakeRow
 	seed := uint64(100)
 	for _, rate := range []int{200, 2000} {
-		run := func(name string, bad metrics.Synthetic, onset time.Duration) {
-			sc := watchdog.BakeScenario{Old: old, New: old, Bad: bad, Onset: onset, RatePerSecond: rate, Reference: cfg.ReferenceSpan, Duration: b.Duration.D()}
-			row := BakeRow{Name: name, RatePerSecond: rate, Onset: onset, Healthy: bad == (metrics.Synthetic{}), Figures: watchdog.SimulateBake(rules, cfg, sc, o.BakeTrials, seed)}
+		run := func(name string, bad metrics.Synthetic, onset time.Duration, nb watchdog.Neighbour) {
+			sc := watchdog.BakeScenario{Old: old, New: old, Bad: bad, Onset: onset, Neighbour: nb, RatePerSecond: rate, ReferenceWeight: b.Reference(), Duration: b.Duration.D()}
+			row := BakeRow{Name: name, RatePerSecond: rate, Onset: onset, Healthy: bad == (metrics.Synthetic{}), Figures: watchdog.SimulateBake(rules, sc, o.BakeTrials, seed)}
 			seed++
 			if o.Progress != nil {
-				o.Progress(fmt.Sprintf("bake %s at %d/s: rolled back %.1f%%", name, rate, 100*row.Figures.RolledBack))
+				o.Progress(fmt.Sprintf("bake %s at %d/s: rolled back %.1f%% (past rules %.1f%%)", name, rate, 100*row.Figures.RolledBack, 100*row.Figures.PastRolledBack))
 			}
 			rows = append(rows, row)
 		}
-		run("healthy (0.5% errors, as before the switch)", metrics.Synthetic{}, 0)
+		none := watchdog.Neighbour{}
+		run("healthy (0.5% errors, as before the switch)", metrics.Synthetic{}, 0, none)
+		run("healthy, a neighbour: both ×2 latency for 5 s", metrics.Synthetic{}, 0, watchdog.Neighbour{Factor: 2, At: 10 * time.Second, For: 5 * time.Second})
+		run("healthy, a neighbour: both ×2 latency for 20 s", metrics.Synthetic{}, 0, watchdog.Neighbour{Factor: 2, At: 10 * time.Second, For: 20 * time.Second})
+		run("healthy, a neighbour: both ×1.5 latency for 20 s", metrics.Synthetic{}, 0, watchdog.Neighbour{Factor: 1.5, At: 10 * time.Second, For: 20 * time.Second})
 		for _, onset := range []time.Duration{0, time.Minute} {
-			run("+1 point of errors", with(typical, 0.015), onset)
-			run("+50% p99 latency", with(p99Up, 0.005), onset)
+			run("+1 point of errors", with(typical, 0.015), onset, none)
+			run("+50% p99 latency on the new group alone", with(p99Up, 0.005), onset, none)
 		}
 	}
 	return rows
@@ -186,16 +192,21 @@ func printCanaries(env Env, o JudgeOptions) {
 // printBakes runs and prints the whole bakes.
 func printBakes(env Env, o JudgeOptions) error {
 	cs := DefaultSpec().Strategy
-	fmt.Fprintf(env.Out, "\nWhole bakes with the default bake strategy (%s, confidence %g, error tolerance %g, ceiling %g, p99 ratio %g), one sample a second, %d trials a row.\n\n",
+	fmt.Fprintf(env.Out, "\nWhole bakes with the default bake strategy (%s, confidence %g, error tolerance %g, ceiling %g, p99 ratio %g), one sample a second, %d trials a row.\n",
 		cs.Bake.Duration.D(), cs.Bake.Confidence, cs.Bake.ErrorTolerance, cs.Bake.MaxErrorRate, cs.Bake.MaxLatencyRatio, o.BakeTrials)
+	fmt.Fprintf(env.Out, "Same time: the new group against the old group's %d%% slice over the same seconds (today's rules). Past: against the old group's %s before the switch (the rules they replaced), on the same draws.\n\n",
+		cs.Bake.Reference(), watchdog.PastReference)
 	tw := table(env.Out)
-	row(tw, "bake", "requests/s", "degrades after", "rolled back", "median time to detect", "target")
+	row(tw, "bake", "requests/s", "degrades after", "same time: rolled back", "median time to detect", "past: rolled back", "median time to detect", "target")
 	for _, r := range JudgeBakes(o) {
-		onset, target, took := r.Onset.String(), "≥ 95%, seconds", r.Figures.MedianDetect.String()
-		if r.Healthy {
-			onset, target, took = "-", fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Bake.Confidence)), "-"
+		onset, target, took, pastTook := r.Onset.String(), "≥ 95%", r.Figures.MedianDetect.String(), r.Figures.PastMedianDetect.String()
+		switch {
+		case r.Healthy:
+			onset, target, took, pastTook = "-", fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Bake.Confidence)), "-", "-"
+		case r.Onset > 0: // not a target of the same-time design: a late onset on a small slice
+			target = "≥ past"
 		}
-		row(tw, r.Name, r.RatePerSecond, onset, fmt.Sprintf("%.1f%%", 100*r.Figures.RolledBack), took, target)
+		row(tw, r.Name, r.RatePerSecond, onset, fmt.Sprintf("%.1f%%", 100*r.Figures.RolledBack), took, fmt.Sprintf("%.1f%%", 100*r.Figures.PastRolledBack), pastTook, target)
 	}
 	return tw.Flush()
 }

@@ -17,6 +17,9 @@ const (
 	RoleActive = "active"
 	// RoleKept is the previous group, kept at weight 0 for a rollback.
 	RoleKept = "kept"
+	// RoleReference is the previous group while it keeps a slice of the
+	// traffic during a bake: the bake's same-time reference.
+	RoleReference = "reference"
 	// RoleCanary and RoleBaseline are the release in flight's canary
 	// phase groups.
 	RoleCanary   = "canary"
@@ -87,6 +90,8 @@ func roleOf(group string, rt routes.Route, inflight *release.Record) string {
 		return RoleBaseline
 	case inflight != nil && group == inflight.Group && inflight.Phase != release.PhaseRollingBack:
 		return RoleNew
+	case group == rt.Previous && rt.Weights[group] > 0:
+		return RoleReference
 	case group == rt.Previous:
 		return RoleKept
 	}

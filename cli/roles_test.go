@@ -35,4 +35,9 @@ func TestRoleOf(t *testing.T) {
 			t.Errorf("%s (in flight %+v): %s, want %s", c.group, c.inflight, got, c.want)
 		}
 	}
+	// baking: the previous group keeps the bake's reference slice
+	baking := routes.Route{Service: "hello", Active: "hello-v003", Previous: "hello-v002", Weights: map[string]int{"hello-v003": 900, "hello-v002": 100}}
+	if got := roleOf("hello-v002", baking, &release.Record{Group: "hello-v003", Phase: release.PhaseBaking}); got != RoleReference {
+		t.Errorf("the old group during a bake: %s, want %s", got, RoleReference)
+	}
 }

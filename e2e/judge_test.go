@@ -18,6 +18,7 @@ import (
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/testkit"
@@ -251,17 +252,19 @@ func TestLongCanaryAndBakeSurviveRestarts(t *testing.T) {
 	}
 
 	p.await(v2, 30*time.Second, events.TrafficSwitched)
+	// the old group keeps its slice of the traffic during the bake: the
+	// same-time reference, counted in the record's checkpoint
 	var ref watchdog.Bake
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ref.Reference.Requests == 0; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ref.Same.Old.Requests == 0; time.Sleep(100 * time.Millisecond) {
 		if r := p.record(v2); len(r.BakeCheckpoint) > 0 {
 			ref, _ = watchdog.DecodeBake(r.BakeCheckpoint)
 		}
 	}
-	if ref.Reference.Requests == 0 {
-		t.Fatal("no bake reference in the record")
+	if ref.Same.Old.Requests == 0 {
+		t.Fatal("no same-time reference (the old group's slice) in the bake's checkpoint")
 	}
-	// wait until the old group's samples from before the switch have aged
-	// out of METRICS: the bake's reference can only come from the record
+	// wait until the samples of the bake's first seconds have aged out of
+	// METRICS: what the watch counted then can only come from the record
 	switched := p.record(v2).EnteredAt(release.PhaseSwitching)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -273,11 +276,11 @@ func TestLongCanaryAndBakeSurviveRestarts(t *testing.T) {
 			}
 		}
 		cancel()
-		if first.After(switched) {
+		if first.After(switched.Add(time.Second)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("METRICS still holds samples from %s, before the switch at %s", first, switched)
+			t.Fatalf("METRICS still holds samples from %s, the switch was at %s", first, switched)
 		}
 	}
 	restart(p)
@@ -286,11 +289,16 @@ func TestLongCanaryAndBakeSurviveRestarts(t *testing.T) {
 	if r := p.record(v2); len(r.BakeCheckpoint) > 0 {
 		end, _ = watchdog.DecodeBake(r.BakeCheckpoint)
 	}
-	if end.Reference.Requests != ref.Reference.Requests || end.All.Requests == 0 {
-		t.Fatalf("bake after a restart: reference %d requests (was %d), %d judged", end.Reference.Requests, ref.Reference.Requests, end.All.Requests)
+	held = p.metricsHeld("hello-v001")
+	t.Logf("the old group's slice: %d requests at the restart, %d judged in all; METRICS holds %d of the old group's now", ref.Same.Old.Requests, end.Same.Old.Requests, held)
+	if end.Same.Old.Requests < ref.Same.Old.Requests || end.Same.Old.Requests <= held || end.All.Requests == 0 {
+		t.Fatalf("bake after a restart: the reference has %d requests (%d before the restart, METRICS holds %d), %d of the new group's judged", end.Same.Old.Requests, ref.Same.Old.Requests, held, end.All.Requests)
 	}
 	if r := p.record(v2); r.Phase != release.PhaseCompleted {
 		t.Fatalf("phase %s", r.Phase)
+	}
+	if rt := p.route(); rt.Weights["hello-v002"] != routes.MaxWeight || rt.Weights["hello-v001"] != 0 {
+		t.Fatalf("after the bake the new group has all the traffic, not %v", rt.Weights)
 	}
 }
 

@@ -260,6 +260,18 @@ func (s *Service) complete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if rec.Phase == release.PhaseBaking {
+		// the router gives the bake's reference slice back on baked too: no
+		// group is pruned, and the release does not complete, while a group
+		// but its own has traffic
+		route, _, err := routes.Get(ctx, s.routes, rec.Service)
+		if err != nil && !errors.Is(err, routes.ErrNotFound) {
+			return err
+		}
+		if route.Active == rec.Group && route.Weights[rec.Group] != routes.MaxWeight {
+			return fmt.Errorf("%s has %d of %d of %s's traffic: waiting for the router to give the bake's reference slice back", rec.Group, route.Weights[rec.Group], routes.MaxWeight, rec.Service)
+		}
+	}
 	if err := s.prune(ctx, id, rec, svc.Strategy.KeepPrevious); err != nil {
 		return err
 	}

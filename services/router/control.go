@@ -311,6 +311,11 @@ func (s *Service) command(ctx context.Context, cause, releaseID, k string, c eve
 				r.Previous, r.Active = r.Active, c.Group
 			}
 			r.Reason = "switch to " + c.Group
+			if slice := c.Weights[r.Previous]; releaseID != "" && r.Previous != "" && slice > 0 && slice < routes.MaxWeight {
+				// the bake's same-time reference: the old group keeps a slice
+				r.Weights[r.Previous], r.Weights[c.Group] = slice, routes.MaxWeight-slice
+				r.Reason = fmt.Sprintf("switch to %s; %s keeps %d‰ as the bake's reference", c.Group, r.Previous, slice)
+			}
 			return nil
 		}
 	case events.TrafficRestore.Type():

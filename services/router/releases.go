@@ -6,18 +6,21 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
+	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/topology"
 )
 
 // The router's release steps: the switch on cluster.ready, the restore on
 // rollback.requested, canary.failed and calibrated (a calibration ends by
-// the rollback path: its two groups lose their share and are torn down).
-var releaseSteps = []events.Kind{events.ClusterReady, events.RollbackRequested, events.CanaryFailed, events.Calibrated}
+// the rollback path: its two groups lose their share and are torn down),
+// and on baked the bake's reference slice back to the new group.
+var releaseSteps = []events.Kind{events.ClusterReady, events.RollbackRequested, events.CanaryFailed, events.Calibrated, events.Baked}
 
 func (s *Service) startReleases(ctx context.Context) (*natsx.Consumer, error) {
 	filters := make([]string, len(releaseSteps))
@@ -51,6 +54,8 @@ func (s *Service) releaseStep(ctx context.Context, ev events.Event) error {
 			return natsx.Permanent(err)
 		}
 		return s.rollback(ctx, k, ev.ID, ev.ReleaseID, "canary failed: "+r.Reason)
+	case events.Baked:
+		return s.endReference(ctx, ev.ID, ev.ReleaseID)
 	case events.Calibrated:
 		var c events.Calibration
 		if err := ev.DecodeData(&c); err != nil {
@@ -70,12 +75,84 @@ func (s *Service) switchRelease(ctx context.Context, cause, id, group string) er
 	if err != nil {
 		return err
 	}
-	why, err := s.command(ctx, cause, id, events.TrafficSwitch.Type(), events.TrafficCommand{Service: rec.Service, Group: group})
+	cmd := events.TrafficCommand{Service: rec.Service, Group: group}
+	if old, slice, err := s.referenceSlice(ctx, rec, group); err != nil {
+		return err
+	} else if slice > 0 {
+		cmd.Weights = map[string]int{old: slice}
+	}
+	why, err := s.command(ctx, cause, id, events.TrafficSwitch.Type(), cmd)
 	if err != nil || why == "" {
 		return err
 	}
 	return natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.RollbackRequested, 0)+":switch", events.RollbackRequested, rec.Service, id,
 		events.Rollback{Service: rec.Service, Group: group, Reason: "switch refused: " + why, By: "router"})
+}
+
+// referenceSlice is the weight the group a release switches from keeps
+// during its bake (spec bake.reference_weight, of routes.MaxWeight): the
+// bake's same-time reference. None for a rolling release, a first
+// release, or an old group with no instance up (the bake is then judged
+// on its absolute rules alone).
+func (s *Service) referenceSlice(ctx context.Context, rec release.Record, group string) (string, int, error) {
+	if rec.IsRolling() {
+		return "", 0, nil
+	}
+	old := s.routeOf(rec.Service).Active
+	if old == "" || old == group {
+		return "", 0, nil
+	}
+	svc, err := spec.Get(ctx, s.services, rec.Service)
+	if err != nil {
+		return "", 0, err
+	}
+	slice := svc.Strategy.Bake.Reference() * routes.MaxWeight / 100
+	if slice == 0 {
+		return "", 0, nil
+	}
+	up, err := discovery.Up(ctx, s.instances, rec.Service, old)
+	if err != nil {
+		return "", 0, err
+	}
+	if len(up) == 0 {
+		s.log.Warn().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, rec.ID).Str(logging.FieldServerGroup, old).Msg("the old group has no instance up: no reference slice, the bake is judged on its absolute rules")
+		return "", 0, nil
+	}
+	return old, slice, nil
+}
+
+// endReference gives the new group the bake's reference slice back once
+// the release has baked: the old group keeps no traffic (the watch after
+// completion is judged on its absolute rules). The provisioner completes
+// the release only after this.
+func (s *Service) endReference(ctx context.Context, cause, id string) error {
+	rec, _, err := s.releases.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	route, _, err := routes.Get(ctx, s.routesKV, rec.Service)
+	if err != nil || route.Active != rec.Group || route.Weights[rec.Group] == routes.MaxWeight {
+		return nil // no route, another group active (rolled back), or no slice
+	}
+	change := func(r *routes.Route) error {
+		cur, _, err := s.releases.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := cur.Expect(release.PhaseBaking, release.PhaseCompleted); err != nil {
+			return err // a rollback took the traffic back meanwhile
+		}
+		if r.Active != rec.Group {
+			return fmt.Errorf("%w: %s is no longer active", release.ErrStale, rec.Group)
+		}
+		for g := range r.Weights {
+			r.Weights[g] = 0
+		}
+		r.Weights[rec.Group] = routes.MaxWeight
+		r.Reason = "baked: " + rec.Group + " takes the reference slice back"
+		return nil
+	}
+	return s.commit(ctx, cause, id, rec.Service, rec.Group, 0, change, events.TrafficChanged)
 }
 
 // rollback takes all traffic away from the release's groups: the canary and

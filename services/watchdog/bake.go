@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,43 +28,55 @@ import (
 // The bake's rules, judged on confidence sequences (shared/anytime), so a
 // healthy bake is rolled back at most 1 − confidence of the time over the
 // whole bake and the watch after it, however long and however often it
-// looks (every sample). The budget α is split in two families: one judges
-// everything since the switch (a degradation from the start), the other
-// judges fixed windows of the watch, window k at α/(π²k²) of each rule (a
-// degradation that starts late, after days of healthy traffic that would
-// dilute the first family); the windows' shares add up to half the budget.
-// Each family has three rules with a third of its share each:
+// looks (every sample). The budget α is split in halves.
 //
-//   - errors against the old group: the new group's error rate (its
-//     confidence sequence's lower bound) is above the old group's from just
-//     before the switch (the upper bound of its interval) by more than
-//     ErrorTolerance;
-//   - errors against the ceiling: above MaxErrorRate (absolute);
-//   - p99 latency: more of the new group's requests than the old group's 1 %
-//     (its upper bound) are slower than MaxLatencyRatio × the old group's
-//     p99, and the new p99 is also Slack above the old one.
+// The relative half compares the new group with the old one over the same
+// seconds, during the bake: the old group keeps a slice of the traffic
+// (spec bake.reference_weight), each request routed to it at random, so a
+// change with time (a neighbour's load, a slow downstream) touches both
+// alike. Two rules, α/4 each, on two-sample confidence sequences (the
+// canary's):
+//
+//   - errors: the new group's error rate is above the old group's by more
+//     than ErrorTolerance;
+//   - p99 latency: each old request is counted against the old group's own
+//     p99 x so far, each new request against MaxLatencyRatio·x (x taken
+//     before the sample: predictable); more of the new group's requests
+//     are past MaxLatencyRatio·x than of the old group's past x, and the new
+//     p99 is also Slack above the old one.
+//
+// The absolute half holds during the bake and in the watch after it (when
+// the old group has no traffic left): errors above MaxErrorRate, and, if
+// set, more than 1 % of requests slower than MaxLatency. It is split over
+// two families: everything since the switch (α/4), and fixed windows, window
+// k at α/4·6/(π²k²) (a degradation that starts late, after days of healthy
+// traffic that would dilute the first family).
 
-// Rules are the bake's health rules for a group that takes all traffic.
+// Rules are the bake's health rules.
 type Rules struct {
 	// MaxErrorRate is the absolute ceiling.
 	MaxErrorRate float64
-	// ErrorTolerance is the allowed increase over the reference's rate.
+	// ErrorTolerance is the allowed increase over the old group's rate.
 	ErrorTolerance float64
-	// MaxLatencyRatio bounds the group's p99 against the reference's.
+	// MaxLatencyRatio bounds the group's p99 against the old group's.
 	MaxLatencyRatio float64
+	// MaxLatency is the absolute p99 objective (0: none).
+	MaxLatency time.Duration
 	// Alpha is the budget of the whole watch: 1 − confidence.
 	Alpha float64
-	// MinRequests in the reference and the judged span before the latency
-	// rule applies.
+	// MinRequests of each group (latency) before a latency rule applies.
 	MinRequests uint64
 	// Slack is a p99 increase too small to matter whatever the ratio: on a
 	// sub-millisecond service, fresh connections after a switch double
 	// the p99 without any user noticing.
 	Slack time.Duration
+	// Warmup: latency is not judged in samples that start within it of the
+	// switch. Window is the length of the absolute rules' windows.
+	Warmup, Window time.Duration
 }
 
-// Span is what one family of the rules has seen: requests and errors, and
-// the latency histogram of the requests after the warm-up.
+// Span is what one family of the rules has seen of a group: requests and
+// errors, and the latency histogram of the requests after the warm-up.
 type Span struct {
 	Requests uint64         `json:"requests"`
 	Errors   uint64         `json:"errors"`
@@ -78,14 +91,24 @@ func (sp *Span) add(s metrics.Sample, warm bool) {
 	}
 }
 
+// Same is the same-time comparison: the old group's slice and the new
+// group, since the switch, and the latency rule's counts past thresholds
+// (base: the old group past its own p99 so far; can: the new group past
+// MaxLatencyRatio × it).
+type Same struct {
+	Old  Span          `json:"old"`
+	New  Span          `json:"new"`
+	Tail anytime.Rates `json:"tail"`
+}
+
 // Bake is the state of one release's health watch, checkpointed in its
-// record: the old group's reference from before the switch, everything
-// since the switch, and the current window.
+// record: the same-time comparison, everything of the new group since the
+// switch, and the current window.
 type Bake struct {
-	Switched  time.Time      `json:"switched"`
-	Reference metrics.Totals `json:"reference"`
-	All       Span           `json:"all"`
-	Window    Span           `json:"window"`
+	Switched time.Time `json:"switched"`
+	Same     Same      `json:"same"`
+	All      Span      `json:"all"`
+	Window   Span      `json:"window"`
 	// WindowIndex is the current window's number, from 1.
 	WindowIndex int `json:"window_index"`
 	// Samples counts the samples of the new group judged: a bake that saw
@@ -95,74 +118,118 @@ type Bake struct {
 	Seen map[string]time.Time `json:"seen,omitempty"`
 }
 
-// Add counts a sample of the new group: it goes into the window its start
-// falls in (a new window resets the window span).
-func (b *Bake) Add(s metrics.Sample, warmup, window time.Duration) {
+// Add counts a sample of the old group's slice (old) or of the new group.
+// A new group's sample goes into the window its start falls in (a new
+// window resets the window span).
+func (r Rules) Add(b *Bake, s metrics.Sample, old bool) {
+	warm := !s.Start.Before(b.Switched.Add(r.Warmup))
+	x := metrics.HistQuantile(b.Same.Old.Latency.Bounds, b.Same.Old.Latency.Latency, 0.99) // before this sample
+	sameShape := len(s.Latency) == len(s.BucketsMicros)+1 && slices.Equal(s.BucketsMicros, b.Same.Old.Latency.Bounds)
+	if old {
+		if warm && x > 0 && sameShape {
+			a, u := metrics.Above(s.BucketsMicros, s.Latency, x)
+			b.Same.Tail.BaseEvents += a
+			b.Same.Tail.BaseN += a + u
+		}
+		b.Same.Old.add(s, warm)
+		return
+	}
 	if b.WindowIndex == 0 {
 		b.WindowIndex = 1
 	}
-	if k := int(s.Start.Sub(b.Switched)/window) + 1; k > b.WindowIndex {
+	if k := int(s.Start.Sub(b.Switched)/r.Window) + 1; k > b.WindowIndex {
 		b.WindowIndex, b.Window = k, Span{}
 	}
-	warm := !s.Start.Before(b.Switched.Add(warmup))
+	if warm && x > 0 && sameShape {
+		a, u := metrics.Above(s.BucketsMicros, s.Latency, r.MaxLatencyRatio*x)
+		b.Same.Tail.CanEvents += a
+		b.Same.Tail.CanN += a + u
+	}
 	b.Samples++
 	b.All.add(s, warm)
 	b.Window.add(s, warm)
+	b.Same.New.add(s, warm)
 }
 
-// Check returns why the watch breaks a rule ("" if it keeps them).
-func (r Rules) Check(b Bake) string {
-	half := r.Alpha / 2
-	if why := r.check(b.Reference, b.All, half/3, "since the switch"); why != "" {
+// Check returns why the watch breaks a rule ("" if it keeps them). baking
+// says the relative rules apply (the old group has its slice); after the
+// bake only the absolute ones do.
+func (r Rules) Check(b Bake, baking bool) string {
+	q := r.Alpha / 4
+	if baking {
+		if why := r.relative(b.Same, q); why != "" {
+			return why
+		}
+	}
+	if why := r.absolute(b.All, q, "since the switch"); why != "" {
 		return why
 	}
 	k := float64(max(b.WindowIndex, 1))
-	return r.check(b.Reference, b.Window, half/3*6/(math.Pi*math.Pi*k*k), fmt.Sprintf("in window %d", b.WindowIndex))
+	return r.absolute(b.Window, q*6/(math.Pi*math.Pi*k*k), fmt.Sprintf("in window %d", b.WindowIndex))
 }
 
-// check applies the three rules to one span at level a each.
-func (r Rules) check(ref metrics.Totals, sp Span, a float64, where string) string {
+// relative applies the same-time rules at level a each.
+func (r Rules) relative(sm Same, a float64) string {
+	if sm.Old.Requests == 0 || sm.New.Requests == 0 {
+		return ""
+	}
+	errs := anytime.Rates{BaseEvents: float64(sm.Old.Errors), BaseN: float64(sm.Old.Requests), CanEvents: float64(sm.New.Errors), CanN: float64(sm.New.Requests)}
+	if est, v := errs.Diff(); anytime.Beyond(est, v, r.ErrorTolerance, a) {
+		_, lo, _ := errs.Interval(a)
+		return fmt.Sprintf("error rate %.2f%% (%d of %d requests since the switch) is above the old group's %.2f%% over the same seconds (%d of %d) by %+.2f points, more than %.2f (at least %+.2f points, %g%% confidence)",
+			100*safeRate(sm.New.Errors, sm.New.Requests), sm.New.Errors, sm.New.Requests, 100*safeRate(sm.Old.Errors, sm.Old.Requests), sm.Old.Errors, sm.Old.Requests,
+			100*est, 100*r.ErrorTolerance, 100*lo, 100*(1-r.Alpha))
+	}
+	t := sm.Tail
+	if t.BaseN < float64(r.MinRequests) || t.CanN < float64(r.MinRequests) {
+		return ""
+	}
+	oldP99 := metrics.HistQuantile(sm.Old.Latency.Bounds, sm.Old.Latency.Latency, 0.99)
+	newP99 := metrics.HistQuantile(sm.New.Latency.Bounds, sm.New.Latency.Latency, 0.99)
+	if est, v := t.Diff(); anytime.Beyond(est, v, 0, a) && time.Duration((newP99-oldP99)*float64(time.Microsecond)) > r.Slack {
+		_, lo, _ := t.Interval(a)
+		now, was := time.Duration(newP99*float64(time.Microsecond)), time.Duration(oldP99*float64(time.Microsecond))
+		return fmt.Sprintf("p99 latency %s is %.1f× the old group's %s over the same seconds: %.2f%% of its requests are slower than %.2f× the old group's p99, against %.2f%% of the old group's past it (%+.2f points, at least %+.2f, %g%% confidence)",
+			now.Round(time.Microsecond), newP99/oldP99, was.Round(time.Microsecond), 100*t.CanEvents/t.CanN, r.MaxLatencyRatio, 100*t.BaseEvents/t.BaseN, 100*est, 100*lo, 100*(1-r.Alpha))
+	}
+	return ""
+}
+
+// absolute applies the objectives to one span of the new group at level a
+// (split between the two rules when MaxLatency is set).
+func (r Rules) absolute(sp Span, a float64, where string) string {
 	if sp.Requests == 0 {
 		return ""
 	}
-	rate, lo, _ := anytime.OneRate(float64(sp.Errors), float64(sp.Requests), a/2)
-	if ref.Requests > 0 {
-		refUp := anytime.FixedUpper(float64(ref.Errors), float64(ref.Requests), a/2)
-		if lo-refUp > r.ErrorTolerance {
-			return fmt.Sprintf("error rate %.2f%% (%d of %d requests %s) is above the old group's %.2f%% before the switch by more than %.2f points (at least %.2f%% against at most %.2f%%, %g%% confidence)",
-				100*rate, sp.Errors, sp.Requests, where, 100*ref.ErrorRate(), 100*r.ErrorTolerance, 100*lo, 100*refUp, 100*(1-r.Alpha))
-		}
+	if r.MaxLatency > 0 {
+		a /= 2
 	}
-	if _, clo, _ := anytime.OneRate(float64(sp.Errors), float64(sp.Requests), a); clo > r.MaxErrorRate {
+	if anytime.OneRateAbove(float64(sp.Errors), float64(sp.Requests), r.MaxErrorRate, a) {
+		rate, lo, _ := anytime.OneRate(float64(sp.Errors), float64(sp.Requests), a)
 		return fmt.Sprintf("error rate %.2f%% (%d of %d requests %s) is above the ceiling %.2f%% (at least %.2f%%, %g%% confidence)",
-			100*rate, sp.Errors, sp.Requests, where, 100*r.MaxErrorRate, 100*clo, 100*(1-r.Alpha))
+			100*rate, sp.Errors, sp.Requests, where, 100*r.MaxErrorRate, 100*lo, 100*(1-r.Alpha))
 	}
-	lat := sp.Latency
-	var n uint64
-	for _, c := range lat.Latency {
-		n += c
-	}
-	if ref.Requests < r.MinRequests || n < r.MinRequests {
+	if r.MaxLatency <= 0 {
 		return ""
 	}
-	refP99 := metrics.HistQuantile(ref.Bounds, ref.Latency, 0.99)
-	if refP99 <= 0 || len(lat.Bounds) != len(ref.Bounds) {
+	over, under := metrics.Above(sp.Latency.Bounds, sp.Latency.Latency, float64(r.MaxLatency/time.Microsecond))
+	if over+under < float64(r.MinRequests) {
 		return ""
 	}
-	var refN uint64
-	for _, c := range ref.Latency {
-		refN += c
-	}
-	over, under := metrics.Above(lat.Bounds, lat.Latency, r.MaxLatencyRatio*refP99)
-	share, slo, _ := anytime.OneRate(over, over+under, a/2)
-	refUp := anytime.FixedUpper(0.01*float64(refN), float64(refN), a/2)
-	p99 := metrics.HistQuantile(lat.Bounds, lat.Latency, 0.99)
-	if slo > refUp && time.Duration((p99-refP99)*float64(time.Microsecond)) > r.Slack {
-		now, was := time.Duration(p99*float64(time.Microsecond)), time.Duration(refP99*float64(time.Microsecond))
-		return fmt.Sprintf("p99 latency %s is %.1f× the old group's %s before the switch: %.2f%% of requests %s are slower than %.2f× it (at least %.2f%% against at most %.2f%%, %g%% confidence)",
-			now.Round(time.Microsecond), p99/refP99, was.Round(time.Microsecond), 100*share, where, r.MaxLatencyRatio, 100*slo, 100*refUp, 100*(1-r.Alpha))
+	if anytime.OneRateAbove(over, over+under, 0.01, a) {
+		share, lo, _ := anytime.OneRate(over, over+under, a)
+		p99 := time.Duration(metrics.HistQuantile(sp.Latency.Bounds, sp.Latency.Latency, 0.99) * float64(time.Microsecond))
+		return fmt.Sprintf("p99 latency %s %s is above the objective %s: %.2f%% of requests are slower than it (at least %.2f%%, more than 1%%, %g%% confidence)",
+			p99.Round(time.Microsecond), where, r.MaxLatency, 100*share, 100*lo, 100*(1-r.Alpha))
 	}
 	return ""
+}
+
+func safeRate(e, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(e) / float64(n)
 }
 
 // MaxBakeCheckpointBytes bounds a bake checkpoint read back from a record.
@@ -179,10 +246,13 @@ func DecodeBake(b []byte) (Bake, error) {
 	if err := d.Decode(&k); err != nil {
 		return Bake{}, fmt.Errorf("bake checkpoint: %w", err)
 	}
-	for _, t := range []metrics.Totals{k.Reference, k.All.Latency, k.Window.Latency} {
+	for _, t := range []metrics.Totals{k.Same.Old.Latency, k.Same.New.Latency, k.All.Latency, k.Window.Latency} {
 		if t.Bounds != nil && (len(t.Latency) != len(t.Bounds)+1 || !metrics.ValidBounds(t.Bounds) || len(t.Bounds) > metrics.MaxBuckets) {
 			return Bake{}, fmt.Errorf("bake checkpoint: a histogram of %d bounds and %d counts", len(t.Bounds), len(t.Latency))
 		}
+	}
+	if !k.Same.Tail.Valid() {
+		return Bake{}, errors.New("bake checkpoint: latency counts that cannot be real")
 	}
 	return k, nil
 }
@@ -207,9 +277,10 @@ func (s *Service) switched(ctx context.Context, msg jetstream.Msg) error {
 
 // watch bakes a release and then, while the group it replaced is kept,
 // keeps watching it: a degradation before baked or after completed is a
-// rollback with the figures as the reason. Its state (with the old group's
-// reference from before the switch) is checkpointed in the record, so a
-// restart days into a bake resumes with the same evidence.
+// rollback with the figures as the reason. During the bake it follows the
+// old group's slice of the traffic too, the same-time reference. Its state
+// is checkpointed in the record, so a restart days into a bake resumes
+// with the same evidence.
 func (s *Service) watch(ctx context.Context, id string) error {
 	rec, _, err := s.releases.Get(ctx, id)
 	if err != nil {
@@ -224,8 +295,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %s never switched", release.ErrStale, id)
 	}
 	bake := svc.Strategy.Bake
-	rules := Rules{MaxErrorRate: bake.MaxErrorRate, ErrorTolerance: bake.ErrorTolerance, MaxLatencyRatio: bake.MaxLatencyRatio,
-		Alpha: 1 - bake.Confidence, MinRequests: s.cfg.MinRequests, Slack: s.cfg.LatencySlack}
+	rules := RulesOf(bake, s.cfg)
 	log := s.log.With().Str(logging.FieldService, rec.Service).Str(logging.FieldRelease, id).Logger()
 	var st Bake
 	if len(rec.BakeCheckpoint) > 0 {
@@ -236,11 +306,6 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	}
 	if st.Switched.IsZero() {
 		st = Bake{Switched: switchedAt}
-		if rec.Previous != "" {
-			if st.Reference, err = s.reference(ctx, rec.Service, rec.Previous, switchedAt); err != nil {
-				return err
-			}
-		}
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err
@@ -249,9 +314,12 @@ func (s *Service) watch(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	refP99 := time.Duration(metrics.HistQuantile(st.Reference.Bounds, st.Reference.Latency, 0.99) * float64(time.Microsecond))
+	groups := []string{rec.Group}
+	if rec.Previous != "" && bake.Reference() > 0 {
+		groups = append(groups, rec.Previous) // its slice of the traffic: the same-time reference
+	}
 	log.Info().Str("phase", string(rec.Phase)).Time("switched", switchedAt).Dur("bake", bake.Duration.D()).
-		Uint64("reference_requests", st.Reference.Requests).Dur("reference_p99", refP99).Msg("health watch starts")
+		Str("reference", rec.Previous).Int("reference_weight", bake.Reference()).Uint64("reference_requests", st.Same.Old.Requests).Msg("health watch starts")
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -259,18 +327,23 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	filter.Resume(st.Seen)
 	var mu sync.Mutex
 	var broken string
+	baking := rec.Phase != release.PhaseCompleted // the relative rules apply
 	var firstError time.Time // the new group's first failed request seen
 	trip := make(chan struct{}, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- metrics.Follow(wctx, s.js, topology.StreamMetrics, rec.Service, []string{rec.Group}, metrics.Since(st.Seen, switchedAt), filter, func(m metrics.Sample) bool {
+		errc <- metrics.Follow(wctx, s.js, topology.StreamMetrics, rec.Service, groups, metrics.Since(st.Seen, switchedAt), filter, func(m metrics.Sample) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			st.Add(m, s.cfg.Warmup, s.cfg.Window)
-			if !m.FirstError.IsZero() && (firstError.IsZero() || m.FirstError.Before(firstError)) {
+			old := m.Group != rec.Group
+			if old && !baking {
+				return true // the slice is back on the new group: absolute rules only
+			}
+			rules.Add(&st, m, old)
+			if !old && !m.FirstError.IsZero() && (firstError.IsZero() || m.FirstError.Before(firstError)) {
 				firstError = m.FirstError
 			}
-			if why := rules.Check(st); why != "" && broken == "" {
+			if why := rules.Check(st, baking); why != "" && broken == "" {
 				broken = why
 				trip <- struct{}{}
 			}
@@ -298,6 +371,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		}
 		var snap []byte
 		mu.Lock()
+		baking = cur.Phase == release.PhaseBaking
 		why := broken
 		samples := st.Samples
 		failedAt := firstError
@@ -385,27 +459,6 @@ func (s *Service) stillWatched(ctx context.Context, rec release.Record) bool {
 	}
 	keys, err := natsx.Keys(ctx, s.instances, discovery.Key(rec.Service, r.Previous, "*"))
 	return err == nil && len(keys) > 0
-}
-
-// reference sums the old group's samples of the span before the switch.
-func (s *Service) reference(ctx context.Context, service, group string, at time.Time) (metrics.Totals, error) {
-	var t metrics.Totals
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	filter := &metrics.Filter{Known: s.known, Log: s.log}
-	err := metrics.Follow(rctx, s.js, topology.StreamMetrics, service, []string{group}, at.Add(-s.cfg.ReferenceSpan), filter, func(m metrics.Sample) bool {
-		if m.End.After(at) {
-			return false
-		}
-		t.Add(m)
-		return true
-	})
-	// the follow ends at the first sample after the switch, or when the
-	// stream has nothing newer (the timeout)
-	if err != nil && rctx.Err() == nil {
-		return t, err
-	}
-	return t, nil
 }
 
 // requestRollback publishes rollback.requested for the release.

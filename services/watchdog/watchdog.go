@@ -45,11 +45,8 @@ type Config struct {
 	// the switch, when the new group's connections are being opened
 	// (default 3 s). The error rule applies from the first request.
 	Warmup time.Duration
-	// ReferenceSpan is how much of the old group's traffic before the
-	// switch is its reference (default 30 s).
-	ReferenceSpan time.Duration
-	// MinRequests in the window (and the reference) before the latency
-	// rule applies (default 100).
+	// MinRequests of each group (and of a window) before a latency rule
+	// applies (default 100).
 	MinRequests uint64
 	// LatencySlack: a p99 increase below it never fails a bake (default
 	// 5 ms).
@@ -63,7 +60,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Topology: topology.DefaultOptions(), Window: 10 * time.Second, Checkpoint: 5 * time.Second, Warmup: 3 * time.Second, ReferenceSpan: 30 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond, StuckEvery: time.Minute}
+	return Config{Topology: topology.DefaultOptions(), Window: 10 * time.Second, Checkpoint: 5 * time.Second, Warmup: 3 * time.Second, MinRequests: 100, LatencySlack: 5 * time.Millisecond, DeadlineCheck: 250 * time.Millisecond, StuckEvery: time.Minute}
 }
 
 // Service is the watchdog service.
@@ -101,9 +98,6 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 	}
 	if cfg.Warmup <= 0 {
 		cfg.Warmup = d.Warmup
-	}
-	if cfg.ReferenceSpan <= 0 {
-		cfg.ReferenceSpan = d.ReferenceSpan
 	}
 	if cfg.MinRequests == 0 {
 		cfg.MinRequests = d.MinRequests

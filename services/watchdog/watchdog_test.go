@@ -14,81 +14,105 @@ import (
 func defaultRules() (Rules, Config) {
 	s := spec.Service{Name: "x", Owner: "o", Capacity: 1, MaxCapacity: 10}
 	s.Default()
-	b := s.Strategy.Bake
 	cfg := DefaultConfig()
-	return RulesFor(b.Confidence, b.MaxErrorRate, b.ErrorTolerance, b.MaxLatencyRatio, cfg), cfg
+	return RulesOf(s.Strategy.Bake, cfg), cfg
 }
 
 var t0 = time.Unix(1_700_000_000, 0).UTC()
 
-// bakeOf is a bake whose reference is 30 s of old at 1000/s and whose new
-// group served secs seconds of neu.
-func bakeOf(old, neu metrics.Synthetic, secs int, cfg Config) Bake {
+var typical = metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}
+
+// bakeOf is a bake of secs seconds at 1,000 requests a second: 100 of them
+// to the old group's slice (old), 900 to the new group (neu); slow, if not
+// nil, says which seconds both groups are twice as slow in (a neighbour).
+func bakeOf(rules Rules, old, neu metrics.Synthetic, secs int, slow func(int) bool) Bake {
 	r := rand.New(rand.NewPCG(5, 6))
 	b := Bake{Switched: t0}
-	g, h := old.Generator(), neu.Generator()
-	for i := -30; i < 0; i++ {
-		at := t0.Add(time.Duration(i) * time.Second)
-		b.Reference.Add(g.Sample(r, 1000, "x", "old", at, at.Add(time.Second)))
-	}
 	for i := range secs {
+		o, n := old, neu
+		if slow != nil && slow(i) {
+			o.MedianMs, n.MedianMs = 2*o.MedianMs, 2*n.MedianMs
+		}
 		at := t0.Add(time.Duration(i) * time.Second)
-		b.Add(h.Sample(r, 1000, "x", "new", at, at.Add(time.Second)), cfg.Warmup, cfg.Window)
+		rules.Add(&b, o.Generator().Sample(r, 100, "x", "old", at, at.Add(time.Second)), true)
+		rules.Add(&b, n.Generator().Sample(r, 900, "x", "new", at, at.Add(time.Second)), false)
 	}
 	return b
 }
 
 func TestRules(t *testing.T) {
-	rules, cfg := defaultRules()
-	old := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}
+	rules, _ := defaultRules()
+	slo := rules
+	slo.MaxLatency = 40 * time.Millisecond // under the typical p99 of 64 ms
+	neighbour := func(i int) bool { return i >= 10 && i < 15 }
 	cases := []struct {
-		name string
-		neu  metrics.Synthetic
-		secs int
-		want string
+		name   string
+		rules  Rules
+		neu    metrics.Synthetic
+		secs   int
+		slow   func(int) bool
+		baking bool
+		want   string
 	}{
-		{"healthy, 60 s", old, 60, ""},
-		{"+3 points of errors, 10 s", metrics.Synthetic{ErrorRate: 0.035, MedianMs: 20, Sigma: 0.5}, 10, "above the old group's"},
-		{"10% errors: above the ceiling too", metrics.Synthetic{ErrorRate: 0.10, MedianMs: 20, Sigma: 0.5}, 10, "error rate"},
-		{"twice the p99, 10 s", metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.8}, 10, "p99 latency"},
+		{"healthy, 60 s", rules, typical, 60, nil, true, ""},
+		{"both twice as slow for 5 s (a neighbour)", rules, typical, 60, neighbour, true, ""},
+		{"+3 points of errors, 30 s", rules, metrics.Synthetic{ErrorRate: 0.035, MedianMs: 20, Sigma: 0.5}, 30, nil, true, "above the old group's"},
+		{"10% errors: above the ceiling", rules, metrics.Synthetic{ErrorRate: 0.10, MedianMs: 20, Sigma: 0.5}, 30, nil, false, "above the ceiling"},
+		{"twice the p99, 30 s", rules, metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.8}, 30, nil, true, "p99 latency"},
+		{"twice the p99 after the bake: no reference left", rules, metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.8}, 30, nil, false, ""},
+		{"p99 above the objective after the bake", slo, typical, 30, nil, false, "above the objective 40ms"},
 	}
 	for _, c := range cases {
-		got := rules.Check(bakeOf(old, c.neu, c.secs, cfg))
+		got := c.rules.Check(bakeOf(c.rules, typical, c.neu, c.secs, c.slow), c.baking)
 		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("%s: %q", c.name, got)
 		}
 	}
 	// a sub-millisecond service whose p99 doubles by less than the slack
 	fast := metrics.Synthetic{MedianMs: 0.3, Sigma: 0.3}
-	if got := rules.Check(bakeOf(fast, metrics.Synthetic{MedianMs: 0.3, Sigma: 0.6}, 20, cfg)); got != "" {
+	if got := rules.Check(bakeOf(rules, fast, metrics.Synthetic{MedianMs: 0.3, Sigma: 0.6}, 20, nil), true); got != "" {
 		t.Errorf("a p99 rise under the slack: %q", got)
 	}
 }
 
-// TestWindows: a degradation that starts after a long healthy bake is
+// TestNeighbourIsNotTheRelease: both groups twice as slow for 5 s after
+// the switch, at 200 and 2,000 requests a second. The past rules (the 30 s
+// before the switch as the reference) roll it back; the same-time ones do
+// not.
+func TestNeighbourIsNotTheRelease(t *testing.T) {
+	rules, _ := defaultRules()
+	for _, rate := range []int{200, 2000} {
+		sc := BakeScenario{Old: typical, New: typical, RatePerSecond: rate, ReferenceWeight: 10, Duration: time.Minute,
+			Neighbour: Neighbour{Factor: 2, At: 10 * time.Second, For: 5 * time.Second}}
+		f := SimulateBake(rules, sc, 50, 3)
+		if f.RolledBack != 0 || f.PastRolledBack < 0.9 {
+			t.Errorf("%d/s: same-time rules rolled back %.2f (want 0), past rules %.2f (want ≥ 0.9)", rate, f.RolledBack, f.PastRolledBack)
+		}
+	}
+}
+
+// TestWindows: a degradation that starts after a long healthy watch is
 // judged within its window; the window index and span follow the samples.
 func TestWindows(t *testing.T) {
-	rules, cfg := defaultRules()
-	old := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}
-	b := bakeOf(old, old, 600, cfg)
-	if b.WindowIndex != 60 || b.Window.Requests != 10_000 {
+	rules, _ := defaultRules()
+	b := bakeOf(rules, typical, typical, 600, nil)
+	if b.WindowIndex != 60 || b.Window.Requests != 9_000 {
 		t.Fatalf("window %d with %d requests", b.WindowIndex, b.Window.Requests)
 	}
 	r := rand.New(rand.NewPCG(7, 7))
-	g := metrics.Synthetic{ErrorRate: 0.05, MedianMs: 20, Sigma: 0.5}.Generator()
-	for i := 600; i < 605; i++ {
+	g := metrics.Synthetic{ErrorRate: 0.07, MedianMs: 20, Sigma: 0.5}.Generator()
+	for i := 600; i < 610; i++ {
 		at := t0.Add(time.Duration(i) * time.Second)
-		b.Add(g.Sample(r, 1000, "x", "new", at, at.Add(time.Second)), cfg.Warmup, cfg.Window)
+		rules.Add(&b, g.Sample(r, 1000, "x", "new", at, at.Add(time.Second)), false)
 	}
-	if got := rules.Check(b); !strings.Contains(got, "in window 61") {
+	if got := rules.Check(b, false); !strings.Contains(got, "in window 61") {
 		t.Fatalf("a late degradation: %q", got)
 	}
 }
 
 func TestBakeCheckpoint(t *testing.T) {
-	_, cfg := defaultRules()
-	old := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}
-	b := bakeOf(old, old, 20, cfg)
+	rules, _ := defaultRules()
+	b := bakeOf(rules, typical, typical, 20, nil)
 	raw, err := json.Marshal(b)
 	if err != nil {
 		t.Fatal(err)
@@ -97,10 +121,10 @@ func TestBakeCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.Reference.Requests != b.Reference.Requests || back.All.Requests != b.All.Requests || back.WindowIndex != b.WindowIndex {
-		t.Fatalf("round trip: %+v", back.All)
+	if back.Same.Old.Requests != 2000 || back.Same.Tail != b.Same.Tail || back.All.Requests != b.All.Requests || back.WindowIndex != b.WindowIndex {
+		t.Fatalf("round trip: %+v", back.Same)
 	}
-	for _, bad := range []string{`{"reference":{"Bounds":[100],"Latency":[1,1]}}`, `{"nope":1}`, `[`} {
+	for _, bad := range []string{`{"all":{"latency":{"Bounds":[100],"Latency":[1,1]}}}`, `{"same":{"tail":{"base_events":5,"base_n":1}}}`, `{"reference":{}}`, `{"nope":1}`, `[`} {
 		if _, err := DecodeBake([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
@@ -111,33 +135,35 @@ func TestBakeCheckpoint(t *testing.T) {
 // trials): no healthy bake rolled back, degradations caught in seconds at
 // 2,000 requests a second.
 func TestBakeFigures(t *testing.T) {
-	rules, cfg := defaultRules()
-	old := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}
-	sc := BakeScenario{Old: old, New: old, RatePerSecond: 2000, Reference: 30 * time.Second, Duration: time.Minute}
-	if f := SimulateBake(rules, cfg, sc, 100, 1); f.RolledBack != 0 {
-		t.Fatalf("healthy bakes rolled back: %.2f", f.RolledBack)
+	rules, _ := defaultRules()
+	sc := BakeScenario{Old: typical, New: typical, RatePerSecond: 2000, ReferenceWeight: 10, Duration: time.Minute}
+	if f := SimulateBake(rules, sc, 100, 1); f.RolledBack != 0 || f.PastRolledBack != 0 {
+		t.Fatalf("healthy bakes rolled back: %.2f (past rules %.2f)", f.RolledBack, f.PastRolledBack)
 	}
 	sc.Bad = metrics.Synthetic{ErrorRate: 0.015, MedianMs: 20, Sigma: 0.5}
-	f := SimulateBake(rules, cfg, sc, 100, 2)
-	if f.RolledBack != 1 || f.MedianDetect != 3*time.Second {
-		t.Fatalf("+1 point: rolled back %.2f, median %s (pinned 1, 3s)", f.RolledBack, f.MedianDetect)
+	f := SimulateBake(rules, sc, 100, 2)
+	if f.RolledBack != 1 || f.MedianDetect > 30*time.Second {
+		t.Fatalf("+1 point: rolled back %.2f, median %s", f.RolledBack, f.MedianDetect)
 	}
+	t.Logf("+1 point at 2,000/s: caught in %s (past rules: %s)", f.MedianDetect, f.PastMedianDetect)
 }
 
 func FuzzDecodeBake(f *testing.F) {
-	_, cfg := defaultRules()
-	raw, _ := json.Marshal(bakeOf(metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}, metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}, 5, cfg))
-	f.Add(raw)
-	f.Add([]byte(`{"reference":{"Requests":5,"Bounds":[100,200],"Latency":[1,2,3]},"all":{"requests":4,"errors":9}}`))
 	rules, _ := defaultRules()
+	raw, _ := json.Marshal(bakeOf(rules, typical, typical, 5, nil))
+	f.Add(raw)
+	f.Add([]byte(`{"same":{"old":{"requests":5,"latency":{"Bounds":[100,200],"Latency":[1,2,3]}}},"all":{"requests":4,"errors":9}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := DecodeBake(b)
 		if err != nil {
 			return
 		}
-		_ = rules.Check(k) // whatever the record held, the check must not panic
-		k.Add(metrics.Sample{Requests: 3, Status5xx: 1, BucketsMicros: []int64{100}, Latency: []uint64{5, 5}}, cfg.Warmup, cfg.Window)
-		_ = rules.Check(k)
+		for _, baking := range []bool{true, false} {
+			_ = rules.Check(k, baking) // whatever the record held, the check must not panic
+		}
+		rules.Add(&k, metrics.Sample{Requests: 3, Status5xx: 1, BucketsMicros: []int64{100}, Latency: []uint64{5, 5}}, true)
+		rules.Add(&k, metrics.Sample{Requests: 3, Status5xx: 1, BucketsMicros: []int64{100}, Latency: []uint64{5, 5}}, false)
+		_ = rules.Check(k, true)
 	})
 }
 

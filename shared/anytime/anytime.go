@@ -37,12 +37,16 @@ func logMixture(d, v float64) float64 {
 		v = 1e-18
 	}
 	best := math.Inf(-1)
-	terms := make([]float64, len(MixingScales))
-	for j, tau := range MixingScales {
+	var buf [8]float64
+	terms := buf[:0]
+	if len(MixingScales) > len(buf) {
+		terms = make([]float64, 0, len(MixingScales))
+	}
+	for _, tau := range MixingScales {
 		t2 := tau * tau
 		z := d * tau / math.Sqrt(v*(v+t2))
 		a := 0.5*math.Log(v/(v+t2)) + t2*d*d/(2*v*(v+t2)) + math.Log(2) + logNormCDF(z)
-		terms[j] = a
+		terms = append(terms, a)
 		best = math.Max(best, a)
 	}
 	sum := 0.0
@@ -81,6 +85,14 @@ func Radius(v, alpha float64) float64 {
 		}
 	}
 	return hi
+}
+
+// Beyond reports whether the one-sided confidence sequence's lower bound
+// est − Radius(v, alpha) is above theta0: the test behind a verdict, in one
+// evaluation of the mixture instead of Radius's bisection (the mixture
+// grows with the distance, so the two agree).
+func Beyond(est, v, theta0, alpha float64) bool {
+	return est > theta0 && logMixture(est-theta0, v) >= math.Log(1/alpha)
 }
 
 // Evidence is how far the data have gone towards rejecting θ ≤ θ0 (bad = 1)
@@ -153,6 +165,16 @@ func OneRate(events, n, alpha float64) (est, lo, hi float64) {
 	est = events / n
 	rad := Radius(s*(1-s)/n, alpha)
 	return est, math.Max(0, est-rad), math.Min(1, est+rad)
+}
+
+// OneRateAbove reports whether OneRate's lower bound is above theta0 (≥ 0),
+// by Beyond: without the bisection.
+func OneRateAbove(events, n, theta0, alpha float64) bool {
+	if n <= 0 {
+		return false
+	}
+	s := (events + 0.5) / (n + 1)
+	return Beyond(events/n, s*(1-s)/n, theta0, alpha)
 }
 
 // FixedUpper is the one-sided upper bound at level 1−alpha of a rate seen

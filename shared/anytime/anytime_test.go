@@ -123,3 +123,19 @@ func TestOneRateAndFixedUpper(t *testing.T) {
 		t.Fatalf("evidence %g on the good side", e)
 	}
 }
+
+// TestBeyondAgreesWithRadius: the one-evaluation test and the bisected
+// radius give the same verdicts.
+func TestBeyondAgreesWithRadius(t *testing.T) {
+	for _, v := range []float64{1e-8, 1e-6, 1e-4, 1e-2} {
+		for _, alpha := range []float64{0.0001, 0.01, 0.1} {
+			rad := Radius(v, alpha)
+			for _, f := range []float64{0.5, 0.99, 1.01, 2} {
+				est := 0.001 + f*rad
+				if got, want := Beyond(est, v, 0.001, alpha), est-rad > 0.001; got != want {
+					t.Errorf("v %g α %g: est − θ0 = %.4f × radius: Beyond %v, radius says %v", v, alpha, f, got, want)
+				}
+			}
+		}
+	}
+}

@@ -136,23 +136,49 @@ func DefaultMetrics() []MetricCheck {
 	}
 }
 
-// Bake is the time the new group serves all traffic while the old one
-// waits, and the rules it must keep.
+// Bake is the time the new group serves the traffic while the old one
+// waits, and the rules it must keep. The relative rules compare the new
+// group with the old one over the same seconds: the old group keeps
+// ReferenceWeight percent of the traffic until the bake ends, so anything
+// that changes with time (a neighbour's load, a downstream's slowness)
+// touches both alike and is not blamed on the release. The absolute rules
+// (MaxErrorRate, MaxLatency) hold during the bake and in the watch after
+// it.
 type Bake struct {
 	Duration Duration `yaml:"duration" json:"duration"`
 	// MaxErrorRate is the absolute ceiling: the new group's error rate may
 	// not be significantly above it (default 0.05).
 	MaxErrorRate float64 `yaml:"max_error_rate" json:"max_error_rate"`
 	// ErrorTolerance is how much the new group's error rate may exceed the
-	// old group's just before the switch before it counts (absolute,
+	// old group's over the same seconds before it counts (absolute,
 	// default 0.002: 0.2 points).
 	ErrorTolerance float64 `yaml:"error_tolerance" json:"error_tolerance"`
 	// MaxLatencyRatio bounds the new group's p99 against the old group's
-	// from just before the switch (default 1.25).
+	// over the same seconds (default 1.25).
 	MaxLatencyRatio float64 `yaml:"max_latency_ratio" json:"max_latency_ratio"`
+	// MaxLatency is an absolute p99 objective (0: none): more than 1 % of
+	// the new group's requests slower than it, with confidence, rolls the
+	// release back, during the bake and after it.
+	MaxLatency Duration `yaml:"max_latency" json:"max_latency"`
+	// ReferenceWeight is the percent of the traffic the old group keeps
+	// during the bake, the same-time reference of the relative rules
+	// (default 10; 0 judges the bake on the absolute rules alone).
+	ReferenceWeight *int `yaml:"reference_weight" json:"reference_weight"`
 	// Confidence bounds the false rollbacks of a healthy bake, and of the
 	// watch after completion, over their whole length (default 0.99).
 	Confidence float64 `yaml:"confidence" json:"confidence"`
+}
+
+// DefaultReferenceWeight is the old group's percent of the traffic during
+// a bake when the spec does not say.
+const DefaultReferenceWeight = 10
+
+// Reference is the old group's percent of the traffic during the bake.
+func (b Bake) Reference() int {
+	if b.ReferenceWeight == nil {
+		return DefaultReferenceWeight
+	}
+	return *b.ReferenceWeight
 }
 
 // Deadlines bound each phase; a missed one is a rollback naming it.
@@ -276,6 +302,10 @@ func (s *Service) defaultStrategy() {
 	if b.Confidence == 0 {
 		b.Confidence = 0.99
 	}
+	if b.ReferenceWeight == nil {
+		w := DefaultReferenceWeight
+		b.ReferenceWeight = &w
+	}
 	if s.Strategy.KeepPrevious == 0 {
 		s.Strategy.KeepPrevious = 1
 	}
@@ -386,6 +416,12 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 	}
 	if b.ErrorTolerance < 0 || b.ErrorTolerance > 1 {
 		bad("strategy.bake.error_tolerance", "%v: want 0..1", b.ErrorTolerance)
+	}
+	if w := b.Reference(); w < 0 || w > 50 {
+		bad("strategy.bake.reference_weight", "%d: want 0..50 (percent of the traffic the old group keeps during the bake)", w)
+	}
+	if b.MaxLatency < 0 || b.MaxLatency.D() > time.Hour {
+		bad("strategy.bake.max_latency", "%s: want 0..1h", b.MaxLatency.D())
 	}
 	if b.Confidence < 0.5 || b.Confidence >= 1 {
 		bad("strategy.bake.confidence", "%v: want 0.5 ≤ confidence < 1", b.Confidence)
