@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redblack/redblack/bench"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -409,4 +413,73 @@ func TestCanaryWithoutTrafficEndsAtItsDuration(t *testing.T) {
 		t.Fatalf("reason: %q", res.Reason)
 	}
 	p.await(v2, 30*time.Second, events.RolledBack)
+}
+
+// TestBakeUnderCPUHog: the bake judges the new group against the old
+// group's slice of the traffic over the same seconds. A CPU hog started on
+// the machine 10 s into the bake of a healthy v2 (busy processes, one per
+// core, for 15 s) slows both groups alike, and v2 completes; under the same
+// hog a v3 whose p99 is 50 % higher (5 % of its requests 12 ms slower, the
+// same median) is still rolled back by the bake. The canary judges errors
+// only here, so the bake is the one guard on latency, and the watchdog
+// runs with its default latency slack (5 ms), not the tests' 50 ms.
+func TestBakeUnderCPUHog(t *testing.T) {
+	svc := fastSpec()
+	svc.Strategy.Canary.Metrics = []spec.MetricCheck{{Name: spec.MetricErrorRate, Direction: "increase", Tolerance: 0.01, Critical: true, Weight: 1}}
+	svc.Strategy.Bake.Duration = spec.Duration(30 * time.Second)
+	cfg := mesh.DefaultConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop(); testkit.KillAll(hello) })
+	p := &pipeline{t: t, m: m}
+	p.attach(svc)
+	flags := []string{"--latency", "20ms", "--jitter", "3ms"}
+	v1 := p.release("v1", flags...)
+	p.await(v1, 60*time.Second, events.ReleaseCompleted)
+	p.startLoad()
+	more := bench.StartLoad(p.m.HTTP(), "hello", 8, nil, nil) // about 500 requests a second in all
+	t.Cleanup(func() { more.Stop() })
+
+	// hog starts one busy process per core 10 s after the release's
+	// switch, for 15 s (stopped at the end of the test whatever happens)
+	hog := func(id string) {
+		p.await(id, 60*time.Second, events.TrafficSwitched)
+		if rt := p.route(); rt.Weights[rt.Previous] != 100 {
+			t.Fatalf("during the bake the old group keeps 10%% of the traffic: %v", rt.Weights)
+		}
+		time.Sleep(10 * time.Second) // the hog's start in the bake is the scenario, not a wait for a condition
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		t.Cleanup(cancel)
+		for range runtime.NumCPU() {
+			c := exec.CommandContext(ctx, "sh", "-c", "while :; do :; done")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = c.Wait() }()
+			t.Cleanup(func() { _ = c.Process.Kill() })
+		}
+		t.Logf("CPU hog: %d busy processes from 10 s into %s's bake, for 15 s", runtime.NumCPU(), id)
+	}
+
+	v2 := p.release("v2", flags...)
+	hog(v2)
+	if ev := p.await(v2, 90*time.Second, events.ReleaseCompleted, events.RolledBack); ev.Type != events.ReleaseCompleted.Type() {
+		t.Fatalf("a healthy v2 under a CPU hog: %s (%s)", ev.Type, p.record(v2).Reason)
+	}
+	bake, _ := watchdog.DecodeBake(p.record(v2).BakeCheckpoint)
+	t.Logf("v2 baked: old group's slice %d requests, new group %d", bake.Same.Old.Requests, bake.Same.New.Requests)
+
+	v3 := p.release("v3", append(flags, "--tail-rate", "0.05", "--tail-latency", "12ms")...)
+	hog(v3)
+	if ev := p.await(v3, 90*time.Second, events.ReleaseCompleted, events.RolledBack); ev.Type != events.RolledBack.Type() {
+		t.Fatalf("v3 with a 50%% higher p99 completed under a CPU hog")
+	}
+	r := p.record(v3)
+	t.Logf("v3: %s", r.Reason)
+	if !strings.Contains(r.Reason, "bake: p99 latency") || !strings.Contains(r.Reason, "over the same seconds") {
+		t.Fatalf("v3 rolled back for another reason: %s", r.Reason)
+	}
 }

@@ -139,7 +139,8 @@ func TestDashboardMetricsAndTraces(t *testing.T) {
 	waitFor("v2's canary", hello+` .current[data-release="`+v2+`"] .canary svg.cdf[data-lines="2"]`, 30*time.Second)
 	shot("1-canary")
 	waitFor("v2 baking, with the weights moved", hello+` .current[data-release="`+v2+`"][data-phase="baking"] .bake`, 30*time.Second)
-	waitFor("the switch in the weights bar", hello+` .weights [data-group="hello-v002"][data-weight="1000"]`, 5*time.Second)
+	waitFor("the switch in the weights bar", hello+` .weights [data-group="hello-v002"][data-weight="900"]`, 5*time.Second)
+	waitFor("the old group's reference slice during the bake", hello+` .weights [data-group="hello-v001"][data-weight="100"]`, 5*time.Second)
 	shot("2-baking")
 	if os.Getenv("REDBLACK_UPDATE_README") != "" { // the README's picture of a release mid-bake
 		b, err := os.ReadFile(filepath.Join(screenshots, "2-baking.png"))

@@ -337,8 +337,9 @@ func (s *Service) prune(ctx context.Context, id string, rec release.Record, keep
 }
 
 // abort ends a release by hand, from any phase and whatever is stuck: the
-// canary groups' share is taken back (asked of the router; if it does not
-// answer, those groups are kept rather than destroyed with traffic), the
+// canary groups' share, and the bake's reference slice, are taken back
+// (asked of the router; if it does not answer, those groups are kept
+// rather than destroyed with traffic), the
 // release's groups without traffic are destroyed, the group with the
 // traffic stays as it is, and the record says who ended it and why.
 func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback) error {
@@ -365,6 +366,9 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 			share[g] = 0
 		}
 	}
+	if rec.Group != "" && route.Active == rec.Group && route.Previous != "" && route.Weights[route.Previous] > 0 {
+		share[route.Previous] = 0 // the bake's reference slice: the release's group keeps all the traffic
+	}
 	if len(share) > 0 && route.Active != "" {
 		share[route.Active] = routes.MaxWeight
 		if err := natsx.Emit(ctx, s.js, Source, cause+":weights", events.TrafficSet, rec.Service, id, events.TrafficCommand{Service: rec.Service, Weights: share}); err != nil {
@@ -372,7 +376,7 @@ func (s *Service) abort(ctx context.Context, cause, id string, a events.Rollback
 		}
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		for wctx.Err() == nil {
-			if r, _, err := routes.Get(wctx, s.routes, rec.Service); err == nil && r.Weights[rec.Canary] == 0 && r.Weights[rec.Baseline] == 0 {
+			if r, _, err := routes.Get(wctx, s.routes, rec.Service); err == nil && r.Has(share) {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)

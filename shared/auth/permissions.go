@@ -42,7 +42,7 @@ var Publishes = map[string][]events.Kind{
 
 // Writes lists, per service, the key-value buckets it writes.
 var Writes = map[string][]string{
-	"canary":      {topology.BucketReleases, topology.BucketServices},
+	"canary":      {topology.BucketReleases, topology.BucketServices, topology.BucketAnalysis},
 	"provisioner": {topology.BucketReleases, topology.BucketInstances},
 	"router":      {topology.BucketReleases, topology.BucketRoutes},
 	"watchdog":    {topology.BucketReleases},

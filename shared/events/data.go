@@ -96,6 +96,18 @@ type MetricReport struct {
 	Peak     float64 `json:"peak,omitempty"`
 	// Classification is Pass, High, Low or NoData.
 	Classification string `json:"classification"`
+	// A metric of an analysis template: its template and provider, the
+	// queries it read (rendered for the canary group), its kind, the
+	// interval of its readings and how many there were, and why it is
+	// inconclusive (its last reading failed, or too little data).
+	Template     string        `json:"template,omitempty"`
+	Provider     string        `json:"provider,omitempty"`
+	Query        string        `json:"query,omitempty"`
+	Kind         string        `json:"kind,omitempty"`
+	Interval     time.Duration `json:"interval,omitempty"`
+	Readings     int           `json:"readings,omitempty"`
+	Inconclusive string        `json:"inconclusive,omitempty"`
+	Optional     bool          `json:"optional,omitempty"`
 }
 
 // CanaryResult is the data of canary.passed and canary.failed.

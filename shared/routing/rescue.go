@@ -9,9 +9,10 @@ import "sync/atomic"
 // A service has at most one fallback at a time, read from its route:
 //   - during a canary (groups other than the active one take traffic), the
 //     active group: production rescues the canary and the baseline;
-//   - once one group takes all traffic and the route's previous group still
-//     has instances (the bake, and the watch after completion while the old
-//     group is kept), the previous group rescues the active one.
+//   - once one group takes all traffic (or all but the bake's reference
+//     slice, which the previous group keeps) and the route's previous group
+//     still has instances (the bake, and the watch after completion while
+//     the old group is kept), the previous group rescues the active one.
 //
 // The fallback's Budget bounds what it serves, direct and rescued together,
 // to RescueRatio of the service's requests (plus a burst): a dead new group

@@ -34,6 +34,7 @@ func TestFallbackOfEachPhase(t *testing.T) {
 		{"canary", fallback(canary, "v1", ""), "v1"},
 		{"canary, production gone", fallback(canary, "v1", "", "v1"), ""},
 		{"bake", fallback(baked, "v2", "v1"), "v1"},
+		{"bake, the old group keeping its reference slice", fallback(map[string]int{"v1": 100, "v2": 900}, "v2", "v1"), "v1"},
 		{"after the old group is destroyed", fallback(baked, "v2", "v1", "v1"), ""},
 		{"no previous group", fallback(map[string]int{"v2": 1000}, "v2", ""), ""},
 	} {

@@ -400,14 +400,18 @@ func (r *Registry) Build(in Input) *Table {
 // rescue.go), if it has instances in the table.
 func fallbackOf(s *Service, rt routes.Route) *Group {
 	var f *Group
+	active := false
 	for _, g := range s.Groups {
-		if g.Name != rt.Active {
+		active = active || g.Name == rt.Active
+		if g.Name != rt.Active && g.Name != rt.Previous {
 			f = s.All[rt.Active] // a canary: production rescues
 			break
 		}
 	}
-	if f == nil && len(s.Groups) == 1 && s.Groups[0].Name == rt.Active && rt.Previous != "" {
-		f = s.All[rt.Previous] // one group takes all: the previous one, while alive
+	if f == nil && active && rt.Previous != "" {
+		// one group takes all (or all but the bake's reference slice, which
+		// the previous group keeps): the previous one, while alive
+		f = s.All[rt.Previous]
 	}
 	if f == nil || len(f.Backends) == 0 {
 		return nil

@@ -3,6 +3,8 @@ package spec
 import (
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,16 @@ type Strategy struct {
 	Bake         Bake      `yaml:"bake" json:"bake"`
 	KeepPrevious int       `yaml:"keep_previous" json:"keep_previous"`
 	Deadlines    Deadlines `yaml:"deadlines" json:"deadlines"`
+	// Analysis names the owner team's analysis templates (redblack
+	// analysis apply -f) whose metrics the canary judges beside the
+	// router's, on the same budget.
+	Analysis []string `yaml:"analysis,omitempty" json:"analysis,omitempty"`
 }
+
+// MaxAnalysis bounds the templates a strategy names.
+const MaxAnalysis = 4
+
+var analysisNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // Rolling is the rolling strategy: the service's slots are replaced
 // max_unavailable at a time; each batch's new instances must stay healthy
@@ -416,6 +427,14 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 	}
 	if b.ErrorTolerance < 0 || b.ErrorTolerance > 1 {
 		bad("strategy.bake.error_tolerance", "%v: want 0..1", b.ErrorTolerance)
+	}
+	if len(s.Strategy.Analysis) > MaxAnalysis {
+		bad("strategy.analysis", "%d templates: at most %d", len(s.Strategy.Analysis), MaxAnalysis)
+	}
+	for i, name := range s.Strategy.Analysis {
+		if !analysisNameRE.MatchString(name) || slices.Contains(s.Strategy.Analysis[:i], name) {
+			bad(fmt.Sprintf("strategy.analysis[%d]", i), "%q: want a template name, [a-z][a-z0-9_-]{0,62}, once", name)
+		}
 	}
 	if w := b.Reference(); w < 0 || w > 50 {
 		bad("strategy.bake.reference_weight", "%d: want 0..50 (percent of the traffic the old group keeps during the bake)", w)

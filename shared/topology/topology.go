@@ -28,6 +28,7 @@ const (
 	BucketRoutes    = "routes"    // routing tables (router)
 	BucketInstances = "instances" // discovery (provisioner)
 	BucketChaos     = "chaos"     // Chaos Monkey's config and kill records (chaos)
+	BucketAnalysis  = "analysis"  // analysis templates by team (canary)
 )
 
 // Advisory subjects captured for the dead-letter queue.
@@ -119,6 +120,7 @@ func Buckets(o Options) []jetstream.KeyValueConfig {
 		{Bucket: BucketServices, Description: "service specs", History: 10, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketReleases, Description: "release records and per-service locks", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketRoutes, Description: "routing tables", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
+		{Bucket: BucketAnalysis, Description: "analysis templates: a team's own metrics for the judge", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		{Bucket: BucketChaos, Description: "Chaos Monkey: global config and the last kill of each unit", History: 5, Storage: jetstream.FileStorage, Replicas: o.Replicas},
 		// an entry that expires leaves a delete marker, so every watcher (the
 		// router) sees the instance go, not only a new reader

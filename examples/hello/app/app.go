@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config sets the version and the failure modes.
@@ -31,6 +34,10 @@ type Config struct {
 	ErrorRate float64
 	// Latency is added to every request; Jitter spreads it uniformly by ±Jitter.
 	Latency, Jitter time.Duration
+	// TailRate of the requests (0..1) take TailLatency more: a slower tail
+	// with the same median.
+	TailRate    float64
+	TailLatency time.Duration
 	// Burn is CPU time spent on every request, busy (to load an
 	// autoscaler's target_cpu).
 	Burn time.Duration
@@ -41,6 +48,10 @@ type Config struct {
 	FailHealth bool
 	// FailHealthAfter > 0: /healthz answers 503 once this long has passed.
 	FailHealthAfter time.Duration
+	// DropOrders is the share (0..1) of answered requests whose order is
+	// lost: still a 200, but hello_orders_total does not count it (a
+	// business regression the router cannot see).
+	DropOrders float64
 }
 
 // App serves the demo application.
@@ -49,6 +60,10 @@ type App struct {
 	start    time.Time
 	now      func() time.Time
 	requests atomic.Int64
+	// answered and orders are the business counters /metrics exposes:
+	// requests answered 200 at "/", and the orders they placed.
+	answered, orders prometheus.Counter
+	metrics          http.Handler
 }
 
 // New returns the app; now is the clock (time.Now in production).
@@ -56,11 +71,22 @@ func New(cfg Config, now func() time.Time) *App {
 	if cfg.Service == "" {
 		cfg.Service = "hello"
 	}
-	return &App{cfg: cfg, start: now(), now: now}
+	reg := prometheus.NewRegistry()
+	a := &App{cfg: cfg, start: now(), now: now,
+		answered: prometheus.NewCounter(prometheus.CounterOpts{Name: "hello_requests_total", Help: "Requests answered 200 at /."}),
+		orders:   prometheus.NewCounter(prometheus.CounterOpts{Name: "hello_orders_total", Help: "Orders placed: one per request answered, unless --drop-orders loses it."}),
+		metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	}
+	reg.MustRegister(a.answered, a.orders)
+	return a
 }
 
 // ServeHTTP answers "/" with the version, "/healthz" with the health.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" {
+		a.metrics.ServeHTTP(w, r)
+		return
+	}
 	if r.URL.Path == "/healthz" {
 		if !a.healthy() {
 			http.Error(w, "unhealthy (--fail-health)", http.StatusServiceUnavailable)
@@ -89,6 +115,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "hello from %s (%s)\n", a.cfg.Version, a.cfg.Instance)
+	a.answered.Inc()
+	if a.cfg.DropOrders == 0 || rand.Float64() >= a.cfg.DropOrders {
+		a.orders.Inc()
+	}
 }
 
 // failure is a request's injected failure: reason says which flag.
@@ -123,11 +153,15 @@ func (a *App) healthy() bool {
 	return !a.cfg.FailHealth && (a.cfg.FailHealthAfter <= 0 || a.now().Sub(a.start) < a.cfg.FailHealthAfter)
 }
 
-// delay is the latency of one request: Latency ± Jitter, never negative.
+// delay is the latency of one request: Latency ± Jitter, never negative,
+// and TailLatency more for TailRate of them.
 func (a *App) delay() time.Duration {
 	d := a.cfg.Latency
 	if a.cfg.Jitter > 0 {
 		d += time.Duration(rand.Int64N(int64(2*a.cfg.Jitter)+1)) - a.cfg.Jitter
+	}
+	if a.cfg.TailRate > 0 && rand.Float64() < a.cfg.TailRate {
+		d += a.cfg.TailLatency
 	}
 	return max(d, 0)
 }

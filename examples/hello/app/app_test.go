@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,6 +70,25 @@ func TestLatencyJitterBounds(t *testing.T) {
 	}
 }
 
+// TestTail: --tail-rate of the requests take --tail-latency more, the rest
+// none.
+func TestTail(t *testing.T) {
+	a := New(Config{Latency: 10 * time.Millisecond, TailRate: 0.05, TailLatency: 20 * time.Millisecond}, time.Now)
+	slow := 0
+	for range 10_000 {
+		switch d := a.delay(); d {
+		case 30 * time.Millisecond:
+			slow++
+		case 10 * time.Millisecond:
+		default:
+			t.Fatalf("delay %v: want 10ms or 30ms", d)
+		}
+	}
+	if slow < 400 || slow > 600 { // 500 expected, σ ≈ 22
+		t.Fatalf("%d of 10,000 in the tail, want about 500", slow)
+	}
+}
+
 func TestFailHealthAfter(t *testing.T) {
 	now := time.Unix(0, 0)
 	a := New(Config{FailHealthAfter: time.Second}, func() time.Time { return now })
@@ -78,5 +98,30 @@ func TestFailHealthAfter(t *testing.T) {
 	now = now.Add(time.Second)
 	if w := get(a, "/healthz"); w.Code != 503 {
 		t.Fatalf("after: %d", w.Code)
+	}
+}
+
+// TestOrders: /metrics counts the requests answered and the orders placed;
+// --drop-orders loses that share of the orders, and the answers stay 200.
+func TestOrders(t *testing.T) {
+	for _, c := range []struct {
+		drop     float64
+		min, max int
+	}{{0, 2000, 2000}, {0.3, 1300, 1500}} { // 1,400 expected at 0.3, σ ≈ 20
+		a := New(Config{DropOrders: c.drop}, time.Now)
+		for range 2000 {
+			if w := get(a, "/"); w.Code != 200 {
+				t.Fatalf("drop %v: status %d", c.drop, w.Code)
+			}
+		}
+		body := get(a, "/metrics").Body.String()
+		var answered, orders int
+		for _, l := range strings.Split(body, "\n") {
+			fmt.Sscanf(l, "hello_requests_total %d", &answered)
+			fmt.Sscanf(l, "hello_orders_total %d", &orders)
+		}
+		if answered != 2000 || orders < c.min || orders > c.max {
+			t.Fatalf("drop %v: %d answered, %d orders, want 2000 and %d..%d:\n%s", c.drop, answered, orders, c.min, c.max, body)
+		}
 	}
 }

@@ -33,6 +33,9 @@ func Main(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests answered 500, 0..1")
 	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
 	fs.DurationVar(&cfg.Jitter, "jitter", 0, "uniform jitter around --latency")
+	fs.Float64Var(&cfg.TailRate, "tail-rate", 0, "share of requests, 0..1, that take --tail-latency more (a slower tail, the same median)")
+	fs.DurationVar(&cfg.TailLatency, "tail-latency", 0, "latency added to the --tail-rate share of requests")
+	fs.Float64Var(&cfg.DropOrders, "drop-orders", 0, "share of answered requests, 0..1, whose order is lost (hello_orders_total on /metrics does not count it)")
 	fs.DurationVar(&cfg.Burn, "burn", 0, "CPU time spent busy on every request")
 	fs.DurationVar(&cfg.FailAfter, "fail-after", 0, "after this long, every request fails while /healthz stays green")
 	crashAfter := fs.Duration("crash-after", 0, "exit with status 3 after this long")
@@ -47,6 +50,14 @@ func Main(args []string, stderr io.Writer) int {
 	cfg.Service = envOr("REDBLACK_SERVICE", "hello")
 	if cfg.ErrorRate < 0 || cfg.ErrorRate > 1 {
 		logger.Printf("hello: --error-rate %v: want 0..1", cfg.ErrorRate)
+		return 2
+	}
+	if cfg.DropOrders < 0 || cfg.DropOrders > 1 {
+		logger.Printf("hello: --drop-orders %v: want 0..1", cfg.DropOrders)
+		return 2
+	}
+	if cfg.TailRate < 0 || cfg.TailRate > 1 {
+		logger.Printf("hello: --tail-rate %v: want 0..1", cfg.TailRate)
 		return 2
 	}
 	var err error

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redblack/redblack/services/canary/judge"
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/spec"
@@ -20,6 +21,10 @@ import (
 type Judge struct {
 	cs  spec.Canary
 	cfg judge.SeqConfig
+	// provided are the analysis templates' metrics (providers.go), read
+	// every readEvery.
+	provided  []templateMetric
+	readEvery time.Duration
 	// Checkpoint is the evidence so far.
 	Checkpoint Checkpoint
 }
@@ -31,6 +36,9 @@ type Checkpoint struct {
 	State judge.State          `json:"state"`
 	Seen  map[string]time.Time `json:"seen,omitempty"`
 	Looks int                  `json:"looks"`
+	// Providers is the evidence of the analysis templates' metrics, by
+	// template/metric.
+	Providers map[string]*ProviderState `json:"providers,omitempty"`
 }
 
 // MaxCheckpointBytes bounds a checkpoint read back from the record.
@@ -51,8 +59,13 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	if err := d.Decode(&c); err != nil {
 		return c, fmt.Errorf("canary checkpoint: %w", err)
 	}
-	if !c.State.Valid(metrics.MaxBuckets) || c.Looks < 0 {
+	if !c.State.Valid(metrics.MaxBuckets) || c.Looks < 0 || len(c.Providers) > spec.MaxAnalysis*analysis.MaxMetrics {
 		return Checkpoint{}, fmt.Errorf("canary checkpoint: counts or histograms that cannot be real")
+	}
+	for _, ps := range c.Providers {
+		if ps == nil || !ps.valid() {
+			return Checkpoint{}, fmt.Errorf("canary checkpoint: analysis readings that cannot be real")
+		}
 	}
 	return c, nil
 }
@@ -127,10 +140,33 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 	} else {
 		result.Reason = strings.Join(missing, "; ")
 	}
+	// the analysis templates' metrics: critical, and never passed without data
+	var provBad []string
+	pvs := j.lookProviders()
+	for _, v := range pvs {
+		result.Metrics = append(result.Metrics, v.report)
+		if v.bad != "" {
+			provBad = append(provBad, v.bad)
+		}
+		within = within && (v.within || v.report.Optional)
+	}
+	inconclusive, optional := describeInconclusive(pvs, false), describeInconclusive(pvs, true)
+	within = within && len(inconclusive) == 0
 	switch {
 	case len(bad) > 0 && result.Score <= j.cs.MarginalScore:
 		result.Reason = fmt.Sprintf("score %.0f is at or below the marginal score %.0f: %s", result.Score, j.cs.MarginalScore, result.Reason)
 		return result, Failed
+	case len(provBad) > 0:
+		result.Score = 0
+		result.Reason = joinNonEmpty("analysis: "+strings.Join(provBad, "; "), result.Reason)
+		return result, Failed
+	case len(inconclusive) > 0 && last:
+		// no data is never a pass: the readings failed to the end and grace
+		result.Score = 0
+		result.Reason = joinNonEmpty("inconclusive: "+strings.Join(inconclusive, "; "), result.Reason)
+		return result, Failed
+	case len(inconclusive) > 0 && end:
+		return result, Undecided // the grace: a later reading may still succeed
 	case !enough && last && j.cs.AllowNoTraffic:
 		result.Reason = "passed without the data to judge (allow_no_traffic): " + result.Reason
 		return result, Passed
@@ -147,7 +183,7 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 	case !end:
 		return result, Undecided
 	case result.Score >= j.cs.PassScore:
-		result.Reason = fmt.Sprintf("score %.0f reaches the pass score %.0f", result.Score, j.cs.PassScore)
+		result.Reason = joinNonEmpty(fmt.Sprintf("score %.0f reaches the pass score %.0f", result.Score, j.cs.PassScore), strings.Join(optional, "; "))
 		return result, Passed
 	default:
 		result.Reason = fmt.Sprintf("score %.0f is below the pass score %.0f: %s", result.Score, j.cs.PassScore, result.Reason)

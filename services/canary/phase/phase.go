@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
@@ -42,9 +43,12 @@ type Phase struct {
 	instances jetstream.KeyValue
 	routes    jetstream.KeyValue
 	releases  release.Store
-	log       zerolog.Logger
-	runs      release.Runs
-	verifies  release.Runs // rolling releases' batches (verify.go)
+	analysis  jetstream.KeyValue
+	// Reader reads the analysis templates' metrics from their providers.
+	Reader   analysis.Reader
+	log      zerolog.Logger
+	runs     release.Runs
+	verifies release.Runs // rolling releases' batches (verify.go)
 	// known reports whether a sample publisher's id is one of the mesh's (nil: any).
 	known func(publisher, id string) bool
 	// Metrics, when set, count the verdicts.
@@ -56,7 +60,7 @@ type Phase struct {
 // any router).
 func New(ctx context.Context, js jetstream.JetStream, known func(publisher, id string) bool, log zerolog.Logger) (*Phase, error) {
 	p := &Phase{js: js, log: log, runs: release.Runs{Log: log}, known: known}
-	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV} {
+	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &p.services, topology.BucketInstances: &p.instances, topology.BucketRoutes: &p.routes, topology.BucketReleases: &p.releases.KV, topology.BucketAnalysis: &p.analysis} {
 		var err error
 		if *kv, err = natsx.Bucket(ctx, js, name); err != nil {
 			return nil, fmt.Errorf("canary phase: bucket %s: %w", name, err)
@@ -183,9 +187,23 @@ func (p *Phase) run(ctx context.Context, id string) error {
 	}
 	log.Info().Str("baseline", rec.Baseline).Str("canary", rec.Canary).Int("weight_percent", cs.Weight).Msg("canary started")
 
-	// 3. judge every interval
-	verdict, err := p.judge(ctx, rec, cs, judged{baseline: rec.Baseline, canary: rec.Canary,
-		start: rec.JudgeFrom, end: rec.JudgeFrom.Add(cs.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseCanary})
+	// 3. judge every interval, the router's metrics and the templates'
+	w := judged{baseline: rec.Baseline, canary: rec.Canary,
+		start: rec.JudgeFrom, end: rec.JudgeFrom.Add(cs.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseCanary}
+	if w.templates, err = analysis.Resolve(ctx, p.analysis, svc); err != nil {
+		if !errors.Is(err, analysis.ErrNotFound) {
+			return err
+		}
+		return p.finish(ctx, rec, verdictKind(rec, false), events.CanaryResult{Service: rec.Service, Canary: rec.Canary, Reason: "inconclusive: " + err.Error()}, false, cs.Duration.D())
+	}
+	w.vars[0] = analysis.Vars{Service: rec.Service, Group: rec.Baseline}
+	if prev, err := p.releases.ReleaseOf(ctx, rec.Previous); err == nil {
+		if r, _, err := p.releases.Get(ctx, prev); err == nil {
+			w.vars[0].Version = r.Version
+		}
+	}
+	w.vars[1] = analysis.Vars{Service: rec.Service, Group: rec.Canary, Version: rec.Version}
+	verdict, err := p.judge(ctx, rec, cs, w)
 	if err != nil {
 		return err
 	}
@@ -334,6 +352,10 @@ type judged struct {
 	baseline, canary string
 	start, end, last time.Time
 	phase            release.Phase
+	// templates are the analysis templates judged beside the router's
+	// metrics, read for the baseline (vars[0]) and the canary (vars[1]).
+	templates []analysis.Template
+	vars      [2]analysis.Vars
 }
 
 // judge follows the baseline's and canary's samples from where the
@@ -343,6 +365,7 @@ type judged struct {
 // in the record every interval and at the verdict.
 func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w judged) (verdict, error) {
 	j := NewJudge(cs)
+	j.Analyze(w.templates, cs.Interval.D())
 	cp, err := DecodeCheckpoint(rec.Checkpoint)
 	if err != nil {
 		p.log.Warn().Err(err).Str(logging.FieldRelease, rec.ID).Msg("canary checkpoint unreadable: judging again from the start")
@@ -378,6 +401,7 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w
 	atEnd := time.NewTimer(time.Until(end))
 	defer atEnd.Stop()
 	saved := time.Now()
+	var read time.Time // the templates' last reading
 	for {
 		select {
 		case <-ctx.Done():
@@ -390,8 +414,16 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w
 		case <-t.C:
 		case <-atEnd.C:
 		}
+		var rs readings
+		if j.Provided() && time.Since(read) >= cs.Interval.D() {
+			read = time.Now()
+			rs = j.ReadProviders(ctx, p.Reader, w.vars[0], w.vars[1]) // outside the lock: the network's time
+		}
 		now := time.Now()
 		mu.Lock()
+		if rs != nil {
+			j.Observe(rs)
+		}
 		result, out := j.Look(!now.Before(end), now.After(last))
 		save := out != Undecided || now.Sub(saved) >= cs.Interval.D()
 		var b []byte

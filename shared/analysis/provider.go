@@ -1,0 +1,132 @@
+package analysis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/theory/jsonpath"
+)
+
+// ErrNoData: the provider answered, but not with one finite number.
+var ErrNoData = errors.New("no data")
+
+// MaxAnswerBytes bounds a web provider's answer.
+const MaxAnswerBytes = 1 << 20
+
+// Reader reads the metrics of templates from their providers.
+type Reader struct {
+	// HTTP is the client of both providers (default: one without proxy
+	// settings, so loopback stays loopback).
+	HTTP *http.Client
+	// Now is the evaluation time of PromQL queries (default time.Now).
+	Now func() time.Time
+}
+
+func (r Reader) client() *http.Client {
+	if r.HTTP != nil {
+		return r.HTTP
+	}
+	return &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+}
+
+// Read is one reading of expr (a query, events or total of m) for the
+// group in v: one finite number, or an error (ErrNoData when the provider
+// answered without one). It never takes longer than m's timeout.
+func (r Reader) Read(ctx context.Context, m Metric, expr string, v Vars) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(m.Timeout.D(), 100*time.Millisecond))
+	defer cancel()
+	var x float64
+	var err error
+	switch m.Provider {
+	case ProviderPrometheus:
+		x, err = r.prometheus(ctx, m.Address, Render(expr, v, nil))
+	case ProviderWeb:
+		x, err = r.web(ctx, Render(m.Address, v, url.QueryEscape), Render(expr, v, nil))
+	default:
+		return 0, fmt.Errorf("provider %q", m.Provider)
+	}
+	if err == nil && (math.IsNaN(x) || math.IsInf(x, 0)) {
+		err = fmt.Errorf("%w: %v", ErrNoData, x)
+	}
+	return x, err
+}
+
+// prometheus evaluates an instant query: a scalar, or a vector of exactly
+// one sample.
+func (r Reader) prometheus(ctx context.Context, address, query string) (float64, error) {
+	c, err := api.NewClient(api.Config{Address: address, Client: r.client()})
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	val, _, _, err := promv1.NewAPI(c).Query(ctx, query, now())
+	if err != nil {
+		return 0, fmt.Errorf("prometheus %s: %w", address, err)
+	}
+	switch v := val.(type) {
+	case *model.Scalar:
+		return float64(v.Value), nil
+	case model.Vector:
+		if len(v) != 1 {
+			return 0, fmt.Errorf("%w: %d series (want one: sum the query)", ErrNoData, len(v))
+		}
+		return float64(v[0].Value), nil
+	}
+	return 0, fmt.Errorf("%w: a %s, not a scalar or a vector", ErrNoData, val.Type())
+}
+
+// web GETs the URL and reads the one number path selects in its JSON.
+func (r Reader) web(ctx context.Context, address, path string) (float64, error) {
+	p, err := jsonpath.Parse(path)
+	if err != nil {
+		return 0, fmt.Errorf("jsonpath %q: %w", path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, address, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.client().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("web %s: %w", address, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("web %s: status %d", address, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	if err != nil {
+		return 0, fmt.Errorf("web %s: %w", address, err)
+	}
+	if len(body) > MaxAnswerBytes {
+		return 0, fmt.Errorf("web %s: an answer over %d bytes", address, MaxAnswerBytes)
+	}
+	var doc any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return 0, fmt.Errorf("%w: web %s answered no JSON: %v", ErrNoData, address, err)
+	}
+	nodes := p.Select(doc)
+	if len(nodes) != 1 {
+		return 0, fmt.Errorf("%w: %s selects %d values in the answer of %s (want one)", ErrNoData, path, len(nodes), address)
+	}
+	switch x := nodes[0].(type) {
+	case float64:
+		return x, nil
+	case json.Number:
+		return x.Float64()
+	}
+	return 0, fmt.Errorf("%w: %s selects a %T, not a number", ErrNoData, path, nodes[0])
+}
