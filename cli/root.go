@@ -74,7 +74,7 @@ func (a *app) root() *cobra.Command {
 	f.StringVar(&a.conn.TLSKey, "tls-key", a.conn.TLSKey, "TLS client key (env REDBLACK_TLS_KEY)")
 	f.StringVar(&a.conn.TLSCA, "tls-ca", a.conn.TLSCA, "TLS CA bundle (env REDBLACK_TLS_CA)")
 	f.StringVar(&a.logLevel, "log-level", "info", "log level of in-process services: debug, info, warn, error")
-	root.AddCommand(a.upCmd(), a.downCmd(), a.loadCmd(), a.demoCmd(), a.serviceCmd(), a.releaseCmd(), a.rollbackCmd(), a.chaosCmd(), a.eventsCmd(), a.statusCmd(), a.fleetCmd(), a.trafficCmd(), a.benchCmd(), a.canaryCmd(), a.teamCmd(), a.exampleCmd(), a.dashboardCmd(), a.topologyCmd(), a.natsCmd(), a.runCmd(), a.volumeCmd())
+	root.AddCommand(a.upCmd(), a.downCmd(), a.loadCmd(), a.demoCmd(), a.serviceCmd(), a.analysisCmd(), a.releaseCmd(), a.rollbackCmd(), a.chaosCmd(), a.eventsCmd(), a.statusCmd(), a.fleetCmd(), a.trafficCmd(), a.benchCmd(), a.canaryCmd(), a.teamCmd(), a.exampleCmd(), a.dashboardCmd(), a.topologyCmd(), a.natsCmd(), a.runCmd(), a.volumeCmd())
 	return root
 }
 

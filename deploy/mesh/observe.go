@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/redblack/redblack/dashboard"
+	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/prom"
 	"github.com/redblack/redblack/shared/topology"
 	"github.com/redblack/redblack/tracing"
@@ -22,7 +23,8 @@ import (
 // ObserveConfig is what watches the services from outside them, in the
 // one-process up and in up --nodes alike.
 type ObserveConfig struct {
-	// Admin serves Gatherer on /metrics ("" for none).
+	// Admin serves Gatherer on /metrics, and the instances to Prometheus on
+	// discovery.PrometheusSDPath ("" for none).
 	Admin    string
 	Gatherer prometheus.Gatherer
 	// UI serves the dashboard ("" for none); Dial connects as a viewer,
@@ -48,8 +50,20 @@ type Observers struct {
 func Observe(ctx context.Context, cfg ObserveConfig) (*Observers, error) {
 	o := &Observers{}
 	if cfg.Admin != "" {
+		mux := http.NewServeMux()
+		if cfg.NC != nil { // Prometheus finds the instances here (http_sd_configs)
+			js, err := jetstream.New(cfg.NC)
+			if err != nil {
+				return o, fmt.Errorf("mesh: %w", err)
+			}
+			kv, err := js.KeyValue(ctx, topology.BucketInstances)
+			if err != nil {
+				return o, fmt.Errorf("mesh: %w", err)
+			}
+			mux.Handle(discovery.PrometheusSDPath, discovery.PrometheusSD(kv))
+		}
 		var err error
-		if o.adminSrv, o.adminAddr, err = prom.Serve(cfg.Admin, cfg.Gatherer, nil); err != nil {
+		if o.adminSrv, o.adminAddr, err = prom.Serve(cfg.Admin, cfg.Gatherer, mux); err != nil {
 			return o, fmt.Errorf("mesh: %w", err)
 		}
 	}

@@ -120,8 +120,8 @@ func (t Template) Validate() error {
 	bad := func(field, format string, args ...any) {
 		fields = append(fields, spec.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
-	if !nameRE.MatchString(t.Name) {
-		bad("name", "%q: want [a-z][a-z0-9_-]{0,62}", t.Name)
+	if err := subjects.ValidateService(t.Name); err != nil {
+		bad("name", "%q: want [a-z][a-z0-9-]{0,30}", t.Name)
 	}
 	if err := subjects.ValidateService(t.Owner); err != nil {
 		bad("owner", "%q: want a team name", t.Owner)

@@ -129,8 +129,8 @@ func ServicePermissions(name string) (jwt.Permissions, error) {
 
 // TeamPermissions are a team user's subjects:
 //   - publish: its own API subjects (redblack.api.<team>.<user>.*.<svc>)
-//     for each of its services, and pulling from consumers on RELEASES
-//     and FLEET;
+//     for each of its services, the analysis template verbs for any name,
+//     and pulling from consumers on RELEASES and FLEET;
 //   - subscribe: its own inbox prefix.
 //
 // It creates no consumer itself: the server cannot check a push
@@ -144,6 +144,8 @@ func TeamPermissions(id Identity, services []string) jwt.Permissions {
 	for _, s := range services {
 		p.Pub.Allow.Add(subjects.API(id.Team, id.User, "*", s))
 	}
+	// analysis templates: any name, stored under the caller's team
+	p.Pub.Allow.Add(subjects.API(id.Team, id.User, subjects.VerbAnalysisApply, "*"), subjects.API(id.Team, id.User, subjects.VerbAnalysisGet, "*"))
 	for _, stream := range []string{topology.StreamReleases, topology.StreamFleet} {
 		p.Pub.Allow.Add(
 			"$JS.API.CONSUMER.MSG.NEXT."+stream+".*",

@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/redblack/redblack/shared/rolling"
+	"github.com/redblack/redblack/shared/subjects"
 )
 
 // Strategy types.
@@ -44,8 +44,6 @@ type Strategy struct {
 
 // MaxAnalysis bounds the templates a strategy names.
 const MaxAnalysis = 4
-
-var analysisNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // Rolling is the rolling strategy: the service's slots are replaced
 // max_unavailable at a time; each batch's new instances must stay healthy
@@ -432,8 +430,8 @@ func (s Service) validateStrategy(bad func(field, format string, args ...any)) {
 		bad("strategy.analysis", "%d templates: at most %d", len(s.Strategy.Analysis), MaxAnalysis)
 	}
 	for i, name := range s.Strategy.Analysis {
-		if !analysisNameRE.MatchString(name) || slices.Contains(s.Strategy.Analysis[:i], name) {
-			bad(fmt.Sprintf("strategy.analysis[%d]", i), "%q: want a template name, [a-z][a-z0-9_-]{0,62}, once", name)
+		if subjects.ValidateService(name) != nil || slices.Contains(s.Strategy.Analysis[:i], name) {
+			bad(fmt.Sprintf("strategy.analysis[%d]", i), "%q: want a template name, [a-z][a-z0-9-]{0,30}, once", name)
 		}
 	}
 	if w := b.Reference(); w < 0 || w > 50 {

@@ -143,6 +143,14 @@ func API(team, user, verb, service string) string {
 	return APIPrefix + "." + team + "." + user + "." + verb + "." + service
 }
 
+// The team API's verbs on analysis templates: their subject's last token
+// is the template's name, not a service's, so a team may call them for any
+// name (the template is stored under the caller's team).
+const (
+	VerbAnalysisApply = "analysis-apply"
+	VerbAnalysisGet   = "analysis-get"
+)
+
 // APICall is an API subject split into its parts.
 type APICall struct {
 	Team, User, Verb, Service string

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
@@ -74,6 +75,12 @@ type Reason struct {
 type AbortRequest struct {
 	Release string `json:"release"`
 	Reason  string `json:"reason"`
+}
+
+// AnalysisGet is the body of an analysis-get call: the team whose template
+// to read (the caller's if empty; another team's for the admin only).
+type AnalysisGet struct {
+	Owner string `json:"owner,omitempty"`
 }
 
 // Answer is what release, rollback and abort return: the release and the
@@ -236,6 +243,29 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 			return nil, err
 		}
 		return a.apply(ctx, id, c.Service, s)
+	case subjects.VerbAnalysisApply:
+		var t analysis.Template
+		if err := DecodeBody(m.Data, &t); err != nil {
+			return nil, err
+		}
+		return a.applyAnalysis(ctx, id, c.Service, t)
+	case subjects.VerbAnalysisGet:
+		var req AnalysisGet
+		if err := DecodeBody(m.Data, &req); err != nil {
+			return nil, err
+		}
+		owner := id.Team
+		if req.Owner != "" && req.Owner != id.Team {
+			if id.Team != auth.TeamAdmin {
+				return nil, fmt.Errorf("owner: team %s reads only its own templates", id.Team)
+			}
+			owner = req.Owner
+		}
+		kv, err := natsx.Bucket(ctx, a.js, topology.BucketAnalysis)
+		if err != nil {
+			return nil, err
+		}
+		return analysis.Get(ctx, kv, owner, c.Service)
 	case VerbConsumer:
 		var req ConsumerRequest
 		if err := DecodeBody(m.Data, &req); err != nil {
@@ -246,7 +276,7 @@ func (a *API) call(ctx context.Context, m *nats.Msg) (any, error) {
 		}
 		return a.consumer(ctx, id, c.Service, req)
 	}
-	return nil, fmt.Errorf("unknown verb %q: want release, rollback, abort, spec-get, spec-apply or consumer", c.Verb)
+	return nil, fmt.Errorf("unknown verb %q: want release, rollback, abort, spec-get, spec-apply, consumer, %s or %s", c.Verb, subjects.VerbAnalysisApply, subjects.VerbAnalysisGet)
 }
 
 // DecodeBody decodes a call's JSON body into v, refusing unknown fields; an
@@ -367,12 +397,67 @@ func (a *API) apply(ctx context.Context, id auth.Identity, service string, s spe
 	} else if err != nil && !errors.Is(err, spec.ErrNotFound) {
 		return Applied{}, err
 	}
+	if err := templatesExist(ctx, a.js, s); err != nil {
+		return Applied{}, err
+	}
 	res, err := spec.Apply(ctx, kv, s)
 	if err != nil {
 		return Applied{}, err
 	}
 	a.log.Info().Str("service", service).Str("by", id.String()).Str("result", string(res)).Msg("spec applied")
 	return Applied{Service: service, Result: string(res)}, nil
+}
+
+// templatesExist checks that every analysis template the spec names is
+// stored for its owner: a spec never names a template its canary cannot
+// read.
+func templatesExist(ctx context.Context, js jetstream.JetStream, s spec.Service) error {
+	if len(s.Strategy.Analysis) == 0 {
+		return nil
+	}
+	kv, err := natsx.Bucket(ctx, js, topology.BucketAnalysis)
+	if err != nil {
+		return err
+	}
+	var fields []spec.FieldError
+	for i, name := range s.Strategy.Analysis {
+		if _, err := analysis.Get(ctx, kv, s.Owner, name); errors.Is(err, analysis.ErrNotFound) {
+			fields = append(fields, spec.FieldError{Field: fmt.Sprintf("strategy.analysis[%d]", i), Reason: fmt.Sprintf("team %s has no analysis template %q (redblack analysis apply -f)", s.Owner, name)})
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(fields) > 0 {
+		return &spec.ValidationError{Fields: fields}
+	}
+	return nil
+}
+
+// applyAnalysis stores a template under the caller's team (the admin may
+// name any owner).
+func (a *API) applyAnalysis(ctx context.Context, id auth.Identity, name string, t analysis.Template) (Applied, error) {
+	if t.Name != name {
+		return Applied{}, fmt.Errorf("name: the template is %q, the call for %q", t.Name, name)
+	}
+	if t.Owner == "" && id.Team == auth.TeamAdmin {
+		return Applied{}, errors.New("owner: the admin applies a template for a team: name it (the team whose specs use it)")
+	}
+	if t.Owner == "" {
+		t.Owner = id.Team
+	}
+	if id.Team != auth.TeamAdmin && t.Owner != id.Team {
+		return Applied{}, fmt.Errorf("owner: %q; a template applied by team %s is its own", t.Owner, id.Team)
+	}
+	kv, err := natsx.Bucket(ctx, a.js, topology.BucketAnalysis)
+	if err != nil {
+		return Applied{}, err
+	}
+	res, err := analysis.Put(ctx, kv, t)
+	if err != nil {
+		return Applied{}, err
+	}
+	a.log.Info().Str("template", analysis.Key(t.Owner, t.Name)).Str("by", id.String()).Str("result", res).Msg("analysis template applied")
+	return Applied{Service: t.Name, Result: res}, nil
 }
 
 // RollbackTarget finds what a rollback of service applies to: the release
