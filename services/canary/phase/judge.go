@@ -23,8 +23,9 @@ type Judge struct {
 	cfg judge.SeqConfig
 	// provided are the analysis templates' metrics (providers.go), read
 	// every readEvery.
-	provided  []templateMetric
-	readEvery time.Duration
+	provided   []templateMetric
+	readEvery  time.Duration
+	canaryVars analysis.Vars
 	// Checkpoint is the evidence so far.
 	Checkpoint Checkpoint
 }

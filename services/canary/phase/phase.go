@@ -365,7 +365,7 @@ type judged struct {
 // in the record every interval and at the verdict.
 func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w judged) (verdict, error) {
 	j := NewJudge(cs)
-	j.Analyze(w.templates, cs.Interval.D())
+	j.Analyze(w.templates, cs.Interval.D(), w.vars[1])
 	cp, err := DecodeCheckpoint(rec.Checkpoint)
 	if err != nil {
 		p.log.Warn().Err(err).Str(logging.FieldRelease, rec.ID).Msg("canary checkpoint unreadable: judging again from the start")

@@ -79,8 +79,10 @@ type templateMetric struct {
 func (m templateMetric) key() string { return m.template + "/" + m.Name }
 
 // Analyze adds the templates' metrics to the judge; interval is how often
-// they are read.
-func (j *Judge) Analyze(templates []analysis.Template, interval time.Duration) {
+// they are read, canary the canary group's vars (the report gives the
+// queries as they read the canary).
+func (j *Judge) Analyze(templates []analysis.Template, interval time.Duration, canary analysis.Vars) {
+	j.canaryVars = canary
 	for _, t := range templates {
 		for _, m := range t.Metrics {
 			j.provided = append(j.provided, templateMetric{template: t.Name, Metric: m})
@@ -140,7 +142,7 @@ func (j *Judge) ReadProviders(ctx context.Context, r reader, base, can analysis.
 			for _, e := range exprs {
 				x, err := r.Read(ctx, m.Metric, e, v)
 				if err != nil {
-					rd.err = fmt.Errorf("%s of %s: %w", e, v.Group, err)
+					rd.err = fmt.Errorf("%s: %w", analysis.Render(e, v, nil), err)
 					break
 				}
 				rd.values = append(rd.values, x)
@@ -222,9 +224,9 @@ func (j *Judge) lookProviders() []providerVerdict {
 		if ps == nil {
 			ps = &ProviderState{Inconclusive: "not read yet"}
 		}
-		expr := m.Query
+		expr := analysis.Render(m.Query, j.canaryVars, nil)
 		if m.Kind == analysis.KindRatio {
-			expr = m.Events + " / " + m.Total
+			expr = analysis.Render(m.Events, j.canaryVars, nil) + " / " + analysis.Render(m.Total, j.canaryVars, nil)
 		}
 		v := providerVerdict{report: events.MetricReport{Name: m.Name, Critical: true, Template: m.template, Provider: m.Provider,
 			Query: expr, Kind: m.Kind, Interval: j.readEvery, Readings: ps.Readings, Optional: m.Optional, Classification: "NoData"}}

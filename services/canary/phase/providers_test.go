@@ -110,7 +110,7 @@ func TestTemplateMetrics(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			j := NewJudge(cs)
-			j.Analyze([]analysis.Template{c.tm}, cs.Interval.D())
+			j.Analyze([]analysis.Template{c.tm}, cs.Interval.D(), analysis.Vars{Group: "c"})
 			ctr := newCounters(c.base, c.can)
 			ctr.value["c"] = c.canValue
 			out, at, reason := runLooks(j, ctr, 10, 3, func(i int) { ctr.down = c.down != nil && c.down(i) })
@@ -136,7 +136,7 @@ func TestOptionalMetric(t *testing.T) {
 	tm.Metrics = append([]analysis.Metric(nil), tm.Metrics...)
 	tm.Metrics[0].Optional = true
 	j := NewJudge(cs)
-	j.Analyze([]analysis.Template{tm}, cs.Interval.D())
+	j.Analyze([]analysis.Template{tm}, cs.Interval.D(), analysis.Vars{Group: "c"})
 	ctr := newCounters(1, 1)
 	ctr.down = true
 	out, _, reason := runLooks(j, ctr, 10, 3, nil)
@@ -150,7 +150,7 @@ func TestOptionalMetric(t *testing.T) {
 func TestTemplateBudget(t *testing.T) {
 	cs := canarySpec() // error_rate critical (2 shares), p50 and p99 (1 each)
 	j := NewJudge(cs)
-	j.Analyze([]analysis.Template{ordersTemplate, p99Template}, cs.Interval.D())
+	j.Analyze([]analysis.Template{ordersTemplate, p99Template}, cs.Interval.D(), analysis.Vars{Group: "c"})
 	alpha := 1 - cs.Confidence
 	if got := j.cfg.Alpha + j.alphaOf(j.provided[0]) + j.alphaOf(j.provided[1]); got < alpha*0.999999 || got > alpha*1.000001 {
 		t.Fatalf("shares add up to %g, want %g", got, alpha)
@@ -165,7 +165,7 @@ func TestTemplateBudget(t *testing.T) {
 func TestProviderCheckpoint(t *testing.T) {
 	cs := canarySpec()
 	j := NewJudge(cs)
-	j.Analyze([]analysis.Template{ordersTemplate}, cs.Interval.D())
+	j.Analyze([]analysis.Template{ordersTemplate}, cs.Interval.D(), analysis.Vars{Group: "c"})
 	runLooks(j, newCounters(1, 1), 3, 0, nil)
 	b, _ := json.Marshal(j.Checkpoint)
 	back, err := DecodeCheckpoint(b)

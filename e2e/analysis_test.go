@@ -1,0 +1,135 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redblack/redblack/deploy/mesh"
+	"github.com/redblack/redblack/services/canary/api"
+	"github.com/redblack/redblack/shared/analysis"
+	"github.com/redblack/redblack/shared/auth"
+	"github.com/redblack/redblack/shared/discovery"
+	"github.com/redblack/redblack/shared/events"
+	"github.com/redblack/redblack/shared/release"
+	"github.com/redblack/redblack/shared/spec"
+	"github.com/redblack/redblack/shared/subjects"
+	"github.com/redblack/redblack/shared/testkit"
+)
+
+// TestBusinessMetricThroughPrometheus: a real Prometheus (Debian's)
+// scrapes hello's instances, found on redblack's admin port
+// (/discovery/prometheus, labelled by group). hello's team applies an
+// analysis template through the team API — orders per request, from
+// hello_orders_total and hello_requests_total — and names it in its spec.
+//   - v2 (healthy) passes its canary with the metric judged on Prometheus's
+//     counts;
+//   - v3 answers every request 200 but loses 30 % of its orders
+//     (--drop-orders 0.3): the router's metrics cannot see it, and the
+//     canary fails through Prometheus, the query in the reason;
+//   - v4 (healthy) loses its Prometheus mid-canary: the metric is
+//     inconclusive from then on, and the canary fails as inconclusive at
+//     its end and grace, never a pass.
+//
+// Before the template exists, a spec naming it is refused at apply.
+func TestBusinessMetricThroughPrometheus(t *testing.T) {
+	cfg := testConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Admin = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop(); testkit.KillAll(hello) })
+	admin := m.AdminAddr().String()
+	prom := testkit.StartPrometheus(t, fmt.Sprintf(`  - job_name: instances
+    http_sd_configs: [{url: "http://%s%s", refresh_interval: 1s}]
+  - job_name: redblack
+    static_configs: [{targets: ["%s"]}]
+`, admin, discovery.PrometheusSDPath, admin))
+
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(8 * time.Second)
+	p := &pipeline{t: t, m: m}
+	p.attach(svc)
+	team := p.teamUser("t", "alice", "hello")
+	id := auth.Identity{Team: "t", User: "alice"}
+
+	// a spec naming a template the team does not have is refused, naming the field
+	with := svc
+	with.Strategy.Analysis = []string{"orders"}
+	var applied api.Applied
+	if err := api.Call(team, id, api.VerbSpecApply, "hello", with, &applied); err == nil || !strings.Contains(err.Error(), "strategy.analysis[0]") {
+		t.Fatalf("a spec naming a missing template: %v", err)
+	}
+	tm := analysis.Template{Name: "orders", Metrics: []analysis.Metric{{
+		Name: "orders_per_request", Provider: analysis.ProviderPrometheus, Address: prom.URL, Kind: analysis.KindRatio,
+		Events:    `sum(hello_orders_total{service="{{service}}",group="{{group}}"})`,
+		Total:     `sum(hello_requests_total{service="{{service}}",group="{{group}}"})`,
+		Direction: "decrease", Tolerance: 0.05,
+	}}}
+	if err := api.Call(team, id, subjects.VerbAnalysisApply, "orders", tm, &applied); err != nil || applied.Result != "created" {
+		t.Fatalf("template apply: %+v %v", applied, err)
+	}
+	if err := api.Call(team, id, api.VerbSpecApply, "hello", with, &applied); err != nil {
+		t.Fatalf("the spec naming the template: %v", err)
+	}
+
+	p.deployV1()
+	canaryOf := func(version string, flags ...string) (release.Record, events.MetricReport) {
+		t.Helper()
+		id := p.release(version, flags...)
+		p.await(id, 120*time.Second, events.CanaryPassed, events.CanaryFailed)
+		r := p.record(id)
+		if r.Report == nil {
+			t.Fatalf("%s: no report", version)
+		}
+		for _, mr := range r.Report.Metrics {
+			if mr.Name == "orders_per_request" {
+				t.Logf("%s: %s; orders_per_request: baseline %.3f (%d requests), canary %.3f (%d), %d readings, %s %s",
+					version, r.Report.Reason, mr.BaselineMedian, mr.BaselineSamples, mr.CanaryMedian, mr.CanarySamples, mr.Readings, mr.Classification, mr.Inconclusive)
+				return r, mr
+			}
+		}
+		t.Fatalf("%s: the report has no orders_per_request: %+v", version, r.Report.Metrics)
+		return r, events.MetricReport{}
+	}
+
+	v2, mr := canaryOf("v2")
+	if v2.Verdict != "passed" || mr.Classification != "Pass" || mr.Readings == 0 || mr.CanarySamples < 50 || mr.Query == "" {
+		t.Fatalf("v2: %s, %+v", v2.Report.Reason, mr)
+	}
+	p.await(v2.ID, 60*time.Second, events.ReleaseCompleted)
+
+	v3, mr := canaryOf("v3", "--drop-orders", "0.3")
+	if v3.Verdict != "failed" || mr.Classification != "Low" || !strings.Contains(v3.Report.Reason, `sum(hello_orders_total{service="hello",group="hello-v003-canary"})`) {
+		t.Fatalf("v3 (30%% of orders lost): %s, %+v", v3.Report.Reason, mr)
+	}
+	for _, rm := range v3.Report.Metrics {
+		if rm.Name == spec.MetricErrorRate && rm.Classification != "Pass" {
+			t.Fatalf("v3's errors are the router's business: %+v", rm)
+		}
+	}
+	p.await(v3.ID, 60*time.Second, events.RolledBack)
+
+	v4 := p.release("v4")
+	p.await(v4, 60*time.Second, events.CanaryStarted)
+	// the metric read once at least, then Prometheus goes away
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if r := p.record(v4); r.Report != nil && len(r.Report.Metrics) > 3 && r.Report.Metrics[3].Readings > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v4's orders metric never read: %+v", p.record(v4).Report)
+		}
+	}
+	prom.Stop()
+	stopped := time.Now()
+	p.await(v4, 120*time.Second, events.CanaryPassed, events.CanaryFailed)
+	r := p.record(v4)
+	t.Logf("v4: %s after Prometheus went away: %s", time.Since(stopped).Round(time.Second), r.Report.Reason)
+	if r.Verdict != "failed" || !strings.Contains(r.Report.Reason, "inconclusive: orders_per_request") || !strings.Contains(r.Report.Reason, "prometheus") {
+		t.Fatalf("v4 without its Prometheus: %s: %s", r.Verdict, r.Report.Reason)
+	}
+}
