@@ -150,22 +150,23 @@ func (t Template) Validate() error {
 		if err := checkPlaceholders(m.Address); err != nil {
 			bad(f+".address", "%v", err)
 		}
-		queries := map[string]string{}
+		var queries [][2]string // field, query: in the file's order
 		switch m.Kind {
 		case KindRatio:
-			queries["events"], queries["total"] = m.Events, m.Total
+			queries = [][2]string{{"events", m.Events}, {"total", m.Total}}
 			if m.Query != "" {
 				bad(f+".query", "a ratio reads events and total, not query")
 			}
 		case KindValue:
-			queries["query"] = m.Query
+			queries = [][2]string{{"query", m.Query}}
 			if m.Events != "" || m.Total != "" {
 				bad(f+".events", "a value reads query, not events and total")
 			}
 		default:
 			bad(f+".kind", "%q: want %s or %s", m.Kind, KindRatio, KindValue)
 		}
-		for name, q := range queries {
+		for _, nq := range queries {
+			name, q := nq[0], nq[1]
 			switch {
 			case strings.TrimSpace(q) == "":
 				bad(f+"."+name, "empty")
