@@ -45,7 +45,7 @@ func TestStrategyAndChaosParse(t *testing.T) {
 		c.Metrics[0].Direction != "increase" || c.Metrics[1].Weight != 2 {
 		t.Fatalf("canary %+v", c)
 	}
-	if s.Strategy.Bake.MaxLatencyRatio != 1.25 || s.Strategy.Bake.ErrorTolerance != 0.002 || s.Strategy.Bake.Confidence != 0.99 ||
+	if s.Strategy.Bake.MaxLatencyRatio != 1.25 || s.Strategy.Bake.ErrorTolerance != 0.002 || s.Strategy.Bake.Confidence != 0.99 || s.Strategy.Bake.Reference() != DefaultReferenceWeight ||
 		c.Confidence != 0.99 || c.EarlyPass || s.Strategy.KeepPrevious != 2 || s.Strategy.Deadlines.Launch.D() != time.Minute ||
 		s.Strategy.Deadlines.Canary.D() != 30*time.Second+10*time.Minute {
 		t.Fatalf("strategy %+v", s.Strategy)
@@ -92,6 +92,12 @@ func TestStrategyRejectsEachBadField(t *testing.T) {
 		"strategy:\n  bake: {max_latency_ratio: 0.5}\n":                                               "strategy.bake.max_latency_ratio",
 		"strategy:\n  bake: {confidence: 1}\n":                                                        "strategy.bake.confidence",
 		"strategy:\n  bake: {error_tolerance: -0.1}\n":                                                "strategy.bake.error_tolerance",
+		"strategy:\n  bake: {reference_weight: 60}\n":                                                 "strategy.bake.reference_weight",
+		"strategy:\n  bake: {reference_weight: -1}\n":                                                 "strategy.bake.reference_weight",
+		"strategy:\n  bake: {max_latency: -1s}\n":                                                     "strategy.bake.max_latency",
+		"strategy:\n  analysis: [Orders]\n":                                                           "strategy.analysis[0]",
+		"strategy:\n  analysis: [orders, orders]\n":                                                   "strategy.analysis[1]",
+		"strategy:\n  analysis: [a, b, c, d, e]\n":                                                    "strategy.analysis",
 		"strategy:\n  canary: {confidence: 0.3}\n":                                                    "strategy.canary.confidence",
 		"strategy:\n  keep_previous: 11\n":                                                            "strategy.keep_previous",
 		"strategy:\n  bake: {duration: 10m}\n  deadlines: {bake: 1m}\n":                               "strategy.deadlines.bake",
@@ -158,5 +164,21 @@ strategy:
 	d, err := Parse(strings.NewReader("name: hello\nowner: x\ncapacity: 2\n"))
 	if err != nil || d.Strategy.Type != StrategyRedBlack {
 		t.Fatalf("default type: %v %q", err, d.Strategy.Type)
+	}
+}
+
+// TestReferenceWeight: unset is the default slice; an explicit 0 stays 0
+// (the bake on its absolute rules alone), through JSON too.
+func TestReferenceWeight(t *testing.T) {
+	for yaml, want := range map[string]int{"": DefaultReferenceWeight, "strategy:\n  bake: {reference_weight: 0}\n": 0, "strategy:\n  bake: {reference_weight: 25}\n": 25} {
+		s, err := Parse(strings.NewReader("name: hello\nowner: x\ncapacity: 2\n" + yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := s.Encode()
+		back, err := Decode(b)
+		if err != nil || s.Strategy.Bake.Reference() != want || back.Strategy.Bake.Reference() != want {
+			t.Errorf("%q: %d, %d after JSON (%v), want %d", yaml, s.Strategy.Bake.Reference(), back.Strategy.Bake.Reference(), err, want)
+		}
 	}
 }
