@@ -142,6 +142,70 @@ func JudgeBakes(o JudgeOptions) []BakeRow {
 	return rows
 }
 
+// OrdersRow is one scenario of whole canaries judged with an analysis
+// template (orders per request) beside the router's metrics.
+type OrdersRow struct {
+	Name     string
+	PerLook  int
+	Healthy  bool
+	Figures  phase.TemplateFigures
+	Interval time.Duration
+}
+
+// JudgeOrders replays whole canaries with the default strategy and the
+// orders template (orders per request may not drop by more than 5 points):
+// the same orders in both groups, the canary at the tolerance, and 10 and
+// 30 % of its orders lost (every request still answered), at 100 and 600
+// requests per group per look, with and without the template on the same
+// draws.
+func JudgeOrders(o JudgeOptions) []OrdersRow {
+	cs := DefaultSpec().Strategy.Canary
+	var rows []OrdersRow
+	seed := uint64(300)
+	for _, per := range []int{100, 600} {
+		for _, c := range []struct {
+			name      string
+			base, can float64
+			healthy   bool
+		}{
+			{"healthy: the same orders per request (0.9 in both)", 0.9, 0.9, true},
+			{"at the tolerance: 5 points fewer orders", 0.9, 0.85, true},
+			{"10% of orders lost (0.9 → 0.81)", 0.9, 0.81, false},
+			{"30% of orders lost (0.9 → 0.63), every answer a 200", 0.9, 0.63, false},
+		} {
+			sc := phase.OrdersScenario{Router: with(typical, 0.005), BaselineOrders: c.base, CanaryOrders: c.can, PerLook: per}
+			row := OrdersRow{Name: c.name, PerLook: per, Healthy: c.healthy, Interval: cs.Interval.D(), Figures: phase.SimulateOrders(cs, sc, o.Trials, seed)}
+			seed++
+			if o.Progress != nil {
+				o.Progress(fmt.Sprintf("orders: %s, %d per look: %.1f%% failed (router only %.1f%%)", c.name, per, 100*row.Figures.Failed, 100*row.Figures.RouterOnlyFailed))
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+// printOrders runs and prints the template scenarios.
+func printOrders(env Env, o JudgeOptions) error {
+	fmt.Fprintf(env.Out, "\nWhole canaries with an analysis template (orders per request, a ratio of the service's own counters, tolerance 5 points, direction decrease) beside the router's metrics, %d trials a row; the router's metrics alone on the same draws.\n\n", o.Trials)
+	tw := table(env.Out)
+	row(tw, "scenario", "requests/group/look", "with the template: failed", "median time to fail", "router's metrics only: failed", "target")
+	for _, r := range JudgeOrders(o) {
+		target, took := "≥ 95%", "-"
+		switch {
+		case r.Healthy:
+			target = "≤ 1%"
+		case r.PerLook < 600: // 1,000 requests a group in all: too few to see a few points
+			target = "-"
+		}
+		if r.Figures.MedianLooks > 0 {
+			took = (time.Duration(r.Figures.MedianLooks) * r.Interval).String()
+		}
+		row(tw, r.Name, r.PerLook, fmt.Sprintf("%.1f%%", 100*r.Figures.Failed), took, fmt.Sprintf("%.1f%%", 100*r.Figures.RouterOnlyFailed), target)
+	}
+	return tw.Flush()
+}
+
 // judgeBench is `bench judge`.
 func judgeBench() Entry {
 	var o JudgeOptions
@@ -156,6 +220,9 @@ func judgeBench() Entry {
 		Run: func(_ context.Context, env Env, _ []string) error {
 			o.Progress = env.Progress
 			printCanaries(env, o)
+			if err := printOrders(env, o); err != nil {
+				return err
+			}
 			return printBakes(env, o)
 		},
 	}

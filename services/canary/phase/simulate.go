@@ -1,11 +1,13 @@
 package phase
 
 import (
+	"context"
 	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/spec"
 )
@@ -95,4 +97,114 @@ func medianOf(v []float64) float64 {
 	}
 	sort.Float64s(v)
 	return v[len(v)/2]
+}
+
+// OrdersScenario is a simulated canary of a service whose analysis
+// template judges orders per request (a ratio of its own counters): both
+// groups' router metrics alike, each request placing an order with
+// probability BaselineOrders and CanaryOrders.
+type OrdersScenario struct {
+	Router                       metrics.Synthetic
+	BaselineOrders, CanaryOrders float64
+	PerLook                      int
+}
+
+// OrdersTemplate is the template the orders scenarios judge with: orders
+// per request may not drop by more than 5 points.
+var OrdersTemplate = analysis.Template{Name: "orders", Owner: "sim", Metrics: []analysis.Metric{{
+	Name: "orders_per_request", Provider: analysis.ProviderPrometheus, Kind: analysis.KindRatio,
+	Events: "orders", Total: "requests", Direction: "decrease", Tolerance: 0.05, Timeout: spec.Duration(time.Second),
+}}}
+
+// simCounters are the groups' cumulative counters the simulated provider
+// reads.
+type simCounters struct{ orders, requests map[string]float64 }
+
+func (c simCounters) Read(_ context.Context, _ analysis.Metric, expr string, v analysis.Vars) (float64, error) {
+	if expr == "orders" {
+		return c.orders[v.Group], nil
+	}
+	return c.requests[v.Group], nil
+}
+
+// TemplateFigures are an orders scenario's outcomes: the share of canaries
+// failed with the template, and by the router's metrics alone, on the same
+// draws.
+type TemplateFigures struct {
+	Trials                   int
+	Failed, RouterOnlyFailed float64
+	MedianLooks              float64
+}
+
+// SimulateOrders replays trials whole canaries of the scenario through the
+// judge with OrdersTemplate and through the judge without it.
+func SimulateOrders(cs spec.Canary, sc OrdersScenario, trials int, seed uint64) TemplateFigures {
+	type res struct {
+		fail, routerFail bool
+		looks            int
+	}
+	out := make([]res, trials)
+	n := int(cs.Duration.D() / cs.Interval.D())
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := sc.Router.Generator()
+			base, can := analysis.Vars{Group: "b"}, analysis.Vars{Group: "c"}
+			for i := w; i < trials; i += 2 {
+				r := rand.New(rand.NewPCG(seed, uint64(i)))
+				j, router := NewJudge(cs), NewJudge(cs)
+				j.Analyze([]analysis.Template{OrdersTemplate}, cs.Interval.D(), can)
+				ctr := simCounters{orders: map[string]float64{}, requests: map[string]float64{}}
+				done, routerDone := false, false
+				for k := range n {
+					for _, gp := range []struct {
+						group string
+						p     float64
+					}{{"b", sc.BaselineOrders}, {"c", sc.CanaryOrders}} {
+						for range sc.PerLook {
+							ctr.requests[gp.group]++
+							if r.Float64() < gp.p {
+								ctr.orders[gp.group]++
+							}
+						}
+					}
+					bs, cs2 := g.Sample(r, sc.PerLook, "sim", "b", time.Time{}, time.Time{}), g.Sample(r, sc.PerLook, "sim", "c", time.Time{}, time.Time{})
+					last := k+1 == n
+					if !done {
+						j.Add(bs, true)
+						j.Add(cs2, false)
+						j.Observe(j.ReadProviders(context.Background(), ctr, base, can))
+						if _, o := j.Look(last, last); o != Undecided {
+							done, out[i].fail, out[i].looks = true, o == Failed, k+1
+						}
+					}
+					if !routerDone {
+						router.Add(bs, true)
+						router.Add(cs2, false)
+						if _, o := router.Look(last, last); o != Undecided {
+							routerDone, out[i].routerFail = true, o == Failed
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	f := TemplateFigures{Trials: trials}
+	var ls []float64
+	for _, o := range out {
+		if o.fail {
+			f.Failed++
+			ls = append(ls, float64(o.looks))
+		}
+		if o.routerFail {
+			f.RouterOnlyFailed++
+		}
+	}
+	f.Failed /= float64(max(trials, 1))
+	f.RouterOnlyFailed /= float64(max(trials, 1))
+	f.MedianLooks = medianOf(ls)
+	return f
 }
