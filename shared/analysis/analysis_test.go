@@ -134,6 +134,7 @@ func TestWebProvider(t *testing.T) {
 	}{
 		{"/string", srv.URL, true}, {"/two", srv.URL, true}, {"/garbage", srv.URL, true}, {"/nan", srv.URL, true},
 		{"/slow", srv.URL, false}, {"/big", srv.URL, false}, {"/status", srv.URL, false}, {"/good", down, false},
+		{"/latest/meta-data", "http://169.254.169.254", false}, // refused before any packet is sent
 	} {
 		start := time.Now()
 		x, err := read(c.path, c.address)

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -36,7 +38,24 @@ func (r Reader) client() *http.Client {
 	if r.HTTP != nil {
 		return r.HTTP
 	}
-	return &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+	d := &net.Dialer{Timeout: 5 * time.Second, Control: refuseLinkLocal}
+	return &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 4},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// refuseLinkLocal refuses a connection to a link-local address before it
+// is made: a template's address is a team's to choose, and the canary
+// service must not read a cloud's instance metadata (169.254.169.254) on
+// its behalf, whatever name resolves there.
+func refuseLinkLocal(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip != nil && (ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast()) {
+		return fmt.Errorf("%s: a link-local address is never a provider", address)
+	}
+	return nil
 }
 
 // Read is one reading of expr (a query, events or total of m) for the

@@ -171,10 +171,10 @@ func (j *Judge) Observe(rs readings) {
 			ps = &ProviderState{}
 			j.Checkpoint.Providers[m.key()] = ps
 		}
-		if rd.err == nil && m.Kind == analysis.KindRatio && len(rd.values) == 4 && ps.First != nil {
+		if rd.err == nil && m.Kind == analysis.KindRatio && len(rd.values) == 4 && ps.Last != nil {
 			for i, x := range rd.values {
-				if x < ps.First[i] {
-					rd.err = fmt.Errorf("a counter went down (%g after %g): an instance restarted; what it counted before is lost", x, ps.First[i])
+				if x < ps.Last[i] {
+					rd.err = fmt.Errorf("a counter went down (%g after %g): an instance restarted; what it counted before is lost", x, ps.Last[i])
 				}
 			}
 		}

@@ -103,7 +103,7 @@ func TestTemplateMetrics(t *testing.T) {
 		{"2% fewer orders: within the tolerance", ordersTemplate, 1, 0.98, 100, nil, Passed, ""},
 		{"a p99 as before", p99Template, 1, 1, 100, nil, Passed, ""},
 		{"a p99 twice as high", p99Template, 1, 1, 200, nil, Failed, "app_p99 (template latency, web: p99) High"},
-		{"the provider down from the start", ordersTemplate, 1, 1, 100, func(int) bool { return true }, Failed, "inconclusive: orders_per_request (template orders, prometheus: orders / requests) is inconclusive: orders of b: connection refused"},
+		{"the provider down from the start", ordersTemplate, 1, 1, 100, func(int) bool { return true }, Failed, "inconclusive: orders_per_request (template orders, prometheus: orders / requests) is inconclusive: orders: connection refused"},
 		{"the provider gone mid-canary", ordersTemplate, 1, 1, 100, func(i int) bool { return i >= 5 }, Failed, "inconclusive"},
 		{"the provider back within the grace", ordersTemplate, 1, 1, 100, func(i int) bool { return i >= 5 && i < 11 }, Passed, ""},
 	}
@@ -179,5 +179,23 @@ func TestProviderCheckpoint(t *testing.T) {
 		if _, err := DecodeCheckpoint([]byte(bad)); err == nil {
 			t.Errorf("accepted %s", bad)
 		}
+	}
+}
+
+// TestCounterReset: a ratio's counter that goes down (an instance of the
+// group restarted) leaves the metric inconclusive, and the canary fails so
+// at its end and grace, never judged on counts that lost a part.
+func TestCounterReset(t *testing.T) {
+	cs := canarySpec()
+	j := NewJudge(cs)
+	j.Analyze([]analysis.Template{ordersTemplate}, cs.Interval.D(), analysis.Vars{Group: "c"})
+	ctr := newCounters(1, 1)
+	out, _, reason := runLooks(j, ctr, 10, 3, func(i int) {
+		if i == 5 {
+			ctr.orders["c"], ctr.requests["c"] = 0, 0
+		}
+	})
+	if out != Failed || !strings.Contains(reason, "a counter went down") {
+		t.Fatalf("%v: %s", out, reason)
 	}
 }
