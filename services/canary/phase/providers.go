@@ -53,6 +53,9 @@ type ProviderState struct {
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Peak is the strongest evidence against the canary reached.
 	Peak float64 `json:"peak,omitempty"`
+	// Broken is why the metric can no longer be judged (a ratio's counter
+	// went down): it stays inconclusive.
+	Broken string `json:"broken,omitempty"`
 }
 
 func (ps *ProviderState) valid() bool {
@@ -66,7 +69,7 @@ func (ps *ProviderState) valid() bool {
 			}
 		}
 	}
-	return ps.Looks >= 0 && ps.Above >= 0 && ps.Below >= 0 && ps.Above+ps.Below <= ps.Looks && ps.Readings >= 0 && len(ps.Inconclusive) <= 1024 &&
+	return ps.Looks >= 0 && ps.Above >= 0 && ps.Below >= 0 && ps.Above+ps.Below <= ps.Looks && ps.Readings >= 0 && len(ps.Inconclusive) <= 1024 && len(ps.Broken) <= 1024 &&
 		!math.IsNaN(ps.Peak) && ps.Peak >= 0
 }
 
@@ -171,11 +174,18 @@ func (j *Judge) Observe(rs readings) {
 			ps = &ProviderState{}
 			j.Checkpoint.Providers[m.key()] = ps
 		}
+		if ps.Broken != "" {
+			continue // a counter went down: the counts cannot be trusted again
+		}
 		if rd.err == nil && m.Kind == analysis.KindRatio && len(rd.values) == 4 && ps.Last != nil {
 			for i, x := range rd.values {
-				if x < ps.Last[i] {
-					rd.err = fmt.Errorf("a counter went down (%g after %g): an instance restarted; what it counted before is lost", x, ps.Last[i])
+				if x < ps.Last[i] && ps.Broken == "" {
+					ps.Broken = fmt.Sprintf("a counter went down (%g after %g): an instance restarted, and what it counted before is lost; the counts since are not judged (a query whose sum survives restarts avoids it)", x, ps.Last[i])
 				}
+			}
+			if ps.Broken != "" {
+				ps.Inconclusive = ps.Broken
+				continue
 			}
 		}
 		if rd.err != nil {
