@@ -131,6 +131,9 @@ func (s *Service) endReference(ctx context.Context, cause, id string) error {
 		return err
 	}
 	route, _, err := routes.Get(ctx, s.routesKV, rec.Service)
+	if err != nil && !errors.Is(err, routes.ErrNotFound) {
+		return err // retried: the provisioner's completion waits for this
+	}
 	if err != nil || route.Active != rec.Group || route.Weights[rec.Group] == routes.MaxWeight {
 		return nil // no route, another group active (rolled back), or no slice
 	}
