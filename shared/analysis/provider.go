@@ -27,8 +27,8 @@ const MaxAnswerBytes = 1 << 20
 
 // Reader reads the metrics of templates from their providers.
 type Reader struct {
-	// HTTP is the client of both providers (default: one without proxy
-	// settings, so loopback stays loopback).
+	// HTTP is the client of both providers (default: one shared client
+	// without proxy, redirects or link-local addresses).
 	HTTP *http.Client
 	// Now is the evaluation time of PromQL queries (default time.Now).
 	Now func() time.Time
@@ -38,9 +38,16 @@ func (r Reader) client() *http.Client {
 	if r.HTTP != nil {
 		return r.HTTP
 	}
-	d := &net.Dialer{Timeout: 5 * time.Second, Control: refuseLinkLocal}
-	return &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 4},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return defaultClient
+}
+
+// defaultClient is the providers' client: one transport (its connections
+// reused from reading to reading), no proxy, no redirect, no link-local
+// address.
+var defaultClient = &http.Client{
+	Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second, Control: refuseLinkLocal}).DialContext,
+		MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // refuseLinkLocal refuses a connection to a link-local address before it
