@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/anytime"
@@ -69,7 +70,7 @@ func (ps *ProviderState) valid() bool {
 			}
 		}
 	}
-	return ps.Looks >= 0 && ps.Above >= 0 && ps.Below >= 0 && ps.Above+ps.Below <= ps.Looks && ps.Readings >= 0 && len(ps.Inconclusive) <= 1024 && len(ps.Broken) <= 1024 &&
+	return ps.Looks >= 0 && ps.Above >= 0 && ps.Below >= 0 && ps.Above+ps.Below <= ps.Looks && ps.Readings >= 0 && len(ps.Inconclusive) <= maxWhy && len(ps.Broken) <= maxWhy &&
 		!math.IsNaN(ps.Peak) && ps.Peak >= 0
 }
 
@@ -180,7 +181,7 @@ func (j *Judge) Observe(rs readings) {
 		if rd.err == nil && m.Kind == analysis.KindRatio && len(rd.values) == 4 && ps.Last != nil {
 			for i, x := range rd.values {
 				if x < ps.Last[i] && ps.Broken == "" {
-					ps.Broken = fmt.Sprintf("a counter went down (%g after %g): an instance restarted, and what it counted before is lost; the counts since are not judged (a query whose sum survives restarts avoids it)", x, ps.Last[i])
+					ps.Broken = clip(fmt.Sprintf("a counter went down (%g after %g): an instance restarted, and what it counted before is lost; the counts since are not judged (a query whose sum survives restarts avoids it)", x, ps.Last[i]))
 				}
 			}
 			if ps.Broken != "" {
@@ -189,7 +190,7 @@ func (j *Judge) Observe(rs readings) {
 			}
 		}
 		if rd.err != nil {
-			ps.Inconclusive = rd.err.Error()
+			ps.Inconclusive = clip(rd.err.Error())
 			continue
 		}
 		ps.Inconclusive = ""
@@ -328,6 +329,21 @@ func describeInconclusive(vs []providerVerdict, optional bool) []string {
 		}
 	}
 	return out
+}
+
+// maxWhy bounds a reason kept in the checkpoint.
+const maxWhy = 1024
+
+// clip shortens a reason to maxWhy bytes (at a rune's start).
+func clip(s string) string {
+	if len(s) <= maxWhy {
+		return s
+	}
+	cut := maxWhy - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // joinNonEmpty joins the non-empty parts with "; ".
