@@ -158,7 +158,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&cfg.Router.HTTPS, "https", "", "TLS address of the router's data plane (HTTP/2 by ALPN, and HTTP/1.1); needs --https-cert and --https-key")
 	cmd.Flags().StringVar(&cfg.Router.TLSCert, "https-cert", "", "the TLS certificate of --https (PEM file)")
 	cmd.Flags().StringVar(&cfg.Router.TLSKey, "https-key", "", "the TLS key of --https (PEM file)")
-	cmd.Flags().StringVar(&cfg.Admin, "admin", prom.DefaultAdmin, "address of the admin port: every service's Prometheus metrics on /metrics; empty for none")
+	cmd.Flags().StringVar(&cfg.Admin, "admin", prom.DefaultAdmin, "address of the admin port: every service's Prometheus metrics on /metrics, the instances for Prometheus on /discovery/prometheus; empty for none")
 	cmd.Flags().StringVar(&cfg.UI, "ui", dashboard.DefaultAddr, "address of the dashboard; empty for none")
 	cmd.Flags().StringVar(&dataPlane.Admin, "router-admin", dataPlane.Admin, "address of the router process's /metrics and /healthz (how stale its tables are); empty for none (the default when --admin is empty)")
 	cmd.Flags().BoolVar(&inProcessRouter, "in-process-router", false, "run the router in up's process (it then stops serving when up dies) rather than as its own supervised process")

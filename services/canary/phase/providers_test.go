@@ -199,3 +199,20 @@ func TestCounterReset(t *testing.T) {
 		t.Fatalf("%v: %s", out, reason)
 	}
 }
+
+// TestLongErrorKeepsTheCheckpoint: a reading's error longer than the
+// checkpoint allows is clipped, so the checkpoint still reads back.
+func TestLongErrorKeepsTheCheckpoint(t *testing.T) {
+	cs := canarySpec()
+	j := NewJudge(cs)
+	j.Analyze([]analysis.Template{ordersTemplate}, cs.Interval.D(), analysis.Vars{Group: "c"})
+	j.Observe(readings{"orders/orders_per_request": {err: errors.New(strings.Repeat("é", 2000))}})
+	b, _ := json.Marshal(j.Checkpoint)
+	back, err := DecodeCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := back.Providers["orders/orders_per_request"].Inconclusive; len(why) > maxWhy || !strings.HasSuffix(why, "…") {
+		t.Fatalf("%d bytes: %q", len(why), why[len(why)-10:])
+	}
+}
