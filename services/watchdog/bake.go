@@ -328,7 +328,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	var mu sync.Mutex
 	var broken string
 	baking := rec.Phase != release.PhaseCompleted // the relative rules apply
-	var firstError time.Time // the new group's first failed request seen
+	var firstError time.Time                      // the new group's first failed request seen
 	trip := make(chan struct{}, 1)
 	errc := make(chan error, 1)
 	go func() {

@@ -90,4 +90,3 @@ func (r Rules) checkPast(ref metrics.Totals, sp Span, a float64, where string) s
 	}
 	return ""
 }
-
