@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/metrics"
 )
 
@@ -194,13 +195,19 @@ func FuzzCheckpoint(f *testing.F) {
 	b, _ := json.Marshal(j.Checkpoint)
 	f.Add(b)
 	f.Add([]byte(`{"state":{"bounds":[100,200],"base":[1,2,3],"can":[0,0,0],"up":{"latency_p50":{"base_n":-5}}}}`))
+	// the analysis templates' evidence, half there (a ratio's last reading
+	// without its first, a value's looks without a reading)
+	f.Add([]byte(`{"providers":{"orders/orders_per_request":{"last":[1,2,3,4]},"latency/app_p99":{"looks":5}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cp, err := DecodeCheckpoint(b)
 		if err != nil {
 			return
 		}
 		k := NewJudge(cs)
+		k.Analyze([]analysis.Template{ordersTemplate, p99Template}, cs.Interval.D(), analysis.Vars{Group: "c"})
 		k.Checkpoint = cp
+		k.Look(false, false)
+		k.Observe(readings{"orders/orders_per_request": {values: []float64{1, 2, 3, 4}}, "latency/app_p99": {values: []float64{1, 2}}})
 		k.Add(metrics.Sample{Requests: 10, Status2xx: 10, BucketsMicros: []int64{100, 200}, Latency: []uint64{3, 3, 4}}, true)
 		k.Add(metrics.Sample{Requests: 10, Status5xx: 10, BucketsMicros: metrics.RouterBounds, Latency: make([]uint64, 73)}, false)
 		k.Look(true, true)

@@ -245,7 +245,7 @@ func (j *Judge) lookProviders() []providerVerdict {
 		switch {
 		case ps.Inconclusive != "":
 			v.inconclusive = ps.Inconclusive
-		case m.Kind == analysis.KindRatio && ps.Last != nil:
+		case m.Kind == analysis.KindRatio && len(ps.First) == 4 && len(ps.Last) == 4:
 			be, bn, ce, cn := ps.Last[0]-ps.First[0], ps.Last[1]-ps.First[1], ps.Last[2]-ps.First[2], ps.Last[3]-ps.First[3]
 			rates := anytime.Rates{BaseEvents: be, BaseN: bn, CanEvents: ce, CanN: cn}
 			v.report.BaselineSamples, v.report.CanarySamples = int(bn), int(cn)
@@ -281,7 +281,7 @@ func (j *Judge) lookProviders() []providerVerdict {
 				v.bad = fmt.Sprintf("%s (template %s, %s: %s) %s: canary %.4g vs baseline %.4g (difference %+.4g, confidence sequence %+.4g..%+.4g, tolerance %g)",
 					m.Name, m.template, m.Provider, expr, c, ce/cn, be/bn, est, lo, hi, m.Tolerance)
 			}
-		case m.Kind == analysis.KindValue && ps.Looks >= minLooks:
+		case m.Kind == analysis.KindValue && ps.Looks >= minLooks && len(ps.Last) == 4:
 			v.report.BaselineSamples, v.report.CanarySamples = ps.Looks, ps.Looks
 			v.report.BaselineMedian, v.report.CanaryMedian = ps.Last[1], ps.Last[3]
 			v.report.Classification = "Pass"
