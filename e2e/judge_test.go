@@ -419,14 +419,14 @@ func TestCanaryWithoutTrafficEndsAtItsDuration(t *testing.T) {
 // group's slice of the traffic over the same seconds. A CPU hog started on
 // the machine 10 s into the bake of a healthy v2 (busy processes, one per
 // core, for 15 s) slows both groups alike, and v2 completes; under the same
-// hog a v3 whose p99 is 50 % higher (5 % of its requests 12 ms slower, the
-// same median) is still rolled back by the bake. The canary judges errors
+// hog a v3 whose p99 is 50 % higher (10 % of its requests 12 ms slower,
+// the same median) is still rolled back by the bake (45 s). The canary judges errors
 // only here, so the bake is the one guard on latency, and the watchdog
 // runs with its default latency slack (5 ms), not the tests' 50 ms.
 func TestBakeUnderCPUHog(t *testing.T) {
 	svc := fastSpec()
 	svc.Strategy.Canary.Metrics = []spec.MetricCheck{{Name: spec.MetricErrorRate, Direction: "increase", Tolerance: 0.01, Critical: true, Weight: 1}}
-	svc.Strategy.Bake.Duration = spec.Duration(30 * time.Second)
+	svc.Strategy.Bake.Duration = spec.Duration(45 * time.Second)
 	cfg := mesh.DefaultConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	m, err := mesh.Start(context.Background(), cfg)
@@ -472,7 +472,7 @@ func TestBakeUnderCPUHog(t *testing.T) {
 	bake, _ := watchdog.DecodeBake(p.record(v2).BakeCheckpoint)
 	t.Logf("v2 baked: old group's slice %d requests, new group %d", bake.Same.Old.Requests, bake.Same.New.Requests)
 
-	v3 := p.release("v3", append(flags, "--tail-rate", "0.05", "--tail-latency", "12ms")...)
+	v3 := p.release("v3", append(flags, "--tail-rate", "0.1", "--tail-latency", "12ms")...)
 	hog(v3)
 	if ev := p.await(v3, 90*time.Second, events.ReleaseCompleted, events.RolledBack); ev.Type != events.RolledBack.Type() {
 		t.Fatalf("v3 with a 50%% higher p99 completed under a CPU hog")
