@@ -2,9 +2,7 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -32,42 +30,14 @@ a metric it could not read (unless the metric is optional). See the README's
 		Short: "Validate a template and store it through the team API (prints created, updated or unchanged)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				return errors.New("analysis apply: -f FILE is required (- for standard input)")
-			}
-			var r io.Reader = os.Stdin
-			if file != "-" {
-				f, err := os.Open(file)
-				if err != nil {
-					return fmt.Errorf("analysis apply: %w", err)
+			return a.applyFile("analysis template", subjects.VerbAnalysisApply, file, func(r io.Reader) (string, any, error) {
+				t, err := analysis.Parse(r)
+				var ve *spec.ValidationError
+				if errors.As(err, &ve) && t.Owner == "" && len(ve.Fields) == 1 && ve.Fields[0].Field == "owner" {
+					err = nil // the API names the caller's team
 				}
-				defer f.Close()
-				r = f
-			}
-			t, err := analysis.Parse(r)
-			var ve *spec.ValidationError
-			if errors.As(err, &ve) && t.Owner == "" && len(ve.Fields) == 1 && ve.Fields[0].Field == "owner" {
-				err = nil // the API names the caller's team
-			} else if errors.As(err, &ve) {
-				for _, f := range ve.Fields {
-					fmt.Fprintf(a.err, "  %s: %s\n", f.Field, f.Reason)
-				}
-				return exitCode{code: 1, msg: fmt.Sprintf("%s: %d invalid field(s); nothing stored", file, len(ve.Fields))}
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w; nothing stored", file, err)
-			}
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			var res api.Applied
-			if err := c.call(subjects.VerbAnalysisApply, t.Name, t, &res); err != nil {
-				return fmt.Errorf("%s: %w; nothing stored", file, err)
-			}
-			fmt.Fprintf(a.out, "analysis template %s %s\n", t.Name, res.Result)
-			return nil
+				return t.Name, t, err
+			})
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "the template file (YAML), - for standard input")

@@ -16,6 +16,47 @@ import (
 	"github.com/redblack/redblack/shared/topology"
 )
 
+// applyFile is `service apply` and `analysis apply`: it reads file (- for
+// standard input) with parse, lists every invalid field (exit 1, nothing
+// stored), stores it through the team API's verb, and prints what it did
+// (created, updated or unchanged).
+func (a *app) applyFile(kind, verb, file string, parse func(io.Reader) (name string, body any, err error)) error {
+	if file == "" {
+		return fmt.Errorf("%s apply: -f FILE is required (- for standard input)", kind)
+	}
+	var r io.Reader = os.Stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return fmt.Errorf("%s apply: %w", kind, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	name, body, err := parse(r)
+	var ve *spec.ValidationError
+	if errors.As(err, &ve) {
+		for _, f := range ve.Fields {
+			fmt.Fprintf(a.err, "  %s: %s\n", f.Field, f.Reason)
+		}
+		return exitCode{code: 1, msg: fmt.Sprintf("%s: %d invalid field(s); nothing stored", file, len(ve.Fields))}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w; nothing stored", file, err)
+	}
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	var res api.Applied
+	if err := c.call(verb, name, body, &res); err != nil {
+		return fmt.Errorf("%s: %w; nothing stored", file, err)
+	}
+	fmt.Fprintf(a.out, "%s %s %s\n", kind, name, res.Result)
+	return nil
+}
+
 func (a *app) serviceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Apply, get and list service specs"}
 	var file string
@@ -24,40 +65,10 @@ func (a *app) serviceCmd() *cobra.Command {
 		Short: "Validate a service spec and store it through the team API (prints created, updated or unchanged)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				return errors.New("service apply: -f FILE is required (- for standard input)")
-			}
-			var r io.Reader = os.Stdin
-			if file != "-" {
-				f, err := os.Open(file)
-				if err != nil {
-					return fmt.Errorf("service apply: %w", err)
-				}
-				defer f.Close()
-				r = f
-			}
-			s, err := spec.Parse(r)
-			var ve *spec.ValidationError
-			if errors.As(err, &ve) {
-				for _, f := range ve.Fields {
-					fmt.Fprintf(a.err, "  %s: %s\n", f.Field, f.Reason)
-				}
-				return exitCode{code: 1, msg: fmt.Sprintf("%s: %d invalid field(s); nothing stored", file, len(ve.Fields))}
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w; nothing stored", file, err)
-			}
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
-			defer c.close()
-			var res api.Applied
-			if err := c.call(api.VerbSpecApply, s.Name, s, &res); err != nil {
-				return fmt.Errorf("%s: %w; nothing stored", file, err)
-			}
-			fmt.Fprintf(a.out, "service %s %s\n", s.Name, res.Result)
-			return nil
+			return a.applyFile("service", api.VerbSpecApply, file, func(r io.Reader) (string, any, error) {
+				s, err := spec.Parse(r)
+				return s.Name, s, err
+			})
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "the spec file (YAML), - for standard input")

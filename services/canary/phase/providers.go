@@ -94,21 +94,27 @@ func (j *Judge) Analyze(templates []analysis.Template, interval time.Duration, c
 	}
 	j.readEvery = interval
 	if len(j.provided) > 0 { // the router's metrics give up the template metrics' shares
-		var shares float64
-		for _, m := range j.cfg.Metrics {
-			shares += map[bool]float64{true: 2, false: 1}[m.Critical]
-		}
+		shares := j.routerShares()
 		j.cfg.Alpha = (1 - j.cs.Confidence) * shares / (shares + 2*float64(len(j.provided)))
 	}
 }
 
+// routerShares counts the router metrics' shares of the budget: two for a
+// critical metric, one for any other (judge.SeqConfig's split).
+func (j *Judge) routerShares() float64 {
+	var shares float64
+	for _, m := range j.cfg.Metrics {
+		shares++
+		if m.Critical {
+			shares++
+		}
+	}
+	return shares
+}
+
 // alphaOf is one template metric's share of the budget.
 func (j *Judge) alphaOf(m templateMetric) float64 {
-	var shares float64
-	for _, r := range j.cfg.Metrics {
-		shares += map[bool]float64{true: 2, false: 1}[r.Critical]
-	}
-	a := (1 - j.cs.Confidence) * 2 / (shares + 2*float64(len(j.provided)))
+	a := (1 - j.cs.Confidence) * 2 / (j.routerShares() + 2*float64(len(j.provided)))
 	if m.Direction == "either" {
 		a /= 2
 	}
