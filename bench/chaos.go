@@ -120,20 +120,28 @@ func ChaosRun(dir, hello string, d, mean, minGap time.Duration) (ChaosResult, er
 	if err := setChaos(false); err != nil {
 		return res, err
 	}
-	// the last kill's replacement comes within seconds
+	// Settle: an attempt that read the config before the disable may
+	// still kill (its context allows 10 s). Wait until every kill begun
+	// (chaos.terminating) is confirmed, every victim is replaced, and the
+	// FLEET stream holds exactly the kills seen.
 	whole := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
-		res.Replacements, res.Unreplaced, res.Kills, res.Skipped = replacements(seen)
+		var begun int
+		res.Replacements, res.Unreplaced, res.Kills, res.Skipped, begun = replacements(seen)
 		mu.Unlock()
-		if len(res.Unreplaced) == 0 || time.Now().After(whole) {
+		res.AuditTerminated, err = countStored(ctx, js, topology.StreamFleet, events.ChaosTerminated.Subject("hello"))
+		if err != nil {
+			return res, err
+		}
+		settled := len(res.Unreplaced) == 0 && begun == res.Kills && res.AuditTerminated == res.Kills
+		if settled || time.Now().After(whole) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	ok, failed, _ := load.Stop()
 	res.Served, res.Failed = ok, failed
-	res.AuditTerminated, err = countStored(ctx, js, topology.StreamFleet, events.ChaosTerminated.Subject("hello"))
 	if v := m.Violations(); err == nil && len(v) > 0 {
 		err = fmt.Errorf("bench: the services asked for subjects outside their permissions: %v", v)
 	}
@@ -142,8 +150,9 @@ func ChaosRun(dir, hello string, d, mean, minGap time.Duration) (ChaosResult, er
 
 // replacements pairs each chaos kill with its replacement: the victim's
 // instance.terminated, the instance.replaced naming it, and that new
-// instance's instance.up.
-func replacements(seen []events.Event) (took []time.Duration, unreplaced []string, kills, skipped int) {
+// instance's instance.up. begun counts the kills announced
+// (chaos.terminating), confirmed or not.
+func replacements(seen []events.Event) (took []time.Duration, unreplaced []string, kills, skipped, begun int) {
 	terminated := map[string]time.Time{}
 	replacedBy := map[string]string{} // victim → new instance
 	up := map[string]time.Time{}
@@ -157,6 +166,8 @@ func replacements(seen []events.Event) (took []time.Duration, unreplaced []strin
 			}
 		case events.ChaosSkipped.Type():
 			skipped++
+		case events.ChaosTerminating.Type():
+			begun++
 		case events.InstanceTerminated.Type(), events.InstanceReplaced.Type(), events.InstanceUp.Type():
 			var i events.Instance
 			if ev.DecodeData(&i) != nil {
@@ -182,7 +193,7 @@ func replacements(seen []events.Event) (took []time.Duration, unreplaced []strin
 		}
 		took = append(took, at.Sub(terminated[v]))
 	}
-	return took, unreplaced, len(victims), skipped
+	return took, unreplaced, len(victims), skipped, begun
 }
 
 // countStored counts a subject's messages kept in a stream.
