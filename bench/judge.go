@@ -185,6 +185,78 @@ func JudgeOrders(o JudgeOptions) []OrdersRow {
 	return rows
 }
 
+// InstanceRow is one scenario of whole canaries whose groups run several
+// instances each, placement setting them apart.
+type InstanceRow struct {
+	Name      string
+	PerLook   int
+	Instances int
+	Spread    float64
+	// Target: "healthy" (≤ 1 − confidence), "detect" (≥ 95 %), or "" (the
+	// information limit, printed for what it is).
+	Target string
+	// Figures: the instance-aware judge, and (Unguarded) the judge on
+	// requests alone on the same draws; One: the default before it, one
+	// instance a group, requests alone.
+	Figures phase.Figures
+	One     phase.Figures
+}
+
+// JudgeInstances replays whole canaries with the default strategy, the
+// default canary.capacity (instances a group) and the requests of each
+// look spread over them at random: the same version with instances alike
+// and ±10 % and ±30 % apart in median latency (placement, drawn once a
+// canary), and +20 % p50 and +1 point of errors on every canary instance,
+// through the instance-aware judge and, on the same draws, the judge on
+// requests alone; and each beside one instance a group, the default
+// before.
+func JudgeInstances(o JudgeOptions) []InstanceRow {
+	cs := DefaultSpec().Strategy.Canary
+	k := cs.Capacity
+	var rows []InstanceRow
+	seed := uint64(500)
+	base := with(typical, 0.005)
+	slower := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 24, Sigma: 0.5}
+	run := func(name, target string, per int, spread float64, can metrics.Synthetic) {
+		sc := phase.Scenario{Baseline: base, Canary: can, PerLook: per, Instances: k, Spread: spread}
+		row := InstanceRow{Name: name, PerLook: per, Instances: k, Spread: spread, Target: target, Figures: phase.Simulate(cs, sc, o.Trials, seed, false)}
+		sc.Instances = 1
+		row.One = phase.Simulate(cs, sc, o.Trials, seed, false)
+		seed++
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf("instances: %s, %d per look: %.1f%% failed (requests alone %.1f%%, one instance a group %.1f%%)", name, per, 100*row.Figures.Failed, 100*row.Figures.Unguarded, 100*row.One.Failed))
+		}
+		rows = append(rows, row)
+	}
+	for _, per := range []int{600, 3000} {
+		run("healthy, instances ±10% apart", "healthy", per, 0.1, base)
+	}
+	for _, per := range []int{600, 3000} {
+		run("healthy, instances alike", "healthy", per, 0, base)
+	}
+	run("healthy, instances ±30% apart", "healthy", 600, 0.3, base)
+	run("+20% p50 on every canary instance, instances alike", "detect", 600, 0, slower)
+	run("+1 point of errors on every canary instance (0.5% → 1.5%)", "detect", 600, 0, with(typical, 0.015))
+	for _, per := range []int{600, 3000} {
+		run("+20% p50 on every canary instance, instances ±10% apart", "", per, 0.1, slower)
+	}
+	return rows
+}
+
+// printInstances runs and prints the instance scenarios.
+func printInstances(env Env, o JudgeOptions) error {
+	cs := DefaultSpec().Strategy.Canary
+	fmt.Fprintf(env.Out, "\nWhole canaries with %d instances a group (the default canary.capacity), each request served by one at random; placement sets a version's instances apart by a uniform factor on the median, drawn once a canary. %d trials a row.\n", cs.Capacity, o.Trials)
+	fmt.Fprintf(env.Out, "Instance-aware: the judge with its placement guard. Requests alone: the same judge without it, on the same draws. One a group: the default before (canary.capacity 1), requests alone.\n\n")
+	tw := table(env.Out)
+	row(tw, "scenario", "requests/group/look", "instance-aware: failed", "requests alone, same draws", "one instance a group", "target")
+	for _, r := range JudgeInstances(o) {
+		target := map[string]string{"healthy": fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Confidence)), "detect": "≥ 95%", "": "the information limit"}[r.Target]
+		row(tw, r.Name, r.PerLook, fmt.Sprintf("%.1f%%", 100*r.Figures.Failed), fmt.Sprintf("%.1f%%", 100*r.Figures.Unguarded), fmt.Sprintf("%.1f%%", 100*r.One.Failed), target)
+	}
+	return tw.Flush()
+}
+
 // printOrders runs and prints the template scenarios.
 func printOrders(env Env, o JudgeOptions) error {
 	fmt.Fprintf(env.Out, "\nWhole canaries with an analysis template (orders per request, a ratio of the service's own counters, tolerance 5 points, direction decrease) beside the router's metrics, %d trials a row; the router's metrics alone on the same draws.\n\n", o.Trials)
@@ -220,6 +292,9 @@ func judgeBench() Entry {
 		Run: func(_ context.Context, env Env, _ []string) error {
 			o.Progress = env.Progress
 			printCanaries(env, o)
+			if err := printInstances(env, o); err != nil {
+				return err
+			}
 			if err := printOrders(env, o); err != nil {
 				return err
 			}

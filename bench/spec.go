@@ -14,15 +14,15 @@ type SpecBuilder struct{ s spec.Service }
 
 // NewSpec starts a spec of service name, owned by owner, whose instances
 // run command: 2 instances, health checked on /healthz every 200 ms
-// (healthy after one check, unhealthy after two), a canary of weight 20
-// for 2 s judged every 500 ms on at least 50 requests a group, and a 2 s
-// bake.
+// (healthy after one check, unhealthy after two), a canary of one instance
+// a group and weight 20 for 2 s judged every 500 ms on at least 50 requests
+// a group, and a 2 s bake.
 func NewSpec(name, owner string, command ...string) *SpecBuilder {
 	return &SpecBuilder{s: spec.Service{Name: name, Owner: owner, Capacity: 2,
 		Health:   spec.Health{Path: "/healthz", Interval: spec.Duration(200 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 2},
 		Artifact: spec.Artifact{Command: command},
 		Strategy: spec.Strategy{
-			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(2 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
+			Canary: spec.Canary{Capacity: 1, Weight: 20, Duration: spec.Duration(2 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
 			Bake:   spec.Bake{Duration: spec.Duration(2 * time.Second)},
 		},
 	}}
@@ -30,6 +30,9 @@ func NewSpec(name, owner string, command ...string) *SpecBuilder {
 
 // Capacity sets the number of instances (a rolling service's slots).
 func (b *SpecBuilder) Capacity(n int) *SpecBuilder { b.s.Capacity = n; return b }
+
+// CanaryCapacity sets the instances of each of the baseline and the canary.
+func (b *SpecBuilder) CanaryCapacity(n int) *SpecBuilder { b.s.Strategy.Canary.Capacity = n; return b }
 
 // HealthEvery sets the health check's interval.
 func (b *SpecBuilder) HealthEvery(d time.Duration) *SpecBuilder {

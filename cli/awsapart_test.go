@@ -52,7 +52,7 @@ provider: aws
 capacity: 2
 artifact: {ami: ` + ami + `}
 strategy:
-  canary: {weight: 20, duration: 3s, interval: 500ms, min_samples: 50}
+  canary: {capacity: 1, weight: 20, duration: 3s, interval: 500ms, min_samples: 50}
   bake: {duration: 4s}
 `
 	if code, out, errs := u.cli("service", "apply", "-f", writeFile(t, spec)); code != 0 {

@@ -100,4 +100,22 @@ func (a *app) printCalibration(cal events.Calibration) {
 	}
 	tw.Flush()
 	fmt.Fprintf(a.out, "closest approach: %.0f%% of the failure threshold (%s)\n", 100*cal.Closest, cal.ClosestMetric)
+	fmt.Fprintln(a.out, "\nBetween instances of the same version (the placement the judge does not blame on a version):")
+	tw = newTable(a.out)
+	fmt.Fprintln(tw, "metric\tinstances (A / B)\tspread between instances (sd)\tdegrees of freedom")
+	for _, m := range r.Metrics {
+		if m.Template != "" {
+			continue
+		}
+		unit := "points of requests past the baseline's quantile"
+		if m.Name == "error_rate" {
+			unit = "points of error rate"
+		}
+		spread := fmt.Sprintf("%.2f %s", 100*m.PlacementSD, unit)
+		if m.PlacementDF == 0 {
+			spread = "not measured: one instance a group (raise strategy.canary.capacity)"
+		}
+		fmt.Fprintf(tw, "%s\t%d / %d\t%s\t%d\n", m.Name, m.BaselineInstances, m.CanaryInstances, spread, m.PlacementDF)
+	}
+	tw.Flush()
 }

@@ -30,7 +30,7 @@ capacity: 2
 health: {path: /healthz, interval: 250ms, healthy_threshold: 1, unhealthy_threshold: 2}
 artifact: {command: [HELLO]}
 strategy:
-  canary: {weight: 20, duration: 2s, interval: 500ms, min_samples: 20}
+  canary: {capacity: 1, weight: 20, duration: 2s, interval: 500ms, min_samples: 20}
   bake: {duration: 2s}
 `
 

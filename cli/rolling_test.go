@@ -29,7 +29,7 @@ artifact:
 strategy:
   type: rolling
   rolling: {max_unavailable: 1, health_gate: 1s, verify: {duration: 3s}}
-  canary: {duration: 3s, interval: 500ms, min_samples: 20, metrics: [{name: error_rate, critical: true, tolerance: 0.001}]}
+  canary: {capacity: 1, duration: 3s, interval: 500ms, min_samples: 20, metrics: [{name: error_rate, critical: true, tolerance: 0.001}]}
 `
 
 // TestUpKilledMidRoll: `redblack up` is SIGKILLed while store rolls

@@ -34,7 +34,7 @@ func TestPipelineOnMoto(t *testing.T) {
 	ctx := context.Background()
 	r := startMoto(t, spec.Service{Name: "hello", Owner: "t", Provider: "aws", Capacity: 2,
 		Strategy: spec.Strategy{
-			Canary: spec.Canary{Weight: 20, Duration: spec.Duration(3 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
+			Canary: spec.Canary{Capacity: 1, Weight: 20, Duration: spec.Duration(3 * time.Second), Interval: spec.Duration(500 * time.Millisecond), MinSamples: 50},
 			Bake:   spec.Bake{Duration: spec.Duration(6 * time.Second)},
 		}})
 	p, ami, lbc := r.p, r.ami, r.lbc

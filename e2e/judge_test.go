@@ -328,8 +328,11 @@ func (p *pipeline) metricsHeld(group string) uint64 {
 // with the service's strategy on real traffic, reports a pass and how close
 // it came, emits calibrated, and leaves v1 alone with all the traffic, the
 // lock free and nothing else running. Before anything runs it is rejected.
+// With two instances a group, the router's samples carry their counts by
+// instance and the report gives the spread the judge measured between
+// them.
 func TestCalibrate(t *testing.T) {
-	svc := fastSpec()
+	svc := bench.NewSpec("hello", "t", hello).LatencySlack(testkit.LatencySlack).CanaryCapacity(2).Build()
 	p := newPipeline(t, t.TempDir(), svc)
 	var out, errb strings.Builder
 	if code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "canary", "calibrate", "hello", "--timeout", "30s"}, &out, &errb); code != 1 || !strings.Contains(out.String()+errb.String(), "nothing of hello runs yet") {
@@ -345,7 +348,8 @@ func TestCalibrate(t *testing.T) {
 	errb.Reset()
 	code := cli.Main([]string{"--server", p.m.URL(), "--creds", p.m.AdminCreds(), "canary", "calibrate", "hello", "--duration", "4s", "--timeout", "60s"}, &out, &errb)
 	t.Log(out.String())
-	if code != 0 || !strings.Contains(out.String(), "A/A calibration of hello: passed") || !strings.Contains(out.String(), "closest approach") {
+	if code != 0 || !strings.Contains(out.String(), "A/A calibration of hello: passed") || !strings.Contains(out.String(), "closest approach") ||
+		!strings.Contains(out.String(), "spread between instances") || strings.Contains(out.String(), "not measured") {
 		t.Fatalf("calibrate: exit %d: %s %s", code, out.String(), errb.String())
 	}
 	// the CLI saw calibrated on its own subscription: the test's tap may
@@ -367,6 +371,11 @@ func TestCalibrate(t *testing.T) {
 	_ = p.await(id, time.Second, events.Calibrated).DecodeData(&cal)
 	if !cal.Passed || cal.Duration != 4*time.Second || cal.Report.Metrics[0].BaselineSamples < 500 || cal.ClosestMetric == "" {
 		t.Fatalf("calibration: %+v", cal)
+	}
+	for _, m := range cal.Report.Metrics {
+		if m.BaselineInstances != 2 || m.CanaryInstances != 2 || m.PlacementDF != 2 {
+			t.Errorf("%s: instances %d / %d, placement df %d; want 2 / 2 and 2", m.Name, m.BaselineInstances, m.CanaryInstances, m.PlacementDF)
+		}
 	}
 	p.await(id, 30*time.Second, events.RolledBack)
 	r := p.record(id)

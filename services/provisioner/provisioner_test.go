@@ -261,11 +261,12 @@ func (r *rig) awaitAny(k events.Kind) events.Event {
 
 // TestDiscoveryExpiresWhenTheProvisionerDies: the heartbeat keeps entries
 // alive past the bucket's TTL; once the provisioner is gone they expire.
-// The TTL is 4 s, so the heartbeat (every TTL/3) must stall for over 2.6 s
-// to lose an entry: a loaded CI machine once stalled a 1.5 s TTL's puts.
+// The TTL is 6 s, so the heartbeat (every TTL/3) must stall for over 4 s
+// to lose an entry: a loaded CI machine once stalled a 1.5 s TTL's puts,
+// and under the race detector beside a fuzzer a 4 s TTL's.
 func TestDiscoveryExpiresWhenTheProvisionerDies(t *testing.T) {
 	topo := topology.DefaultOptions()
-	topo.InstanceTTL = 4 * time.Second
+	topo.InstanceTTL = 6 * time.Second
 	r := newRigWith(t, topo, false) // its instances outlive it, as after a crash
 	r.command(events.ServerGroupCreate, events.ServerGroupCommand{Service: "hello", Group: "hello-v001", Version: "v1", Capacity: 2})
 	r.await(events.ServerGroupReady)

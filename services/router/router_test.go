@@ -724,3 +724,61 @@ func TestNoChangeByHandUnderARelease(t *testing.T) {
 		t.Fatalf("switch once the lock is free answered %s %s", ev.Type, ev.Data)
 	}
 }
+
+// TestSamplesByInstance: the router's samples break each group's counts
+// down by the instance that served them, and the breakdown adds up to the
+// sample (metrics.Sample.Validate checks it bucket by bucket).
+func TestSamplesByInstance(t *testing.T) {
+	r := newRig(t, 1)
+	_, url := r.startRouter(router.Config{Proxy: proxy.Config{Rules: routing.Rules{EjectAfter: 1000, EjectFor: time.Millisecond}}})
+	r.register("hello-v001", "good", backend(t, "good", nil))
+	r.register("hello-v001", "bad", backend(t, "bad", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "broken", 500) }))
+	r.command(events.TrafficSwitch, events.TrafficCommand{Group: "hello-v001"})
+	sent, failed := 0, 0
+	for range 200 {
+		resp, _ := get(t, url, "hello", nil)
+		sent++
+		if resp.StatusCode == 500 {
+			failed++
+		}
+	}
+	if failed == 0 || failed == sent {
+		t.Fatalf("%d of %d failed: want both instances to serve", failed, sent)
+	}
+	byInstance := map[string]metrics.InstanceSample{}
+	var requests uint64
+	deadline := time.Now().Add(5 * time.Second)
+	for requests < uint64(sent) && time.Now().Before(deadline) {
+		m, err := r.tap.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if !strings.HasPrefix(m.Subject, "metrics.hello.hello-v001.router.") {
+			continue
+		}
+		s, err := metrics.DecodeStrict(m.Subject, m.Data)
+		if err == nil {
+			err = s.Validate(time.Now())
+		}
+		if err != nil {
+			t.Fatalf("sample refused: %v", err)
+		}
+		requests += s.Requests
+		if s.Requests > 0 && len(s.Instances) == 0 {
+			t.Fatalf("a sample of %d requests without its instances", s.Requests)
+		}
+		for _, in := range s.Instances {
+			b := byInstance[in.ID]
+			b.Requests += in.Requests
+			b.Errors += in.Errors
+			byInstance[in.ID] = b
+		}
+	}
+	good, bad := byInstance["good"], byInstance["bad"]
+	if requests != uint64(sent) || good.Requests+bad.Requests != uint64(sent) {
+		t.Fatalf("samples hold %d requests, their instances %d+%d, of %d sent", requests, good.Requests, bad.Requests, sent)
+	}
+	if good.Errors != 0 || bad.Errors != bad.Requests || bad.Errors != uint64(failed) {
+		t.Fatalf("errors by instance: good %d of %d, bad %d of %d; %d failed", good.Errors, good.Requests, bad.Errors, bad.Requests, failed)
+	}
+}

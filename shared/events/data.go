@@ -108,6 +108,16 @@ type MetricReport struct {
 	Readings     int           `json:"readings,omitempty"`
 	Inconclusive string        `json:"inconclusive,omitempty"`
 	Optional     bool          `json:"optional,omitempty"`
+	// Placement (the router's metrics): how many instances each group's
+	// requests came from, and the spread between instances the judge
+	// measured — the standard deviation of the instances' rates (of
+	// errors, or of requests past the baseline's quantile) and its degrees
+	// of freedom (0: one instance a group, the version and the instance
+	// cannot be told apart).
+	BaselineInstances int     `json:"baseline_instances,omitempty"`
+	CanaryInstances   int     `json:"canary_instances,omitempty"`
+	PlacementSD       float64 `json:"placement_sd,omitempty"`
+	PlacementDF       int     `json:"placement_df,omitempty"`
 }
 
 // CanaryResult is the data of canary.passed and canary.failed.

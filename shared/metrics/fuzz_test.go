@@ -12,6 +12,7 @@ import (
 // counts past a threshold).
 func FuzzSample(f *testing.F) {
 	f.Add([]byte(good().Encode()))
+	f.Add([]byte(split().Encode()))
 	f.Add([]byte(`{"service":"hello","group":"hello-v002","router":"r","start":"2026-12-01T09:59:59Z","end":"2026-12-01T10:00:00Z","requests":10,"2xx":10,"buckets_us":[100],"latency":[5,5]}`))
 	f.Add([]byte(`{"service":"hello","group":"hello-v002","router":"r","start":"2026-12-01T09:59:59Z","end":"2026-12-01T10:00:00Z","requests":1000000,"2xx":1000000}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

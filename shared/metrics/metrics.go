@@ -36,6 +36,48 @@ type Sample struct {
 	// FirstError is the router's timestamp of the group's first 5xx or
 	// failed request ever (zero: none yet).
 	FirstError time.Time `json:"first_error,omitempty"`
+	// Instances break the counts down by the instance that served them
+	// (the router's backends with requests in the window), for a judge
+	// that must not blame the version for an instance's placement. Absent
+	// when the publisher cannot tell them apart (CloudWatch) or the group
+	// had more than MaxInstances with traffic.
+	Instances []InstanceSample `json:"instances,omitempty"`
+}
+
+// MaxInstances bounds a sample's breakdown by instance.
+const MaxInstances = 32
+
+// InstanceSample is one instance's share of a sample: its requests, its
+// errors (5xx and connection errors) and its latency histogram on the
+// sample's bounds, sparse: (bucket index, count) pairs by increasing index.
+type InstanceSample struct {
+	ID       string      `json:"id"`
+	Requests uint64      `json:"requests"`
+	Errors   uint64      `json:"errors"`
+	Latency  [][2]uint64 `json:"latency,omitempty"`
+}
+
+// Histogram expands the instance's sparse histogram to n counts (the
+// sample's, one more than its bounds); pairs past n are ignored.
+func (i InstanceSample) Histogram(n int) []uint64 {
+	out := make([]uint64, n)
+	for _, p := range i.Latency {
+		if p[0] < uint64(n) {
+			out[p[0]] += p[1]
+		}
+	}
+	return out
+}
+
+// Sparse makes the sparse form of a histogram: its non-zero counts.
+func Sparse(counts []uint64) [][2]uint64 {
+	var out [][2]uint64
+	for i, c := range counts {
+		if c > 0 {
+			out = append(out, [2]uint64{uint64(i), c})
+		}
+	}
+	return out
 }
 
 // Errors are the requests that failed: 5xx and connection errors.

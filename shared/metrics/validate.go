@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,7 @@ const (
 	// MaxBuckets bounds a histogram's length.
 	MaxBuckets = 256
 	// MaxSampleBytes bounds an encoded sample.
-	MaxSampleBytes = 16 << 10
+	MaxSampleBytes = 32 << 10
 	// MaxSpan bounds one sample's window.
 	MaxSpan = 10 * time.Minute
 	// ClockSkew is how far in the future a window may end (another host's
@@ -93,6 +94,54 @@ func (s Sample) Validate(now time.Time) error {
 	}
 	if total != s.Requests-s.ConnErrors {
 		return invalid("histogram holds %d responses, not the %d the counts say", total, s.Requests-s.ConnErrors)
+	}
+	return s.validateInstances()
+}
+
+// validateInstances checks the breakdown by instance: at most
+// MaxInstances, named once each, and adding up to the sample's own counts
+// and histogram bucket by bucket.
+func (s Sample) validateInstances() error {
+	if len(s.Instances) == 0 {
+		return nil
+	}
+	if len(s.Instances) > MaxInstances {
+		return invalid("%d instances (at most %d)", len(s.Instances), MaxInstances)
+	}
+	seen := map[string]bool{}
+	var requests, errs uint64
+	sum := make([]uint64, len(s.Latency))
+	for _, in := range s.Instances {
+		switch {
+		case in.ID == "" || len(in.ID) > 128:
+			return invalid("instance id %q", in.ID)
+		case seen[in.ID]:
+			return invalid("instance %s is named twice", in.ID)
+		case in.Requests > s.Requests || in.Errors > in.Requests:
+			return invalid("instance %s: %d errors of %d requests", in.ID, in.Errors, in.Requests)
+		case len(in.Latency) > len(s.Latency):
+			return invalid("instance %s: %d histogram counts", in.ID, len(in.Latency))
+		}
+		seen[in.ID] = true
+		requests += in.Requests
+		errs += in.Errors
+		var own uint64
+		for j, p := range in.Latency {
+			if p[0] >= uint64(len(s.Latency)) || (j > 0 && p[0] <= in.Latency[j-1][0]) || p[1] > s.Latency[p[0]] {
+				return invalid("instance %s: histogram count %v is out of place or range", in.ID, p)
+			}
+			sum[p[0]] += p[1]
+			own += p[1]
+		}
+		if own > in.Requests {
+			return invalid("instance %s: histogram holds %d responses of %d requests", in.ID, own, in.Requests)
+		}
+	}
+	if requests != s.Requests || errs != s.Errors() {
+		return invalid("instances add up to %d requests and %d errors, not the sample's %d and %d", requests, errs, s.Requests, s.Errors())
+	}
+	if !slices.Equal(sum, s.Latency) {
+		return invalid("instances' histograms do not add up to the sample's")
 	}
 	return nil
 }

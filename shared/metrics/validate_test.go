@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +53,59 @@ func TestValidate(t *testing.T) {
 	}
 	for name, mut := range cases {
 		s := good()
+		mut(&s)
+		if err := s.Validate(now); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// split gives good()'s counts to two instances: a its first 24 buckets'
+// responses, b the rest and all its errors.
+func split() Sample {
+	s := good()
+	a, b := make([]uint64, len(s.Latency)), slices.Clone(s.Latency)
+	var na uint64
+	for i := range 24 {
+		a[i], b[i] = s.Latency[i], 0
+		na += a[i]
+	}
+	s.Instances = []InstanceSample{
+		{ID: "i-a", Requests: na, Latency: Sparse(a)},
+		{ID: "i-b", Requests: s.Requests - na, Errors: s.Errors(), Latency: Sparse(b)},
+	}
+	return s
+}
+
+func TestValidateInstances(t *testing.T) {
+	if err := split().Validate(now); err != nil {
+		t.Fatal(err)
+	}
+	if s := split(); !slices.Equal(s.Instances[0].Histogram(len(s.Latency)), func() []uint64 {
+		h := make([]uint64, len(s.Latency))
+		copy(h, s.Latency[:24])
+		return h
+	}()) {
+		t.Fatal("Histogram does not expand Sparse")
+	}
+	cases := map[string]func(*Sample){
+		"requests do not add up":     func(s *Sample) { s.Instances[0].Requests++ },
+		"errors do not add up":       func(s *Sample) { s.Instances[1].Errors-- },
+		"more errors than requests":  func(s *Sample) { s.Instances[0].Errors, s.Instances[1].Errors = s.Instances[0].Requests+1, 0 },
+		"named twice":                func(s *Sample) { s.Instances[1].ID = s.Instances[0].ID },
+		"no id":                      func(s *Sample) { s.Instances[0].ID = "" },
+		"histograms do not add up":   func(s *Sample) { s.Instances[0].Latency[0][1]-- },
+		"bucket out of range":        func(s *Sample) { s.Instances[0].Latency[0][0] = 1 << 40 },
+		"buckets out of order":       func(s *Sample) { l := s.Instances[1].Latency; l[0], l[1] = l[1], l[0] },
+		"more responses than served": func(s *Sample) { s.Instances[0].Requests, s.Instances[1].Requests = 1, s.Requests-1 },
+		"too many instances": func(s *Sample) {
+			for i := range MaxInstances {
+				s.Instances = append(s.Instances, InstanceSample{ID: fmt.Sprintf("z%d", i)})
+			}
+		},
+	}
+	for name, mut := range cases {
+		s := split()
 		mut(&s)
 		if err := s.Validate(now); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v", name, err)

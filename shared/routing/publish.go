@@ -3,6 +3,8 @@ package routing
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -103,6 +105,7 @@ func (p *Publisher) collect(last map[*Backend]Snapshot, bounds []int64, start, e
 			sums[groupKey{svc.Name, g}] = Snapshot{}
 		}
 	}
+	parts := map[groupKey][]metrics.InstanceSample{}
 	var gone []*Backend
 	for _, b := range p.Registry.Backends() {
 		if b.Gone() {
@@ -113,8 +116,12 @@ func (p *Publisher) collect(last map[*Backend]Snapshot, bounds []int64, start, e
 		}
 		now := b.Stats.Snapshot()
 		k := groupKey{b.Service, b.Group}
-		sums[k] = sums[k].Add(now.Sub(last[b]))
+		d := now.Sub(last[b])
+		sums[k] = sums[k].Add(d)
 		last[b] = now
+		if d.Requests > 0 {
+			parts[k] = append(parts[k], metrics.InstanceSample{ID: b.ID, Requests: d.Requests, Errors: d.Status5xx + d.ConnErrors, Latency: metrics.Sparse(d.Latency[:])})
+		}
 	}
 	var out []queued
 	for k, d := range sums {
@@ -126,12 +133,44 @@ func (p *Publisher) collect(last map[*Backend]Snapshot, bounds []int64, start, e
 		if d.FirstError != 0 {
 			sample.FirstError = time.Unix(0, d.FirstError).UTC()
 		}
+		if ps := mergeParts(parts[k]); len(ps) <= metrics.MaxInstances {
+			sample.Instances = ps
+		}
 		out = append(out, queued{subjects.Sample(k.service, k.group, p.Kind, p.Source), sample.Encode(), fmt.Sprintf("%s:%s:%d", p.Source, k.group, end.UnixNano())})
 	}
 	for _, b := range gone {
 		if p.Registry.Forget(b) {
 			delete(last, b)
 		}
+	}
+	return out
+}
+
+// mergeParts sums the parts of backends that name the same instance (one
+// replaced in the registry within a window), ordered by id.
+func mergeParts(ps []metrics.InstanceSample) []metrics.InstanceSample {
+	if len(ps) < 2 {
+		return ps
+	}
+	slices.SortFunc(ps, func(a, b metrics.InstanceSample) int { return strings.Compare(a.ID, b.ID) })
+	out := ps[:1]
+	for _, p := range ps[1:] {
+		last := &out[len(out)-1]
+		if p.ID != last.ID {
+			out = append(out, p)
+			continue
+		}
+		h := make([]uint64, NumBuckets+1)
+		for _, part := range [][][2]uint64{last.Latency, p.Latency} {
+			for _, q := range part {
+				if q[0] < uint64(len(h)) {
+					h[q[0]] += q[1]
+				}
+			}
+		}
+		last.Requests += p.Requests
+		last.Errors += p.Errors
+		last.Latency = metrics.Sparse(h)
 	}
 	return out
 }

@@ -78,6 +78,10 @@ type Verify struct {
 // of the new one, each taking Weight percent of real traffic, judged every
 // Interval for Duration.
 type Canary struct {
+	// Capacity is the instances of each of the baseline and the canary
+	// (default DefaultCanaryCapacity, at most max_capacity). The judge
+	// compares versions, but two groups also differ by their instances'
+	// placement; with one instance a group the two cannot be told apart.
 	Capacity      int           `yaml:"capacity" json:"capacity"`
 	Weight        int           `yaml:"weight" json:"weight"` // percent of traffic each for baseline and canary
 	Duration      Duration      `yaml:"duration" json:"duration"`
@@ -255,10 +259,18 @@ func (k KillInterval) MarshalYAML() (any, error) {
 // default is this one.
 const DefaultMinSamples = 50
 
+// DefaultCanaryCapacity is strategy.canary.capacity's default: 5 instances
+// each for the baseline and the canary. The judge's placement guard
+// estimates the spread between instances from them (8 degrees of
+// freedom); with ±10 % between instances of one version, 5 a group keep
+// healthy canaries under 1 % failed while +20 % p50 is still caught
+// (`redblack bench judge`), where 1 a group failed 7–11 % of them.
+const DefaultCanaryCapacity = 5
+
 func (s *Service) defaultStrategy() {
 	c := &s.Strategy.Canary
 	if c.Capacity == 0 {
-		c.Capacity = 1
+		c.Capacity = min(DefaultCanaryCapacity, s.MaxCapacity)
 	}
 	if c.Weight == 0 {
 		c.Weight = 10

@@ -70,9 +70,14 @@ func TestDefaultsForAMinimalSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Strategy.Canary.Capacity != 1 || len(s.Strategy.Canary.Metrics) != 3 || !s.Strategy.Canary.Metrics[0].Critical ||
+	if s.Strategy.Canary.Capacity != DefaultCanaryCapacity || len(s.Strategy.Canary.Metrics) != 3 || !s.Strategy.Canary.Metrics[0].Critical ||
 		s.Strategy.KeepPrevious != 1 || s.Chaos.Enabled || s.Chaos.MeanTimeBetweenKills.WorkDays != 2 {
 		t.Fatalf("defaults %+v %+v", s.Strategy, s.Chaos)
+	}
+	// the canary's default is never past max_capacity
+	s, err = Parse(strings.NewReader("name: hello\nowner: x\ncapacity: 2\nmax_capacity: 3\n"))
+	if err != nil || s.Strategy.Canary.Capacity != 3 {
+		t.Fatalf("max_capacity 3: canary capacity %d, %v", s.Strategy.Canary.Capacity, err)
 	}
 }
 

@@ -50,6 +50,9 @@ type SeqConfig struct {
 	Alpha float64
 	// MinSamples per group (requests) before a metric is judged.
 	MinSamples int
+	// Unguarded judges without the placement guard, on requests alone:
+	// the judge before it, kept for the bench's side-by-side figures.
+	Unguarded bool
 }
 
 // alpha is one metric's share of the budget: a critical metric (one that
@@ -92,18 +95,48 @@ type State struct {
 	// Peak is the strongest evidence against the canary each metric ever
 	// reached (1 fails it): how close the canary came to failing.
 	Peak map[string]float64 `json:"peak,omitempty"`
+	// Inst are the placement guard's counts by instance, by metric name:
+	// errors of requests, and requests past the baseline's quantile x
+	// itself (no tolerance). See Look.
+	Inst map[string]*anytime.Clustered `json:"inst,omitempty"`
 }
 
+// maxMetrics bounds the metrics a checkpoint may hold counts of.
+const maxMetrics = 16
+
 // Add counts one group's sample: requests, errors, and its latency
-// histogram (bounds in µs, counts one longer). A histogram whose bounds
-// differ from the first one seen counts for errors only.
-func (st *State) Add(cfg SeqConfig, baseline bool, requests, errors uint64, bounds []int64, counts []uint64) {
+// histogram, and the same by instance when the sample has them (a sample
+// without counts by instance counts as one instance, anytime.Other). A
+// histogram whose bounds differ from the first one seen counts for errors
+// only.
+func (st *State) Add(cfg SeqConfig, baseline bool, s metrics.Sample) {
+	requests, errors, bounds, counts := s.Requests, s.Errors(), s.BucketsMicros, s.Latency
 	if baseline {
 		st.BaseRequests += requests
 		st.BaseErrors += errors
 	} else {
 		st.CanRequests += requests
 		st.CanErrors += errors
+	}
+	parts := s.Instances
+	if len(parts) == 0 {
+		parts = []metrics.InstanceSample{{ID: anytime.Other, Requests: requests, Errors: errors}}
+	}
+	if st.Inst == nil {
+		st.Inst = map[string]*anytime.Clustered{}
+	}
+	inst := func(name string) *anytime.Clustered {
+		if st.Inst[name] == nil {
+			st.Inst[name] = &anytime.Clustered{}
+		}
+		return st.Inst[name]
+	}
+	for _, m := range cfg.Metrics {
+		if m.Quantile == 0 {
+			for _, p := range parts {
+				inst(m.Name).Add(baseline, p.ID, float64(p.Errors), float64(p.Requests))
+			}
+		}
 	}
 	if len(counts) != len(bounds)+1 || !metrics.ValidBounds(bounds) {
 		return
@@ -151,6 +184,16 @@ func (st *State) Add(cfg SeqConfig, baseline bool, requests, errors uint64, boun
 			down.CanEvents += b2
 			down.CanN += a + b
 		}
+		// the guard: each instance's requests past x itself
+		if len(s.Instances) == 0 {
+			a, b := metrics.Above(bounds, counts, x)
+			inst(m.Name).Add(baseline, anytime.Other, a, a+b)
+			continue
+		}
+		for _, p := range s.Instances {
+			a, b := metrics.Above(bounds, p.Histogram(len(counts)), x)
+			inst(m.Name).Add(baseline, p.ID, a, a+b)
+		}
 	}
 	dst := st.Can
 	if baseline {
@@ -170,6 +213,13 @@ type MetricVerdict struct {
 	// Evidence against the canary at this look (1 fails it) and the most it
 	// ever reached.
 	Evidence, Peak float64
+	// BaseInstances and CanInstances are the instances each group's counts
+	// came from; PlacementSD the between-instance standard deviation of
+	// the guard's rate (anytime.Clustered.Placement), from PlacementDF
+	// degrees of freedom (0: one instance a group, nothing to estimate
+	// it from).
+	BaseInstances, CanInstances, PlacementDF int
+	PlacementSD                              float64
 }
 
 // Look judges every metric on the evidence so far.
@@ -203,14 +253,40 @@ func (st *State) Look(cfg SeqConfig) []MetricVerdict {
 		_, variance := rates.Diff()
 		v.Result.Estimate, v.Result.Low, v.Result.High = est, lo, hi
 		shift := v.Result.CanaryMedian - v.Result.BaselineMedian
+		// The placement guard: a verdict also needs the difference to
+		// stand out of the instances' draw (anytime.Clustered.Standout) at
+		// the metric's level: each group's rate past the baseline's x
+		// itself (no tolerance), by instance.
+		guardUp, guardDown, place := true, true, 0.0
+		guardEvidence := func(int) float64 { return math.Inf(1) }
+		if g := st.Inst[m.Name]; g != nil && !cfg.Unguarded {
+			place = g.PlacementVariance()
+			if t, crit, _, ok := g.Standout(alpha, 1); ok {
+				guardUp, guardDown = t > crit, -t > crit
+				guardEvidence = func(bad int) float64 { return math.Max(0, t*float64(bad)/crit) }
+			}
+			sigma2, df := g.Placement()
+			v.BaseInstances, v.CanInstances = g.Instances()
+			v.PlacementSD, v.PlacementDF = math.Sqrt(sigma2), df
+		}
+		// an early pass must hold whatever the instances' draw: its
+		// bounds are widened by the placement's share of the variance
+		widened := func(r anytime.Rates) (lo, hi float64) {
+			e, vv := r.Diff()
+			if math.IsInf(vv, 1) {
+				return math.Inf(-1), math.Inf(1)
+			}
+			rad := anytime.Radius(vv+place, alpha)
+			return e - rad, e + rad
+		}
 		within := true
 		if m.Direction != Decrease {
-			ev := anytime.Evidence(est, variance, tol, alpha, 1)
-			v.Evidence = ev
-			if lo > tol && (m.Quantile == 0 || shift >= m.MinShiftMs) {
+			v.Evidence = math.Min(anytime.Evidence(est, variance, tol, alpha, 1), guardEvidence(1))
+			if lo > tol && guardUp && (m.Quantile == 0 || shift >= m.MinShiftMs) {
 				v.Result.Classification = High
 			}
-			within = within && hi < tol
+			_, whi := widened(rates)
+			within = within && whi < tol
 		}
 		if m.Direction != Increase {
 			down := rates
@@ -219,18 +295,19 @@ func (st *State) Look(cfg SeqConfig) []MetricVerdict {
 			}
 			dest, dlo, dhi := down.Interval(alpha)
 			_, dvar := down.Diff()
+			wlo, whi := widened(down)
 			if m.Quantile == 0 { // the error rate lower by more than the tolerance
-				v.Evidence = math.Max(v.Evidence, anytime.Evidence(dest, dvar, -tol, alpha, -1))
-				if dhi < -tol {
+				v.Evidence = math.Max(v.Evidence, math.Min(anytime.Evidence(dest, dvar, -tol, alpha, -1), guardEvidence(-1)))
+				if dhi < -tol && guardDown {
 					v.Result.Classification = Low
 				}
-				within = within && dlo > -tol
+				within = within && wlo > -tol
 			} else { // more requests below x/(1+tolerance) than the baseline's below x
-				v.Evidence = math.Max(v.Evidence, anytime.Evidence(dest, dvar, 0, alpha, 1))
-				if dlo > 0 && -shift >= m.MinShiftMs {
+				v.Evidence = math.Max(v.Evidence, math.Min(anytime.Evidence(dest, dvar, 0, alpha, 1), guardEvidence(-1)))
+				if dlo > 0 && -shift >= m.MinShiftMs && guardDown {
 					v.Result.Classification = Low
 				}
-				within = within && dhi < 0
+				within = within && whi < 0
 			}
 		}
 		v.Within = within
@@ -263,6 +340,14 @@ func (st *State) Valid(maxBuckets int) bool {
 	}
 	for _, p := range st.Peak {
 		if math.IsNaN(p) || p < 0 {
+			return false
+		}
+	}
+	if len(st.Inst) > maxMetrics || len(st.Up) > maxMetrics || len(st.Down) > maxMetrics || len(st.Peak) > maxMetrics {
+		return false
+	}
+	for _, c := range st.Inst {
+		if c == nil || !c.Valid() {
 			return false
 		}
 	}

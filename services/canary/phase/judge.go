@@ -90,7 +90,7 @@ func NewJudge(cs spec.Canary) *Judge {
 
 // Add counts one sample of the baseline (baseline true) or the canary.
 func (j *Judge) Add(s metrics.Sample, baseline bool) {
-	j.Checkpoint.State.Add(j.cfg, baseline, s.Requests, s.Errors(), s.BucketsMicros, s.Latency)
+	j.Checkpoint.State.Add(j.cfg, baseline, s)
 }
 
 // Outcome of a look.
@@ -123,13 +123,14 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 			Name: m.Name, Critical: m.Critical, BaselineSamples: r.BaselineSamples, CanarySamples: r.CanarySamples,
 			BaselineMedian: r.BaselineMedian, CanaryMedian: r.CanaryMedian, Estimate: r.Estimate, Low: r.Low, High: r.High,
 			Evidence: v.Evidence, Peak: v.Peak, Classification: string(r.Classification),
+			BaselineInstances: v.BaseInstances, CanaryInstances: v.CanInstances, PlacementSD: v.PlacementSD, PlacementDF: v.PlacementDF,
 		})
 		switch r.Classification {
 		case judge.NoData:
 			enough = false
 			missing = append(missing, fmt.Sprintf("%s has %d baseline and %d canary requests of %d needed", m.Name, r.BaselineSamples, r.CanarySamples, j.cfg.MinSamples))
 		case judge.High, judge.Low:
-			bad = append(bad, describe(m, r))
+			bad = append(bad, describe(m, r)+placement(v))
 		}
 		within = within && v.Within
 	}
@@ -201,6 +202,15 @@ func describe(m judge.SeqMetric, r judge.Result) string {
 		m.Name, r.Classification, r.CanaryMedian, r.BaselineMedian, 100*r.Estimate, m.Tolerance, 100*r.Low, 100*r.High)
 }
 
+// placement says how far the instances' draw was counted in a verdict.
+func placement(v judge.MetricVerdict) string {
+	if v.PlacementDF == 0 {
+		return fmt.Sprintf("; %d and %d instances: placement not measured, a difference may be the instance's", v.BaseInstances, v.CanInstances)
+	}
+	return fmt.Sprintf("; it stands out of the instances' draw (%d and %d instances, spread between them ±%.1f points, %d degrees of freedom)",
+		v.BaseInstances, v.CanInstances, 100*v.PlacementSD, v.PlacementDF)
+}
+
 // Look is one interval of a canary as the router's samples sum it: each
 // group's counts and histogram.
 type Look struct {
@@ -211,7 +221,18 @@ type Look struct {
 // phase does: it returns the outcome and the 1-based look it was decided at
 // (the duration's last look if it ran to the end).
 func Replay(cs spec.Canary, looks []Look) (events.CanaryResult, Outcome, int) {
+	return replay(NewJudge(cs), cs, looks)
+}
+
+// ReplayUnguarded is Replay through the judge before the placement guard
+// (judge.SeqConfig.Unguarded): the requests alone, as if independent.
+func ReplayUnguarded(cs spec.Canary, looks []Look) (events.CanaryResult, Outcome, int) {
 	j := NewJudge(cs)
+	j.cfg.Unguarded = true
+	return replay(j, cs, looks)
+}
+
+func replay(j *Judge, cs spec.Canary, looks []Look) (events.CanaryResult, Outcome, int) {
 	n := int(cs.Duration.D() / cs.Interval.D())
 	var res events.CanaryResult
 	for i, l := range looks {

@@ -194,7 +194,18 @@ func FuzzCheckpoint(f *testing.F) {
 	}
 	b, _ := json.Marshal(j.Checkpoint)
 	f.Add(b)
+	// with counts by instance (five a group)
+	sc.Instances, sc.Spread = 5, 0.1
+	j = NewJudge(cs)
+	for _, l := range sc.Looks(rand.New(rand.NewPCG(1, 2)), cs)[:2] {
+		j.Add(l.Baseline, true)
+		j.Add(l.Canary, false)
+		j.Look(false, false)
+	}
+	b, _ = json.Marshal(j.Checkpoint)
+	f.Add(b)
 	f.Add([]byte(`{"state":{"bounds":[100,200],"base":[1,2,3],"can":[0,0,0],"up":{"latency_p50":{"base_n":-5}}}}`))
+	f.Add([]byte(`{"state":{"inst":{"error_rate":{"base":{"a":{"e":5,"n":2}},"can":{"b":{"e":1,"n":1e308}}},"latency_p50":null}}}`))
 	// the analysis templates' evidence, half there (a ratio's last reading
 	// without its first, a value's looks without a reading)
 	f.Add([]byte(`{"providers":{"orders/orders_per_request":{"last":[1,2,3,4]},"latency/app_p99":{"looks":5}}}`))
@@ -212,4 +223,26 @@ func FuzzCheckpoint(f *testing.F) {
 		k.Add(metrics.Sample{Requests: 10, Status5xx: 10, BucketsMicros: metrics.RouterBounds, Latency: make([]uint64, 73)}, false)
 		k.Look(true, true)
 	})
+}
+
+// TestPlacementIsNotTheVersion: canaries of the same version whose five
+// instances a group sit ±50 % apart in median latency. The judge on
+// requests alone fails many of them (it blames the version for the
+// instances' draw); with the placement guard they pass, on the same draws.
+// A version 20 % slower on every instance still fails.
+func TestPlacementIsNotTheVersion(t *testing.T) {
+	cs := canarySpec()
+	base := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}
+	const trials = 200
+	aa := Simulate(cs, Scenario{Baseline: base, Canary: base, PerLook: 600, Instances: 5, Spread: 0.5}, trials, 11, false)
+	t.Logf("same version, instances ±50%% apart: %.1f%% failed, %.1f%% on requests alone", 100*aa.Failed, 100*aa.Unguarded)
+	if aa.Failed > 0.025 || aa.Unguarded < 0.15 {
+		t.Errorf("failed %.1f%% (want ≤ 2.5%%), on requests alone %.1f%% (want ≥ 15%%: else the scenario tests nothing)", 100*aa.Failed, 100*aa.Unguarded)
+	}
+	slower := base
+	slower.MedianMs = 24
+	up := Simulate(cs, Scenario{Baseline: base, Canary: slower, PerLook: 600, Instances: 5}, trials, 12, false)
+	if up.Failed < 0.95 {
+		t.Errorf("+20%% p50 on every instance failed %.1f%% of canaries", 100*up.Failed)
+	}
 }

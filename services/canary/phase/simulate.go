@@ -2,7 +2,9 @@ package phase
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -13,22 +15,74 @@ import (
 )
 
 // Scenario is a simulated canary: baseline and canary behaviour and the
-// requests each group gets per look.
+// requests each group gets per look. With Instances, each group runs that
+// many instances, each request served by one at random; Spread sets them
+// apart as placement does: each instance's median is the group's times
+// 1+u, u uniform in ±Spread, drawn once a canary (the same version on
+// another host). The samples then carry their counts by instance.
 type Scenario struct {
 	Baseline, Canary metrics.Synthetic
 	PerLook          int
+	Instances        int
+	Spread           float64
 }
 
 // Looks draws a whole canary's looks for a strategy.
 func (sc Scenario) Looks(r *rand.Rand, cs spec.Canary) []Look {
 	n := int(cs.Duration.D() / cs.Interval.D())
-	b, c := sc.Baseline.Generator(), sc.Canary.Generator()
 	at := time.Unix(1_700_000_000, 0).UTC()
 	out := make([]Look, n)
+	if sc.Instances == 0 {
+		b, c := sc.Baseline.Generator(), sc.Canary.Generator()
+		for i := range out {
+			end := at.Add(cs.Interval.D())
+			out[i] = Look{Baseline: b.Sample(r, sc.PerLook, "sim", "b", at, end), Canary: c.Sample(r, sc.PerLook, "sim", "c", at, end)}
+			at = at.Add(cs.Interval.D())
+		}
+		return out
+	}
+	placed := func(g metrics.Synthetic) []metrics.Generator {
+		gens := make([]metrics.Generator, sc.Instances)
+		for i := range gens {
+			p := g
+			p.MedianMs *= 1 + sc.Spread*(2*r.Float64()-1)
+			gens[i] = p.Generator()
+		}
+		return gens
+	}
+	b, c := placed(sc.Baseline), placed(sc.Canary)
 	for i := range out {
 		end := at.Add(cs.Interval.D())
-		out[i] = Look{Baseline: b.Sample(r, sc.PerLook, "sim", "b", at, end), Canary: c.Sample(r, sc.PerLook, "sim", "c", at, end)}
+		out[i] = Look{Baseline: instanceSample(r, b, sc.PerLook, "b", at, end), Canary: instanceSample(r, c, sc.PerLook, "c", at, end)}
 		at = at.Add(cs.Interval.D())
+	}
+	return out
+}
+
+// instanceSample draws n requests over a group's instances, each to one
+// at random, as one router sample with its counts by instance.
+func instanceSample(r *rand.Rand, gens []metrics.Generator, n int, group string, start, end time.Time) metrics.Sample {
+	share := make([]int, len(gens))
+	for range n {
+		share[r.IntN(len(gens))]++
+	}
+	var out metrics.Sample
+	for i, g := range gens {
+		s := g.Sample(r, share[i], "sim", group, start, end)
+		if i == 0 {
+			out = s
+			out.Latency = slices.Clone(s.Latency)
+		} else {
+			out.Requests += s.Requests
+			out.Status2xx += s.Status2xx
+			out.Status5xx += s.Status5xx
+			for j, k := range s.Latency {
+				out.Latency[j] += k
+			}
+		}
+		if s.Requests > 0 {
+			out.Instances = append(out.Instances, metrics.InstanceSample{ID: fmt.Sprintf("%s-%d", group, i), Requests: s.Requests, Errors: s.Errors(), Latency: metrics.Sparse(s.Latency)})
+		}
 	}
 	return out
 }
@@ -43,6 +97,9 @@ type Figures struct {
 	// none failed), as a share of the canary's duration when multiplied by
 	// the interval.
 	MedianLooks, FixedMedianLooks float64
+	// Unguarded is the share failed by the judge without the placement
+	// guard, on the same draws (scenarios with Instances only).
+	Unguarded float64
 }
 
 // Simulate replays trials whole canaries of the scenario through the
@@ -50,8 +107,8 @@ type Figures struct {
 // same draws. Trials run on all cores; the figures depend only on seed.
 func Simulate(cs spec.Canary, sc Scenario, trials int, seed uint64, fixed bool) Figures {
 	type res struct {
-		fail, ffail   bool
-		looks, flooks int
+		fail, ffail, ufail bool
+		looks, flooks      int
 	}
 	out := make([]res, trials)
 	var wg sync.WaitGroup
@@ -65,6 +122,10 @@ func Simulate(cs spec.Canary, sc Scenario, trials int, seed uint64, fixed bool) 
 				looks := sc.Looks(r, cs)
 				_, o, k := Replay(cs, looks)
 				out[i].fail, out[i].looks = o == Failed, k
+				if sc.Instances > 0 {
+					_, uo, _ := ReplayUnguarded(cs, looks)
+					out[i].ufail = uo == Failed
+				}
 				if fixed {
 					fo, fk := ReplayFixed(cs, looks)
 					out[i].ffail, out[i].flooks = fo == Failed, fk
@@ -84,7 +145,11 @@ func Simulate(cs spec.Canary, sc Scenario, trials int, seed uint64, fixed bool) 
 			f.FixedFailed++
 			fls = append(fls, float64(o.flooks))
 		}
+		if o.ufail {
+			f.Unguarded++
+		}
 	}
+	f.Unguarded /= float64(trials)
 	f.Failed /= float64(trials)
 	f.FixedFailed /= float64(trials)
 	f.MedianLooks, f.FixedMedianLooks = medianOf(ls), medianOf(fls)
