@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -278,9 +279,19 @@ func printOrders(env Env, o JudgeOptions) error {
 	return tw.Flush()
 }
 
+// judgeTable is one table of `bench judge`.
+type judgeTable struct {
+	name  string
+	print func(Env, JudgeOptions) error
+}
+
+// judgeTables are bench judge's tables, in the order printed.
+var judgeTables = []judgeTable{{"canaries", printCanaries}, {"instances", printInstances}, {"orders", printOrders}, {"bakes", printBakes}}
+
 // judgeBench is `bench judge`.
 func judgeBench() Entry {
 	var o JudgeOptions
+	var only []string
 	return Entry{
 		Name:  "judge",
 		Short: "whole canaries and bakes, seeded: healthy failure rates and detection, the sequential judge beside the fixed-horizon one",
@@ -288,23 +299,30 @@ func judgeBench() Entry {
 			f.IntVar(&o.Trials, "trials", 1000, "whole canaries per row (sequential judge)")
 			f.IntVar(&o.FixedTrials, "fixed-trials", 300, "whole canaries per row through the fixed-horizon judge (0: skip it)")
 			f.IntVar(&o.BakeTrials, "bake-trials", 1000, "whole bakes per row")
+			f.StringSliceVar(&only, "only", nil, "print only these tables: canaries, instances, orders, bakes (default: all)")
 		},
 		Run: func(_ context.Context, env Env, _ []string) error {
 			o.Progress = env.Progress
-			printCanaries(env, o)
-			if err := printInstances(env, o); err != nil {
-				return err
+			for _, name := range only {
+				if !slices.ContainsFunc(judgeTables, func(t judgeTable) bool { return t.name == name }) {
+					return fmt.Errorf("--only %s: want canaries, instances, orders or bakes", name)
+				}
 			}
-			if err := printOrders(env, o); err != nil {
-				return err
+			for _, t := range judgeTables {
+				if len(only) > 0 && !slices.Contains(only, t.name) {
+					continue
+				}
+				if err := t.print(env, o); err != nil {
+					return err
+				}
 			}
-			return printBakes(env, o)
+			return nil
 		},
 	}
 }
 
 // printCanaries runs and prints the whole canaries.
-func printCanaries(env Env, o JudgeOptions) {
+func printCanaries(env Env, o JudgeOptions) error {
 	cs := DefaultSpec().Strategy
 	fmt.Fprintf(env.Out, "Whole canaries with the default strategy (%s, a look every %s, confidence %g), log-normal latency (median 20 ms, σ 0.5) on the router's buckets.\n",
 		cs.Canary.Duration.D(), cs.Canary.Interval.D(), cs.Canary.Confidence)
@@ -328,7 +346,7 @@ func printCanaries(env Env, o JudgeOptions) {
 		}
 		row(tw, r.Name, r.PerLook, fmt.Sprintf("%.1f%%", 100*r.New.Failed), at(r.New.MedianLooks), old, oldAt, target)
 	}
-	tw.Flush()
+	return tw.Flush()
 }
 
 // printBakes runs and prints the whole bakes.

@@ -3,10 +3,13 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redblack/redblack/bench"
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/shared/analysis"
@@ -17,6 +20,7 @@ import (
 	"github.com/redblack/redblack/shared/spec"
 	"github.com/redblack/redblack/shared/subjects"
 	"github.com/redblack/redblack/shared/testkit"
+	"github.com/redblack/redblack/shared/topology"
 )
 
 // TestBusinessMetricThroughPrometheus: a real Prometheus (Debian's)
@@ -131,5 +135,56 @@ func TestBusinessMetricThroughPrometheus(t *testing.T) {
 	t.Logf("v4: %s after Prometheus went away: %s", time.Since(stopped).Round(time.Second), r.Report.Reason)
 	if r.Verdict != "failed" || !strings.Contains(r.Report.Reason, "inconclusive: orders_per_request") || !strings.Contains(r.Report.Reason, "prometheus") {
 		t.Fatalf("v4 without its Prometheus: %s: %s", r.Verdict, r.Report.Reason)
+	}
+}
+
+// TestRollingVerifyJudgesTemplates: a stateless service released by
+// rolling names an analysis template whose metric comes from a web
+// endpoint (JSON, read with a JSONPath): each group's jobs failed of jobs
+// run, which the router cannot see. The endpoint says v2's groups fail 30 %
+// of their jobs and v1's 1 %: v2's first batch fails its verify through the
+// template, its query in the reason, and the roll goes back.
+func TestRollingVerifyJudgesTemplates(t *testing.T) {
+	start := time.Now()
+	jobs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		total := 100 * time.Since(start).Milliseconds() // jobs run so far, growing
+		failed := total / 100
+		if strings.Contains(r.URL.Query().Get("group"), "-v002") {
+			failed = total * 3 / 10
+		}
+		fmt.Fprintf(w, `{"jobs": {"run": %d, "failed": %d}}`, total, failed)
+	}))
+	t.Cleanup(jobs.Close)
+
+	svc := bench.NewSpec("hello", "t", hello).Capacity(2).LatencySlack(testkit.LatencySlack).Rolling(500*time.Millisecond, 4*time.Second).Build()
+	svc.Strategy.Rolling.Stateless = true
+	p := newPipeline(t, t.TempDir(), svc)
+	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
+		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: jobs.URL + "/?group={{group}}", Kind: analysis.KindRatio,
+		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
+	}}}
+	ctx := context.Background()
+	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := analysis.Put(ctx, akv, tm); err != nil {
+		t.Fatal(err)
+	}
+	svc.Strategy.Analysis = []string{"jobs"}
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		t.Fatal(err)
+	}
+	p.deployV1()
+
+	v2 := p.release("v2")
+	p.await(v2, 90*time.Second, events.RolledBack)
+	rb := p.batches(v2, events.RollingRollback)
+	if len(rb) == 0 || !strings.Contains(rb[0].Reason, "analysis: jobs_failed") || !strings.Contains(rb[0].Reason, "web: $.jobs.failed / $.jobs.run") {
+		t.Fatalf("v2's rollback: %+v\n%s", rb, p.story(v2))
+	}
+	t.Logf("v2: %s", rb[0].Reason)
+	if n := p.failures(); n > 0 {
+		t.Errorf("%d requests failed: the template's failure is not the users'", n)
 	}
 }

@@ -37,8 +37,8 @@ type Strategy struct {
 	KeepPrevious int       `yaml:"keep_previous" json:"keep_previous"`
 	Deadlines    Deadlines `yaml:"deadlines" json:"deadlines"`
 	// Analysis names the owner team's analysis templates (redblack
-	// analysis apply -f) whose metrics the canary judges beside the
-	// router's, on the same budget.
+	// analysis apply -f) whose metrics the canary, and a rolling release's
+	// verify of each batch, judge beside the router's, on the same budget.
 	Analysis []string `yaml:"analysis,omitempty" json:"analysis,omitempty"`
 }
 

@@ -196,13 +196,7 @@ func (p *Phase) run(ctx context.Context, id string) error {
 		}
 		return p.finish(ctx, rec, verdictKind(rec, false), events.CanaryResult{Service: rec.Service, Canary: rec.Canary, Reason: "inconclusive: " + err.Error()}, false, cs.Duration.D())
 	}
-	w.vars[0] = analysis.Vars{Service: rec.Service, Group: rec.Baseline}
-	if prev, err := p.releases.ReleaseOf(ctx, rec.Previous); err == nil {
-		if r, _, err := p.releases.Get(ctx, prev); err == nil {
-			w.vars[0].Version = r.Version
-		}
-	}
-	w.vars[1] = analysis.Vars{Service: rec.Service, Group: rec.Canary, Version: rec.Version}
+	w.vars = p.templateVars(ctx, rec, rec.Baseline, rec.Canary)
 	verdict, err := p.judge(ctx, rec, cs, w)
 	if err != nil {
 		return err
@@ -356,6 +350,19 @@ type judged struct {
 	// metrics, read for the baseline (vars[0]) and the canary (vars[1]).
 	templates []analysis.Template
 	vars      [2]analysis.Vars
+}
+
+// templateVars are the templates' variables for the baseline group (of
+// the version in production: the previous release's) and the canary
+// group (of the release's version).
+func (p *Phase) templateVars(ctx context.Context, rec release.Record, baseline, canary string) [2]analysis.Vars {
+	vars := [2]analysis.Vars{{Service: rec.Service, Group: baseline}, {Service: rec.Service, Group: canary, Version: rec.Version}}
+	if prev, err := p.releases.ReleaseOf(ctx, rec.Previous); err == nil {
+		if r, _, err := p.releases.Get(ctx, prev); err == nil {
+			vars[0].Version = r.Version
+		}
+	}
+	return vars
 }
 
 // judge follows the baseline's and canary's samples from where the

@@ -2,9 +2,11 @@ package phase
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/natsx"
@@ -21,7 +23,8 @@ import (
 // confidence sequences hold over every look of every batch, so the whole
 // roll, not each batch, has the canary's false-failure bound. A batch
 // passes at health time + verify.duration unless it failed; with too few
-// requests it waits, and fails at its deadline.
+// requests it waits, and fails at its deadline. The service's analysis
+// templates are judged beside the router's metrics, as in a canary.
 
 // ensureVerify keeps a verify run for a rolling release with a healthy
 // batch not yet verified.
@@ -57,8 +60,18 @@ func (p *Phase) verify(ctx context.Context, id string) error {
 			Reason: "first release of " + rec.Service + ": nothing runs to compare with, so the batch is not verified"}, true)
 	}
 	deadline := ro.BatchStarted.Add(svc.Strategy.Deadlines.Batch.D())
-	v, err := p.judge(ctx, rec, cs, judged{baseline: rec.Previous, canary: rec.Group,
-		end: ro.HealthyAt.Add(svc.Strategy.Rolling.Verify.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseRolling})
+	w := judged{baseline: rec.Previous, canary: rec.Group,
+		end: ro.HealthyAt.Add(svc.Strategy.Rolling.Verify.Duration.D()), last: deadline.Add(-cs.Interval.D()), phase: release.PhaseRolling}
+	// the analysis templates, as in a canary: the slots not yet replaced
+	// are the baseline, the replaced ones the canary
+	if w.templates, err = analysis.Resolve(ctx, p.analysis, svc); err != nil {
+		if !errors.Is(err, analysis.ErrNotFound) {
+			return err
+		}
+		return p.verified(ctx, rec, b, events.CanaryResult{Service: rec.Service, Canary: rec.Group, Reason: "inconclusive: " + err.Error()}, false)
+	}
+	w.vars = p.templateVars(ctx, rec, rec.Previous, rec.Group)
+	v, err := p.judge(ctx, rec, cs, w)
 	if err != nil {
 		return err
 	}
