@@ -21,11 +21,8 @@ import (
 type Judge struct {
 	cs  spec.Canary
 	cfg judge.SeqConfig
-	// provided are the analysis templates' metrics (providers.go), read
-	// every readEvery.
-	provided   []templateMetric
-	readEvery  time.Duration
-	canaryVars analysis.Vars
+	// provided are the analysis templates' metrics (providers.go).
+	provided analysis.Judge
 	// Checkpoint is the evidence so far.
 	Checkpoint Checkpoint
 }
@@ -39,7 +36,7 @@ type Checkpoint struct {
 	Looks int                  `json:"looks"`
 	// Providers is the evidence of the analysis templates' metrics, by
 	// template/metric.
-	Providers map[string]*ProviderState `json:"providers,omitempty"`
+	Providers map[string]*analysis.State `json:"providers,omitempty"`
 }
 
 // MaxCheckpointBytes bounds a checkpoint read back from the record.
@@ -64,7 +61,7 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("canary checkpoint: counts or histograms that cannot be real")
 	}
 	for _, ps := range c.Providers {
-		if ps == nil || !ps.valid() {
+		if ps == nil || !ps.Valid() {
 			return Checkpoint{}, fmt.Errorf("canary checkpoint: analysis readings that cannot be real")
 		}
 	}
@@ -144,15 +141,15 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 	}
 	// the analysis templates' metrics: critical, and never passed without data
 	var provBad []string
-	pvs := j.lookProviders()
+	pvs := j.provided.Look(j.Checkpoint.Providers)
 	for _, v := range pvs {
-		result.Metrics = append(result.Metrics, v.report)
-		if v.bad != "" {
-			provBad = append(provBad, v.bad)
+		result.Metrics = append(result.Metrics, v.Report)
+		if v.Bad != "" {
+			provBad = append(provBad, v.Bad)
 		}
-		within = within && (v.within || v.report.Optional)
+		within = within && (v.Within || v.Report.Optional)
 	}
-	inconclusive, optional := describeInconclusive(pvs, false), describeInconclusive(pvs, true)
+	inconclusive, optional := analysis.Inconclusive(pvs, false), analysis.Inconclusive(pvs, true)
 	within = within && len(inconclusive) == 0
 	switch {
 	case len(bad) > 0 && result.Score <= j.cs.MarginalScore:

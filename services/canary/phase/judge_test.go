@@ -218,7 +218,7 @@ func FuzzCheckpoint(f *testing.F) {
 		k.Analyze([]analysis.Template{ordersTemplate, p99Template}, cs.Interval.D(), analysis.Vars{Group: "c"})
 		k.Checkpoint = cp
 		k.Look(false, false)
-		k.Observe(readings{"orders/orders_per_request": {values: []float64{1, 2, 3, 4}}, "latency/app_p99": {values: []float64{1, 2}}})
+		k.Observe(analysis.Readings{"orders/orders_per_request": {Values: []float64{1, 2, 3, 4}}, "latency/app_p99": {Values: []float64{1, 2}}})
 		k.Add(metrics.Sample{Requests: 10, Status2xx: 10, BucketsMicros: []int64{100, 200}, Latency: []uint64{3, 3, 4}}, true)
 		k.Add(metrics.Sample{Requests: 10, Status5xx: 10, BucketsMicros: metrics.RouterBounds, Latency: make([]uint64, 73)}, false)
 		k.Look(true, true)

@@ -421,7 +421,7 @@ func (p *Phase) judge(ctx context.Context, rec release.Record, cs spec.Canary, w
 		case <-t.C:
 		case <-atEnd.C:
 		}
-		var rs readings
+		var rs analysis.Readings
 		if j.Provided() && time.Since(read) >= cs.Interval.D() {
 			read = time.Now()
 			rs = j.ReadProviders(ctx, p.Reader, w.vars[0], w.vars[1]) // outside the lock: the network's time

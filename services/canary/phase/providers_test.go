@@ -152,7 +152,7 @@ func TestTemplateBudget(t *testing.T) {
 	j := NewJudge(cs)
 	j.Analyze([]analysis.Template{ordersTemplate, p99Template}, cs.Interval.D(), analysis.Vars{Group: "c"})
 	alpha := 1 - cs.Confidence
-	if got := j.cfg.Alpha + j.alphaOf(j.provided[0]) + j.alphaOf(j.provided[1]); got < alpha*0.999999 || got > alpha*1.000001 {
+	if got := j.cfg.Alpha + float64(j.provided.Len())*j.provided.Alpha; j.provided.Len() != 2 || got < alpha*0.999999 || got > alpha*1.000001 {
 		t.Fatalf("shares add up to %g, want %g", got, alpha)
 	}
 	if want := alpha * 4 / 8; j.cfg.Alpha < want*0.999999 || j.cfg.Alpha > want*1.000001 {
@@ -206,13 +206,13 @@ func TestLongErrorKeepsTheCheckpoint(t *testing.T) {
 	cs := canarySpec()
 	j := NewJudge(cs)
 	j.Analyze([]analysis.Template{ordersTemplate}, cs.Interval.D(), analysis.Vars{Group: "c"})
-	j.Observe(readings{"orders/orders_per_request": {err: errors.New(strings.Repeat("é", 2000))}})
+	j.Observe(analysis.Readings{"orders/orders_per_request": {Err: errors.New(strings.Repeat("é", 2000))}})
 	b, _ := json.Marshal(j.Checkpoint)
 	back, err := DecodeCheckpoint(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if why := back.Providers["orders/orders_per_request"].Inconclusive; len(why) > maxWhy || !strings.HasSuffix(why, "…") {
+	if why := back.Providers["orders/orders_per_request"].Inconclusive; len(why) > analysis.MaxWhy || !strings.HasSuffix(why, "…") {
 		t.Fatalf("%d bytes: %q", len(why), why[len(why)-10:])
 	}
 }
