@@ -188,3 +188,58 @@ func TestRollingVerifyJudgesTemplates(t *testing.T) {
 		t.Errorf("%d requests failed: the template's failure is not the users'", n)
 	}
 }
+
+// TestBakeJudgesTemplates: the bake judges the service's analysis
+// templates too, the new group against the old group's slice over the
+// same seconds. The web endpoint says the canary group of v2 is as good
+// as v1 but v2's full group fails 30 % of its jobs (a fault that shows
+// only at scale): the canary passes, and the bake rolls v2 back through
+// the template, with its query in the reason.
+func TestBakeJudgesTemplates(t *testing.T) {
+	start := time.Now()
+	jobs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		total := 100 * time.Since(start).Milliseconds()
+		failed := total / 100
+		if r.URL.Query().Get("group") == "hello-v002" {
+			failed = total * 3 / 10
+		}
+		fmt.Fprintf(w, `{"jobs": {"run": %d, "failed": %d}}`, total, failed)
+	}))
+	t.Cleanup(jobs.Close)
+
+	svc := fastSpec()
+	svc.Strategy.Bake.Duration = spec.Duration(8 * time.Second)
+	p := newPipeline(t, t.TempDir(), svc)
+	ctx := context.Background()
+	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
+		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: jobs.URL + "/?group={{group}}", Kind: analysis.KindRatio,
+		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
+	}}}
+	if _, err := analysis.Put(ctx, akv, tm); err != nil {
+		t.Fatal(err)
+	}
+	svc.Strategy.Analysis = []string{"jobs"}
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		t.Fatal(err)
+	}
+	p.deployV1()
+
+	v2 := p.release("v2")
+	if ev := p.await(v2, 60*time.Second, events.CanaryPassed, events.CanaryFailed); ev.Type != events.CanaryPassed.Type() {
+		t.Fatalf("v2's canary: %s", ev.Data)
+	}
+	p.await(v2, 60*time.Second, events.RolledBack)
+	var rb events.Rollback
+	_ = p.await(v2, time.Second, events.RollbackRequested).DecodeData(&rb)
+	if rb.By != "watchdog" || !strings.Contains(rb.Reason, "bake: analysis: jobs_failed") || !strings.Contains(rb.Reason, "web: $.jobs.failed / $.jobs.run") {
+		t.Fatalf("v2's rollback: %+v\n%s", rb, p.story(v2))
+	}
+	t.Logf("v2: %s", rb.Reason)
+	if n := p.failures(); n > 0 {
+		t.Errorf("%d requests failed", n)
+	}
+}

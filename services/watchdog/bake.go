@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/anytime"
 	"github.com/redblack/redblack/shared/discovery"
 	"github.com/redblack/redblack/shared/events"
@@ -116,6 +118,9 @@ type Bake struct {
 	Samples int `json:"samples"`
 	// Seen is the end of the last window counted per router and group.
 	Seen map[string]time.Time `json:"seen,omitempty"`
+	// Providers is the evidence of the analysis templates' metrics, by
+	// template/metric: the new group against the old group's slice.
+	Providers map[string]*analysis.State `json:"providers,omitempty"`
 }
 
 // Add counts a sample of the old group's slice (old) or of the new group.
@@ -254,6 +259,14 @@ func DecodeBake(b []byte) (Bake, error) {
 	if !k.Same.Tail.Valid() {
 		return Bake{}, errors.New("bake checkpoint: latency counts that cannot be real")
 	}
+	if len(k.Providers) > spec.MaxAnalysis*analysis.MaxMetrics {
+		return Bake{}, fmt.Errorf("bake checkpoint: %d template metrics", len(k.Providers))
+	}
+	for _, ps := range k.Providers {
+		if ps == nil || !ps.Valid() {
+			return Bake{}, errors.New("bake checkpoint: analysis readings that cannot be real")
+		}
+	}
 	return k, nil
 }
 
@@ -318,6 +331,17 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	if rec.Previous != "" && bake.Reference() > 0 {
 		groups = append(groups, rec.Previous) // its slice of the traffic: the same-time reference
 	}
+	tj, vars, err := s.templates(ctx, rec, svc, &rules, len(groups) > 1 && rec.Phase == release.PhaseBaking)
+	if errors.Is(err, analysis.ErrNotFound) {
+		// a template named by the spec is gone: no data is never a pass
+		return s.requestRollback(ctx, rec, "bake", "bake: inconclusive: "+err.Error())
+	}
+	if err != nil {
+		return err
+	}
+	if len(svc.Strategy.Analysis) > 0 && tj.Len() == 0 && rec.Phase == release.PhaseBaking {
+		log.Info().Strs("analysis", svc.Strategy.Analysis).Msg("no same-time reference in this bake (a first release, or reference_weight 0): the analysis templates are not judged in it")
+	}
 	log.Info().Str("phase", string(rec.Phase)).Time("switched", switchedAt).Dur("bake", bake.Duration.D()).
 		Str("reference", rec.Previous).Int("reference_weight", bake.Reference()).Uint64("reference_requests", st.Same.Old.Requests).Msg("health watch starts")
 
@@ -353,6 +377,8 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	saved := time.Now()
+	var read time.Time // the templates' last reading
+	var inconclusive []string
 	for {
 		select {
 		case <-ctx.Done():
@@ -369,9 +395,26 @@ func (s *Service) watch(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		// the templates' metrics, read every interval during the bake
+		// (outside the lock: the network's time)
+		var rs analysis.Readings
+		if tj.Len() > 0 && cur.Phase == release.PhaseBaking && time.Since(read) >= tj.Every {
+			read = time.Now()
+			rs = tj.Read(ctx, s.reader, vars[0], vars[1])
+		}
 		var snap []byte
 		mu.Lock()
 		baking = cur.Phase == release.PhaseBaking
+		if rs != nil {
+			st.Providers = tj.Observe(st.Providers, rs)
+			vs := tj.Look(st.Providers)
+			for _, v := range vs {
+				if v.Bad != "" && broken == "" {
+					broken = "analysis: " + v.Bad
+				}
+			}
+			inconclusive = analysis.Inconclusive(vs, false)
+		}
 		why := broken
 		samples := st.Samples
 		failedAt := firstError
@@ -405,6 +448,12 @@ func (s *Service) watch(ctx context.Context, id string) error {
 			if time.Since(switchedAt) >= bake.Duration.D()+NoSamplesGrace {
 				return s.requestRollback(ctx, cur, "bake", fmt.Sprintf("bake: no metrics sample of %s in %s: nothing judged it (are the routers publishing?)", cur.Group, time.Since(switchedAt).Round(time.Second)))
 			}
+		case cur.Phase == release.PhaseBaking && time.Since(switchedAt) >= bake.Duration.D() && len(inconclusive) > 0:
+			// no data is never a pass: the templates' metrics get the
+			// canary's grace, then the bake fails as inconclusive
+			if time.Since(switchedAt) >= bake.Duration.D()+spec.NoDataGrace(bake.Duration.D(), tj.Every) {
+				return s.requestRollback(ctx, cur, "bake", "bake: inconclusive: "+strings.Join(inconclusive, "; "))
+			}
 		case cur.Phase == release.PhaseBaking && time.Since(switchedAt) >= bake.Duration.D():
 			log.Info().Msg("baked")
 			if err := natsx.Emit(ctx, s.js, Source, events.DerivedID(id, events.Baked, 0), events.Baked, cur.Service, id,
@@ -426,6 +475,35 @@ func (s *Service) watch(ctx context.Context, id string) error {
 			return nil // rolling back or ended
 		}
 	}
+}
+
+// templates makes the judge of the service's analysis templates for a
+// bake with a same-time reference (none without one: the templates are
+// relative): each metric a critical share of the bake's budget, as in the
+// canary, taken from rules' Alpha; and the variables of the reference (the
+// old group) and of the new group.
+func (s *Service) templates(ctx context.Context, rec release.Record, svc spec.Service, rules *Rules, reference bool) (*analysis.Judge, [2]analysis.Vars, error) {
+	tj := &analysis.Judge{}
+	vars := [2]analysis.Vars{{Service: rec.Service, Group: rec.Previous}, {Service: rec.Service, Group: rec.Group, Version: rec.Version}}
+	if !reference || len(svc.Strategy.Analysis) == 0 {
+		return tj, vars, nil
+	}
+	ts, err := analysis.Resolve(ctx, s.analysis, svc)
+	if err != nil {
+		return tj, vars, fmt.Errorf("bake of %s: %w", rec.ID, err)
+	}
+	tj.Add(ts)
+	cs := svc.Strategy.Canary
+	n := float64(tj.Len())
+	tj.Every, tj.MinSamples, tj.Canary = cs.Interval.D(), cs.MinSamples, vars[1]
+	tj.Alpha = rules.Alpha * 2 / (4 + 2*n) // the bake's four rules keep one share each
+	rules.Alpha *= 4 / (4 + 2*n)
+	if prev, err := s.releases.ReleaseOf(ctx, rec.Previous); err == nil {
+		if r, _, err := s.releases.Get(ctx, prev); err == nil {
+			vars[0].Version = r.Version
+		}
+	}
+	return tj, vars, nil
 }
 
 // NoSamplesGrace is how long past its duration a bake that has had no

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/deadletter"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/metrics"
@@ -73,7 +74,10 @@ type Service struct {
 	services  jetstream.KeyValue
 	instances jetstream.KeyValue
 	routes    jetstream.KeyValue
+	analysis  jetstream.KeyValue
 	releases  release.Store
+	// reader reads the analysis templates' metrics during a bake.
+	reader analysis.Reader
 	bakes     release.Runs
 
 	mu       sync.Mutex
@@ -133,7 +137,8 @@ func (s *Service) Run(ctx context.Context) error {
 	s.js = js
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &s.services, topology.BucketInstances: &s.instances, topology.BucketRoutes: &s.routes, topology.BucketReleases: &s.releases.KV} {
+	for name, kv := range map[string]*jetstream.KeyValue{topology.BucketServices: &s.services, topology.BucketInstances: &s.instances, topology.BucketRoutes: &s.routes,
+		topology.BucketReleases: &s.releases.KV, topology.BucketAnalysis: &s.analysis} {
 		if *kv, err = natsx.Bucket(bctx, js, name); err != nil {
 			return fmt.Errorf("watchdog: %w", err)
 		}

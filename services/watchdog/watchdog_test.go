@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/spec"
 )
@@ -153,11 +154,19 @@ func FuzzDecodeBake(f *testing.F) {
 	raw, _ := json.Marshal(bakeOf(rules, typical, typical, 5, nil))
 	f.Add(raw)
 	f.Add([]byte(`{"same":{"old":{"requests":5,"latency":{"Bounds":[100,200],"Latency":[1,2,3]}}},"all":{"requests":4,"errors":9}}`))
+	// the templates' evidence, half there
+	f.Add([]byte(`{"providers":{"jobs/jobs_failed":{"first":[1,2,3,4],"last":[0,1,2,3],"readings":2},"jobs/p99":{"looks":5,"above":9}}}`))
+	tj := &analysis.Judge{Alpha: 0.001, MinSamples: 50}
+	tj.Add([]analysis.Template{{Name: "jobs", Metrics: []analysis.Metric{
+		{Name: "jobs_failed", Provider: analysis.ProviderWeb, Kind: analysis.KindRatio, Events: "$.f", Total: "$.t", Direction: "increase", Tolerance: 0.05},
+		{Name: "p99", Provider: analysis.ProviderWeb, Kind: analysis.KindValue, Query: "$.p", Direction: "either", Tolerance: 0.1},
+	}}})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := DecodeBake(b)
 		if err != nil {
 			return
 		}
+		_ = tj.Look(k.Providers) // nor the templates' judge
 		for _, baking := range []bool{true, false} {
 			_ = rules.Check(k, baking) // whatever the record held, the check must not panic
 		}
