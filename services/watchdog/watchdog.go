@@ -78,7 +78,7 @@ type Service struct {
 	releases  release.Store
 	// reader reads the analysis templates' metrics during a bake.
 	reader analysis.Reader
-	bakes     release.Runs
+	bakes  release.Runs
 
 	mu       sync.Mutex
 	inflight map[string]release.Record
