@@ -22,6 +22,7 @@ import (
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/router"
 	"github.com/redblack/redblack/services/router/proxy"
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/logging"
 	"github.com/redblack/redblack/shared/prom"
 )
@@ -104,7 +105,8 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 				routerArgs = append(routerArgs, httpsArgs...)
 				return a.upCluster(ctx, stopTimeout, cfg, cluster.Config{Nodes: nodes, Copies: copies, Hosts: hostsN, SharedFleet: awsf.provider.Provider == "aws",
 					Admin: cfg.Admin, UI: cfg.UI, Spans: cfg.Spans,
-					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: []string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}}, start)
+					ProvisionerArgs: provArgs, RouterArgs: routerArgs, WatchdogArgs: append([]string{"--latency-slack", cfg.Watchdog.LatencySlack.String()}, egressArgs(cfg.ProviderEgress)...),
+					CanaryArgs: egressArgs(cfg.ProviderEgress)}, start)
 			}
 			if !inProcessRouter {
 				self, err := os.Executable()
@@ -163,6 +165,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&dataPlane.Admin, "router-admin", dataPlane.Admin, "address of the router process's /metrics and /healthz (how stale its tables are); empty for none (the default when --admin is empty)")
 	cmd.Flags().BoolVar(&inProcessRouter, "in-process-router", false, "run the router in up's process (it then stops serving when up dies) rather than as its own supervised process")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
+	cmd.Flags().Var(&cfg.ProviderEgress, "provider-egress", "CIDR prefixes and addresses the analysis templates' providers (Prometheus, web) may be read from, comma-separated, repeatable (default: any but link-local)")
 	cmd.Flags().DurationVar(&cfg.Watchdog.LatencySlack, "bake-latency-slack", cfg.Watchdog.LatencySlack, "a p99 increase below this never fails a bake or the watch after completion (the bake's absolute floor beside its ratio)")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
 	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT), and of the provisioner with --provider aws (the local provisioner runs once per host: --hosts)")
@@ -192,6 +195,14 @@ func otlpExporter(ctx context.Context, endpoint string) (*otlptrace.Exporter, er
 }
 
 // tcpAddr is addr as a net.Addr (nil for "").
+// egressArgs passes the providers' egress allow-list to a service process.
+func egressArgs(e analysis.Egress) []string {
+	if len(e) == 0 {
+		return nil
+	}
+	return []string{"--provider-egress", e.String()}
+}
+
 func tcpAddr(addr string) net.Addr {
 	if addr == "" {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,5 +242,66 @@ func TestBakeJudgesTemplates(t *testing.T) {
 	t.Logf("v2: %s", rb.Reason)
 	if n := p.failures(); n > 0 {
 		t.Errorf("%d requests failed", n)
+	}
+}
+
+// TestProviderEgress: with the admin's allow-list (up --provider-egress),
+// a template whose provider is outside it is never read: the metric is
+// inconclusive with the allow-list in its reason, and the server sees no
+// request.
+func TestProviderEgress(t *testing.T) {
+	var hits atomic.Int32
+	jobs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprint(w, `{"jobs": {"run": 1000, "failed": 1}}`)
+	}))
+	t.Cleanup(jobs.Close)
+	cfg := testConfig()
+	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Admin = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", ""
+	var err error
+	if cfg.ProviderEgress, err = analysis.ParseEgress("10.0.0.0/8"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := mesh.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop(); testkit.KillAll(hello) })
+	svc := fastSpec()
+	svc.Strategy.Canary.Duration = spec.Duration(20 * time.Second)
+	p := &pipeline{t: t, m: m}
+	p.attach(svc)
+	ctx := context.Background()
+	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
+		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: jobs.URL + "/?group={{group}}", Kind: analysis.KindRatio,
+		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
+	}}}
+	if _, err := analysis.Put(ctx, akv, tm); err != nil {
+		t.Fatal(err)
+	}
+	svc.Strategy.Analysis = []string{"jobs"}
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		t.Fatal(err)
+	}
+	p.deployV1()
+	v2 := p.release("v2")
+	p.await(v2, 60*time.Second, events.CanaryStarted)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if r := p.record(v2); r.Report != nil {
+			if mr := r.Report.Metrics[len(r.Report.Metrics)-1]; mr.Name == "jobs_failed" && strings.Contains(mr.Inconclusive, "not in the providers' egress allow-list (10.0.0.0/8)") {
+				t.Logf("jobs_failed: %s", mr.Inconclusive)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the metric never said its provider is outside the allow-list: %+v", p.record(v2).Report)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d readings reached a provider outside the allow-list", n)
 	}
 }

@@ -59,8 +59,9 @@ type Config struct {
 	// steps, and one at a time (the observer lease) observes the fleet.
 	SharedFleet bool
 	// ProvisionerArgs and RouterArgs are more flags for those processes:
-	// the aws provider's and the ALB edge's; WatchdogArgs the watchdog's.
-	ProvisionerArgs, RouterArgs, WatchdogArgs []string
+	// the aws provider's and the ALB edge's; WatchdogArgs the watchdog's,
+	// CanaryArgs the canary's.
+	ProvisionerArgs, RouterArgs, WatchdogArgs, CanaryArgs []string
 	// KeepInstances leaves the instances running when the cluster stops.
 	KeepInstances bool
 	// Out receives the services' output (their logs); the nodes log into
@@ -209,6 +210,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			}
 		case "watchdog":
 			args = append(args, cfg.WatchdogArgs...)
+		case "canary":
+			args = append(args, cfg.CanaryArgs...)
 		case "router":
 			args = append(args, "--http", c.http, "--admin", "")
 			args = append(args, cfg.RouterArgs...)

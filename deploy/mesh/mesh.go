@@ -26,6 +26,7 @@ import (
 	"github.com/redblack/redblack/services/provisioner"
 	"github.com/redblack/redblack/services/router"
 	"github.com/redblack/redblack/services/watchdog"
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/auth"
 	"github.com/redblack/redblack/shared/discovery/lb"
 	"github.com/redblack/redblack/shared/natsx"
@@ -55,6 +56,10 @@ type Config struct {
 	Provisioner provisioner.Config
 	// Watchdog tunes the bake and deadline checks.
 	Watchdog watchdog.Config
+	// ProviderEgress is the allow-list of the addresses the analysis
+	// templates' providers may be read from, by the canary and the
+	// watchdog (empty: any but link-local).
+	ProviderEgress analysis.Egress
 	// TLSCert and TLSKey make the NATS listener TLS only; they are required
 	// when NATSListen is not a loopback address.
 	TLSCert, TLSKey string
@@ -198,7 +203,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 		switch name {
 		case "canary":
 			c := canary.DefaultConfig()
-			c.Topology = cfg.Topology
+			c.Topology, c.ProviderEgress = cfg.Topology, cfg.ProviderEgress
 			svc = canary.New(c, snc, log)
 		case "provisioner":
 			c := cfg.Provisioner
@@ -211,7 +216,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config) error {
 			svc = m.router
 		case "watchdog":
 			c := cfg.Watchdog
-			c.Topology = cfg.Topology
+			c.Topology, c.ProviderEgress = cfg.Topology, cfg.ProviderEgress
 			svc = watchdog.New(c, snc, log)
 		case "chaos":
 			c := chaos.DefaultConfig()

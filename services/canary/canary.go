@@ -16,6 +16,7 @@ import (
 	"github.com/redblack/redblack/services/canary/api"
 	"github.com/redblack/redblack/services/canary/intake"
 	"github.com/redblack/redblack/services/canary/phase"
+	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/natsx"
 	"github.com/redblack/redblack/shared/topology"
@@ -27,6 +28,9 @@ const Version = "0.1.0"
 // Config configures the canary service.
 type Config struct {
 	Topology topology.Options
+	// ProviderEgress is the admin's allow-list of the addresses analysis
+	// template providers may be read from (empty: any but link-local).
+	ProviderEgress analysis.Egress
 }
 
 // DefaultConfig returns the defaults.
@@ -77,6 +81,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("canary: %w", err)
 	}
 	ph.Metrics = s.metrics
+	ph.Reader = analysis.NewReader(s.cfg.ProviderEgress)
 	runs, err := ph.Start(ctx)
 	if err != nil {
 		return fmt.Errorf("canary: %w", err)

@@ -16,6 +16,7 @@ func Program() svcmain.Program {
 	return svcmain.Program{Name: "watchdog",
 		Bind: func(fs *flag.FlagSet) {
 			fs.DurationVar(&cfg.LatencySlack, "latency-slack", cfg.LatencySlack, "a p99 increase below this never fails a bake or the watch after completion")
+			fs.Var(&cfg.ProviderEgress, "provider-egress", "CIDR prefixes and addresses the analysis templates' providers may be read from, comma-separated (default: any but link-local)")
 		},
 		Build: func(nc *nats.Conn, log zerolog.Logger) svcmain.Runner {
 			return New(cfg, nc, log)

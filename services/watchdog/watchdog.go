@@ -57,6 +57,10 @@ type Config struct {
 	// StuckEvery is how often a rollback past its deadline raises stuck,
 	// and the first step of its re-drive backoff (default 1 min).
 	StuckEvery time.Duration
+	// ProviderEgress is the admin's allow-list of the addresses analysis
+	// template providers may be read from during a bake (empty: any but
+	// link-local).
+	ProviderEgress analysis.Egress
 }
 
 // DefaultConfig returns the defaults.
@@ -116,7 +120,8 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) *Service {
 		cfg.StuckEvery = d.StuckEvery
 	}
 	routers := &metrics.Directory{NC: nc}
-	s := &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}, known: routers.Known}
+	s := &Service{cfg: cfg, nc: nc, log: log, inflight: map[string]release.Record{}, bakes: release.Runs{Log: log}, known: routers.Known,
+		reader: analysis.NewReader(cfg.ProviderEgress)}
 	s.prom = newPromMetrics(func() float64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,6 +179,51 @@ func TestPrometheusProviderGarbage(t *testing.T) {
 			t.Errorf("%s: read %v", q, x)
 		} else {
 			t.Logf("%s: %v", q, err)
+		}
+	}
+}
+
+// TestEgressAllowList: with the admin's allow-list, a template's address
+// outside it is refused before any connection is made (the server counts
+// none), whatever name it is given; inside it, it is read. Bad entries are
+// refused with the entry named.
+func TestEgressAllowList(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprint(w, `{"v": 7}`)
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	m := Metric{Provider: ProviderWeb, Timeout: spec.Duration(time.Second)}
+	read := func(allow, address string) (float64, error) {
+		e, err := ParseEgress(allow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Address = address
+		return NewReader(e).Read(context.Background(), m, "$.v", Vars{})
+	}
+	for _, addr := range []string{"http://127.0.0.1:" + port, "http://localhost:" + port} {
+		if _, err := read("10.0.0.0/8, 192.168.1.7", addr); err == nil || !strings.Contains(err.Error(), "not in the providers' egress allow-list (10.0.0.0/8,192.168.1.7/32)") {
+			t.Fatalf("%s outside the allow-list: %v", addr, err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the server outside the allow-list", n)
+	}
+	for _, allow := range []string{"127.0.0.0/8", "127.0.0.1", "", "::1,127.0.0.1/32"} {
+		if x, err := read(allow, "http://127.0.0.1:"+port); err != nil || x != 7 {
+			t.Fatalf("allow %q: %v %v", allow, x, err)
+		}
+	}
+	// link-local stays refused even when allowed
+	if _, err := read("169.254.0.0/16", "http://169.254.169.254"); err == nil || !strings.Contains(err.Error(), "link-local") {
+		t.Fatalf("metadata address: %v", err)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "example.com", "1.2.3"} {
+		if _, err := ParseEgress(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("ParseEgress(%q): %v", bad, err)
 		}
 	}
 }

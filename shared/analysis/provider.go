@@ -9,7 +9,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,7 +30,8 @@ const MaxAnswerBytes = 1 << 20
 // Reader reads the metrics of templates from their providers.
 type Reader struct {
 	// HTTP is the client of both providers (default: one shared client
-	// without proxy, redirects or link-local addresses).
+	// without proxy, redirects or link-local addresses; NewReader makes
+	// one that also keeps to an egress allow-list).
 	HTTP *http.Client
 	// Now is the evaluation time of PromQL queries (default time.Now).
 	Now func() time.Time
@@ -44,25 +47,103 @@ func (r Reader) client() *http.Client {
 // defaultClient is the providers' client: one transport (its connections
 // reused from reading to reading), no proxy, no redirect, no link-local
 // address.
-var defaultClient = &http.Client{
-	Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second, Control: refuseLinkLocal}).DialContext,
-		MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute},
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+var defaultClient = newClient(nil)
+
+// NewReader is a Reader whose client connects only to addresses in allow
+// (and never to a link-local one); with allow empty, to any address but a
+// link-local one.
+func NewReader(allow Egress) Reader {
+	if len(allow) == 0 {
+		return Reader{}
+	}
+	return Reader{HTTP: newClient(allow)}
 }
 
-// refuseLinkLocal refuses a connection to a link-local address before it
-// is made: a template's address is a team's to choose, and the canary
-// service must not read a cloud's instance metadata (169.254.169.254) on
-// its behalf, whatever name resolves there.
-func refuseLinkLocal(network, address string, _ syscall.RawConn) error {
+func newClient(allow Egress) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second, Control: allow.control}).DialContext,
+			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Egress is the admin's allow-list of the addresses template providers may
+// be read from (up --provider-egress): a template's address is a team's to
+// choose, and the canary and the watchdog read it from inside the
+// deployment. Empty allows any address but a link-local one.
+type Egress []netip.Prefix
+
+// ParseEgress reads a comma-separated list of CIDR prefixes and addresses
+// (an address is its own /32 or /128).
+func ParseEgress(s string) (Egress, error) {
+	var out Egress
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("provider egress %q: not a CIDR prefix or an address", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// Set appends a comma-separated list of prefixes and addresses (a flag's
+// value: the flag may be repeated).
+func (e *Egress) Set(s string) error {
+	more, err := ParseEgress(s)
+	if err != nil {
+		return err
+	}
+	*e = append(*e, more...)
+	return nil
+}
+
+// Type names the flag's value for pflag.
+func (e *Egress) Type() string { return "cidrs" }
+
+// String lists the prefixes, comma-separated.
+func (e Egress) String() string {
+	var parts []string
+	for _, p := range e {
+		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// control refuses a connection before it is made to a link-local address
+// (a cloud's instance metadata, 169.254.169.254, whatever name resolves
+// there), and to any address outside the allow-list when there is one. It
+// sees the address dialled, after name resolution.
+func (e Egress) control(network, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return err
 	}
-	if ip := net.ParseIP(host); ip != nil && (ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast()) {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%s: not an address", address)
+	}
+	a = a.Unmap()
+	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() {
 		return fmt.Errorf("%s: a link-local address is never a provider", address)
 	}
-	return nil
+	if len(e) == 0 {
+		return nil
+	}
+	for _, p := range e {
+		if p.Contains(a) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: not in the providers' egress allow-list (%s)", address, e)
 }
 
 // Read is one reading of expr (a query, events or total of m) for the
