@@ -59,15 +59,16 @@ func (c *Clustered) Add(baseline bool, instance string, events, n float64) {
 	(*m)[instance] = k
 }
 
-// Valid reports whether the counts can be real: finite, non-negative, no
-// more events than trials, and at most MaxInstances+1 instances a group.
+// Valid reports whether the counts can be real: finite, no more events
+// than trials, some trials for every instance counted (Add counts none
+// without), and at most MaxInstances+1 instances a group.
 func (c Clustered) Valid() bool {
 	for _, m := range []map[string]Count{c.Base, c.Can} {
 		if len(m) > MaxInstances+1 {
 			return false
 		}
 		for _, k := range m {
-			if !(Rates{BaseEvents: k.Events, BaseN: k.N}).Valid() {
+			if k.N <= 0 || !(Rates{BaseEvents: k.Events, BaseN: k.N}).Valid() {
 				return false
 			}
 		}

@@ -112,4 +112,8 @@ func TestClusteredBounded(t *testing.T) {
 	if c.Valid() {
 		t.Fatal("more events than trials is valid")
 	}
+	c.Base["x"] = Count{}
+	if c.Valid() {
+		t.Fatal("an instance of no trials is valid (its rate is 0/0)")
+	}
 }
