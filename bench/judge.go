@@ -193,8 +193,9 @@ type InstanceRow struct {
 	PerLook   int
 	Instances int
 	Spread    float64
-	// Target: "healthy" (≤ 1 − confidence), "detect" (≥ 95 %), or "" (the
-	// information limit, printed for what it is).
+	// Target: "healthy" (≤ 1 − confidence), "detect" (≥ 95 %), or "" (no
+	// target: placement as large as the effect, printed for what it
+	// costs).
 	Target string
 	// Figures: the instance-aware judge, and (Unguarded) the judge on
 	// requests alone on the same draws; One: the default before it, one
@@ -252,7 +253,7 @@ func printInstances(env Env, o JudgeOptions) error {
 	tw := table(env.Out)
 	row(tw, "scenario", "requests/group/look", "instance-aware: failed", "requests alone, same draws", "one instance a group", "target")
 	for _, r := range JudgeInstances(o) {
-		target := map[string]string{"healthy": fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Confidence)), "detect": "≥ 95%", "": "the information limit"}[r.Target]
+		target := map[string]string{"healthy": fmt.Sprintf("≤ %.3g%%", 100*(1-cs.Confidence)), "detect": "≥ 95%", "": "— (placement as large as the effect)"}[r.Target]
 		row(tw, r.Name, r.PerLook, fmt.Sprintf("%.1f%%", 100*r.Figures.Failed), fmt.Sprintf("%.1f%%", 100*r.Figures.Unguarded), fmt.Sprintf("%.1f%%", 100*r.One.Failed), target)
 	}
 	return tw.Flush()
