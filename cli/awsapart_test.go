@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"github.com/redblack/redblack/services/provisioner"
-	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/shared/alb"
+	"github.com/redblack/redblack/shared/cwclient"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/routes"
 	"github.com/redblack/redblack/shared/testkit"
@@ -67,7 +66,7 @@ strategy:
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		moto.FeedALB(dctx, cw.NewFromConfig(ac, cloudwatch.QueryProtocol), func(ctx context.Context) map[string]int {
+		moto.FeedALB(dctx, cwclient.New(ac), func(ctx context.Context) map[string]int {
 			rt, _, err := routes.Get(ctx, rkv, "hello")
 			if err != nil {
 				return nil

@@ -10,13 +10,13 @@ import (
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
-	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"github.com/redblack/redblack/deploy/mesh"
 	"github.com/redblack/redblack/services/provisioner/aws"
 	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/shared/alb"
+	"github.com/redblack/redblack/shared/cwclient"
 	"github.com/redblack/redblack/shared/events"
 	"github.com/redblack/redblack/shared/release"
 	"github.com/redblack/redblack/shared/spec"
@@ -322,7 +322,7 @@ func startMoto(t *testing.T, svc spec.Service) *motoRig {
 	edge.DeregistrationDelay = 0
 	provider := aws.FromConfig(aws.Config{Subnets: me.Subnets[:1], ConsistencyWait: 5 * time.Second,
 		TargetGroup: edge.TargetGroup, ReleaseTargetGroup: edge.DeleteTargetGroup}, ac)
-	cwc := cw.NewFromConfig(ac, cloudwatch.QueryProtocol)
+	cwc := cwclient.New(ac)
 	src := cloudwatch.New(cwc, "")
 	src.Period = 1
 

@@ -6,10 +6,10 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/config"
-	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 
 	"github.com/redblack/redblack/services/router/cloudwatch"
 	"github.com/redblack/redblack/shared/alb"
+	"github.com/redblack/redblack/shared/cwclient"
 )
 
 // AWSFlags are the router's own flags for the ALB edge (beside alb.Flags):
@@ -48,7 +48,7 @@ func (f *AWSFlags) Apply(ctx context.Context, cfg *Config, edge *alb.Flags) erro
 	if err != nil {
 		return err
 	}
-	src := cloudwatch.New(cw.NewFromConfig(ac, cloudwatch.QueryProtocol), "")
+	src := cloudwatch.New(cwclient.New(ac), "")
 	src.Period = int32(f.MetricsPeriod)
 	cfg.Edge = e
 	cfg.CloudWatch = &cloudwatch.Bridge{Source: src, Dimension: e.TargetGroupDimension}

@@ -331,7 +331,7 @@ func (s *Service) watch(ctx context.Context, id string) error {
 	if rec.Previous != "" && bake.Reference() > 0 {
 		groups = append(groups, rec.Previous) // its slice of the traffic: the same-time reference
 	}
-	tj, vars, err := s.templates(ctx, rec, svc, &rules, len(groups) > 1 && rec.Phase == release.PhaseBaking)
+	tj, vars, err := s.templates(ctx, rec, svc, &rules, len(groups) > 1 && rec.Phase == release.PhaseBaking, switchedAt)
 	if errors.Is(err, analysis.ErrNotFound) {
 		// a template named by the spec is gone: no data is never a pass
 		return s.requestRollback(ctx, rec, "bake", "bake: inconclusive: "+err.Error())
@@ -481,10 +481,10 @@ func (s *Service) watch(ctx context.Context, id string) error {
 // bake with a same-time reference (none without one: the templates are
 // relative): each metric a critical share of the bake's budget, as in the
 // canary, taken from rules' Alpha; and the variables of the reference (the
-// old group) and of the new group.
-func (s *Service) templates(ctx context.Context, rec release.Record, svc spec.Service, rules *Rules, reference bool) (*analysis.Judge, [2]analysis.Vars, error) {
+// old group) and of the new group, since the switch.
+func (s *Service) templates(ctx context.Context, rec release.Record, svc spec.Service, rules *Rules, reference bool, switched time.Time) (*analysis.Judge, [2]analysis.Vars, error) {
 	tj := &analysis.Judge{}
-	vars := [2]analysis.Vars{{Service: rec.Service, Group: rec.Previous}, {Service: rec.Service, Group: rec.Group, Version: rec.Version}}
+	vars := [2]analysis.Vars{{Service: rec.Service, Group: rec.Previous, Since: switched}, {Service: rec.Service, Group: rec.Group, Version: rec.Version, Since: switched}}
 	if !reference || len(svc.Strategy.Analysis) == 0 {
 		return tj, vars, nil
 	}

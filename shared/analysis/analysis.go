@@ -41,6 +41,7 @@ import (
 const (
 	ProviderPrometheus = "prometheus"
 	ProviderWeb        = "web"
+	ProviderCloudWatch = "cloudwatch"
 )
 
 // Kinds of metric.
@@ -141,11 +142,13 @@ func (t Template) Validate() error {
 		seen[m.Name] = true
 		switch m.Provider {
 		case ProviderPrometheus, ProviderWeb:
+			if u, err := url.Parse(placeholderRE.ReplaceAllString(m.Address, "x")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(f+".address", "%q: want an http(s) URL", m.Address)
+			}
+		case ProviderCloudWatch:
+			validateCloudWatch(m, bad, f)
 		default:
-			bad(f+".provider", "%q: want %s or %s", m.Provider, ProviderPrometheus, ProviderWeb)
-		}
-		if u, err := url.Parse(placeholderRE.ReplaceAllString(m.Address, "x")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(f+".address", "%q: want an http(s) URL", m.Address)
+			bad(f+".provider", "%q: want %s, %s or %s", m.Provider, ProviderPrometheus, ProviderWeb, ProviderCloudWatch)
 		}
 		if err := checkPlaceholders(m.Address); err != nil {
 			bad(f+".address", "%v", err)
@@ -178,6 +181,12 @@ func (t Template) Validate() error {
 				} else if m.Provider == ProviderWeb {
 					if _, err := jsonpath.Parse(placeholderRE.ReplaceAllString(q, "x")); err != nil {
 						bad(f+"."+name, "not a JSONPath: %v", err)
+					}
+				} else if m.Provider == ProviderCloudWatch {
+					if cq, err := parseCloudWatch(q); err != nil {
+						bad(f+"."+name, "%v", err)
+					} else if m.Kind == KindRatio && cq.stat != "Sum" {
+						bad(f+"."+name, "statistic %s: a ratio's events and total are counts since the judgement began (Sum)", cq.stat)
 					}
 				}
 			}
@@ -216,6 +225,10 @@ func checkPlaceholders(s string) error {
 // Vars are what a query is rendered with: one group of one release.
 type Vars struct {
 	Service, Group, Version string
+	// Since is when the judgement began (a fixed time, kept across
+	// restarts): a provider whose counts are per period (cloudwatch) sums
+	// them from it, so a ratio's counts only grow.
+	Since time.Time
 }
 
 // Render substitutes the vars into a query or address; escape is applied to

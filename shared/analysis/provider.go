@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
@@ -33,8 +34,12 @@ type Reader struct {
 	// without proxy, redirects or link-local addresses; NewReader makes
 	// one that also keeps to an egress allow-list).
 	HTTP *http.Client
-	// Now is the evaluation time of PromQL queries (default time.Now).
+	// Now is the evaluation time of PromQL queries and the end of
+	// CloudWatch's (default time.Now).
 	Now func() time.Time
+	// CloudWatch gives the cloudwatch provider's client for a region
+	// (default: the SDK's default configuration for it).
+	CloudWatch func(ctx context.Context, region string) (*cw.Client, error)
 }
 
 func (r Reader) client() *http.Client {
@@ -159,6 +164,8 @@ func (r Reader) Read(ctx context.Context, m Metric, expr string, v Vars) (float6
 		x, err = r.prometheus(ctx, m.Address, Render(expr, v, nil))
 	case ProviderWeb:
 		x, err = r.web(ctx, Render(m.Address, v, url.QueryEscape), Render(expr, v, nil))
+	case ProviderCloudWatch:
+		x, err = r.cloudwatch(ctx, m.Address, m.Kind, Render(expr, v, nil), v.Since)
 	default:
 		return 0, fmt.Errorf("provider %q", m.Provider)
 	}

@@ -196,7 +196,7 @@ func (p *Phase) run(ctx context.Context, id string) error {
 		}
 		return p.finish(ctx, rec, verdictKind(rec, false), events.CanaryResult{Service: rec.Service, Canary: rec.Canary, Reason: "inconclusive: " + err.Error()}, false, cs.Duration.D())
 	}
-	w.vars = p.templateVars(ctx, rec, rec.Baseline, rec.Canary)
+	w.vars = p.templateVars(ctx, rec, rec.Baseline, rec.Canary, rec.JudgeFrom)
 	verdict, err := p.judge(ctx, rec, cs, w)
 	if err != nil {
 		return err
@@ -354,9 +354,9 @@ type judged struct {
 
 // templateVars are the templates' variables for the baseline group (of
 // the version in production: the previous release's) and the canary
-// group (of the release's version).
-func (p *Phase) templateVars(ctx context.Context, rec release.Record, baseline, canary string) [2]analysis.Vars {
-	vars := [2]analysis.Vars{{Service: rec.Service, Group: baseline}, {Service: rec.Service, Group: canary, Version: rec.Version}}
+// group (of the release's version), for a judgement that began at since.
+func (p *Phase) templateVars(ctx context.Context, rec release.Record, baseline, canary string, since time.Time) [2]analysis.Vars {
+	vars := [2]analysis.Vars{{Service: rec.Service, Group: baseline, Since: since}, {Service: rec.Service, Group: canary, Version: rec.Version, Since: since}}
 	if prev, err := p.releases.ReleaseOf(ctx, rec.Previous); err == nil {
 		if r, _, err := p.releases.Get(ctx, prev); err == nil {
 			vars[0].Version = r.Version

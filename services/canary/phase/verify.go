@@ -70,7 +70,7 @@ func (p *Phase) verify(ctx context.Context, id string) error {
 		}
 		return p.verified(ctx, rec, b, events.CanaryResult{Service: rec.Service, Canary: rec.Group, Reason: "inconclusive: " + err.Error()}, false)
 	}
-	w.vars = p.templateVars(ctx, rec, rec.Previous, rec.Group)
+	w.vars = p.templateVars(ctx, rec, rec.Previous, rec.Group, rec.EnteredAt(release.PhaseRolling))
 	v, err := p.judge(ctx, rec, cs, w)
 	if err != nil {
 		return err

@@ -13,21 +13,12 @@ import (
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	cw "github.com/aws/aws-sdk-go-v2/service/cloudwatch"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
 	"github.com/redblack/redblack/shared/loop"
 	"github.com/redblack/redblack/shared/metrics"
 	"github.com/redblack/redblack/shared/routing"
 )
-
-// QueryProtocol makes a client speak CloudWatch's awsQuery protocol rather
-// than the SDK's default RPC v2 CBOR: AWS accepts both; moto (5.2) only the
-// query protocol. Use it as a client option: cw.NewFromConfig(c, QueryProtocol).
-func QueryProtocol(o *cw.Options) {
-	o.Protocol = awsquery.New(schemas.GraniteServiceVersion20100801)
-}
 
 // Namespace of the ALB's metrics.
 const Namespace = "AWS/ApplicationELB"

@@ -10,6 +10,7 @@ import (
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 
 	"github.com/redblack/redblack/services/router/cloudwatch"
+	"github.com/redblack/redblack/shared/cwclient"
 	"github.com/redblack/redblack/shared/testkit/moto"
 )
 
@@ -18,7 +19,7 @@ import (
 // sample of the group: requests, 5xx and the latency bucket of the average.
 func TestRoundTripOnMoto(t *testing.T) {
 	srv := moto.Start(t)
-	client := cw.NewFromConfig(srv.Config(t), cloudwatch.QueryProtocol)
+	client := cwclient.New(srv.Config(t))
 	ctx := context.Background()
 	tg := "targetgroup/hello-v002/943f017f100becff"
 	at := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Minute)
