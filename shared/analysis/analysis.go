@@ -141,14 +141,14 @@ func (t Template) Validate() error {
 		}
 		seen[m.Name] = true
 		switch m.Provider {
-		case ProviderPrometheus, ProviderWeb:
-			if u, err := url.Parse(placeholderRE.ReplaceAllString(m.Address, "x")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(f+".address", "%q: want an http(s) URL", m.Address)
-			}
-		case ProviderCloudWatch:
-			validateCloudWatch(m, bad, f)
+		case ProviderPrometheus, ProviderWeb, ProviderCloudWatch:
 		default:
 			bad(f+".provider", "%q: want %s, %s or %s", m.Provider, ProviderPrometheus, ProviderWeb, ProviderCloudWatch)
+		}
+		if m.Provider == ProviderCloudWatch {
+			validateCloudWatch(m, bad, f)
+		} else if u, err := url.Parse(placeholderRE.ReplaceAllString(m.Address, "x")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(f+".address", "%q: want an http(s) URL", m.Address)
 		}
 		if err := checkPlaceholders(m.Address); err != nil {
 			bad(f+".address", "%v", err)
