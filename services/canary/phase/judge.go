@@ -3,6 +3,7 @@ package phase
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ type Checkpoint struct {
 	// Providers is the evidence of the analysis templates' metrics, by
 	// template/metric.
 	Providers map[string]*analysis.State `json:"providers,omitempty"`
+	// Final is the router metrics' test at the end (judge.State.Final),
+	// once taken: it is taken once a judgement.
+	Final map[string]judge.FinalVerdict `json:"final,omitempty"`
 }
 
 // MaxCheckpointBytes bounds a checkpoint read back from the record.
@@ -59,6 +63,14 @@ func DecodeCheckpoint(b []byte) (Checkpoint, error) {
 	}
 	if !c.State.Valid(metrics.MaxBuckets) || c.Looks < 0 || len(c.Providers) > spec.MaxAnalysis*analysis.MaxMetrics {
 		return Checkpoint{}, fmt.Errorf("canary checkpoint: counts or histograms that cannot be real")
+	}
+	if len(c.Final) > len(spec.DefaultMetrics())*8 {
+		return Checkpoint{}, fmt.Errorf("canary checkpoint: %d final verdicts", len(c.Final))
+	}
+	for _, f := range c.Final {
+		if !f.Valid() {
+			return Checkpoint{}, fmt.Errorf("canary checkpoint: a final verdict that cannot be real")
+		}
 	}
 	for _, ps := range c.Providers {
 		if ps == nil || !ps.Valid() {
@@ -108,12 +120,22 @@ const (
 func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 	j.Checkpoint.Looks++
 	vs := j.Checkpoint.State.Look(j.cfg)
+	// the test at the end, taken once: at the first look at or past the
+	// duration where every router metric has its requests
+	if end && j.Checkpoint.Final == nil && !slices.ContainsFunc(vs, func(v judge.MetricVerdict) bool { return v.Result.Classification == judge.NoData }) {
+		j.Checkpoint.Final = j.Checkpoint.State.Final(j.cfg)
+	}
 	var result events.CanaryResult
 	var ms []judge.Metric
 	var bad, missing []string
 	enough, within := true, true
 	for i, v := range vs {
 		m := j.cfg.Metrics[i]
+		finalBad := ""
+		if f := j.Checkpoint.Final[m.Name]; v.Result.Classification == judge.Pass && (f.Classification == judge.High || f.Classification == judge.Low) {
+			v.Result.Classification = f.Classification
+			finalBad = fmt.Sprintf(" (the test at the end of the duration: %.2f standard errors past the tolerance, held to %.2f)", f.Z, f.Critical)
+		}
 		ms = append(ms, judge.Metric{Result: v.Result, Weight: m.Weight, Critical: m.Critical})
 		r := v.Result
 		result.Metrics = append(result.Metrics, events.MetricReport{
@@ -127,7 +149,7 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 			enough = false
 			missing = append(missing, fmt.Sprintf("%s has %d baseline and %d canary requests of %d needed", m.Name, r.BaselineSamples, r.CanarySamples, j.cfg.MinSamples))
 		case judge.High, judge.Low:
-			bad = append(bad, describe(m, r)+placement(v))
+			bad = append(bad, describe(m, r)+finalBad+placement(v))
 		}
 		within = within && v.Within
 	}

@@ -5,9 +5,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redblack/redblack/services/canary/judge"
 	"github.com/redblack/redblack/shared/analysis"
 	"github.com/redblack/redblack/shared/metrics"
+	"github.com/redblack/redblack/shared/spec"
 )
 
 // asSample turns simulated totals into one router sample.
@@ -145,6 +148,7 @@ func TestDecodeCheckpointRefusesBadShapes(t *testing.T) {
 		`{"state":{"bounds":[100,200],"base":[1],"can":[1,1,1]}}`,
 		`{"state":{"bounds":[200,100],"base":[1,1,1],"can":[1,1,1]}}`,
 		`{"state":{},"extra":1}`,
+		`{"final":{"error_rate":{"classification":"Worse","z":1,"critical":2}}}`,
 		`not json`,
 		strings.Repeat(" ", MaxCheckpointBytes+1),
 	} {
@@ -169,9 +173,9 @@ func TestWholeCanaryFigures(t *testing.T) {
 		new, old float64
 	}{
 		{"healthy 0.5%", healthy, true, 0, 0.345},
-		{"+1 point of errors", metrics.Synthetic{ErrorRate: 0.015, MedianMs: 20, Sigma: 0.5}, false, 0.945, 0},
+		{"+1 point of errors", metrics.Synthetic{ErrorRate: 0.015, MedianMs: 20, Sigma: 0.5}, false, 0.995, 0}, // 0.945 on the sequence alone, before the test at the end
 		{"+20% p50", metrics.Synthetic{ErrorRate: 0.005, MedianMs: 24, Sigma: 0.5}, false, 1, 0},
-		{"+50% p99", metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.67432}, false, 0.99, 0},
+		{"+50% p99", metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.67432}, false, 1, 0},
 	}
 	for _, c := range cases {
 		f := Simulate(cs, Scenario{Baseline: healthy, Canary: c.canary, PerLook: 600}, 200, 11, c.fixed)
@@ -244,5 +248,37 @@ func TestPlacementIsNotTheVersion(t *testing.T) {
 	up := Simulate(cs, Scenario{Baseline: base, Canary: slower, PerLook: 600, Instances: 5}, trials, 12, false)
 	if up.Failed < 0.95 {
 		t.Errorf("+20%% p50 on every instance failed %.1f%% of canaries", 100*up.Failed)
+	}
+}
+
+// TestFinalTestTakenOnce: the test at the end is taken at the first look
+// at the end with every metric's requests, and only then: looks in the
+// grace after it (a template waiting for data, say) do not test again on
+// more data, which would spend its half of the budget again. It fails
+// +1 point of errors that the sequence alone has not failed by then.
+func TestFinalTestTakenOnce(t *testing.T) {
+	cs := canarySpec()
+	j := NewJudge(cs)
+	r := rand.New(rand.NewPCG(3, 4))
+	b, c := metrics.Synthetic{ErrorRate: 0.005, MedianMs: 20, Sigma: 0.5}.Generator(), metrics.Synthetic{ErrorRate: 0.015, MedianMs: 20, Sigma: 0.5}.Generator()
+	at := time.Unix(1_700_000_000, 0)
+	add := func(n int) {
+		j.Add(b.Sample(r, n, "s", "b", at, at.Add(time.Second)), true)
+		j.Add(c.Sample(r, n, "s", "c", at, at.Add(time.Second)), false)
+	}
+	add(2500) // not yet conclusive for the sequence at its half of the budget
+	if _, out := j.Look(false, false); out != Undecided || j.Checkpoint.Final != nil {
+		t.Fatalf("before the end: %v, final %v", out, j.Checkpoint.Final)
+	}
+	add(2500)
+	res, out := j.Look(true, false)
+	final := j.Checkpoint.Final[spec.MetricErrorRate]
+	if final.Classification != judge.High || out != Failed || !strings.Contains(res.Reason, "the test at the end of the duration") {
+		t.Fatalf("at the end: %v %+v: %s", out, final, res.Reason)
+	}
+	add(50000)
+	j.Look(true, false)
+	if again := j.Checkpoint.Final[spec.MetricErrorRate]; again != final {
+		t.Fatalf("the test at the end was taken again: %+v, then %+v", final, again)
 	}
 }
