@@ -229,6 +229,12 @@ type Vars struct {
 	// restarts): a provider whose counts are per period (cloudwatch) sums
 	// them from it, so a ratio's counts only grow.
 	Since time.Time
+	// At is the evaluation time of a reading (zero: the reader's now).
+	// Every query of one reading is evaluated at the same time, so that a
+	// ratio's events and total come from the same scrape: evaluated a
+	// moment apart, a scrape between them puts a second's requests in the
+	// total and none in the events.
+	At time.Time
 }
 
 // Render substitutes the vars into a query or address; escape is applied to

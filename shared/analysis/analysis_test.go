@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,5 +226,33 @@ func TestEgressAllowList(t *testing.T) {
 		if _, err := ParseEgress(bad); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("ParseEgress(%q): %v", bad, err)
 		}
+	}
+}
+
+// TestOneEvaluationTimeAReading: the four queries of a ratio's reading are
+// evaluated at one time, so that events and total come from the same
+// scrape (CI saw a reading a second apart put 449 requests in a canary's
+// total and no order in its events).
+func TestOneEvaluationTimeAReading(t *testing.T) {
+	var mu sync.Mutex
+	var times []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, r.FormValue("time"))
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // the queries are apart in time
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"scalar","result":[1,"5"]}}`)
+	}))
+	defer srv.Close()
+	j := &Judge{Alpha: 0.01, MinSamples: 1}
+	j.Add([]Template{{Name: "t", Metrics: []Metric{{Name: "m", Provider: ProviderPrometheus, Address: srv.URL, Kind: KindRatio,
+		Events: "e", Total: "n", Timeout: spec.Duration(time.Second)}}}})
+	rs := j.Read(context.Background(), Reader{}, Vars{Group: "b"}, Vars{Group: "c"})
+	if rd := rs["t/m"]; rd.Err != nil || len(rd.Values) != 4 {
+		t.Fatalf("reading: %+v", rd)
+	}
+	if len(times) != 4 || times[0] == "" || times[1] != times[0] || times[2] != times[0] || times[3] != times[0] {
+		t.Fatalf("evaluation times %q: want one for the whole reading", times)
 	}
 }

@@ -97,7 +97,7 @@ func defaultCloudWatch(ctx context.Context, region string) (*cw.Client, error) {
 
 // cloudwatch reads one query for a metric of kind: a value's newest
 // datapoint, or a ratio's Sum since v.Since.
-func (r Reader) cloudwatch(ctx context.Context, region, kind, query string, since time.Time) (float64, error) {
+func (r Reader) cloudwatch(ctx context.Context, region, kind, query string, since, at time.Time) (float64, error) {
 	q, err := parseCloudWatch(query)
 	if err != nil {
 		return 0, fmt.Errorf("cloudwatch: %w", err)
@@ -110,11 +110,7 @@ func (r Reader) cloudwatch(ctx context.Context, region, kind, query string, sinc
 	if err != nil {
 		return 0, fmt.Errorf("cloudwatch %s: %w", region, err)
 	}
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
-	end := now().Truncate(time.Minute).Add(time.Minute)
+	end := at.Truncate(time.Minute).Add(time.Minute)
 	start, period := end.Add(-CloudWatchWindow), int32(60)
 	if kind == KindRatio {
 		if since.IsZero() {

@@ -137,6 +137,11 @@ type Reading struct {
 // takes the network's time); Observe applies them.
 func (j *Judge) Read(ctx context.Context, r reader, base, can Vars) Readings {
 	out := Readings{}
+	// one evaluation time for every query of the reading
+	if base.At.IsZero() && can.At.IsZero() {
+		at := time.Now()
+		base.At, can.At = at, at
+	}
 	for _, m := range j.metrics {
 		var rd Reading
 		exprs := []string{m.Query}

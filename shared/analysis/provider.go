@@ -151,6 +151,17 @@ func (e Egress) control(network, address string, _ syscall.RawConn) error {
 	return fmt.Errorf("%s: not in the providers' egress allow-list (%s)", address, e)
 }
 
+// at is a reading's evaluation time: v.At, or now.
+func (r Reader) at(v Vars) time.Time {
+	switch {
+	case !v.At.IsZero():
+		return v.At
+	case r.Now != nil:
+		return r.Now()
+	}
+	return time.Now()
+}
+
 // Read is one reading of expr (a query, events or total of m) for the
 // group in v: one finite number, or an error (ErrNoData when the provider
 // answered without one). It never takes longer than m's timeout.
@@ -161,11 +172,11 @@ func (r Reader) Read(ctx context.Context, m Metric, expr string, v Vars) (float6
 	var err error
 	switch m.Provider {
 	case ProviderPrometheus:
-		x, err = r.prometheus(ctx, m.Address, Render(expr, v, nil))
+		x, err = r.prometheus(ctx, m.Address, Render(expr, v, nil), r.at(v))
 	case ProviderWeb:
 		x, err = r.web(ctx, Render(m.Address, v, url.QueryEscape), Render(expr, v, nil))
 	case ProviderCloudWatch:
-		x, err = r.cloudwatch(ctx, m.Address, m.Kind, Render(expr, v, nil), v.Since)
+		x, err = r.cloudwatch(ctx, m.Address, m.Kind, Render(expr, v, nil), v.Since, r.at(v))
 	default:
 		return 0, fmt.Errorf("provider %q", m.Provider)
 	}
@@ -177,16 +188,12 @@ func (r Reader) Read(ctx context.Context, m Metric, expr string, v Vars) (float6
 
 // prometheus evaluates an instant query: a scalar, or a vector of exactly
 // one sample.
-func (r Reader) prometheus(ctx context.Context, address, query string) (float64, error) {
+func (r Reader) prometheus(ctx context.Context, address, query string, at time.Time) (float64, error) {
 	c, err := api.NewClient(api.Config{Address: address, Client: r.client()})
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
-	val, _, _, err := promv1.NewAPI(c).Query(ctx, query, now())
+	val, _, _, err := promv1.NewAPI(c).Query(ctx, query, at)
 	if err != nil {
 		return 0, fmt.Errorf("prometheus %s: %w", address, err)
 	}

@@ -78,6 +78,15 @@ func (c SeqConfig) alpha(m SeqMetric) float64 {
 	return a
 }
 
+// guarded says whether the placement guard holds a metric's verdicts back:
+// the latency metrics only. Placement is what a host's neighbours and
+// cache do to latency; an error is a user's failed request, and errors
+// from some instances of the new version only (a slot's data its
+// migration breaks) are the release's: TestRollingStoreUnderWrites fails
+// the one slot v3 breaks, which a guard on errors would excuse as that
+// instance's draw.
+func (c SeqConfig) guarded(m SeqMetric) bool { return !c.Unguarded && m.Quantile != 0 }
+
 // State is the evidence of one canary: sufficient statistics only, so it
 // can be checkpointed at every look and resumed after a restart.
 type State struct {
@@ -95,9 +104,9 @@ type State struct {
 	// Peak is the strongest evidence against the canary each metric ever
 	// reached (1 fails it): how close the canary came to failing.
 	Peak map[string]float64 `json:"peak,omitempty"`
-	// Inst are the placement guard's counts by instance, by metric name:
-	// errors of requests, and requests past the baseline's quantile x
-	// itself (no tolerance). See Look.
+	// Inst are the counts by instance, by metric name: errors of requests
+	// (the spread reported), and requests past the baseline's quantile x
+	// itself (no tolerance: the placement guard's). See Look.
 	Inst map[string]*anytime.Clustered `json:"inst,omitempty"`
 }
 
@@ -258,21 +267,23 @@ func (st *State) Look(cfg SeqConfig) []MetricVerdict {
 		_, variance := rates.Diff()
 		v.Result.Estimate, v.Result.Low, v.Result.High = est, lo, hi
 		shift := v.Result.CanaryMedian - v.Result.BaselineMedian
-		// The placement guard: a verdict also needs the difference to
-		// stand out of the instances' draw (anytime.Clustered.Standout) at
-		// the metric's level: each group's rate past the baseline's x
-		// itself (no tolerance), by instance.
+		// The placement guard (latency: guarded): a verdict also needs the
+		// difference to stand out of the instances' draw
+		// (anytime.Clustered.Standout) at the metric's level: each group's
+		// rate past the baseline's x itself (no tolerance), by instance.
 		guardUp, guardDown, place := true, true, 0.0
 		guardEvidence := func(int) float64 { return math.Inf(1) }
-		if g := st.Inst[m.Name]; g != nil && !cfg.Unguarded {
+		if g := st.Inst[m.Name]; g != nil {
+			sigma2, df := g.Placement()
+			v.BaseInstances, v.CanInstances = g.Instances()
+			v.PlacementSD, v.PlacementDF = math.Sqrt(sigma2), df
+		}
+		if g := st.Inst[m.Name]; g != nil && cfg.guarded(m) {
 			place = g.PlacementVariance()
 			if t, crit, _, ok := g.Standout(share, 1); ok {
 				guardUp, guardDown = t > crit, -t > crit
 				guardEvidence = func(bad int) float64 { return math.Max(0, t*float64(bad)/crit) }
 			}
-			sigma2, df := g.Placement()
-			v.BaseInstances, v.CanInstances = g.Instances()
-			v.PlacementSD, v.PlacementDF = math.Sqrt(sigma2), df
 		}
 		// an early pass must hold whatever the instances' draw: its
 		// bounds are widened by the placement's share of the variance
@@ -355,7 +366,7 @@ func (st *State) Final(cfg SeqConfig) map[string]FinalVerdict {
 			continue
 		}
 		guardUp, guardDown := true, true
-		if g := st.Inst[m.Name]; g != nil && !cfg.Unguarded {
+		if g := st.Inst[m.Name]; g != nil && cfg.guarded(m) {
 			if t, gcrit, _, ok := g.Standout(share, 1); ok {
 				guardUp, guardDown = t > gcrit, -t > gcrit
 			}
