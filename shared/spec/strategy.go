@@ -264,7 +264,7 @@ const DefaultMinSamples = 50
 // estimates the spread between instances from them (8 degrees of
 // freedom); with ±10 % between instances of one version, 5 a group keep
 // healthy canaries under 1 % failed while +20 % p50 is still caught
-// (`redblack bench judge`), where 1 a group failed 7–11 % of them.
+// (`redblack bench judge`), where 1 a group failed 6–10 % of them.
 const DefaultCanaryCapacity = 5
 
 func (s *Service) defaultStrategy() {
