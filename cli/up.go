@@ -165,7 +165,7 @@ with up, unless --keep-instances. --in-process-router runs it in up instead.`,
 	cmd.Flags().StringVar(&dataPlane.Admin, "router-admin", dataPlane.Admin, "address of the router process's /metrics and /healthz (how stale its tables are); empty for none (the default when --admin is empty)")
 	cmd.Flags().BoolVar(&inProcessRouter, "in-process-router", false, "run the router in up's process (it then stops serving when up dies) rather than as its own supervised process")
 	cmd.Flags().StringVar(&otlp, "otlp", "", "OTLP/HTTP endpoint URL (http://collector:4318) to export each release as a trace to")
-	cmd.Flags().Var(&cfg.ProviderEgress, "provider-egress", "CIDR prefixes and addresses the analysis templates' providers (Prometheus, web) may be read from, comma-separated, repeatable (default: any but link-local)")
+	cmd.Flags().Var(&cfg.ProviderEgress, "provider-egress", "CIDR prefixes and addresses the analysis templates' providers (prometheus, web: the addresses teams choose) may be read from, comma-separated, repeatable (default: any but link-local)")
 	cmd.Flags().DurationVar(&cfg.Watchdog.LatencySlack, "bake-latency-slack", cfg.Watchdog.LatencySlack, "a p99 increase below this never fails a bake or the watch after completion (the bake's absolute floor beside its ratio)")
 	cmd.Flags().IntVar(&nodes, "nodes", 0, "run a NATS cluster of this many server processes (3 for replicas 3) and each service as its own supervised process, instead of everything in this process")
 	cmd.Flags().IntVar(&copies, "copies", 1, "with --nodes: run this many processes of each of canary, watchdog, chaos and router (the routers share the --http port with SO_REUSEPORT), and of the provisioner with --provider aws (the local provisioner runs once per host: --hosts)")
@@ -194,7 +194,6 @@ func otlpExporter(ctx context.Context, endpoint string) (*otlptrace.Exporter, er
 	return exp, nil
 }
 
-// tcpAddr is addr as a net.Addr (nil for "").
 // egressArgs passes the providers' egress allow-list to a service process.
 func egressArgs(e analysis.Egress) []string {
 	if len(e) == 0 {
@@ -203,6 +202,7 @@ func egressArgs(e analysis.Egress) []string {
 	return []string{"--provider-egress", e.String()}
 }
 
+// tcpAddr is addr as a net.Addr (nil for "").
 func tcpAddr(addr string) net.Addr {
 	if addr == "" {
 		return nil
