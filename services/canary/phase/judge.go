@@ -149,7 +149,7 @@ func (j *Judge) Look(end, last bool) (events.CanaryResult, Outcome) {
 			enough = false
 			missing = append(missing, fmt.Sprintf("%s has %d baseline and %d canary requests of %d needed", m.Name, r.BaselineSamples, r.CanarySamples, j.cfg.MinSamples))
 		case judge.High, judge.Low:
-			bad = append(bad, describe(m, r)+finalBad+placement(v))
+			bad = append(bad, describe(m, r)+finalBad+placement(m, v))
 		}
 		within = within && v.Within
 	}
@@ -221,8 +221,12 @@ func describe(m judge.SeqMetric, r judge.Result) string {
 		m.Name, r.Classification, r.CanaryMedian, r.BaselineMedian, 100*r.Estimate, m.Tolerance, 100*r.Low, 100*r.High)
 }
 
-// placement says how far the instances' draw was counted in a verdict.
-func placement(v judge.MetricVerdict) string {
+// placement says how far the instances' draw was counted in a verdict
+// (the latency metrics'; errors are not excused by placement).
+func placement(m judge.SeqMetric, v judge.MetricVerdict) string {
+	if m.Quantile == 0 {
+		return ""
+	}
 	if v.PlacementDF == 0 {
 		return fmt.Sprintf("; %d and %d instances: placement not measured, a difference may be the instance's", v.BaseInstances, v.CanInstances)
 	}
