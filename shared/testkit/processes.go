@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,11 +85,21 @@ func pids(match func(exe string) bool) []int {
 // MainWithHello is a TestMain for packages that run hello instances: it
 // builds hello into a temp dir, stores its path in *hello, runs the tests,
 // kills every hello process left (even after a failure), removes the dir
-// and exits with the tests' status.
+// and exits with the tests' status. A reaper (startReaper) does the same
+// when the test binary dies without getting there: `go test -timeout`'s
+// panic ends it at once, and the instances, in sessions of their own,
+// would outlive it.
 func MainWithHello(m interface{ Run() int }, hello *string) {
+	if path := os.Getenv(reaperEnv); path != "" {
+		reap(path)
+		return
+	}
 	dir, err := os.MkdirTemp("", "redblack-hello-")
 	if err == nil {
 		*hello, err = BuildHello(dir)
+	}
+	if err == nil {
+		err = startReaper(*hello)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -98,4 +109,42 @@ func MainWithHello(m interface{ Run() int }, hello *string) {
 	KillAll(*hello)
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// reaperEnv names, in the reaper's environment, the binary whose
+// processes it kills.
+const reaperEnv = "REDBLACK_TEST_REAPER_FOR"
+
+// reaperPipe is the write end of the reaper's stdin: only the test binary
+// holds it (pipes are close-on-exec, so no instance inherits it), so the
+// reaper reads EOF exactly when the test binary is gone, however it ends.
+// Kept here so that no finalizer closes it while the tests run.
+var reaperPipe *os.File
+
+// startReaper starts the test binary again as the reaper of path's
+// processes.
+func startReaper(path string) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), reaperEnv+"="+path)
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("testkit: start the reaper: %w", err)
+	}
+	go cmd.Wait() //nolint:errcheck // reaped when it ends; nothing to report
+	reaperPipe = w
+	return nil
+}
+
+// reap waits for its test binary to end (EOF on stdin), then kills every
+// process of path and removes path's directory.
+func reap(path string) {
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	KillAll(path)
+	os.RemoveAll(filepath.Dir(path))
 }
