@@ -146,36 +146,11 @@ func TestBusinessMetricThroughPrometheus(t *testing.T) {
 // of their jobs and v1's 1 %: v2's first batch fails its verify through the
 // template, its query in the reason, and the roll goes back.
 func TestRollingVerifyJudgesTemplates(t *testing.T) {
-	start := time.Now()
-	jobs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		total := 100 * time.Since(start).Milliseconds() // jobs run so far, growing
-		failed := total / 100
-		if strings.Contains(r.URL.Query().Get("group"), "-v002") {
-			failed = total * 3 / 10
-		}
-		fmt.Fprintf(w, `{"jobs": {"run": %d, "failed": %d}}`, total, failed)
-	}))
-	t.Cleanup(jobs.Close)
-
+	jobs, _ := jobsServer(t, func(g string) bool { return strings.Contains(g, "-v002") })
 	svc := bench.NewSpec("hello", "t", hello).Capacity(2).LatencySlack(testkit.LatencySlack).Rolling(500*time.Millisecond, 4*time.Second).Build()
 	svc.Strategy.Rolling.Stateless = true
 	p := newPipeline(t, t.TempDir(), svc)
-	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
-		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: jobs.URL + "/?group={{group}}", Kind: analysis.KindRatio,
-		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
-	}}}
-	ctx := context.Background()
-	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := analysis.Put(ctx, akv, tm); err != nil {
-		t.Fatal(err)
-	}
-	svc.Strategy.Analysis = []string{"jobs"}
-	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
-		t.Fatal(err)
-	}
+	p.useJobsTemplate(svc, jobs.URL)
 	p.deployV1()
 
 	v2 := p.release("v2")
@@ -197,36 +172,11 @@ func TestRollingVerifyJudgesTemplates(t *testing.T) {
 // only at scale): the canary passes, and the bake rolls v2 back through
 // the template, with its query in the reason.
 func TestBakeJudgesTemplates(t *testing.T) {
-	start := time.Now()
-	jobs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		total := 100 * time.Since(start).Milliseconds()
-		failed := total / 100
-		if r.URL.Query().Get("group") == "hello-v002" {
-			failed = total * 3 / 10
-		}
-		fmt.Fprintf(w, `{"jobs": {"run": %d, "failed": %d}}`, total, failed)
-	}))
-	t.Cleanup(jobs.Close)
-
+	jobs, _ := jobsServer(t, func(g string) bool { return g == "hello-v002" })
 	svc := fastSpec()
 	svc.Strategy.Bake.Duration = spec.Duration(8 * time.Second)
 	p := newPipeline(t, t.TempDir(), svc)
-	ctx := context.Background()
-	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
-		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: jobs.URL + "/?group={{group}}", Kind: analysis.KindRatio,
-		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
-	}}}
-	if _, err := analysis.Put(ctx, akv, tm); err != nil {
-		t.Fatal(err)
-	}
-	svc.Strategy.Analysis = []string{"jobs"}
-	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
-		t.Fatal(err)
-	}
+	p.useJobsTemplate(svc, jobs.URL)
 	p.deployV1()
 
 	v2 := p.release("v2")
@@ -250,12 +200,7 @@ func TestBakeJudgesTemplates(t *testing.T) {
 // inconclusive with the allow-list in its reason, and the server sees no
 // request.
 func TestProviderEgress(t *testing.T) {
-	var hits atomic.Int32
-	jobs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		fmt.Fprint(w, `{"jobs": {"run": 1000, "failed": 1}}`)
-	}))
-	t.Cleanup(jobs.Close)
+	jobs, hits := jobsServer(t, func(string) bool { return false })
 	cfg := testConfig()
 	cfg.DataDir, cfg.NATSListen, cfg.Router.HTTP, cfg.Admin = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", ""
 	var err error
@@ -271,22 +216,7 @@ func TestProviderEgress(t *testing.T) {
 	svc.Strategy.Canary.Duration = spec.Duration(20 * time.Second)
 	p := &pipeline{t: t, m: m}
 	p.attach(svc)
-	ctx := context.Background()
-	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
-		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: jobs.URL + "/?group={{group}}", Kind: analysis.KindRatio,
-		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
-	}}}
-	if _, err := analysis.Put(ctx, akv, tm); err != nil {
-		t.Fatal(err)
-	}
-	svc.Strategy.Analysis = []string{"jobs"}
-	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
-		t.Fatal(err)
-	}
+	p.useJobsTemplate(svc, jobs.URL)
 	p.deployV1()
 	v2 := p.release("v2")
 	p.await(v2, 60*time.Second, events.CanaryStarted)
@@ -303,5 +233,46 @@ func TestProviderEgress(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("%d readings reached a provider outside the allow-list", n)
+	}
+}
+
+// jobsServer is a team's web endpoint of jobs run and failed, by group
+// (?group=): counts that grow with time, 1 % of them failed, or 30 % for
+// the groups bad names. hits counts its answers.
+func jobsServer(t *testing.T, bad func(group string) bool) (srv *httptest.Server, hits *atomic.Int32) {
+	start, hits := time.Now(), new(atomic.Int32)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		total := 100 * time.Since(start).Milliseconds() // jobs run so far, growing
+		failed := total / 100
+		if bad(r.URL.Query().Get("group")) {
+			failed = total * 3 / 10
+		}
+		fmt.Fprintf(w, `{"jobs": {"run": %d, "failed": %d}}`, total, failed)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, hits
+}
+
+// useJobsTemplate stores team t's template jobs (jobs failed of jobs run,
+// from the web endpoint at url, at most 5 points more in a new version)
+// and applies svc naming it.
+func (p *pipeline) useJobsTemplate(svc spec.Service, url string) {
+	p.t.Helper()
+	ctx := context.Background()
+	akv, err := p.js.KeyValue(ctx, topology.BucketAnalysis)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	tm := analysis.Template{Name: "jobs", Owner: "t", Metrics: []analysis.Metric{{
+		Name: "jobs_failed", Provider: analysis.ProviderWeb, Address: url + "/?group={{group}}", Kind: analysis.KindRatio,
+		Events: "$.jobs.failed", Total: "$.jobs.run", Direction: "increase", Tolerance: 0.05,
+	}}}
+	if _, err := analysis.Put(ctx, akv, tm); err != nil {
+		p.t.Fatal(err)
+	}
+	svc.Strategy.Analysis = []string{"jobs"}
+	if _, err := spec.Apply(ctx, p.services, svc); err != nil {
+		p.t.Fatal(err)
 	}
 }
