@@ -60,8 +60,17 @@ func TestPipelineOnMoto(t *testing.T) {
 		t.Fatalf("the canary was judged on %+v", res.Metrics[0])
 	}
 	p.await(v2, 60*time.Second, events.ReleaseCompleted)
-	if w := weights(); w["hello-v002"] != alb.MaxWeight || w["hello-v001"] != 0 {
-		t.Fatalf("ALB after v2: %v", w)
+	// completion waits for the route to give the bake's reference slice
+	// back; the ALB follows the route a moment later (CI once read it at
+	// 99/899 right after completed)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		w := weights()
+		if w["hello-v002"] == alb.MaxWeight && w["hello-v001"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ALB after v2: %v", w)
+		}
 	}
 
 	r.setBad("hello-v003")
